@@ -1,0 +1,1 @@
+//! Dialog state (RFC 3261 §12).
