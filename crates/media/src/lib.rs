@@ -1,1 +1,21 @@
-//! media layer.
+//! The media layer: everything that touches audio.
+//!
+//! - [`codec`]: G.711 (our own tables), G.722, Opus; all convert to and from 16 kHz
+//!   16-bit linear frames of 20 ms ([`FRAME_SAMPLES`]).
+//! - [`dsp`]: resampling, packet-loss concealment helpers.
+//! - [`jitter`]: the adaptive jitter buffer.
+//! - [`dtmf`]: RFC 4733 telephone-events, receive and send.
+//! - [`rtp`], [`rtcp`]: packet headers and per-stream bookkeeping.
+//! - [`mixer`], [`topology`]: who hears whom, and the 20 ms mix.
+//! - [`engine`]: the sans-IO media core that ties a leg's packets to its room.
+//! - [`runtime`]: worker threads owning the RTP sockets and driving the core.
+
+/// Samples in one 20 ms frame at the 16 kHz mixing rate.
+pub const FRAME_SAMPLES: usize = 320;
+/// Mixing rate in Hz.
+pub const MIX_RATE: u32 = 16_000;
+
+pub mod codec;
+pub mod dsp;
+pub mod dtmf;
+pub mod jitter;
