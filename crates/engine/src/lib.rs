@@ -1,1 +1,11 @@
-//! engine layer.
+//! The engine: calls, legs, rooms and participants — the one core that every API
+//! dialect drives. [`Engine`] is a sans-IO state machine (see its module docs for the
+//! run loop); [`EngineHandle`] is how async code talks to it.
+
+pub mod engine;
+pub mod handle;
+pub mod leg;
+
+pub use engine::{local_capabilities, DialOut, Engine, EngineConfig, EngineError, EngineEvent, ALLOW};
+pub use handle::{Command, DialOutRequest, EngineHandle};
+pub use leg::{Direction, LegId, LegInfo, LegState, Service};

@@ -1,1 +1,246 @@
-fn main() {}
+//! `switchboard`: the server binary, and a small client for it.
+//!
+//! `serve` wires the layers together — transports, the signalling task that owns the
+//! engine, the media engine's threads, the HTTP APIs — and shuts them down in order on
+//! SIGTERM/SIGINT (BYE to live calls first). `call` asks a running server to place a
+//! call over its HTTP API.
+
+mod config;
+mod signalling;
+mod transport;
+
+use clap::{Parser, Subcommand};
+use config::Config;
+use engine::{Engine, EngineConfig, EngineHandle};
+use media::{MediaConfig, MediaEngine};
+use serde::Serialize;
+use signalling::Signalling;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "Programmable SIP call and conference server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Ask a running server to place a call.
+    Call(CallArgs),
+}
+
+/// Flags of `serve`. Each overrides the config file and `SWITCHBOARD_*` variables.
+#[derive(clap::Args, Serialize)]
+struct ServeArgs {
+    /// TOML config file (same keys as the flags, with underscores).
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// SIP UDP+TCP address [default: 127.0.0.1:5060]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sip_listen: Option<SocketAddr>,
+    /// HTTP API address [default: 127.0.0.1:8080]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_listen: Option<SocketAddr>,
+    /// RTP port range LO-HI [default: 20000-29999]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtp_ports: Option<String>,
+    /// Data directory [default: ./data]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// SIP domain [default: switchboard.local]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<String>,
+    /// Bearer token for the HTTP APIs (required off loopback)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_token: Option<String>,
+    /// SIP timer T1 in milliseconds [default: 500]; lower only for tests
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sip_t1_ms: Option<u64>,
+    /// Media worker threads, 0 = one per core [default: 0]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media_workers: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct CallArgs {
+    /// SIP URI to call, e.g. sip:bob@127.0.0.1:5070
+    to: String,
+    /// Base URL of the server's HTTP API
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "SWITCHBOARD_SERVER")]
+    server: String,
+    /// Bearer token
+    #[arg(long, env = "SWITCHBOARD_API_TOKEN")]
+    token: Option<String>,
+    /// Hang up this many seconds after answer
+    #[arg(long)]
+    hangup_after: Option<f64>,
+    /// User part of our From
+    #[arg(long)]
+    from: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Serve(args) => serve(args),
+        Cmd::Call(args) => call(args),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_logging();
+    let cfg = match Config::load(args.config.as_ref(), &args) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("switchboard-io").build();
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cfg: Config) -> Result<(), String> {
+    if !cfg.http_listen.ip().is_loopback() && cfg.api_token.is_none() {
+        return Err(format!(
+            "refusing to serve the HTTP API on {} without an API token: set --api-token or SWITCHBOARD_API_TOKEN",
+            cfg.http_listen
+        ));
+    }
+    let (rtp_lo, rtp_hi) = cfg.rtp_port_range()?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
+
+    // Transports first: a port conflict should fail before anything else starts.
+    let udp = Arc::new(UdpSocket::bind(cfg.sip_listen).await.map_err(|e| format!("SIP UDP {}: {e}", cfg.sip_listen))?);
+    let sip_addr = udp.local_addr().map_err(|e| e.to_string())?;
+    let tcp = TcpListener::bind(sip_addr).await.map_err(|e| format!("SIP TCP {sip_addr}: {e}"))?;
+    let http = TcpListener::bind(cfg.http_listen).await.map_err(|e| format!("HTTP {}: {e}", cfg.http_listen))?;
+    let advertised = if sip_addr.ip().is_unspecified() {
+        warn!("SIP listens on a wildcard address; advertising 127.0.0.1 in Via/Contact/SDP");
+        SocketAddr::new([127, 0, 0, 1].into(), sip_addr.port())
+    } else {
+        sip_addr
+    };
+
+    let (media_tx, media_rx) = mpsc::unbounded_channel();
+    let media = MediaEngine::start(
+        MediaConfig { bind_ip: advertised.ip(), rtp_ports: (rtp_lo, rtp_hi), workers: cfg.media_workers, rtp_timeout: Duration::from_secs(60) },
+        Box::new(move |ev| {
+            let _ = media_tx.send(ev);
+        }),
+    )
+    .map_err(|e| format!("media engine: {e}"))?;
+
+    let mut timers = sip::transaction::TimerConfig::default();
+    timers.t1 = Duration::from_millis(cfg.sip_t1_ms.max(1));
+    let engine = Engine::new(
+        EngineConfig { domain: cfg.domain.clone(), sip_addr: advertised, timers, ..EngineConfig::default() },
+        media.handle(),
+    );
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (inbound_tx, inbound_rx) = mpsc::channel(4096);
+    let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+    tokio::spawn(transport::udp_receiver(udp.clone(), inbound_tx.clone()));
+    tokio::spawn(transport::tcp_acceptor(tcp, inbound_tx.clone()));
+    let signalling = tokio::spawn(
+        Signalling { engine, udp, inbound: inbound_rx, inbound_tx, commands: cmd_rx, media_events: media_rx, shutdown: shutdown_rx.clone() }
+            .run(),
+    );
+
+    let app = api::router(api::AppState { engine: EngineHandle::new(cmd_tx), api_token: cfg.api_token.clone() });
+    let mut http_stop = shutdown_rx.clone();
+    let http_task = tokio::spawn(async move {
+        let stop = async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(http, app).with_graceful_shutdown(stop).await {
+            error!("HTTP server: {e}");
+        }
+    });
+    info!(sip = %sip_addr, http = %cfg.http_listen, rtp = %cfg.rtp_ports, data = %cfg.data_dir.display(), "switchboard ready");
+
+    wait_for_signal().await;
+    info!("signal received; stopping");
+    let _ = shutdown_tx.send(true);
+    let _ = signalling.await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    tokio::task::spawn_blocking(move || media.shutdown()).await.map_err(|e| e.to_string())?;
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn call(args: CallArgs) -> ExitCode {
+    let mut body = serde_json::json!({ "to": args.to });
+    if let Some(s) = args.hangup_after {
+        body["hangup_after_ms"] = serde_json::json!((s * 1000.0) as u64);
+    }
+    if let Some(f) = args.from {
+        body["from"] = serde_json::json!(f);
+    }
+    let url = format!("{}/v1/calls", args.server.trim_end_matches('/'));
+    let mut req = ureq::post(&url).timeout(Duration::from_secs(10));
+    if let Some(t) = &args.token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    match req.send_json(body) {
+        Ok(resp) => {
+            println!("{}", resp.into_string().unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(ureq::Error::Status(code, resp)) => {
+            eprintln!("server answered {code}: {}", resp.into_string().unwrap_or_default());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("cannot reach {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! `/v1/calls`: place, list, inspect and hang up calls (legs). The first callable
+//! surface; the conference API builds on the same engine calls.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use engine::{DialOutRequest, LegId, LegInfo, Service};
+use serde::Deserialize;
+use std::time::Duration;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/calls", get(list).post(place))
+        .route("/v1/calls/{leg_id}", get(get_one).delete(hang_up))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceCall {
+    /// SIP URI to call.
+    pub to: String,
+    /// What the answered call is connected to: `echo` (default).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// User part of our From.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Hang up this many milliseconds after answer.
+    #[serde(default)]
+    pub hangup_after_ms: Option<u64>,
+}
+
+async fn place(State(st): State<AppState>, body: Result<Json<PlaceCall>, axum::extract::rejection::JsonRejection>) -> Result<(StatusCode, Json<LegInfo>), ApiError> {
+    let Json(p) = body?;
+    let to = sip::parse::parse_uri(p.to.trim().trim_start_matches('<').trim_end_matches('>'))
+        .map_err(|e| ApiError::bad_request(format!("`to` is not a SIP URI: {}", e.reason)))?;
+    let service = match p.service.as_deref() {
+        None | Some("echo") => Service::Echo,
+        Some(other) => return Err(ApiError::bad_request(format!("unknown service `{other}` (known: echo)"))),
+    };
+    let leg = st
+        .engine
+        .dial_out(DialOutRequest { to, from_user: p.from, service, hangup_after: p.hangup_after_ms.map(Duration::from_millis) })
+        .await?;
+    Ok((StatusCode::CREATED, Json(leg)))
+}
+
+async fn list(State(st): State<AppState>) -> Result<Json<Vec<LegInfo>>, ApiError> {
+    Ok(Json(st.engine.legs().await?))
+}
+
+async fn get_one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<LegInfo>, ApiError> {
+    st.engine.leg(LegId(id)).await?.map(Json).ok_or_else(|| ApiError::not_found("Call/Participant not found"))
+}
+
+async fn hang_up(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<LegInfo>, ApiError> {
+    Ok(Json(st.engine.hangup(LegId(id)).await?))
+}

@@ -1,0 +1,94 @@
+//! The engine's async face: what the HTTP APIs and the CLI hold.
+//!
+//! The engine itself is a plain state machine owned by one signalling task in the
+//! binary; [`EngineHandle`] sends it [`Command`]s and awaits the replies. Every API
+//! dialect goes through this handle and nothing else.
+
+use crate::engine::{resolve_literal, DialOut, EngineError};
+use crate::leg::{LegId, LegInfo, Service};
+use crate::Engine;
+use sip::{Peer, Transport, Uri};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// A request to the engine, with the channel its answer goes back on.
+pub enum Command {
+    ListLegs(oneshot::Sender<Vec<LegInfo>>),
+    GetLeg(LegId, oneshot::Sender<Option<LegInfo>>),
+    DialOut(DialOut, oneshot::Sender<Result<LegInfo, EngineError>>),
+    Hangup(LegId, oneshot::Sender<Result<LegInfo, EngineError>>),
+}
+
+impl Command {
+    /// Applies the command to the engine and answers it. Called by the signalling task.
+    pub fn apply(self, engine: &mut Engine, now: Instant) {
+        // A dropped receiver means the HTTP client went away; nothing to do then.
+        match self {
+            Command::ListLegs(reply) => drop(reply.send(engine.legs())),
+            Command::GetLeg(id, reply) => drop(reply.send(engine.leg(&id))),
+            Command::DialOut(d, reply) => drop(reply.send(engine.dial_out(now, d))),
+            Command::Hangup(id, reply) => drop(reply.send(engine.hangup(now, &id))),
+        }
+    }
+}
+
+/// What an API asks for when it places a call; the handle resolves the target.
+#[derive(Debug, Clone)]
+pub struct DialOutRequest {
+    pub to: Uri,
+    pub from_user: Option<String>,
+    pub service: Service,
+    pub hangup_after: Option<Duration>,
+}
+
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl EngineHandle {
+    pub fn new(tx: mpsc::Sender<Command>) -> Self {
+        EngineHandle { tx }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| EngineError::ShuttingDown)?;
+        rx.await.map_err(|_| EngineError::ShuttingDown)
+    }
+
+    pub async fn legs(&self) -> Result<Vec<LegInfo>, EngineError> {
+        self.ask(Command::ListLegs).await
+    }
+
+    pub async fn leg(&self, id: LegId) -> Result<Option<LegInfo>, EngineError> {
+        self.ask(|r| Command::GetLeg(id, r)).await
+    }
+
+    pub async fn hangup(&self, id: LegId) -> Result<LegInfo, EngineError> {
+        self.ask(|r| Command::Hangup(id, r)).await?
+    }
+
+    /// Places a call. Host names in the target are resolved here (DNS A/AAAA; SRV
+    /// and NAPTR are not used yet), so the engine only ever sees addresses.
+    pub async fn dial_out(&self, req: DialOutRequest) -> Result<LegInfo, EngineError> {
+        let peer = resolve(&req.to).await?;
+        let d = DialOut { to: req.to, peer, from_user: req.from_user, service: req.service, hangup_after: req.hangup_after };
+        self.ask(|r| Command::DialOut(d, r)).await?
+    }
+}
+
+async fn resolve(uri: &Uri) -> Result<Peer, EngineError> {
+    if let Some(p) = resolve_literal(uri, Transport::Udp) {
+        return Ok(p);
+    }
+    let probe = resolve_literal(&Uri { host: "127.0.0.1".into(), ..uri.clone() }, Transport::Udp)
+        .ok_or_else(|| EngineError::BadTarget(uri.to_string()))?;
+    let host = format!("{}:{}", uri.host, probe.addr.port());
+    let addr = tokio::net::lookup_host(&host)
+        .await
+        .map_err(|e| EngineError::BadTarget(format!("cannot resolve {}: {e}", uri.host)))?
+        .next()
+        .ok_or_else(|| EngineError::BadTarget(format!("{} has no address", uri.host)))?;
+    Ok(Peer { addr, transport: probe.transport })
+}

@@ -1,0 +1,177 @@
+//! A leg: one SIP dialog between Switchboard and one remote party, with its media.
+//!
+//! Every call the server takes part in is made of legs. An inbound leg starts with an
+//! INVITE we receive; an outbound leg with an INVITE we send (dial-out). What the leg
+//! is connected to on our side (the echo service, a ringing placeholder, a room) is its
+//! [`Service`].
+
+use media::LegId as MediaLegId;
+use serde::Serialize;
+use sip::dialog::Dialog;
+use sip::sdp::{SessionDescription, SessionState};
+use sip::transaction::TxId;
+use sip::{Peer, Request};
+use std::fmt;
+use std::time::{Instant, SystemTime};
+
+/// Public identifier of a leg: UUID-shaped, stable for the leg's lifetime.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct LegId(pub String);
+
+impl LegId {
+    pub fn new() -> LegId {
+        let t = sip::dialog::random_token(32);
+        LegId(format!("{}-{}-4{}-a{}-{}", &t[0..8], &t[8..12], &t[13..16], &t[17..20], &t[20..32]))
+    }
+}
+
+impl Default for LegId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for LegId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// Where a leg is in its life. Serialised lower-case; these are the participant
+/// states of the conference API too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LegState {
+    /// Outbound INVITE sent, nothing heard yet (or only 100 Trying).
+    Calling,
+    /// 180/183 sent or received.
+    Ringing,
+    /// Answered and media flowing both ways.
+    Active,
+    /// Answered but on hold (either side sendonly/recvonly/inactive).
+    Held,
+    /// Over; kept for a while so APIs can report how it ended.
+    Ended,
+}
+
+/// What the leg is connected to on our side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    /// Sends the caller's own audio back.
+    Echo,
+    /// Rings and never answers (for testing CANCEL and ring timeouts).
+    Ring,
+}
+
+impl Service {
+    pub fn from_user(user: &str) -> Option<Service> {
+        match user {
+            "echo" => Some(Service::Echo),
+            "ring" => Some(Service::Ring),
+            _ => None,
+        }
+    }
+}
+
+/// A snapshot of a leg, as the APIs show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LegInfo {
+    pub leg_id: LegId,
+    pub call_id: String,
+    pub direction: Direction,
+    pub state: LegState,
+    pub service: Service,
+    pub remote_uri: String,
+    pub local_uri: String,
+    pub local_tag: Option<String>,
+    pub remote_tag: Option<String>,
+    /// Milliseconds since the Unix epoch when the leg started.
+    pub started_ms: u64,
+    pub answered_ms: Option<u64>,
+    pub ended_ms: Option<u64>,
+    /// SIP status (or 0) and reason for the end, e.g. 487 "Request Terminated".
+    pub end_status: Option<u16>,
+    pub end_reason: Option<String>,
+    pub codec: Option<String>,
+}
+
+/// Engine-internal leg state.
+pub(crate) struct Leg {
+    pub id: LegId,
+    pub direction: Direction,
+    pub state: LegState,
+    pub service: Service,
+    pub call_id: String,
+    /// The INVITE that created the leg (received or sent).
+    pub invite: Request,
+    /// Its transaction while it is pending.
+    pub invite_tx: Option<TxId>,
+    /// Our tag (inbound legs choose it at the first response).
+    pub local_tag: String,
+    pub dialog: Option<Dialog>,
+    /// Where signalling for this leg goes when the dialog's target cannot be resolved.
+    pub peer: Peer,
+    pub media: Option<MediaLegId>,
+    /// Our RTP address, as put in SDP.
+    pub media_addr: Option<std::net::SocketAddr>,
+    pub sdp_session: SessionState,
+    /// Our last offer, while waiting for its answer (dial-out, or a 2xx without SDP offer).
+    pub pending_offer: Option<SessionDescription>,
+    pub codec: Option<String>,
+    pub started: SystemTime,
+    pub answered: Option<SystemTime>,
+    pub ended: Option<SystemTime>,
+    pub ended_at: Option<Instant>,
+    pub end_status: Option<u16>,
+    pub end_reason: Option<String>,
+    /// Dial-out: hang up this long after answer.
+    pub hangup_after: Option<std::time::Duration>,
+    /// A CANCEL was asked for before any provisional arrived (sent once one does).
+    pub cancel_requested: bool,
+}
+
+fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Leg {
+    pub fn info(&self) -> LegInfo {
+        let (local_uri, remote_uri) = match self.direction {
+            Direction::Inbound => (&self.invite.headers.to, &self.invite.headers.from),
+            Direction::Outbound => (&self.invite.headers.from, &self.invite.headers.to),
+        };
+        LegInfo {
+            leg_id: self.id.clone(),
+            call_id: self.call_id.clone(),
+            direction: self.direction,
+            state: self.state,
+            service: self.service.clone(),
+            remote_uri: remote_uri.uri.to_string(),
+            local_uri: local_uri.uri.to_string(),
+            local_tag: (!self.local_tag.is_empty()).then(|| self.local_tag.clone()),
+            remote_tag: self.dialog.as_ref().map(|d| d.id.remote_tag.clone()).or_else(|| match self.direction {
+                Direction::Inbound => self.invite.headers.from.tag().map(str::to_owned),
+                Direction::Outbound => None,
+            }),
+            started_ms: epoch_ms(self.started),
+            answered_ms: self.answered.map(epoch_ms),
+            ended_ms: self.ended.map(epoch_ms),
+            end_status: self.end_status,
+            end_reason: self.end_reason.clone(),
+            codec: self.codec.clone(),
+        }
+    }
+
+    pub fn is_over(&self) -> bool {
+        self.state == LegState::Ended
+    }
+}

@@ -1,0 +1,671 @@
+//! The sans-IO media core: one [`MediaCore`] per worker thread owns that worker's legs
+//! and its share of each room, takes packets, control commands and 20 ms ticks with the
+//! current time, and yields packets to send and events for the signalling engine.
+//! It owns no socket, no thread and no clock, so tests drive it with virtual time.
+//!
+//! # Run loop
+//!
+//! ```text
+//! loop {
+//!     // 1. I/O: for each datagram read (batched) from a leg's RTP or RTCP socket
+//!     core.handle_input(now, Input::Receive { leg, socket, from, data });
+//!     // 2. control: drain the worker's command queue (never waits on signalling)
+//!     core.handle_input(now, Input::Command(cmd));
+//!     // 3. every 20 ms: the mixer tick (single worker: Input::Tick does both phases)
+//!     core.tick_publish(now, &mut my_publication);   // decode, detect talk, offer speakers
+//!     barrier.wait();                                // all workers published this tick
+//!     core.tick_mix(now, &all_publications);         // select, mix, encode, packetize
+//!     // 4. drain outputs
+//!     while let Some(out) = core.poll_output() {
+//!         match out {
+//!             Output::Transmit(t) => send_batch.push(socket_of(t.leg, t.socket), t.dest, t.data),
+//!             Output::Event(e) => (events)(e),
+//!         }
+//!     }
+//!     send_batch.flush();                            // sendmmsg
+//! }
+//! ```
+//!
+//! # Rooms spanning workers
+//!
+//! Legs are spread over workers round-robin at allocation, so a big room has legs on
+//! every worker. Each tick has two phases around one barrier:
+//!
+//! 1. *publish*: each worker pulls a frame from each of its room legs' jitter buffers,
+//!    decodes it, runs talk detection, and copies the frames of talking, unmuted legs
+//!    into its [`Publication`] (double-buffered by tick parity, so a fast worker
+//!    writing tick t+1 never disturbs a slow one still reading tick t).
+//! 2. *mix*: after the barrier every worker reads all publications for the rooms it
+//!    has legs in, selects the same N loudest speakers (a pure function of the
+//!    published data, see [`crate::mixer`]), sums them once, and for each of its
+//!    listeners sends either the room's shared encode (one per codec per worker) or,
+//!    for selected speakers and topology exceptions, a personal mix.
+//!
+//! No lock is taken per packet; one read lock per publication per tick.
+//!
+//! # Per-packet cost (receive)
+//!
+//! Echo: header parse + 12-byte header rewrite + copy into the transmit arena.
+//! Room: header parse + receive stats + jitter buffer insert (a copy of the payload);
+//! decoding happens once per leg per tick, not per packet.
+
+use crate::codec::CodecKind;
+use crate::leg::{Leg, OutgoingDtmf};
+use crate::mixer::{self, Frame, MixSum, Publication, SILENCE};
+use crate::rtcp;
+use crate::rtp;
+use crate::topology::Topology;
+use crate::FRAME_SAMPLES;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A call leg: one RTP/RTCP port pair and the remote endpoint behind it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LegId(pub u64);
+
+/// A conference room.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomId(pub u64);
+
+/// Offer/answer results for a leg.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LegParams {
+    /// Remote RTP address from SDP; `None` = latch from the first packet.
+    pub remote: Option<SocketAddr>,
+    pub codec: CodecKind,
+    pub payload_type: u8,
+    pub telephone_event_pt: Option<u8>,
+    /// We may send audio (false: on hold / recvonly).
+    pub send: bool,
+    /// We take audio from the remote (false: sendonly / inactive).
+    pub recv: bool,
+}
+
+/// What a leg's received media goes to.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Attachment {
+    /// Nothing: media is received (stats, DTMF, timeout) but not used; nothing is sent.
+    None,
+    /// Every RTP packet is sent back to the remote, re-stamped as our stream.
+    Echo,
+    /// The leg is a participant of a room.
+    Room(RoomId),
+}
+
+/// Events for the signalling engine.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum MediaEvent {
+    Dtmf { leg: LegId, digit: char, duration_ms: u32 },
+    Talking { leg: LegId, talking: bool },
+    RtpTimeout { leg: LegId },
+    FirstPacket { leg: LegId, from: SocketAddr },
+}
+
+/// Which socket of the leg's port pair.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Socket {
+    Rtp,
+    Rtcp,
+}
+
+/// Control commands, queued by [`crate::runtime::MediaHandle`] to the owning worker.
+#[derive(Clone, Debug)]
+pub enum Command {
+    AddLeg { leg: LegId, local_rtp: SocketAddr },
+    Configure(LegId, LegParams),
+    Attach(LegId, Attachment),
+    SetBlocked(RoomId, Vec<(LegId, LegId)>),
+    SetMuted(LegId, bool),
+    SetDeaf(LegId, bool),
+    SendDtmf { leg: LegId, digit: char, duration_ms: u32 },
+    Release(LegId),
+}
+
+pub enum Input<'a> {
+    Receive { leg: LegId, socket: Socket, from: SocketAddr, data: &'a [u8] },
+    Command(Command),
+    /// A 20 ms mixer tick for a core that is the only worker (both phases).
+    Tick,
+}
+
+pub struct Transmit<'a> {
+    pub leg: LegId,
+    pub socket: Socket,
+    pub dest: SocketAddr,
+    pub data: &'a [u8],
+}
+
+pub enum Output<'a> {
+    Transmit(Transmit<'a>),
+    Event(MediaEvent),
+}
+
+/// Core settings.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// No RTP for this long => [`MediaEvent::RtpTimeout`] (once, until packets resume).
+    pub rtp_timeout: Duration,
+    /// CNAME in our RTCP SDES.
+    pub cname: String,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig { rtp_timeout: Duration::from_secs(60), cname: "switchboard".into() }
+    }
+}
+
+struct TxMeta {
+    leg: LegId,
+    socket: Socket,
+    dest: SocketAddr,
+    start: u32,
+    len: u32,
+}
+
+/// The room's common encode for one codec this tick, shared by every listener that
+/// hears exactly the common mix.
+struct SharedEncode {
+    codec: CodecKind,
+    encoder: Box<dyn crate::codec::AudioEncoder>,
+    payload: Vec<u8>,
+    len: usize,
+    /// Tick number this payload was encoded for.
+    tick: u64,
+}
+
+/// This worker's part of a room.
+#[derive(Default)]
+struct Room {
+    /// Slab indices of this worker's legs in the room.
+    members: Vec<usize>,
+    topology: Topology,
+    shared: Vec<SharedEncode>,
+}
+
+/// Max RTP payload we produce (Opus at 20 ms stays far below).
+const MAX_PAYLOAD: usize = 1200;
+
+pub struct MediaCore {
+    cfg: CoreConfig,
+    legs: Vec<Option<Leg>>,
+    free_slots: Vec<usize>,
+    index: HashMap<LegId, usize>,
+    rooms: HashMap<RoomId, Room>,
+    /// Legs with DTMF being sent (checked every tick whatever their attachment).
+    dtmf_legs: Vec<usize>,
+    events: VecDeque<MediaEvent>,
+    tx_bytes: Vec<u8>,
+    tx_meta: Vec<TxMeta>,
+    tx_cursor: usize,
+    /// For single-worker ticks.
+    own_publication: Publication,
+    mix: MixSum,
+    scratch_frame: Frame,
+    scratch_payload: Vec<u8>,
+    tick_count: u64,
+    /// Round-robin cursor for the once-a-second housekeeping (timeouts, RTCP).
+    housekeeping_cursor: usize,
+    epoch: Instant,
+}
+
+impl MediaCore {
+    pub fn new(cfg: CoreConfig) -> MediaCore {
+        MediaCore {
+            cfg,
+            legs: Vec::new(),
+            free_slots: Vec::new(),
+            index: HashMap::new(),
+            rooms: HashMap::new(),
+            dtmf_legs: Vec::new(),
+            events: VecDeque::with_capacity(256),
+            tx_bytes: Vec::with_capacity(64 * 1024),
+            tx_meta: Vec::with_capacity(1024),
+            tx_cursor: 0,
+            own_publication: Publication::default(),
+            mix: MixSum::default(),
+            scratch_frame: SILENCE,
+            scratch_payload: vec![0; MAX_PAYLOAD],
+            tick_count: 0,
+            housekeeping_cursor: 0,
+            epoch: Instant::now(),
+        }
+    }
+
+    pub fn leg_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Our SSRC on a leg (tests, diagnostics).
+    pub fn leg_ssrc(&self, leg: LegId) -> Option<u32> {
+        self.index.get(&leg).and_then(|&i| self.legs[i].as_ref()).map(|l| l.tx.ssrc)
+    }
+
+    /// The remote's last RTCP report about our stream on a leg.
+    pub fn remote_report(&self, leg: LegId) -> Option<&rtcp::RemoteReport> {
+        self.index.get(&leg).and_then(|&i| self.legs[i].as_ref()).map(|l| &l.remote_report)
+    }
+
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        match input {
+            Input::Receive { leg, socket, from, data } => self.receive(now, leg, socket, from, data),
+            Input::Command(c) => self.command(now, c),
+            Input::Tick => {
+                let mut p = std::mem::take(&mut self.own_publication);
+                self.tick_publish(now, &mut p);
+                self.tick_mix(now, &[&p]);
+                self.own_publication = p;
+            }
+        }
+    }
+
+    /// Next output: events first, then packets. `None` when drained.
+    pub fn poll_output(&mut self) -> Option<Output<'_>> {
+        if let Some(e) = self.events.pop_front() {
+            return Some(Output::Event(e));
+        }
+        if self.tx_cursor < self.tx_meta.len() {
+            let m = &self.tx_meta[self.tx_cursor];
+            self.tx_cursor += 1;
+            let data = &self.tx_bytes[m.start as usize..(m.start + m.len) as usize];
+            return Some(Output::Transmit(Transmit { leg: m.leg, socket: m.socket, dest: m.dest, data }));
+        }
+        self.tx_meta.clear();
+        self.tx_bytes.clear();
+        self.tx_cursor = 0;
+        None
+    }
+
+    fn queue_packet(&mut self, leg: LegId, socket: Socket, dest: SocketAddr, header: &rtp::RtpHeader, payload: &[u8]) {
+        let start = self.tx_bytes.len();
+        let mut h = [0u8; rtp::RTP_HEADER_LEN];
+        rtp::write_header(header, &mut h);
+        self.tx_bytes.extend_from_slice(&h);
+        self.tx_bytes.extend_from_slice(payload);
+        self.tx_meta.push(TxMeta {
+            leg,
+            socket,
+            dest,
+            start: start as u32,
+            len: (self.tx_bytes.len() - start) as u32,
+        });
+    }
+
+    fn arrival_units(&self, now: Instant, clock_rate: u32) -> u32 {
+        let us = now.saturating_duration_since(self.epoch).as_micros() as u64;
+        (us * clock_rate as u64 / 1_000_000) as u32
+    }
+
+    // ---- receive path -------------------------------------------------------------
+
+    /// One received datagram. Cost: see the module docs; no allocation.
+    fn receive(&mut self, now: Instant, leg: LegId, socket: Socket, from: SocketAddr, data: &[u8]) {
+        let Some(&slot) = self.index.get(&leg) else { return };
+        if socket == Socket::Rtcp || rtp::looks_like_rtcp(data) {
+            let l = self.legs[slot].as_mut().expect("indexed leg");
+            rtcp::parse_into(data, l.tx.ssrc, now, &mut l.remote_report);
+            l.remote_rtcp = Some(from);
+            return;
+        }
+        let Some(pkt) = rtp::parse(data) else { return };
+        let arrival = {
+            let l = self.legs[slot].as_ref().expect("indexed leg");
+            self.arrival_units(now, l.clock_rate())
+        };
+        let l = self.legs[slot].as_mut().expect("indexed leg");
+        l.last_rx = now;
+        l.timeout_reported = false;
+        if let Some(e) = l.latch(from) {
+            self.events.push_back(e);
+        }
+        l.rx.on_packet(&pkt.header, arrival);
+        if !l.may_receive() {
+            return;
+        }
+        let h = pkt.header;
+        // RFC 4733 telephone-events: digits go to the engine whatever the attachment.
+        let te_pt = l.params.as_ref().and_then(|p| p.telephone_event_pt);
+        if te_pt == Some(h.payload_type) {
+            if let Some(d) = l.dtmf_rx.push(h.timestamp, h.marker, pkt.payload) {
+                self.events.push_back(MediaEvent::Dtmf { leg, digit: d.digit, duration_ms: d.duration_ms });
+            }
+            if l.attachment != Attachment::Echo {
+                return;
+            }
+        }
+        match l.attachment {
+            Attachment::None => {}
+            Attachment::Echo => {
+                if l.dtmf_tx.is_some() || !l.may_send() {
+                    return;
+                }
+                // Re-stamp into our stream: our SSRC and sequence, the remote's
+                // timestamps shifted by a per-remote-SSRC offset (continuous per source).
+                if l.echo.remote_ssrc != Some(h.ssrc) {
+                    l.echo.remote_ssrc = Some(h.ssrc);
+                    l.echo.ts_offset = l.tx.next_timestamp().wrapping_sub(h.timestamp);
+                }
+                let ts = h.timestamp.wrapping_add(l.echo.ts_offset);
+                let out = l.tx.next_with_timestamp(h.payload_type, h.marker, ts, pkt.payload.len());
+                let dest = l.remote.expect("may_send implies a remote");
+                self.queue_packet(leg, Socket::Rtp, dest, &out, pkt.payload);
+            }
+            Attachment::Room(_) => {
+                let Some(c) = l.codec.as_mut() else { return };
+                if h.payload_type == c.payload_type {
+                    c.jitter.push(now, h.sequence, h.timestamp, h.marker, pkt.payload);
+                }
+            }
+        }
+    }
+
+    // ---- control ------------------------------------------------------------------
+
+    fn command(&mut self, now: Instant, cmd: Command) {
+        match cmd {
+            Command::AddLeg { leg, local_rtp } => {
+                let l = Leg::new(leg, local_rtp, now);
+                let slot = match self.free_slots.pop() {
+                    Some(s) => {
+                        self.legs[s] = Some(l);
+                        s
+                    }
+                    None => {
+                        self.legs.push(Some(l));
+                        self.legs.len() - 1
+                    }
+                };
+                self.index.insert(leg, slot);
+            }
+            Command::Configure(leg, p) => {
+                if let Some(l) = self.leg_mut(leg) {
+                    l.configure(p);
+                }
+            }
+            Command::Attach(leg, a) => self.attach(leg, a),
+            Command::SetBlocked(room, blocked) => {
+                self.rooms.entry(room).or_default().topology.set_blocked(blocked);
+            }
+            Command::SetMuted(leg, m) => {
+                if let Some(l) = self.leg_mut(leg) {
+                    l.muted = m;
+                }
+            }
+            Command::SetDeaf(leg, d) => {
+                if let Some(l) = self.leg_mut(leg) {
+                    l.deaf = d;
+                }
+            }
+            Command::SendDtmf { leg, digit, duration_ms } => {
+                let Some(&slot) = self.index.get(&leg) else { return };
+                let l = self.legs[slot].as_mut().expect("indexed leg");
+                l.dtmf_queue.push_back((digit, duration_ms));
+                if !self.dtmf_legs.contains(&slot) {
+                    self.dtmf_legs.push(slot);
+                }
+            }
+            Command::Release(leg) => {
+                self.attach(leg, Attachment::None);
+                if let Some(slot) = self.index.remove(&leg) {
+                    self.legs[slot] = None;
+                    self.free_slots.push(slot);
+                    self.dtmf_legs.retain(|&s| s != slot);
+                }
+                for r in self.rooms.values_mut() {
+                    r.topology.remove_leg(leg);
+                }
+            }
+        }
+    }
+
+    fn leg_mut(&mut self, leg: LegId) -> Option<&mut Leg> {
+        let slot = *self.index.get(&leg)?;
+        self.legs[slot].as_mut()
+    }
+
+    fn attach(&mut self, leg: LegId, a: Attachment) {
+        let Some(&slot) = self.index.get(&leg) else { return };
+        let l = self.legs[slot].as_mut().expect("indexed leg");
+        let old = std::mem::replace(&mut l.attachment, a);
+        if old == a {
+            return;
+        }
+        l.echo = Default::default();
+        l.selected = false;
+        if let Some(t) = l.talk.reset() {
+            self.events.push_back(MediaEvent::Talking { leg, talking: t });
+        }
+        if let Attachment::Room(r) = old {
+            if let Some(room) = self.rooms.get_mut(&r) {
+                room.members.retain(|&s| s != slot);
+                if room.members.is_empty() && room.topology.is_default() {
+                    self.rooms.remove(&r);
+                }
+            }
+        }
+        if let Attachment::Room(r) = a {
+            self.rooms.entry(r).or_default().members.push(slot);
+        }
+    }
+
+    // ---- tick ---------------------------------------------------------------------
+
+    /// Phase 1 of a tick: decode each room leg's frame, detect talk, publish speakers.
+    pub fn tick_publish(&mut self, now: Instant, publication: &mut Publication) {
+        publication.clear();
+        let legs = &mut self.legs;
+        let events = &mut self.events;
+        for (&room_id, room) in self.rooms.iter() {
+            if room.members.is_empty() {
+                continue;
+            }
+            publication.begin_room(room_id);
+            for &slot in &room.members {
+                let l = legs[slot].as_mut().expect("room member");
+                l.pull_frame(now);
+                let energy = if l.has_frame { mixer::frame_energy(&l.frame) } else { 0 };
+                if let Some(t) = l.talk.update(energy) {
+                    events.push_back(MediaEvent::Talking { leg: l.id, talking: t });
+                }
+                if l.has_frame && !l.muted && l.talk.talking() {
+                    publication.push(l.id, l.talk.level(), l.selected, &l.frame);
+                }
+            }
+            publication.end_room();
+        }
+    }
+
+    /// Phase 2 of a tick: select speakers, mix, encode and packetize for this worker's
+    /// listeners; send DTMF; once-a-second housekeeping (RTP timeout, RTCP).
+    pub fn tick_mix(&mut self, now: Instant, pubs: &[&Publication]) {
+        self.tick_count += 1;
+        let tick = self.tick_count;
+        let mut rooms = std::mem::take(&mut self.rooms);
+        for (&room_id, room) in rooms.iter_mut() {
+            if !room.members.is_empty() {
+                self.mix_room(now, tick, room_id, room, pubs);
+            }
+        }
+        self.rooms = rooms;
+        self.send_dtmf_packets();
+        self.housekeeping(now);
+    }
+
+    /// Mix one room for this worker's listeners. Cost per listener on the shared path:
+    /// a 12-byte header and a payload copy; the shared encode is done once per codec.
+    fn mix_room(&mut self, _now: Instant, tick: u64, room_id: RoomId, room: &mut Room, pubs: &[&Publication]) {
+        let sel = mixer::select_speakers(room_id, pubs);
+        let mut frames: [&Frame; mixer::MAX_SPEAKERS] = [&SILENCE; mixer::MAX_SPEAKERS];
+        for (i, s) in sel.slots[..sel.len].iter().enumerate() {
+            frames[i] = mixer::selected_frame(pubs, room_id, *s);
+        }
+        self.mix.compute(&frames[..sel.len]);
+
+        for &slot in &room.members {
+            let l = self.legs[slot].as_mut().expect("room member");
+            l.selected = sel.contains(l.id);
+            let spf = l.samples_per_frame();
+            if !l.may_send() || l.codec.is_none() {
+                l.tx.skip(spf);
+                continue;
+            }
+            if l.dtmf_tx.is_some() || !l.dtmf_queue.is_empty() {
+                // Audio suppressed while an event is sent; the event packets go out in
+                // send_dtmf_packets and the clock advances there.
+                continue;
+            }
+            // Which selected speakers this listener must not hear.
+            let mut excluded: [&Frame; mixer::MAX_SPEAKERS] = [&SILENCE; mixer::MAX_SPEAKERS];
+            let mut n_ex = 0;
+            let personal = if l.deaf {
+                true
+            } else {
+                let check_topology = room.topology.has_exceptions(l.id);
+                for (i, s) in sel.slots[..sel.len].iter().enumerate() {
+                    if s.0 == l.id || (check_topology && room.topology.blocks(s.0, l.id)) {
+                        excluded[n_ex] = frames[i];
+                        n_ex += 1;
+                    }
+                }
+                n_ex > 0
+            };
+            let c = l.codec.as_mut().expect("checked");
+            let (pt, kind) = (c.payload_type, c.kind);
+            let len;
+            if personal {
+                if l.deaf {
+                    self.scratch_frame = SILENCE;
+                } else {
+                    self.mix.mix_without(&excluded[..n_ex], &mut self.scratch_frame);
+                }
+                len = c.encoder.encode(&self.scratch_frame, &mut self.scratch_payload);
+            } else {
+                let shared = match room.shared.iter().position(|s| s.codec == kind) {
+                    Some(i) => &mut room.shared[i],
+                    None => {
+                        room.shared.push(SharedEncode {
+                            codec: kind,
+                            encoder: crate::codec::new_encoder(kind),
+                            payload: vec![0; MAX_PAYLOAD],
+                            len: 0,
+                            tick: 0,
+                        });
+                        room.shared.last_mut().expect("just pushed")
+                    }
+                };
+                if shared.tick != tick {
+                    self.mix.mix_without(&[], &mut self.scratch_frame);
+                    shared.len = shared.encoder.encode(&self.scratch_frame, &mut shared.payload);
+                    shared.tick = tick;
+                }
+                len = shared.len;
+                self.scratch_payload[..len].copy_from_slice(&shared.payload[..len]);
+            }
+            let header = l.tx.next_audio(pt, spf, len);
+            let (id, dest) = (l.id, l.remote.expect("may_send"));
+            let payload = std::mem::take(&mut self.scratch_payload);
+            self.queue_packet(id, Socket::Rtp, dest, &header, &payload[..len]);
+            self.scratch_payload = payload;
+        }
+    }
+
+    /// One RFC 4733 packet per tick for each leg sending a digit (plus the
+    /// retransmitted end packets the sender produces).
+    fn send_dtmf_packets(&mut self) {
+        let mut i = 0;
+        while i < self.dtmf_legs.len() {
+            let slot = self.dtmf_legs[i];
+            let Some(l) = self.legs[slot].as_mut() else {
+                self.dtmf_legs.swap_remove(i);
+                continue;
+            };
+            let spf = l.samples_per_frame();
+            let te_pt = l.params.as_ref().and_then(|p| p.telephone_event_pt);
+            if l.dtmf_tx.is_none() {
+                match (l.dtmf_queue.pop_front(), te_pt) {
+                    (Some((digit, ms)), Some(_)) => {
+                        if let Some(sender) = crate::dtmf::DtmfSender::new(digit, ms, l.clock_rate()) {
+                            l.dtmf_tx = Some(OutgoingDtmf { sender, timestamp: l.tx.next_timestamp() });
+                        }
+                    }
+                    (Some(_), None) => {} // no telephone-event negotiated: drop the digit
+                    (None, _) => {}
+                }
+            }
+            let Some(out) = l.dtmf_tx.as_mut() else {
+                if l.dtmf_queue.is_empty() {
+                    self.dtmf_legs.swap_remove(i);
+                } else {
+                    i += 1;
+                }
+                continue;
+            };
+            let mut done = true;
+            let mut sent_any = false;
+            while let Some(p) = out.sender.next_packet() {
+                done = false;
+                if let (Some(dest), Some(pt), true) = (l.remote, te_pt, l.params.as_ref().map(|p| p.send).unwrap_or(true)) {
+                    let h = l.tx.next_with_timestamp(pt, p.marker, out.timestamp, p.payload.len());
+                    let (id, payload) = (l.id, p.payload);
+                    self.tx_meta_push(id, dest, &h, &payload);
+                }
+                sent_any = true;
+                if !p.more_this_tick {
+                    break;
+                }
+            }
+            let l = self.legs[slot].as_mut().expect("checked");
+            // The media clock keeps running under the event.
+            l.tx.skip(spf);
+            if done || !sent_any {
+                l.dtmf_tx = None;
+            }
+            i += 1;
+        }
+    }
+
+    fn tx_meta_push(&mut self, leg: LegId, dest: SocketAddr, h: &rtp::RtpHeader, payload: &[u8]) {
+        self.queue_packet(leg, Socket::Rtp, dest, h, payload);
+    }
+
+    /// Each tick, look at 1/50 of the legs (every leg once a second): RTP timeout and
+    /// RTCP reports.
+    fn housekeeping(&mut self, now: Instant) {
+        let n = self.legs.len();
+        if n == 0 {
+            return;
+        }
+        let batch = n.div_ceil(50);
+        let mut buf = [0u8; 256];
+        for _ in 0..batch {
+            let slot = self.housekeeping_cursor % n;
+            self.housekeeping_cursor = (slot + 1) % n;
+            let Some(l) = self.legs[slot].as_mut() else { continue };
+            if !l.timeout_reported && now.saturating_duration_since(l.last_rx) >= self.cfg.rtp_timeout {
+                l.timeout_reported = true;
+                self.events.push_back(MediaEvent::RtpTimeout { leg: l.id });
+            }
+            if now >= l.next_rtcp {
+                l.next_rtcp = now + rtcp::REPORT_INTERVAL;
+                let Some(dest) = l.remote_rtcp else { continue };
+                let sent_since = l.tx.packets_sent != l.packets_at_last_report;
+                l.packets_at_last_report = l.tx.packets_sent;
+                let sender = sent_since.then(|| rtcp::SenderInfo {
+                    ntp: rtcp::ntp_now(),
+                    rtp_timestamp: l.tx.next_timestamp(),
+                    packets: l.tx.packets_sent,
+                    octets: l.tx.octets_sent,
+                });
+                let len = rtcp::build_report(&mut buf, l.tx.ssrc, sender, &mut l.rx, &l.remote_report, now, &self.cfg.cname);
+                let id = l.id;
+                let start = self.tx_bytes.len();
+                self.tx_bytes.extend_from_slice(&buf[..len]);
+                self.tx_meta.push(TxMeta { leg: id, socket: Socket::Rtcp, dest, start: start as u32, len: len as u32 });
+            }
+        }
+    }
+}
+
+#[allow(dead_code)]
+const _FRAME: usize = FRAME_SAMPLES;

@@ -1,0 +1,68 @@
+//! Configuration: built-in defaults, then an optional TOML file, then `SWITCHBOARD_*`
+//! environment variables, then command-line flags — each overriding the one before.
+//! The keys are the same everywhere: `sip_listen` in TOML is `SWITCHBOARD_SIP_LISTEN`
+//! in the environment and `--sip-listen` on the command line.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// SIP over UDP and TCP, on the same address.
+    pub sip_listen: SocketAddr,
+    /// HTTP APIs.
+    pub http_listen: SocketAddr,
+    /// RTP port range, `LO-HI` (inclusive; even ports for RTP, odd for RTCP).
+    pub rtp_ports: String,
+    /// Where the database and recordings live.
+    pub data_dir: PathBuf,
+    /// Our SIP domain (From of calls we place, room URIs).
+    pub domain: String,
+    /// Bearer token for the HTTP APIs. Required when `http_listen` is not loopback.
+    pub api_token: Option<String>,
+    /// SIP timer T1 in ms (RFC 3261 §17: 500). Lower it only for tests.
+    pub sip_t1_ms: u64,
+    /// Media worker threads; 0 = one per core.
+    pub media_workers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sip_listen: "127.0.0.1:5060".parse().expect("literal"),
+            http_listen: "127.0.0.1:8080".parse().expect("literal"),
+            rtp_ports: "20000-29999".into(),
+            data_dir: PathBuf::from("./data"),
+            domain: "switchboard.local".into(),
+            api_token: None,
+            sip_t1_ms: 500,
+            media_workers: 0,
+        }
+    }
+}
+
+impl Config {
+    /// Layers the sources. `overrides` holds only the flags given on the command line.
+    pub fn load(file: Option<&PathBuf>, overrides: &impl Serialize) -> Result<Config, figment::Error> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            fig = fig.merge(Toml::file_exact(f));
+        }
+        fig.merge(Env::prefixed("SWITCHBOARD_").ignore(&["config"])).merge(Serialized::defaults(overrides)).extract()
+    }
+
+    /// `LO-HI` as numbers, checked.
+    pub fn rtp_port_range(&self) -> Result<(u16, u16), String> {
+        let (lo, hi) = self.rtp_ports.split_once('-').ok_or_else(|| format!("rtp_ports `{}` is not LO-HI", self.rtp_ports))?;
+        let lo: u16 = lo.trim().parse().map_err(|_| format!("rtp_ports: bad low port `{lo}`"))?;
+        let hi: u16 = hi.trim().parse().map_err(|_| format!("rtp_ports: bad high port `{hi}`"))?;
+        if lo >= hi || lo < 1024 {
+            return Err(format!("rtp_ports `{}`: need 1024 <= LO < HI", self.rtp_ports));
+        }
+        Ok((lo, hi))
+    }
+}

@@ -1,0 +1,146 @@
+//! The signalling task: the one place the [`Engine`] lives. It feeds the engine SIP
+//! messages, API commands, media events and timer ticks, and carries out what the
+//! engine asks to send. One task, no locks: everything else talks to it by channel.
+
+use crate::transport::{tcp_connect, Inbound};
+use engine::{Command, Engine, EngineEvent};
+use media::MediaEvent;
+use sip::{Peer, Transport};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+/// How long a graceful shutdown waits for BYEs to be answered.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Inputs handled before flushing output, so bursts cost fewer wake-ups.
+const BATCH: usize = 64;
+
+pub struct Signalling {
+    pub engine: Engine,
+    pub udp: Arc<UdpSocket>,
+    pub inbound: mpsc::Receiver<Inbound>,
+    /// Given to outbound TCP connections so they report like accepted ones.
+    pub inbound_tx: mpsc::Sender<Inbound>,
+    pub commands: mpsc::Receiver<Command>,
+    pub media_events: mpsc::UnboundedReceiver<MediaEvent>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Signalling {
+    pub async fn run(mut self) {
+        let mut tcp: HashMap<SocketAddr, mpsc::Sender<Arc<[u8]>>> = HashMap::new();
+        // Bytes waiting for a TCP connection we are opening.
+        let mut connecting: HashMap<SocketAddr, Vec<Arc<[u8]>>> = HashMap::new();
+        let mut stop_by: Option<Instant> = None;
+        loop {
+            let wake = self.engine.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                biased;
+                changed = self.shutdown.changed(), if stop_by.is_none() => {
+                    if changed.is_err() || *self.shutdown.borrow() {
+                        info!(live = self.engine.live_legs(), "shutting down: hanging up live calls");
+                        self.engine.shutdown(Instant::now());
+                        stop_by = Some(Instant::now() + SHUTDOWN_GRACE);
+                    }
+                }
+                Some(first) = self.inbound.recv() => {
+                    let now = Instant::now();
+                    let mut next = Some(first);
+                    let mut n = 0;
+                    while let Some(inb) = next.take() {
+                        match inb {
+                            Inbound::Message { msg, from } => self.engine.handle_sip(now, msg, from),
+                            Inbound::TcpOpened { peer, writer } => {
+                                for bytes in connecting.remove(&peer).unwrap_or_default() {
+                                    let _ = writer.try_send(bytes);
+                                }
+                                tcp.insert(peer, writer);
+                            }
+                            Inbound::TcpClosed { peer } => {
+                                tcp.remove(&peer);
+                                connecting.remove(&peer);
+                            }
+                        }
+                        n += 1;
+                        if n < BATCH {
+                            next = self.inbound.try_recv().ok();
+                        }
+                    }
+                }
+                Some(cmd) = self.commands.recv() => cmd.apply(&mut self.engine, Instant::now()),
+                Some(ev) = self.media_events.recv() => self.engine.handle_media_event(Instant::now(), ev),
+                _ = sleep_until(wake) => self.engine.handle_timeout(Instant::now()),
+                _ = tokio::time::sleep(Duration::from_millis(100)), if stop_by.is_some() => {}
+            }
+            while let Some((peer, bytes)) = self.engine.poll_transmit() {
+                self.transmit(peer, bytes, &mut tcp, &mut connecting).await;
+            }
+            while let Some(ev) = self.engine.poll_event() {
+                log_event(&ev);
+            }
+            if let Some(deadline) = stop_by {
+                let done = self.engine.live_legs() == 0 && self.engine.byes_in_flight() == 0;
+                if done || Instant::now() >= deadline {
+                    if !done {
+                        warn!(byes = self.engine.byes_in_flight(), "shutdown grace over with BYEs unanswered");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn transmit(
+        &self,
+        peer: Peer,
+        bytes: Arc<[u8]>,
+        tcp: &mut HashMap<SocketAddr, mpsc::Sender<Arc<[u8]>>>,
+        connecting: &mut HashMap<SocketAddr, Vec<Arc<[u8]>>>,
+    ) {
+        match peer.transport {
+            Transport::Udp => match self.udp.try_send_to(&bytes, peer.addr) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if let Err(e) = self.udp.send_to(&bytes, peer.addr).await {
+                        debug!(to = %peer.addr, error = %e, "udp send failed");
+                    }
+                }
+                Err(e) => debug!(to = %peer.addr, error = %e, "udp send failed"),
+            },
+            Transport::Tcp => {
+                if let Some(w) = tcp.get(&peer.addr) {
+                    if w.try_send(bytes).is_err() {
+                        debug!(to = %peer.addr, "tcp writer full or gone; message dropped");
+                    }
+                } else {
+                    let queue = connecting.entry(peer.addr).or_default();
+                    if queue.is_empty() {
+                        tokio::spawn(tcp_connect(peer.addr, self.inbound_tx.clone()));
+                    }
+                    queue.push(bytes);
+                }
+            }
+            other => debug!(transport = ?other, "transport not supported; message dropped"),
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn log_event(ev: &EngineEvent) {
+    match ev {
+        EngineEvent::LegStarted(l) => debug!(leg = %l.leg_id, call_id = %l.call_id, "leg started"),
+        EngineEvent::LegAnswered(l) => debug!(leg = %l.leg_id, "leg answered"),
+        EngineEvent::LegEnded(l) => debug!(leg = %l.leg_id, status = ?l.end_status, "leg ended"),
+        EngineEvent::Dtmf { leg_id, digit, .. } => info!(leg = %leg_id, %digit, "DTMF"),
+    }
+}
