@@ -50,18 +50,17 @@
 //! decoding happens once per leg per tick, not per packet.
 
 use crate::codec::CodecKind;
-use crate::leg::{Leg, OutgoingDtmf};
+use crate::leg::Leg;
 use crate::mixer::{self, Frame, MixSum, Publication, SILENCE};
 use crate::rtcp;
 use crate::rtp;
 use crate::topology::Topology;
-use crate::FRAME_SAMPLES;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// A call leg: one RTP/RTCP port pair and the remote endpoint behind it.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LegId(pub u64);
 
 /// A conference room.
@@ -185,7 +184,7 @@ struct Room {
 }
 
 /// Max RTP payload we produce (Opus at 20 ms stays far below).
-const MAX_PAYLOAD: usize = 1200;
+const MAX_PAYLOAD: usize = 1500;
 
 pub struct MediaCore {
     cfg: CoreConfig,
@@ -240,6 +239,11 @@ impl MediaCore {
     /// Our SSRC on a leg (tests, diagnostics).
     pub fn leg_ssrc(&self, leg: LegId) -> Option<u32> {
         self.index.get(&leg).and_then(|&i| self.legs[i].as_ref()).map(|l| l.tx.ssrc)
+    }
+
+    /// The local RTP address of a leg.
+    pub fn leg_local_rtp(&self, leg: LegId) -> Option<SocketAddr> {
+        self.index.get(&leg).and_then(|&i| self.legs[i].as_ref()).map(|l| l.local_rtp)
     }
 
     /// The remote's last RTCP report about our stream on a leg.
@@ -570,8 +574,8 @@ impl MediaCore {
         }
     }
 
-    /// One RFC 4733 packet per tick for each leg sending a digit (plus the
-    /// retransmitted end packets the sender produces).
+    /// One RFC 4733 packet per tick for each leg sending a digit; the leg's audio is
+    /// suppressed meanwhile and its media clock keeps running underneath.
     fn send_dtmf_packets(&mut self) {
         let mut i = 0;
         while i < self.dtmf_legs.len() {
@@ -580,20 +584,15 @@ impl MediaCore {
                 self.dtmf_legs.swap_remove(i);
                 continue;
             };
-            let spf = l.samples_per_frame();
             let te_pt = l.params.as_ref().and_then(|p| p.telephone_event_pt);
             if l.dtmf_tx.is_none() {
-                match (l.dtmf_queue.pop_front(), te_pt) {
-                    (Some((digit, ms)), Some(_)) => {
-                        if let Some(sender) = crate::dtmf::DtmfSender::new(digit, ms, l.clock_rate()) {
-                            l.dtmf_tx = Some(OutgoingDtmf { sender, timestamp: l.tx.next_timestamp() });
-                        }
-                    }
-                    (Some(_), None) => {} // no telephone-event negotiated: drop the digit
-                    (None, _) => {}
+                if let (Some((digit, ms)), Some(_)) = (l.dtmf_queue.pop_front(), te_pt) {
+                    // Without a negotiated telephone-event PT the digit is dropped.
+                    let start = l.tx.next_timestamp();
+                    l.dtmf_tx = crate::dtmf::DtmfSender::new(digit, ms, l.clock_rate()).map(|s| s.starting_at(start));
                 }
             }
-            let Some(out) = l.dtmf_tx.as_mut() else {
+            let Some(sender) = l.dtmf_tx.as_mut() else {
                 if l.dtmf_queue.is_empty() {
                     self.dtmf_legs.swap_remove(i);
                 } else {
@@ -601,26 +600,21 @@ impl MediaCore {
                 }
                 continue;
             };
-            let mut done = true;
-            let mut sent_any = false;
-            while let Some(p) = out.sender.next_packet() {
-                done = false;
-                if let (Some(dest), Some(pt), true) = (l.remote, te_pt, l.params.as_ref().map(|p| p.send).unwrap_or(true)) {
-                    let h = l.tx.next_with_timestamp(pt, p.marker, out.timestamp, p.payload.len());
-                    let (id, payload) = (l.id, p.payload);
-                    self.tx_meta_push(id, dest, &h, &payload);
-                }
-                sent_any = true;
-                if !p.more_this_tick {
-                    break;
-                }
+            let packet = sender.next_packet();
+            let spf = l.samples_per_frame();
+            let can_send = l.params.as_ref().map(|p| p.send).unwrap_or(true);
+            if let (Some(p), Some(dest), Some(pt), true) = (packet, l.remote, te_pt, can_send) {
+                let h = l.tx.next_with_timestamp(pt, p.marker, p.timestamp, p.payload.len());
+                let id = l.id;
+                self.tx_meta_push(id, dest, &h, &p.payload);
             }
             let l = self.legs[slot].as_mut().expect("checked");
-            // The media clock keeps running under the event.
-            l.tx.skip(spf);
-            if done || !sent_any {
+            if packet.map(|p| p.is_last).unwrap_or(true) {
                 l.dtmf_tx = None;
             }
+            // The media clock keeps running under the event; the next audio packet
+            // starts a new talkspurt (marker).
+            l.tx.skip(spf);
             i += 1;
         }
     }
@@ -666,6 +660,3 @@ impl MediaCore {
         }
     }
 }
-
-#[allow(dead_code)]
-const _FRAME: usize = FRAME_SAMPLES;

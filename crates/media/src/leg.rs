@@ -27,6 +27,8 @@ pub(crate) struct LegCodec {
     pub encoder: Box<dyn AudioEncoder>,
     pub decoder: Box<dyn AudioDecoder>,
     pub jitter: JitterBuffer,
+    /// Decoder output: room for the longest packet the decoders accept (120 ms).
+    pub decoded: Box<[i16; FRAME_SAMPLES * 6]>,
 }
 
 impl LegCodec {
@@ -41,6 +43,7 @@ impl LegCodec {
             encoder: new_encoder(kind),
             decoder: new_decoder(kind),
             jitter: JitterBuffer::new(clock_rate, samples_per_frame),
+            decoded: Box::new([0; FRAME_SAMPLES * 6]),
         }
     }
 }
@@ -53,12 +56,6 @@ pub(crate) struct EchoRewrite {
     pub ts_offset: u32,
 }
 
-/// RFC 4733 event being sent on the leg; audio is suppressed while it runs.
-pub(crate) struct OutgoingDtmf {
-    pub sender: DtmfSender,
-    /// RTP timestamp of the event start (all packets of one event carry it).
-    pub timestamp: u32,
-}
 
 pub(crate) struct Leg {
     pub id: LegId,
@@ -87,7 +84,7 @@ pub(crate) struct Leg {
     pub packets_at_last_report: u32,
 
     pub dtmf_rx: DtmfReceiver,
-    pub dtmf_tx: Option<OutgoingDtmf>,
+    pub dtmf_tx: Option<DtmfSender>,
     /// Digits queued behind the one being sent.
     pub dtmf_queue: std::collections::VecDeque<(char, u32)>,
 
@@ -142,6 +139,8 @@ impl Leg {
             }
         } else {
             self.codec = Some(LegCodec::new(p.codec, p.payload_type));
+            // telephone-event runs on the audio codec's clock (RFC 4733 2.1).
+            self.dtmf_rx = DtmfReceiver::with_clock_rate(p.codec.rtp_clock_rate());
         }
         if p.remote != self.params.as_ref().and_then(|o| o.remote) {
             // A new remote from SDP: send there until packets from it arrive.
@@ -186,15 +185,17 @@ impl Leg {
     pub fn pull_frame(&mut self, now: Instant) {
         self.has_frame = false;
         let Some(c) = self.codec.as_mut() else { return };
+        // Packets longer than 20 ms: the first 20 ms is mixed (senders of conference
+        // legs use the ptime we answered, 20 ms).
         let n = match c.jitter.pop(now) {
-            Pop::Frame(payload) => c.decoder.decode(payload, &mut self.frame),
-            Pop::Lost => c.decoder.conceal(&mut self.frame),
+            Pop::Frame(payload) => c.decoder.decode(payload, &mut c.decoded[..]),
+            Pop::Lost => c.decoder.conceal(&mut c.decoded[..]),
             Pop::Empty => 0,
         };
         if n > 0 {
-            if n < FRAME_SAMPLES {
-                self.frame[n..].fill(0);
-            }
+            let n = n.min(FRAME_SAMPLES);
+            self.frame[..n].copy_from_slice(&c.decoded[..n]);
+            self.frame[n..].fill(0);
             self.has_frame = true;
         }
     }

@@ -19,3 +19,17 @@ pub mod codec;
 pub mod dsp;
 pub mod dtmf;
 pub mod jitter;
+
+// --- runtime & mixer (helper: engine) ---
+pub mod engine;
+mod leg;
+pub mod mixer;
+pub mod rtcp;
+pub mod rtp;
+pub mod runtime;
+pub mod topology;
+
+/// The negotiated codec (re-exported for `LegParams`).
+pub use codec::CodecKind;
+pub use engine::{Attachment, LegId, LegParams, MediaEvent, RoomId};
+pub use runtime::{LegMedia, MediaConfig, MediaEngine, MediaError, MediaHandle};

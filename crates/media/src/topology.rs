@@ -37,6 +37,11 @@ impl Topology {
         !self.listeners_with_blocks.is_empty() && self.listeners_with_blocks.contains(&listener)
     }
 
+    /// No blocked paths: everyone hears everyone (but themselves).
+    pub fn is_default(&self) -> bool {
+        self.blocked.is_empty()
+    }
+
     /// Forget a released leg.
     pub fn remove_leg(&mut self, leg: LegId) {
         if self.blocked.is_empty() {

@@ -24,6 +24,9 @@
 //! Submodules: `chars` (grammar character classes), `grammar` (header values),
 //! `print` (the printer).
 
+// `ParseError` (reason + salvage) is the shared contract; its size is accepted.
+#![allow(clippy::result_large_err)]
+
 use crate::message::*;
 use crate::uri::*;
 use std::borrow::Cow;
@@ -33,6 +36,7 @@ mod chars;
 mod grammar;
 mod print;
 
+use chars::{byte_eq_mask, split_once_byte, word_at};
 use grammar::{parse_digits, trim_lws, PResult};
 
 /// Biggest message we accept on any transport (headers + body).
@@ -49,7 +53,10 @@ pub struct ParseError {
 
 impl ParseError {
     fn new(reason: &str) -> Self {
-        ParseError { reason: reason.to_owned(), salvage: None }
+        ParseError {
+            reason: reason.to_owned(),
+            salvage: None,
+        }
     }
 }
 
@@ -76,8 +83,11 @@ impl Salvage {
     /// To tag added when missing.
     pub fn bad_request(&self, reason: &str, to_tag: &str) -> Vec<u8> {
         use fmt::Write;
-        let mut reason: String =
-            reason.chars().filter(|c| matches!(c, ' '..='~')).take(100).collect();
+        let mut reason: String = reason
+            .chars()
+            .filter(|c| matches!(c, ' '..='~'))
+            .take(100)
+            .collect();
         if reason.trim().is_empty() {
             reason = "Bad Request".to_owned();
         }
@@ -94,7 +104,11 @@ impl Salvage {
             print::write_text(&mut out, &self.from)?;
             out.push_str("\r\nTo: ");
             print::write_text(&mut out, &self.to)?;
-            let tag: String = to_tag.bytes().filter(|&b| chars::is_token(b)).map(char::from).collect();
+            let tag: String = to_tag
+                .bytes()
+                .filter(|&b| chars::is_token(b))
+                .map(char::from)
+                .collect();
             if !tag.is_empty() && !raw_has_tag(&self.to) {
                 write!(out, ";tag={tag}")?;
             }
@@ -117,9 +131,11 @@ fn raw_has_tag(to: &str) -> bool {
     }
     let params = match to.rfind('>') {
         Some(i) => &to[i + 1..],
-        None => to.split_once(';').map_or("", |(_, p)| p),
+        None => split_once_byte(to, b';').map_or("", |(_, p)| p),
     };
-    params.split(';').any(|p| trim_lws(p.split('=').next().unwrap_or("")).eq_ignore_ascii_case("tag"))
+    params
+        .split(';')
+        .any(|p| trim_lws(p.split('=').next().unwrap_or("")).eq_ignore_ascii_case("tag"))
 }
 
 /// Result of looking for one message at the start of a stream buffer.
@@ -141,7 +157,12 @@ pub fn frame_stream(buf: &[u8]) -> Result<Frame, ParseError> {
     if keepalive > 0 {
         return Ok(Frame::KeepAlive(keepalive));
     }
-    let Some((head_end, body_start)) = find_head_end(buf) else {
+    let Some(HeadEnd {
+        head_end,
+        body_start,
+        ..
+    }) = find_head_end(buf)
+    else {
         if buf.len() > MAX_MESSAGE_SIZE {
             return Err(error_with_salvage("Message Too Large", buf));
         }
@@ -154,9 +175,11 @@ pub fn frame_stream(buf: &[u8]) -> Result<Frame, ParseError> {
         Err(reason) => return Err(error_with_salvage(reason, head)),
     };
     match body_start.checked_add(content_length) {
-        Some(total) if total <= MAX_MESSAGE_SIZE => {
-            Ok(if buf.len() < total { Frame::Incomplete } else { Frame::Message(total) })
-        }
+        Some(total) if total <= MAX_MESSAGE_SIZE => Ok(if buf.len() < total {
+            Frame::Incomplete
+        } else {
+            Frame::Message(total)
+        }),
         _ => Err(error_with_salvage("Message Too Large", head)),
     }
 }
@@ -192,30 +215,90 @@ pub fn parse_via(s: &str) -> Result<Vec<Via>, ParseError> {
 /// CR/LF bytes before a start line: keep-alives on streams, ignorable on datagrams
 /// (RFC 3261 §7.5).
 fn leading_crlf_len(buf: &[u8]) -> usize {
-    buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count()
+    buf.iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count()
 }
 
-/// Locates the blank line ending the header section: returns (end of the last
-/// header line including its LF, start of the body). Accepts CRLF or bare LF.
-fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut from = 0;
-    while let Some(off) = buf.get(from..)?.iter().position(|&b| b == b'\n') {
-        let lf = from + off;
-        match buf.get(lf + 1) {
-            Some(b'\n') => return Some((lf + 1, lf + 2)),
-            Some(b'\r') if buf.get(lf + 2) == Some(&b'\n') => return Some((lf + 1, lf + 3)),
-            _ => from = lf + 1,
+/// Where the header section ends, found in one pass over its bytes.
+struct HeadEnd {
+    /// End of the last header line, its LF included.
+    head_end: usize,
+    /// Start of the body, just past the blank line.
+    body_start: usize,
+    /// A CR not followed by LF occurred in the header section.
+    stray_cr: bool,
+}
+
+/// Position of the first LF, scanning a word at a time.
+fn find_lf(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(w) = word_at(buf, i) {
+        let m = byte_eq_mask(w, b'\n');
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
         }
+        i += 8;
+    }
+    buf.get(i..)?
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| i + p)
+}
+
+/// Locates the blank line ending the header section (CRLF or bare-LF line ends),
+/// skipping a word at a time over bytes that are neither CR nor LF.
+fn find_head_end(buf: &[u8]) -> Option<HeadEnd> {
+    let mut stray_cr = false;
+    let mut i = 0;
+    while i < buf.len() {
+        if let Some(w) = word_at(buf, i) {
+            let m = byte_eq_mask(w, b'\n') | byte_eq_mask(w, b'\r');
+            if m == 0 {
+                i += 8;
+                continue;
+            }
+            i += (m.trailing_zeros() / 8) as usize;
+        }
+        let b = buf[i];
+        match b {
+            b'\n' => match buf.get(i + 1) {
+                Some(b'\n') => {
+                    return Some(HeadEnd {
+                        head_end: i + 1,
+                        body_start: i + 2,
+                        stray_cr,
+                    })
+                }
+                Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => {
+                    return Some(HeadEnd {
+                        head_end: i + 1,
+                        body_start: i + 3,
+                        stray_cr,
+                    })
+                }
+                _ => {}
+            },
+            b'\r' if buf.get(i + 1) != Some(&b'\n') => stray_cr = true,
+            _ => {}
+        }
+        i += 1;
     }
     None
 }
 
 /// The Content-Length of a raw header section, for framing without a full parse.
+/// Skips the start line and continuation lines, as the full parser would.
 fn stream_content_length(head: &[u8]) -> PResult<Option<usize>> {
     let mut found = None;
-    for line in head.split(|&b| b == b'\n') {
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
-        let name = line[..colon].trim_ascii();
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        if line.first().is_some_and(|&b| chars::is_lws(b)) {
+            continue;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii_end();
         if !(name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l")) {
             continue;
         }
@@ -237,7 +320,7 @@ fn next_line<'a>(rest: &mut &'a str) -> Option<&'a str> {
     if rest.is_empty() {
         return None;
     }
-    let (line, tail) = match rest.find('\n') {
+    let (line, tail) = match find_lf(rest.as_bytes()) {
         Some(i) => (&rest[..i], &rest[i + 1..]),
         None => (*rest, ""),
     };
@@ -288,7 +371,8 @@ enum Kind {
     Extra,
 }
 
-/// (canonical name, compact form, kind). Unknown names are kept as written.
+/// (canonical name, compact form, kind), most frequent first since lookup is a
+/// linear scan. Unknown names are kept as written.
 const KNOWN_HEADERS: &[(&str, Option<char>, Kind)] = &[
     ("Via", Some('v'), Kind::Via),
     ("From", Some('f'), Kind::From),
@@ -297,58 +381,58 @@ const KNOWN_HEADERS: &[(&str, Option<char>, Kind)] = &[
     ("CSeq", None, Kind::CSeq),
     ("Max-Forwards", None, Kind::MaxForwards),
     ("Contact", Some('m'), Kind::Contact),
+    ("Content-Length", Some('l'), Kind::ContentLength),
+    ("Content-Type", Some('c'), Kind::ContentType),
     ("Route", None, Kind::Route),
     ("Record-Route", None, Kind::RecordRoute),
-    ("Content-Type", Some('c'), Kind::ContentType),
-    ("Content-Length", Some('l'), Kind::ContentLength),
+    ("Allow", None, Kind::Extra),
+    ("Supported", Some('k'), Kind::Extra),
+    ("User-Agent", None, Kind::Extra),
+    ("Server", None, Kind::Extra),
+    ("Expires", None, Kind::Extra),
+    ("Require", None, Kind::Extra),
+    ("Session-Expires", Some('x'), Kind::Extra),
+    ("Min-SE", None, Kind::Extra),
+    ("Allow-Events", Some('u'), Kind::Extra),
+    ("Event", Some('o'), Kind::Extra),
+    ("Subscription-State", None, Kind::Extra),
+    ("Accept", None, Kind::Extra),
+    ("Authorization", None, Kind::Extra),
+    ("Proxy-Authorization", None, Kind::Extra),
+    ("WWW-Authenticate", None, Kind::Extra),
+    ("Proxy-Authenticate", None, Kind::Extra),
+    ("RSeq", None, Kind::Extra),
+    ("RAck", None, Kind::Extra),
+    ("Reason", None, Kind::Extra),
+    ("Privacy", None, Kind::Extra),
+    ("P-Asserted-Identity", None, Kind::Extra),
+    ("Date", None, Kind::Extra),
     ("Content-Encoding", Some('e'), Kind::Extra),
     ("Subject", Some('s'), Kind::Extra),
-    ("Supported", Some('k'), Kind::Extra),
-    ("Event", Some('o'), Kind::Extra),
     ("Refer-To", Some('r'), Kind::Extra),
     ("Referred-By", Some('b'), Kind::Extra),
-    ("Allow-Events", Some('u'), Kind::Extra),
-    ("Session-Expires", Some('x'), Kind::Extra),
     ("Identity", Some('y'), Kind::Extra),
-    ("Accept", None, Kind::Extra),
     ("Accept-Encoding", None, Kind::Extra),
     ("Accept-Language", None, Kind::Extra),
     ("Alert-Info", None, Kind::Extra),
-    ("Allow", None, Kind::Extra),
     ("Authentication-Info", None, Kind::Extra),
-    ("Authorization", None, Kind::Extra),
     ("Call-Info", None, Kind::Extra),
     ("Content-Disposition", None, Kind::Extra),
     ("Content-Language", None, Kind::Extra),
-    ("Date", None, Kind::Extra),
     ("Error-Info", None, Kind::Extra),
-    ("Expires", None, Kind::Extra),
     ("In-Reply-To", None, Kind::Extra),
     ("MIME-Version", None, Kind::Extra),
     ("Min-Expires", None, Kind::Extra),
-    ("Min-SE", None, Kind::Extra),
     ("Organization", None, Kind::Extra),
-    ("P-Asserted-Identity", None, Kind::Extra),
     ("Path", None, Kind::Extra),
     ("Priority", None, Kind::Extra),
-    ("Privacy", None, Kind::Extra),
-    ("Proxy-Authenticate", None, Kind::Extra),
-    ("Proxy-Authorization", None, Kind::Extra),
     ("Proxy-Require", None, Kind::Extra),
-    ("RAck", None, Kind::Extra),
-    ("Reason", None, Kind::Extra),
     ("Replaces", None, Kind::Extra),
     ("Reply-To", None, Kind::Extra),
-    ("Require", None, Kind::Extra),
     ("Retry-After", None, Kind::Extra),
-    ("RSeq", None, Kind::Extra),
-    ("Server", None, Kind::Extra),
-    ("Subscription-State", None, Kind::Extra),
     ("Timestamp", None, Kind::Extra),
     ("Unsupported", None, Kind::Extra),
-    ("User-Agent", None, Kind::Extra),
     ("Warning", None, Kind::Extra),
-    ("WWW-Authenticate", None, Kind::Extra),
 ];
 
 /// Canonical name and kind of a header name as written.
@@ -357,7 +441,9 @@ fn classify(name: &str) -> (Cow<'_, str>, Kind) {
         let c = char::from(name.as_bytes()[0].to_ascii_lowercase());
         KNOWN_HEADERS.iter().find(|h| h.1 == Some(c))
     } else {
-        KNOWN_HEADERS.iter().find(|h| h.0.eq_ignore_ascii_case(name))
+        KNOWN_HEADERS
+            .iter()
+            .find(|h| h.0.eq_ignore_ascii_case(name))
     };
     match found {
         Some(&(canonical, _, kind)) => (Cow::Borrowed(canonical), kind),
@@ -367,7 +453,7 @@ fn classify(name: &str) -> (Cow<'_, str>, Kind) {
 
 /// Splits `Name: value` (whitespace allowed before the colon, none before the name).
 fn split_header(line: &str) -> PResult<(&str, &str)> {
-    let (name, value) = line.split_once(':').ok_or("Malformed Header Line")?;
+    let (name, value) = split_once_byte(line, b':').ok_or("Malformed Header Line")?;
     let name = name.trim_end_matches([' ', '\t']);
     if !chars::is_token_str(name) {
         return Err("Malformed Header Name");
@@ -380,7 +466,10 @@ fn split_header(line: &str) -> PResult<(&str, &str)> {
 
 fn error_with_salvage(reason: &str, head: &[u8]) -> ParseError {
     let head = String::from_utf8_lossy(head);
-    ParseError { reason: reason.to_owned(), salvage: salvage_from_head(&head) }
+    ParseError {
+        reason: reason.to_owned(),
+        salvage: salvage_from_head(&head),
+    }
 }
 
 /// Raw Via/From/To/Call-ID/CSeq text of something that looks like a request.
@@ -388,7 +477,10 @@ fn salvage_from_head(head: &str) -> Option<Salvage> {
     let head = &head[leading_crlf_len(head.as_bytes())..];
     let mut rest = head;
     let start_line = next_line(&mut rest)?;
-    if start_line.get(..4).is_some_and(|v| v.eq_ignore_ascii_case("SIP/")) {
+    if start_line
+        .get(..4)
+        .is_some_and(|v| v.eq_ignore_ascii_case("SIP/"))
+    {
         return None; // a response: never answered
     }
     let mut via = Vec::new();
@@ -397,7 +489,9 @@ fn salvage_from_head(head: &str) -> Option<Salvage> {
         if line.is_empty() {
             break; // end of the header section
         }
-        let Ok((name, value)) = split_header(&line) else { continue };
+        let Ok((name, value)) = split_header(&line) else {
+            continue;
+        };
         let slot = match classify(name).1 {
             Kind::Via => {
                 via.push(value.to_owned());
@@ -414,7 +508,13 @@ fn salvage_from_head(head: &str) -> Option<Salvage> {
     if via.is_empty() {
         return None;
     }
-    Some(Salvage { via, from: from?, to: to?, call_id: call_id?, cseq: cseq? })
+    Some(Salvage {
+        via,
+        from: from?,
+        to: to?,
+        call_id: call_id?,
+        cseq: cseq?,
+    })
 }
 
 enum StartLine {
@@ -423,12 +523,15 @@ enum StartLine {
 }
 
 fn parse_start_line(line: &str) -> PResult<StartLine> {
-    if line.get(..4).is_some_and(|v| v.eq_ignore_ascii_case("SIP/")) {
-        let (version, rest) = line.split_once(' ').unwrap_or((line, ""));
+    if line
+        .get(..4)
+        .is_some_and(|v| v.eq_ignore_ascii_case("SIP/"))
+    {
+        let (version, rest) = split_once_byte(line, b' ').unwrap_or((line, ""));
         if !version.eq_ignore_ascii_case("SIP/2.0") {
             return Err("Version Not Supported");
         }
-        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (code, reason) = split_once_byte(rest, b' ').unwrap_or((rest, ""));
         let status = match parse_digits::<u16>(code) {
             Some(s) if code.len() == 3 && (100..=699).contains(&s) => s,
             _ => return Err("Bad Status Code"),
@@ -445,11 +548,16 @@ fn parse_start_line(line: &str) -> PResult<StartLine> {
         return Err("Bad Method");
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
-        return Err(if version.get(..4).is_some_and(|v| v.eq_ignore_ascii_case("SIP/")) {
-            "Version Not Supported"
-        } else {
-            "Bad Request-Line"
-        });
+        return Err(
+            if version
+                .get(..4)
+                .is_some_and(|v| v.eq_ignore_ascii_case("SIP/"))
+            {
+                "Version Not Supported"
+            } else {
+                "Bad Request-Line"
+            },
+        );
     }
     let uri = grammar::parse_uri(uri).map_err(|e| match e {
         "Unsupported URI Scheme" => e,
@@ -465,7 +573,10 @@ fn parse_cseq(value: &str) -> PResult<CSeq> {
     if !chars::is_token_str(method) {
         return Err("Bad CSeq");
     }
-    Ok(CSeq { seq, method: Method::from_token(method) })
+    Ok(CSeq {
+        seq,
+        method: Method::from_token(method),
+    })
 }
 
 /// Headers being collected; checked for completeness at the end.
@@ -519,18 +630,25 @@ impl HeaderSet {
                 let v = parse_digits(value).ok_or("Bad Max-Forwards")?;
                 set_once(&mut self.max_forwards, v, "Duplicate Max-Forwards")?
             }
-            Kind::Contact if value == "*" => self.extra.push((canonical.into_owned(), value.to_owned())),
-            Kind::Contact => {
-                grammar::parse_name_addr_list(value, &mut self.contact).map_err(|_| "Bad Contact")?
+            Kind::Contact if value == "*" => {
+                self.extra.push((canonical.into_owned(), value.to_owned()))
             }
-            Kind::Route => grammar::parse_name_addr_list(value, &mut self.route).map_err(|_| "Bad Route")?,
+            Kind::Contact => grammar::parse_name_addr_list(value, &mut self.contact)
+                .map_err(|_| "Bad Contact")?,
+            Kind::Route => {
+                grammar::parse_name_addr_list(value, &mut self.route).map_err(|_| "Bad Route")?
+            }
             Kind::RecordRoute => grammar::parse_name_addr_list(value, &mut self.record_route)
                 .map_err(|_| "Bad Record-Route")?,
             Kind::ContentType => {
                 if value.is_empty() {
                     return Err("Bad Content-Type");
                 }
-                set_once(&mut self.content_type, value.to_owned(), "Duplicate Content-Type")?
+                set_once(
+                    &mut self.content_type,
+                    value.to_owned(),
+                    "Duplicate Content-Type",
+                )?
             }
             Kind::ContentLength => {
                 let v = parse_digits(value).ok_or("Bad Content-Length")?;
@@ -565,16 +683,25 @@ fn parse_message(buf: &[u8], stream: bool) -> Result<Message, ParseError> {
     let buf = &buf[leading_crlf_len(buf)..];
     let fail = |reason: &str, head: &[u8]| Err(error_with_salvage(reason, head));
     if buf.len() > MAX_MESSAGE_SIZE {
-        let head_end = find_head_end(buf).map_or(MAX_MESSAGE_SIZE, |(h, _)| h);
+        let head_end = find_head_end(buf).map_or(MAX_MESSAGE_SIZE, |h| h.head_end);
         return fail("Message Too Large", &buf[..head_end]);
     }
     if buf.is_empty() {
         return Err(ParseError::new("Empty Message"));
     }
-    let Some((head_end, body_start)) = find_head_end(buf) else {
+    let Some(HeadEnd {
+        head_end,
+        body_start,
+        stray_cr,
+    }) = find_head_end(buf)
+    else {
         return fail("Incomplete Header Section", buf);
     };
     let head_bytes = &buf[..head_end];
+    if stray_cr {
+        // A CR is only allowed as part of a line end.
+        return fail("Stray CR In Header", head_bytes);
+    }
     let Ok(head) = std::str::from_utf8(head_bytes) else {
         return fail("Header Section Not UTF-8", head_bytes);
     };
@@ -585,14 +712,6 @@ fn parse_message(buf: &[u8], stream: bool) -> Result<Message, ParseError> {
 }
 
 fn parse_head_and_body(head: &str, rest: &[u8], stream: bool) -> PResult<Message> {
-    // A CR is only allowed as part of a line end.
-    let mut scan = head;
-    while let Some(i) = scan.find('\r') {
-        if scan.as_bytes().get(i + 1) != Some(&b'\n') {
-            return Err("Stray CR In Header");
-        }
-        scan = &scan[i + 1..];
-    }
     let mut lines = head;
     let start = parse_start_line(next_line(&mut lines).unwrap_or(""))?;
     let mut set = HeaderSet::default();
@@ -612,10 +731,83 @@ fn parse_head_and_body(head: &str, rest: &[u8], stream: bool) -> PResult<Message
             if headers.cseq.method != method {
                 return Err("CSeq Method Mismatch");
             }
-            Message::Request(Request { method, uri, headers, body })
+            Message::Request(Request {
+                method,
+                uri,
+                headers,
+                body,
+            })
         }
-        StartLine::Response(status, reason) => {
-            Message::Response(Response { status, reason, headers, body })
-        }
+        StartLine::Response(status, reason) => Message::Response(Response {
+            status,
+            reason,
+            headers,
+            body,
+        }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive_head_end(buf: &[u8]) -> Option<(usize, usize, bool)> {
+        let mut stray_cr = false;
+        for i in 0..buf.len() {
+            if buf[i] == b'\n' {
+                if buf.get(i + 1) == Some(&b'\n') {
+                    return Some((i + 1, i + 2, stray_cr));
+                }
+                if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+                    return Some((i + 1, i + 3, stray_cr));
+                }
+            } else if buf[i] == b'\r' && buf.get(i + 1) != Some(&b'\n') {
+                stray_cr = true;
+            }
+        }
+        None
+    }
+
+    /// The word-at-a-time scanners agree with byte-by-byte ones on CR/LF-dense input.
+    #[test]
+    fn swar_scans_match_naive() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..20_000 {
+            let len = (x % 40) as usize;
+            let buf: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    [b'\r', b'\n', b'a', 0x8d, 0x0a ^ 0x80, b' '][(x % 6) as usize]
+                })
+                .collect();
+            let got = find_head_end(&buf).map(|h| (h.head_end, h.body_start, h.stray_cr));
+            assert_eq!(got, naive_head_end(&buf), "{buf:?}");
+            assert_eq!(
+                find_lf(&buf),
+                buf.iter().position(|&b| b == b'\n'),
+                "{buf:?}"
+            );
+            assert_eq!(
+                chars::has_cr_or_lf(&buf),
+                buf.iter().any(|&b| b == b'\r' || b == b'\n')
+            );
+        }
+    }
+
+    #[test]
+    fn header_lines_unfold() {
+        let lines: Vec<_> = HeaderLines {
+            rest: "A: 1\r\n 2\r\n\t3 \r\nB:x\nC:\r\n  \r\n y\r\n",
+        }
+        .collect();
+        assert_eq!(lines, ["A: 1 2 3", "B:x", "C: y"]);
+        assert_eq!(classify("v"), (Cow::Borrowed("Via"), Kind::Via));
+        assert_eq!(
+            classify("CALL-id"),
+            (Cow::Borrowed("Call-ID"), Kind::CallId)
+        );
+        assert_eq!(classify("X-Thing"), (Cow::Borrowed("X-Thing"), Kind::Extra));
+    }
 }

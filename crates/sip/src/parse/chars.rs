@@ -4,14 +4,21 @@
 /// `alphanum / mark` (RFC 3261 §25.1).
 #[inline]
 pub(crate) fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')')
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
 }
 
 /// `token` characters (RFC 3261 §25.1).
 #[inline]
 pub(crate) fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric()
-        || matches!(b, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
 }
 
 /// Characters of an unquoted header-parameter value: `token / host` (the host part
@@ -103,4 +110,53 @@ pub(crate) fn is_token_display(s: &str) -> bool {
         && !is_lws(b[0])
         && !is_lws(b[b.len() - 1])
         && b.iter().all(|&c| is_token(c) || is_lws(c))
+}
+
+/// Position of ASCII byte `needle` in `s`. For the short strings of header values a
+/// plain loop beats `str::find`'s memchr set-up; an ASCII needle always lands on a
+/// char boundary.
+#[inline]
+pub(crate) fn find_byte(s: &str, needle: u8) -> Option<usize> {
+    debug_assert!(needle.is_ascii());
+    s.as_bytes().iter().position(|&b| b == needle)
+}
+
+/// `str::split_once` for an ASCII byte (see [`find_byte`]).
+#[inline]
+pub(crate) fn split_once_byte(s: &str, needle: u8) -> Option<(&str, &str)> {
+    let i = find_byte(s, needle)?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+// Word-at-a-time (SWAR) byte search, for scans over whole header sections.
+
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `w` equal to `b`; the lowest flag is exact (higher
+/// ones may be false positives), which is all a forward search needs.
+#[inline]
+pub(crate) fn byte_eq_mask(w: u64, b: u8) -> u64 {
+    let x = w ^ (LOW_BITS * u64::from(b));
+    x.wrapping_sub(LOW_BITS) & !x & HIGH_BITS
+}
+
+/// The 8 bytes at `buf[i..]`, if there are that many.
+#[inline]
+pub(crate) fn word_at(buf: &[u8], i: usize) -> Option<u64> {
+    let bytes: [u8; 8] = buf.get(i..i + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+/// Whether `s` holds a CR or LF (the printer's injection guard).
+pub(crate) fn has_cr_or_lf(s: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(w) = word_at(s, i) {
+        if byte_eq_mask(w, b'\n') | byte_eq_mask(w, b'\r') != 0 {
+            return true;
+        }
+        i += 8;
+    }
+    s.get(i..)
+        .is_some_and(|t| t.iter().any(|&b| b == b'\r' || b == b'\n'))
 }

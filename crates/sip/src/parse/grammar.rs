@@ -12,9 +12,13 @@ use std::net::Ipv6Addr;
 
 pub(crate) type PResult<T> = Result<T, &'static str>;
 
+/// Strips leading and trailing SP/HTAB (byte loop: cheaper than a char pattern).
 #[inline]
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches([' ', '\t'])
+    let b = s.as_bytes();
+    let start = b.iter().position(|&c| !is_lws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|&c| !is_lws(c)).map_or(start, |i| i + 1);
+    &s[start..end]
 }
 
 #[inline]
@@ -45,7 +49,7 @@ fn hex_val(b: u8) -> Option<u8> {
 /// Decodes `%XX` escapes. Escapes that decode to invalid UTF-8 are replaced by
 /// U+FFFD rather than refusing the message.
 pub(crate) fn unescape(s: &str) -> PResult<String> {
-    if !s.contains('%') {
+    if !s.bytes().any(|b| b == b'%') {
         return Ok(s.to_owned());
     }
     let b = s.as_bytes();
@@ -73,7 +77,7 @@ pub(crate) fn unescape(s: &str) -> PResult<String> {
 
 /// The contents of a quoted-string (without its quotes) with `\x` pairs resolved.
 fn unquote(inner: &str) -> String {
-    if !inner.contains('\\') {
+    if !inner.bytes().any(|b| b == b'\\') {
         return inner.to_owned();
     }
     let mut out = String::with_capacity(inner.len());
@@ -163,7 +167,10 @@ pub(crate) fn parse_header_params(s: &str) -> PResult<Vec<Param>> {
         } else {
             None
         };
-        out.push(Param { name: name.to_owned(), value });
+        out.push(Param {
+            name: name.to_owned(),
+            value,
+        });
         i = skip_lws(b, i);
     }
     Ok(out)
@@ -174,7 +181,7 @@ pub(crate) fn parse_header_params(s: &str) -> PResult<Vec<Param>> {
 fn parse_hostport(s: &str) -> PResult<(String, Option<u16>)> {
     let b = s.as_bytes();
     let host_end = if b.first() == Some(&b'[') {
-        let close = s.find(']').ok_or("Bad IPv6 Reference")?;
+        let close = find_byte(s, b']').ok_or("Bad IPv6 Reference")?;
         if s[1..close].parse::<Ipv6Addr>().is_err() {
             return Err("Bad IPv6 Reference");
         }
@@ -199,21 +206,24 @@ fn parse_hostport(s: &str) -> PResult<(String, Option<u16>)> {
 /// `;name[=value]` URI parameters, %-unescaped.
 fn parse_uri_params(s: &str, out: &mut Vec<Param>) -> PResult<()> {
     for seg in s.split(';') {
-        let (name, value) = match seg.split_once('=') {
+        let (name, value) = match split_once_byte(seg, b'=') {
             Some((n, v)) => (n, Some(unescape(v)?)),
             None => (seg, None),
         };
         if name.is_empty() {
             return Err("Bad URI Parameter");
         }
-        out.push(Param { name: unescape(name)?, value });
+        out.push(Param {
+            name: unescape(name)?,
+            value,
+        });
     }
     Ok(())
 }
 
 fn parse_uri_headers(s: &str, out: &mut Vec<(String, String)>) -> PResult<()> {
     for seg in s.split('&') {
-        let (name, value) = seg.split_once('=').unwrap_or((seg, ""));
+        let (name, value) = split_once_byte(seg, b'=').unwrap_or((seg, ""));
         if name.is_empty() {
             return Err("Bad URI Header");
         }
@@ -225,10 +235,12 @@ fn parse_uri_headers(s: &str, out: &mut Vec<(String, String)>) -> PResult<()> {
 /// A SIP, SIPS or TEL URI.
 pub(crate) fn parse_uri(s: &str) -> PResult<Uri> {
     let s = trim_lws(s);
-    if s.bytes().any(|b| b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"')) {
+    if s.bytes()
+        .any(|b| b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"'))
+    {
         return Err("Bad URI");
     }
-    let (scheme, rest) = s.split_once(':').ok_or("Bad URI")?;
+    let (scheme, rest) = split_once_byte(s, b':').ok_or("Bad URI")?;
     let scheme = if scheme.eq_ignore_ascii_case("sip") {
         Scheme::Sip
     } else if scheme.eq_ignore_ascii_case("sips") {
@@ -248,7 +260,7 @@ pub(crate) fn parse_uri(s: &str) -> PResult<Uri> {
         headers: Vec::new(),
     };
     if scheme == Scheme::Tel {
-        let (number, params) = match rest.split_once(';') {
+        let (number, params) = match split_once_byte(rest, b';') {
             Some((n, p)) => (n, Some(p)),
             None => (rest, None),
         };
@@ -262,9 +274,9 @@ pub(crate) fn parse_uri(s: &str) -> PResult<Uri> {
         return Ok(uri);
     }
     // The user part may hold `;` and `?` (user-unreserved), but never a raw `@`.
-    let hostpart = match rest.split_once('@') {
+    let hostpart = match split_once_byte(rest, b'@') {
         Some((userinfo, hostpart)) => {
-            let (user, password) = match userinfo.split_once(':') {
+            let (user, password) = match split_once_byte(userinfo, b':') {
                 Some((u, p)) => (u, Some(p)),
                 None => (userinfo, None),
             };
@@ -277,12 +289,15 @@ pub(crate) fn parse_uri(s: &str) -> PResult<Uri> {
         }
         None => rest,
     };
-    let hp_end = hostpart.find([';', '?']).unwrap_or(hostpart.len());
+    let hp_end = hostpart
+        .bytes()
+        .position(|b| b == b';' || b == b'?')
+        .unwrap_or(hostpart.len());
     let (host, port) = parse_hostport(&hostpart[..hp_end])?;
     uri.host = host;
     uri.port = port;
     let tail = &hostpart[hp_end..];
-    let (params, headers) = match tail.split_once('?') {
+    let (params, headers) = match split_once_byte(tail, b'?') {
         Some((p, h)) => (p, Some(h)),
         None => (tail, None),
     };
@@ -305,9 +320,9 @@ pub(crate) fn parse_name_addr(s: &str) -> PResult<NameAddr> {
         let display = unquote(&s[1..end - 1]);
         let after = s[end..].trim_start_matches([' ', '\t']);
         let inner = after.strip_prefix('<').ok_or("Bad Name-Addr")?;
-        let (uri, rest) = inner.split_once('>').ok_or("Bad Name-Addr")?;
+        let (uri, rest) = split_once_byte(inner, b'>').ok_or("Bad Name-Addr")?;
         (Some(display), uri, rest)
-    } else if let Some((before, inner)) = s.split_once('<') {
+    } else if let Some((before, inner)) = split_once_byte(s, b'<') {
         let before = trim_lws(before);
         let display = if before.is_empty() {
             None
@@ -316,18 +331,28 @@ pub(crate) fn parse_name_addr(s: &str) -> PResult<NameAddr> {
         } else {
             return Err("Bad Display Name");
         };
-        let (uri, rest) = inner.split_once('>').ok_or("Bad Name-Addr")?;
+        let (uri, rest) = split_once_byte(inner, b'>').ok_or("Bad Name-Addr")?;
         (display, uri, rest)
     } else {
-        let semi = s.find(';').unwrap_or(s.len());
+        let semi = find_byte(s, b';').unwrap_or(s.len());
         (None, &s[..semi], &s[semi..])
     };
-    Ok(NameAddr { display, uri: parse_uri(uri_str)?, params: parse_header_params(rest)? })
+    Ok(NameAddr {
+        display,
+        uri: parse_uri(uri_str)?,
+        params: parse_header_params(rest)?,
+    })
 }
 
 fn transport_from_token(s: &str) -> Option<Transport> {
-    const ALL: [Transport; 6] =
-        [Transport::Udp, Transport::Tcp, Transport::Tls, Transport::Sctp, Transport::Ws, Transport::Wss];
+    const ALL: [Transport; 6] = [
+        Transport::Udp,
+        Transport::Tcp,
+        Transport::Tls,
+        Transport::Sctp,
+        Transport::Ws,
+        Transport::Wss,
+    ];
     ALL.into_iter().find(|t| t.as_str().eq_ignore_ascii_case(s))
 }
 
@@ -357,10 +382,15 @@ fn parse_one_via(s: &str) -> PResult<Via> {
     i += 1;
     let transport = transport_from_token(next_token(&mut i)).ok_or("Bad Via Transport")?;
     let rest = &s[i..];
-    let sent_by_end = rest.find(';').unwrap_or(rest.len());
+    let sent_by_end = find_byte(rest, b';').unwrap_or(rest.len());
     let (host, port) = parse_hostport(&rest[..sent_by_end]).map_err(|_| "Bad Via Sent-By")?;
     let params = parse_header_params(&rest[sent_by_end..]).map_err(|_| "Bad Via Parameter")?;
-    Ok(Via { transport, host, port, params })
+    Ok(Via {
+        transport,
+        host,
+        port,
+        params,
+    })
 }
 
 /// A Via header value, possibly holding several comma-separated via-parms.

@@ -37,6 +37,9 @@ fn write_escaped<W: Write>(w: &mut W, s: &str, allowed: fn(u8) -> bool) -> fmt::
 
 /// Writes free header text with any CR/LF turned into a space.
 pub(crate) fn write_text<W: Write>(w: &mut W, s: &str) -> fmt::Result {
+    if !has_cr_or_lf(s.as_bytes()) {
+        return w.write_str(s);
+    }
     let mut parts = s.split(['\r', '\n']);
     if let Some(first) = parts.next() {
         w.write_str(first)?;
@@ -166,7 +169,11 @@ fn write_headers<W: Write>(w: &mut W, h: &Headers, body_len: usize) -> fmt::Resu
     write!(w, "\r\nCSeq: {} ", h.cseq.seq)?;
     write_text(w, h.cseq.method.as_str())?;
     w.write_str("\r\n")?;
-    for (name, list) in [("Contact: ", &h.contact), ("Route: ", &h.route), ("Record-Route: ", &h.record_route)] {
+    for (name, list) in [
+        ("Contact: ", &h.contact),
+        ("Route: ", &h.route),
+        ("Record-Route: ", &h.record_route),
+    ] {
         for na in list {
             w.write_str(name)?;
             write_name_addr(w, na)?;
@@ -174,6 +181,10 @@ fn write_headers<W: Write>(w: &mut W, h: &Headers, body_len: usize) -> fmt::Resu
         }
     }
     for (name, value) in &h.extra {
+        // The length is always derived from the body; a stray extra would contradict it.
+        if name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l") {
+            continue;
+        }
         write_text(w, name)?;
         w.write_str(": ")?;
         write_text(w, value)?;

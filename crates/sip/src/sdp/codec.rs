@@ -54,8 +54,7 @@ impl Codec {
 
     /// RFC 4733 named telephone events (DTMF) at `clock_rate`.
     pub fn telephone_event(payload_type: u8, clock_rate: u32) -> Codec {
-        Codec::new(payload_type, "telephone-event", clock_rate, 1)
-            .with_fmtp(TELEPHONE_EVENT_FMTP)
+        Codec::new(payload_type, "telephone-event", clock_rate, 1).with_fmtp(TELEPHONE_EVENT_FMTP)
     }
 
     pub fn with_fmtp(mut self, fmtp: impl Into<String>) -> Codec {
@@ -130,7 +129,9 @@ impl Codec {
     /// Formats that ride alongside a voice codec and cannot be the stream's codec:
     /// DTMF events, comfort noise (RFC 3389), redundancy and FEC/retransmission wrappers.
     pub fn is_auxiliary(&self) -> bool {
-        ["telephone-event", "CN", "red", "ulpfec", "flexfec", "rtx"].iter().any(|n| self.is_named(n))
+        ["telephone-event", "CN", "red", "ulpfec", "flexfec", "rtx"]
+            .iter()
+            .any(|n| self.is_named(n))
     }
 
     /// Whether `self` and `other` are the same encoding, regardless of payload type and
@@ -236,8 +237,13 @@ mod tests {
         assert_eq!(Codec::from_rtpmap("96 opus/48000/2"), Some(Codec::opus(96)));
         assert_eq!(Codec::from_rtpmap("0 PCMU/8000"), Some(Codec::pcmu()));
         assert_eq!(Codec::from_rtpmap("9 G722/8000/1"), Some(Codec::g722()));
-        assert_eq!(Codec::from_rtpmap(" 101  telephone-event/8000 ").map(|c| c.clock_rate), Some(8000));
-        for bad in ["", "96", "96 opus", "96 opus/x", "128 opus/48000", "96 /8000", "96 a/1/2/3", "x a/1"] {
+        assert_eq!(
+            Codec::from_rtpmap(" 101  telephone-event/8000 ").map(|c| c.clock_rate),
+            Some(8000)
+        );
+        for bad in
+            ["", "96", "96 opus", "96 opus/x", "128 opus/48000", "96 /8000", "96 a/1/2/3", "x a/1"]
+        {
             assert_eq!(Codec::from_rtpmap(bad), None, "{bad:?}");
         }
     }

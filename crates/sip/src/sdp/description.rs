@@ -58,7 +58,12 @@ pub struct Origin {
 }
 
 impl Origin {
-    pub fn new(username: impl Into<String>, session_id: u64, session_version: u64, ip: IpAddr) -> Origin {
+    pub fn new(
+        username: impl Into<String>,
+        session_id: u64,
+        session_version: u64,
+        ip: IpAddr,
+    ) -> Origin {
         let c = Connection::from_ip(ip);
         Origin {
             username: username.into(),
@@ -183,7 +188,9 @@ fn find_attribute<'a>(attrs: &'a [Attribute], name: &str) -> Option<&'a Attribut
 }
 
 fn attrs_direction(attrs: &[Attribute]) -> Option<Direction> {
-    attrs.iter().find_map(|a| a.value.is_none().then(|| Direction::from_attribute(&a.name)).flatten())
+    attrs
+        .iter()
+        .find_map(|a| a.value.is_none().then(|| Direction::from_attribute(&a.name)).flatten())
 }
 
 /// `a=ptime:20`, tolerating a fractional value like `20.0` (rounded down).
@@ -196,8 +203,17 @@ fn parse_millis(value: &str) -> Option<u32> {
 }
 
 impl MediaDescription {
-    pub fn new(kind: impl Into<String>, port: u16, protocol: impl Into<String>) -> MediaDescription {
-        MediaDescription { kind: kind.into(), port, protocol: protocol.into(), ..Default::default() }
+    pub fn new(
+        kind: impl Into<String>,
+        port: u16,
+        protocol: impl Into<String>,
+    ) -> MediaDescription {
+        MediaDescription {
+            kind: kind.into(),
+            port,
+            protocol: protocol.into(),
+            ..Default::default()
+        }
     }
 
     pub fn is_audio(&self) -> bool {
@@ -207,7 +223,8 @@ impl MediaDescription {
     /// Plain RTP, with or without RTCP feedback (`RTP/AVP`, `RTP/AVPF`): the profiles we
     /// can terminate. SRTP and DTLS-SRTP profiles are not.
     pub fn is_plain_rtp(&self) -> bool {
-        self.protocol.eq_ignore_ascii_case("RTP/AVP") || self.protocol.eq_ignore_ascii_case("RTP/AVPF")
+        self.protocol.eq_ignore_ascii_case("RTP/AVP")
+            || self.protocol.eq_ignore_ascii_case("RTP/AVPF")
     }
 
     /// First attribute called `name` (case-insensitive).
@@ -217,7 +234,10 @@ impl MediaDescription {
 
     /// Value of the first attribute called `name` that has one.
     pub fn attribute_value(&self, name: &str) -> Option<&str> {
-        self.attributes.iter().filter(|a| a.name.eq_ignore_ascii_case(name)).find_map(|a| a.value.as_deref())
+        self.attributes
+            .iter()
+            .filter(|a| a.name.eq_ignore_ascii_case(name))
+            .find_map(|a| a.value.as_deref())
     }
 
     pub fn has_attribute(&self, name: &str) -> bool {
@@ -232,7 +252,8 @@ impl MediaDescription {
 
     /// Replaces any direction attributes with `dir`.
     pub fn set_direction(&mut self, dir: Direction) {
-        self.attributes.retain(|a| !(a.value.is_none() && Direction::from_attribute(&a.name).is_some()));
+        self.attributes
+            .retain(|a| !(a.value.is_none() && Direction::from_attribute(&a.name).is_some()));
         self.attributes.push(Attribute::flag(dir.as_str()));
     }
 
@@ -258,7 +279,8 @@ impl MediaDescription {
     /// The `a=fmtp` parameters for payload type `pt`.
     pub fn fmtp(&self, pt: u8) -> Option<&str> {
         self.attributes.iter().filter(|a| a.name.eq_ignore_ascii_case("fmtp")).find_map(|a| {
-            let (p, params) = a.value.as_deref()?.trim_start().split_once(|c: char| c.is_ascii_whitespace())?;
+            let (p, params) =
+                a.value.as_deref()?.trim_start().split_once(|c: char| c.is_ascii_whitespace())?;
             (parse_payload_type(p)? == pt).then(|| params.trim())
         })
     }
@@ -273,7 +295,9 @@ impl MediaDescription {
             if out.iter().any(|c| c.payload_type == pt) {
                 continue;
             }
-            let Some(mut codec) = self.rtpmap(pt).or_else(|| Codec::from_static(pt)) else { continue };
+            let Some(mut codec) = self.rtpmap(pt).or_else(|| Codec::from_static(pt)) else {
+                continue;
+            };
             codec.fmtp = self.fmtp(pt).map(str::to_owned);
             out.push(codec);
         }
@@ -297,10 +321,11 @@ pub struct AudioInfo {
     /// `None` when the port is 0 (stream disabled), the address is `0.0.0.0`/`::`
     /// (RFC 2543 hold) or not an IP literal.
     pub addr: Option<SocketAddr>,
-    /// Where to send RTCP: `a=rtcp` (RFC 3605) if present, else RTP port + 1.
-    /// Equal to `addr` when `a=rtcp-mux` (RFC 5761) is offered, but note we never
-    /// accept mux in our answers.
+    /// Where to send RTCP without multiplexing: `a=rtcp` (RFC 3605) if present, else RTP
+    /// port + 1. (Our answers never accept `a=rtcp-mux`, and RFC 5761 §5.1.1 then has
+    /// the offerer fall back to this address.)
     pub rtcp: Option<SocketAddr>,
+    /// `a=rtcp-mux` (RFC 5761) was present: the writer can take RTCP on the RTP port.
     pub rtcp_mux: bool,
     /// Formats in the writer's order of preference, telephone-event and CN included.
     pub codecs: Vec<Codec>,
@@ -323,7 +348,9 @@ impl AudioInfo {
     /// else one at 8000, else none.
     pub fn telephone_event_for(&self, clock_rate: u32) -> Option<&Codec> {
         let events = || self.codecs.iter().filter(|c| c.is_telephone_event());
-        events().find(|c| c.clock_rate == clock_rate).or_else(|| events().find(|c| c.clock_rate == 8000))
+        events()
+            .find(|c| c.clock_rate == clock_rate)
+            .or_else(|| events().find(|c| c.clock_rate == 8000))
     }
 }
 
@@ -367,8 +394,7 @@ impl SessionDescription {
         let rtcp_mux = m.has_attribute("rtcp-mux");
         let rtcp = match (addr, m.attribute_value("rtcp").and_then(parse_rtcp_attribute)) {
             (None, _) => None,
-            (Some(a), _) if rtcp_mux => Some(a),
-            (Some(a), Some((port, rtcp_ip))) => Some(SocketAddr::new(rtcp_ip.unwrap_or(a.ip()), port)),
+            (Some(a), Some((port, ip))) => Some(SocketAddr::new(ip.unwrap_or(a.ip()), port)),
             (Some(a), None) => a.port().checked_add(1).map(|p| SocketAddr::new(a.ip(), p)),
         };
         let mut direction = self.direction_of(m);
@@ -443,7 +469,11 @@ fn parse_connection(n: usize, v: &str) -> Result<Connection, SdpError> {
     let [net_type, addr_type, address] = t[..] else {
         return Err(perr(n, "c= needs 3 fields"));
     };
-    Ok(Connection { net_type: net_type.into(), addr_type: addr_type.into(), address: address.into() })
+    Ok(Connection {
+        net_type: net_type.into(),
+        addr_type: addr_type.into(),
+        address: address.into(),
+    })
 }
 
 fn parse_bandwidth(n: usize, v: &str) -> Result<Bandwidth, SdpError> {
@@ -460,7 +490,11 @@ fn parse_timing(n: usize, v: &str) -> Result<Timing, SdpError> {
     let [start, stop] = t[..] else {
         return Err(perr(n, "t= needs 2 fields"));
     };
-    Ok(Timing { start: parse_u64(n, "start time", start)?, stop: parse_u64(n, "stop time", stop)?, repeats: Vec::new() })
+    Ok(Timing {
+        start: parse_u64(n, "start time", start)?,
+        stop: parse_u64(n, "stop time", stop)?,
+        repeats: Vec::new(),
+    })
 }
 
 fn parse_media(n: usize, v: &str) -> Result<MediaDescription, SdpError> {
@@ -592,7 +626,12 @@ impl fmt::Display for Origin {
         write!(
             f,
             "{} {} {} {} {} {}",
-            self.username, self.session_id, self.session_version, self.net_type, self.addr_type, self.address
+            self.username,
+            self.session_id,
+            self.session_version,
+            self.net_type,
+            self.addr_type,
+            self.address
         )
     }
 }

@@ -21,11 +21,12 @@ mod negotiate;
 
 pub use codec::{Codec, Direction};
 pub use description::{
-    Attribute, AudioInfo, Bandwidth, Connection, Line, MediaDescription, Origin, SessionDescription, Timing,
+    Attribute, AudioInfo, Bandwidth, Connection, Line, MediaDescription, Origin,
+    SessionDescription, Timing,
 };
 pub use negotiate::{
-    accept_answer, answer, answer_prefer_offerer, answer_with, offer, CodecPreference, LocalCapabilities,
-    Negotiated, SessionState, DEFAULT_PTIME, TELEPHONE_EVENT_PT,
+    accept_answer, answer, answer_prefer_offerer, answer_with, offer, CodecPreference,
+    LocalCapabilities, Negotiated, SessionState, DEFAULT_PTIME, TELEPHONE_EVENT_PT,
 };
 
 use std::fmt;

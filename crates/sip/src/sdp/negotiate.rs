@@ -6,12 +6,13 @@
 //! offered formats, and listing one means the peer cannot switch codecs mid-call.
 
 use super::codec::{Codec, Direction};
-use super::description::{Attribute, AudioInfo, Connection, MediaDescription, Origin, SessionDescription, Timing};
+use super::description::{
+    Attribute, AudioInfo, Connection, MediaDescription, Origin, SessionDescription, Timing,
+};
 use super::SdpError;
 use std::net::{IpAddr, SocketAddr};
 
-/// The packetisation interval when the peer asks for none (RFC 3551 §4.5: 20 ms for the
-/// frame-less codecs we use).
+/// The packetisation interval when the peer asks for none (RFC 3551 §4.2's default).
 pub const DEFAULT_PTIME: u32 = 20;
 
 /// The payload type we offer telephone-event on, the de-facto convention.
@@ -83,7 +84,8 @@ pub struct Negotiated {
     /// OUR direction: whether we may send and should expect to receive.
     pub direction: Direction,
     /// Packetisation interval to send with, in ms: the peer's `a=ptime`, capped by its
-    /// `a=maxptime`, else [`DEFAULT_PTIME`].
+    /// `a=maxptime`, else [`DEFAULT_PTIME`]. A hint (RFC 8866 §6.4), not validated
+    /// against the codec's frame size; the media engine rounds it to what it can do.
     pub ptime: u32,
     /// The peer's `a=maxptime`, if any.
     pub maxptime: Option<u32>,
@@ -93,11 +95,12 @@ pub struct Negotiated {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CodecPreference {
     /// Our `LocalCapabilities` order wins: we take our most preferred codec that the
-    /// offer contains. The default, because the server pays for transcoding.
+    /// offer contains. The default: RFC 3264 §6.1 recommends following the offer's order
+    /// "unless there is a specific reason", and ours is that the server pays for every
+    /// codec it encodes and decodes.
     #[default]
     Local,
-    /// The offer's `m=` order wins (RFC 3264 §6.1 notes the answerer SHOULD respect it
-    /// when it has no reason not to): we take the first offered codec we support.
+    /// The offer's `m=` order wins: we take the first offered codec we support.
     Offerer,
 }
 
@@ -163,7 +166,7 @@ pub fn answer_with(
     // Our m-line: the offerer's payload type (§6.1), our spelling and fmtp.
     let offered = &offer.media[index];
     let mut audio = MediaDescription::new("audio", local.port(), offered.protocol.clone());
-    audio.push_codec(&Codec { payload_type: theirs.payload_type, fmtp: ours.fmtp.clone(), ..ours.clone() });
+    audio.push_codec(&Codec { payload_type: theirs.payload_type, ..ours.clone() });
     if let Some(ev) = event {
         audio.push_codec(&Codec::telephone_event(ev.payload_type, ev.clock_rate));
     }
@@ -179,7 +182,10 @@ pub fn answer_with(
                 audio.clone()
             } else {
                 // Rejected (§6): port 0, same protocol and formats as offered.
-                MediaDescription { formats: m.formats.clone(), ..MediaDescription::new(m.kind.clone(), 0, m.protocol.clone()) }
+                MediaDescription {
+                    formats: m.formats.clone(),
+                    ..MediaDescription::new(m.kind.clone(), 0, m.protocol.clone())
+                }
             }
         })
         .collect();
@@ -194,7 +200,11 @@ pub fn answer_with(
         ..Default::default()
     };
     let negotiated = Negotiated {
-        codec: Codec { payload_type: theirs.payload_type, fmtp: theirs.fmtp.clone(), ..ours.clone() },
+        codec: Codec {
+            payload_type: theirs.payload_type,
+            fmtp: theirs.fmtp.clone(),
+            ..ours.clone()
+        },
         telephone_event: event.map(|e| e.payload_type),
         telephone_event_rate: event.map_or(8000, |e| e.clock_rate),
         remote: info.addr,
@@ -236,7 +246,12 @@ fn negotiated_ptime(info: &AudioInfo) -> u32 {
 /// telephone-event goes on PT 101 at 8000 Hz, plus one more format per other RTP clock
 /// among our codecs (e.g. 48000 for Opus) on the next free dynamic PTs, so events can
 /// match whichever codec the answerer picks (RFC 4733 §2.1).
-pub fn offer(caps: &LocalCapabilities, local: SocketAddr, direction: Direction, session: &mut SessionState) -> SessionDescription {
+pub fn offer(
+    caps: &LocalCapabilities,
+    local: SocketAddr,
+    direction: Direction,
+    session: &mut SessionState,
+) -> SessionDescription {
     let mut audio = MediaDescription::new("audio", local.port(), "RTP/AVP");
     let voice: Vec<&Codec> = caps.codecs.iter().filter(|c| !c.is_auxiliary()).collect();
     for c in &voice {
@@ -278,8 +293,15 @@ fn free_dynamic_pt(used: &[u8]) -> Option<u8> {
 /// first format of its audio m-line that we offered), telephone-event if both sides
 /// listed it, the remote address, and our direction (the answer's reversed, within what
 /// we offered).
-pub fn accept_answer(our_offer: &SessionDescription, answer: &SessionDescription) -> Result<Negotiated, SdpError> {
-    let index = our_offer.media.iter().position(|m| m.is_audio() && m.port != 0).ok_or(SdpError::NoAudio)?;
+pub fn accept_answer(
+    our_offer: &SessionDescription,
+    answer: &SessionDescription,
+) -> Result<Negotiated, SdpError> {
+    let index = our_offer
+        .media
+        .iter()
+        .position(|m| m.is_audio() && m.port != 0)
+        .ok_or(SdpError::NoAudio)?;
     if answer.media.len() != our_offer.media.len() {
         return Err(SdpError::AnswerMismatch(format!(
             "{} m-lines offered, {} answered",
@@ -289,7 +311,11 @@ pub fn accept_answer(our_offer: &SessionDescription, answer: &SessionDescription
     }
     let m = &answer.media[index];
     if !m.is_audio() {
-        return Err(SdpError::AnswerMismatch(format!("m-line {} answered as {}", index + 1, m.kind)));
+        return Err(SdpError::AnswerMismatch(format!(
+            "m-line {} answered as {}",
+            index + 1,
+            m.kind
+        )));
     }
     if m.port == 0 {
         return Err(SdpError::AudioRejected);

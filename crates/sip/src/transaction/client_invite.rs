@@ -30,7 +30,7 @@ pub(crate) struct ClientInvite {
     id: TxId,
     pub state: State,
     /// The INVITE, for building the ACK and a CANCEL.
-    pub request: Request,
+    pub request: Box<Request>,
     bytes: Arc<[u8]>,
     pub to: Peer,
     ack: Option<Arc<[u8]>>,
@@ -53,7 +53,7 @@ impl ClientInvite {
         ClientInvite {
             id,
             state: State::Calling,
-            request,
+            request: Box::new(request),
             bytes,
             to,
             ack: None,
@@ -129,13 +129,21 @@ pub(crate) fn ack_for(invite: &Request, resp: &Response) -> Request {
     let mut headers = h.clone();
     headers.via.truncate(1);
     headers.to = resp.headers.to.clone();
-    headers.cseq = CSeq { seq: h.cseq.seq, method: Method::Ack };
+    headers.cseq = CSeq {
+        seq: h.cseq.seq,
+        method: Method::Ack,
+    };
     headers.max_forwards = Some(h.max_forwards.unwrap_or(70));
     headers.contact.clear();
     headers.record_route.clear();
     headers.content_type = None;
     headers.extra.clear();
-    Request { method: Method::Ack, uri: invite.uri.clone(), headers, body: Vec::new() }
+    Request {
+        method: Method::Ack,
+        uri: invite.uri.clone(),
+        headers,
+        body: Vec::new(),
+    }
 }
 
 /// The CANCEL for a pending INVITE (§9.1): same Request-URI, Call-ID, From, To, CSeq
@@ -144,11 +152,19 @@ pub(crate) fn cancel_for(invite: &Request) -> Request {
     let h = &invite.headers;
     let mut headers = h.clone();
     headers.via.truncate(1);
-    headers.cseq = CSeq { seq: h.cseq.seq, method: Method::Cancel };
+    headers.cseq = CSeq {
+        seq: h.cseq.seq,
+        method: Method::Cancel,
+    };
     headers.max_forwards = Some(h.max_forwards.unwrap_or(70));
     headers.contact.clear();
     headers.record_route.clear();
     headers.content_type = None;
     headers.extra.clear();
-    Request { method: Method::Cancel, uri: invite.uri.clone(), headers, body: Vec::new() }
+    Request {
+        method: Method::Cancel,
+        uri: invite.uri.clone(),
+        headers,
+        body: Vec::new(),
+    }
 }

@@ -14,7 +14,9 @@ use std::fmt::Write;
 
 /// Index key of the server transaction a request belongs to.
 pub(crate) fn server_key(req: &Request) -> Cow<'_, str> {
-    let Some(via) = req.top_via() else { return Cow::Borrowed("") };
+    let Some(via) = req.top_via() else {
+        return Cow::Borrowed("");
+    };
     if via.has_rfc3261_branch() {
         return Cow::Borrowed(via.branch().unwrap_or_default());
     }
@@ -49,7 +51,10 @@ pub(crate) struct SentBy {
 
 impl SentBy {
     pub fn of(via: &Via) -> SentBy {
-        SentBy { host: via.host.to_ascii_lowercase(), port: sent_by_port(via) }
+        SentBy {
+            host: via.host.to_ascii_lowercase(),
+            port: sent_by_port(via),
+        }
     }
     pub fn matches(&self, via: &Via) -> bool {
         self.port == sent_by_port(via) && self.host.eq_ignore_ascii_case(&via.host)

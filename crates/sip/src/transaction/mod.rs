@@ -84,10 +84,14 @@ impl TimerConfig {
 pub struct TxId(u64);
 
 /// What the driver must do next.
+#[allow(clippy::large_enum_variant)] // moved once through the queue; boxing costs more
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Send these bytes. Retransmissions hand out the same `Arc`.
-    Transmit { to: Peer, data: Arc<[u8]> },
+    Transmit {
+        to: Peer,
+        data: Arc<[u8]>,
+    },
     Event(TxEvent),
 }
 
@@ -100,7 +104,11 @@ pub enum TxEvent {
     /// An ACK. `tx` is the server INVITE transaction whose 2xx it acknowledges, for the
     /// first ACK and for its retransmissions as long as that transaction lives (timer
     /// L); `None` when it matches nothing. ACKs for 300-699 never surface.
-    Ack { tx: Option<TxId>, req: Request, from: Peer },
+    Ack {
+        tx: Option<TxId>,
+        req: Request,
+        from: Peer,
+    },
     /// A CANCEL matched a pending server INVITE: the layer has already answered 200 to
     /// the CANCEL and 487 to the INVITE.
     Cancelled { invite_tx: TxId, cancel: Request },
@@ -124,7 +132,10 @@ pub(crate) struct Io<'a> {
 
 impl Io<'_> {
     pub fn transmit(&mut self, to: Peer, data: &Arc<[u8]>) {
-        self.out.push_back(Output::Transmit { to, data: Arc::clone(data) });
+        self.out.push_back(Output::Transmit {
+            to,
+            data: Arc::clone(data),
+        });
     }
     pub fn event(&mut self, ev: TxEvent) {
         self.out.push_back(Output::Event(ev));

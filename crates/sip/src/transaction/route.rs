@@ -37,13 +37,19 @@ pub fn response_peer(via: &Via, from: Peer) -> Peer {
     }
     let ip = via.received().and_then(host_ip).unwrap_or(from.addr.ip());
     let port = via.port.unwrap_or(default_port(via.transport));
-    Peer { addr: SocketAddr::new(ip, port), transport: from.transport }
+    Peer {
+        addr: SocketAddr::new(ip, port),
+        transport: from.transport,
+    }
 }
 
 /// The IP of a host literal (`192.0.2.1`, `[2001:db8::1]`, or bare IPv6), or None for
 /// a name.
 fn host_ip(host: &str) -> Option<IpAddr> {
-    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     bare.parse().ok()
 }
 
@@ -61,7 +67,10 @@ mod tests {
         }
     }
     fn udp(s: &str) -> Peer {
-        Peer { addr: s.parse().unwrap(), transport: Transport::Udp }
+        Peer {
+            addr: s.parse().unwrap(),
+            transport: Transport::Udp,
+        }
     }
 
     #[test]
@@ -69,7 +78,10 @@ mod tests {
         let mut v = via("192.0.2.1", Some(5070), &[("branch", Some("z9hG4bK1"))]);
         stamp_via(&mut v, udp("192.0.2.1:5070"));
         assert_eq!(v.received(), None);
-        assert_eq!(response_peer(&v, udp("192.0.2.1:5070")), udp("192.0.2.1:5070"));
+        assert_eq!(
+            response_peer(&v, udp("192.0.2.1:5070")),
+            udp("192.0.2.1:5070")
+        );
     }
 
     #[test]
@@ -102,7 +114,10 @@ mod tests {
     #[test]
     fn reliable_goes_back_on_connection() {
         let v = via("10.0.0.1", Some(5060), &[]);
-        let from = Peer { addr: "192.0.2.9:40000".parse().unwrap(), transport: Transport::Tcp };
+        let from = Peer {
+            addr: "192.0.2.9:40000".parse().unwrap(),
+            transport: Transport::Tcp,
+        };
         assert_eq!(response_peer(&v, from), from);
     }
 }

@@ -30,7 +30,7 @@ pub(crate) struct ServerInvite {
     id: TxId,
     pub state: State,
     /// The INVITE that created the transaction.
-    pub request: Request,
+    pub request: Box<Request>,
     resp_to: Peer,
     /// Last response sent: what request retransmissions get, and what G and
     /// Retransmit2xx resend.
@@ -44,11 +44,17 @@ pub(crate) struct ServerInvite {
 
 impl ServerInvite {
     /// A new transaction; with `trying`, answers `100 Trying` at once.
-    pub fn new(id: TxId, request: Request, resp_to: Peer, trying: bool, io: &mut Io) -> ServerInvite {
+    pub fn new(
+        id: TxId,
+        request: Request,
+        resp_to: Peer,
+        trying: bool,
+        io: &mut Io,
+    ) -> ServerInvite {
         let mut tx = ServerInvite {
             id,
             state: State::Proceeding,
-            request,
+            request: Box::new(request),
             resp_to,
             last: None,
             to_tag: None,
@@ -66,7 +72,10 @@ impl ServerInvite {
 
     /// The INVITE came again.
     pub fn on_retransmit(&mut self, io: &mut Io) {
-        if matches!(self.state, State::Proceeding | State::Completed | State::Accepted) {
+        if matches!(
+            self.state,
+            State::Proceeding | State::Completed | State::Accepted
+        ) {
             if let Some(last) = &self.last {
                 io.transmit(self.resp_to, last);
             }
@@ -152,7 +161,10 @@ impl ServerInvite {
             (Timer::H, State::Completed) | (Timer::I, State::Confirmed) => self.terminate(),
             (Timer::L, State::Accepted) => {
                 if !self.acked {
-                    io.event(TxEvent::AckTimeout { tx: self.id, req: self.request.clone() });
+                    io.event(TxEvent::AckTimeout {
+                        tx: self.id,
+                        req: (*self.request).clone(),
+                    });
                 }
                 self.terminate();
             }

@@ -29,7 +29,12 @@ pub(crate) struct ServerNonInvite {
 
 impl ServerNonInvite {
     pub fn new(resp_to: Peer) -> ServerNonInvite {
-        ServerNonInvite { state: State::Trying, resp_to, last: None, timers: TimerTable::default() }
+        ServerNonInvite {
+            state: State::Trying,
+            resp_to,
+            last: None,
+            timers: TimerTable::default(),
+        }
     }
 
     pub fn on_retransmit(&mut self, io: &mut Io) {

@@ -80,6 +80,8 @@ impl TimerTable {
 
     /// Every armed timer with its deadline.
     pub fn armed(&self) -> impl Iterator<Item = (Timer, Instant)> + '_ {
-        Timer::VALUES.iter().filter_map(|&t| self.get(t).map(|at| (t, at)))
+        Timer::VALUES
+            .iter()
+            .filter_map(|&t| self.get(t).map(|at| (t, at)))
     }
 }

@@ -1,0 +1,258 @@
+//! Test phones for the media engine: real UDP sockets on 127.0.0.1 that send a G.711
+//! µ-law tone as paced 20 ms RTP and record what they receive, plus a Goertzel
+//! detector to tell which tones a recording contains.
+#![allow(dead_code)]
+
+use media::{Attachment, CodecKind, LegMedia, LegParams, MediaConfig, MediaEngine, MediaEvent, MediaHandle};
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub const TE_PT: u8 = 101;
+
+pub fn ulaw_encode(s: i16) -> u8 {
+    let mut x = s as i32;
+    let sign = if x < 0 { 0x80 } else { 0 };
+    if x < 0 {
+        x = -x;
+    }
+    x = (x + 0x84).min(32635 + 0x84);
+    let exp = (31 - (x as u32).leading_zeros() as i32 - 7).clamp(0, 7);
+    let mant = (x >> (exp + 3)) & 0x0f;
+    !(sign | (exp << 4) as u8 | mant as u8)
+}
+
+pub fn ulaw_decode(u: u8) -> i16 {
+    let u = !u;
+    let exp = ((u >> 4) & 7) as i32;
+    let mant = (u & 0x0f) as i32;
+    let x = (((mant << 3) + 0x84) << exp) - 0x84;
+    (if u & 0x80 != 0 { -x } else { x }) as i16
+}
+
+/// Relative power of `freq` in `samples` (8 kHz): Goertzel power over total power,
+/// normalised so that a pure tone gives about 1.0.
+pub fn tone_share(samples: &[i16], freq: f64) -> f64 {
+    let n = samples.len() as f64;
+    let k = (0.5 + n * freq / 8000.0).floor();
+    let w = 2.0 * std::f64::consts::PI * k / n;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    let mut energy = 0.0;
+    for &x in samples {
+        let x = x as f64;
+        energy += x * x;
+        let s0 = x + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    if energy == 0.0 {
+        0.0
+    } else {
+        2.0 * power / (n * energy)
+    }
+}
+
+pub fn rtp(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&ts.to_be_bytes());
+    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+pub struct TestEngine {
+    pub engine: Option<MediaEngine>,
+    pub media: MediaHandle,
+    pub events: mpsc::Receiver<MediaEvent>,
+}
+
+impl TestEngine {
+    pub fn start(ports: (u16, u16), workers: usize) -> TestEngine {
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let cfg = MediaConfig {
+            bind_ip: "127.0.0.1".parse().unwrap(),
+            rtp_ports: ports,
+            workers,
+            rtp_timeout: Duration::from_secs(60),
+        };
+        let engine = MediaEngine::start(cfg, Box::new(move |e| {
+            let _ = tx.lock().unwrap().send(e);
+        }))
+        .unwrap();
+        let media = engine.handle();
+        TestEngine { engine: Some(engine), media, events: rx }
+    }
+
+    /// Wait for an event matching `f`.
+    pub fn wait_event(&self, timeout: Duration, f: impl Fn(&MediaEvent) -> bool) -> Option<MediaEvent> {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.events.recv_timeout(left) {
+                Ok(e) if f(&e) => return Some(e),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+}
+
+impl Drop for TestEngine {
+    fn drop(&mut self) {
+        if let Some(e) = self.engine.take() {
+            e.shutdown();
+        }
+    }
+}
+
+type Recording = Arc<Mutex<Vec<(Instant, Vec<i16>)>>>;
+/// Telephone-event packets received: (marker, payload).
+type EventLog = Arc<Mutex<Vec<(bool, Vec<u8>)>>>;
+
+/// A phone in a room: sends a tone (or silence when `tone` is None), records audio.
+pub struct Phone {
+    pub leg: LegMedia,
+    pub socket: Arc<UdpSocket>,
+    stop: Arc<AtomicBool>,
+    /// Sequence numbers the sender must skip (simulated loss).
+    pub drop_seqs: Arc<Mutex<Vec<u16>>>,
+    pub sending: Arc<AtomicBool>,
+    recorded: Recording,
+    /// Telephone-event packets received: (marker, payload).
+    pub events_received: EventLog,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Phone {
+    pub fn join(media: &MediaHandle, room: media::RoomId, tone: Option<f64>) -> Phone {
+        let leg = media.allocate().expect("allocate");
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        media.configure(
+            leg.id,
+            LegParams {
+                remote: Some(socket.local_addr().unwrap()),
+                codec: CodecKind::Pcmu,
+                payload_type: 0,
+                telephone_event_pt: Some(TE_PT),
+                send: true,
+                recv: true,
+            },
+        );
+        media.attach(leg.id, Attachment::Room(room));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sending = Arc::new(AtomicBool::new(true));
+        let drop_seqs = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::new(Mutex::new(Vec::new()));
+        let events_received = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        {
+            let (socket, stop, sending, drop_seqs) = (socket.clone(), stop.clone(), sending.clone(), drop_seqs.clone());
+            let dest = leg.rtp_addr;
+            threads.push(std::thread::spawn(move || {
+                let ssrc = 0x1000 + dest.port() as u32;
+                let start = Instant::now();
+                let mut seq: u16 = 100;
+                let mut phase = 0.0f64;
+                let mut k = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut payload = [0xffu8; 160];
+                    if let Some(f) = tone {
+                        for b in payload.iter_mut() {
+                            *b = ulaw_encode((8000.0 * phase.sin()) as i16);
+                            phase += 2.0 * std::f64::consts::PI * f / 8000.0;
+                        }
+                    }
+                    if sending.load(Ordering::Relaxed) && !drop_seqs.lock().unwrap().contains(&seq) {
+                        let _ = socket.send_to(&rtp(0, k == 0, seq, k * 160, ssrc, &payload), dest);
+                    }
+                    seq = seq.wrapping_add(1);
+                    k += 1;
+                    let next = start + Duration::from_millis(20 * k as u64);
+                    if let Some(d) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(d);
+                    }
+                }
+            }));
+        }
+        {
+            let (socket, stop, recorded, events_received) =
+                (socket.clone(), stop.clone(), recorded.clone(), events_received.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 1500];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, _)) = socket.recv_from(&mut buf) else { continue };
+                    if n < 12 {
+                        continue;
+                    }
+                    let pt = buf[1] & 0x7f;
+                    if pt == 0 {
+                        let pcm: Vec<i16> = buf[12..n].iter().map(|&b| ulaw_decode(b)).collect();
+                        recorded.lock().unwrap().push((Instant::now(), pcm));
+                    } else if pt == TE_PT {
+                        events_received.lock().unwrap().push((buf[1] & 0x80 != 0, buf[12..n].to_vec()));
+                    }
+                }
+            }));
+        }
+        Phone { leg, socket, stop, drop_seqs, sending, recorded, events_received, threads }
+    }
+
+    /// Forget what was recorded so far.
+    pub fn clear(&self) {
+        self.recorded.lock().unwrap().clear();
+    }
+
+    /// Audio received since the last clear (concatenated 8 kHz samples).
+    pub fn audio(&self) -> Vec<i16> {
+        self.recorded.lock().unwrap().iter().flat_map(|(_, p)| p.iter().copied()).collect()
+    }
+
+    /// Audio received after `since`.
+    pub fn audio_since(&self, since: Instant) -> Vec<i16> {
+        self.recorded
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| *t >= since)
+            .flat_map(|(_, p)| p.iter().copied())
+            .collect()
+    }
+
+    pub fn packets(&self) -> usize {
+        self.recorded.lock().unwrap().len()
+    }
+
+    pub fn hangup(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+pub const TONES: [f64; 3] = [440.0, 1000.0, 1700.0];
+
+/// Which of TONES are present (share > 0.05) in the audio.
+pub fn tones_heard(audio: &[i16]) -> [bool; 3] {
+    let mut r = [false; 3];
+    for (i, f) in TONES.iter().enumerate() {
+        r[i] = tone_share(audio, *f) > 0.05;
+    }
+    r
+}

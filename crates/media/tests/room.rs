@@ -1,0 +1,156 @@
+//! Conference rooms over real UDP on 127.0.0.1 with G.711 µ-law phones, each sending its
+//! own tone; Goertzel checks which tones each phone hears. Two media workers, so a
+//! room's legs are spread over both (legs are assigned round-robin).
+//!
+//! Each test uses its own port range: tests in this file run in parallel.
+
+mod common;
+
+use common::*;
+use media::{RoomId, MediaEvent};
+use std::time::{Duration, Instant};
+
+/// Let the call run, then record `ms` of audio on every phone.
+fn listen(phones: &[&Phone], settle_ms: u64, ms: u64) -> Vec<[bool; 3]> {
+    std::thread::sleep(Duration::from_millis(settle_ms));
+    let since = Instant::now();
+    std::thread::sleep(Duration::from_millis(ms));
+    phones.iter().map(|p| tones_heard(&p.audio_since(since))).collect()
+}
+
+fn three_phones(t: &TestEngine, room: RoomId) -> [Phone; 3] {
+    [
+        Phone::join(&t.media, room, Some(TONES[0])),
+        Phone::join(&t.media, room, Some(TONES[1])),
+        Phone::join(&t.media, room, Some(TONES[2])),
+    ]
+}
+
+#[test]
+fn each_leg_hears_the_others_but_not_itself() {
+    let t = TestEngine::start((32_000, 32_099), 2);
+    let [a, b, c] = three_phones(&t, RoomId(1));
+    let heard = listen(&[&a, &b, &c], 600, 1000);
+    assert_eq!(heard[0], [false, true, true], "A hears B and C only");
+    assert_eq!(heard[1], [true, false, true], "B hears A and C only");
+    assert_eq!(heard[2], [true, true, false], "C hears A and B only");
+    // Talking events arrive for the speakers.
+    assert!(t.wait_event(Duration::from_secs(1), |e| matches!(e, MediaEvent::Talking { talking: true, .. })).is_some());
+}
+
+#[test]
+fn blocked_pair_removes_a_from_b_only() {
+    let t = TestEngine::start((32_100, 32_199), 2);
+    let room = RoomId(2);
+    let [a, b, c] = three_phones(&t, room);
+    t.media.set_blocked(room, vec![(a.leg.id, b.leg.id)]);
+    let heard = listen(&[&a, &b, &c], 600, 1000);
+    assert_eq!(heard[0], [false, true, true], "A still hears B and C");
+    assert_eq!(heard[1], [false, false, true], "B no longer hears A");
+    assert_eq!(heard[2], [true, true, false], "C still hears A");
+    // Unblocking restores the default.
+    t.media.set_blocked(room, vec![]);
+    let heard = listen(&[&a, &b, &c], 200, 800);
+    assert_eq!(heard[1], [true, false, true]);
+}
+
+#[test]
+fn muted_leg_is_heard_by_nobody() {
+    let t = TestEngine::start((32_200, 32_299), 2);
+    let [a, b, c] = three_phones(&t, RoomId(3));
+    t.media.set_muted(a.leg.id, true);
+    let heard = listen(&[&a, &b, &c], 600, 1000);
+    assert_eq!(heard[0], [false, true, true], "muted A still hears");
+    assert_eq!(heard[1], [false, false, true]);
+    assert_eq!(heard[2], [false, true, false]);
+}
+
+#[test]
+fn deaf_leg_hears_nobody() {
+    let t = TestEngine::start((32_300, 32_399), 2);
+    let [a, b, c] = three_phones(&t, RoomId(4));
+    t.media.set_deaf(a.leg.id, true);
+    let heard = listen(&[&a, &b, &c], 600, 1000);
+    assert_eq!(heard[0], [false, false, false], "deaf A hears nothing");
+    assert!(a.packets() > 0, "but still gets a steady stream");
+    assert_eq!(heard[1], [true, false, true], "others still hear A");
+    assert_eq!(heard[2], [true, true, false]);
+}
+
+#[test]
+fn released_leg_stops_being_heard_and_its_port_is_reusable() {
+    // Range of exactly three port pairs.
+    let t = TestEngine::start((32_400, 32_405), 2);
+    let room = RoomId(5);
+    let [a, b, c] = three_phones(&t, room);
+    assert!(t.media.allocate().is_err(), "range full");
+    let heard = listen(&[&b, &c], 600, 600);
+    assert_eq!(heard[0], [true, false, true]);
+    let a_addr = a.leg.rtp_addr;
+    t.media.release(a.leg.id);
+    // A keeps sending into the void; B and C must stop hearing it at once.
+    let heard = listen(&[&b, &c], 100, 800);
+    assert_eq!(heard[0], [false, false, true], "B no longer hears released A");
+    assert_eq!(heard[1], [false, true, false], "C no longer hears released A");
+    a.hangup();
+    let again = t.media.allocate().expect("released port pair is reusable");
+    assert_eq!(again.rtp_addr, a_addr);
+    assert_eq!(t.media.ports_in_use(), 3);
+}
+
+#[test]
+fn a_few_lost_packets_do_not_break_the_mix() {
+    let t = TestEngine::start((32_500, 32_599), 2);
+    let [a, b, c] = three_phones(&t, RoomId(6));
+    // Lose 4 isolated packets of A's stream in the recorded window (seq starts at 100).
+    a.drop_seqs.lock().unwrap().extend([140u16, 150, 151, 170]);
+    let heard = listen(&[&a, &b, &c], 600, 1200);
+    assert_eq!(heard[1], [true, false, true]);
+    assert_eq!(heard[2], [true, true, false]);
+    // The stream to B stayed steady: about 50 packets per second.
+    b.clear();
+    std::thread::sleep(Duration::from_millis(1000));
+    let n = b.packets();
+    assert!((40..=60).contains(&n), "steady 20 ms stream, got {n} packets/s");
+}
+
+#[test]
+fn dtmf_in_both_directions() {
+    let t = TestEngine::start((32_600, 32_699), 2);
+    let room = RoomId(7);
+    let a = Phone::join(&t.media, room, None);
+    let b = Phone::join(&t.media, room, Some(TONES[1]));
+    std::thread::sleep(Duration::from_millis(200));
+
+    // Phone B presses '5' for 100 ms: RFC 4733 packets with growing duration, 3 ends.
+    let ssrc = 0x5555;
+    let start_ts = 1_000_000u32;
+    for (i, dur) in [160u16, 320, 480, 640, 800].iter().enumerate() {
+        let end = i == 4;
+        let payload = [5u8, if end { 0x80 | 10 } else { 10 }, (dur >> 8) as u8, *dur as u8];
+        let copies = if end { 3 } else { 1 };
+        for _ in 0..copies {
+            let pkt = rtp(TE_PT, i == 0, 5000 + i as u16, start_ts, ssrc, &payload);
+            b.socket.send_to(&pkt, b.leg.rtp_addr).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ev = t.wait_event(Duration::from_secs(2), |e| matches!(e, MediaEvent::Dtmf { .. }));
+    match ev {
+        Some(MediaEvent::Dtmf { leg, digit, duration_ms }) => {
+            assert_eq!(leg, b.leg.id);
+            assert_eq!(digit, '5');
+            assert!((80..=120).contains(&duration_ms), "duration {duration_ms}");
+        }
+        other => panic!("no DTMF event: {other:?}"),
+    }
+
+    // We send '#' to A: event packets with marker first, end bit last, same timestamp.
+    t.media.send_dtmf(a.leg.id, '#', 100);
+    std::thread::sleep(Duration::from_millis(400));
+    let got = a.events_received.lock().unwrap().clone();
+    assert!(got.len() >= 4, "event packets received: {}", got.len());
+    assert!(got[0].0, "marker on the first event packet");
+    assert!(got.iter().all(|(_, p)| p[0] == 11), "event 11 = '#'");
+    assert!(got.last().unwrap().1[1] & 0x80 != 0, "end bit");
+}

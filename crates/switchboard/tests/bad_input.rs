@@ -1,0 +1,197 @@
+//! Malformed and hostile SIP from raw sockets: junk datagrams, broken headers, lying
+//! Content-Length, unknown methods, junk on TCP. The server must answer what it can
+//! (400/501), drop what it cannot, and keep serving: OPTIONS and a real SIPp call still
+//! work afterwards, and the process is still alive.
+
+mod support;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+use support::*;
+
+const QUIET: Duration = Duration::from_millis(500);
+const ANSWER: Duration = Duration::from_secs(3);
+
+/// A request with the usual headers plus `extra` ones; Content-Length is added unless given.
+fn request(method: &str, server: &Server, raw: &RawSip, call_id: &str, extra: &[&str], body: &str) -> String {
+    let port = raw.local_port();
+    let mut lines = vec![
+        format!("{method} sip:echo@{} SIP/2.0", server.sip),
+        format!("Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{call_id}"),
+        "Max-Forwards: 70".to_string(),
+        format!("From: <sip:e2e@127.0.0.1:{port}>;tag=e2e-{call_id}"),
+        format!("To: <sip:echo@{}>", server.sip),
+        format!("Call-ID: {call_id}"),
+        format!("CSeq: 1 {method}"),
+        format!("Contact: <sip:e2e@127.0.0.1:{port}>"),
+    ];
+    lines.extend(extra.iter().map(|s| s.to_string()));
+    if !extra.iter().any(|l| l.to_ascii_lowercase().starts_with("content-length")) {
+        lines.push(format!("Content-Length: {}", body.len()));
+    }
+    format!("{}\r\n\r\n{body}", lines.join("\r\n"))
+}
+
+fn without_header(msg: &str, name: &str) -> String {
+    msg.split("\r\n").filter(|l| !l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase()))).collect::<Vec<_>>().join("\r\n")
+}
+
+fn replace_header(msg: &str, name: &str, value: &str) -> String {
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    msg.split("\r\n")
+        .map(|l| if l.to_ascii_lowercase().starts_with(&prefix) { format!("{name}: {value}") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+const SDP: &str = "v=0\r\no=e2e 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
+/// OPTIONS over the raw socket gets a 200.
+fn assert_options_ok(server: &Server, raw: &RawSip, call_id: &str) {
+    raw.send(request("OPTIONS", server, raw, call_id, &[], "").as_bytes());
+    let resp = raw.response_for(call_id, ANSWER).unwrap_or_else(|| panic!("no answer to OPTIONS {call_id}"));
+    assert_eq!(status_code(&resp), Some(200), "OPTIONS after bad input:\n{resp}");
+}
+
+#[test]
+fn junk_datagrams_are_dropped_silently() {
+    let env = TestEnv::new("junk_datagrams_are_dropped_silently");
+    let mut server = Server::start(&env);
+    let raw = RawSip::new(&env, 0, server.sip);
+    let mut junk = Junk::new(0x5eed);
+    raw.send(b"");
+    for size in [1, 7, 64, 512, 1400, 4000] {
+        raw.send(&junk.bytes(size));
+    }
+    raw.send(&junk.bytes(60_000));
+    raw.send(b"\r\n\r\n");
+    raw.send(b"SIP/2.0 200 OK\r\n\r\n");
+    raw.send(b"INVITE\r\n\r\n");
+    raw.send(b"INVITE sip:echo@127.0.0.1 SIP/2.0\r\nVia: \xff\xfe\x00\r\n\r\n");
+    raw.send(&[b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\n".as_slice(), &junk.bytes(2000)].concat());
+    let got = raw.recv_all(QUIET, 10);
+    assert!(got.is_empty(), "server answered junk it cannot parse:\n{}", got.join("\n----\n"));
+    server.assert_alive();
+    assert_options_ok(&server, &raw, "after-junk-1");
+}
+
+#[test]
+fn broken_cseq_gets_400() {
+    let env = TestEnv::new("broken_cseq_gets_400");
+    let server = Server::start(&env);
+    let raw = RawSip::new(&env, 0, server.sip);
+    let msg = replace_header(&request("OPTIONS", &server, &raw, "bad-cseq-1", &[], ""), "CSeq", "one OPTIONS");
+    raw.send(msg.as_bytes());
+    let resp = raw.response_for("bad-cseq-1", ANSWER).unwrap_or_else(|| panic!("no 400 for a broken CSeq; sent:\n{msg}"));
+    assert_eq!(status_code(&resp), Some(400), "broken CSeq:\n{resp}");
+    assert_options_ok(&server, &raw, "after-bad-cseq");
+}
+
+#[test]
+fn oversize_content_length_on_udp_gets_400() {
+    let env = TestEnv::new("oversize_content_length_on_udp_gets_400");
+    let server = Server::start(&env);
+    let raw = RawSip::new(&env, 0, server.sip);
+    let msg = request("INVITE", &server, &raw, "big-cl-1", &["Content-Type: application/sdp", "Content-Length: 99999"], SDP);
+    raw.send(msg.as_bytes());
+    let resp = raw.response_for("big-cl-1", ANSWER).unwrap_or_else(|| panic!("no 400 for Content-Length 99999; sent:\n{msg}"));
+    assert_eq!(status_code(&resp), Some(400), "Content-Length 99999:\n{resp}");
+    assert_options_ok(&server, &raw, "after-big-cl");
+}
+
+#[test]
+fn unknown_method_gets_501() {
+    let env = TestEnv::new("unknown_method_gets_501");
+    let server = Server::start(&env);
+    let raw = RawSip::new(&env, 0, server.sip);
+    raw.send(request("FOO", &server, &raw, "foo-1", &[], "").as_bytes());
+    let resp = raw.response_for("foo-1", ANSWER).expect("no answer to FOO");
+    let code = status_code(&resp);
+    assert!(code == Some(501) || code == Some(405), "FOO should get 501 (or 405):\n{resp}");
+    assert_options_ok(&server, &raw, "after-foo");
+}
+
+#[test]
+fn request_without_call_id_gets_400_or_nothing() {
+    let env = TestEnv::new("request_without_call_id_gets_400_or_nothing");
+    let mut server = Server::start(&env);
+    let raw = RawSip::new(&env, 0, server.sip);
+    let msg = without_header(&request("OPTIONS", &server, &raw, "no-call-id", &[], ""), "Call-ID");
+    raw.send(msg.as_bytes());
+    for resp in raw.recv_all(QUIET, 5) {
+        assert_eq!(status_code(&resp), Some(400), "request without Call-ID got:\n{resp}");
+    }
+    server.assert_alive();
+    assert_options_ok(&server, &raw, "after-no-call-id");
+}
+
+#[test]
+fn requests_for_no_dialog_get_481() {
+    let env = TestEnv::new("requests_for_no_dialog_get_481");
+    let server = Server::start(&env);
+    let raw = RawSip::new(&env, 0, server.sip);
+    // a BYE with a To tag that matches no dialog
+    let bye = request("BYE", &server, &raw, "no-dialog-1", &[], "").replacen(&format!("To: <sip:echo@{}>", server.sip), &format!("To: <sip:echo@{}>;tag=nosuchtag", server.sip), 1);
+    raw.send(bye.as_bytes());
+    let resp = raw.response_for("no-dialog-1", ANSWER).unwrap_or_else(|| panic!("no answer to a BYE outside any dialog:\n{bye}"));
+    assert_eq!(status_code(&resp), Some(481), "BYE outside any dialog:\n{resp}");
+}
+
+#[test]
+fn tcp_junk_then_new_connection_works() {
+    let env = TestEnv::new("tcp_junk_then_new_connection_works");
+    let mut server = Server::start(&env);
+    let mut junk = Junk::new(42);
+    {
+        let mut conn = TcpStream::connect(server.sip).expect("connect TCP");
+        let _ = conn.write_all(&junk.bytes(3000));
+        let _ = conn.write_all(b"\r\n\r\nNOT SIP AT ALL\r\nContent-Length: -5\r\n\r\n");
+        let _ = conn.write_all(&junk.bytes(70_000));
+    }
+    {
+        // a request whose Content-Length promises more than ever arrives, then a hang-up
+        let mut conn = TcpStream::connect(server.sip).expect("connect TCP");
+        let _ = conn.write_all(b"OPTIONS sip:echo@127.0.0.1 SIP/2.0\r\nCall-ID: half\r\nContent-Length: 5000\r\n\r\nabc");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    server.assert_alive();
+
+    let mut conn = TcpStream::connect(server.sip).expect("connect TCP");
+    let port = conn.local_addr().unwrap().port();
+    let options = format!(
+        "OPTIONS sip:echo@{sip} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:{port};branch=z9hG4bK-tcp-ok-1\r\nMax-Forwards: 70\r\nFrom: <sip:e2e@127.0.0.1:{port}>;tag=tcp1\r\nTo: <sip:echo@{sip}>\r\nCall-ID: tcp-ok-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        sip = server.sip
+    );
+    conn.write_all(options.as_bytes()).unwrap();
+    let msgs = read_sip_tcp(&mut conn, ANSWER, 1);
+    assert_eq!(msgs.len(), 1, "no answer to OPTIONS on a new TCP connection after junk");
+    assert_eq!(status_code(&msgs[0]), Some(200), "OPTIONS over TCP after junk:\n{}", msgs[0]);
+    assert_eq!(header_value(&msgs[0], "Call-ID", "i").as_deref(), Some("tcp-ok-1"));
+}
+
+/// Everything above in one go, then a real call: the server must not be wedged.
+#[test]
+fn calls_still_work_after_bad_input() {
+    let env = TestEnv::new("calls_still_work_after_bad_input");
+    env.make_tones();
+    let mut server = Server::start(&env);
+    let raw = RawSip::new(&env, 1, server.sip);
+    let mut junk = Junk::new(7);
+    for _ in 0..20 {
+        raw.send(&junk.bytes(900));
+    }
+    raw.send(&junk.bytes(60_000));
+    raw.send(replace_header(&request("OPTIONS", &server, &raw, "mix-1", &[], ""), "CSeq", "x y z").as_bytes());
+    raw.send(request("INVITE", &server, &raw, "mix-2", &["Content-Type: application/sdp", "Content-Length: 99999"], SDP).as_bytes());
+    raw.send(request("FOO", &server, &raw, "mix-3", &[], "").as_bytes());
+    raw.send(without_header(&request("INVITE", &server, &raw, "mix-4", &["Content-Type: application/sdp"], SDP), "Call-ID").as_bytes());
+    raw.send(without_header(&request("INVITE", &server, &raw, "mix-5", &["Content-Type: application/sdp"], SDP), "Via").as_bytes());
+    let _ = raw.recv_all(Duration::from_millis(300), 100);
+    server.assert_alive();
+
+    let run = Sipp::new(&env, "uac_call.xml", "uac").remote(server.sip).service("echo").hold_ms(1000).run();
+    run.assert_ok();
+    assert_options_ok(&server, &raw, "mix-after");
+    server.assert_alive();
+}
