@@ -43,6 +43,9 @@ impl From<EngineError> for ApiError {
             EngineError::LegNotFound => ApiError::not_found("Call/Participant not found"),
             EngineError::BadTarget(m) => ApiError::bad_request(m),
             EngineError::MediaUnavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            EngineError::RoomNotFound => ApiError::not_found("Conference not found"),
+            EngineError::ParticipantNotFound => ApiError::not_found("Call/Participant not found"),
+            EngineError::BadRequest(m) => ApiError::bad_request(m),
             EngineError::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Server is shutting down"),
         }
     }

@@ -78,6 +78,12 @@ pub enum EngineError {
     BadTarget(String),
     /// Out of RTP ports or another media failure.
     MediaUnavailable(String),
+    /// No room with that confid.
+    RoomNotFound,
+    /// No participant with that id in the room.
+    ParticipantNotFound,
+    /// The request makes no sense (unknown participant in a rule, etc.).
+    BadRequest(String),
     /// The server is shutting down.
     ShuttingDown,
 }
@@ -88,6 +94,9 @@ impl std::fmt::Display for EngineError {
             EngineError::LegNotFound => f.write_str("leg not found"),
             EngineError::BadTarget(s) => write!(f, "bad target: {s}"),
             EngineError::MediaUnavailable(s) => write!(f, "media unavailable: {s}"),
+            EngineError::RoomNotFound => f.write_str("Conference not found"),
+            EngineError::ParticipantNotFound => f.write_str("Call/Participant not found"),
+            EngineError::BadRequest(m) => f.write_str(m),
             EngineError::ShuttingDown => f.write_str("server is shutting down"),
         }
     }

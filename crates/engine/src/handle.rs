@@ -6,6 +6,7 @@
 
 use crate::engine::{resolve_literal, DialOut, EngineError};
 use crate::leg::{LegId, LegInfo, Service};
+use crate::room::{ParticipantInfo, ParticipantPatch, RoomInfo, RoomSnapshot, TopologyRule};
 use crate::Engine;
 use sip::{Peer, Transport, Uri};
 use std::time::{Duration, Instant};
@@ -17,6 +18,14 @@ pub enum Command {
     GetLeg(LegId, oneshot::Sender<Option<LegInfo>>),
     DialOut(DialOut, oneshot::Sender<Result<LegInfo, EngineError>>),
     Hangup(LegId, oneshot::Sender<Result<LegInfo, EngineError>>),
+    Rooms(oneshot::Sender<Vec<RoomSnapshot>>),
+    Room(String, oneshot::Sender<Result<RoomSnapshot, EngineError>>),
+    EndRoom(String, oneshot::Sender<Result<RoomInfo, EngineError>>),
+    DialIntoRoom(String, DialOut, oneshot::Sender<Result<ParticipantInfo, EngineError>>),
+    Kick(String, String, oneshot::Sender<Result<ParticipantInfo, EngineError>>),
+    PatchParticipant(String, String, ParticipantPatch, oneshot::Sender<Result<ParticipantInfo, EngineError>>),
+    Topology(String, oneshot::Sender<Result<Vec<TopologyRule>, EngineError>>),
+    ChangeTopology(String, Vec<TopologyRule>, oneshot::Sender<Result<Vec<TopologyRule>, EngineError>>),
 }
 
 impl Command {
@@ -28,6 +37,16 @@ impl Command {
             Command::GetLeg(id, reply) => drop(reply.send(engine.leg(&id))),
             Command::DialOut(d, reply) => drop(reply.send(engine.dial_out(now, d))),
             Command::Hangup(id, reply) => drop(reply.send(engine.hangup(now, &id))),
+            Command::Rooms(reply) => drop(reply.send(engine.rooms())),
+            Command::Room(confid, reply) => drop(reply.send(engine.room(&confid))),
+            Command::EndRoom(confid, reply) => drop(reply.send(engine.end_room(now, &confid))),
+            Command::DialIntoRoom(confid, d, reply) => drop(reply.send(engine.dial_into_room(now, &confid, d))),
+            Command::Kick(confid, pid, reply) => drop(reply.send(engine.kick(now, &confid, &pid))),
+            Command::PatchParticipant(confid, pid, patch, reply) => {
+                drop(reply.send(engine.patch_participant(&confid, &pid, patch)))
+            }
+            Command::Topology(confid, reply) => drop(reply.send(engine.topology(&confid))),
+            Command::ChangeTopology(confid, rules, reply) => drop(reply.send(engine.change_topology(&confid, rules))),
         }
     }
 }
@@ -67,6 +86,46 @@ impl EngineHandle {
 
     pub async fn hangup(&self, id: LegId) -> Result<LegInfo, EngineError> {
         self.ask(|r| Command::Hangup(id, r)).await?
+    }
+
+    /// Every room with its participants (live and recently ended), oldest room first.
+    pub async fn rooms(&self) -> Result<Vec<RoomSnapshot>, EngineError> {
+        self.ask(Command::Rooms).await
+    }
+
+    pub async fn room(&self, confid: &str) -> Result<RoomSnapshot, EngineError> {
+        self.ask(|r| Command::Room(confid.to_owned(), r)).await?
+    }
+
+    /// Ends a room: BYE to answered participants, CANCEL to unanswered dial-outs.
+    /// Returns at once; the legs end as their transactions complete.
+    pub async fn end_room(&self, confid: &str) -> Result<RoomInfo, EngineError> {
+        self.ask(|r| Command::EndRoom(confid.to_owned(), r)).await?
+    }
+
+    /// Dials a participant out into a room; returns as soon as the INVITE is sent.
+    pub async fn dial_into_room(&self, confid: &str, to: Uri, from_user: Option<String>) -> Result<ParticipantInfo, EngineError> {
+        let peer = resolve(&to).await?;
+        let d = DialOut { to, peer, from_user, service: Service::Echo, hangup_after: None };
+        self.ask(|r| Command::DialIntoRoom(confid.to_owned(), d, r)).await?
+    }
+
+    /// Removes a participant: BYE, or CANCEL while its dial-out is unanswered.
+    pub async fn kick(&self, confid: &str, participantid: &str) -> Result<ParticipantInfo, EngineError> {
+        self.ask(|r| Command::Kick(confid.to_owned(), participantid.to_owned(), r)).await?
+    }
+
+    pub async fn patch_participant(&self, confid: &str, participantid: &str, patch: ParticipantPatch) -> Result<ParticipantInfo, EngineError> {
+        self.ask(|r| Command::PatchParticipant(confid.to_owned(), participantid.to_owned(), patch, r)).await?
+    }
+
+    pub async fn topology(&self, confid: &str) -> Result<Vec<TopologyRule>, EngineError> {
+        self.ask(|r| Command::Topology(confid.to_owned(), r)).await?
+    }
+
+    /// Applies rules in order (merging into the current topology); returns the result.
+    pub async fn change_topology(&self, confid: &str, rules: Vec<TopologyRule>) -> Result<Vec<TopologyRule>, EngineError> {
+        self.ask(|r| Command::ChangeTopology(confid.to_owned(), rules, r)).await?
     }
 
     /// Places a call. Host names in the target are resolved here (DNS A/AAAA; SRV

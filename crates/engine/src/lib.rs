@@ -5,7 +5,10 @@
 pub mod engine;
 pub mod handle;
 pub mod leg;
+pub mod room;
+mod rooms_impl;
 
 pub use engine::{local_capabilities, DialOut, Engine, EngineConfig, EngineError, EngineEvent, ALLOW};
 pub use handle::{Command, DialOutRequest, EngineHandle};
 pub use leg::{Direction, LegId, LegInfo, LegState, Service};
+pub use room::{ParticipantInfo, ParticipantPatch, RoomInfo, RoomSnapshot, TopologyRule};

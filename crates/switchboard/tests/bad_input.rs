@@ -174,7 +174,6 @@ fn tcp_junk_then_new_connection_works() {
 #[test]
 fn calls_still_work_after_bad_input() {
     let env = TestEnv::new("calls_still_work_after_bad_input");
-    env.make_tones();
     let mut server = Server::start(&env);
     let raw = RawSip::new(&env, 1, server.sip);
     let mut junk = Junk::new(7);

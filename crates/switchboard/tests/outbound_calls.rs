@@ -18,7 +18,6 @@ fn spawn_uas<'a>(env: &'a TestEnv, scenario: &str) -> (SippChild, String) {
 #[test]
 fn api_call_to_sipp_uas_hangs_up_after_timer() {
     let env = TestEnv::new("api_call_to_sipp_uas_hangs_up_after_timer");
-    env.make_tones();
     let server = Server::start(&env);
     let (uas, uri) = spawn_uas(&env, "uas_answer.xml");
 
@@ -70,7 +69,6 @@ fn api_delete_cancels_unanswered_call() {
 #[test]
 fn cli_call_with_api_token() {
     let env = TestEnv::new("cli_call_with_api_token");
-    env.make_tones();
     let token = "e2e-secret-token";
     let server = Server::start_with(&env, ServerOptions { api_token: Some(token.into()), ..Default::default() });
 

@@ -13,7 +13,6 @@ use support::*;
 /// RTP range) back to SIPp's media port — counted in a capture on `lo`.
 fn call_echo_with_rtp(name: &str, tcp: bool) {
     let env = TestEnv::new(name);
-    env.make_tones();
     let server = Server::start(&env);
     let mut sipp = Sipp::new(&env, "uac_call.xml", "uac").remote(server.sip).service("echo").hold_ms(3000);
     if tcp {
@@ -70,7 +69,6 @@ fn cancel_before_answer_gets_487() {
 #[test]
 fn bye_from_server_via_api_delete() {
     let env = TestEnv::new("bye_from_server_via_api_delete");
-    env.make_tones();
     let server = Server::start(&env);
     let uac = Sipp::new(&env, "uac_wait_bye.xml", "uac").remote(server.sip).service("echo").spawn();
     let leg = server.wait_for_leg(Duration::from_secs(10), "inbound and active", |l| {
@@ -161,7 +159,6 @@ fn seconds(time: &str) -> f64 {
 #[test]
 fn sigterm_sends_bye_then_exits_cleanly() {
     let env = TestEnv::new("sigterm_sends_bye_then_exits_cleanly");
-    env.make_tones();
     let mut server = Server::start(&env);
     let uac = Sipp::new(&env, "uac_wait_bye.xml", "uac").remote(server.sip).service("echo").spawn();
     server.wait_for_leg(Duration::from_secs(10), "inbound and active", |l| l["state"] == "active");

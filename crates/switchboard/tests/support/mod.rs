@@ -55,6 +55,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
 pub use serde_json::{json, Value};
 
 pub const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
@@ -375,7 +376,7 @@ impl Server {
 
     fn wait_healthy(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        let mut last = String::new();
+        let mut last;
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
                 panic!("server exited during start-up ({status}); log tail:\n{}", tail(&self.log, 40));
@@ -680,6 +681,8 @@ impl<'a> Sipp<'a> {
 
     /// Starts SIPp and returns at once (for a UAS, or a UAC the test acts on meanwhile).
     pub fn spawn(self) -> SippChild {
+        // SIPp loads every rtp_stream file of the scenario at start-up, even if unused.
+        self.env.make_tones();
         let mut cmd = self.command();
         let line = format!("{cmd:?}");
         fs::write(self.env.path(&format!("{}_command.txt", self.label)), &line).ok();
@@ -829,7 +832,7 @@ fn truncate(s: &str, max: usize) -> &str {
 pub fn parse_sipp_messages(log: &str) -> Vec<TracedMessage> {
     let mut out = Vec::new();
     let mut current: Option<(String, Vec<&str>)> = None;
-    let mut flush = |cur: Option<(String, Vec<&str>)>, out: &mut Vec<TracedMessage>| {
+    let flush = |cur: Option<(String, Vec<&str>)>, out: &mut Vec<TracedMessage>| {
         let Some((time, lines)) = cur else { return };
         let mut it = lines.into_iter().skip_while(|l| l.trim().is_empty());
         let Some(head) = it.next() else { return };

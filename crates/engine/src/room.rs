@@ -1,0 +1,91 @@
+//! Conference rooms and their participants, as the APIs see them.
+//!
+//! A room is created by the first INVITE to `conf-<room>` (or the feature-code prefix
+//! plus the room number) and ends when its last participant leaves. Each participant
+//! is one leg; its media joins the room's mix in the media engine. Who hears whom is
+//! the room's topology: an ordered list of `{from, to, enabled}` rules whose first,
+//! fixed rule is "everyone hears everyone"; `*` in a rule means "every participant
+//! present when the rule is applied", so later joiners hear and are heard by all.
+
+use crate::leg::{Direction, LegId, LegState};
+use serde::{Deserialize, Serialize};
+
+/// A room as listed by the conference API (reference 000 field names).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// `rCF-<node>-<confnumber>`: unique while the server runs.
+    pub confid: String,
+    /// The six-character code inside `confid`.
+    pub confnumber: String,
+    /// The room number dialled after the feature-code prefix (or in `conf-<n>`).
+    pub confroomnum: String,
+    /// `<sip:conf-<n>@<domain>>`.
+    pub confuri: String,
+    pub site: String,
+    /// Milliseconds since the epoch when the INVITE that started the room arrived.
+    pub startts: u64,
+}
+
+/// A participant: one leg in a room.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ParticipantInfo {
+    /// Stable for the participant's lifetime (UUID-shaped).
+    pub participantid: String,
+    pub confid: String,
+    pub state: LegState,
+    /// Call-ID of the leg between the room and the participant.
+    pub callid: String,
+    /// Room side URI and tag.
+    pub luri: String,
+    pub ltag: String,
+    /// Participant side URI and tag (rtag empty until the far end answers).
+    pub ruri: String,
+    pub rtag: String,
+    /// `inbound` (dialled in) or `outbound` (dialled out by the API).
+    pub direction: Direction,
+    /// Our dialog identifier (`<callid>;<ltag>;<rtag>` style key is `dialogid`).
+    pub dialogid: String,
+    /// The leg id created when the INVITE was sent or received.
+    pub inviteid: LegId,
+    pub muted: bool,
+    pub deaf: bool,
+    pub talking: bool,
+    /// Milliseconds since the epoch.
+    pub joined_ms: u64,
+    pub ended_ms: Option<u64>,
+    pub end_status: Option<u16>,
+    pub end_reason: Option<String>,
+}
+
+/// One who-hears-whom rule: `from` is the speaker, `to` the listener; each is a
+/// participant id or `*`. `{"from":A,"to":B,"enabled":false}` means B no longer hears A.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TopologyRule {
+    pub from: String,
+    pub to: String,
+    pub enabled: bool,
+}
+
+impl TopologyRule {
+    /// The fixed first rule.
+    pub fn everyone() -> TopologyRule {
+        TopologyRule { from: "*".into(), to: "*".into(), enabled: true }
+    }
+}
+
+/// A room together with its participants (live and recently ended), in join order:
+/// what the APIs list, filter and look up from.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomSnapshot {
+    pub room: RoomInfo,
+    pub participants: Vec<ParticipantInfo>,
+}
+
+/// Changes to one participant besides topology.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParticipantPatch {
+    pub muted: Option<bool>,
+    pub deaf: Option<bool>,
+}
