@@ -1,7 +1,7 @@
 //! `/v1/calls`: place, list, inspect and hang up calls (legs). The first callable
 //! surface; the conference API builds on the same engine calls.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use engine::{DialOutRequest, LegId, LegInfo, Service};
 use serde::Deserialize;
 use std::time::Duration;
+use utoipa::ToSchema;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -17,7 +18,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/calls/{leg_id}", get(get_one).delete(hang_up))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceCall {
     /// SIP URI to call.
@@ -33,7 +34,11 @@ pub struct PlaceCall {
     pub hangup_after_ms: Option<u64>,
 }
 
-async fn place(State(st): State<AppState>, body: Result<Json<PlaceCall>, axum::extract::rejection::JsonRejection>) -> Result<(StatusCode, Json<LegInfo>), ApiError> {
+/// Place a call.
+#[utoipa::path(post, path = "/v1/calls", tag = "calls", request_body = PlaceCall,
+    responses((status = 201, description = "The new leg (leg_id, call_id, state, ...)", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn place(State(st): State<AppState>, body: Result<Json<PlaceCall>, axum::extract::rejection::JsonRejection>) -> Result<(StatusCode, Json<LegInfo>), ApiError> {
     let Json(p) = body?;
     let to = sip::parse::parse_uri(p.to.trim().trim_start_matches('<').trim_end_matches('>'))
         .map_err(|e| ApiError::bad_request(format!("`to` is not a SIP URI: {}", e.reason)))?;
@@ -48,14 +53,25 @@ async fn place(State(st): State<AppState>, body: Result<Json<PlaceCall>, axum::e
     Ok((StatusCode::CREATED, Json(leg)))
 }
 
-async fn list(State(st): State<AppState>) -> Result<Json<Vec<LegInfo>>, ApiError> {
+/// Every leg, live and recently ended.
+#[utoipa::path(get, path = "/v1/calls", tag = "calls",
+    responses((status = 200, description = "Legs", body = [Object]), (status = 401, body = ErrorBody)))]
+pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<LegInfo>>, ApiError> {
     Ok(Json(st.engine.legs().await?))
 }
 
-async fn get_one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<LegInfo>, ApiError> {
-    st.engine.leg(LegId(id)).await?.map(Json).ok_or_else(|| ApiError::not_found("Call/Participant not found"))
+/// One leg.
+#[utoipa::path(get, path = "/v1/calls/{leg_id}", tag = "calls", params(("leg_id" = String, Path, description = "Leg id")),
+    responses((status = 200, description = "The leg", body = Object), (status = 401, body = ErrorBody),
+        (status = 404, description = "Call/Participant not found", body = ErrorBody)))]
+pub async fn get_one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<LegInfo>, ApiError> {
+    st.engine.leg(LegId(id)).await?.map(Json).ok_or_else(ApiError::participant_not_found)
 }
 
-async fn hang_up(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<LegInfo>, ApiError> {
+/// Hang up: BYE, or CANCEL while unanswered.
+#[utoipa::path(delete, path = "/v1/calls/{leg_id}", tag = "calls", params(("leg_id" = String, Path, description = "Leg id")),
+    responses((status = 200, description = "The leg", body = Object), (status = 401, body = ErrorBody),
+        (status = 404, description = "Call/Participant not found", body = ErrorBody)))]
+pub async fn hang_up(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<LegInfo>, ApiError> {
     Ok(Json(st.engine.hangup(LegId(id)).await?))
 }

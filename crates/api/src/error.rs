@@ -1,12 +1,17 @@
 //! The one error type of the JSON APIs: `{"error_code","error_message"}` with the
 //! matching HTTP status. Handlers return it; none builds an error body by hand.
+//!
+//! `error_code` is 1000 + the HTTP status (1400 bad input, 1401 no token, 1404 not
+//! found, 1405 wrong method, 1409 conflict, 1422 unroutable...), so clients of the
+//! reference API that switch on 1404 keep working.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use engine::EngineError;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -15,6 +20,22 @@ pub struct ApiError {
     pub code: u32,
     pub message: String,
 }
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error_code": 1404, "error_message": "Conference not found"}))]
+pub struct ErrorBody {
+    /// 1000 + the HTTP status: 1400 bad input, 1401 missing/invalid token, 1404 not
+    /// found, 1405 method not allowed, 1409 conflict, 1422 no route, 1503 unavailable.
+    pub error_code: u32,
+    /// Human-readable; the 1404 texts are fixed: `Conference not found`,
+    /// `Call/Participant not found`.
+    pub error_message: String,
+}
+
+/// The reference API's fixed 404 texts.
+pub const CONFERENCE_NOT_FOUND: &str = "Conference not found";
+pub const PARTICIPANT_NOT_FOUND: &str = "Call/Participant not found";
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
@@ -26,33 +47,62 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
     }
+    pub fn conference_not_found() -> Self {
+        Self::not_found(CONFERENCE_NOT_FOUND)
+    }
+    pub fn participant_not_found() -> Self {
+        Self::not_found(PARTICIPANT_NOT_FOUND)
+    }
     pub fn unauthorized() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "Missing or invalid bearer token")
+    }
+    pub fn method_not_allowed(method: &str) -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, format!("Method {method} is not allowed here"))
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+    /// Well-formed input that cannot be carried out (e.g. a number with no route).
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error_code": self.code, "error_message": self.message }))).into_response()
+        (self.status, Json(ErrorBody { error_code: self.code, error_message: self.message })).into_response()
     }
 }
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
-            EngineError::LegNotFound => ApiError::not_found("Call/Participant not found"),
+            EngineError::LegNotFound => ApiError::participant_not_found(),
             EngineError::BadTarget(m) => ApiError::bad_request(m),
             EngineError::MediaUnavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
-            EngineError::RoomNotFound => ApiError::not_found("Conference not found"),
-            EngineError::ParticipantNotFound => ApiError::not_found("Call/Participant not found"),
+            EngineError::RoomNotFound => ApiError::conference_not_found(),
+            EngineError::ParticipantNotFound => ApiError::participant_not_found(),
             EngineError::BadRequest(m) => ApiError::bad_request(m),
             EngineError::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Server is shutting down"),
         }
     }
 }
 
+/// Bad JSON, a missing or wrong `Content-Type`, an unknown field: always 400.
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
         ApiError::bad_request(r.body_text())
     }
 }

@@ -1,10 +1,23 @@
 //! HTTP APIs. One module per dialect, each a thin translation: parse the request,
 //! call the [`engine::EngineHandle`], render the reply. Errors of every JSON dialect
 //! are one type, [`error::ApiError`].
+//!
+//! | module | what |
+//! |---|---|
+//! | [`conferences`] | the conference management REST API (`/rest/v1/uc/conferences`) |
+//! | [`calls`] | single calls (`/v1/calls`) |
+//! | [`auth`] | bearer token on everything but `/health`, `/openapi.json`, `/docs` |
+//! | [`openapi`] | the OpenAPI 3.1 description and Swagger UI |
+//! | [`routing`] | where a dial-out target goes (SIP URI as is, numbers to the gateway) |
+//! | [`idempotency`] | `Idempotency-Key` replay cache |
 
 pub mod auth;
 pub mod calls;
+pub mod conferences;
 pub mod error;
+pub mod idempotency;
+pub mod openapi;
+pub mod routing;
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -17,20 +30,39 @@ pub struct AppState {
     pub engine: EngineHandle,
     /// Bearer token required on every endpoint but `/health`; None = open (loopback only).
     pub api_token: Option<String>,
+    /// Where dial-outs to numbers go.
+    pub routing: routing::Routing,
+    /// `Idempotency-Key` answers of recent dial-outs.
+    pub idempotency: idempotency::IdempotencyCache,
+}
+
+impl AppState {
+    pub fn new(engine: EngineHandle, api_token: Option<String>) -> AppState {
+        AppState { engine, api_token, routing: Default::default(), idempotency: Default::default() }
+    }
+
+    pub fn with_routing(self, routing: routing::Routing) -> AppState {
+        AppState { routing, ..self }
+    }
 }
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let protected = calls::routes()
+        .merge(conferences::routes())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/health", get(health))
+        .merge(openapi::routes())
         .merge(protected)
         .fallback(error::not_found)
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
-async fn health() -> Json<serde_json::Value> {
+/// Liveness: always 200 while the process serves HTTP. No token needed.
+#[utoipa::path(get, path = "/health", tag = "service", security(()),
+    responses((status = 200, description = "Alive", example = json!({"status": "ok", "version": "0.1.0"}))))]
+pub async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
 }

@@ -18,8 +18,10 @@
 //! }
 //! ```
 
+use crate::conference::Room;
 use crate::leg::*;
-use media::{Attachment, LegParams, MediaEvent, MediaHandle};
+use crate::room::RoomInfo;
+use media::{LegParams, MediaEvent, MediaHandle};
 use sip::dialog::{new_branch, random_token, Dialog, DialogId};
 use sip::sdp::{self, Codec, LocalCapabilities, Negotiated, SessionDescription, SessionState};
 use sip::transaction::{Output, TimerConfig, TransactionLayer, TxEvent, TxId};
@@ -46,6 +48,12 @@ pub struct EngineConfig {
     /// Ended legs stay visible to the APIs this long.
     pub ended_retention: Duration,
     pub user_agent: String,
+    /// Feature-code prefix that, followed by a room number, dials into a room.
+    pub room_prefix: String,
+    /// Node name inside confids (`rCF-<node>-<confnumber>`).
+    pub node: String,
+    /// Site name shown on rooms.
+    pub site: String,
 }
 
 impl Default for EngineConfig {
@@ -57,6 +65,9 @@ impl Default for EngineConfig {
             ring_timeout: Duration::from_secs(120),
             ended_retention: Duration::from_secs(300),
             user_agent: concat!("Switchboard/", env!("CARGO_PKG_VERSION")).into(),
+            room_prefix: "*9".into(),
+            node: "001".into(),
+            site: "local".into(),
         }
     }
 }
@@ -68,6 +79,8 @@ pub enum EngineEvent {
     LegAnswered(LegInfo),
     LegEnded(LegInfo),
     Dtmf { leg_id: LegId, digit: char, duration_ms: u32 },
+    RoomStarted(RoomInfo),
+    RoomEnded { info: RoomInfo, ended_ms: u64, max_participants: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +130,7 @@ pub struct DialOut {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum LegTimer {
+pub(crate) enum LegTimer {
     /// Dial-out: the requested call duration is over; hang up.
     HangupAfter,
     /// Inbound `ring` leg: nobody will answer; give up with 480.
@@ -127,20 +140,24 @@ enum LegTimer {
 }
 
 pub struct Engine {
-    cfg: EngineConfig,
-    txl: TransactionLayer,
-    media: MediaHandle,
-    caps: LocalCapabilities,
-    legs: HashMap<LegId, Leg>,
-    by_dialog: HashMap<DialogId, LegId>,
-    by_tx: HashMap<TxId, LegId>,
-    by_media: HashMap<media::LegId, LegId>,
-    timers: BinaryHeap<Reverse<(Instant, LegTimer, LegId)>>,
-    transmits: VecDeque<(Peer, Arc<[u8]>)>,
-    events: VecDeque<EngineEvent>,
+    pub(crate) cfg: EngineConfig,
+    pub(crate) txl: TransactionLayer,
+    pub(crate) media: MediaHandle,
+    pub(crate) caps: LocalCapabilities,
+    pub(crate) legs: HashMap<LegId, Leg>,
+    pub(crate) by_dialog: HashMap<DialogId, LegId>,
+    pub(crate) by_tx: HashMap<TxId, LegId>,
+    pub(crate) by_media: HashMap<media::LegId, LegId>,
+    pub(crate) timers: BinaryHeap<Reverse<(Instant, LegTimer, LegId)>>,
+    pub(crate) transmits: VecDeque<(Peer, Arc<[u8]>)>,
+    pub(crate) events: VecDeque<EngineEvent>,
     /// BYE transactions awaiting their final response (graceful shutdown waits).
-    byes: std::collections::HashSet<TxId>,
-    shutting_down: bool,
+    pub(crate) byes: std::collections::HashSet<TxId>,
+    pub(crate) shutting_down: bool,
+    /// Live rooms by confid, and by room number.
+    pub(crate) rooms: HashMap<String, Room>,
+    pub(crate) room_by_number: HashMap<String, String>,
+    pub(crate) next_media_room: u64,
 }
 
 /// The codecs we offer and accept, best first, limited to what the media build has.
@@ -172,6 +189,9 @@ impl Engine {
             events: VecDeque::new(),
             byes: Default::default(),
             shutting_down: false,
+            rooms: HashMap::new(),
+            room_by_number: HashMap::new(),
+            next_media_room: 0,
         }
     }
 
@@ -200,6 +220,11 @@ impl Engine {
                 if let Some(id) = self.by_media.get(&leg).cloned() {
                     info!(leg = %id, "no RTP for too long: hanging up");
                     let _ = self.hangup(now, &id);
+                }
+            }
+            MediaEvent::Talking { leg, talking } => {
+                if let Some(l) = self.by_media.get(&leg).and_then(|id| self.legs.get_mut(id)) {
+                    l.talking = talking;
                 }
             }
             MediaEvent::Dtmf { leg, digit, duration_ms } => {
@@ -259,6 +284,12 @@ impl Engine {
 
     /// Places a call: allocates media, sends the INVITE with our offer, returns at once.
     pub fn dial_out(&mut self, now: Instant, d: DialOut) -> Result<LegInfo, EngineError> {
+        let id = self.place_call(now, d, None)?;
+        Ok(self.legs[&id].info())
+    }
+
+    /// Sends an INVITE for a new outbound leg, optionally a participant of `room`.
+    pub(crate) fn place_call(&mut self, now: Instant, d: DialOut, room: Option<String>) -> Result<LegId, EngineError> {
         if self.shutting_down {
             return Err(EngineError::ShuttingDown);
         }
@@ -292,40 +323,20 @@ impl Engine {
         };
         self.common_headers(&mut invite.headers);
         let tx = self.txl.send_request(now, invite.clone(), d.peer);
-        let id = LegId::new();
-        let leg = Leg {
-            id: id.clone(),
-            direction: Direction::Outbound,
-            state: LegState::Calling,
-            service: d.service,
-            call_id: invite.headers.call_id.clone(),
-            invite,
-            invite_tx: Some(tx),
-            local_tag,
-            dialog: None,
-            peer: d.peer,
-            media: Some(media.id),
-            media_addr: Some(media.rtp_addr),
-            sdp_session,
-            pending_offer: Some(offer),
-            codec: None,
-            started: SystemTime::now(),
-            answered: None,
-            ended: None,
-            ended_at: None,
-            end_status: None,
-            end_reason: None,
-            hangup_after: d.hangup_after,
-            cancel_requested: false,
-        };
+        let mut leg = Leg::new(Direction::Outbound, d.service, invite, Some(tx), local_tag, d.peer);
+        let id = leg.id.clone();
+        leg.media = Some(media.id);
+        leg.media_addr = Some(media.rtp_addr);
+        leg.sdp_session = sdp_session;
+        leg.pending_offer = Some(offer);
+        leg.hangup_after = d.hangup_after;
+        leg.room = room;
         info!(leg = %id, to = %d.to, "dialling out");
         self.by_tx.insert(tx, id.clone());
         self.by_media.insert(media.id, id.clone());
-        let info = leg.info();
-        self.legs.insert(id, leg);
-        self.events.push_back(EngineEvent::LegStarted(info.clone()));
+        self.insert_leg(leg);
         self.pump(now);
-        Ok(info)
+        Ok(id)
     }
 
     /// Ends a leg the polite way for its state: CANCEL while our INVITE is unanswered,
@@ -455,7 +466,7 @@ impl Engine {
         if self.shutting_down {
             return self.reply(now, tx, &req, 503, Some(&local_tag));
         }
-        let Some(service) = req.uri.user.as_deref().and_then(Service::from_user) else {
+        let Some(service) = req.uri.user.as_deref().and_then(|u| Service::from_user(u, &self.cfg.room_prefix)) else {
             return self.reply(now, tx, &req, 404, Some(&local_tag));
         };
         if let Some(required) = req.headers.get("Require") {
@@ -472,32 +483,8 @@ impl Engine {
             Ok(o) => o,
             Err(reason) => return self.reply_reason(now, tx, &req, 400, Some(&local_tag), &reason),
         };
-        let id = LegId::new();
-        let mut leg = Leg {
-            id: id.clone(),
-            direction: Direction::Inbound,
-            state: LegState::Calling,
-            service: service.clone(),
-            call_id: req.headers.call_id.clone(),
-            invite: req.clone(),
-            invite_tx: Some(tx),
-            local_tag: local_tag.clone(),
-            dialog: None,
-            peer: from,
-            media: None,
-            media_addr: None,
-            sdp_session: SessionState { session_id: rand::random::<u32>() as u64, version: 1, username: "switchboard".into() },
-            pending_offer: None,
-            codec: None,
-            started: SystemTime::now(),
-            answered: None,
-            ended: None,
-            ended_at: None,
-            end_status: None,
-            end_reason: None,
-            hangup_after: None,
-            cancel_requested: false,
-        };
+        let mut leg = Leg::new(Direction::Inbound, service.clone(), req.clone(), Some(tx), local_tag.clone(), from);
+        let id = leg.id.clone();
         self.by_tx.insert(tx, id.clone());
         match service {
             Service::Ring => {
@@ -508,7 +495,7 @@ impl Engine {
                 self.timers.push(Reverse((now + self.cfg.ring_timeout, LegTimer::RingTimeout, id.clone())));
                 self.insert_leg(leg);
             }
-            Service::Echo => {
+            Service::Echo | Service::Room(_) => {
                 let alloc = match self.media.allocate() {
                     Ok(m) => m,
                     Err(e) => {
@@ -555,7 +542,11 @@ impl Engine {
                 ok.headers.content_type = Some("application/sdp".into());
                 ok.body = answer_sdp.to_string().into_bytes();
                 self.txl.send_response(now, tx, ok);
-                self.media.attach(alloc.id, Attachment::Echo);
+                if let Service::Room(number) = &service {
+                    let started_ms = leg.info().started_ms;
+                    self.join_room_by_number(started_ms, number, &mut leg);
+                }
+                self.attach_media(&leg);
                 self.by_dialog.insert(dialog.id.clone(), id.clone());
                 leg.dialog = Some(dialog);
                 leg.answered = Some(SystemTime::now());
@@ -728,11 +719,10 @@ impl Engine {
                 return;
             }
         }
-        if let Some(m) = leg.media {
-            match leg.service {
-                Service::Echo => self.media.attach(m, Attachment::Echo),
-                Service::Ring => {}
-            }
+        if !self.attach_media(leg) {
+            self.bye_for(now, leg);
+            self.finish(now, leg, 410, "Room ended before the call was answered");
+            return;
         }
         if leg.state != LegState::Held {
             leg.state = LegState::Active;
@@ -758,6 +748,9 @@ impl Engine {
                 if let Some(leg) = self.legs.remove(&id) {
                     if let Some(d) = &leg.dialog {
                         self.by_dialog.remove(&d.id);
+                    }
+                    if let Some(room) = leg.room.as_ref().and_then(|c| self.rooms.get_mut(c)) {
+                        room.participants.retain(|p| p != &id);
                     }
                 }
             }
@@ -792,6 +785,9 @@ impl Engine {
         leg.end_status = Some(status);
         leg.end_reason = Some(reason.to_owned());
         info!(leg = %leg.id, status, reason, "leg ended");
+        if let Some(confid) = leg.room.clone() {
+            self.participant_left(&confid, &leg.participant_id);
+        }
         self.timers.push(Reverse((now + self.cfg.ended_retention, LegTimer::Purge, leg.id.clone())));
         self.events.push_back(EngineEvent::LegEnded(leg.info()));
     }

@@ -70,14 +70,29 @@ pub enum Service {
     Echo,
     /// Rings and never answers (for testing CANCEL and ring timeouts).
     Ring,
+    /// A participant of the room with this room number.
+    Room(String),
 }
 
 impl Service {
-    pub fn from_user(user: &str) -> Option<Service> {
+    /// What a Request-URI user part asks for: `echo`, `ring`, `conf-<n>`, or the room
+    /// feature-code prefix followed by the room number (`*9` + `123`).
+    pub fn from_user(user: &str, room_prefix: &str) -> Option<Service> {
+        let room_number = |n: &str| !n.is_empty() && n.len() <= 32 && n.bytes().all(|b| b.is_ascii_digit());
         match user {
             "echo" => Some(Service::Echo),
             "ring" => Some(Service::Ring),
-            _ => None,
+            _ => {
+                if let Some(n) = user.strip_prefix("conf-").filter(|n| room_number(n)) {
+                    return Some(Service::Room(n.to_owned()));
+                }
+                if !room_prefix.is_empty() {
+                    if let Some(n) = user.strip_prefix(room_prefix).filter(|n| room_number(n)) {
+                        return Some(Service::Room(n.to_owned()));
+                    }
+                }
+                None
+            }
         }
     }
 }
@@ -137,6 +152,15 @@ pub(crate) struct Leg {
     pub hangup_after: Option<std::time::Duration>,
     /// A CANCEL was asked for before any provisional arrived (sent once one does).
     pub cancel_requested: bool,
+    /// The room this leg is a participant of (confid), if any.
+    pub room: Option<String>,
+    /// Participant id (UUID-shaped); also used as the leg's dialog id key in APIs.
+    pub participant_id: String,
+    /// Runtime dialog identifier shown to APIs (`rDL-...`).
+    pub dialog_key: String,
+    pub muted: bool,
+    pub deaf: bool,
+    pub talking: bool,
 }
 
 fn epoch_ms(t: SystemTime) -> u64 {
@@ -144,6 +168,42 @@ fn epoch_ms(t: SystemTime) -> u64 {
 }
 
 impl Leg {
+    /// A leg at its start: `invite` is the INVITE received (inbound) or about to be
+    /// sent (outbound); `peer` is where its signalling comes from or goes to.
+    pub fn new(direction: Direction, service: Service, invite: Request, invite_tx: Option<TxId>, local_tag: String, peer: Peer) -> Leg {
+        Leg {
+            id: LegId::new(),
+            direction,
+            state: LegState::Calling,
+            service,
+            call_id: invite.headers.call_id.clone(),
+            invite,
+            invite_tx,
+            local_tag,
+            dialog: None,
+            peer,
+            media: None,
+            media_addr: None,
+            sdp_session: SessionState { session_id: rand::random::<u32>() as u64, version: 1, username: "switchboard".into() },
+            pending_offer: None,
+            codec: None,
+            started: SystemTime::now(),
+            answered: None,
+            ended: None,
+            ended_at: None,
+            end_status: None,
+            end_reason: None,
+            hangup_after: None,
+            cancel_requested: false,
+            room: None,
+            participant_id: LegId::new().0,
+            dialog_key: format!("rDL-{}", sip::dialog::random_token(12)),
+            muted: false,
+            deaf: false,
+            talking: false,
+        }
+    }
+
     pub fn info(&self) -> LegInfo {
         let (local_uri, remote_uri) = match self.direction {
             Direction::Inbound => (&self.invite.headers.to, &self.invite.headers.from),

@@ -6,7 +6,7 @@ pub mod engine;
 pub mod handle;
 pub mod leg;
 pub mod room;
-mod rooms_impl;
+mod conference;
 
 pub use engine::{local_capabilities, DialOut, Engine, EngineConfig, EngineError, EngineEvent, ALLOW};
 pub use handle::{Command, DialOutRequest, EngineHandle};

@@ -1,1 +1,36 @@
-//! store layer.
+//! Persistence: call detail records (one row per leg, written when it ends) and room
+//! history (one row per room), in SQLite: `<data_dir>/switchboard.db`.
+//!
+//! Two ways in:
+//! - [`Store`]: async reads and writes (`record_leg`, `recent_calls`, …) for code
+//!   that can wait on the database, such as the HTTP APIs listing history.
+//! - [`Recorder`] (from [`spawn_recorder`]): for the signalling task, which must
+//!   never wait on a disk. It queues engine events without blocking and a background
+//!   task writes them in batches; a full queue drops records (counted and logged)
+//!   rather than calls.
+//!
+//! ```no_run
+//! # async fn run(events: Vec<engine::EngineEvent>) -> Result<(), store::StoreError> {
+//! let store = store::Store::open(std::path::Path::new("./data")).await?;
+//! let (recorder, writer) = store::spawn_recorder(store.clone());
+//! for ev in &events {
+//!     recorder.record(ev); // never waits
+//! }
+//! drop(recorder); // shutdown: close the queue…
+//! writer.await.expect("recorder task"); // …and wait until it is all written
+//! let newest = store.recent_calls(50, None).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The schema and why the database is set up the way it is: [`store`](crate::store)'s
+//! module docs. The queue, batching and dropping: [`recorder`](crate::recorder)'s.
+
+pub mod error;
+pub mod recorder;
+pub mod records;
+pub mod store;
+
+pub use error::StoreError;
+pub use recorder::{spawn_recorder, spawn_recorder_with_capacity, Recorder, RecorderStats};
+pub use records::{CallRecord, RoomRecord};
+pub use store::Store;

@@ -1,7 +1,8 @@
 //! Configuration: built-in defaults, then an optional TOML file, then `SWITCHBOARD_*`
 //! environment variables, then command-line flags — each overriding the one before.
 //! The keys are the same everywhere: `sip_listen` in TOML is `SWITCHBOARD_SIP_LISTEN`
-//! in the environment and `--sip-listen` on the command line.
+//! in the environment and `--sip-listen` on the command line. Keys of a TOML section
+//! nest with `__` in the environment: `[routing] gateway` is `SWITCHBOARD_ROUTING__GATEWAY`.
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -28,6 +29,16 @@ pub struct Config {
     pub sip_t1_ms: u64,
     /// Media worker threads; 0 = one per core.
     pub media_workers: usize,
+    /// Outbound call routing (`[routing]` in TOML, `SWITCHBOARD_ROUTING__*` in the environment).
+    pub routing: RoutingConfig,
+}
+
+/// `[routing]`: where calls to numbers go until the user directory exists.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Outbound gateway for numbers, `sip:host:port`; none = numbers have no route.
+    pub gateway: Option<String>,
 }
 
 impl Default for Config {
@@ -41,6 +52,7 @@ impl Default for Config {
             api_token: None,
             sip_t1_ms: 500,
             media_workers: 0,
+            routing: RoutingConfig::default(),
         }
     }
 }
@@ -52,7 +64,8 @@ impl Config {
         if let Some(f) = file {
             fig = fig.merge(Toml::file_exact(f));
         }
-        fig.merge(Env::prefixed("SWITCHBOARD_").ignore(&["config"])).merge(Serialized::defaults(overrides)).extract()
+        // `__` nests: SWITCHBOARD_ROUTING__GATEWAY is `routing.gateway`.
+        fig.merge(Env::prefixed("SWITCHBOARD_").ignore(&["config"]).split("__")).merge(Serialized::defaults(overrides)).extract()
     }
 
     /// `LO-HI` as numbers, checked.

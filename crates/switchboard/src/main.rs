@@ -78,6 +78,10 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     media_workers: Option<usize>,
+    /// Outbound gateway for dial-outs to numbers, sip:host:port ([routing] gateway)
+    #[arg(long)]
+    #[serde(skip)]
+    gateway: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -113,13 +117,20 @@ fn init_logging() {
 
 fn serve(args: ServeArgs) -> ExitCode {
     init_logging();
-    let cfg = match Config::load(args.config.as_ref(), &args) {
+    let mut cfg = match Config::load(args.config.as_ref(), &args) {
         Ok(c) => c,
         Err(e) => {
             error!("configuration error: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Some(g) = args.gateway {
+        cfg.routing.gateway = Some(g);
+    }
+    if let Err(e) = api::routing::Routing::with_gateway(cfg.routing.gateway.as_deref()) {
+        error!("configuration error: {e}");
+        return ExitCode::from(2);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("switchboard-io").build();
     let rt = match rt {
         Ok(rt) => rt,
@@ -185,7 +196,8 @@ async fn run(cfg: Config) -> Result<(), String> {
             .run(),
     );
 
-    let app = api::router(api::AppState { engine: EngineHandle::new(cmd_tx), api_token: cfg.api_token.clone() });
+    let routing = api::routing::Routing::with_gateway(cfg.routing.gateway.as_deref())?;
+    let app = api::router(api::AppState::new(EngineHandle::new(cmd_tx), cfg.api_token.clone()).with_routing(routing));
     let mut http_stop = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
         let stop = async move {

@@ -142,5 +142,7 @@ fn log_event(ev: &EngineEvent) {
         EngineEvent::LegAnswered(l) => debug!(leg = %l.leg_id, "leg answered"),
         EngineEvent::LegEnded(l) => debug!(leg = %l.leg_id, status = ?l.end_status, "leg ended"),
         EngineEvent::Dtmf { leg_id, digit, .. } => info!(leg = %leg_id, %digit, "DTMF"),
+        EngineEvent::RoomStarted(r) => debug!(confid = %r.confid, "room started"),
+        EngineEvent::RoomEnded { info, max_participants, .. } => debug!(confid = %info.confid, max_participants, "room ended"),
     }
 }

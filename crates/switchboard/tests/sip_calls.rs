@@ -89,12 +89,52 @@ fn bye_from_server_via_api_delete() {
     server.wait_all_ended(Duration::from_secs(3));
 }
 
+/// Hold (we send `a=sendonly`, the answer must be `recvonly`) and resume. SIPp streams RTP
+/// all along, 1 s per phase; a capture of SIP and RTP checks the server echoes before
+/// the hold, sends (almost) nothing while held, and echoes again after the resume.
 #[test]
 fn hold_and_resume_by_reinvite() {
     let env = TestEnv::new("hold_and_resume_by_reinvite");
     let server = Server::start(&env);
-    let run = Sipp::new(&env, "uac_hold.xml", "uac").remote(server.sip).service("echo").run();
+    let sipp = Sipp::new(&env, "uac_hold.xml", "uac").remote(server.sip).service("echo");
+    let (sip_port, media) = (sipp.local_port(), sipp.media_port());
+    let capture = Capture::start(&env, "rtp", &format!("udp and (port {media} or port {sip_port})"));
+    let run = sipp.run();
+    let packets = capture.stop();
     run.assert_ok();
+
+    // SIP events, by their first line and CSeq, in capture time
+    let when = |first: &str, cseq: &str| -> f64 {
+        packets
+            .iter()
+            .find(|p| {
+                let text = p.text();
+                text.starts_with(first) && header_value(&text, "CSeq", "CSeq").as_deref() == Some(cseq)
+            })
+            .unwrap_or_else(|| panic!("no `{first}` with CSeq `{cseq}` in {}", capture_path(&env)))
+            .time
+    };
+    let ack = when("ACK ", "1 ACK");
+    let hold_sent = when("INVITE ", "2 INVITE");
+    let held = when("SIP/2.0 200", "2 INVITE");
+    let resume_sent = when("INVITE ", "3 INVITE");
+    let resumed = when("SIP/2.0 200", "3 INVITE");
+    let bye = when("BYE ", "4 BYE");
+    let echoed = |from: f64, to: f64| {
+        packets.iter().filter(|p| p.dst.port() == media && p.src.port() != media && p.is_rtp() && p.time > from && p.time < to).count()
+    };
+    let (before, during, after) = (echoed(ack, hold_sent), echoed(held + 0.1, resume_sent), echoed(resumed + 0.2, bye));
+    let summary = format!(
+        "RTP echoed to SIPp: {before} before hold ({:.2} s), {during} while held ({:.2} s), {after} after resume ({:.2} s); capture {}",
+        hold_sent - ack,
+        resume_sent - held - 0.1,
+        bye - resumed - 0.2,
+        capture_path(&env)
+    );
+    eprintln!("{summary}");
+    assert!(before >= 20, "too little echo before the hold. {summary}");
+    assert!(during <= 2, "server kept sending RTP while held (it answered recvonly). {summary}");
+    assert!(after >= 15, "echo did not come back after the resume. {summary}");
     server.wait_all_ended(Duration::from_secs(3));
 }
 
@@ -132,7 +172,7 @@ fn unacked_200_is_retransmitted_then_bye() {
     let env = TestEnv::new("unacked_200_is_retransmitted_then_bye");
     let t1_ms = 100;
     let server = Server::start_with(&env, ServerOptions { t1_ms: Some(t1_ms), ..Default::default() });
-    let run = Sipp::new(&env, "uac_no_ack.xml", "uac").remote(server.sip).service("echo").run();
+    let run = Sipp::new(&env, "uac_no_ack.xml", "uac").remote(server.sip).service("echo").timeout_s(20).run();
     run.assert_ok();
     let oks = run.received("SIP/2.0 200");
     assert!(oks.len() >= 3, "expected the 200 plus at least 2 retransmissions, got {} 200s\n{}", oks.len(), run.report());

@@ -366,6 +366,7 @@ impl Server {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "debug");
         }
+        cmd.env("NO_COLOR", "1"); // plain text in server.log
         cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
         env.report_on_failure(&log);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", server_bin().display()));
@@ -1084,6 +1085,9 @@ impl Capture {
 
     fn finish(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // dumpcap drops what it has not read from the kernel yet when it gets SIGINT:
+            // give it a moment to catch up with the last packets (a BYE, say).
+            std::thread::sleep(Duration::from_millis(300));
             signal(&child, libc::SIGINT);
             wait_timeout(&mut child, Duration::from_secs(5));
         }
@@ -1098,6 +1102,8 @@ impl Drop for Capture {
 
 #[derive(Debug, Clone)]
 pub struct UdpPacket {
+    /// Capture time, seconds since the epoch.
+    pub time: f64,
     pub src: SocketAddr,
     pub dst: SocketAddr,
     pub payload: Vec<u8>,
@@ -1110,6 +1116,10 @@ impl UdpPacket {
     }
     pub fn rtp_payload_type(&self) -> u8 {
         self.payload[1] & 0x7f
+    }
+    /// The payload as text (for SIP).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.payload).to_string()
     }
 }
 
@@ -1132,6 +1142,7 @@ pub fn read_pcap_udp(data: &[u8]) -> Result<Vec<UdpPacket>, String> {
             u32::from_be_bytes(a)
         }
     };
+    let nanos = matches!(magic, 0xa1b23c4d | 0x4d3cb2a1);
     let linktype = u32_at(data, 20);
     let link_len = match linktype {
         1 => 14,    // Ethernet
@@ -1144,6 +1155,7 @@ pub fn read_pcap_udp(data: &[u8]) -> Result<Vec<UdpPacket>, String> {
     let mut out = Vec::new();
     let mut off = 24;
     while off + 16 <= data.len() {
+        let time = u32_at(data, off) as f64 + u32_at(data, off + 4) as f64 * if nanos { 1e-9 } else { 1e-6 };
         let caplen = u32_at(data, off + 8) as usize;
         let start = off + 16;
         let end = start + caplen;
@@ -1167,6 +1179,7 @@ pub fn read_pcap_udp(data: &[u8]) -> Result<Vec<UdpPacket>, String> {
         let dport = u16::from_be_bytes([udp[2], udp[3]]);
         let ulen = (u16::from_be_bytes([udp[4], udp[5]]) as usize).clamp(8, udp.len());
         out.push(UdpPacket {
+            time,
             src: SocketAddr::from((src_ip, sport)),
             dst: SocketAddr::from((dst_ip, dport)),
             payload: udp[8..ulen].to_vec(),

@@ -1,0 +1,139 @@
+//! The conference management REST API (reference 000), under `/rest/v1/uc/conferences`.
+//!
+//! A thin dialect: each handler parses the request, calls the [`engine::EngineHandle`]
+//! and renders the reply in the reference's field names ([`wire`]). Where things live:
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | routes; conferences: list, get, end; LOOKUP (custom verb and `POST .../lookup`) |
+//! | [`list`] | `filter`/`mask`/`order`/`offset`/`limit`/`flat`/`countonly` |
+//! | [`lookup`] | LOOKUP keys and the "from a script" `{confid}` = `key=value` expressions |
+//! | [`participants`] | participants: list, dial-out, get, kick, mute/deaf |
+//! | [`topology`] | who hears whom |
+//! | [`wire`] | the JSON shapes (and their OpenAPI schemas) |
+//!
+//! Nothing is cached here: every request asks the engine, so a room or dial-out is
+//! visible the instant the call that created it has returned (read-your-writes).
+//!
+//! LOOKUP is a custom HTTP verb, which axum's method filters cannot name: the
+//! collection route's method fallback handles it (any other unknown method there is a
+//! 405). Clients that cannot send custom verbs use `POST /rest/v1/uc/conferences/lookup`.
+
+pub mod list;
+pub mod lookup;
+pub mod participants;
+pub mod topology;
+pub mod wire;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::AppState;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::Method;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use list::{render, ItemOptions, ItemQuery, ListOptions, ListQuery};
+use lookup::{ConfRef, LookupBody};
+use serde_json::Value;
+use wire::{ConfidReply, Conference};
+
+pub const BASE: &str = "/rest/v1/uc/conferences";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(BASE, get(list_conferences).fallback(custom_verb))
+        .route("/rest/v1/uc/conferences/lookup", post(lookup_post).fallback(not_allowed))
+        .route("/rest/v1/uc/conferences/{confid}", get(get_conference).delete(end_conference).fallback(not_allowed))
+        .route(
+            "/rest/v1/uc/conferences/{confid}/participants",
+            get(participants::list).post(participants::dial_out).fallback(not_allowed),
+        )
+        .route(
+            "/rest/v1/uc/conferences/{confid}/participants/{participantid}",
+            get(participants::get_one).delete(participants::kick).patch(participants::patch).fallback(not_allowed),
+        )
+        .route("/rest/v1/uc/conferences/{confid}/topology", get(topology::get).post(topology::change).fallback(not_allowed))
+}
+
+async fn not_allowed(method: Method) -> ApiError {
+    ApiError::method_not_allowed(method.as_str())
+}
+
+/// List active conferences.
+#[utoipa::path(get, path = "/rest/v1/uc/conferences", tag = "conferences", params(ListQuery),
+    responses(
+        (status = 200, description = "Conferences, oldest first; with `countonly`, `{\"count\":N}`", body = [Conference]),
+        (status = 400, description = "Bad option, e.g. unknown field in `filter`", body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn list_conferences(State(st): State<AppState>, q: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q?;
+    let opts = ListOptions::parse(&q, Conference::FIELDS)?;
+    let rooms = st.engine.rooms().await?;
+    Ok(Json(opts.apply(rooms.iter().map(|r| render(&Conference::from(&r.room))).collect())))
+}
+
+/// `LOOKUP /rest/v1/uc/conferences` (and a 405 for any other unrouted method there).
+async fn custom_verb(
+    State(st): State<AppState>,
+    method: Method,
+    body: Result<Json<LookupBody>, JsonRejection>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    if method.as_str() != "LOOKUP" {
+        return Err(ApiError::method_not_allowed(method.as_str()));
+    }
+    lookup_post(State(st), body).await
+}
+
+/// Find conferences by key (LOOKUP).
+///
+/// The reference's `LOOKUP /rest/v1/uc/conferences` with a JSON body is served as is;
+/// this `POST /rest/v1/uc/conferences/lookup` is the same for clients that cannot send
+/// a custom verb. Keys are tried in priority order (dialogid, inviteid, callid, uri,
+/// from (+mode), sipuserid, sipuserlogin, sipuserphonenumber, userid, confid, confuri,
+/// confroomnum, confnumber); the first key that matches decides. Dialog and user keys
+/// match live participants (user keys: the user part of their URI, until the directory exists).
+#[utoipa::path(post, path = "/rest/v1/uc/conferences/lookup", tag = "conferences", request_body = LookupBody,
+    responses(
+        (status = 200, description = "Matching confids, oldest conference first", body = [String],
+            example = json!(["rCF-001-PhKjyX", "rCF-001-Sglne4"])),
+        (status = 400, description = "Bad JSON, unknown key, no key, or `mode` without `from`", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "Conference not found", body = ErrorBody)))]
+pub async fn lookup_post(State(st): State<AppState>, body: Result<Json<LookupBody>, JsonRejection>) -> Result<Json<Vec<String>>, ApiError> {
+    let Json(body) = body?;
+    let keys = body.keys()?;
+    let rooms = st.engine.rooms().await?;
+    let found: Vec<String> = lookup::find(&keys, &rooms).into_iter().map(|r| r.room.confid.clone()).collect();
+    if found.is_empty() {
+        return Err(ApiError::conference_not_found());
+    }
+    Ok(Json(found))
+}
+
+/// One conference.
+#[utoipa::path(get, path = "/rest/v1/uc/conferences/{confid}", tag = "conferences",
+    params(("confid" = String, Path, description = "Conference id, or a lookup expression such as `confroomnum=9`"), ItemQuery),
+    responses((status = 200, body = Conference), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "Conference not found", body = ErrorBody)))]
+pub async fn get_conference(
+    State(st): State<AppState>,
+    Path(conf): Path<String>,
+    q: Result<Query<ItemQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q?;
+    let opts = ItemOptions::parse(&q)?;
+    let room = ConfRef::parse(&conf)?.snapshot(&st.engine).await?;
+    Ok(Json(opts.project(render(&Conference::from(&room.room)))))
+}
+
+/// End a conference: BYE to every participant, CANCEL to every unanswered dial-out.
+/// Answers at once, without waiting for the participants' devices.
+#[utoipa::path(delete, path = "/rest/v1/uc/conferences/{confid}", tag = "conferences",
+    params(("confid" = String, Path, description = "Conference id, or a lookup expression")),
+    responses((status = 200, body = ConfidReply), (status = 401, body = ErrorBody),
+        (status = 404, description = "Conference not found", body = ErrorBody)))]
+pub async fn end_conference(State(st): State<AppState>, Path(conf): Path<String>) -> Result<Json<ConfidReply>, ApiError> {
+    let confid = ConfRef::parse(&conf)?.confid(&st.engine).await?;
+    let room = st.engine.end_room(&confid).await?;
+    Ok(Json(ConfidReply { confid: room.confid }))
+}

@@ -1,0 +1,143 @@
+//! `/rest/v1/uc/conferences/{confid}/participants[/{participantid}]`: list, dial out,
+//! get, kick, and (ours) mute/deaf.
+//!
+//! The list shows live participants in join order; ended ones (kept by the engine for
+//! about five minutes) appear only when the filter asks about `state`, e.g.
+//! `filter={"state":"ended"}`. Dial-out answers as soon as the INVITE is sent; its
+//! progress shows in the participant's `state` (calling → ringing → active, or ended
+//! with `end_status`).
+
+use super::list::{render, ItemOptions, ItemQuery, ListOptions, ListQuery};
+use super::lookup::ConfRef;
+use super::wire::{DialOutBody, Participant, ParticipantPatchBody, ParticipantRef};
+use crate::error::{ApiError, ErrorBody};
+use crate::idempotency::{Claim, IdempotencyCache};
+use crate::AppState;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use engine::{LegState, ParticipantPatch};
+use serde_json::Value;
+use std::time::Instant;
+
+/// List participants.
+#[utoipa::path(get, path = "/rest/v1/uc/conferences/{confid}/participants", tag = "participants",
+    params(("confid" = String, Path, description = "Conference id, or a lookup expression such as `callid=abc@host`"), ListQuery),
+    responses(
+        (status = 200, description = "Participants in join order (live ones unless `filter` names `state`); with `countonly`, `{\"count\":N}`", body = [Participant]),
+        (status = 400, description = "Bad option, e.g. unknown field in `filter`", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody)))]
+pub async fn list(
+    State(st): State<AppState>,
+    Path(conf): Path<String>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q?;
+    let opts = ListOptions::parse(&q, Participant::FIELDS)?;
+    let room = ConfRef::parse(&conf)?.snapshot(&st.engine).await?;
+    let show_ended = opts.filters_on("state");
+    let items = room
+        .participants
+        .iter()
+        .filter(|p| show_ended || p.state != LegState::Ended)
+        .map(|p| render(&Participant::from(p)))
+        .collect();
+    Ok(Json(opts.apply(items)))
+}
+
+/// Dial a participant out into the conference.
+///
+/// Answers at once with the new participant's id; the call's progress shows in its
+/// `state`. With an `Idempotency-Key` header a retry within 10 minutes gets the first
+/// answer (header `Idempotent-Replayed: true`) instead of a second call.
+#[utoipa::path(post, path = "/rest/v1/uc/conferences/{confid}/participants", tag = "participants",
+    params(("confid" = String, Path, description = "Conference id, or a lookup expression"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-255 characters; retries with the same key and body replay the first answer")),
+    request_body = DialOutBody,
+    responses(
+        (status = 200, description = "INVITE sent", body = ParticipantRef),
+        (status = 400, description = "Bad JSON or `to` neither a SIP URI nor a number", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody),
+        (status = 409, description = "Idempotency-Key in flight or used for a different request", body = ErrorBody),
+        (status = 422, description = "A number with no route (no `[routing] gateway`)", body = ErrorBody)))]
+pub async fn dial_out(
+    State(st): State<AppState>,
+    Path(conf): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<DialOutBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let Some(key) = IdempotencyCache::key_of(&headers)? else {
+        return Ok(Json(place(&st, &conf, &body).await?).into_response());
+    };
+    let fingerprint = IdempotencyCache::fingerprint(&[&conf, &body.to]);
+    match st.idempotency.claim(key, fingerprint, Instant::now())? {
+        Claim::Replay(response) => Ok(response),
+        Claim::Run(pending) => {
+            let reply = place(&st, &conf, &body).await?;
+            let bytes = serde_json::to_vec(&reply).expect("plain struct serialises");
+            Ok(pending.complete(StatusCode::OK, bytes.into()))
+        }
+    }
+}
+
+async fn place(st: &AppState, conf: &str, body: &DialOutBody) -> Result<ParticipantRef, ApiError> {
+    let target = st.routing.target(&body.to)?;
+    let confid = ConfRef::parse(conf)?.confid(&st.engine).await?;
+    let p = st.engine.dial_into_room(&confid, target, None).await?;
+    Ok(ParticipantRef { confid: p.confid, participantid: p.participantid })
+}
+
+/// One participant (ended ones too, while the engine keeps them).
+#[utoipa::path(get, path = "/rest/v1/uc/conferences/{confid}/participants/{participantid}", tag = "participants",
+    params(("confid" = String, Path, description = "Conference id, or a lookup expression"),
+        ("participantid" = String, Path, description = "Participant id"), ItemQuery),
+    responses((status = 200, body = Participant), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "Conference not found / Call/Participant not found", body = ErrorBody)))]
+pub async fn get_one(
+    State(st): State<AppState>,
+    Path((conf, pid)): Path<(String, String)>,
+    q: Result<Query<ItemQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q?;
+    let opts = ItemOptions::parse(&q)?;
+    let room = ConfRef::parse(&conf)?.snapshot(&st.engine).await?;
+    let p = room.participants.iter().find(|p| p.participantid == pid).ok_or_else(ApiError::participant_not_found)?;
+    Ok(Json(opts.project(render(&Participant::from(p)))))
+}
+
+/// Kick a participant: BYE (CANCEL while its dial-out is unanswered). Answers at once.
+#[utoipa::path(delete, path = "/rest/v1/uc/conferences/{confid}/participants/{participantid}", tag = "participants",
+    params(("confid" = String, Path, description = "Conference id, or a lookup expression"),
+        ("participantid" = String, Path, description = "Participant id")),
+    responses((status = 200, body = ParticipantRef), (status = 401, body = ErrorBody),
+        (status = 404, description = "Conference not found / Call/Participant not found", body = ErrorBody)))]
+pub async fn kick(State(st): State<AppState>, Path((conf, pid)): Path<(String, String)>) -> Result<Json<ParticipantRef>, ApiError> {
+    let confid = ConfRef::parse(&conf)?.confid(&st.engine).await?;
+    let p = st.engine.kick(&confid, &pid).await?;
+    Ok(Json(ParticipantRef { confid: p.confid, participantid: p.participantid }))
+}
+
+/// (ours) Mute/unmute, deafen/undeafen a participant.
+#[utoipa::path(patch, path = "/rest/v1/uc/conferences/{confid}/participants/{participantid}", tag = "participants",
+    params(("confid" = String, Path, description = "Conference id, or a lookup expression"),
+        ("participantid" = String, Path, description = "Participant id")),
+    request_body = ParticipantPatchBody,
+    responses((status = 200, description = "The participant after the change", body = Participant),
+        (status = 400, description = "Bad JSON, unknown field, or nothing to change", body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "Conference not found / Call/Participant not found", body = ErrorBody)))]
+pub async fn patch(
+    State(st): State<AppState>,
+    Path((conf, pid)): Path<(String, String)>,
+    body: Result<Json<ParticipantPatchBody>, JsonRejection>,
+) -> Result<Json<Participant>, ApiError> {
+    let Json(body) = body?;
+    if body.muted.is_none() && body.deaf.is_none() {
+        return Err(ApiError::bad_request("nothing to change: give `muted` and/or `deaf`"));
+    }
+    let confid = ConfRef::parse(&conf)?.confid(&st.engine).await?;
+    let p = st.engine.patch_participant(&confid, &pid, ParticipantPatch { muted: body.muted, deaf: body.deaf }).await?;
+    Ok(Json(Participant::from(&p)))
+}

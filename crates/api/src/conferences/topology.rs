@@ -1,0 +1,71 @@
+//! `/rest/v1/uc/conferences/{confid}/topology`: who hears whom.
+//!
+//! GET returns the rules, the fixed `{"from":"*","to":"*","enabled":true}` first. POST
+//! takes a list of rules (or one rule) and applies them in order, merging into the
+//! current topology; `*` expands to the participants present now. Every rule is checked
+//! before any is applied: each `from`/`to` must be `*` or a live participant of the
+//! room, else 400 and nothing changes. Answers with the resulting rules.
+
+use super::lookup::ConfRef;
+use super::wire::TopologyRule;
+use crate::error::{ApiError, ErrorBody};
+use crate::AppState;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::Json;
+use engine::LegState;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+/// A list of rules, or a single rule.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum TopologyChange {
+    Many(Vec<TopologyRule>),
+    One(TopologyRule),
+}
+
+/// The current rules.
+#[utoipa::path(get, path = "/rest/v1/uc/conferences/{confid}/topology", tag = "topology",
+    params(("confid" = String, Path, description = "Conference id, or a lookup expression")),
+    responses((status = 200, description = "Rules in order; the first is always `*`→`*` enabled", body = [TopologyRule]),
+        (status = 401, body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody)))]
+pub async fn get(State(st): State<AppState>, Path(conf): Path<String>) -> Result<Json<Vec<TopologyRule>>, ApiError> {
+    let confid = ConfRef::parse(&conf)?.confid(&st.engine).await?;
+    Ok(Json(st.engine.topology(&confid).await?.into_iter().map(Into::into).collect()))
+}
+
+/// Apply rules in order.
+#[utoipa::path(post, path = "/rest/v1/uc/conferences/{confid}/topology", tag = "topology",
+    params(("confid" = String, Path, description = "Conference id, or a lookup expression")),
+    request_body(content = [TopologyRule], description = "Rules to apply in order (a single rule object is accepted too)"),
+    responses((status = 200, description = "The rules after the change", body = [TopologyRule]),
+        (status = 400, description = "Bad JSON, bad rule, or unknown participant in a rule", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody)))]
+pub async fn change(
+    State(st): State<AppState>,
+    Path(conf): Path<String>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<Json<Vec<TopologyRule>>, ApiError> {
+    let Json(body) = body?;
+    let rules = match serde_json::from_value::<TopologyChange>(body) {
+        Ok(TopologyChange::Many(rules)) => rules,
+        Ok(TopologyChange::One(rule)) => vec![rule],
+        Err(_) => {
+            return Err(ApiError::bad_request(
+                "topology change must be a list of {\"from\":ID|\"*\",\"to\":ID|\"*\",\"enabled\":true|false} (no other fields)",
+            ))
+        }
+    };
+    let room = ConfRef::parse(&conf)?.snapshot(&st.engine).await?;
+    for (i, rule) in rules.iter().enumerate() {
+        for (end, id) in [("from", &rule.from), ("to", &rule.to)] {
+            let known = id == "*" || room.participants.iter().any(|p| p.participantid == *id && p.state != LegState::Ended);
+            if !known {
+                return Err(ApiError::bad_request(format!("rule {i}: `{end}` `{id}` is not `*` nor a participant of {}", room.room.confid)));
+            }
+        }
+    }
+    let result = st.engine.change_topology(&room.room.confid, rules.into_iter().map(Into::into).collect()).await?;
+    Ok(Json(result.into_iter().map(Into::into).collect()))
+}

@@ -1,0 +1,71 @@
+//! The OpenAPI 3.1 description, generated from the handlers' `#[utoipa::path]`
+//! annotations and the wire types' `ToSchema` derives, served at `/openapi.json`, with
+//! Swagger UI at `/docs`. The UI's files ship inside `utoipa-swagger-ui` (feature
+//! `vendored`), so nothing is fetched at build or run time.
+//!
+//! Both are served without a token: a browser cannot attach a bearer token to a page
+//! load, and the description holds nothing secret. "Try it out" in the UI needs the
+//! token, entered with its Authorize button.
+
+use crate::conferences::{self, lookup, participants, topology, wire};
+use crate::error::ErrorBody;
+use crate::calls;
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Switchboard HTTP API",
+        description = "Conference management (`/rest/v1/uc/conferences`, the reference dialect) and calls (`/v1/calls`).\n\n\
+Every endpoint but `/health`, `/openapi.json` and `/docs` needs `Authorization: Bearer <token>` when the server has a token \
+(`--api-token`); without one the server only listens on loopback and is open.\n\n\
+Errors are always `{\"error_code\": 1000 + HTTP status, \"error_message\": \"...\"}`.\n\n\
+**LOOKUP**: the reference's custom verb `LOOKUP /rest/v1/uc/conferences` (JSON body) is served as is; OpenAPI cannot \
+describe custom verbs, so it is documented as its twin `POST /rest/v1/uc/conferences/lookup`.\n\n\
+**From a script**: wherever a path has `{confid}`, a lookup expression `key=value[&key=value]` may stand instead \
+(e.g. `/rest/v1/uc/conferences/callid=abc%40host/participants`); the first matching conference is used.\n\n\
+**List options** (both lists): `filter` = JSON object of field values (array value = any of; unknown field = 400), \
+`mask` = comma-separated fields, `order` = comma-separated fields with `-` for descending, `offset`, `limit`, \
+`flat` (nested objects to `a.b` keys), `countonly` (`{\"count\":N}`).",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        crate::health,
+        conferences::list_conferences, conferences::lookup_post, conferences::get_conference, conferences::end_conference,
+        participants::list, participants::dial_out, participants::get_one, participants::kick, participants::patch,
+        topology::get, topology::change,
+        calls::place, calls::list, calls::get_one, calls::hang_up,
+    ),
+    components(schemas(
+        ErrorBody, wire::Conference, wire::Participant, wire::ParticipantState, wire::CallDirection, wire::ConfidReply,
+        wire::ParticipantRef, wire::Count, wire::DialOutBody, wire::ParticipantPatchBody, wire::TopologyRule,
+        lookup::LookupBody, lookup::FromMode, calls::PlaceCall,
+    )),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "conferences", description = "Active conferences (rooms): list, LOOKUP, get, end"),
+        (name = "participants", description = "Participants: list, dial-out, get, kick, mute/deaf"),
+        (name = "topology", description = "Who hears whom"),
+        (name = "calls", description = "Single calls (legs)"),
+        (name = "service", description = "Liveness"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// `/openapi.json` and the Swagger UI at `/docs`.
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::from(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+}

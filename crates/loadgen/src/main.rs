@@ -1,0 +1,411 @@
+//! `sb-load`: a SIP + G.711 RTP load generator for Switchboard (or any SIP server).
+//!
+//! It places N real calls over UDP at a set rate, streams 20 ms PCMU packets on every
+//! call, and measures over a fixed window: packets sent and received, loss per stream
+//! (from RTP sequence numbers), inter-packet arrival gaps (kernel timestamps), and
+//! the CPU time of the server (`--server-pid`) and of itself. Then it hangs up.
+//!
+//! Why our own tool: SIPp's `rtp_stream` tops out near 1,000 RTP calls per instance on
+//! the benchmark machine and sends every call from one port, while the server latches
+//! media per leg.
+//!
+//! Phases: ramp (calls set up at `--rate`, media starts per call as soon as its 200
+//! arrives) → warmup → measure (`--duration`) → stop media → BYE at `--rate`. The
+//! main thread runs SIP; `--threads` RTP threads run [`media::Worker`].
+//!
+//! Output: progress lines, a human summary, then `RESULT {json}` (one line).
+
+mod args;
+mod media;
+mod stats;
+mod sys;
+mod ua;
+
+use media::{Participant, Shared, Tables, Worker, PHASE_MEASURE, PHASE_STOP};
+use std::net::SocketAddrV4;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let a = match args::parse() {
+        Ok(a) => a,
+        Err(e) => {
+            if e.is_empty() {
+                println!("{}", args::USAGE);
+                std::process::exit(0);
+            }
+            eprintln!("sb-load: {e}\n\n{}", args::USAGE);
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(a) {
+        eprintln!("sb-load: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn run(a: args::Args) -> Result<(), String> {
+    let n = a.calls();
+    let limit = sys::raise_nofile(n as u64 + 256);
+    if limit < n as u64 + 64 {
+        return Err(format!("open-file limit {limit} is too low for {n} participants (ulimit -n)"));
+    }
+    let mut mode = a.send;
+    if mode == args::SendMode::Raw && sys::raw_socket().is_err() {
+        eprintln!("sb-load: no raw socket (needs CAP_NET_RAW); falling back to --send socket");
+        mode = args::SendMode::Socket;
+    }
+
+    // Participants: a socket each on the next free even port.
+    let tables = Arc::new(Tables::new());
+    let shared = Arc::new(Shared::new(n, a.threads));
+    let mut ua = ua::Ua::new(SocketAddrV4::new(a.local_ip, a.sip_port), a.server, a.t1.as_nanos() as u64)
+        .map_err(|e| format!("SIP socket on {}: {e}", a.local_ip))?;
+    let mut per_thread: Vec<Vec<Participant>> = (0..a.threads).map(|_| Vec::new()).collect();
+    let mut port = a.rtp_base as u32 & !1;
+    for i in 0..n {
+        let sock = loop {
+            if port > 65534 {
+                return Err(format!("ran out of local ports after {i} participants"));
+            }
+            let addr = SocketAddrV4::new(a.local_ip, port as u16);
+            port += 2;
+            match sys::udp_bind(addr) {
+                Ok(s) => break (s, addr),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(format!("bind {addr}: {e}")),
+            }
+        };
+        let room = i / a.per_room as usize;
+        let voice = media::voice_for((i % a.per_room as usize) as u32, a.speakers_per_room, &a.silence, room);
+        ua.add_call(&a.uri_for(i), sock.1)?;
+        per_thread[i % a.threads].push(Participant::new(i, sock.0, sock.1, voice));
+    }
+
+    println!(
+        "sb-load: {n} calls to {} ({} rooms x {}), {} setups/s, {} RTP thread(s), send={:?}, SIP from {}, loadavg {}",
+        a.target,
+        a.rooms,
+        a.per_room,
+        a.rate,
+        a.threads,
+        mode,
+        ua.local(),
+        sys::loadavg()
+    );
+    let rx_every = (a.rx_interval_ms / 20).max(1);
+    let handles: Vec<_> = per_thread
+        .into_iter()
+        .enumerate()
+        .map(|(index, parts)| {
+            let w = Worker { index, parts, mode, rx_every, shared: shared.clone(), tables: tables.clone() };
+            std::thread::Builder::new().name(format!("rtp-{index}")).spawn(move || w.run()).expect("spawn")
+        })
+        .collect();
+
+    let t0 = Instant::now();
+    let mono0 = sys::mono_ns();
+    let now_ns = || sys::mono_ns();
+    let server_pid = a.server_pid.map(|p| p.to_string());
+    let server_cpu = || server_pid.as_deref().and_then(sys::proc_cpu);
+    let self_cpu = || sys::proc_cpu("self");
+    let mut progress = Progress::new(server_cpu(), self_cpu());
+
+    // Ramp: place calls at the configured rate.
+    let mut next_call = 0usize;
+    let ramp_deadline = Duration::from_secs_f64(n as f64 / a.rate + 64.0 * a.t1.as_secs_f64() + 5.0);
+    let mut last_timers = 0u64;
+    loop {
+        let now = now_ns();
+        let due = (((now - mono0) as f64 / 1e9) * a.rate).floor() as usize + 1;
+        while next_call < n.min(due) && ua.pending_invites < a.max_pending {
+            ua.start(next_call, now);
+            next_call += 1;
+        }
+        ua.receive(now);
+        handle_events(&mut ua, &shared);
+        if now - last_timers > 5_000_000 {
+            ua.on_timers(now);
+            last_timers = now;
+        }
+        progress.maybe_print(&a, &ua, &shared, t0, "ramp", &server_cpu, &self_cpu);
+        let done = ua.counters.established + ua.counters.failed;
+        if done as usize >= n || t0.elapsed() > ramp_deadline {
+            break;
+        }
+        ua.wait(1);
+    }
+    let ramp_time = t0.elapsed();
+    let setup_rate = ua.counters.established as f64 / secs(ramp_time).max(1e-9);
+    println!(
+        "ramp done in {:.1} s: {} established, {} failed ({:.0} setups/s achieved; setup p50 {:.1} ms p99 {:.1} ms max {:.1} ms)",
+        secs(ramp_time),
+        ua.counters.established,
+        ua.counters.failed,
+        setup_rate,
+        ua.setup.quantile_ms(0.5),
+        ua.setup.quantile_ms(0.99),
+        ua.setup.max_ms()
+    );
+
+    // Warm-up, then the measurement window.
+    let sip_idle = |ua: &mut ua::Ua, shared: &Shared, until: Instant, progress: &mut Progress, label: &str| {
+        let mut last = 0;
+        while Instant::now() < until {
+            let now = now_ns();
+            ua.receive(now);
+            handle_events(ua, shared);
+            if now - last > 10_000_000 {
+                ua.on_timers(now);
+                last = now;
+            }
+            progress.maybe_print(&a, ua, shared, t0, label, &server_cpu, &self_cpu);
+            ua.wait(5);
+        }
+    };
+    sip_idle(&mut ua, &shared, Instant::now() + a.warmup, &mut progress, "warmup");
+    let load_start = sys::loadavg();
+    let w0 = (Instant::now(), server_cpu(), self_cpu());
+    let calls_at_start = ua.counters.established - ua.counters.remote_byes;
+    shared.phase.store(PHASE_MEASURE, Ordering::Release);
+    sip_idle(&mut ua, &shared, Instant::now() + a.duration, &mut progress, "measure");
+    shared.phase.store(PHASE_STOP, Ordering::Release);
+    let w1 = (Instant::now(), server_cpu(), self_cpu());
+    let load_end = sys::loadavg();
+    let reports: Vec<media::ThreadReport> = handles.into_iter().map(|h| h.join().expect("rtp thread")).collect();
+    let window = secs(w1.0 - w0.0);
+
+    // Hang up at the setup rate.
+    let t_bye = Instant::now();
+    let bye0 = now_ns();
+    let mut next_bye = 0usize;
+    let mut last = 0;
+    loop {
+        let now = now_ns();
+        let due = (((now - bye0) as f64 / 1e9) * a.rate).floor() as usize + 1;
+        while next_bye < n.min(due) && ua.pending_byes < a.max_pending {
+            ua.hang_up(next_bye, now);
+            next_bye += 1;
+        }
+        ua.receive(now);
+        ua.events.clear();
+        if now - last > 5_000_000 {
+            ua.on_timers(now);
+            last = now;
+        }
+        if next_bye >= n && ua.pending_byes == 0 {
+            break;
+        }
+        if t_bye.elapsed() > Duration::from_secs_f64(n as f64 / a.rate + 64.0 * a.t1.as_secs_f64() + 5.0) {
+            break;
+        }
+        ua.wait(1);
+    }
+
+    // Results.
+    let mut gaps = stats::Histogram::default();
+    let mut late = stats::Histogram::default();
+    let (mut expected, mut got, mut sent_w, mut recv_w, mut send_err, mut skipped) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut worst_loss, mut lossy_streams, mut silent_streams) = (0.0f64, 0u64, 0u64);
+    for r in &reports {
+        gaps.merge(&r.gaps);
+        late.merge(&r.late);
+        sent_w += r.sent_in_window;
+        recv_w += r.received_in_window;
+        send_err += r.send_errors;
+        skipped += r.skipped_ticks;
+        for &(e, g) in &r.streams {
+            expected += e;
+            got += g.min(e);
+            if e == 0 {
+                silent_streams += 1;
+                continue;
+            }
+            let loss = e.saturating_sub(g) as f64 / e as f64;
+            if loss > 0.0 {
+                lossy_streams += 1;
+            }
+            worst_loss = worst_loss.max(loss);
+        }
+    }
+    // Streams that received nothing in the window are silent only if the call was up.
+    let live = ua.calls.iter().filter(|c| c.final_status / 100 == 2).count() as u64;
+    silent_streams = silent_streams.min(live);
+    let loss_pct = if expected > 0 { 100.0 * (expected - got) as f64 / expected as f64 } else { 0.0 };
+    let cpu = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+        (Some(a), Some(b)) => Some(secs(b.saturating_sub(a))),
+        _ => None,
+    };
+    let server_cpu_s = cpu(w0.1, w1.1);
+    let load_cpu_s = cpu(w0.2, w1.2).unwrap_or(0.0);
+    let server_pct = server_cpu_s.map(|c| 100.0 * c / window);
+    let per_core = server_cpu_s.filter(|c| *c > 0.0).map(|c| calls_at_start as f64 / (c / window));
+    let c = &ua.counters;
+    let mut failures: Vec<_> = c.failure_status.iter().collect();
+    failures.sort();
+
+    println!("--- summary ---");
+    println!(
+        "calls: {} requested, {} established, {} failed {:?}, {} timeouts, {} without media address; INVITE retransmissions {}",
+        n, c.established, c.failed, failures, c.timeouts, c.no_media_addr, c.invite_retx
+    );
+    println!(
+        "window {:.1} s (loadavg {} -> {}): sent {} pkts ({:.0} pps), received {} pkts ({:.0} pps), send errors {}",
+        window,
+        load_start,
+        load_end,
+        sent_w,
+        sent_w as f64 / window,
+        recv_w,
+        recv_w as f64 / window,
+        send_err
+    );
+    println!(
+        "loss: {:.3} % ({} of {} expected), {} streams with loss, worst stream {:.2} %, {} live streams silent",
+        loss_pct,
+        expected - got,
+        expected,
+        lossy_streams,
+        100.0 * worst_loss,
+        silent_streams
+    );
+    println!(
+        "inter-packet gap (server pacing, kernel timestamps): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        gaps.quantile_ms(0.5),
+        gaps.quantile_ms(0.99),
+        gaps.quantile_ms(0.999),
+        gaps.max_ms()
+    );
+    println!(
+        "our send lateness: p99 {:.2} ms, max {:.2} ms, skipped ticks {}",
+        late.quantile_ms(0.99),
+        late.max_ms(),
+        skipped
+    );
+    match (server_cpu_s, server_pct, per_core) {
+        (Some(s), Some(p), Some(pc)) => println!(
+            "server CPU: {:.2} s in {:.1} s = {:.1} % of one core; {} participants -> {:.0} participants per core",
+            s, window, p, calls_at_start, pc
+        ),
+        _ => println!("server CPU: not measured (pass --server-pid)"),
+    }
+    println!("sb-load CPU: {:.2} s = {:.1} % of one core", load_cpu_s, 100.0 * load_cpu_s / window);
+    println!(
+        "hang-up: {} BYEs, {} answered 200, {} failed, {} retransmitted; {} BYEs from the server; {} stray responses, {} unparsable",
+        c.byes, c.bye_ok, c.bye_failed, c.bye_retx, c.remote_byes, c.stray, c.parse_errors
+    );
+
+    let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "null".into());
+    println!(
+        "RESULT {{\"target\":\"{}\",\"rooms\":{},\"per_room\":{},\"calls\":{},\"established\":{},\"failed\":{},\
+\"setup_rate_target\":{},\"setup_rate_achieved\":{:.1},\"setup_ms_p50\":{:.2},\"setup_ms_p99\":{:.2},\
+\"window_s\":{:.2},\"pkts_sent\":{},\"pkts_received\":{},\"expected\":{},\"lost\":{},\"loss_pct\":{:.4},\
+\"worst_stream_loss_pct\":{:.3},\"streams_with_loss\":{},\"silent_streams\":{},\
+\"gap_ms_p50\":{:.2},\"gap_ms_p99\":{:.2},\"gap_ms_p999\":{:.2},\"gap_ms_max\":{:.2},\
+\"server_cpu_s\":{},\"server_cpu_pct\":{},\"participants_per_server_core\":{},\
+\"load_cpu_pct\":{:.1},\"send_late_ms_p99\":{:.2},\"send_late_ms_max\":{:.2},\"send_errors\":{},\
+\"bye_ok\":{},\"bye_failed\":{},\"remote_byes\":{},\"loadavg_start\":{},\"loadavg_end\":{}}}",
+        a.target,
+        a.rooms,
+        a.per_room,
+        n,
+        c.established,
+        c.failed,
+        a.rate,
+        setup_rate,
+        ua.setup.quantile_ms(0.5),
+        ua.setup.quantile_ms(0.99),
+        window,
+        sent_w,
+        recv_w,
+        expected,
+        expected - got,
+        loss_pct,
+        100.0 * worst_loss,
+        lossy_streams,
+        silent_streams,
+        gaps.quantile_ms(0.5),
+        gaps.quantile_ms(0.99),
+        gaps.quantile_ms(0.999),
+        gaps.max_ms(),
+        opt(server_cpu_s),
+        opt(server_pct),
+        opt(per_core),
+        100.0 * load_cpu_s / window,
+        late.quantile_ms(0.99),
+        late.max_ms(),
+        send_err,
+        c.bye_ok,
+        c.bye_failed,
+        c.remote_byes,
+        if load_start.is_empty() { "null".into() } else { load_start },
+        if load_end.is_empty() { "null".into() } else { load_end },
+    );
+    Ok(())
+}
+
+/// Starts (or stops) a participant's media when its call is set up (or ends).
+fn handle_events(ua: &mut ua::Ua, shared: &Shared) {
+    for ev in ua.events.drain(..) {
+        match ev {
+            ua::UaEvent::Established(i, Some(addr)) => shared.remotes[i].store(media::pack(addr), Ordering::Relaxed),
+            ua::UaEvent::Established(_, None) => {}
+            ua::UaEvent::Gone(i) => shared.remotes[i].store(0, Ordering::Relaxed),
+        }
+    }
+}
+
+/// Progress lines every `--report-every`: calls, packet rates, CPU of both sides.
+struct Progress {
+    last: Instant,
+    last_sent: u64,
+    last_recv: u64,
+    last_server: Option<Duration>,
+    last_self: Option<Duration>,
+}
+
+impl Progress {
+    fn new(server: Option<Duration>, me: Option<Duration>) -> Progress {
+        Progress { last: Instant::now(), last_sent: 0, last_recv: 0, last_server: server, last_self: me }
+    }
+
+    fn maybe_print(
+        &mut self,
+        a: &args::Args,
+        ua: &ua::Ua,
+        shared: &Shared,
+        t0: Instant,
+        label: &str,
+        server_cpu: &dyn Fn() -> Option<Duration>,
+        self_cpu: &dyn Fn() -> Option<Duration>,
+    ) {
+        let dt = self.last.elapsed();
+        if dt < a.report_every {
+            return;
+        }
+        let (sent, recv) = (shared.total_sent(), shared.total_received());
+        let (sv, me) = (server_cpu(), self_cpu());
+        let pct = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+            (Some(a), Some(b)) => format!("{:.0}%", 100.0 * secs(b.saturating_sub(a)) / secs(dt)),
+            _ => "-".into(),
+        };
+        println!(
+            "[{:6.1}s {label:7}] calls up {} failed {} pending {} | tx {:.0} pps rx {:.0} pps | server cpu {} sb-load cpu {} | load {}",
+            secs(t0.elapsed()),
+            ua.counters.established - ua.counters.remote_byes,
+            ua.counters.failed,
+            ua.pending_invites,
+            (sent - self.last_sent) as f64 / secs(dt),
+            (recv - self.last_recv) as f64 / secs(dt),
+            pct(self.last_server, sv),
+            pct(self.last_self, me),
+            sys::loadavg()
+        );
+        *self = Progress { last: Instant::now(), last_sent: sent, last_recv: recv, last_server: sv, last_self: me };
+    }
+}

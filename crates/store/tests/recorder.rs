@@ -1,0 +1,161 @@
+//! The background recorder against a real SQLite file: it drains what it is given,
+//! and a full queue costs records, never time.
+
+mod common;
+
+use common::{data_dir, ended_leg, room};
+use engine::{EngineEvent, LegId};
+use sqlx::{Connection, SqliteConnection};
+use std::time::{Duration, Instant};
+use store::{spawn_recorder, spawn_recorder_with_capacity, RecorderStats, Store};
+
+#[tokio::test]
+async fn the_recorder_writes_every_ended_leg_and_ignores_the_rest() {
+    let dir = data_dir();
+    let store = Store::open(&dir.path).await.unwrap();
+    let (recorder, writer) = spawn_recorder(store.clone());
+    for n in 0..1_000u32 {
+        let leg = ended_leg(n, 1_000 + u64::from(n));
+        assert!(recorder.record(&EngineEvent::LegStarted(leg.clone())));
+        assert!(recorder.record(&EngineEvent::LegAnswered(leg.clone())));
+        assert!(recorder.record(&EngineEvent::Dtmf { leg_id: LegId(format!("leg-{n}")), digit: '5', duration_ms: 80 }));
+        assert!(recorder.record(&EngineEvent::LegEnded(leg)));
+        if n % 100 == 0 {
+            tokio::task::yield_now().await; // let the writer take batches as they come
+        }
+    }
+    let clone = recorder.clone();
+    drop(recorder);
+    // The writer keeps going while any clone lives.
+    assert!(clone.leg_ended(&ended_leg(5_000, 999), Some("rCF-node1-ZZZZZZ")));
+    let stats_before_close = clone.stats();
+    drop(clone);
+    writer.await.expect("writer task");
+
+    assert_eq!(stats_before_close.queued, 1_001);
+    assert_eq!(stats_before_close.dropped, 0);
+    let calls = store.recent_calls(5_000, None).await.unwrap();
+    assert_eq!(calls.len(), 1_001);
+    assert_eq!(calls[0].started_ms, 1_999);
+    assert_eq!(calls.last().unwrap().confid.as_deref(), Some("rCF-node1-ZZZZZZ"));
+}
+
+#[tokio::test]
+async fn rooms_through_the_recorder_and_a_bad_write_spoils_nothing_else() {
+    let dir = data_dir();
+    let store = Store::open(&dir.path).await.unwrap();
+    let (recorder, writer) = spawn_recorder(store.clone());
+    let a = room("AAAAAA", 1_000);
+    // All queued before the writer runs (current-thread runtime): one batch.
+    recorder.room_started(&a);
+    recorder.leg_ended(&ended_leg(1, 1_100), Some(&a.confid));
+    recorder.room_ended("rCF-node1-NEVER1", 3_000, 1); // unknown room: fails alone
+    let mut huge = ended_leg(2, 1_200);
+    huge.answered_ms = Some(u64::MAX); // out of range: fails alone
+    recorder.leg_ended(&huge, None);
+    recorder.room_ended(&a.confid, 2_000, 4);
+    let stats = loop {
+        let stats = recorder.stats();
+        if stats.written + stats.failed == stats.queued {
+            break stats;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    drop(recorder);
+    writer.await.unwrap();
+
+    assert_eq!(stats, RecorderStats { queued: 5, dropped: 0, written: 3, failed: 2 });
+    let rooms = store.rooms_history(10).await.unwrap();
+    assert_eq!(rooms.len(), 1);
+    assert_eq!((rooms[0].ended_ms, rooms[0].max_participants), (Some(2_000), 4));
+    let calls = store.recent_calls(10, None).await.unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].confid.as_deref(), Some(a.confid.as_str()));
+}
+
+/// On a current-thread runtime the writer cannot run until the test awaits, so the
+/// queue's arithmetic is exact.
+#[tokio::test]
+async fn a_full_queue_drops_and_counts_exactly_what_does_not_fit() {
+    let dir = data_dir();
+    let store = Store::open(&dir.path).await.unwrap();
+    let (recorder, writer) = spawn_recorder_with_capacity(store.clone(), 8);
+    let accepted: Vec<bool> =
+        (0..20u32).map(|n| recorder.record(&EngineEvent::LegEnded(ended_leg(n, 1_000 + u64::from(n))))).collect();
+    assert_eq!(accepted.iter().filter(|a| **a).count(), 8);
+    assert!(accepted[..8].iter().all(|a| *a) && accepted[8..].iter().all(|a| !*a));
+    assert_eq!(recorder.stats(), RecorderStats { queued: 8, dropped: 12, written: 0, failed: 0 });
+
+    // Once it drains, there is room again.
+    while recorder.stats().written < 8 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(recorder.record(&EngineEvent::LegEnded(ended_leg(100, 5_000))));
+    drop(recorder);
+    writer.await.unwrap();
+    assert_eq!(store.recent_calls(100, None).await.unwrap().len(), 9);
+}
+
+/// A database stalled by another writer's lock: the recorder's writer waits on it,
+/// the queue fills, and `record` still returns at once, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_never_waits_on_a_stalled_database() {
+    const CAPACITY: usize = 64;
+    const OFFERS: u32 = 20_000;
+    const STALL: Duration = Duration::from_millis(1_500);
+
+    let dir = data_dir();
+    let store = Store::open(&dir.path).await.unwrap();
+    // Another connection takes the write lock and sits on it (in WAL mode readers
+    // go on; writers wait up to BUSY_TIMEOUT).
+    let url = format!("sqlite://{}", dir.path.join("switchboard.db").display());
+    let mut blocker = SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut blocker).await.unwrap();
+    let stalled_at = Instant::now();
+
+    let (recorder, writer) = spawn_recorder_with_capacity(store.clone(), CAPACITY);
+    let mut slowest = Duration::ZERO;
+    let started = Instant::now();
+    for n in 0..OFFERS {
+        let ev = EngineEvent::LegEnded(ended_leg(n, 1_000 + u64::from(n)));
+        let t = Instant::now();
+        recorder.record(&ev);
+        slowest = slowest.max(t.elapsed());
+    }
+    let all_offers = started.elapsed();
+    let stats = recorder.stats();
+    eprintln!(
+        "{OFFERS} offers to a stalled recorder: {all_offers:?} in all ({:?} each), slowest {slowest:?}; {stats:?}",
+        all_offers / OFFERS
+    );
+
+    // Nothing waited for the lock: all offers were done long before it was let go,
+    // and none was written while it was held.
+    assert!(stalled_at.elapsed() < STALL, "offers took {all_offers:?}");
+    assert!(all_offers < Duration::from_millis(500), "offers took {all_offers:?}");
+    assert!(slowest < Duration::from_millis(100), "slowest offer {slowest:?}");
+    assert_eq!(stats.written, 0);
+    assert_eq!(stats.queued + stats.dropped, u64::from(OFFERS));
+    // The queue, plus at most one batch the writer took out before it stalled.
+    assert!(stats.queued >= CAPACITY as u64 && stats.queued <= (CAPACITY + store::recorder::MAX_BATCH) as u64);
+
+    tokio::time::sleep(STALL.saturating_sub(stalled_at.elapsed())).await;
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    blocker.close().await.unwrap();
+
+    drop(recorder);
+    writer.await.unwrap();
+    let written = store.recent_calls(OFFERS, None).await.unwrap().len() as u64;
+    assert_eq!(written, stats.queued);
+}
+
+#[tokio::test]
+async fn a_stopped_writer_turns_records_into_drops_not_errors() {
+    let dir = data_dir();
+    let store = Store::open(&dir.path).await.unwrap();
+    let (recorder, writer) = spawn_recorder(store);
+    writer.abort();
+    let _ = writer.await;
+    assert!(!recorder.record(&EngineEvent::LegEnded(ended_leg(1, 1_000))));
+    assert_eq!(recorder.stats().dropped, 1);
+}
