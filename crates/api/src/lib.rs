@@ -18,6 +18,7 @@ pub mod error;
 pub mod idempotency;
 pub mod openapi;
 pub mod routing;
+pub mod status;
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -50,6 +51,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let protected = calls::routes()
         .merge(conferences::routes())
+        .merge(status::routes())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/health", get(health))

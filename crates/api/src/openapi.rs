@@ -38,6 +38,7 @@ describe custom verbs, so it is documented as its twin `POST /rest/v1/uc/confere
         participants::list, participants::dial_out, participants::get_one, participants::kick, participants::patch,
         topology::get, topology::change,
         calls::place, calls::list, calls::get_one, calls::hang_up,
+        crate::status::status, crate::status::events,
     ),
     components(schemas(
         ErrorBody, wire::Conference, wire::Participant, wire::ParticipantState, wire::CallDirection, wire::ConfidReply,

@@ -73,7 +73,8 @@ impl Default for EngineConfig {
 }
 
 /// Something the shell may want to record or publish.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum EngineEvent {
     LegStarted(LegInfo),
     LegAnswered(LegInfo),
@@ -81,6 +82,18 @@ pub enum EngineEvent {
     Dtmf { leg_id: LegId, digit: char, duration_ms: u32 },
     RoomStarted(RoomInfo),
     RoomEnded { info: RoomInfo, ended_ms: u64, max_participants: u32 },
+}
+
+/// What the engine is holding right now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EngineStatus {
+    pub live_legs: usize,
+    /// Including recently ended ones still listed.
+    pub legs: usize,
+    pub rooms: usize,
+    pub transactions: usize,
+    pub rtp_ports_in_use: usize,
+    pub shutting_down: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,6 +288,18 @@ impl Engine {
     /// Transactions still running.
     pub fn pending_transactions(&self) -> usize {
         self.txl.len()
+    }
+
+    /// Counts for `/v1/status`.
+    pub fn status(&self) -> EngineStatus {
+        EngineStatus {
+            live_legs: self.live_legs(),
+            legs: self.legs.len(),
+            rooms: self.rooms.len(),
+            transactions: self.txl.len(),
+            rtp_ports_in_use: self.media.ports_in_use(),
+            shutting_down: self.shutting_down,
+        }
     }
 
     /// BYEs we sent that have no final response yet.

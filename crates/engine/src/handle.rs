@@ -4,7 +4,8 @@
 //! binary; [`EngineHandle`] sends it [`Command`]s and awaits the replies. Every API
 //! dialect goes through this handle and nothing else.
 
-use crate::engine::{resolve_literal, DialOut, EngineError};
+use crate::engine::{resolve_literal, DialOut, EngineError, EngineStatus};
+use crate::events::{EventLog, LoggedEvent};
 use crate::leg::{LegId, LegInfo, Service};
 use crate::room::{ParticipantInfo, ParticipantPatch, RoomInfo, RoomSnapshot, TopologyRule};
 use crate::Engine;
@@ -18,6 +19,7 @@ pub enum Command {
     GetLeg(LegId, oneshot::Sender<Option<LegInfo>>),
     DialOut(DialOut, oneshot::Sender<Result<LegInfo, EngineError>>),
     Hangup(LegId, oneshot::Sender<Result<LegInfo, EngineError>>),
+    Status(oneshot::Sender<EngineStatus>),
     Rooms(oneshot::Sender<Vec<RoomSnapshot>>),
     Room(String, oneshot::Sender<Result<RoomSnapshot, EngineError>>),
     EndRoom(String, oneshot::Sender<Result<RoomInfo, EngineError>>),
@@ -37,6 +39,7 @@ impl Command {
             Command::GetLeg(id, reply) => drop(reply.send(engine.leg(&id))),
             Command::DialOut(d, reply) => drop(reply.send(engine.dial_out(now, d))),
             Command::Hangup(id, reply) => drop(reply.send(engine.hangup(now, &id))),
+            Command::Status(reply) => drop(reply.send(engine.status())),
             Command::Rooms(reply) => drop(reply.send(engine.rooms())),
             Command::Room(confid, reply) => drop(reply.send(engine.room(&confid))),
             Command::EndRoom(confid, reply) => drop(reply.send(engine.end_room(now, &confid))),
@@ -63,11 +66,22 @@ pub struct DialOutRequest {
 #[derive(Clone)]
 pub struct EngineHandle {
     tx: mpsc::Sender<Command>,
+    events: EventLog,
 }
 
 impl EngineHandle {
-    pub fn new(tx: mpsc::Sender<Command>) -> Self {
-        EngineHandle { tx }
+    /// `events` is the log the signalling task appends the engine's events to.
+    pub fn new(tx: mpsc::Sender<Command>, events: EventLog) -> Self {
+        EngineHandle { tx, events }
+    }
+
+    /// Recent events with `seq > after` (see [`EventLog`]).
+    pub fn events_after(&self, after: u64, limit: usize) -> Vec<LoggedEvent> {
+        self.events.after(after, limit)
+    }
+
+    pub async fn status(&self) -> Result<EngineStatus, EngineError> {
+        self.ask(Command::Status).await
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, EngineError> {

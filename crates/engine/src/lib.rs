@@ -3,12 +3,14 @@
 //! run loop); [`EngineHandle`] is how async code talks to it.
 
 pub mod engine;
+pub mod events;
 pub mod handle;
 pub mod leg;
 pub mod room;
 mod conference;
 
-pub use engine::{local_capabilities, DialOut, Engine, EngineConfig, EngineError, EngineEvent, ALLOW};
+pub use engine::{local_capabilities, DialOut, Engine, EngineConfig, EngineError, EngineEvent, EngineStatus, ALLOW};
+pub use events::{EventLog, LoggedEvent};
 pub use handle::{Command, DialOutRequest, EngineHandle};
 pub use leg::{Direction, LegId, LegInfo, LegState, Service};
 pub use room::{ParticipantInfo, ParticipantPatch, RoomInfo, RoomSnapshot, TopologyRule};

@@ -26,7 +26,7 @@ stream G.711 RTP at 20 ms on every call, and measure what comes back.
   --local-ip IP           our address for SIP and RTP (default 127.0.0.2, so our RTP ports
                           never collide with a server bound to 127.0.0.1)
   --rtp-base PORT         first local RTP port; participant i uses the next free even port
-                          (default 20000)
+                          (default 45000)
   --sip-port PORT         our SIP port (default 0 = any)
   --send raw|socket       raw: one IP_HDRINCL raw socket per thread and sendmmsg over all its
                           participants (needs CAP_NET_RAW); socket: one sendto per packet
@@ -108,7 +108,7 @@ pub fn parse() -> Result<Args, String> {
         duration: Duration::from_secs(20),
         threads: 1,
         local_ip: Ipv4Addr::new(127, 0, 0, 2),
-        rtp_base: 20000,
+        rtp_base: 45000,
         sip_port: 0,
         send: SendMode::Raw,
         rx_interval_ms: 100,

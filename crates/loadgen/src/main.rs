@@ -127,7 +127,7 @@ fn run(a: args::Args) -> Result<(), String> {
             ua.start(next_call, now);
             next_call += 1;
         }
-        ua.receive(now);
+        ua.receive();
         handle_events(&mut ua, &shared);
         if now - last_timers > 5_000_000 {
             ua.on_timers(now);
@@ -158,7 +158,7 @@ fn run(a: args::Args) -> Result<(), String> {
         let mut last = 0;
         while Instant::now() < until {
             let now = now_ns();
-            ua.receive(now);
+            ua.receive();
             handle_events(ua, shared);
             if now - last > 10_000_000 {
                 ua.on_timers(now);
@@ -192,7 +192,7 @@ fn run(a: args::Args) -> Result<(), String> {
             ua.hang_up(next_bye, now);
             next_bye += 1;
         }
-        ua.receive(now);
+        ua.receive();
         ua.events.clear();
         if now - last > 5_000_000 {
             ua.on_timers(now);

@@ -249,27 +249,27 @@ impl Ua {
     }
 
     /// Reads and handles every datagram waiting on the SIP socket.
-    pub fn receive(&mut self, now: u64) {
+    pub fn receive(&mut self) {
         loop {
             let (n, from) = match self.sock.recv_from(&mut self.buf) {
                 Ok(x) => x,
                 Err(_) => return,
             };
             match sip::parse::parse_datagram(&self.buf[..n]) {
-                Ok(Message::Response(r)) => self.on_response(r, now),
+                Ok(Message::Response(r)) => self.on_response(r),
                 Ok(Message::Request(r)) => self.on_request(r, from),
                 Err(_) => self.counters.parse_errors += 1,
             }
         }
     }
 
-    fn on_response(&mut self, r: Response, now: u64) {
+    fn on_response(&mut self, r: Response) {
         let Some(&i) = self.by_id.get(&r.headers.call_id) else {
             self.counters.stray += 1;
             return;
         };
         match r.headers.cseq.method {
-            Method::Invite => self.on_invite_response(i, r, now),
+            Method::Invite => self.on_invite_response(i, r),
             Method::Bye if r.status >= 200 => {
                 let c = &mut self.calls[i];
                 if c.state == CallState::Releasing {
@@ -287,7 +287,7 @@ impl Ua {
         }
     }
 
-    fn on_invite_response(&mut self, i: usize, r: Response, now: u64) {
+    fn on_invite_response(&mut self, i: usize, r: Response) {
         let waiting = matches!(self.calls[i].state, CallState::Calling | CallState::Proceeding);
         if r.is_provisional() {
             if self.calls[i].state == CallState::Calling {
@@ -323,7 +323,8 @@ impl Ua {
                 };
                 c.ack = ack.to_bytes();
                 c.state = CallState::Established;
-                self.setup.record(now.saturating_sub(c.sent_at));
+                // Fresh clock: the reply may be read in the same loop pass that sent the INVITE.
+                self.setup.record(sys::mono_ns().saturating_sub(c.sent_at));
                 self.pending_invites -= 1;
                 self.counters.established += 1;
                 let rtp = std::str::from_utf8(&r.body)

@@ -19,11 +19,18 @@
 //! it, and its `JoinHandle` completes.
 //!
 //! Only what milestone 1 persists is queued: a leg's record when it ends
-//! (`EngineEvent::LegEnded`), and rooms through [`Recorder::room_started`] and
-//! [`Recorder::room_ended`]. Starts, answers and DTMF are not stored.
+//! (`EngineEvent::LegEnded`) and a room's start and end (`RoomStarted`,
+//! `RoomEnded`). Leg starts, answers and DTMF are not stored.
+//!
+//! A leg's `LegInfo` names its room only by number (`Service::Room("4711")`), so the
+//! writer fills in the confid from the rooms it has seen start: the room with that
+//! number that is open, or else one that has just ended (the engine reports a room's
+//! end just before its last participant's). A room whose start was dropped leaves
+//! its legs without a confid.
 
 use crate::store::{Store, Write};
-use engine::{EngineEvent, LegInfo, RoomInfo};
+use engine::{EngineEvent, LegInfo, RoomInfo, Service};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc::{self, error::TrySendError};
@@ -87,15 +94,19 @@ impl Recorder {
     /// leg's call record (with no room; use [`Recorder::leg_ended`] to give one).
     /// Returns false if it had to be dropped.
     pub fn record(&self, ev: &EngineEvent) -> bool {
+        // Exhaustive on purpose: a new event kind should be a decision here.
         match ev {
             EngineEvent::LegEnded(info) => self.leg_ended(info, None),
-            // Not persisted in milestone 1; new variants are ignored until wired here.
-            #[allow(unreachable_patterns)]
-            _ => true,
+            EngineEvent::RoomStarted(room) => self.room_started(room),
+            EngineEvent::RoomEnded { info, ended_ms, max_participants } => {
+                self.room_ended(&info.confid, *ended_ms, *max_participants)
+            }
+            EngineEvent::LegStarted(_) | EngineEvent::LegAnswered(_) | EngineEvent::Dtmf { .. } => true,
         }
     }
 
-    /// Queues a leg's call record, in room `confid` if any.
+    /// Queues a leg's call record, in room `confid` if any (when `None`, the writer
+    /// finds the room from the leg's `Service::Room` number, as for `record`).
     pub fn leg_ended(&self, info: &LegInfo, confid: Option<&str>) -> bool {
         self.offer(Write::Leg { info: info.clone(), confid: confid.map(str::to_owned) })
     }
@@ -150,7 +161,11 @@ impl Counters {
 
 async fn write_loop(store: Store, mut rx: mpsc::Receiver<Write>, counters: Arc<Counters>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut rooms = RoomNumbers::default();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        for write in &mut batch {
+            rooms.follow(write);
+        }
         match store.apply_batch(&batch).await {
             Ok(rejected) => {
                 let written = (batch.len() - rejected.len()) as u64;
@@ -174,4 +189,50 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Write>, counters: Arc<C
         batch.clear();
     }
     debug!(stats = ?counters.snapshot(), "store recorder stopped: queue drained");
+}
+
+/// Room number → confid of the rooms the writer has seen start, to give room legs
+/// their confid. Bounded: the open rooms plus the last [`RoomNumbers::ENDED_KEPT`] ended.
+#[derive(Default)]
+struct RoomNumbers {
+    open: HashMap<String, String>,
+    /// Newest last.
+    ended: VecDeque<(String, String)>,
+}
+
+impl RoomNumbers {
+    /// Ended rooms remembered. A room's last participant's record follows the room's
+    /// end straight away in the queue; this is ample slack for that.
+    const ENDED_KEPT: usize = 64;
+
+    /// Learns from `write`, in queue order, and fills in a room leg's missing confid.
+    fn follow(&mut self, write: &mut Write) {
+        match write {
+            Write::RoomStarted(room) => {
+                self.open.insert(room.confroomnum.clone(), room.confid.clone());
+            }
+            Write::RoomEnded { confid, .. } => {
+                let number = self.open.iter().find(|(_, c)| *c == confid).map(|(n, _)| n.clone());
+                if let Some(number) = number {
+                    let confid = self.open.remove(&number).expect("present");
+                    if self.ended.len() == Self::ENDED_KEPT {
+                        self.ended.pop_front();
+                    }
+                    self.ended.push_back((number, confid));
+                }
+            }
+            Write::Leg { info, confid } => {
+                if let (None, Service::Room(number)) = (&confid, &info.service) {
+                    *confid = self.confid_of(number).map(str::to_owned);
+                }
+            }
+        }
+    }
+
+    fn confid_of(&self, number: &str) -> Option<&str> {
+        if let Some(confid) = self.open.get(number) {
+            return Some(confid);
+        }
+        self.ended.iter().rev().find(|(n, _)| n == number).map(|(_, c)| c.as_str())
+    }
 }

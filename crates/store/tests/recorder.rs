@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{data_dir, ended_leg, room};
+use common::{data_dir, ended_leg, numbered_room, room, room_leg};
 use engine::{EngineEvent, LegId};
 use sqlx::{Connection, SqliteConnection};
 use std::time::{Duration, Instant};
@@ -71,6 +71,59 @@ async fn rooms_through_the_recorder_and_a_bad_write_spoils_nothing_else() {
     let calls = store.recent_calls(10, None).await.unwrap();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].confid.as_deref(), Some(a.confid.as_str()));
+}
+
+/// The engine's own order of events for a room's life: the room's end comes just
+/// before its last participant's leg end. Every room leg gets its room's confid.
+#[tokio::test]
+async fn room_legs_get_their_rooms_confid() {
+    let dir = data_dir();
+    let store = Store::open(&dir.path).await.unwrap();
+    let (recorder, writer) = spawn_recorder(store.clone());
+    let first = numbered_room("FIRST1", "4711", 1_000);
+    let other = numbered_room("OTHER1", "100", 1_500);
+    let again = numbered_room("AGAIN1", "4711", 9_000);
+    let events = [
+        EngineEvent::RoomStarted(first.clone()),
+        EngineEvent::RoomStarted(other.clone()),
+        EngineEvent::LegEnded(room_leg(1, "4711", 1_000)), // left while others stayed
+        EngineEvent::LegEnded(room_leg(2, "100", 1_500)),
+        EngineEvent::RoomEnded { info: first.clone(), ended_ms: 8_000, max_participants: 2 },
+        EngineEvent::LegEnded(room_leg(3, "4711", 1_100)), // the last one out
+        EngineEvent::RoomStarted(again.clone()), // the same number, a new room
+        EngineEvent::LegEnded(room_leg(4, "4711", 9_000)),
+        EngineEvent::LegEnded(room_leg(5, "999", 9_500)), // a room never seen
+        EngineEvent::LegEnded(ended_leg(6, 9_600)), // not a room leg
+    ];
+    for (i, ev) in events.iter().enumerate() {
+        assert!(recorder.record(ev));
+        if i % 3 == 0 {
+            tokio::task::yield_now().await; // spread them over several batches
+        }
+    }
+    drop(recorder);
+    writer.await.unwrap();
+
+    let mut confids: Vec<(String, Option<String>)> =
+        store.recent_calls(10, None).await.unwrap().into_iter().map(|c| (c.leg_id.0, c.confid)).collect();
+    confids.sort();
+    let confid = |r: &engine::RoomInfo| Some(r.confid.clone());
+    assert_eq!(
+        confids,
+        [
+            ("leg-000001".to_owned(), confid(&first)),
+            ("leg-000002".to_owned(), confid(&other)),
+            ("leg-000003".to_owned(), confid(&first)),
+            ("leg-000004".to_owned(), confid(&again)),
+            ("leg-000005".to_owned(), None),
+            ("leg-000006".to_owned(), None),
+        ]
+    );
+    let rooms = store.rooms_history(10).await.unwrap();
+    assert_eq!(rooms.len(), 3);
+    assert_eq!(rooms.iter().find(|r| r.confid == first.confid).unwrap().ended_ms, Some(8_000));
+    let service = &store.recent_calls(10, None).await.unwrap().iter().find(|c| c.leg_id.0 == "leg-000004").unwrap().service.clone();
+    assert_eq!(service, r#"{"room":"4711"}"#);
 }
 
 /// On a current-thread runtime the writer cannot run until the test awaits, so the

@@ -186,18 +186,28 @@ async fn run(cfg: Config) -> Result<(), String> {
         media.handle(),
     );
 
+    let events = engine::EventLog::default();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     tokio::spawn(transport::udp_receiver(udp.clone(), inbound_tx.clone()));
     tokio::spawn(transport::tcp_acceptor(tcp, inbound_tx.clone()));
     let signalling = tokio::spawn(
-        Signalling { engine, udp, inbound: inbound_rx, inbound_tx, commands: cmd_rx, media_events: media_rx, shutdown: shutdown_rx.clone() }
+        Signalling {
+            engine,
+            udp,
+            inbound: inbound_rx,
+            inbound_tx,
+            commands: cmd_rx,
+            media_events: media_rx,
+            shutdown: shutdown_rx.clone(),
+            events: events.clone(),
+        }
             .run(),
     );
 
     let routing = api::routing::Routing::with_gateway(cfg.routing.gateway.as_deref())?;
-    let app = api::router(api::AppState::new(EngineHandle::new(cmd_tx), cfg.api_token.clone()).with_routing(routing));
+    let app = api::router(api::AppState::new(EngineHandle::new(cmd_tx, events.clone()), cfg.api_token.clone()).with_routing(routing));
     let mut http_stop = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
         let stop = async move {

@@ -28,6 +28,8 @@ pub struct Signalling {
     pub commands: mpsc::Receiver<Command>,
     pub media_events: mpsc::UnboundedReceiver<MediaEvent>,
     pub shutdown: watch::Receiver<bool>,
+    /// Where engine events go for `/v1/events`.
+    pub events: engine::EventLog,
 }
 
 impl Signalling {
@@ -81,6 +83,7 @@ impl Signalling {
             }
             while let Some(ev) = self.engine.poll_event() {
                 log_event(&ev);
+                self.events.push(ev);
             }
             if let Some(deadline) = stop_by {
                 let done = self.engine.live_legs() == 0 && self.engine.byes_in_flight() == 0;

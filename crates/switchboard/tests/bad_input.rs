@@ -14,7 +14,14 @@ const QUIET: Duration = Duration::from_millis(500);
 const ANSWER: Duration = Duration::from_secs(3);
 
 /// A request with the usual headers plus `extra` ones; Content-Length is added unless given.
-fn request(method: &str, server: &Server, raw: &RawSip, call_id: &str, extra: &[&str], body: &str) -> String {
+fn request(
+    method: &str,
+    server: &Server,
+    raw: &RawSip,
+    call_id: &str,
+    extra: &[&str],
+    body: &str,
+) -> String {
     let port = raw.local_port();
     let mut lines = vec![
         format!("{method} sip:echo@{} SIP/2.0", server.sip),
@@ -27,20 +34,35 @@ fn request(method: &str, server: &Server, raw: &RawSip, call_id: &str, extra: &[
         format!("Contact: <sip:e2e@127.0.0.1:{port}>"),
     ];
     lines.extend(extra.iter().map(|s| s.to_string()));
-    if !extra.iter().any(|l| l.to_ascii_lowercase().starts_with("content-length")) {
+    if !extra
+        .iter()
+        .any(|l| l.to_ascii_lowercase().starts_with("content-length"))
+    {
         lines.push(format!("Content-Length: {}", body.len()));
     }
     format!("{}\r\n\r\n{body}", lines.join("\r\n"))
 }
 
 fn without_header(msg: &str, name: &str) -> String {
-    msg.split("\r\n").filter(|l| !l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase()))).collect::<Vec<_>>().join("\r\n")
+    msg.split("\r\n")
+        .filter(|l| {
+            !l.to_ascii_lowercase()
+                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
 }
 
 fn replace_header(msg: &str, name: &str, value: &str) -> String {
     let prefix = format!("{}:", name.to_ascii_lowercase());
     msg.split("\r\n")
-        .map(|l| if l.to_ascii_lowercase().starts_with(&prefix) { format!("{name}: {value}") } else { l.to_string() })
+        .map(|l| {
+            if l.to_ascii_lowercase().starts_with(&prefix) {
+                format!("{name}: {value}")
+            } else {
+                l.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\r\n")
 }
@@ -50,8 +72,14 @@ const SDP: &str = "v=0\r\no=e2e 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.
 /// OPTIONS over the raw socket gets a 200.
 fn assert_options_ok(server: &Server, raw: &RawSip, call_id: &str) {
     raw.send(request("OPTIONS", server, raw, call_id, &[], "").as_bytes());
-    let resp = raw.response_for(call_id, ANSWER).unwrap_or_else(|| panic!("no answer to OPTIONS {call_id}"));
-    assert_eq!(status_code(&resp), Some(200), "OPTIONS after bad input:\n{resp}");
+    let resp = raw
+        .response_for(call_id, ANSWER)
+        .unwrap_or_else(|| panic!("no answer to OPTIONS {call_id}"));
+    assert_eq!(
+        status_code(&resp),
+        Some(200),
+        "OPTIONS after bad input:\n{resp}"
+    );
 }
 
 #[test]
@@ -69,9 +97,19 @@ fn junk_datagrams_are_dropped_silently() {
     raw.send(b"SIP/2.0 200 OK\r\n\r\n");
     raw.send(b"INVITE\r\n\r\n");
     raw.send(b"INVITE sip:echo@127.0.0.1 SIP/2.0\r\nVia: \xff\xfe\x00\r\n\r\n");
-    raw.send(&[b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\n".as_slice(), &junk.bytes(2000)].concat());
+    raw.send(
+        &[
+            b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\n".as_slice(),
+            &junk.bytes(2000),
+        ]
+        .concat(),
+    );
     let got = raw.recv_all(QUIET, 10);
-    assert!(got.is_empty(), "server answered junk it cannot parse:\n{}", got.join("\n----\n"));
+    assert!(
+        got.is_empty(),
+        "server answered junk it cannot parse:\n{}",
+        got.join("\n----\n")
+    );
     server.assert_alive();
     assert_options_ok(&server, &raw, "after-junk-1");
 }
@@ -81,9 +119,15 @@ fn broken_cseq_gets_400() {
     let env = TestEnv::new("broken_cseq_gets_400");
     let server = Server::start(&env);
     let raw = RawSip::new(&env, 0, server.sip);
-    let msg = replace_header(&request("OPTIONS", &server, &raw, "bad-cseq-1", &[], ""), "CSeq", "one OPTIONS");
+    let msg = replace_header(
+        &request("OPTIONS", &server, &raw, "bad-cseq-1", &[], ""),
+        "CSeq",
+        "one OPTIONS",
+    );
     raw.send(msg.as_bytes());
-    let resp = raw.response_for("bad-cseq-1", ANSWER).unwrap_or_else(|| panic!("no 400 for a broken CSeq; sent:\n{msg}"));
+    let resp = raw
+        .response_for("bad-cseq-1", ANSWER)
+        .unwrap_or_else(|| panic!("no 400 for a broken CSeq; sent:\n{msg}"));
     assert_eq!(status_code(&resp), Some(400), "broken CSeq:\n{resp}");
     assert_options_ok(&server, &raw, "after-bad-cseq");
 }
@@ -93,10 +137,23 @@ fn oversize_content_length_on_udp_gets_400() {
     let env = TestEnv::new("oversize_content_length_on_udp_gets_400");
     let server = Server::start(&env);
     let raw = RawSip::new(&env, 0, server.sip);
-    let msg = request("INVITE", &server, &raw, "big-cl-1", &["Content-Type: application/sdp", "Content-Length: 99999"], SDP);
+    let msg = request(
+        "INVITE",
+        &server,
+        &raw,
+        "big-cl-1",
+        &["Content-Type: application/sdp", "Content-Length: 99999"],
+        SDP,
+    );
     raw.send(msg.as_bytes());
-    let resp = raw.response_for("big-cl-1", ANSWER).unwrap_or_else(|| panic!("no 400 for Content-Length 99999; sent:\n{msg}"));
-    assert_eq!(status_code(&resp), Some(400), "Content-Length 99999:\n{resp}");
+    let resp = raw
+        .response_for("big-cl-1", ANSWER)
+        .unwrap_or_else(|| panic!("no 400 for Content-Length 99999; sent:\n{msg}"));
+    assert_eq!(
+        status_code(&resp),
+        Some(400),
+        "Content-Length 99999:\n{resp}"
+    );
     assert_options_ok(&server, &raw, "after-big-cl");
 }
 
@@ -108,7 +165,10 @@ fn unknown_method_gets_501() {
     raw.send(request("FOO", &server, &raw, "foo-1", &[], "").as_bytes());
     let resp = raw.response_for("foo-1", ANSWER).expect("no answer to FOO");
     let code = status_code(&resp);
-    assert!(code == Some(501) || code == Some(405), "FOO should get 501 (or 405):\n{resp}");
+    assert!(
+        code == Some(501) || code == Some(405),
+        "FOO should get 501 (or 405):\n{resp}"
+    );
     assert_options_ok(&server, &raw, "after-foo");
 }
 
@@ -117,10 +177,17 @@ fn request_without_call_id_gets_400_or_nothing() {
     let env = TestEnv::new("request_without_call_id_gets_400_or_nothing");
     let mut server = Server::start(&env);
     let raw = RawSip::new(&env, 0, server.sip);
-    let msg = without_header(&request("OPTIONS", &server, &raw, "no-call-id", &[], ""), "Call-ID");
+    let msg = without_header(
+        &request("OPTIONS", &server, &raw, "no-call-id", &[], ""),
+        "Call-ID",
+    );
     raw.send(msg.as_bytes());
     for resp in raw.recv_all(QUIET, 5) {
-        assert_eq!(status_code(&resp), Some(400), "request without Call-ID got:\n{resp}");
+        assert_eq!(
+            status_code(&resp),
+            Some(400),
+            "request without Call-ID got:\n{resp}"
+        );
     }
     server.assert_alive();
     assert_options_ok(&server, &raw, "after-no-call-id");
@@ -132,10 +199,20 @@ fn requests_for_no_dialog_get_481() {
     let server = Server::start(&env);
     let raw = RawSip::new(&env, 0, server.sip);
     // a BYE with a To tag that matches no dialog
-    let bye = request("BYE", &server, &raw, "no-dialog-1", &[], "").replacen(&format!("To: <sip:echo@{}>", server.sip), &format!("To: <sip:echo@{}>;tag=nosuchtag", server.sip), 1);
+    let bye = request("BYE", &server, &raw, "no-dialog-1", &[], "").replacen(
+        &format!("To: <sip:echo@{}>", server.sip),
+        &format!("To: <sip:echo@{}>;tag=nosuchtag", server.sip),
+        1,
+    );
     raw.send(bye.as_bytes());
-    let resp = raw.response_for("no-dialog-1", ANSWER).unwrap_or_else(|| panic!("no answer to a BYE outside any dialog:\n{bye}"));
-    assert_eq!(status_code(&resp), Some(481), "BYE outside any dialog:\n{resp}");
+    let resp = raw
+        .response_for("no-dialog-1", ANSWER)
+        .unwrap_or_else(|| panic!("no answer to a BYE outside any dialog:\n{bye}"));
+    assert_eq!(
+        status_code(&resp),
+        Some(481),
+        "BYE outside any dialog:\n{resp}"
+    );
 }
 
 #[test]
@@ -165,9 +242,21 @@ fn tcp_junk_then_new_connection_works() {
     );
     conn.write_all(options.as_bytes()).unwrap();
     let msgs = read_sip_tcp(&mut conn, ANSWER, 1);
-    assert_eq!(msgs.len(), 1, "no answer to OPTIONS on a new TCP connection after junk");
-    assert_eq!(status_code(&msgs[0]), Some(200), "OPTIONS over TCP after junk:\n{}", msgs[0]);
-    assert_eq!(header_value(&msgs[0], "Call-ID", "i").as_deref(), Some("tcp-ok-1"));
+    assert_eq!(
+        msgs.len(),
+        1,
+        "no answer to OPTIONS on a new TCP connection after junk"
+    );
+    assert_eq!(
+        status_code(&msgs[0]),
+        Some(200),
+        "OPTIONS over TCP after junk:\n{}",
+        msgs[0]
+    );
+    assert_eq!(
+        header_value(&msgs[0], "Call-ID", "i").as_deref(),
+        Some("tcp-ok-1")
+    );
 }
 
 /// Everything above in one go, then a real call: the server must not be wedged.
@@ -181,15 +270,62 @@ fn calls_still_work_after_bad_input() {
         raw.send(&junk.bytes(900));
     }
     raw.send(&junk.bytes(60_000));
-    raw.send(replace_header(&request("OPTIONS", &server, &raw, "mix-1", &[], ""), "CSeq", "x y z").as_bytes());
-    raw.send(request("INVITE", &server, &raw, "mix-2", &["Content-Type: application/sdp", "Content-Length: 99999"], SDP).as_bytes());
+    raw.send(
+        replace_header(
+            &request("OPTIONS", &server, &raw, "mix-1", &[], ""),
+            "CSeq",
+            "x y z",
+        )
+        .as_bytes(),
+    );
+    raw.send(
+        request(
+            "INVITE",
+            &server,
+            &raw,
+            "mix-2",
+            &["Content-Type: application/sdp", "Content-Length: 99999"],
+            SDP,
+        )
+        .as_bytes(),
+    );
     raw.send(request("FOO", &server, &raw, "mix-3", &[], "").as_bytes());
-    raw.send(without_header(&request("INVITE", &server, &raw, "mix-4", &["Content-Type: application/sdp"], SDP), "Call-ID").as_bytes());
-    raw.send(without_header(&request("INVITE", &server, &raw, "mix-5", &["Content-Type: application/sdp"], SDP), "Via").as_bytes());
+    raw.send(
+        without_header(
+            &request(
+                "INVITE",
+                &server,
+                &raw,
+                "mix-4",
+                &["Content-Type: application/sdp"],
+                SDP,
+            ),
+            "Call-ID",
+        )
+        .as_bytes(),
+    );
+    raw.send(
+        without_header(
+            &request(
+                "INVITE",
+                &server,
+                &raw,
+                "mix-5",
+                &["Content-Type: application/sdp"],
+                SDP,
+            ),
+            "Via",
+        )
+        .as_bytes(),
+    );
     let _ = raw.recv_all(Duration::from_millis(300), 100);
     server.assert_alive();
 
-    let run = Sipp::new(&env, "uac_call.xml", "uac").remote(server.sip).service("echo").hold_ms(1000).run();
+    let run = Sipp::new(&env, "uac_call.xml", "uac")
+        .remote(server.sip)
+        .service("echo")
+        .hold_ms(1000)
+        .run();
     run.assert_ok();
     assert_options_ok(&server, &raw, "mix-after");
     server.assert_alive();

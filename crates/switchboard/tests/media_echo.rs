@@ -100,6 +100,10 @@ fn api_call_to_pjsua_echoes_its_audio() {
     let run = peer.wait();
     run.assert_ok();
     let (ok, verdict) = wav_tones(&rx, &[1000], &[440]);
-    assert!(ok, "pjsua2 did not hear its own 1000 Hz back: {verdict}\nrecording: {}", rx.display());
+    assert!(
+        ok,
+        "pjsua2 did not hear its own 1000 Hz back: {verdict}\nrecording: {}",
+        rx.display()
+    );
     server.wait_all_ended(Duration::from_secs(3));
 }

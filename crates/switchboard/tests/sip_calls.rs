@@ -14,7 +14,10 @@ use support::*;
 fn call_echo_with_rtp(name: &str, tcp: bool) {
     let env = TestEnv::new(name);
     let server = Server::start(&env);
-    let mut sipp = Sipp::new(&env, "uac_call.xml", "uac").remote(server.sip).service("echo").hold_ms(3000);
+    let mut sipp = Sipp::new(&env, "uac_call.xml", "uac")
+        .remote(server.sip)
+        .service("echo")
+        .hold_ms(3000);
     if tcp {
         sipp = sipp.tcp();
     }
@@ -25,9 +28,18 @@ fn call_echo_with_rtp(name: &str, tcp: bool) {
     run.assert_ok();
 
     let (lo, hi) = env.ports.server_rtp();
-    let sent = packets.iter().filter(|p| p.src.port() == media && p.is_rtp()).count();
-    let back: Vec<&UdpPacket> = packets.iter().filter(|p| p.dst.port() == media && p.src.port() != media && p.is_rtp()).collect();
-    let from_range = back.iter().filter(|p| (lo..=hi).contains(&p.src.port())).count();
+    let sent = packets
+        .iter()
+        .filter(|p| p.src.port() == media && p.is_rtp())
+        .count();
+    let back: Vec<&UdpPacket> = packets
+        .iter()
+        .filter(|p| p.dst.port() == media && p.src.port() != media && p.is_rtp())
+        .collect();
+    let from_range = back
+        .iter()
+        .filter(|p| (lo..=hi).contains(&p.src.port()))
+        .count();
     let pcma = back.iter().filter(|p| p.rtp_payload_type() == 8).count();
     let summary = format!(
         "SIPp sent {sent} RTP packets; {} came back ({from_range} from the server's range {lo}-{hi}, {pcma} PCMA); capture {}",
@@ -35,11 +47,26 @@ fn call_echo_with_rtp(name: &str, tcp: bool) {
         capture_path(&env)
     );
     eprintln!("{summary}");
-    assert!(sent >= 50, "SIPp itself sent too little RTP — test setup problem. {summary}");
+    assert!(
+        sent >= 50,
+        "SIPp itself sent too little RTP — test setup problem. {summary}"
+    );
     // 3 s at 50 packets/s = 150 sent; demand at least a third back.
-    assert!(back.len() >= 50, "too little RTP echoed back. {summary}\n{}", run.report());
-    assert_eq!(from_range, back.len(), "RTP came back from outside --rtp-ports. {summary}");
-    assert_eq!(pcma, back.len(), "echoed RTP is not PCMA (the only codec offered). {summary}");
+    assert!(
+        back.len() >= 50,
+        "too little RTP echoed back. {summary}\n{}",
+        run.report()
+    );
+    assert_eq!(
+        from_range,
+        back.len(),
+        "RTP came back from outside --rtp-ports. {summary}"
+    );
+    assert_eq!(
+        pcma,
+        back.len(),
+        "echoed RTP is not PCMA (the only codec offered). {summary}"
+    );
     server.wait_all_ended(Duration::from_secs(3));
 }
 
@@ -61,7 +88,23 @@ fn tcp_call_to_echo_gets_rtp_back() {
 fn cancel_before_answer_gets_487() {
     let env = TestEnv::new("cancel_before_answer_gets_487");
     let server = Server::start(&env);
-    let run = Sipp::new(&env, "uac_cancel.xml", "uac").remote(server.sip).service("ring").run();
+    let run = Sipp::new(&env, "uac_cancel.xml", "uac")
+        .remote(server.sip)
+        .service("ring")
+        .run();
+    run.assert_ok();
+    server.wait_all_ended(Duration::from_secs(3));
+}
+
+#[test]
+fn cancel_before_answer_gets_487_over_tcp() {
+    let env = TestEnv::new("cancel_before_answer_gets_487_over_tcp");
+    let server = Server::start(&env);
+    let run = Sipp::new(&env, "uac_cancel.xml", "uac")
+        .remote(server.sip)
+        .service("ring")
+        .tcp()
+        .run();
     run.assert_ok();
     server.wait_all_ended(Duration::from_secs(3));
 }
@@ -70,7 +113,10 @@ fn cancel_before_answer_gets_487() {
 fn bye_from_server_via_api_delete() {
     let env = TestEnv::new("bye_from_server_via_api_delete");
     let server = Server::start(&env);
-    let uac = Sipp::new(&env, "uac_wait_bye.xml", "uac").remote(server.sip).service("echo").spawn();
+    let uac = Sipp::new(&env, "uac_wait_bye.xml", "uac")
+        .remote(server.sip)
+        .service("echo")
+        .spawn();
     let leg = server.wait_for_leg(Duration::from_secs(10), "inbound and active", |l| {
         l["direction"] == "inbound" && l["state"] == "active"
     });
@@ -82,10 +128,18 @@ fn bye_from_server_via_api_delete() {
     assert_eq!(field(&one.json(), "leg_id"), leg_id);
 
     let resp = server.delete(&format!("/v1/calls/{leg_id}"));
-    assert!((200..300).contains(&resp.status), "DELETE /v1/calls/{leg_id}: {resp:?}");
+    assert!(
+        (200..300).contains(&resp.status),
+        "DELETE /v1/calls/{leg_id}: {resp:?}"
+    );
     let run = uac.wait();
     run.assert_ok();
-    assert_eq!(run.received("BYE ").len(), 1, "expected exactly one BYE\n{}", run.report());
+    assert_eq!(
+        run.received("BYE ").len(),
+        1,
+        "expected exactly one BYE\n{}",
+        run.report()
+    );
     server.wait_all_ended(Duration::from_secs(3));
 }
 
@@ -96,9 +150,15 @@ fn bye_from_server_via_api_delete() {
 fn hold_and_resume_by_reinvite() {
     let env = TestEnv::new("hold_and_resume_by_reinvite");
     let server = Server::start(&env);
-    let sipp = Sipp::new(&env, "uac_hold.xml", "uac").remote(server.sip).service("echo");
+    let sipp = Sipp::new(&env, "uac_hold.xml", "uac")
+        .remote(server.sip)
+        .service("echo");
     let (sip_port, media) = (sipp.local_port(), sipp.media_port());
-    let capture = Capture::start(&env, "rtp", &format!("udp and (port {media} or port {sip_port})"));
+    let capture = Capture::start(
+        &env,
+        "rtp",
+        &format!("udp and (port {media} or port {sip_port})"),
+    );
     let run = sipp.run();
     let packets = capture.stop();
     run.assert_ok();
@@ -109,7 +169,8 @@ fn hold_and_resume_by_reinvite() {
             .iter()
             .find(|p| {
                 let text = p.text();
-                text.starts_with(first) && header_value(&text, "CSeq", "CSeq").as_deref() == Some(cseq)
+                text.starts_with(first)
+                    && header_value(&text, "CSeq", "CSeq").as_deref() == Some(cseq)
             })
             .unwrap_or_else(|| panic!("no `{first}` with CSeq `{cseq}` in {}", capture_path(&env)))
             .time
@@ -121,9 +182,22 @@ fn hold_and_resume_by_reinvite() {
     let resumed = when("SIP/2.0 200", "3 INVITE");
     let bye = when("BYE ", "4 BYE");
     let echoed = |from: f64, to: f64| {
-        packets.iter().filter(|p| p.dst.port() == media && p.src.port() != media && p.is_rtp() && p.time > from && p.time < to).count()
+        packets
+            .iter()
+            .filter(|p| {
+                p.dst.port() == media
+                    && p.src.port() != media
+                    && p.is_rtp()
+                    && p.time > from
+                    && p.time < to
+            })
+            .count()
     };
-    let (before, during, after) = (echoed(ack, hold_sent), echoed(held + 0.1, resume_sent), echoed(resumed + 0.2, bye));
+    let (before, during, after) = (
+        echoed(ack, hold_sent),
+        echoed(held + 0.1, resume_sent),
+        echoed(resumed + 0.2, bye),
+    );
     let summary = format!(
         "RTP echoed to SIPp: {before} before hold ({:.2} s), {during} while held ({:.2} s), {after} after resume ({:.2} s); capture {}",
         hold_sent - ack,
@@ -133,8 +207,14 @@ fn hold_and_resume_by_reinvite() {
     );
     eprintln!("{summary}");
     assert!(before >= 20, "too little echo before the hold. {summary}");
-    assert!(during <= 2, "server kept sending RTP while held (it answered recvonly). {summary}");
-    assert!(after >= 15, "echo did not come back after the resume. {summary}");
+    assert!(
+        during <= 2,
+        "server kept sending RTP while held (it answered recvonly). {summary}"
+    );
+    assert!(
+        after >= 15,
+        "echo did not come back after the resume. {summary}"
+    );
     server.wait_all_ended(Duration::from_secs(3));
 }
 
@@ -142,7 +222,11 @@ fn hold_and_resume_by_reinvite() {
 fn hold_and_resume_by_reinvite_over_tcp() {
     let env = TestEnv::new("hold_and_resume_by_reinvite_over_tcp");
     let server = Server::start(&env);
-    let run = Sipp::new(&env, "uac_hold.xml", "uac").remote(server.sip).service("echo").tcp().run();
+    let run = Sipp::new(&env, "uac_hold.xml", "uac")
+        .remote(server.sip)
+        .service("echo")
+        .tcp()
+        .run();
     run.assert_ok();
 }
 
@@ -150,8 +234,18 @@ fn hold_and_resume_by_reinvite_over_tcp() {
 fn options_gets_200_with_allow() {
     let env = TestEnv::new("options_gets_200_with_allow");
     let server = Server::start(&env);
-    Sipp::new(&env, "options.xml", "udp").remote(server.sip).service("anyone").run().assert_ok();
-    Sipp::new(&env, "options.xml", "tcp").remote(server.sip).service("anyone").tcp().slot(1).run().assert_ok();
+    Sipp::new(&env, "options.xml", "udp")
+        .remote(server.sip)
+        .service("anyone")
+        .run()
+        .assert_ok();
+    Sipp::new(&env, "options.xml", "tcp")
+        .remote(server.sip)
+        .service("anyone")
+        .tcp()
+        .slot(1)
+        .run()
+        .assert_ok();
 }
 
 #[test]
@@ -159,10 +253,26 @@ fn unknown_user_gets_404() {
     let env = TestEnv::new("unknown_user_gets_404");
     let server = Server::start(&env);
     // uac_call expects a 200, so it must fail; the flow shows what came back instead.
-    let run = Sipp::new(&env, "uac_call.xml", "uac").remote(server.sip).service("nobody-here").timeout_s(10).run();
-    let finals: Vec<String> = run.received("SIP/2.0 ").iter().map(|m| m.first_line().to_string()).collect();
-    assert!(finals.iter().any(|l| l.starts_with("SIP/2.0 404")), "no 404 for an unknown user; got {finals:?}\n{}", run.report());
-    assert!(!run.success(), "SIPp's call to an unknown user succeeded?\n{}", run.report());
+    let run = Sipp::new(&env, "uac_call.xml", "uac")
+        .remote(server.sip)
+        .service("nobody-here")
+        .timeout_s(10)
+        .run();
+    let finals: Vec<String> = run
+        .received("SIP/2.0 ")
+        .iter()
+        .map(|m| m.first_line().to_string())
+        .collect();
+    assert!(
+        finals.iter().any(|l| l.starts_with("SIP/2.0 404")),
+        "no 404 for an unknown user; got {finals:?}\n{}",
+        run.report()
+    );
+    assert!(
+        !run.success(),
+        "SIPp's call to an unknown user succeeded?\n{}",
+        run.report()
+    );
 }
 
 /// RFC 3261 13.3.1.4: a 2xx that is never ACKed is retransmitted (T1, 2*T1, ... up to T2)
@@ -171,11 +281,26 @@ fn unknown_user_gets_404() {
 fn unacked_200_is_retransmitted_then_bye() {
     let env = TestEnv::new("unacked_200_is_retransmitted_then_bye");
     let t1_ms = 100;
-    let server = Server::start_with(&env, ServerOptions { t1_ms: Some(t1_ms), ..Default::default() });
-    let run = Sipp::new(&env, "uac_no_ack.xml", "uac").remote(server.sip).service("echo").timeout_s(20).run();
+    let server = Server::start_with(
+        &env,
+        ServerOptions {
+            t1_ms: Some(t1_ms),
+            ..Default::default()
+        },
+    );
+    let run = Sipp::new(&env, "uac_no_ack.xml", "uac")
+        .remote(server.sip)
+        .service("echo")
+        .timeout_s(20)
+        .run();
     run.assert_ok();
     let oks = run.received("SIP/2.0 200");
-    assert!(oks.len() >= 3, "expected the 200 plus at least 2 retransmissions, got {} 200s\n{}", oks.len(), run.report());
+    assert!(
+        oks.len() >= 3,
+        "expected the 200 plus at least 2 retransmissions, got {} 200s\n{}",
+        oks.len(),
+        run.report()
+    );
     let byes = run.received("BYE ");
     assert_eq!(byes.len(), 1, "expected one BYE\n{}", run.report());
     let waited = seconds(&byes[0].time) - seconds(&oks[0].time);
@@ -190,7 +315,13 @@ fn unacked_200_is_retransmitted_then_bye() {
 
 /// Seconds since midnight from SIPp's `HH:MM:SS.ffffff`.
 fn seconds(time: &str) -> f64 {
-    let parts: Vec<f64> = time.split(':').map(|p| p.parse().unwrap_or_else(|_| panic!("bad SIPp time {time:?}"))).collect();
+    let parts: Vec<f64> = time
+        .split(':')
+        .map(|p| {
+            p.parse()
+                .unwrap_or_else(|_| panic!("bad SIPp time {time:?}"))
+        })
+        .collect();
     assert_eq!(parts.len(), 3, "bad SIPp time {time:?}");
     parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
 }
@@ -200,10 +331,19 @@ fn seconds(time: &str) -> f64 {
 fn sigterm_sends_bye_then_exits_cleanly() {
     let env = TestEnv::new("sigterm_sends_bye_then_exits_cleanly");
     let mut server = Server::start(&env);
-    let uac = Sipp::new(&env, "uac_wait_bye.xml", "uac").remote(server.sip).service("echo").spawn();
-    server.wait_for_leg(Duration::from_secs(10), "inbound and active", |l| l["state"] == "active");
+    let uac = Sipp::new(&env, "uac_wait_bye.xml", "uac")
+        .remote(server.sip)
+        .service("echo")
+        .spawn();
+    server.wait_for_leg(Duration::from_secs(10), "inbound and active", |l| {
+        l["state"] == "active"
+    });
     let status = server.terminate(Duration::from_secs(10));
     let run = uac.wait();
     run.assert_ok();
-    assert!(matches!(status, Some(s) if s.success()), "server did not exit cleanly on SIGTERM: {}", describe(status));
+    assert!(
+        matches!(status, Some(s) if s.success()),
+        "server did not exit cleanly on SIGTERM: {}",
+        describe(status)
+    );
 }

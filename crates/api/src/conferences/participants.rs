@@ -83,10 +83,12 @@ pub async fn dial_out(
     }
 }
 
+/// Places the call with the room as the caller (`From: conf-<n>@<domain>`), so the
+/// callee sees the conference calling.
 async fn place(st: &AppState, conf: &str, body: &DialOutBody) -> Result<ParticipantRef, ApiError> {
     let target = st.routing.target(&body.to)?;
-    let confid = ConfRef::parse(conf)?.confid(&st.engine).await?;
-    let p = st.engine.dial_into_room(&confid, target, None).await?;
+    let room = ConfRef::parse(conf)?.snapshot(&st.engine).await?.room;
+    let p = st.engine.dial_into_room(&room.confid, target, Some(format!("conf-{}", room.confroomnum))).await?;
     Ok(ParticipantRef { confid: p.confid, participantid: p.participantid })
 }
 

@@ -58,13 +58,23 @@ pub fn cancelled_leg(n: u32, started_ms: u64) -> LegInfo {
     }
 }
 
+/// Room number 4711.
 pub fn room(confnumber: &str, startts: u64) -> RoomInfo {
+    numbered_room(confnumber, "4711", startts)
+}
+
+pub fn numbered_room(confnumber: &str, number: &str, startts: u64) -> RoomInfo {
     RoomInfo {
         confid: format!("rCF-node1-{confnumber}"),
         confnumber: confnumber.into(),
-        confroomnum: "4711".into(),
-        confuri: "<sip:conf-4711@switchboard.local>".into(),
+        confroomnum: number.into(),
+        confuri: format!("<sip:conf-{number}@switchboard.local>"),
         site: "main".into(),
         startts,
     }
+}
+
+/// An ended leg of a participant who dialled room `number`.
+pub fn room_leg(n: u32, number: &str, started_ms: u64) -> LegInfo {
+    LegInfo { service: Service::Room(number.into()), local_uri: format!("sip:conf-{number}@switchboard.local"), ..ended_leg(n, started_ms) }
 }

@@ -66,7 +66,10 @@ const INSTALL_HINT: &str = "run scripts/install-test-deps (Debian, as root) to i
 
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// `tests/kit/` at the workspace root: SIPp scenarios and pjsua2 scripts.
@@ -129,13 +132,20 @@ impl PortBlock {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join("switchboard-e2e-ports");
         fs::create_dir_all(&dir).expect("create port lock dir");
-        let start = std::process::id().wrapping_mul(7).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+        let start = std::process::id()
+            .wrapping_mul(7)
+            .wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             for i in 0..BLOCKS as u32 {
                 let index = ((start + i) % BLOCKS as u32) as u16;
                 let path = dir.join(format!("block-{index:02}.lock"));
-                let file = OpenOptions::new().create(true).write(true).truncate(false).open(&path).expect("open port lock");
+                let file = OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(false)
+                    .open(&path)
+                    .expect("open port lock");
                 // SAFETY: flock on a file descriptor we own.
                 if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
                     continue;
@@ -145,7 +155,11 @@ impl PortBlock {
                     return PortBlock { base, _lock: file };
                 }
             }
-            assert!(Instant::now() < deadline, "no free port block in {PORT_BASE}-{} for a minute", PORT_BASE + BLOCKS * BLOCK_SIZE - 1);
+            assert!(
+                Instant::now() < deadline,
+                "no free port block in {PORT_BASE}-{} for a minute",
+                PORT_BASE + BLOCKS * BLOCK_SIZE - 1
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -203,8 +217,18 @@ impl TestEnv {
         let _ = fs::remove_dir_all(&work);
         fs::create_dir_all(&work).unwrap_or_else(|e| panic!("create {}: {e}", work.display()));
         let ports = PortBlock::take();
-        eprintln!("[{name}] work dir {} ports {}-{}", work.display(), ports.base, ports.base + BLOCK_SIZE - 1);
-        TestEnv { name: name.to_string(), work, ports, report: Default::default() }
+        eprintln!(
+            "[{name}] work dir {} ports {}-{}",
+            work.display(),
+            ports.base,
+            ports.base + BLOCK_SIZE - 1
+        );
+        TestEnv {
+            name: name.to_string(),
+            work,
+            ports,
+            report: Default::default(),
+        }
     }
 
     pub fn path(&self, file: &str) -> PathBuf {
@@ -226,12 +250,24 @@ impl TestEnv {
             if wav.exists() {
                 continue;
             }
-            let args: Vec<String> =
-                ["-n", "-r", "8000", "-c", "1", "-b", "16"].iter().map(|s| s.to_string()).chain([wav.display().to_string()]).chain(
-                    ["synth", "10", "sine", &hz.to_string(), "vol", "0.5"].iter().map(|s| s.to_string()),
-                ).collect();
+            let args: Vec<String> = ["-n", "-r", "8000", "-c", "1", "-b", "16"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([wav.display().to_string()])
+                .chain(
+                    ["synth", "10", "sine", &hz.to_string(), "vol", "0.5"]
+                        .iter()
+                        .map(|s| s.to_string()),
+                )
+                .collect();
             run_ok(Command::new(&sox).args(&args), "sox (make tone)");
-            run_ok(Command::new(&sox).arg(&wav).args(["-t", "al"]).arg(self.path(&format!("tone{hz}.alaw"))), "sox (to A-law)");
+            run_ok(
+                Command::new(&sox)
+                    .arg(&wav)
+                    .args(["-t", "al"])
+                    .arg(self.path(&format!("tone{hz}.alaw"))),
+                "sox (to A-law)",
+            );
         }
     }
 
@@ -239,7 +275,12 @@ impl TestEnv {
     /// returned file is alive.
     pub fn media_lock(&self) -> File {
         let path = std::env::temp_dir().join("switchboard-e2e-media.lock");
-        let file = OpenOptions::new().create(true).write(true).truncate(false).open(&path).expect("open media lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)
+            .expect("open media lock");
         // SAFETY: flock on a file descriptor we own; blocks until the lock is free.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
         assert_eq!(rc, 0, "flock {}", path.display());
@@ -252,7 +293,11 @@ impl Drop for TestEnv {
         if !std::thread::panicking() {
             return;
         }
-        eprintln!("\n==== [{}] FAILED; artifacts in {}", self.name, self.work.display());
+        eprintln!(
+            "\n==== [{}] FAILED; artifacts in {}",
+            self.name,
+            self.work.display()
+        );
         for path in self.report.borrow().iter() {
             eprintln!("---- tail of {}", path.display());
             eprintln!("{}", tail(path, 60));
@@ -274,8 +319,15 @@ pub fn tail(path: &Path, lines: usize) -> String {
 }
 
 fn run_ok(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
-    assert!(out.status.success(), "{what} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Waits for a child up to `timeout`; kills it (SIGKILL) if it is still running then.
@@ -292,6 +344,19 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Makes a child get SIGTERM if the test thread that spawned it dies (e.g. the test
+/// binary is killed), so no server or SIPp outlives its test.
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        })
     }
 }
 
@@ -369,8 +434,16 @@ impl Server {
         cmd.env("NO_COLOR", "1"); // plain text in server.log
         cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
         env.report_on_failure(&log);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", server_bin().display()));
-        let mut server = Server { child: Some(child), sip, http, log, token: opts.api_token };
+        let child = die_with_parent(&mut cmd)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", server_bin().display()));
+        let mut server = Server {
+            child: Some(child),
+            sip,
+            http,
+            log,
+            token: opts.api_token,
+        };
         server.wait_healthy(Duration::from_secs(20));
         server
     }
@@ -380,14 +453,21 @@ impl Server {
         let mut last;
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
-                panic!("server exited during start-up ({status}); log tail:\n{}", tail(&self.log, 40));
+                panic!(
+                    "server exited during start-up ({status}); log tail:\n{}",
+                    tail(&self.log, 40)
+                );
             }
             match http_request(self.http, "GET", "/health", None, None) {
                 Ok(resp) if resp.status == 200 => return,
                 Ok(resp) => last = format!("HTTP {} {}", resp.status, resp.body),
                 Err(e) => last = e,
             }
-            assert!(Instant::now() < deadline, "server not healthy after {timeout:?} (last: {last}); log tail:\n{}", tail(&self.log, 40));
+            assert!(
+                Instant::now() < deadline,
+                "server not healthy after {timeout:?} (last: {last}); log tail:\n{}",
+                tail(&self.log, 40)
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -399,7 +479,10 @@ impl Server {
     /// Panics if the server process has exited (e.g. crashed on bad input).
     pub fn assert_alive(&mut self) {
         if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
-            panic!("server is no longer running: {status}; log tail:\n{}", tail(&self.log, 40));
+            panic!(
+                "server is no longer running: {status}; log tail:\n{}",
+                tail(&self.log, 40)
+            );
         }
     }
 
@@ -425,8 +508,12 @@ impl Server {
         self.request("DELETE", path, None)
     }
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
-        http_request(self.http, method, path, body, self.token.as_deref())
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}; server log tail:\n{}", tail(&self.log, 30)))
+        http_request(self.http, method, path, body, self.token.as_deref()).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path}: {e}; server log tail:\n{}",
+                tail(&self.log, 30)
+            )
+        })
     }
 
     /// `GET /v1/calls` as a list of legs.
@@ -445,14 +532,22 @@ impl Server {
     }
 
     /// Polls `GET /v1/calls` until a leg satisfies `pred`.
-    pub fn wait_for_leg(&self, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_for_leg(
+        &self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let legs = self.legs();
             if let Some(leg) = legs.iter().find(|l| pred(l)) {
                 return leg.clone();
             }
-            assert!(Instant::now() < deadline, "no leg {what} within {timeout:?}; legs: {legs:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no leg {what} within {timeout:?}; legs: {legs:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -465,7 +560,10 @@ impl Server {
             if legs.iter().all(|l| l["state"] == "ended") {
                 return;
             }
-            assert!(Instant::now() < deadline, "legs still live after {timeout:?}: {legs:?}");
+            assert!(
+                Instant::now() < deadline,
+                "legs still live after {timeout:?}: {legs:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -513,36 +611,61 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("response body is not JSON ({e}): {:?}", self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {:?}", self.body))
     }
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// One request on a fresh connection (`Connection: close`), 10 s timeout.
-pub fn http_request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> Result<HttpResponse, String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> Result<HttpResponse, String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n");
     if let Some(token) = token {
         req.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
     let body = body.unwrap_or("");
     if !body.is_empty() || method == "POST" || method == "PUT" {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
     }
     req.push_str("\r\n");
     req.push_str(body);
-    stream.write_all(req.as_bytes()).map_err(|e| format!("send: {e}"))?;
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("read: {e}"))?;
     parse_http_response(&raw)
 }
 
 fn parse_http_response(raw: &[u8]) -> Result<HttpResponse, String> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| format!("no header end in {:?}", String::from_utf8_lossy(raw)))?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no header end in {:?}", String::from_utf8_lossy(raw)))?;
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
@@ -551,22 +674,34 @@ fn parse_http_response(raw: &[u8]) -> Result<HttpResponse, String> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
     let mut body = raw[split + 4..].to_vec();
-    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
     if chunked {
         body = dechunk(&body)?;
     }
-    Ok(HttpResponse { status, headers, body: String::from_utf8_lossy(&body).to_string() })
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).to_string(),
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     loop {
-        let eol = data.windows(2).position(|w| w == b"\r\n").ok_or("bad chunk header")?;
+        let eol = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("bad chunk header")?;
         let size_text = String::from_utf8_lossy(&data[..eol]).to_string();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).map_err(|e| format!("chunk size {size_text:?}: {e}"))?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .map_err(|e| format!("chunk size {size_text:?}: {e}"))?;
         data = &data[eol + 2..];
         if size == 0 {
             return Ok(out);
@@ -602,7 +737,11 @@ impl<'a> Sipp<'a> {
     /// Uses peer slot 0 (SIP `peer_sip(0)`, media `sipp_media(0)`) unless told otherwise.
     pub fn new(env: &'a TestEnv, scenario: &str, label: &str) -> Sipp<'a> {
         let scenario = kit_dir().join("sipp").join(scenario);
-        assert!(scenario.is_file(), "no SIPp scenario {}", scenario.display());
+        assert!(
+            scenario.is_file(),
+            "no SIPp scenario {}",
+            scenario.display()
+        );
         Sipp {
             env,
             scenario,
@@ -664,7 +803,14 @@ impl<'a> Sipp<'a> {
             .arg(&self.scenario)
             .args(["-i", "127.0.0.1", "-p", &self.local_port.to_string()])
             .args(["-mi", "127.0.0.1", "-mp", &self.media_port.to_string()])
-            .args(["-m", "1", "-nostdin", "-timeout", &format!("{}s", self.timeout_s), "-timeout_error"])
+            .args([
+                "-m",
+                "1",
+                "-nostdin",
+                "-timeout",
+                &format!("{}s", self.timeout_s),
+                "-timeout_error",
+            ])
             .args(["-trace_msg", "-message_file"])
             .arg(w("messages.log"))
             .args(["-trace_err", "-error_file"])
@@ -674,7 +820,9 @@ impl<'a> Sipp<'a> {
         if self.tcp {
             cmd.args(["-t", "t1"]);
         }
-        cmd.args(&self.args).current_dir(&self.env.work).stdin(Stdio::null());
+        cmd.args(&self.args)
+            .current_dir(&self.env.work)
+            .stdin(Stdio::null());
         let out = File::create(w("stdout.log")).expect("sipp stdout log");
         cmd.stdout(out.try_clone().unwrap()).stderr(out);
         cmd
@@ -687,8 +835,11 @@ impl<'a> Sipp<'a> {
         let mut cmd = self.command();
         let line = format!("{cmd:?}");
         fs::write(self.env.path(&format!("{}_command.txt", self.label)), &line).ok();
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start sipp: {e}"));
-        self.env.report_on_failure(&self.env.path(&format!("{}_errors.log", self.label)));
+        let child = die_with_parent(&mut cmd)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start sipp: {e}"));
+        self.env
+            .report_on_failure(&self.env.path(&format!("{}_errors.log", self.label)));
         SippChild {
             child,
             label: self.label.clone(),
@@ -715,7 +866,10 @@ pub struct SippChild {
 impl SippChild {
     pub fn wait(mut self) -> SippRun {
         let status = wait_timeout(&mut self.child, self.wait_limit);
-        let read = |suffix: &str| fs::read_to_string(self.work.join(format!("{}_{suffix}", self.label))).unwrap_or_default();
+        let read = |suffix: &str| {
+            fs::read_to_string(self.work.join(format!("{}_{suffix}", self.label)))
+                .unwrap_or_default()
+        };
         SippRun {
             label: self.label.clone(),
             status,
@@ -758,10 +912,13 @@ impl TracedMessage {
         self.text.lines().next().unwrap_or("")
     }
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.text.lines().take_while(|l| !l.trim().is_empty()).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
+        self.text
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+            })
     }
 }
 
@@ -784,24 +941,48 @@ impl SippRun {
     /// Panics with the exit code, SIPp's error log and the SIP message flow unless SIPp exited 0.
     pub fn assert_ok(&self) {
         if !self.success() {
-            panic!("SIPp `{}` failed: {}\n{}", self.label, describe(self.status), self.report());
+            panic!(
+                "SIPp `{}` failed: {}\n{}",
+                self.label,
+                describe(self.status),
+                self.report()
+            );
         }
     }
 
     /// What went over the wire plus SIPp's own account, for failure messages.
     pub fn report(&self) -> String {
-        let mut out = format!("command: {}\n--- SIP flow ({}):\n", self.command, self.messages_path.display());
+        let mut out = format!(
+            "command: {}\n--- SIP flow ({}):\n",
+            self.command,
+            self.messages_path.display()
+        );
         for m in self.traced() {
             let arrow = if m.direction == "sent" { "-->" } else { "<--" };
-            out.push_str(&format!("  {} {arrow} {} {}\n", m.time, m.transport, m.first_line()));
+            out.push_str(&format!(
+                "  {} {arrow} {} {}\n",
+                m.time,
+                m.transport,
+                m.first_line()
+            ));
         }
         if !self.errors.trim().is_empty() {
-            out.push_str(&format!("--- SIPp errors:\n{}\n", truncate(&self.errors, 4000)));
+            out.push_str(&format!(
+                "--- SIPp errors:\n{}\n",
+                truncate(&self.errors, 4000)
+            ));
         }
         if let Some(last) = self.traced().last() {
-            out.push_str(&format!("--- last message ({}):\n{}\n", last.direction, last.text));
+            out.push_str(&format!(
+                "--- last message ({}):\n{}\n",
+                last.direction, last.text
+            ));
         }
-        let screen = if self.screen.trim().is_empty() { &self.stdout } else { &self.screen };
+        let screen = if self.screen.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.screen
+        };
         out.push_str(&format!("--- SIPp screen:\n{}\n", truncate(screen, 3000)));
         out
     }
@@ -813,7 +994,10 @@ impl SippRun {
 
     /// Received messages whose first line starts with `prefix` ("SIP/2.0 200", "BYE ").
     pub fn received(&self, prefix: &str) -> Vec<TracedMessage> {
-        self.traced().into_iter().filter(|m| m.direction == "received" && m.first_line().starts_with(prefix)).collect()
+        self.traced()
+            .into_iter()
+            .filter(|m| m.direction == "received" && m.first_line().starts_with(prefix))
+            .collect()
     }
 }
 
@@ -847,13 +1031,24 @@ pub fn parse_sipp_messages(log: &str) -> Vec<TracedMessage> {
         let transport = head.split_whitespace().next().unwrap_or("").to_string();
         let text: Vec<&str> = it.collect();
         let text = text.join("\n").trim_start().to_string();
-        out.push(TracedMessage { time, direction, transport, text });
+        out.push(TracedMessage {
+            time,
+            direction,
+            transport,
+            text,
+        });
     };
     for line in log.lines() {
         if line.starts_with("----------") {
             let prev = current.take();
             flush(prev, &mut out);
-            let time = line.trim_start_matches('-').trim().split_whitespace().nth(1).unwrap_or("").to_string();
+            let time = line
+                .trim_start_matches('-')
+                .trim()
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_string();
             current = Some((time, Vec::new()));
         } else if let Some((_, lines)) = current.as_mut() {
             lines.push(line);
@@ -880,7 +1075,11 @@ impl PjRun {
         if matches!(self.status, Some(s) if s.success()) {
             return;
         }
-        let hint = if self.stderr.contains("No module named") { format!("\n(the venv lacks pjsua2/numpy: {INSTALL_HINT})") } else { String::new() };
+        let hint = if self.stderr.contains("No module named") {
+            format!("\n(the venv lacks pjsua2/numpy: {INSTALL_HINT})")
+        } else {
+            String::new()
+        };
         panic!(
             "pj_peer.py failed: {}\nresult: {:?}\nstderr:\n{}\npjsip log tail ({}):\n{}{hint}",
             describe(self.status),
@@ -913,7 +1112,8 @@ impl PjPeer {
         let python = venv_python();
         let log_file = env.path(&format!("{label}.pj.log"));
         env.report_on_failure(&log_file);
-        let mut child = Command::new(&python)
+        let mut cmd = Command::new(&python);
+        let mut child = die_with_parent(&mut cmd)
             .arg(kit_dir().join("pj/pj_peer.py"))
             .args(args)
             .arg("--log-file")
@@ -929,7 +1129,10 @@ impl PjPeer {
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout_pipe).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stdout_pipe)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if tx.send(line).is_err() {
                     break;
                 }
@@ -967,7 +1170,10 @@ impl PjPeer {
                 Err(_) => {
                     let _ = self.child.kill();
                     let run = self.finish(None);
-                    panic!("pj_peer.py `{}` not READY within {timeout:?}\nstdout: {:?}\nstderr: {}", self.label, run.stdout, run.stderr);
+                    panic!(
+                        "pj_peer.py `{}` not READY within {timeout:?}\nstdout: {:?}\nstderr: {}",
+                        self.label, run.stdout, run.stderr
+                    );
                 }
             }
         }
@@ -985,11 +1191,24 @@ impl PjPeer {
             self.stdout.push(line);
         }
         let stdout = self.stdout.join("\n");
-        let stderr = self.stderr_reader.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        let stderr = self
+            .stderr_reader
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
         fs::write(self.work.join(format!("{}.pj.stdout", self.label)), &stdout).ok();
         fs::write(self.work.join(format!("{}.pj.stderr", self.label)), &stderr).ok();
-        let result = stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).and_then(|j| serde_json::from_str(j).ok());
-        PjRun { status, stdout, stderr, result, log_file: self.log_file.clone() }
+        let result = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .and_then(|j| serde_json::from_str(j).ok());
+        PjRun {
+            status,
+            stdout,
+            stderr,
+            result,
+            log_file: self.log_file.clone(),
+        }
     }
 }
 
@@ -1006,15 +1225,25 @@ impl Drop for PjPeer {
 /// Reads /proc/net/udp rather than probing with bind(), which could steal the port.
 pub fn udp_port_bound(port: u16) -> bool {
     let table = fs::read_to_string("/proc/net/udp").unwrap_or_default();
-    let wanted = [format!("0100007F:{port:04X}"), format!("00000000:{port:04X}")];
-    table.lines().skip(1).any(|l| l.split_whitespace().nth(1).is_some_and(|local| wanted.iter().any(|w| w == local)))
+    let wanted = [
+        format!("0100007F:{port:04X}"),
+        format!("00000000:{port:04X}"),
+    ];
+    table.lines().skip(1).any(|l| {
+        l.split_whitespace()
+            .nth(1)
+            .is_some_and(|local| wanted.iter().any(|w| w == local))
+    })
 }
 
 /// Waits until something listens on UDP 127.0.0.1:`port` (e.g. a SIPp UAS that was just spawned).
 pub fn wait_udp_bound(port: u16, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while !udp_port_bound(port) {
-        assert!(Instant::now() < deadline, "nothing bound UDP 127.0.0.1:{port} within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing bound UDP 127.0.0.1:{port} within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -1030,13 +1259,21 @@ pub fn wav_tones(wav: &Path, expect: &[u32], absent: &[u32]) -> (bool, Value) {
     for hz in absent {
         cmd.args(["--absent", &hz.to_string()]);
     }
-    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run wav_tones.py: {e}"));
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run wav_tones.py: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let verdict = stdout
         .lines()
         .rev()
         .find_map(|l| serde_json::from_str::<Value>(l).ok())
-        .unwrap_or_else(|| panic!("wav_tones.py printed no verdict: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+        .unwrap_or_else(|| {
+            panic!(
+                "wav_tones.py printed no verdict: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
     (out.status.success(), verdict)
 }
 
@@ -1055,7 +1292,8 @@ impl Capture {
         let dumpcap = require_tool("dumpcap");
         let path = env.path(&format!("{label}.pcap"));
         let log = env.path(&format!("{label}.dumpcap.log"));
-        let child = Command::new(dumpcap)
+        let mut cmd = Command::new(dumpcap);
+        let child = die_with_parent(&mut cmd)
             .args(["-q", "-P", "-i", "lo", "-f", filter, "-w"])
             .arg(&path)
             .stdin(Stdio::null())
@@ -1063,14 +1301,24 @@ impl Capture {
             .stderr(File::create(&log).expect("dumpcap log"))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start dumpcap: {e}"));
-        let mut cap = Capture { child: Some(child), path };
+        let mut cap = Capture {
+            child: Some(child),
+            path,
+        };
         // dumpcap writes the pcap header once the capture is live.
         let deadline = Instant::now() + Duration::from_secs(10);
         while fs::metadata(&cap.path).map(|m| m.len()).unwrap_or(0) < 24 {
             if let Some(status) = cap.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("dumpcap exited ({status}); it needs root or capture rights on lo:\n{}", tail(&log, 20));
+                panic!(
+                    "dumpcap exited ({status}); it needs root or capture rights on lo:\n{}",
+                    tail(&log, 20)
+                );
             }
-            assert!(Instant::now() < deadline, "dumpcap did not start capturing within 10 s:\n{}", tail(&log, 20));
+            assert!(
+                Instant::now() < deadline,
+                "dumpcap did not start capturing within 10 s:\n{}",
+                tail(&log, 20)
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         cap
@@ -1079,7 +1327,8 @@ impl Capture {
     /// Stops the capture and returns the UDP datagrams in it.
     pub fn stop(mut self) -> Vec<UdpPacket> {
         self.finish();
-        let data = fs::read(&self.path).unwrap_or_else(|e| panic!("read {}: {e}", self.path.display()));
+        let data =
+            fs::read(&self.path).unwrap_or_else(|e| panic!("read {}: {e}", self.path.display()));
         read_pcap_udp(&data).unwrap_or_else(|e| panic!("{}: {e}", self.path.display()))
     }
 
@@ -1112,7 +1361,9 @@ pub struct UdpPacket {
 impl UdpPacket {
     /// RTP version 2 with a payload type that is not RTCP's (200-204 with the marker bit).
     pub fn is_rtp(&self) -> bool {
-        self.payload.len() >= 12 && self.payload[0] >> 6 == 2 && !(72..=76).contains(&(self.payload[1] & 0x7f))
+        self.payload.len() >= 12
+            && self.payload[0] >> 6 == 2
+            && !(72..=76).contains(&(self.payload[1] & 0x7f))
     }
     pub fn rtp_payload_type(&self) -> u8 {
         self.payload[1] & 0x7f
@@ -1132,7 +1383,11 @@ pub fn read_pcap_udp(data: &[u8]) -> Result<Vec<UdpPacket>, String> {
     let le = match magic {
         0xa1b2c3d4 | 0xa1b23c4d => true,
         0xd4c3b2a1 | 0x4d3cb2a1 => false,
-        _ => return Err(format!("not a classic pcap (magic {magic:#x}); use dumpcap -P")),
+        _ => {
+            return Err(format!(
+                "not a classic pcap (magic {magic:#x}); use dumpcap -P"
+            ))
+        }
     };
     let u32_at = |b: &[u8], o: usize| {
         let a: [u8; 4] = b[o..o + 4].try_into().unwrap();
@@ -1145,17 +1400,18 @@ pub fn read_pcap_udp(data: &[u8]) -> Result<Vec<UdpPacket>, String> {
     let nanos = matches!(magic, 0xa1b23c4d | 0x4d3cb2a1);
     let linktype = u32_at(data, 20);
     let link_len = match linktype {
-        1 => 14,    // Ethernet
-        113 => 16,  // Linux cooked
-        276 => 20,  // Linux cooked v2
-        0 => 4,     // BSD loopback
-        101 => 0,   // raw IP
+        1 => 14,   // Ethernet
+        113 => 16, // Linux cooked
+        276 => 20, // Linux cooked v2
+        0 => 4,    // BSD loopback
+        101 => 0,  // raw IP
         other => return Err(format!("unsupported link type {other}")),
     };
     let mut out = Vec::new();
     let mut off = 24;
     while off + 16 <= data.len() {
-        let time = u32_at(data, off) as f64 + u32_at(data, off + 4) as f64 * if nanos { 1e-9 } else { 1e-6 };
+        let time = u32_at(data, off) as f64
+            + u32_at(data, off + 4) as f64 * if nanos { 1e-9 } else { 1e-6 };
         let caplen = u32_at(data, off + 8) as usize;
         let start = off + 16;
         let end = start + caplen;
@@ -1164,7 +1420,9 @@ pub fn read_pcap_udp(data: &[u8]) -> Result<Vec<UdpPacket>, String> {
         }
         let frame = &data[start..end];
         off = end;
-        let Some(ip) = frame.get(link_len..) else { continue };
+        let Some(ip) = frame.get(link_len..) else {
+            continue;
+        };
         if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 17 {
             continue;
         }
@@ -1199,7 +1457,8 @@ pub struct RawSip {
 
 impl RawSip {
     pub fn new(env: &TestEnv, slot: u16, server: SocketAddr) -> RawSip {
-        let socket = UdpSocket::bind((LOCALHOST, env.ports.peer_sip(slot))).expect("bind raw SIP socket");
+        let socket =
+            UdpSocket::bind((LOCALHOST, env.ports.peer_sip(slot))).expect("bind raw SIP socket");
         RawSip { socket, server }
     }
     pub fn local_port(&self) -> u16 {
@@ -1231,7 +1490,9 @@ impl RawSip {
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
             for msg in self.recv_all(deadline.saturating_duration_since(Instant::now()), 1) {
-                if msg.starts_with("SIP/2.0 ") && header_value(&msg, "Call-ID", "i").as_deref() == Some(call_id) {
+                if msg.starts_with("SIP/2.0 ")
+                    && header_value(&msg, "Call-ID", "i").as_deref() == Some(call_id)
+                {
                     return Some(msg);
                 }
             }
@@ -1242,11 +1503,15 @@ impl RawSip {
 
 /// A header's value in a SIP message (full or compact name), first occurrence.
 pub fn header_value(msg: &str, name: &str, compact: &str) -> Option<String> {
-    msg.split("\r\n").take_while(|l| !l.is_empty()).skip(1).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        let k = k.trim();
-        (k.eq_ignore_ascii_case(name) || k.eq_ignore_ascii_case(compact)).then(|| v.trim().to_string())
-    })
+    msg.split("\r\n")
+        .take_while(|l| !l.is_empty())
+        .skip(1)
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            let k = k.trim();
+            (k.eq_ignore_ascii_case(name) || k.eq_ignore_ascii_case(compact))
+                .then(|| v.trim().to_string())
+        })
 }
 
 /// The status code of a SIP response.
@@ -1266,7 +1531,9 @@ pub fn read_sip_tcp(stream: &mut TcpStream, wait: Duration, max: usize) -> Vec<S
         let bytes: Vec<u8> = buf.iter().copied().collect();
         if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&bytes[..end + 4]).to_string();
-            let len: usize = header_value(&head, "Content-Length", "l").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let len: usize = header_value(&head, "Content-Length", "l")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
             if bytes.len() >= end + 4 + len {
                 out.push(String::from_utf8_lossy(&bytes[..end + 4 + len]).to_string());
                 buf.drain(..end + 4 + len);
@@ -1324,7 +1591,8 @@ impl CliRun {
 pub fn run_cli(env: &TestEnv, label: &str, args: &[&str], timeout: Duration) -> CliRun {
     let out_path = env.path(&format!("{label}.stdout"));
     let err_path = env.path(&format!("{label}.stderr"));
-    let mut child = Command::new(server_bin())
+    let mut cmd = Command::new(server_bin());
+    let mut child = die_with_parent(&mut cmd)
         .args(args)
         .stdin(Stdio::null())
         .stdout(File::create(&out_path).unwrap())
@@ -1332,5 +1600,9 @@ pub fn run_cli(env: &TestEnv, label: &str, args: &[&str], timeout: Duration) -> 
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", server_bin().display()));
     let status = wait_timeout(&mut child, timeout);
-    CliRun { status, stdout: fs::read_to_string(&out_path).unwrap_or_default(), stderr: fs::read_to_string(&err_path).unwrap_or_default() }
+    CliRun {
+        status,
+        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+    }
 }

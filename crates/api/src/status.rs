@@ -1,0 +1,52 @@
+//! `/v1/status` (what the server holds right now) and `/v1/events` (recent engine
+//! events — DTMF digits, legs and rooms starting and ending — for applications that
+//! poll instead of taking hooks).
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use engine::{EngineStatus, LoggedEvent};
+use serde::Deserialize;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/status", get(status)).route("/v1/events", get(events))
+}
+
+/// Live legs, rooms, SIP transactions and RTP ports in use.
+#[utoipa::path(get, path = "/v1/status", tag = "service",
+    responses((status = 200, description = "Counts", body = Object,
+        example = json!({"live_legs": 3, "legs": 5, "rooms": 1, "transactions": 2, "rtp_ports_in_use": 6, "shutting_down": false})),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::error::ErrorBody)))]
+pub async fn status(State(st): State<AppState>) -> Result<Json<EngineStatus>, ApiError> {
+    Ok(Json(st.engine.status().await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only events with a larger `seq` (default 0: everything still kept).
+    #[serde(default)]
+    pub after: u64,
+    /// At most this many (default 1000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// Recent engine events, oldest first, each with `seq`, `ts` and `type`
+/// (`leg_started`, `leg_answered`, `leg_ended`, `dtmf`, `room_started`, `room_ended`).
+/// Poll with `after` = the last `seq` seen; a jump in `seq` means events were dropped
+/// (the log keeps the newest 10,000).
+#[utoipa::path(get, path = "/v1/events", tag = "service", params(EventsQuery),
+    responses((status = 200, description = "Events", body = Object,
+        example = json!([{"seq": 7, "ts": 1795349968214u64, "type": "dtmf", "leg_id": "9274845f-f4df-43a6-a9ed-b75019a11854", "digit": "5", "duration_ms": 160}])),
+        (status = 400, description = "Bad query", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::error::ErrorBody)))]
+pub async fn events(
+    State(st): State<AppState>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<LoggedEvent>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    Ok(Json(st.engine.events_after(q.after, q.limit.unwrap_or(1000).min(10_000))))
+}
