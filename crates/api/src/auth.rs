@@ -1,4 +1,6 @@
-//! Bearer-token check for every endpoint except `/health`.
+//! Bearer-token check for every API endpoint. Not layered on `/health`, `/openapi.json`
+//! and `/docs` (see `openapi.rs` for why the docs are open). No token configured = open;
+//! the binary refuses to serve HTTP off loopback in that case.
 
 use crate::error::ApiError;
 use crate::AppState;

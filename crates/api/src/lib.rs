@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`conferences`] | the conference management REST API (`/rest/v1/uc/conferences`) |
 //! | [`calls`] | single calls (`/v1/calls`) |
+//! | [`status`] | server status and recent engine events (`/v1/status`, `/v1/events`) |
 //! | [`auth`] | bearer token on everything but `/health`, `/openapi.json`, `/docs` |
 //! | [`openapi`] | the OpenAPI 3.1 description and Swagger UI |
 //! | [`routing`] | where a dial-out target goes (SIP URI as is, numbers to the gateway) |

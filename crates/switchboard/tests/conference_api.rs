@@ -3,7 +3,7 @@
 //!
 //! | test | what |
 //! |---|---|
-//! | `every_endpoint_needs_the_token_and_docs_are_served` | 401 on every endpoint; `/health`, `/openapi.json`, `/docs` |
+//! | `every_endpoint_needs_the_token_and_docs_are_served` | 401 on every endpoint; no token = no HTTP off loopback; `/health`, `/openapi.json`, `/docs` |
 //! | `errors_without_rooms` | exact 404 bodies, 400 for bad input, 405, 422 for an unroutable number; never 5xx |
 //! | `rooms_lookup_list_options_kick_and_end` | SIPp callers in two rooms: lists and their options, LOOKUP by each key, script-mode paths, mute/deaf, kick (SIPp sees BYE), ended participants, end (BYE) |
 //! | `dial_out_to_sipp_uas_then_kick` | dial-out with Idempotency-Key, read-your-writes, progress in `state`, kick (SIPp UAS sees BYE) |
@@ -53,6 +53,15 @@ fn every_endpoint_needs_the_token_and_docs_are_served() {
         let resp = server.request(method, path, *body);
         assert!(resp.status != 401 && resp.status < 500, "{method} {path} with the token: {resp:?}");
     }
+
+    // without a token the HTTP API is not served off loopback
+    let open = run_cli(
+        &env,
+        "no_token_off_loopback",
+        &["serve", "--http-listen", &format!("0.0.0.0:{}", env.ports.peer_sip(7)), "--sip-listen", &format!("127.0.0.1:{}", env.ports.peer_sip(6))],
+        Duration::from_secs(10),
+    );
+    assert!(open.status.is_some_and(|s| !s.success()) && open.stderr.contains("without an API token"), "{}", open.stderr);
 
     let health = http_request(server.http, "GET", "/health", None, None).unwrap();
     assert_eq!(health.status, 200, "{health:?}");

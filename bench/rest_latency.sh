@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# REST latency under load: a release server with 100 live rooms (one SIPp caller each,
+# holding), then the open-loop client crates/api/examples/rest_load.rs at a fixed rate
+# against the conference list and against GET of single conferences.
+#
+# Usage: bench/rest_latency.sh            (RATE=10000 SECONDS=10 ROOMS=100 CONNS=32)
+# Env: SIP_PORT (default 7260), HTTP_PORT (7280), RTP_PORTS (46000-46999), KEEP=1 keeps
+#      the work dir. Needs sipp and curl. Builds with cargo (CARGO_TARGET_DIR honoured).
+# Output: one report + RESULT line per measured endpoint.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RATE=${RATE:-10000}; SECONDS_=${SECONDS:-10}; ROOMS=${ROOMS:-100}; CONNS=${CONNS:-32}
+SIP_PORT=${SIP_PORT:-7260}; HTTP_PORT=${HTTP_PORT:-7280}; SIPP_PORT=$((SIP_PORT + 1))
+TOKEN=bench-token
+T=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p switchboard
+cargo build --release -q -p api --example rest_load
+WORK=$(mktemp -d /tmp/sb-rest.XXXXXX)
+SRV=; SIPP=
+cleanup() {
+  [ -z "$SIPP" ] || { kill "$SIPP" 2>/dev/null; wait "$SIPP" 2>/dev/null || true; }
+  [ -z "$SRV" ] || { kill "$SRV" 2>/dev/null; wait "$SRV" 2>/dev/null || true; }
+  [ -n "${KEEP:-}" ] && echo "work dir: $WORK" || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$T/release/switchboard" serve --sip-listen 127.0.0.1:$SIP_PORT --http-listen 127.0.0.1:$HTTP_PORT \
+  --rtp-ports "${RTP_PORTS:-46000-46999}" --data-dir "$WORK/data" --api-token $TOKEN 2>"$WORK/server.log" &
+SRV=$!
+for _ in $(seq 100); do curl -sf http://127.0.0.1:$HTTP_PORT/health >/dev/null 2>&1 && break; sleep 0.1; done
+kill -0 $SRV || { echo "server did not start:"; cat "$WORK/server.log"; exit 1; }
+
+{ echo SEQUENTIAL; seq 1 "$ROOMS"; } > "$WORK/rooms.csv"
+sipp 127.0.0.1:$SIP_PORT -sf bench/rest_rooms_uac.xml -inf "$WORK/rooms.csv" -m "$ROOMS" -l "$ROOMS" -r 50 \
+  -d 3600000 -i 127.0.0.1 -p $SIPP_PORT -mi 127.0.0.1 -mp $((SIPP_PORT + 10)) -nostdin \
+  -trace_err -error_file "$WORK/sipp_errors.log" >"$WORK/sipp.log" 2>&1 &
+SIPP=$!
+count() { curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$HTTP_PORT/rest/v1/uc/conferences?countonly=true" | tr -dc 0-9; }
+for _ in $(seq 300); do [ "$(count)" = "$ROOMS" ] && break; sleep 0.1; done
+[ "$(count)" = "$ROOMS" ] || { echo "only $(count) of $ROOMS rooms came up"; tail "$WORK/server.log"; exit 1; }
+curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$HTTP_PORT/rest/v1/uc/conferences?mask=confid" |
+  python3 -c 'import sys,json; [print("/rest/v1/uc/conferences/"+r["confid"]) for r in json.load(sys.stdin)]' > "$WORK/get_paths"
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "server: $ROOMS live rooms, one SIPp caller each; client: $CONNS connections, $RATE req/s for ${SECONDS_}s"
+LOAD="$T/release/examples/rest_load --addr 127.0.0.1:$HTTP_PORT --token $TOKEN --rate $RATE --seconds $SECONDS_ --connections $CONNS"
+$LOAD --seconds 2 --path /rest/v1/uc/conferences >/dev/null   # warm-up
+echo "== list: GET /rest/v1/uc/conferences ($ROOMS rooms per response)"
+$LOAD --path /rest/v1/uc/conferences
+echo "== get: GET /rest/v1/uc/conferences/{confid} (cycling through the $ROOMS rooms)"
+$LOAD --paths-file "$WORK/get_paths"
+echo "== participants: GET /rest/v1/uc/conferences/{confid}/participants"
+sed 's|$|/participants|' "$WORK/get_paths" > "$WORK/part_paths"
+$LOAD --paths-file "$WORK/part_paths"
+echo "server: $(grep -ci 'error\|panic' "$WORK/server.log" || true) error/panic lines in its log; rooms still live: $(count)"
