@@ -4,9 +4,16 @@
 # CPU time of the server and of SIPp (which shares the 2-core box and may saturate first).
 # Usage: bench/call_setup.sh [RATES...]   (default: 500 1000 2000 3000 4000 5000)
 # Env: SECS (seconds per rate, default 10), WORKERS (--media-workers, default 1),
-#      SB_BIN, SIP_PORT (7060), HTTP_PORT (7080), RTP_PORTS (50000-53999).
+#      SB_BIN, SIP_PORT (7060), HTTP_PORT (7080), RTP_PORTS (50000-53999),
+#      NICE=-10: own session with that scheduler-autogroup nice (see bench/room_load.sh).
 # Needs: sipp, bc, curl, a release build (cargo build --release -p switchboard).
 set -euo pipefail
+if [ -n "${NICE:-}" ] && [ -z "${SB_OWN_SESSION:-}" ]; then
+  SB_OWN_SESSION=1 exec setsid -w "$0" "$@"
+fi
+if [ -n "${NICE:-}" ]; then
+  echo "$NICE" > /proc/self/autogroup 2>/dev/null || echo "warning: could not set autogroup nice" >&2
+fi
 cd "$(dirname "$0")/.."
 BIN=${SB_BIN:-${CARGO_TARGET_DIR:-target}/release/switchboard}
 [ -x "$BIN" ] || { echo "build first: cargo build --release -p switchboard" >&2; exit 2; }
@@ -25,6 +32,7 @@ kill -0 $SRV 2>/dev/null || { echo "server did not start:"; cat "$WORK/server.lo
 ticks=$(getconf CLK_TCK)
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "server: $BIN --media-workers $WORKERS (pid $SRV); ${SECS} s per rate; work dir $WORK"
+echo "scheduler: $(cat /proc/self/autogroup 2>/dev/null || echo 'no autogroup')"
 printf "%6s %7s %7s %6s %9s %8s %10s %8s %9s %6s\n" \
   rate calls ok failed achieved srv_cpu srv_us/call sipp_cpu retrans load1
 for r in "${RATES[@]}"; do

@@ -3,13 +3,13 @@
 # holding), then the open-loop client crates/api/examples/rest_load.rs at a fixed rate
 # against the conference list and against GET of single conferences.
 #
-# Usage: bench/rest_latency.sh            (RATE=10000 SECONDS=10 ROOMS=100 CONNS=32)
+# Usage: bench/rest_latency.sh            (env: RATE=10000 DURATION=10 ROOMS=100 CONNS=32)
 # Env: SIP_PORT (default 7260), HTTP_PORT (7280), RTP_PORTS (46000-46999), KEEP=1 keeps
 #      the work dir. Needs sipp and curl. Builds with cargo (CARGO_TARGET_DIR honoured).
 # Output: one report + RESULT line per measured endpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RATE=${RATE:-10000}; SECONDS_=${SECONDS:-10}; ROOMS=${ROOMS:-100}; CONNS=${CONNS:-32}
+RATE=${RATE:-10000}; DURATION=${DURATION:-10}; ROOMS=${ROOMS:-100}; CONNS=${CONNS:-32}
 SIP_PORT=${SIP_PORT:-7260}; HTTP_PORT=${HTTP_PORT:-7280}; SIPP_PORT=$((SIP_PORT + 1))
 TOKEN=bench-token
 T=${CARGO_TARGET_DIR:-target}
@@ -42,8 +42,8 @@ curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$HTTP_PORT/rest/v1/
   python3 -c 'import sys,json; [print("/rest/v1/uc/conferences/"+r["confid"]) for r in json.load(sys.stdin)]' > "$WORK/get_paths"
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "server: $ROOMS live rooms, one SIPp caller each; client: $CONNS connections, $RATE req/s for ${SECONDS_}s"
-LOAD="$T/release/examples/rest_load --addr 127.0.0.1:$HTTP_PORT --token $TOKEN --rate $RATE --seconds $SECONDS_ --connections $CONNS"
+echo "server: $ROOMS live rooms, one SIPp caller each; client: $CONNS connections, $RATE req/s for ${DURATION}s"
+LOAD="$T/release/examples/rest_load --addr 127.0.0.1:$HTTP_PORT --token $TOKEN --rate $RATE --seconds $DURATION --connections $CONNS"
 $LOAD --seconds 2 --path /rest/v1/uc/conferences >/dev/null   # warm-up
 echo "== list: GET /rest/v1/uc/conferences ($ROOMS rooms per response)"
 $LOAD --path /rest/v1/uc/conferences

@@ -37,7 +37,7 @@ pub struct PlaceCall {
 /// Place a call.
 #[utoipa::path(post, path = "/v1/calls", tag = "calls", request_body = PlaceCall,
     responses((status = 201, description = "The new leg (leg_id, call_id, state, ...)", body = Object),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+        (status = 400, description = "Bad input (message says what)", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody)))]
 pub async fn place(State(st): State<AppState>, body: Result<Json<PlaceCall>, axum::extract::rejection::JsonRejection>) -> Result<(StatusCode, Json<LegInfo>), ApiError> {
     let Json(p) = body?;
     let to = sip::parse::parse_uri(p.to.trim().trim_start_matches('<').trim_end_matches('>'))
@@ -55,14 +55,14 @@ pub async fn place(State(st): State<AppState>, body: Result<Json<PlaceCall>, axu
 
 /// Every leg, live and recently ended.
 #[utoipa::path(get, path = "/v1/calls", tag = "calls",
-    responses((status = 200, description = "Legs", body = [Object]), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "Legs", body = [Object]), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody)))]
 pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<LegInfo>>, ApiError> {
     Ok(Json(st.engine.legs().await?))
 }
 
 /// One leg.
 #[utoipa::path(get, path = "/v1/calls/{leg_id}", tag = "calls", params(("leg_id" = String, Path, description = "Leg id")),
-    responses((status = 200, description = "The leg", body = Object), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "The leg", body = Object), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "Call/Participant not found", body = ErrorBody)))]
 pub async fn get_one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<LegInfo>, ApiError> {
     st.engine.leg(LegId(id)).await?.map(Json).ok_or_else(ApiError::participant_not_found)
@@ -70,7 +70,7 @@ pub async fn get_one(State(st): State<AppState>, Path(id): Path<String>) -> Resu
 
 /// Hang up: BYE, or CANCEL while unanswered.
 #[utoipa::path(delete, path = "/v1/calls/{leg_id}", tag = "calls", params(("leg_id" = String, Path, description = "Leg id")),
-    responses((status = 200, description = "The leg", body = Object), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "The leg", body = Object), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "Call/Participant not found", body = ErrorBody)))]
 pub async fn hang_up(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<LegInfo>, ApiError> {
     Ok(Json(st.engine.hangup(LegId(id)).await?))

@@ -449,10 +449,9 @@ impl Engine {
                     }
                 }
             }
-            TxEvent::AckTimeout { tx, req } => {
-                self.by_tx.remove(&tx);
-                let id = DialogId::for_incoming(&req).and_then(|d| self.by_dialog.get(&d).cloned());
-                if let Some(id) = id {
+            TxEvent::AckTimeout { tx, .. } => {
+                // The INVITE carries no To tag, so the leg is found by its transaction.
+                if let Some(id) = self.by_tx.remove(&tx) {
                     if self.legs.get(&id).is_some_and(|l| !l.is_over()) {
                         warn!(leg = %id, "no ACK for our 2xx: sending BYE");
                         self.send_bye(now, &id);

@@ -123,7 +123,10 @@ pub fn parse() -> Result<Args, String> {
             return Err(String::new());
         }
         let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        let num = |v: String| v.parse::<f64>().map_err(|_| format!("{flag}: not a number: {v}"));
+        let num = |v: String| {
+            v.parse::<f64>()
+                .map_err(|_| format!("{flag}: not a number: {v}"))
+        };
         match flag.as_str() {
             "--target" => target = Some(val()?),
             "--rooms" => rooms = Some(num(val()?)? as u32),
@@ -170,7 +173,11 @@ pub fn parse() -> Result<Args, String> {
             a.rooms = 1;
             a.per_room = n;
         }
-        _ => return Err("give either --rooms R --per-room K (target with {room}) or --calls N".into()),
+        _ => {
+            return Err(
+                "give either --rooms R --per-room K (target with {room}) or --calls N".into(),
+            )
+        }
     }
     if a.calls() == 0 {
         return Err("no calls to place".into());
@@ -190,6 +197,9 @@ pub fn parse() -> Result<Args, String> {
 /// host:port of a `sip:user@host:port` URI; the host must be an IPv4 literal.
 fn server_of(uri: &str) -> Result<SocketAddr, String> {
     let u = sip::parse::parse_uri(uri).map_err(|e| format!("--target: {e}"))?;
-    let ip: Ipv4Addr = u.host.parse().map_err(|_| format!("--target: host must be an IPv4 literal, not {}", u.host))?;
+    let ip: Ipv4Addr = u
+        .host
+        .parse()
+        .map_err(|_| format!("--target: host must be an IPv4 literal, not {}", u.host))?;
     Ok(SocketAddr::new(ip.into(), u.port.unwrap_or(5060)))
 }

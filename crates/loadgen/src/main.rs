@@ -53,7 +53,9 @@ fn run(a: args::Args) -> Result<(), String> {
     let n = a.calls();
     let limit = sys::raise_nofile(n as u64 + 256);
     if limit < n as u64 + 64 {
-        return Err(format!("open-file limit {limit} is too low for {n} participants (ulimit -n)"));
+        return Err(format!(
+            "open-file limit {limit} is too low for {n} participants (ulimit -n)"
+        ));
     }
     let mut mode = a.send;
     if mode == args::SendMode::Raw && sys::raw_socket().is_err() {
@@ -64,8 +66,12 @@ fn run(a: args::Args) -> Result<(), String> {
     // Participants: a socket each on the next free even port.
     let tables = Arc::new(Tables::new());
     let shared = Arc::new(Shared::new(n, a.threads));
-    let mut ua = ua::Ua::new(SocketAddrV4::new(a.local_ip, a.sip_port), a.server, a.t1.as_nanos() as u64)
-        .map_err(|e| format!("SIP socket on {}: {e}", a.local_ip))?;
+    let mut ua = ua::Ua::new(
+        SocketAddrV4::new(a.local_ip, a.sip_port),
+        a.server,
+        a.t1.as_nanos() as u64,
+    )
+    .map_err(|e| format!("SIP socket on {}: {e}", a.local_ip))?;
     let mut per_thread: Vec<Vec<Participant>> = (0..a.threads).map(|_| Vec::new()).collect();
     let mut port = a.rtp_base as u32 & !1;
     for i in 0..n {
@@ -82,7 +88,12 @@ fn run(a: args::Args) -> Result<(), String> {
             }
         };
         let room = i / a.per_room as usize;
-        let voice = media::voice_for((i % a.per_room as usize) as u32, a.speakers_per_room, &a.silence, room);
+        let voice = media::voice_for(
+            (i % a.per_room as usize) as u32,
+            a.speakers_per_room,
+            &a.silence,
+            room,
+        );
         ua.add_call(&a.uri_for(i), sock.1)?;
         per_thread[i % a.threads].push(Participant::new(i, sock.0, sock.1, voice));
     }
@@ -103,8 +114,18 @@ fn run(a: args::Args) -> Result<(), String> {
         .into_iter()
         .enumerate()
         .map(|(index, parts)| {
-            let w = Worker { index, parts, mode, rx_every, shared: shared.clone(), tables: tables.clone() };
-            std::thread::Builder::new().name(format!("rtp-{index}")).spawn(move || w.run()).expect("spawn")
+            let w = Worker {
+                index,
+                parts,
+                mode,
+                rx_every,
+                shared: shared.clone(),
+                tables: tables.clone(),
+            };
+            std::thread::Builder::new()
+                .name(format!("rtp-{index}"))
+                .spawn(move || w.run())
+                .expect("spawn")
         })
         .collect();
 
@@ -114,11 +135,12 @@ fn run(a: args::Args) -> Result<(), String> {
     let server_pid = a.server_pid.map(|p| p.to_string());
     let server_cpu = || server_pid.as_deref().and_then(sys::proc_cpu);
     let self_cpu = || sys::proc_cpu("self");
-    let mut progress = Progress::new(server_cpu(), self_cpu());
+    let mut progress = Progress::new(server_pid.clone(), t0);
 
     // Ramp: place calls at the configured rate.
     let mut next_call = 0usize;
-    let ramp_deadline = Duration::from_secs_f64(n as f64 / a.rate + 64.0 * a.t1.as_secs_f64() + 5.0);
+    let ramp_deadline =
+        Duration::from_secs_f64(n as f64 / a.rate + 64.0 * a.t1.as_secs_f64() + 5.0);
     let mut last_timers = 0u64;
     loop {
         let now = now_ns();
@@ -133,7 +155,7 @@ fn run(a: args::Args) -> Result<(), String> {
             ua.on_timers(now);
             last_timers = now;
         }
-        progress.maybe_print(&a, &ua, &shared, t0, "ramp", &server_cpu, &self_cpu);
+        progress.maybe_print(&a, &ua, &shared, "ramp");
         let done = ua.counters.established + ua.counters.failed;
         if done as usize >= n || t0.elapsed() > ramp_deadline {
             break;
@@ -154,30 +176,57 @@ fn run(a: args::Args) -> Result<(), String> {
     );
 
     // Warm-up, then the measurement window.
-    let sip_idle = |ua: &mut ua::Ua, shared: &Shared, until: Instant, progress: &mut Progress, label: &str| {
-        let mut last = 0;
-        while Instant::now() < until {
-            let now = now_ns();
-            ua.receive();
-            handle_events(ua, shared);
-            if now - last > 10_000_000 {
-                ua.on_timers(now);
-                last = now;
+    let sip_idle =
+        |ua: &mut ua::Ua, shared: &Shared, until: Instant, progress: &mut Progress, label: &str| {
+            let mut last = 0;
+            while Instant::now() < until {
+                let now = now_ns();
+                ua.receive();
+                handle_events(ua, shared);
+                if now - last > 10_000_000 {
+                    ua.on_timers(now);
+                    last = now;
+                }
+                progress.maybe_print(&a, ua, shared, label);
+                ua.wait(5);
             }
-            progress.maybe_print(&a, ua, shared, t0, label, &server_cpu, &self_cpu);
-            ua.wait(5);
-        }
-    };
-    sip_idle(&mut ua, &shared, Instant::now() + a.warmup, &mut progress, "warmup");
+        };
+    sip_idle(
+        &mut ua,
+        &shared,
+        Instant::now() + a.warmup,
+        &mut progress,
+        "warmup",
+    );
     let load_start = sys::loadavg();
+    let sched = |pid: Option<&str>| pid.and_then(sys::sched_run_wait);
+    let (s0, m0) = (sched(server_pid.as_deref()), sched(Some("self")));
     let w0 = (Instant::now(), server_cpu(), self_cpu());
     let calls_at_start = ua.counters.established - ua.counters.remote_byes;
     shared.phase.store(PHASE_MEASURE, Ordering::Release);
-    sip_idle(&mut ua, &shared, Instant::now() + a.duration, &mut progress, "measure");
+    sip_idle(
+        &mut ua,
+        &shared,
+        Instant::now() + a.duration,
+        &mut progress,
+        "measure",
+    );
     shared.phase.store(PHASE_STOP, Ordering::Release);
     let w1 = (Instant::now(), server_cpu(), self_cpu());
+    let (s1, m1) = (sched(server_pid.as_deref()), sched(Some("self")));
+    let run_wait = |a: Option<(u64, u64)>, b: Option<(u64, u64)>| match (a, b) {
+        (Some(a), Some(b)) => Some((
+            (b.0.saturating_sub(a.0)) as f64 / 1e9,
+            (b.1.saturating_sub(a.1)) as f64 / 1e9,
+        )),
+        _ => None,
+    };
+    let (server_rw, self_rw) = (run_wait(s0, s1), run_wait(m0, m1));
     let load_end = sys::loadavg();
-    let reports: Vec<media::ThreadReport> = handles.into_iter().map(|h| h.join().expect("rtp thread")).collect();
+    let reports: Vec<media::ThreadReport> = handles
+        .into_iter()
+        .map(|h| h.join().expect("rtp thread"))
+        .collect();
     let window = secs(w1.0 - w0.0);
 
     // Hang up at the setup rate.
@@ -201,7 +250,9 @@ fn run(a: args::Args) -> Result<(), String> {
         if next_bye >= n && ua.pending_byes == 0 {
             break;
         }
-        if t_bye.elapsed() > Duration::from_secs_f64(n as f64 / a.rate + 64.0 * a.t1.as_secs_f64() + 5.0) {
+        if t_bye.elapsed()
+            > Duration::from_secs_f64(n as f64 / a.rate + 64.0 * a.t1.as_secs_f64() + 5.0)
+        {
             break;
         }
         ua.wait(1);
@@ -210,7 +261,8 @@ fn run(a: args::Args) -> Result<(), String> {
     // Results.
     let mut gaps = stats::Histogram::default();
     let mut late = stats::Histogram::default();
-    let (mut expected, mut got, mut sent_w, mut recv_w, mut send_err, mut skipped) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut expected, mut got, mut sent_w, mut recv_w, mut send_err, mut skipped) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut worst_loss, mut lossy_streams, mut silent_streams) = (0.0f64, 0u64, 0u64);
     for r in &reports {
         gaps.merge(&r.gaps);
@@ -234,9 +286,30 @@ fn run(a: args::Args) -> Result<(), String> {
         }
     }
     // Streams that received nothing in the window are silent only if the call was up.
-    let live = ua.calls.iter().filter(|c| c.final_status / 100 == 2).count() as u64;
+    let live = ua
+        .calls
+        .iter()
+        .filter(|c| c.final_status / 100 == 2)
+        .count() as u64;
     silent_streams = silent_streams.min(live);
-    let loss_pct = if expected > 0 { 100.0 * (expected - got) as f64 / expected as f64 } else { 0.0 };
+    // The server sends one packet per leg per 20 ms tick with continuous sequence
+    // numbers, so a server that falls behind shows up as fewer packets, not as
+    // sequence gaps: compare what arrived with 50 pps for every live stream.
+    let receiving = (reports.iter().map(|r| r.streams.len() as u64).sum::<u64>()).min(live);
+    let nominal = receiving as f64 * 50.0 * window;
+    let delivered_pct = if nominal > 0.0 {
+        100.0 * recv_w as f64 / nominal
+    } else {
+        0.0
+    };
+    // CPU per participant only means something if the server kept up: a starved server
+    // skips ticks and so spends less per participant than real time needs.
+    let kept_up = delivered_pct >= 99.0;
+    let loss_pct = if expected > 0 {
+        100.0 * (expected - got) as f64 / expected as f64
+    } else {
+        0.0
+    };
     let cpu = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
         (Some(a), Some(b)) => Some(secs(b.saturating_sub(a))),
         _ => None,
@@ -244,7 +317,9 @@ fn run(a: args::Args) -> Result<(), String> {
     let server_cpu_s = cpu(w0.1, w1.1);
     let load_cpu_s = cpu(w0.2, w1.2).unwrap_or(0.0);
     let server_pct = server_cpu_s.map(|c| 100.0 * c / window);
-    let per_core = server_cpu_s.filter(|c| *c > 0.0).map(|c| calls_at_start as f64 / (c / window));
+    let per_core_raw = server_cpu_s
+        .filter(|c| *c > 0.0)
+        .map(|c| calls_at_start as f64 / (c / window));
     let c = &ua.counters;
     let mut failures: Vec<_> = c.failure_status.iter().collect();
     failures.sort();
@@ -266,13 +341,16 @@ fn run(a: args::Args) -> Result<(), String> {
         send_err
     );
     println!(
-        "loss: {:.3} % ({} of {} expected), {} streams with loss, worst stream {:.2} %, {} live streams silent",
+        "loss (RTP sequence gaps): {:.3} % ({} of {} expected), {} streams with loss, worst stream {:.2} %, {} live streams silent; \
+received {:.2} % of nominal (50 pps x {} streams)",
         loss_pct,
         expected - got,
         expected,
         lossy_streams,
         100.0 * worst_loss,
-        silent_streams
+        silent_streams,
+        delivered_pct,
+        receiving
     );
     println!(
         "inter-packet gap (server pacing, kernel timestamps): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
@@ -287,28 +365,49 @@ fn run(a: args::Args) -> Result<(), String> {
         late.max_ms(),
         skipped
     );
-    match (server_cpu_s, server_pct, per_core) {
+    match (server_cpu_s, server_pct, per_core_raw) {
         (Some(s), Some(p), Some(pc)) => println!(
-            "server CPU: {:.2} s in {:.1} s = {:.1} % of one core; {} participants -> {:.0} participants per core",
-            s, window, p, calls_at_start, pc
+            "server CPU: {:.2} s in {:.1} s = {:.1} % of one core; {} participants -> {:.0} participants per core{}",
+            s,
+            window,
+            p,
+            calls_at_start,
+            pc,
+            if kept_up { "" } else { " (NOT VALID: the server did not keep up, see 'received % of nominal')" }
         ),
         _ => println!("server CPU: not measured (pass --server-pid)"),
     }
-    println!("sb-load CPU: {:.2} s = {:.1} % of one core", load_cpu_s, 100.0 * load_cpu_s / window);
+    println!(
+        "sb-load CPU: {:.2} s = {:.1} % of one core",
+        load_cpu_s,
+        100.0 * load_cpu_s / window
+    );
+    let fmt_rw = |rw: Option<(f64, f64)>| {
+        rw.map(|(r, w)| format!("ran {r:.2} s, waited {w:.2} s for a CPU"))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "CPU contention (schedstat, all threads, window): server {}; sb-load {}",
+        fmt_rw(server_rw),
+        fmt_rw(self_rw)
+    );
     println!(
         "hang-up: {} BYEs, {} answered 200, {} failed, {} retransmitted; {} BYEs from the server; {} stray responses, {} unparsable",
         c.byes, c.bye_ok, c.bye_failed, c.bye_retx, c.remote_byes, c.stray, c.parse_errors
     );
 
-    let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "null".into());
+    let opt = |v: Option<f64>| {
+        v.map(|x| format!("{x:.3}"))
+            .unwrap_or_else(|| "null".into())
+    };
     println!(
         "RESULT {{\"target\":\"{}\",\"rooms\":{},\"per_room\":{},\"calls\":{},\"established\":{},\"failed\":{},\
 \"setup_rate_target\":{},\"setup_rate_achieved\":{:.1},\"setup_ms_p50\":{:.2},\"setup_ms_p99\":{:.2},\
 \"window_s\":{:.2},\"pkts_sent\":{},\"pkts_received\":{},\"expected\":{},\"lost\":{},\"loss_pct\":{:.4},\
-\"worst_stream_loss_pct\":{:.3},\"streams_with_loss\":{},\"silent_streams\":{},\
+\"worst_stream_loss_pct\":{:.3},\"delivered_pct\":{:.3},\"streams_with_loss\":{},\"silent_streams\":{},\
 \"gap_ms_p50\":{:.2},\"gap_ms_p99\":{:.2},\"gap_ms_p999\":{:.2},\"gap_ms_max\":{:.2},\
 \"server_cpu_s\":{},\"server_cpu_pct\":{},\"participants_per_server_core\":{},\
-\"load_cpu_pct\":{:.1},\"send_late_ms_p99\":{:.2},\"send_late_ms_max\":{:.2},\"send_errors\":{},\
+\"load_cpu_pct\":{:.1},\"server_runq_wait_s\":{},\"load_runq_wait_s\":{},\"send_late_ms_p99\":{:.2},\"send_late_ms_max\":{:.2},\"send_errors\":{},\
 \"bye_ok\":{},\"bye_failed\":{},\"remote_byes\":{},\"loadavg_start\":{},\"loadavg_end\":{}}}",
         a.target,
         a.rooms,
@@ -327,6 +426,7 @@ fn run(a: args::Args) -> Result<(), String> {
         expected - got,
         loss_pct,
         100.0 * worst_loss,
+        delivered_pct,
         lossy_streams,
         silent_streams,
         gaps.quantile_ms(0.5),
@@ -335,8 +435,10 @@ fn run(a: args::Args) -> Result<(), String> {
         gaps.max_ms(),
         opt(server_cpu_s),
         opt(server_pct),
-        opt(per_core),
+        opt(per_core_raw.filter(|_| kept_up)),
         100.0 * load_cpu_s / window,
+        opt(server_rw.map(|x| x.1)),
+        opt(self_rw.map(|x| x.1)),
         late.quantile_ms(0.99),
         late.max_ms(),
         send_err,
@@ -353,7 +455,9 @@ fn run(a: args::Args) -> Result<(), String> {
 fn handle_events(ua: &mut ua::Ua, shared: &Shared) {
     for ev in ua.events.drain(..) {
         match ev {
-            ua::UaEvent::Established(i, Some(addr)) => shared.remotes[i].store(media::pack(addr), Ordering::Relaxed),
+            ua::UaEvent::Established(i, Some(addr)) => {
+                shared.remotes[i].store(media::pack(addr), Ordering::Relaxed)
+            }
             ua::UaEvent::Established(_, None) => {}
             ua::UaEvent::Gone(i) => shared.remotes[i].store(0, Ordering::Relaxed),
         }
@@ -362,6 +466,8 @@ fn handle_events(ua: &mut ua::Ua, shared: &Shared) {
 
 /// Progress lines every `--report-every`: calls, packet rates, CPU of both sides.
 struct Progress {
+    server_pid: Option<String>,
+    t0: Instant,
     last: Instant,
     last_sent: u64,
     last_recv: u64,
@@ -370,33 +476,35 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(server: Option<Duration>, me: Option<Duration>) -> Progress {
-        Progress { last: Instant::now(), last_sent: 0, last_recv: 0, last_server: server, last_self: me }
+    fn new(server_pid: Option<String>, t0: Instant) -> Progress {
+        let last_server = server_pid.as_deref().and_then(sys::proc_cpu);
+        Progress {
+            server_pid,
+            t0,
+            last: Instant::now(),
+            last_sent: 0,
+            last_recv: 0,
+            last_server,
+            last_self: sys::proc_cpu("self"),
+        }
     }
 
-    fn maybe_print(
-        &mut self,
-        a: &args::Args,
-        ua: &ua::Ua,
-        shared: &Shared,
-        t0: Instant,
-        label: &str,
-        server_cpu: &dyn Fn() -> Option<Duration>,
-        self_cpu: &dyn Fn() -> Option<Duration>,
-    ) {
+    fn maybe_print(&mut self, a: &args::Args, ua: &ua::Ua, shared: &Shared, label: &str) {
         let dt = self.last.elapsed();
         if dt < a.report_every {
             return;
         }
         let (sent, recv) = (shared.total_sent(), shared.total_received());
-        let (sv, me) = (server_cpu(), self_cpu());
+        let sv = self.server_pid.as_deref().and_then(sys::proc_cpu);
+        let me = sys::proc_cpu("self");
         let pct = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
             (Some(a), Some(b)) => format!("{:.0}%", 100.0 * secs(b.saturating_sub(a)) / secs(dt)),
             _ => "-".into(),
         };
         println!(
-            "[{:6.1}s {label:7}] calls up {} failed {} pending {} | tx {:.0} pps rx {:.0} pps | server cpu {} sb-load cpu {} | load {}",
-            secs(t0.elapsed()),
+            "[{:6.1}s {label:7}] calls up {} failed {} pending {} | tx {:.0} pps rx {:.0} pps | \
+server cpu {} sb-load cpu {} | load {}",
+            secs(self.t0.elapsed()),
             ua.counters.established - ua.counters.remote_byes,
             ua.counters.failed,
             ua.pending_invites,
@@ -406,6 +514,10 @@ impl Progress {
             pct(self.last_self, me),
             sys::loadavg()
         );
-        *self = Progress { last: Instant::now(), last_sent: sent, last_recv: recv, last_server: sv, last_self: me };
+        self.last = Instant::now();
+        self.last_sent = sent;
+        self.last_recv = recv;
+        self.last_server = sv;
+        self.last_self = me;
     }
 }

@@ -63,7 +63,10 @@ impl Shared {
         self.sent.iter().map(|a| a.load(Ordering::Relaxed)).sum()
     }
     pub fn total_received(&self) -> u64 {
-        self.received.iter().map(|a| a.load(Ordering::Relaxed)).sum()
+        self.received
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -103,7 +106,8 @@ impl Tables {
                 (0..8000)
                     .map(|n| {
                         // -12 dBFS sine.
-                        let s = 8192.0 * (2.0 * std::f64::consts::PI * hz * n as f64 / 8000.0).sin();
+                        let s =
+                            8192.0 * (2.0 * std::f64::consts::PI * hz * n as f64 / 8000.0).sin();
                         ulaw_encode(s as i16)
                     })
                     .collect()
@@ -115,7 +119,7 @@ impl Tables {
         let noise = (0..8000)
             .map(|_| {
                 x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                ulaw_encode(((x >> 16) as i16 >> 6) as i16)
+                ulaw_encode((x >> 16) as i16 >> 6)
             })
             .collect();
         Tables { tones, noise }
@@ -201,9 +205,12 @@ impl Worker {
         };
         let epoll = sys::Epoll::new().expect("epoll_create1");
         for (i, p) in self.parts.iter().enumerate() {
-            epoll.add(p.socket.as_raw_fd(), i as u64).expect("epoll_ctl");
+            epoll
+                .add(p.socket.as_raw_fd(), i as u64)
+                .expect("epoll_ctl");
         }
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; self.parts.len().clamp(1, 8192)];
+        let mut events =
+            vec![libc::epoll_event { events: 0, u64: 0 }; self.parts.len().clamp(1, 8192)];
         let mut rxb = sys::RxBatch::new();
         let mut txb = sys::RawTxBatch::new();
         let mut pkt = [0u8; 12 + SAMPLES];
@@ -231,7 +238,14 @@ impl Worker {
                     window_base = (sent, received);
                 }
                 if p == PHASE_STOP {
-                    self.drain(&epoll, &mut events, &mut rxb, &mut rep.gaps, &mut received, phase == PHASE_MEASURE);
+                    self.drain(
+                        &epoll,
+                        &mut events,
+                        &mut rxb,
+                        &mut rep.gaps,
+                        &mut received,
+                        phase == PHASE_MEASURE,
+                    );
                     break;
                 }
                 phase = p;
@@ -296,8 +310,15 @@ impl Worker {
             }
 
             tick += 1;
-            if tick % self.rx_every == 0 {
-                self.drain(&epoll, &mut events, &mut rxb, &mut rep.gaps, &mut received, measuring);
+            if tick.is_multiple_of(self.rx_every) {
+                self.drain(
+                    &epoll,
+                    &mut events,
+                    &mut rxb,
+                    &mut rep.gaps,
+                    &mut received,
+                    measuring,
+                );
             }
             self.shared.sent[self.index].store(sent, Ordering::Relaxed);
             self.shared.received[self.index].store(received, Ordering::Relaxed);
@@ -339,7 +360,9 @@ impl Worker {
                         if rtp::looks_like_rtcp(data) {
                             continue;
                         }
-                        let Some(pkt) = rtp::parse(data) else { continue };
+                        let Some(pkt) = rtp::parse(data) else {
+                            continue;
+                        };
                         *received += 1;
                         let gap = part.rx.on_packet(pkt.header.sequence, ts);
                         if measuring && gap > 0 {

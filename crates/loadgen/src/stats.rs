@@ -15,7 +15,11 @@ const BUCKETS: usize = 200_000;
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram { buckets: vec![0; BUCKETS], count: 0, max_ns: 0 }
+        Histogram {
+            buckets: vec![0; BUCKETS],
+            count: 0,
+            max_ns: 0,
+        }
     }
 }
 
@@ -90,7 +94,11 @@ impl StreamRx {
                 self.max_seq = seq;
             }
         }
-        let gap = if self.last_arrival != 0 && arrival > self.last_arrival { arrival - self.last_arrival } else { 0 };
+        let gap = if self.last_arrival != 0 && arrival > self.last_arrival {
+            arrival - self.last_arrival
+        } else {
+            0
+        };
         self.last_arrival = arrival;
         gap
     }
@@ -110,9 +118,14 @@ impl StreamRx {
             return (0, 0);
         }
         match self.window_start {
-            Some((m0, r0)) if r0 > 0 => (self.extended_max().saturating_sub(m0), self.received - r0),
+            Some((m0, r0)) if r0 > 0 => {
+                (self.extended_max().saturating_sub(m0), self.received - r0)
+            }
             // Nothing had arrived when the window opened: count from the first packet.
-            _ => (self.extended_max() - self.first_seq as u64 + 1, self.received),
+            _ => (
+                self.extended_max() - self.first_seq as u64 + 1,
+                self.received,
+            ),
         }
     }
 }

@@ -17,10 +17,21 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: passes a pointer to a live c_int and its size.
     cvt(unsafe {
-        libc::setsockopt(fd, level, name, (&v as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as u32)
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
     })
     .map(|_| ())
 }
@@ -29,7 +40,9 @@ fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
         sin_zero: [0; 8],
     }
 }
@@ -38,13 +51,23 @@ fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
 /// (`SO_TIMESTAMPNS`) on. Fails with `AddrInUse` when the port is taken.
 pub fn udp_bind(addr: SocketAddrV4) -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2); the fd is owned right away.
-    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
+    let fd = cvt(unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })?;
     // SAFETY: fd is a fresh, valid descriptor we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let sa = sockaddr_in(addr);
     // SAFETY: sa is a valid sockaddr_in of the stated size.
     cvt(unsafe {
-        libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), std::mem::size_of::<libc::sockaddr_in>() as u32)
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        )
     })?;
     setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
     Ok(fd)
@@ -54,11 +77,22 @@ pub fn udp_bind(addr: SocketAddrV4) -> io::Result<OwnedFd> {
 /// `IP_HDRINCL`). Lets one `sendmmsg` carry packets from many source ports.
 pub fn raw_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2).
-    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_RAW) })?;
+    let fd = cvt(unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_RAW,
+        )
+    })?;
     // SAFETY: fresh descriptor we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // A big send buffer so a tick's burst is not refused with ENOBUFS.
-    let _ = setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 16 << 20);
+    let _ = setsockopt_int(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_SNDBUFFORCE,
+        16 << 20,
+    );
     Ok(fd)
 }
 
@@ -96,14 +130,25 @@ impl Epoll {
     }
     /// Level-triggered readability of `fd`, reported with `token`.
     pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: token };
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
         // SAFETY: ev is valid for the call.
-        cvt(unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(|_| ())
+        cvt(unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) })
+            .map(|_| ())
     }
     /// Ready tokens, without waiting.
     pub fn poll_now(&self, events: &mut [libc::epoll_event]) -> usize {
         // SAFETY: events is a valid writable array of the length given.
-        let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, 0) };
+        let n = unsafe {
+            libc::epoll_wait(
+                self.0.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as i32,
+                0,
+            )
+        };
         n.max(0) as usize
     }
 }
@@ -130,7 +175,10 @@ impl RxBatch {
             hdrs: Box::new(unsafe { std::mem::zeroed() }),
         };
         for i in 0..RX_BATCH {
-            b.iov[i] = libc::iovec { iov_base: b.bufs[i].as_mut_ptr().cast(), iov_len: RX_BUF };
+            b.iov[i] = libc::iovec {
+                iov_base: b.bufs[i].as_mut_ptr().cast(),
+                iov_len: RX_BUF,
+            };
             // The boxes never move, so these pointers stay valid for the batch's life.
             b.hdrs[i].msg_hdr.msg_iov = &mut b.iov[i];
             b.hdrs[i].msg_hdr.msg_iovlen = 1;
@@ -148,7 +196,13 @@ impl RxBatch {
         }
         // SAFETY: hdrs describes RX_BATCH valid buffers owned by self.
         let n = unsafe {
-            libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), RX_BATCH as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                RX_BATCH as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
         n.max(0) as usize
     }
@@ -209,7 +263,12 @@ impl RawTxBatch {
     /// Appends one UDP datagram from `src` to `dst`; `fill` writes the UDP payload
     /// into the slice it is given and returns its length. Cost: a 28-byte header write
     /// plus the payload copy.
-    pub fn push(&mut self, src: SocketAddrV4, dst: SocketAddrV4, fill: impl FnOnce(&mut [u8]) -> usize) {
+    pub fn push(
+        &mut self,
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) {
         let b = &mut self.bufs[self.len];
         let n = fill(&mut b[28..]);
         let total = 28 + n;
@@ -237,7 +296,10 @@ impl RawTxBatch {
     pub fn flush(&mut self, fd: RawFd) -> usize {
         let n = self.len;
         for i in 0..n {
-            self.iov[i] = libc::iovec { iov_base: self.bufs[i].as_mut_ptr().cast(), iov_len: self.lens[i] };
+            self.iov[i] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr().cast(),
+                iov_len: self.lens[i],
+            };
             let h = &mut self.hdrs[i].msg_hdr;
             h.msg_iov = &mut self.iov[i];
             h.msg_iovlen = 1;
@@ -247,7 +309,8 @@ impl RawTxBatch {
         let mut sent = 0;
         while sent < n {
             // SAFETY: hdrs[sent..n] point at buffers, iovecs and addresses owned by self.
-            let r = unsafe { libc::sendmmsg(fd, self.hdrs[sent..].as_mut_ptr(), (n - sent) as u32, 0) };
+            let r =
+                unsafe { libc::sendmmsg(fd, self.hdrs[sent..].as_mut_ptr(), (n - sent) as u32, 0) };
             if r <= 0 {
                 break;
             }
@@ -260,7 +323,10 @@ impl RawTxBatch {
 
 /// Monotonic clock in ns.
 pub fn mono_ns() -> u64 {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: t is a valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
@@ -273,19 +339,32 @@ pub fn sleep_until_ns(deadline_ns: u64) {
         tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
     };
     // SAFETY: t is a valid timespec; EINTR just ends the sleep early.
-    unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &t, std::ptr::null_mut()) };
+    unsafe {
+        libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &t,
+            std::ptr::null_mut(),
+        )
+    };
 }
 
 /// Raises the open-file limit to at least `want` (soft, and hard if we may).
 pub fn raise_nofile(want: u64) -> u64 {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: r is a valid out-pointer.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
     if r.rlim_cur >= want {
         return r.rlim_cur;
     }
     let try_set = |cur: u64, max: u64| {
-        let n = libc::rlimit { rlim_cur: cur, rlim_max: max };
+        let n = libc::rlimit {
+            rlim_cur: cur,
+            rlim_max: max,
+        };
         // SAFETY: n is a valid rlimit.
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &n) == 0 }
     };
@@ -314,4 +393,22 @@ pub fn loadavg() -> String {
         .ok()
         .and_then(|s| s.split(' ').next().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// Summed over a process's threads (/proc/PID/task/*/schedstat): time spent running
+/// and time spent runnable but waiting for a CPU, in ns. A large wait next to the run
+/// time means the process was starved by other load on the box, not busy itself.
+pub fn sched_run_wait(pid: &str) -> Option<(u64, u64)> {
+    let mut run = 0u64;
+    let mut wait = 0u64;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(t) = t else { continue };
+        let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) else {
+            continue;
+        };
+        let mut f = s.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
+        run += f.next().unwrap_or(0);
+        wait += f.next().unwrap_or(0);
+    }
+    Some((run, wait))
 }

@@ -11,7 +11,9 @@
 use crate::stats::Histogram;
 use crate::sys;
 use sip::sdp::{self, Codec, Direction, LocalCapabilities, SessionDescription, SessionState};
-use sip::{CSeq, Headers, Message, Method, NameAddr, Param, Request, Response, Transport, Uri, Via};
+use sip::{
+    CSeq, Headers, Message, Method, NameAddr, Param, Request, Response, Transport, Uri, Via,
+};
 use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -131,7 +133,11 @@ impl Ua {
     }
 
     fn contact(&self) -> NameAddr {
-        NameAddr::new(Uri::sip(Some("load"), &self.local.ip().to_string(), Some(self.local.port())))
+        NameAddr::new(Uri::sip(
+            Some("load"),
+            &self.local.ip().to_string(),
+            Some(self.local.port()),
+        ))
     }
 
     fn via(&self, branch: &str) -> Via {
@@ -139,13 +145,29 @@ impl Ua {
             transport: Transport::Udp,
             host: self.local.ip().to_string(),
             port: Some(self.local.port()),
-            params: vec![Param::new("branch", Some(branch)), Param { name: "rport".into(), value: None }],
+            params: vec![
+                Param::new("branch", Some(branch)),
+                Param {
+                    name: "rport".into(),
+                    value: None,
+                },
+            ],
         }
     }
 
     fn offer(&mut self, rtp: SocketAddrV4) -> Vec<u8> {
-        let caps = LocalCapabilities { codecs: vec![Codec::pcmu()], telephone_event: false };
-        sdp::offer(&caps, SocketAddr::V4(rtp), Direction::SendRecv, &mut self.session).to_string().into_bytes()
+        let caps = LocalCapabilities {
+            codecs: vec![Codec::pcmu()],
+            telephone_event: false,
+        };
+        sdp::offer(
+            &caps,
+            SocketAddr::V4(rtp),
+            Direction::SendRecv,
+            &mut self.session,
+        )
+        .to_string()
+        .into_bytes()
     }
 
     /// Adds call `i` (to be placed later with [`Ua::start`]).
@@ -159,7 +181,10 @@ impl Ua {
             from: self.contact().with_tag(&tag),
             to: NameAddr::new(uri.clone()),
             call_id: call_id.clone(),
-            cseq: CSeq { seq: 1, method: Method::Invite },
+            cseq: CSeq {
+                seq: 1,
+                method: Method::Invite,
+            },
             max_forwards: Some(70),
             contact: vec![self.contact()],
             route: Vec::new(),
@@ -168,7 +193,12 @@ impl Ua {
             extra: Vec::new(),
         };
         let body = self.offer(rtp);
-        let invite = Request { method: Method::Invite, uri, headers, body };
+        let invite = Request {
+            method: Method::Invite,
+            uri,
+            headers,
+            body,
+        };
         let invite_bytes = invite.to_bytes();
         self.calls.push(Call {
             state: CallState::Idle,
@@ -219,7 +249,10 @@ impl Ua {
         let mut h = c.invite.headers.clone();
         h.via = vec![local_via];
         h.to = c.to.clone().expect("established call has a To");
-        h.cseq = CSeq { seq: 2, method: Method::Bye };
+        h.cseq = CSeq {
+            seq: 2,
+            method: Method::Bye,
+        };
         h.contact.clear();
         h.content_type = None;
         h.route = c.route.clone();
@@ -243,7 +276,11 @@ impl Ua {
 
     /// Waits up to `timeout_ms` for the SIP socket to become readable.
     pub fn wait(&self, timeout_ms: i32) {
-        let mut p = libc::pollfd { fd: self.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd: self.sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         unsafe { libc::poll(&mut p, 1, timeout_ms) };
     }
@@ -288,7 +325,10 @@ impl Ua {
     }
 
     fn on_invite_response(&mut self, i: usize, r: Response) {
-        let waiting = matches!(self.calls[i].state, CallState::Calling | CallState::Proceeding);
+        let waiting = matches!(
+            self.calls[i].state,
+            CallState::Calling | CallState::Proceeding
+        );
         if r.is_provisional() {
             if self.calls[i].state == CallState::Calling {
                 self.calls[i].state = CallState::Proceeding;
@@ -306,12 +346,18 @@ impl Ua {
                 h.via = vec![Via {
                     params: vec![
                         Param::new("branch", Some(format!("z9hG4bK{:x}a{i}", self.run_id))),
-                        Param { name: "rport".into(), value: None },
+                        Param {
+                            name: "rport".into(),
+                            value: None,
+                        },
                     ],
                     ..h.via[0].clone()
                 }];
                 h.to = r.headers.to.clone();
-                h.cseq = CSeq { seq: 1, method: Method::Ack };
+                h.cseq = CSeq {
+                    seq: 1,
+                    method: Method::Ack,
+                };
                 h.contact.clear();
                 h.content_type = None;
                 h.route = c.route.clone();
@@ -351,10 +397,18 @@ impl Ua {
         let c = &self.calls[i];
         let mut h = c.invite.headers.clone();
         h.to = r.headers.to.clone();
-        h.cseq = CSeq { seq: 1, method: Method::Ack };
+        h.cseq = CSeq {
+            seq: 1,
+            method: Method::Ack,
+        };
         h.contact.clear();
         h.content_type = None;
-        let ack = Request { method: Method::Ack, uri: c.invite.uri.clone(), headers: h, body: Vec::new() };
+        let ack = Request {
+            method: Method::Ack,
+            uri: c.invite.uri.clone(),
+            headers: h,
+            body: Vec::new(),
+        };
         self.send(&ack.to_bytes());
         if waiting {
             let c = &mut self.calls[i];

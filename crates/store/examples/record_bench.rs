@@ -80,13 +80,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         + std::fs::metadata(dir.path().join("switchboard.db-wal")).map(|m| m.len()).unwrap_or(0);
 
     println!("store record_bench: {legs} legs into SQLite (WAL, synchronous=NORMAL)");
-    println!("  recorder (batched, ≤{} per commit): {rate:.0} legs/s  ({elapsed:.2?} in all)", store::recorder::MAX_BATCH);
+    println!(
+        "  recorder (batched, ≤{} per commit): {rate:.0} legs/s  ({elapsed:.2?} in all)",
+        store::recorder::MAX_BATCH
+    );
     println!(
         "  Recorder::record: {:.2} µs per call ({offers} calls, {} refused while the queue was full and retried)",
         in_record.as_secs_f64() * 1e6 / offers as f64,
         stats.dropped
     );
     println!("  Store::record_leg one commit each: {direct_rate:.0} legs/s");
-    println!("  database + WAL: {:.1} MB, {:.0} bytes per leg", size as f64 / 1e6, size as f64 / (legs + direct) as f64);
+    println!(
+        "  database + WAL: {:.1} MB, {:.0} bytes per leg",
+        size as f64 / 1e6,
+        size as f64 / (legs + direct) as f64
+    );
     Ok(())
 }

@@ -22,8 +22,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The schema and why the database is set up the way it is: [`store`](crate::store)'s
-//! module docs. The queue, batching and dropping: [`recorder`](crate::recorder)'s.
+//! The schema and why the database is set up the way it is: [`store`]'s
+//! module docs. The queue, batching and dropping: [`recorder`]'s.
 
 pub mod error;
 pub mod recorder;

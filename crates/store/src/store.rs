@@ -11,11 +11,18 @@
 //! The schema lives in `migrations/` and is compiled into the binary
 //! (`sqlx::migrate!`); opening a database applies whatever it lacks, so opening an
 //! up-to-date database again changes nothing. The SQL is portable (BIGINT times,
-//! `$n` placeholders, `ON CONFLICT … DO UPDATE`, no AUTOINCREMENT), so a PostgreSQL
-//! backend needs a second pool type here, not new statements.
+//! `$n` placeholders, `ON CONFLICT … DO UPDATE`, no AUTOINCREMENT, no WITHOUT ROWID),
+//! so a PostgreSQL backend needs a second pool type here, not new statements; the one
+//! exception is the placeholder style of the generated multi-row INSERT
+//! (`insert_legs_sql`).
 //!
 //! Statements use sqlx's plain query API, never the `query!` macros, so building
 //! never needs a database.
+//!
+//! Write cost, from `examples/record_bench.rs` (2 shared cores): one leg per commit
+//! runs at a few thousand legs/s; the recorder's batches (one transaction, 64 legs a
+//! statement) at tens of thousands. The table's key is chosen for this too: see the
+//! migration.
 
 use crate::error::StoreError;
 use crate::records::{CallRecord, RoomRecord};
@@ -110,12 +117,20 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// Closes every connection once its statement in progress is done, for a clean
+    /// shutdown (the last connection to close checkpoints the write-ahead log into
+    /// the database file). Every clone of this `Store` fails from then on. Dropping
+    /// the last clone closes too, but without waiting.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     /// Writes one leg's call detail record; `confid` is the room it was in, if any.
-    /// Recording the same leg again replaces its record (keeping a known confid when
-    /// the new one is `None`), so a leg recorded while live and again at its end
-    /// leaves one row.
+    /// Recording the same leg again (same `leg_id` and `started_ms`) replaces its
+    /// record, keeping a known confid when the new one is `None`: a leg recorded
+    /// while live and again at its end leaves one row.
     pub async fn record_leg(&self, leg: &LegInfo, confid: Option<&str>) -> Result<(), StoreError> {
-        insert_leg(&self.pool, &LegRow::new(leg, confid)?).await
+        insert_legs(&self.pool, &[LegRow::new(leg, confid)?]).await
     }
 
     /// Writes a room's history row as it starts. Recording the same start again
@@ -126,7 +141,12 @@ impl Store {
 
     /// Closes the open row of room `confid` (the latest, should a previous run have
     /// left one open too). [`StoreError::UnknownRoom`] when there is none.
-    pub async fn record_room_ended(&self, confid: &str, ended_ms: u64, max_participants: u32) -> Result<(), StoreError> {
+    pub async fn record_room_ended(
+        &self,
+        confid: &str,
+        ended_ms: u64,
+        max_participants: u32,
+    ) -> Result<(), StoreError> {
         end_room(&self.pool, confid, ended_ms, max_participants).await
     }
 
@@ -173,20 +193,28 @@ impl Store {
         rows.iter().map(room_from_row).collect()
     }
 
-    /// Applies `writes` in one transaction: one commit for the lot is what lets the
-    /// recorder keep up (a commit costs far more than a row). A write that is wrong on
-    /// its own (a value out of range, an end for an unknown room) is skipped and
-    /// reported by index in the `Ok` list without spoiling the rest; `Err` means the
-    /// database failed and nothing of the batch was written.
+    /// Applies `writes` in one transaction, the legs among them [`LEGS_PER_INSERT`]
+    /// to a statement: a commit costs far more than a row, and a statement far more
+    /// than a row in it, so this is what lets the recorder catch up after a burst.
+    /// A write that is wrong on its own (a value out of range, an end for an unknown
+    /// room) is skipped and reported by index in the `Ok` list without spoiling the
+    /// rest; `Err` means the database failed and nothing of the batch was written.
     pub(crate) async fn apply_batch(&self, writes: &[Write]) -> Result<Vec<(usize, StoreError)>, StoreError> {
-        let mut tx = self.pool.begin().await?;
         let mut rejected = Vec::new();
+        let mut legs = Vec::new();
+        for (i, write) in writes.iter().enumerate() {
+            if let Write::Leg { info, confid } = write {
+                match LegRow::new(info, confid.as_deref()) {
+                    Ok(row) => legs.push(row),
+                    Err(e) => rejected.push((i, e)),
+                }
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        // Rooms in queue order (a start before its end); legs do not depend on them.
         for (i, write) in writes.iter().enumerate() {
             let result = match write {
-                Write::Leg { info, confid } => match LegRow::new(info, confid.as_deref()) {
-                    Ok(row) => insert_leg(&mut *tx, &row).await,
-                    Err(e) => Err(e),
-                },
+                Write::Leg { .. } => continue,
                 Write::RoomStarted(room) => insert_room(&mut *tx, room).await,
                 Write::RoomEnded { confid, ended_ms, max_participants } => {
                     end_room(&mut *tx, confid, *ended_ms, *max_participants).await
@@ -198,7 +226,11 @@ impl Store {
                 Err(e) => return Err(e), // dropping `tx` rolls it back
             }
         }
+        for chunk in statement_chunks(&legs) {
+            insert_legs(&mut *tx, chunk).await?;
+        }
         tx.commit().await?;
+        rejected.sort_by_key(|(i, _)| *i);
         Ok(rejected)
     }
 }
@@ -241,36 +273,81 @@ fn service_name(service: &engine::Service) -> String {
     }
 }
 
-async fn insert_leg<'e>(ex: impl sqlx::SqliteExecutor<'e>, row: &LegRow<'_>) -> Result<(), StoreError> {
-    let leg = row.leg;
-    sqlx::query(
+/// Most legs in one INSERT: 64 rows of 15 parameters stays under SQLite's oldest
+/// limit of 999 parameters a statement (and far under PostgreSQL's 65535).
+pub const LEGS_PER_INSERT: usize = 64;
+
+const LEG_COLUMNS: usize = 15;
+
+/// `rows` of at most [`LEGS_PER_INSERT`] consecutive legs, none twice in one slice
+/// (PostgreSQL refuses to upsert one row twice in a statement; a repeat starts the
+/// next slice, which then sees the earlier row as SQLite would).
+fn statement_chunks<'r, 'a>(rows: &'r [LegRow<'a>]) -> impl Iterator<Item = &'r [LegRow<'a>]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut ids = std::collections::HashSet::new();
+        let len = rest.iter().take(LEGS_PER_INSERT).take_while(|row| ids.insert(row.leg.leg_id.0.as_str())).count();
+        let (chunk, after) = rest.split_at(len);
+        rest = after;
+        Some(chunk)
+    })
+}
+
+/// `INSERT … VALUES (?, … ?), (?, … ?) … ON CONFLICT …` for `rows` rows.
+///
+/// Anonymous `?` placeholders, unlike the `$n` of every other statement here: to bind
+/// a `$n`, sqlx asks SQLite each parameter's name, a linear search, so binding 960
+/// numbered parameters was two thirds of the recorder's CPU time. (A PostgreSQL
+/// backend would generate `$n` here: its names cost nothing.)
+fn insert_legs_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(700 + rows * 50);
+    sql.push_str(
         "INSERT INTO call_records (leg_id, call_id, direction, service, remote_uri, local_uri, local_tag, \
-             remote_tag, started_ms, answered_ms, ended_ms, end_status, end_reason, codec, confid) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-         ON CONFLICT (leg_id) DO UPDATE SET call_id = excluded.call_id, direction = excluded.direction, \
+             remote_tag, started_ms, answered_ms, ended_ms, end_status, end_reason, codec, confid) VALUES ",
+    );
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(?" } else { ", (?" });
+        sql.push_str(&", ?".repeat(LEG_COLUMNS - 1));
+        sql.push(')');
+    }
+    sql.push_str(
+        " ON CONFLICT (started_ms, leg_id) DO UPDATE SET call_id = excluded.call_id, direction = excluded.direction, \
              service = excluded.service, remote_uri = excluded.remote_uri, local_uri = excluded.local_uri, \
-             local_tag = excluded.local_tag, remote_tag = excluded.remote_tag, started_ms = excluded.started_ms, \
-             answered_ms = excluded.answered_ms, ended_ms = excluded.ended_ms, end_status = excluded.end_status, \
-             end_reason = excluded.end_reason, codec = excluded.codec, \
+             local_tag = excluded.local_tag, remote_tag = excluded.remote_tag, answered_ms = excluded.answered_ms, \
+             ended_ms = excluded.ended_ms, end_status = excluded.end_status, end_reason = excluded.end_reason, codec = excluded.codec, \
              confid = COALESCE(excluded.confid, call_records.confid)",
-    )
-    .bind(leg.leg_id.0.as_str())
-    .bind(leg.call_id.as_str())
-    .bind(row.direction)
-    .bind(row.service.as_str())
-    .bind(leg.remote_uri.as_str())
-    .bind(leg.local_uri.as_str())
-    .bind(leg.local_tag.as_deref())
-    .bind(leg.remote_tag.as_deref())
-    .bind(row.started_ms)
-    .bind(row.answered_ms)
-    .bind(row.ended_ms)
-    .bind(leg.end_status.map(i64::from))
-    .bind(leg.end_reason.as_deref())
-    .bind(leg.codec.as_deref())
-    .bind(row.confid)
-    .execute(ex)
-    .await?;
+    );
+    sql
+}
+
+/// Writes (or rewrites) `rows` in one statement; see [`statement_chunks`] for the limits.
+async fn insert_legs<'e>(ex: impl sqlx::SqliteExecutor<'e>, rows: &[LegRow<'_>]) -> Result<(), StoreError> {
+    debug_assert!(!rows.is_empty() && rows.len() <= LEGS_PER_INSERT);
+    let sql = insert_legs_sql(rows.len());
+    let mut query = sqlx::query(&sql);
+    for row in rows {
+        let leg = row.leg;
+        query = query
+            .bind(leg.leg_id.0.as_str())
+            .bind(leg.call_id.as_str())
+            .bind(row.direction)
+            .bind(row.service.as_str())
+            .bind(leg.remote_uri.as_str())
+            .bind(leg.local_uri.as_str())
+            .bind(leg.local_tag.as_deref())
+            .bind(leg.remote_tag.as_deref())
+            .bind(row.started_ms)
+            .bind(row.answered_ms)
+            .bind(row.ended_ms)
+            .bind(leg.end_status.map(i64::from))
+            .bind(leg.end_reason.as_deref())
+            .bind(leg.codec.as_deref())
+            .bind(row.confid);
+    }
+    query.execute(ex).await?;
     Ok(())
 }
 

@@ -90,10 +90,10 @@ async fn room_legs_get_their_rooms_confid() {
         EngineEvent::LegEnded(room_leg(2, "100", 1_500)),
         EngineEvent::RoomEnded { info: first.clone(), ended_ms: 8_000, max_participants: 2 },
         EngineEvent::LegEnded(room_leg(3, "4711", 1_100)), // the last one out
-        EngineEvent::RoomStarted(again.clone()), // the same number, a new room
+        EngineEvent::RoomStarted(again.clone()),           // the same number, a new room
         EngineEvent::LegEnded(room_leg(4, "4711", 9_000)),
         EngineEvent::LegEnded(room_leg(5, "999", 9_500)), // a room never seen
-        EngineEvent::LegEnded(ended_leg(6, 9_600)), // not a room leg
+        EngineEvent::LegEnded(ended_leg(6, 9_600)),       // not a room leg
     ];
     for (i, ev) in events.iter().enumerate() {
         assert!(recorder.record(ev));
@@ -122,8 +122,67 @@ async fn room_legs_get_their_rooms_confid() {
     let rooms = store.rooms_history(10).await.unwrap();
     assert_eq!(rooms.len(), 3);
     assert_eq!(rooms.iter().find(|r| r.confid == first.confid).unwrap().ended_ms, Some(8_000));
-    let service = &store.recent_calls(10, None).await.unwrap().iter().find(|c| c.leg_id.0 == "leg-000004").unwrap().service.clone();
+    let service = &store
+        .recent_calls(10, None)
+        .await
+        .unwrap()
+        .iter()
+        .find(|c| c.leg_id.0 == "leg-000004")
+        .unwrap()
+        .service
+        .clone();
     assert_eq!(service, r#"{"room":"4711"}"#);
+}
+
+/// One leg recorded twice in one batch (the lead may record a live leg with its room,
+/// then its end without): one row, the latest values, the room kept; and batches
+/// bigger than one statement's worth of legs.
+#[tokio::test]
+async fn repeats_and_big_batches_are_written_like_single_writes() {
+    let dir = data_dir();
+    let store = Store::open(&dir.path).await.unwrap();
+    let (recorder, writer) = spawn_recorder(store.clone());
+    let mut live = ended_leg(1, 1_000);
+    live.ended_ms = None;
+    recorder.leg_ended(&live, Some("rCF-node1-ROOM01"));
+    for n in 2..=200 {
+        recorder.record(&EngineEvent::LegEnded(ended_leg(n, 1_000 + u64::from(n))));
+        if n == 10 {
+            recorder.record(&EngineEvent::LegEnded(ended_leg(1, 1_000))); // within one statement's worth
+        }
+    }
+    drop(recorder);
+    writer.await.unwrap();
+
+    let calls = store.recent_calls(1_000, None).await.unwrap();
+    assert_eq!(calls.len(), 200);
+    let first = calls.iter().find(|c| c.leg_id.0 == "leg-000001").unwrap();
+    assert_eq!(first.ended_ms, Some(31_000));
+    assert_eq!(first.confid.as_deref(), Some("rCF-node1-ROOM01"));
+    for n in 2..=200u32 {
+        let call = calls.iter().find(|c| c.leg_id.0 == format!("leg-{n:06}")).unwrap();
+        assert_eq!(call, &expected_record(&ended_leg(n, 1_000 + u64::from(n))));
+    }
+}
+
+fn expected_record(leg: &engine::LegInfo) -> store::CallRecord {
+    store::CallRecord {
+        leg_id: leg.leg_id.clone(),
+        call_id: leg.call_id.clone(),
+        direction: leg.direction,
+        service: "echo".into(),
+        remote_uri: leg.remote_uri.clone(),
+        local_uri: leg.local_uri.clone(),
+        local_tag: leg.local_tag.clone(),
+        remote_tag: leg.remote_tag.clone(),
+        started_ms: leg.started_ms,
+        answered_ms: leg.answered_ms,
+        ended_ms: leg.ended_ms,
+        end_status: leg.end_status,
+        end_reason: leg.end_reason.clone(),
+        codec: leg.codec.clone(),
+        confid: None,
+    }
 }
 
 /// On a current-thread runtime the writer cannot run until the test awaits, so the

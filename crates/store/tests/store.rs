@@ -19,12 +19,18 @@ async fn open_creates_the_file_in_wal_mode_and_reopening_keeps_data() {
     // A second open while the first is live finds the schema applied: no-op migration.
     let again = Store::open(&dir.path).await.expect("second open");
     assert_eq!(again.recent_calls(10, None).await.unwrap().len(), 1);
-    drop((store, again));
+    store.close().await;
+    again.close().await;
 
     let reopened = Store::open(&dir.path).await.expect("reopen");
     let calls = reopened.recent_calls(10, None).await.unwrap();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].leg_id.0, "leg-000001");
+
+    // Closed, a store refuses; the data is on disk for the next open.
+    reopened.close().await;
+    assert!(reopened.recent_calls(10, None).await.is_err());
+    assert_eq!(Store::open(&dir.path).await.unwrap().recent_calls(10, None).await.unwrap().len(), 1);
 }
 
 #[tokio::test]

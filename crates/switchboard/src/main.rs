@@ -186,6 +186,10 @@ async fn run(cfg: Config) -> Result<(), String> {
         media.handle(),
     );
 
+    // Call records and room history go to SQLite in the data dir, written by a
+    // background task so signalling never waits on the disk.
+    let db = store::Store::open(&cfg.data_dir).await.map_err(|e| format!("database in {}: {e}", cfg.data_dir.display()))?;
+    let (recorder, recorder_task) = store::spawn_recorder(db);
     let events = engine::EventLog::default();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
@@ -202,6 +206,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             media_events: media_rx,
             shutdown: shutdown_rx.clone(),
             events: events.clone(),
+            recorder,
         }
             .run(),
     );
@@ -225,6 +230,8 @@ async fn run(cfg: Config) -> Result<(), String> {
     let _ = signalling.await;
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
     tokio::task::spawn_blocking(move || media.shutdown()).await.map_err(|e| e.to_string())?;
+    // The signalling task has dropped its recorder: the writer drains and finishes.
+    let _ = tokio::time::timeout(Duration::from_secs(5), recorder_task).await;
     info!("stopped");
     Ok(())
 }

@@ -30,6 +30,8 @@ pub struct Signalling {
     pub shutdown: watch::Receiver<bool>,
     /// Where engine events go for `/v1/events`.
     pub events: engine::EventLog,
+    /// Persists call records and room history (never blocks; drops when backed up).
+    pub recorder: store::Recorder,
 }
 
 impl Signalling {
@@ -83,6 +85,7 @@ impl Signalling {
             }
             while let Some(ev) = self.engine.poll_event() {
                 log_event(&ev);
+                self.recorder.record(&ev);
                 self.events.push(ev);
             }
             if let Some(deadline) = stop_by {

@@ -64,7 +64,7 @@ async fn not_allowed(method: Method) -> ApiError {
     responses(
         (status = 200, description = "Conferences, oldest first; with `countonly`, `{\"count\":N}`", body = [Conference]),
         (status = 400, description = "Bad option, e.g. unknown field in `filter`", body = ErrorBody),
-        (status = 401, body = ErrorBody)))]
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody)))]
 pub async fn list_conferences(State(st): State<AppState>, q: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<Value>, ApiError> {
     let Query(q) = q?;
     let opts = ListOptions::parse(&q, Conference::FIELDS)?;
@@ -97,7 +97,7 @@ async fn custom_verb(
         (status = 200, description = "Matching confids, oldest conference first", body = [String],
             example = json!(["rCF-001-PhKjyX", "rCF-001-Sglne4"])),
         (status = 400, description = "Bad JSON, unknown key, no key, or `mode` without `from`", body = ErrorBody),
-        (status = 401, body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "Conference not found", body = ErrorBody)))]
 pub async fn lookup_post(State(st): State<AppState>, body: Result<Json<LookupBody>, JsonRejection>) -> Result<Json<Vec<String>>, ApiError> {
     let Json(body) = body?;
@@ -113,7 +113,7 @@ pub async fn lookup_post(State(st): State<AppState>, body: Result<Json<LookupBod
 /// One conference.
 #[utoipa::path(get, path = "/rest/v1/uc/conferences/{confid}", tag = "conferences",
     params(("confid" = String, Path, description = "Conference id, or a lookup expression such as `confroomnum=9`"), ItemQuery),
-    responses((status = 200, body = Conference), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 200, body = Conference), (status = 400, description = "Bad input (message says what)", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "Conference not found", body = ErrorBody)))]
 pub async fn get_conference(
     State(st): State<AppState>,
@@ -130,7 +130,7 @@ pub async fn get_conference(
 /// Answers at once, without waiting for the participants' devices.
 #[utoipa::path(delete, path = "/rest/v1/uc/conferences/{confid}", tag = "conferences",
     params(("confid" = String, Path, description = "Conference id, or a lookup expression")),
-    responses((status = 200, body = ConfidReply), (status = 401, body = ErrorBody),
+    responses((status = 200, body = ConfidReply), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "Conference not found", body = ErrorBody)))]
 pub async fn end_conference(State(st): State<AppState>, Path(conf): Path<String>) -> Result<Json<ConfidReply>, ApiError> {
     let confid = ConfRef::parse(&conf)?.confid(&st.engine).await?;

@@ -28,7 +28,7 @@ use std::time::Instant;
     responses(
         (status = 200, description = "Participants in join order (live ones unless `filter` names `state`); with `countonly`, `{\"count\":N}`", body = [Participant]),
         (status = 400, description = "Bad option, e.g. unknown field in `filter`", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody)))]
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody)))]
 pub async fn list(
     State(st): State<AppState>,
     Path(conf): Path<String>,
@@ -59,7 +59,7 @@ pub async fn list(
     responses(
         (status = 200, description = "INVITE sent", body = ParticipantRef),
         (status = 400, description = "Bad JSON or `to` neither a SIP URI nor a number", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody),
         (status = 409, description = "Idempotency-Key in flight or used for a different request", body = ErrorBody),
         (status = 422, description = "A number with no route (no `[routing] gateway`)", body = ErrorBody)))]
 pub async fn dial_out(
@@ -96,7 +96,7 @@ async fn place(st: &AppState, conf: &str, body: &DialOutBody) -> Result<Particip
 #[utoipa::path(get, path = "/rest/v1/uc/conferences/{confid}/participants/{participantid}", tag = "participants",
     params(("confid" = String, Path, description = "Conference id, or a lookup expression"),
         ("participantid" = String, Path, description = "Participant id"), ItemQuery),
-    responses((status = 200, body = Participant), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 200, body = Participant), (status = 400, description = "Bad input (message says what)", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "Conference not found / Call/Participant not found", body = ErrorBody)))]
 pub async fn get_one(
     State(st): State<AppState>,
@@ -114,7 +114,7 @@ pub async fn get_one(
 #[utoipa::path(delete, path = "/rest/v1/uc/conferences/{confid}/participants/{participantid}", tag = "participants",
     params(("confid" = String, Path, description = "Conference id, or a lookup expression"),
         ("participantid" = String, Path, description = "Participant id")),
-    responses((status = 200, body = ParticipantRef), (status = 401, body = ErrorBody),
+    responses((status = 200, body = ParticipantRef), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "Conference not found / Call/Participant not found", body = ErrorBody)))]
 pub async fn kick(State(st): State<AppState>, Path((conf, pid)): Path<(String, String)>) -> Result<Json<ParticipantRef>, ApiError> {
     let confid = ConfRef::parse(&conf)?.confid(&st.engine).await?;
@@ -128,7 +128,7 @@ pub async fn kick(State(st): State<AppState>, Path((conf, pid)): Path<(String, S
         ("participantid" = String, Path, description = "Participant id")),
     request_body = ParticipantPatchBody,
     responses((status = 200, description = "The participant after the change", body = Participant),
-        (status = 400, description = "Bad JSON, unknown field, or nothing to change", body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 400, description = "Bad JSON, unknown field, or nothing to change", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "Conference not found / Call/Participant not found", body = ErrorBody)))]
 pub async fn patch(
     State(st): State<AppState>,

@@ -29,7 +29,7 @@ pub enum TopologyChange {
 #[utoipa::path(get, path = "/rest/v1/uc/conferences/{confid}/topology", tag = "topology",
     params(("confid" = String, Path, description = "Conference id, or a lookup expression")),
     responses((status = 200, description = "Rules in order; the first is always `*`→`*` enabled", body = [TopologyRule]),
-        (status = 401, body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody)))]
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody)))]
 pub async fn get(State(st): State<AppState>, Path(conf): Path<String>) -> Result<Json<Vec<TopologyRule>>, ApiError> {
     let confid = ConfRef::parse(&conf)?.confid(&st.engine).await?;
     Ok(Json(st.engine.topology(&confid).await?.into_iter().map(Into::into).collect()))
@@ -41,7 +41,7 @@ pub async fn get(State(st): State<AppState>, Path(conf): Path<String>) -> Result
     request_body(content = [TopologyRule], description = "Rules to apply in order (a single rule object is accepted too)"),
     responses((status = 200, description = "The rules after the change", body = [TopologyRule]),
         (status = 400, description = "Bad JSON, bad rule, or unknown participant in a rule", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody)))]
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody)))]
 pub async fn change(
     State(st): State<AppState>,
     Path(conf): Path<String>,

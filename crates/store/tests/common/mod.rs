@@ -76,5 +76,9 @@ pub fn numbered_room(confnumber: &str, number: &str, startts: u64) -> RoomInfo {
 
 /// An ended leg of a participant who dialled room `number`.
 pub fn room_leg(n: u32, number: &str, started_ms: u64) -> LegInfo {
-    LegInfo { service: Service::Room(number.into()), local_uri: format!("sip:conf-{number}@switchboard.local"), ..ended_leg(n, started_ms) }
+    LegInfo {
+        service: Service::Room(number.into()),
+        local_uri: format!("sip:conf-{number}@switchboard.local"),
+        ..ended_leg(n, started_ms)
+    }
 }
