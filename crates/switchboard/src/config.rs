@@ -3,6 +3,10 @@
 //! The keys are the same everywhere: `sip_listen` in TOML is `SWITCHBOARD_SIP_LISTEN`
 //! in the environment and `--sip-listen` on the command line. Keys of a TOML section
 //! nest with `__` in the environment: `[routing] gateway` is `SWITCHBOARD_ROUTING__GATEWAY`.
+//!
+//! A TOML file with an unknown key is an error (a typo must not silently fall back to a
+//! default). Unknown `SWITCHBOARD_*` environment variables are only warned about: the
+//! environment is shared with other tools (test scripts, wrappers) that use the prefix.
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -65,7 +69,31 @@ impl Config {
             fig = fig.merge(Toml::file_exact(f));
         }
         // `__` nests: SWITCHBOARD_ROUTING__GATEWAY is `routing.gateway`.
-        fig.merge(Env::prefixed("SWITCHBOARD_").ignore(&["config"]).split("__")).merge(Serialized::defaults(overrides)).extract()
+        let env = Env::prefixed("SWITCHBOARD_").filter(|k| Self::is_known_env_key(k.as_str())).split("__");
+        fig.merge(env).merge(Serialized::defaults(overrides)).extract()
+    }
+
+    /// Top-level keys, from the defaults (so a new field needs no list kept in step).
+    fn top_level_keys() -> Vec<String> {
+        match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// `key` is the variable name after `SWITCHBOARD_`; its part before any `__` must
+    /// name a configuration key.
+    fn is_known_env_key(key: &str) -> bool {
+        let head = key.split("__").next().unwrap_or(key);
+        Self::top_level_keys().iter().any(|k| k.eq_ignore_ascii_case(head))
+    }
+
+    /// `SWITCHBOARD_*` variables that configure nothing (reported at start-up).
+    pub fn ignored_env_vars() -> Vec<String> {
+        std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.strip_prefix("SWITCHBOARD_").is_some_and(|rest| !Self::is_known_env_key(rest)))
+            .collect()
     }
 
     /// `LO-HI` as numbers, checked.

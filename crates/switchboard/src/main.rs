@@ -124,6 +124,9 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for var in Config::ignored_env_vars() {
+        warn!("{var} is not a configuration key; ignored");
+    }
     if let Some(g) = args.gateway {
         cfg.routing.gateway = Some(g);
     }

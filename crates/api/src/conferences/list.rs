@@ -101,6 +101,18 @@ impl ListOptions {
         })
     }
 
+    /// True when no option changes the list: the handler may then serialize its items
+    /// directly instead of going through JSON objects (the common, hot case).
+    pub fn is_identity(&self) -> bool {
+        self.filter.is_empty()
+            && self.order.is_empty()
+            && self.offset == 0
+            && self.limit.is_none()
+            && !self.countonly
+            && self.item.mask.is_none()
+            && !self.item.flat
+    }
+
     /// Whether the filter names `field` (the participants list hides ended ones unless
     /// the filter asks about `state`).
     pub fn filters_on(&self, field: &str) -> bool {
@@ -384,6 +396,16 @@ mod tests {
         assert_eq!(opts.project(item.clone()), json!({"nested.a": 1}));
         let opts = ItemOptions::parse(&ItemQuery { mask: None, flat: None }).unwrap();
         assert_eq!(opts.project(item.clone()), Value::Object(item));
+    }
+
+    #[test]
+    fn identity_only_without_options() {
+        assert!(ListOptions::parse(&query(&[]), FIELDS).unwrap().is_identity());
+        assert!(ListOptions::parse(&query(&[("flat", "false"), ("offset", "0")]), FIELDS).unwrap().is_identity());
+        for q in [("flat", ""), ("limit", "5"), ("mask", "id"), ("order", "id"), ("filter", "{}"), ("countonly", "1"), ("offset", "1")] {
+            let o = ListOptions::parse(&query(&[q]), FIELDS).unwrap();
+            assert_eq!(o.is_identity(), q == ("filter", "{}"), "{q:?}");
+        }
     }
 
     #[test]

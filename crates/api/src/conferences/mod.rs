@@ -30,6 +30,7 @@ use crate::AppState;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::Method;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use list::{render, ItemOptions, ItemQuery, ListOptions, ListQuery};
@@ -65,11 +66,15 @@ async fn not_allowed(method: Method) -> ApiError {
         (status = 200, description = "Conferences, oldest first; with `countonly`, `{\"count\":N}`", body = [Conference]),
         (status = 400, description = "Bad option, e.g. unknown field in `filter`", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody)))]
-pub async fn list_conferences(State(st): State<AppState>, q: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn list_conferences(State(st): State<AppState>, q: Result<Query<ListQuery>, QueryRejection>) -> Result<Response, ApiError> {
     let Query(q) = q?;
     let opts = ListOptions::parse(&q, Conference::FIELDS)?;
     let rooms = st.engine.rooms().await?;
-    Ok(Json(opts.apply(rooms.iter().map(|r| render(&Conference::from(&r.room))).collect())))
+    let conferences = rooms.iter().map(|r| Conference::from(&r.room));
+    if opts.is_identity() {
+        return Ok(Json(conferences.collect::<Vec<_>>()).into_response());
+    }
+    Ok(Json(opts.apply(conferences.map(|c| render(&c)).collect())).into_response())
 }
 
 /// `LOOKUP /rest/v1/uc/conferences` (and a 405 for any other unrouted method there).

@@ -33,18 +33,16 @@ pub async fn list(
     State(st): State<AppState>,
     Path(conf): Path<String>,
     q: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) = q?;
     let opts = ListOptions::parse(&q, Participant::FIELDS)?;
     let room = ConfRef::parse(&conf)?.snapshot(&st.engine).await?;
     let show_ended = opts.filters_on("state");
-    let items = room
-        .participants
-        .iter()
-        .filter(|p| show_ended || p.state != LegState::Ended)
-        .map(|p| render(&Participant::from(p)))
-        .collect();
-    Ok(Json(opts.apply(items)))
+    let participants = room.participants.iter().filter(|p| show_ended || p.state != LegState::Ended).map(Participant::from);
+    if opts.is_identity() {
+        return Ok(Json(participants.collect::<Vec<_>>()).into_response());
+    }
+    Ok(Json(opts.apply(participants.map(|p| render(&p)).collect())).into_response())
 }
 
 /// Dial a participant out into the conference.

@@ -1589,11 +1589,18 @@ impl CliRun {
 
 /// Runs the `switchboard` binary with `args` (killed after `timeout`).
 pub fn run_cli(env: &TestEnv, label: &str, args: &[&str], timeout: Duration) -> CliRun {
+    run_cli_with_env(env, label, args, &[], timeout)
+}
+
+/// [`run_cli`] with extra environment variables (on top of the test's own environment,
+/// which may itself hold `SWITCHBOARD_*` variables of the test scripts).
+pub fn run_cli_with_env(env: &TestEnv, label: &str, args: &[&str], vars: &[(&str, &str)], timeout: Duration) -> CliRun {
     let out_path = env.path(&format!("{label}.stdout"));
     let err_path = env.path(&format!("{label}.stderr"));
     let mut cmd = Command::new(server_bin());
     let mut child = die_with_parent(&mut cmd)
         .args(args)
+        .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .stdout(File::create(&out_path).unwrap())
         .stderr(File::create(&err_path).unwrap())
