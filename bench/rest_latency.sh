@@ -31,9 +31,12 @@ for _ in $(seq 100); do curl -sf http://127.0.0.1:$HTTP_PORT/health >/dev/null 2
 kill -0 $SRV || { echo "server did not start:"; cat "$WORK/server.log"; exit 1; }
 
 { echo SEQUENTIAL; seq 1 "$ROOMS"; } > "$WORK/rooms.csv"
-sipp 127.0.0.1:$SIP_PORT -sf bench/rest_rooms_uac.xml -inf "$WORK/rooms.csv" -m "$ROOMS" -l "$ROOMS" -r 50 \
+# One second of low noise in A-law (SIPp loops it); SIPp reads it relative to its cwd.
+python3 -c 'import random,sys; sys.stdout.buffer.write(bytes(0xD5 ^ random.randint(0, 3) for _ in range(8000)))' > "$WORK/quiet.alaw"
+SCENARIO=$PWD/bench/rest_rooms_uac.xml
+(cd "$WORK" && exec sipp 127.0.0.1:$SIP_PORT -sf "$SCENARIO" -inf "$WORK/rooms.csv" -m "$ROOMS" -l "$ROOMS" -r 50 \
   -d 3600000 -i 127.0.0.1 -p $SIPP_PORT -mi 127.0.0.1 -mp $((SIPP_PORT + 10)) -nostdin \
-  -trace_err -error_file "$WORK/sipp_errors.log" >"$WORK/sipp.log" 2>&1 &
+  -trace_err -error_file "$WORK/sipp_errors.log" >"$WORK/sipp.log" 2>&1) &
 SIPP=$!
 count() { curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$HTTP_PORT/rest/v1/uc/conferences?countonly=true" | tr -dc 0-9; }
 for _ in $(seq 300); do [ "$(count)" = "$ROOMS" ] && break; sleep 0.1; done

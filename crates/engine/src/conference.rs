@@ -11,12 +11,14 @@ use crate::leg::{Leg, LegId, LegState, Service};
 use crate::room::*;
 use media::Attachment;
 use rand::Rng;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tracing::info;
 
 /// A live room.
 pub(crate) struct Room {
-    pub info: RoomInfo,
+    /// Immutable once the room exists; shared with the published [`crate::RoomDirectory`].
+    pub info: Arc<RoomInfo>,
     pub media_id: media::RoomId,
     /// Every leg that joined, in join order (ended ones until they are purged).
     pub participants: Vec<LegId>,
@@ -71,6 +73,18 @@ impl Engine {
         v
     }
 
+    /// Room infos, oldest first (what [`crate::RoomDirectory`] publishes).
+    pub fn room_infos(&self) -> Vec<Arc<RoomInfo>> {
+        let mut v: Vec<Arc<RoomInfo>> = self.rooms.values().map(|r| r.info.clone()).collect();
+        v.sort_by(|a, b| a.startts.cmp(&b.startts).then_with(|| a.confid.cmp(&b.confid)));
+        v
+    }
+
+    /// Changes whenever a room starts or ends.
+    pub fn rooms_generation(&self) -> u64 {
+        self.rooms_generation
+    }
+
     pub fn room(&self, confid: &str) -> Result<RoomSnapshot, EngineError> {
         self.rooms.get(confid).map(|r| self.snapshot(r)).ok_or(EngineError::RoomNotFound)
     }
@@ -82,7 +96,7 @@ impl Engine {
             .filter_map(|id| self.legs.get(id))
             .map(|leg| participant_info(leg, &room.info.confid))
             .collect();
-        RoomSnapshot { room: room.info.clone(), participants }
+        RoomSnapshot { room: (*room.info).clone(), participants }
     }
 
     pub fn topology(&self, confid: &str) -> Result<Vec<TopologyRule>, EngineError> {
@@ -109,7 +123,7 @@ impl Engine {
             let _ = self.hangup(now, &id);
         }
         self.close_room_if_empty(confid);
-        Ok(info)
+        Ok(Arc::unwrap_or_clone(info))
     }
 
     pub fn dial_into_room(&mut self, now: Instant, confid: &str, mut d: DialOut) -> Result<ParticipantInfo, EngineError> {
@@ -209,7 +223,7 @@ impl Engine {
                 self.rooms.insert(
                     confid.clone(),
                     Room {
-                        info,
+                        info: Arc::new(info),
                         media_id: media::RoomId(self.next_media_room),
                         participants: Vec::new(),
                         blocked: Vec::new(),
@@ -218,6 +232,7 @@ impl Engine {
                     },
                 );
                 self.room_by_number.insert(number.to_owned(), confid.clone());
+                self.rooms_generation += 1;
                 confid
             }
         };
@@ -269,12 +284,13 @@ impl Engine {
             return;
         }
         let room = self.rooms.remove(confid).expect("present");
+        self.rooms_generation += 1;
         if self.room_by_number.get(&room.info.confroomnum).map(String::as_str) == Some(confid) {
             self.room_by_number.remove(&room.info.confroomnum);
         }
         info!(confid, "room ended");
         let ended_ms = epoch_ms(SystemTime::now());
-        self.events.push_back(EngineEvent::RoomEnded { info: room.info, ended_ms, max_participants: room.max_participants });
+        self.events.push_back(EngineEvent::RoomEnded { info: Arc::unwrap_or_clone(room.info), ended_ms, max_participants: room.max_participants });
     }
 
     fn participant_leg(&self, confid: &str, participantid: &str) -> Result<LegId, EngineError> {

@@ -45,8 +45,12 @@ pub struct EngineConfig {
     pub timers: TimerConfig,
     /// An unanswered inbound `ring` leg gives up with 480 after this long.
     pub ring_timeout: Duration,
-    /// Ended legs stay visible to the APIs this long.
+    /// Ended legs stay visible to the APIs this long...
     pub ended_retention: Duration,
+    /// ...but no more than this many of them (the oldest go first): at thousands of
+    /// calls per second, five minutes of ended legs would otherwise be gigabytes.
+    /// Call records are in the store either way.
+    pub ended_retention_max: usize,
     pub user_agent: String,
     /// Feature-code prefix that, followed by a room number, dials into a room.
     pub room_prefix: String,
@@ -64,6 +68,7 @@ impl Default for EngineConfig {
             timers: TimerConfig::default(),
             ring_timeout: Duration::from_secs(120),
             ended_retention: Duration::from_secs(300),
+            ended_retention_max: 10_000,
             user_agent: concat!("Switchboard/", env!("CARGO_PKG_VERSION")).into(),
             room_prefix: "*9".into(),
             node: "001".into(),
@@ -162,6 +167,11 @@ pub struct Engine {
     pub(crate) by_tx: HashMap<TxId, LegId>,
     pub(crate) by_media: HashMap<media::LegId, LegId>,
     pub(crate) timers: BinaryHeap<Reverse<(Instant, LegTimer, LegId)>>,
+    /// Ended legs, oldest first, for the `ended_retention_max` cap (may hold ids the
+    /// Purge timer already forgot).
+    pub(crate) ended: VecDeque<LegId>,
+    /// Bumped when a room starts or ends (see [`crate::RoomDirectory`]).
+    pub(crate) rooms_generation: u64,
     pub(crate) transmits: VecDeque<(Peer, Arc<[u8]>)>,
     pub(crate) events: VecDeque<EngineEvent>,
     /// BYE transactions awaiting their final response (graceful shutdown waits).
@@ -198,6 +208,8 @@ impl Engine {
             by_tx: HashMap::new(),
             by_media: HashMap::new(),
             timers: BinaryHeap::new(),
+            ended: VecDeque::new(),
+            rooms_generation: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             byes: Default::default(),
@@ -607,6 +619,10 @@ impl Engine {
         if let Err(r) = dialog.accept_request(&req) {
             return self.reply(now, tx, &req, r.0, None);
         }
+        // A request in the dialog proves our 2xx arrived, even if its ACK is lost or late.
+        if let (Direction::Inbound, Some(invite_tx)) = (leg.direction, leg.invite_tx) {
+            self.txl.stop_2xx_retransmission(now, invite_tx);
+        }
         match req.method {
             Method::Bye => {
                 self.reply(now, tx, &req, 200, None);
@@ -768,15 +784,21 @@ impl Engine {
                     let _ = self.hangup(now, &id);
                 }
             }
-            LegTimer::Purge => {
-                if let Some(leg) = self.legs.remove(&id) {
-                    if let Some(d) = &leg.dialog {
-                        self.by_dialog.remove(&d.id);
-                    }
-                    if let Some(room) = leg.room.as_ref().and_then(|c| self.rooms.get_mut(c)) {
-                        room.participants.retain(|p| p != &id);
-                    }
-                }
+            LegTimer::Purge => self.purge(&id),
+        }
+    }
+
+    /// Forgets an ended leg.
+    fn purge(&mut self, id: &LegId) {
+        if !self.legs.get(id).is_some_and(|l| l.is_over()) {
+            return;
+        }
+        if let Some(leg) = self.legs.remove(id) {
+            if let Some(d) = &leg.dialog {
+                self.by_dialog.remove(&d.id);
+            }
+            if let Some(room) = leg.room.as_ref().and_then(|c| self.rooms.get_mut(c)) {
+                room.participants.retain(|p| p != id);
             }
         }
     }
@@ -814,6 +836,18 @@ impl Engine {
         }
         self.timers.push(Reverse((now + self.cfg.ended_retention, LegTimer::Purge, leg.id.clone())));
         self.events.push_back(EngineEvent::LegEnded(leg.info()));
+        // What an ended leg still needs: ids, tags, URIs and times for the APIs, and
+        // its dialog to answer late requests. Not the SDP.
+        leg.invite.body = Vec::new();
+        leg.pending_offer = None;
+        self.ended.push_back(leg.id.clone());
+        while self.ended.len() > self.cfg.ended_retention_max {
+            if let Some(old) = self.ended.pop_front() {
+                if old != leg.id {
+                    self.purge(&old);
+                }
+            }
+        }
     }
 
     fn send_bye(&mut self, now: Instant, id: &LegId) {

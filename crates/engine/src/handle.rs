@@ -4,12 +4,14 @@
 //! binary; [`EngineHandle`] sends it [`Command`]s and awaits the replies. Every API
 //! dialect goes through this handle and nothing else.
 
+use crate::directory::{RoomDirectory, RoomList};
 use crate::engine::{resolve_literal, DialOut, EngineError, EngineStatus};
 use crate::events::{EventLog, LoggedEvent};
 use crate::leg::{LegId, LegInfo, Service};
 use crate::room::{ParticipantInfo, ParticipantPatch, RoomInfo, RoomSnapshot, TopologyRule};
 use crate::Engine;
 use sip::{Peer, Transport, Uri};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -31,25 +33,50 @@ pub enum Command {
 }
 
 impl Command {
-    /// Applies the command to the engine and answers it. Called by the signalling task.
-    pub fn apply(self, engine: &mut Engine, now: Instant) {
-        // A dropped receiver means the HTTP client went away; nothing to do then.
+    /// Applies the command to the engine and answers it. Called by the signalling task,
+    /// which owns `rooms`: it is republished before the answer goes out, so the caller
+    /// reads its own writes (a hang-up may have ended a room).
+    pub fn apply(self, engine: &mut Engine, now: Instant, rooms: &RoomDirectory) {
+        fn answer<T>(reply: oneshot::Sender<T>, value: T, engine: &Engine, rooms: &RoomDirectory) {
+            rooms.refresh(engine);
+            // A dropped receiver means the HTTP client went away; nothing to do then.
+            drop(reply.send(value));
+        }
         match self {
-            Command::ListLegs(reply) => drop(reply.send(engine.legs())),
-            Command::GetLeg(id, reply) => drop(reply.send(engine.leg(&id))),
-            Command::DialOut(d, reply) => drop(reply.send(engine.dial_out(now, d))),
-            Command::Hangup(id, reply) => drop(reply.send(engine.hangup(now, &id))),
-            Command::Status(reply) => drop(reply.send(engine.status())),
-            Command::Rooms(reply) => drop(reply.send(engine.rooms())),
-            Command::Room(confid, reply) => drop(reply.send(engine.room(&confid))),
-            Command::EndRoom(confid, reply) => drop(reply.send(engine.end_room(now, &confid))),
-            Command::DialIntoRoom(confid, d, reply) => drop(reply.send(engine.dial_into_room(now, &confid, d))),
-            Command::Kick(confid, pid, reply) => drop(reply.send(engine.kick(now, &confid, &pid))),
-            Command::PatchParticipant(confid, pid, patch, reply) => {
-                drop(reply.send(engine.patch_participant(&confid, &pid, patch)))
+            Command::ListLegs(reply) => answer(reply, engine.legs(), engine, rooms),
+            Command::GetLeg(id, reply) => answer(reply, engine.leg(&id), engine, rooms),
+            Command::DialOut(d, reply) => {
+                let r = engine.dial_out(now, d);
+                answer(reply, r, engine, rooms)
             }
-            Command::Topology(confid, reply) => drop(reply.send(engine.topology(&confid))),
-            Command::ChangeTopology(confid, rules, reply) => drop(reply.send(engine.change_topology(&confid, rules))),
+            Command::Hangup(id, reply) => {
+                let r = engine.hangup(now, &id);
+                answer(reply, r, engine, rooms)
+            }
+            Command::Status(reply) => answer(reply, engine.status(), engine, rooms),
+            Command::Rooms(reply) => answer(reply, engine.rooms(), engine, rooms),
+            Command::Room(confid, reply) => answer(reply, engine.room(&confid), engine, rooms),
+            Command::EndRoom(confid, reply) => {
+                let r = engine.end_room(now, &confid);
+                answer(reply, r, engine, rooms)
+            }
+            Command::DialIntoRoom(confid, d, reply) => {
+                let r = engine.dial_into_room(now, &confid, d);
+                answer(reply, r, engine, rooms)
+            }
+            Command::Kick(confid, pid, reply) => {
+                let r = engine.kick(now, &confid, &pid);
+                answer(reply, r, engine, rooms)
+            }
+            Command::PatchParticipant(confid, pid, patch, reply) => {
+                let r = engine.patch_participant(&confid, &pid, patch);
+                answer(reply, r, engine, rooms)
+            }
+            Command::Topology(confid, reply) => answer(reply, engine.topology(&confid), engine, rooms),
+            Command::ChangeTopology(confid, rules, reply) => {
+                let r = engine.change_topology(&confid, rules);
+                answer(reply, r, engine, rooms)
+            }
         }
     }
 }
@@ -67,12 +94,20 @@ pub struct DialOutRequest {
 pub struct EngineHandle {
     tx: mpsc::Sender<Command>,
     events: EventLog,
+    rooms: RoomDirectory,
 }
 
 impl EngineHandle {
-    /// `events` is the log the signalling task appends the engine's events to.
-    pub fn new(tx: mpsc::Sender<Command>, events: EventLog) -> Self {
-        EngineHandle { tx, events }
+    /// `events` is the log the signalling task appends the engine's events to; `rooms`
+    /// the room list it publishes.
+    pub fn new(tx: mpsc::Sender<Command>, events: EventLog, rooms: RoomDirectory) -> Self {
+        EngineHandle { tx, events, rooms }
+    }
+
+    /// The live rooms, oldest first, without a round trip to the engine (see
+    /// [`RoomDirectory`]). Participants need [`EngineHandle::room`].
+    pub fn room_list(&self) -> Arc<RoomList> {
+        self.rooms.current()
     }
 
     /// Recent events with `seq > after` (see [`EventLog`]).

@@ -2,6 +2,7 @@
 //! dialect drives. [`Engine`] is a sans-IO state machine (see its module docs for the
 //! run loop); [`EngineHandle`] is how async code talks to it.
 
+pub mod directory;
 pub mod engine;
 pub mod events;
 pub mod handle;
@@ -10,6 +11,7 @@ pub mod room;
 mod conference;
 
 pub use engine::{local_capabilities, DialOut, Engine, EngineConfig, EngineError, EngineEvent, EngineStatus, ALLOW};
+pub use directory::{RoomDirectory, RoomList};
 pub use events::{EventLog, LoggedEvent};
 pub use handle::{Command, DialOutRequest, EngineHandle};
 pub use leg::{Direction, LegId, LegInfo, LegState, Service};

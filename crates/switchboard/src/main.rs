@@ -199,6 +199,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     tokio::spawn(transport::udp_receiver(udp.clone(), inbound_tx.clone()));
     tokio::spawn(transport::tcp_acceptor(tcp, inbound_tx.clone()));
+    let rooms = engine::RoomDirectory::default();
     let signalling = tokio::spawn(
         Signalling {
             engine,
@@ -209,13 +210,14 @@ async fn run(cfg: Config) -> Result<(), String> {
             media_events: media_rx,
             shutdown: shutdown_rx.clone(),
             events: events.clone(),
+            rooms: rooms.clone(),
             recorder,
         }
             .run(),
     );
 
     let routing = api::routing::Routing::with_gateway(cfg.routing.gateway.as_deref())?;
-    let app = api::router(api::AppState::new(EngineHandle::new(cmd_tx, events.clone()), cfg.api_token.clone()).with_routing(routing));
+    let app = api::router(api::AppState::new(EngineHandle::new(cmd_tx, events.clone(), rooms), cfg.api_token.clone()).with_routing(routing));
     let mut http_stop = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
         let stop = async move {

@@ -30,6 +30,8 @@ pub struct Signalling {
     pub shutdown: watch::Receiver<bool>,
     /// Where engine events go for `/v1/events`.
     pub events: engine::EventLog,
+    /// The room list the API reads without asking the engine.
+    pub rooms: engine::RoomDirectory,
     /// Persists call records and room history (never blocks; drops when backed up).
     pub recorder: store::Recorder,
 }
@@ -75,11 +77,13 @@ impl Signalling {
                         }
                     }
                 }
-                Some(cmd) = self.commands.recv() => cmd.apply(&mut self.engine, Instant::now()),
+                Some(cmd) = self.commands.recv() => cmd.apply(&mut self.engine, Instant::now(), &self.rooms),
                 Some(ev) = self.media_events.recv() => self.engine.handle_media_event(Instant::now(), ev),
                 _ = sleep_until(wake) => self.engine.handle_timeout(Instant::now()),
                 _ = tokio::time::sleep(Duration::from_millis(100)), if stop_by.is_some() => {}
             }
+            // Before anything goes out: whoever hears of a new room can list it.
+            self.rooms.refresh(&self.engine);
             while let Some((peer, bytes)) = self.engine.poll_transmit() {
                 self.transmit(peer, bytes, &mut tcp, &mut connecting).await;
             }

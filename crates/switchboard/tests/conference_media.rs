@@ -24,11 +24,13 @@ struct Party {
     /// Seconds of media before it hangs up.
     duration: f64,
     dtmf: Option<&'static str>,
+    /// Percent of its outgoing RTP the client drops (simulated loss).
+    tx_drop_pct: u32,
 }
 
 impl Party {
     fn new(user: &'static str, hz: u32, codec: &'static str, dial: &str, duration: f64) -> Party {
-        Party { user, hz, codec, dial: dial.to_owned(), duration, dtmf: None }
+        Party { user, hz, codec, dial: dial.to_owned(), duration, dtmf: None, tx_drop_pct: 0 }
     }
 }
 
@@ -76,6 +78,9 @@ fn join(env: &TestEnv, server: &Server, i: u16, p: &Party) -> (PjPeer, PathBuf) 
     ];
     if let Some(d) = p.dtmf {
         args.extend(["--dtmf".into(), d.into()]);
+    }
+    if p.tx_drop_pct > 0 {
+        args.extend(["--tx-drop-pct".into(), p.tx_drop_pct.to_string()]);
     }
     env.report_on_failure(&rec);
     (PjPeer::spawn(env, p.user, &args), rec)
@@ -179,6 +184,52 @@ fn three_parties_hear_the_others_not_themselves_and_leavers_go_silent() {
     // After alice left (≈3.2 s after she joined), nobody hears 440 any more.
     assert_hears(&recs[1], &[1700], &[440], 4.5, None, "bob after alice left");
     assert_hears(&recs[2], &[1000], &[440], 4.5, None, "carol after alice left");
+    assert_room_gone(&server);
+}
+
+/// Two of three parties lose 15 % of the packets they send: the jitter buffer and
+/// concealment bridge the gaps, so everyone still hears the other two (and not
+/// themselves). A capture proves the loss really happened on the wire.
+#[test]
+fn lossy_senders_are_still_heard_and_do_not_break_the_mix() {
+    let env = TestEnv::new("conf_lossy_senders");
+    let _media = env.media_lock();
+    let server = Server::start(&env);
+    let mut parties = [
+        Party::new("alice", 440, "PCMU/8000", "conf-41", 6.0),
+        Party::new("bob", 1000, "PCMA/8000", "conf-41", 6.0),
+        Party::new("carol", 1700, "G722/16000", "conf-41", 6.0),
+    ];
+    parties[0].tx_drop_pct = 15;
+    parties[1].tx_drop_pct = 15;
+    let (lo, hi) = (env.ports.base + 10, env.ports.base + 10 + 10 * parties.len() as u16);
+    let capture = Capture::start(&env, "rtp", &format!("udp and src portrange {lo}-{hi}"));
+    let peers: Vec<_> = parties.iter().enumerate().map(|(i, p)| join(&env, &server, i as u16, p)).collect();
+    wait_active(&server, 3);
+    let recs: Vec<PathBuf> = peers.iter().map(|(_, r)| r.clone()).collect();
+    for (peer, _) in peers {
+        peer.wait().assert_ok();
+    }
+    let packets = capture.stop();
+    // Per sending port: RTP sequence numbers seen vs the span they cover.
+    let mut seqs: std::collections::HashMap<u16, Vec<u16>> = Default::default();
+    for p in packets.iter().filter(|p| p.payload.len() >= 12 && p.payload[0] >> 6 == 2 && p.payload[1] & 0x7f < 72) {
+        seqs.entry(p.src.port()).or_default().push(u16::from_be_bytes([p.payload[2], p.payload[3]]));
+    }
+    let lost_pct = |i: u16| -> f64 {
+        let (base, top) = (lo + 10 * i, lo + 10 * i + 10);
+        let s: Vec<u16> = seqs.iter().filter(|(port, _)| (base..top).contains(*port)).flat_map(|(_, v)| v.clone()).collect();
+        assert!(s.len() > 100, "party {i}: only {} RTP packets captured", s.len());
+        let span = s.iter().map(|&x| x.wrapping_sub(s[0])).max().unwrap() as f64 + 1.0;
+        100.0 * (1.0 - s.len() as f64 / span)
+    };
+    let loss: Vec<f64> = (0..3).map(lost_pct).collect();
+    assert!(loss[0] > 5.0 && loss[1] > 5.0, "the lossy clients really lost packets: {loss:?}");
+    assert!(loss[2] < 1.0, "the clean client lost none: {loss:?}");
+
+    assert_hears(&recs[0], &[1000, 1700], &[440], 1.0, Some(5.5), "alice (lossy)");
+    assert_hears(&recs[1], &[440, 1700], &[1000], 1.0, Some(5.5), "bob (lossy)");
+    assert_hears(&recs[2], &[440, 1000], &[1700], 1.0, Some(5.5), "carol hears both lossy senders");
     assert_room_gone(&server);
 }
 

@@ -313,6 +313,49 @@ fn unacked_200_is_retransmitted_then_bye() {
     server.wait_all_ended(Duration::from_secs(3));
 }
 
+/// A caller whose ACK is lost but who hangs up (BYE) right after our 200: the BYE shows
+/// the 200 arrived, so its retransmissions stop (else they run for 64*T1 into a dead
+/// call) and no BYE of ours follows. T1 = 100 ms: unchecked, 200s would repeat at
+/// 0.1, 0.3, 0.7, 1.5 s...
+#[test]
+fn bye_without_ack_stops_200_retransmissions() {
+    let env = TestEnv::new("bye_without_ack_stops_200_retransmissions");
+    let server = Server::start_with(&env, ServerOptions { t1_ms: Some(100), ..Default::default() });
+    let raw = RawSip::new(&env, 1, server.sip);
+    let port = raw.local_port();
+    let sdp = "v=0\r\no=e2e 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let headers = |method: &str, cseq: u32, branch: &str, to_tag: &str| {
+        format!(
+            "{method} sip:echo@{server} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{branch}\r\nMax-Forwards: 70\r\n\
+             From: <sip:e2e@127.0.0.1:{port}>;tag=caller\r\nTo: <sip:echo@{server}>{to_tag}\r\nCall-ID: bye-no-ack\r\n\
+             CSeq: {cseq} {method}\r\nContact: <sip:e2e@127.0.0.1:{port}>\r\n",
+            server = server.sip
+        )
+    };
+    raw.send(format!("{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", headers("INVITE", 1, "inv", ""), sdp.len()).as_bytes());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let ok = loop {
+        let r = raw.response_for("bye-no-ack", Duration::from_secs(5)).expect("a response to the INVITE");
+        if status_code(&r) == Some(200) {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no 200 to the INVITE");
+    };
+    let to = header_value(&ok, "To", "t").unwrap();
+    let tag = to.split(";tag=").nth(1).expect("To tag in the 200").split(';').next().unwrap().to_string();
+    raw.send(format!("{}Content-Length: 0\r\n\r\n", headers("BYE", 2, "bye", &format!(";tag={tag}"))).as_bytes());
+
+    let after: Vec<String> = raw.recv_all(Duration::from_secs(2), 100);
+    let cseq = |m: &String| header_value(m, "CSeq", "CSeq").unwrap_or_default();
+    let bye_ok = after.iter().filter(|m| status_code(m) == Some(200) && cseq(m).ends_with("BYE")).count();
+    let invite_200s = after.iter().filter(|m| status_code(m) == Some(200) && cseq(m).ends_with("INVITE")).count();
+    assert_eq!(bye_ok, 1, "BYE answered once: {after:#?}");
+    // One retransmission may already be on its way when the BYE lands.
+    assert!(invite_200s <= 1, "the 200 kept being retransmitted after the BYE ({invite_200s} copies): {after:#?}");
+    assert!(!after.iter().any(|m| m.starts_with("BYE ")), "the server sent a BYE for a call the caller ended: {after:#?}");
+    server.wait_all_ended(Duration::from_secs(3));
+}
+
 /// Seconds since midnight from SIPp's `HH:MM:SS.ffffff`.
 fn seconds(time: &str) -> f64 {
     let parts: Vec<f64> = time

@@ -88,6 +88,13 @@ pub struct ItemOptions {
     flat: bool,
 }
 
+impl ItemOptions {
+    /// No mask and not flat: the item is served as it is.
+    pub fn is_identity(&self) -> bool {
+        self.mask.is_none() && !self.flat
+    }
+}
+
 impl ListOptions {
     /// Validates `q` against the item's `fields`.
     pub fn parse(q: &ListQuery, fields: &[&str]) -> Result<ListOptions, ApiError> {

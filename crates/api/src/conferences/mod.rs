@@ -35,8 +35,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use list::{render, ItemOptions, ItemQuery, ListOptions, ListQuery};
 use lookup::{ConfRef, LookupBody};
-use serde_json::Value;
-use wire::{ConfidReply, Conference};
+use wire::{ConferenceListRef, ConferenceRef, ConfidReply, Conference};
 
 pub const BASE: &str = "/rest/v1/uc/conferences";
 
@@ -69,12 +68,11 @@ async fn not_allowed(method: Method) -> ApiError {
 pub async fn list_conferences(State(st): State<AppState>, q: Result<Query<ListQuery>, QueryRejection>) -> Result<Response, ApiError> {
     let Query(q) = q?;
     let opts = ListOptions::parse(&q, Conference::FIELDS)?;
-    let rooms = st.engine.rooms().await?;
-    let conferences = rooms.iter().map(|r| Conference::from(&r.room));
+    let list = st.engine.room_list();
     if opts.is_identity() {
-        return Ok(Json(conferences.collect::<Vec<_>>()).into_response());
+        return Ok(Json(ConferenceListRef(&list.rooms)).into_response());
     }
-    Ok(Json(opts.apply(conferences.map(|c| render(&c)).collect())).into_response())
+    Ok(Json(opts.apply(list.rooms.iter().map(|r| render(&ConferenceRef(r))).collect())).into_response())
 }
 
 /// `LOOKUP /rest/v1/uc/conferences` (and a 405 for any other unrouted method there).
@@ -124,11 +122,20 @@ pub async fn get_conference(
     State(st): State<AppState>,
     Path(conf): Path<String>,
     q: Result<Query<ItemQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) = q?;
     let opts = ItemOptions::parse(&q)?;
+    if let ConfRef::Id(confid) = ConfRef::parse(&conf)? {
+        // The published list is current (see engine::RoomDirectory): no engine round trip.
+        let list = st.engine.room_list();
+        let room = list.get(&confid).ok_or_else(ApiError::conference_not_found)?;
+        if opts.is_identity() {
+            return Ok(Json(ConferenceRef(room)).into_response());
+        }
+        return Ok(Json(opts.project(render(&ConferenceRef(room)))).into_response());
+    }
     let room = ConfRef::parse(&conf)?.snapshot(&st.engine).await?;
-    Ok(Json(opts.project(render(&Conference::from(&room.room)))))
+    Ok(Json(opts.project(render(&Conference::from(&room.room)))).into_response())
 }
 
 /// End a conference: BYE to every participant, CANCEL to every unanswered dial-out.

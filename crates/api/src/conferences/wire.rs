@@ -4,7 +4,9 @@
 //! schema in one place.
 
 use engine::{Direction, LegState, ParticipantInfo, RoomInfo};
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 /// An active conference (room).
@@ -29,6 +31,34 @@ pub struct Conference {
 impl Conference {
     /// Every field, for validating `filter` and `order`.
     pub const FIELDS: &'static [&'static str] = &["confid", "confnumber", "confroomnum", "confuri", "site", "startts"];
+}
+
+/// A room serialized exactly as [`Conference`] (a test keeps the two in step) but
+/// without copying it: lists and gets without options go straight from the published
+/// room list to JSON.
+pub struct ConferenceRef<'a>(pub &'a RoomInfo);
+
+impl Serialize for ConferenceRef<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut s = ser.serialize_struct("Conference", 6)?;
+        s.serialize_field("confid", &r.confid)?;
+        s.serialize_field("confnumber", &r.confnumber)?;
+        s.serialize_field("confroomnum", &r.confroomnum)?;
+        s.serialize_field("confuri", &r.confuri)?;
+        s.serialize_field("site", &r.site)?;
+        s.serialize_field("startts", &r.startts)?;
+        s.end()
+    }
+}
+
+/// A whole room list as a JSON array of [`ConferenceRef`]s.
+pub struct ConferenceListRef<'a>(pub &'a [Arc<RoomInfo>]);
+
+impl Serialize for ConferenceListRef<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.collect_seq(self.0.iter().map(|r| ConferenceRef(r)))
+    }
 }
 
 impl From<&RoomInfo> for Conference {
@@ -227,5 +257,26 @@ impl From<engine::TopologyRule> for TopologyRule {
 impl From<TopologyRule> for engine::TopologyRule {
     fn from(r: TopologyRule) -> Self {
         engine::TopologyRule { from: r.from, to: r.to, enabled: r.enabled }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conference_ref_serializes_as_conference() {
+        let info = RoomInfo {
+            confid: "rCF-001-PhKjyX".into(),
+            confnumber: "PhKjyX".into(),
+            confroomnum: "9".into(),
+            confuri: "<sip:conf-9@switchboard.local>".into(),
+            site: "local".into(),
+            startts: 1_572_033_454_296,
+        };
+        let owned = serde_json::to_string(&Conference::from(&info)).unwrap();
+        assert_eq!(serde_json::to_string(&ConferenceRef(&info)).unwrap(), owned, "same fields, same order");
+        let list = [Arc::new(info.clone()), Arc::new(info)];
+        assert_eq!(serde_json::to_string(&ConferenceListRef(&list)).unwrap(), format!("[{owned},{owned}]"));
     }
 }

@@ -413,6 +413,20 @@ impl TransactionLayer {
         })
     }
 
+    /// The peer has shown it got our 2xx to INVITE `tx` without ACKing it yet (it sent
+    /// a BYE or another request in the dialog): stop retransmitting the 2xx, as an ACK
+    /// would (RFC 3261 §13.3.1.4 only needs the 2xx to reach the peer). Timer L still
+    /// runs; since the 2xx counts as acknowledged, no AckTimeout follows.
+    pub fn stop_2xx_retransmission(&mut self, now: Instant, tx: TxId) {
+        self.drive(now, tx, |tx, _| {
+            if let Transaction::ServerInvite(t) = tx {
+                if t.state == server_invite::State::Accepted {
+                    t.on_2xx_ack()
+                }
+            }
+        });
+    }
+
     /// ACK: for a 300-699 it matches the INVITE by branch and is absorbed; for a 2xx it
     /// has its own branch, matches by dialog ids, stops retransmission and goes up.
     fn on_ack(&mut self, now: Instant, req: Request, from: Peer) {
