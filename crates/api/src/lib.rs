@@ -36,11 +36,13 @@ pub struct AppState {
     pub routing: routing::Routing,
     /// `Idempotency-Key` answers of recent dial-outs.
     pub idempotency: idempotency::IdempotencyCache,
+    /// The rendered plain conference list of the current room-list generation.
+    pub conference_list: conferences::ListCache,
 }
 
 impl AppState {
     pub fn new(engine: EngineHandle, api_token: Option<String>) -> AppState {
-        AppState { engine, api_token, routing: Default::default(), idempotency: Default::default() }
+        AppState { engine, api_token, routing: Default::default(), idempotency: Default::default(), conference_list: Default::default() }
     }
 
     pub fn with_routing(self, routing: routing::Routing) -> AppState {

@@ -29,13 +29,16 @@ use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::Method;
+use axum::body::Bytes;
+use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use list::{render, ItemOptions, ItemQuery, ListOptions, ListQuery};
 use lookup::{ConfRef, LookupBody};
 use wire::{ConferenceListRef, ConferenceRef, ConfidReply, Conference};
+use engine::RoomList;
+use std::sync::{Arc, Mutex};
 
 pub const BASE: &str = "/rest/v1/uc/conferences";
 
@@ -70,9 +73,30 @@ pub async fn list_conferences(State(st): State<AppState>, q: Result<Query<ListQu
     let opts = ListOptions::parse(&q, Conference::FIELDS)?;
     let list = st.engine.room_list();
     if opts.is_identity() {
-        return Ok(Json(ConferenceListRef(&list.rooms)).into_response());
+        let body = st.conference_list.get_or_render(&list);
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
     }
     Ok(Json(opts.apply(list.rooms.iter().map(|r| render(&ConferenceRef(r))).collect())).into_response())
+}
+
+/// The JSON of the plain conference list (no options), rendered once per room-list
+/// generation: the list changes only when a room starts or ends, while dashboards
+/// poll it many times a second, and rendering was most of the cost of serving it.
+#[derive(Clone, Default)]
+pub struct ListCache(Arc<Mutex<Option<(u64, Bytes)>>>);
+
+impl ListCache {
+    fn get_or_render(&self, list: &RoomList) -> Bytes {
+        if let Some((generation, body)) = &*self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+            if *generation == list.generation {
+                return body.clone();
+            }
+        }
+        // Rendering a list of plain structs cannot fail.
+        let body = Bytes::from(serde_json::to_vec(&ConferenceListRef(&list.rooms)).unwrap_or_else(|_| b"[]".to_vec()));
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((list.generation, body.clone()));
+        body
+    }
 }
 
 /// `LOOKUP /rest/v1/uc/conferences` (and a 405 for any other unrouted method there).
