@@ -7,6 +7,7 @@
 #   bench/room_load.sh --target sip:echo@127.0.0.1:PORT --calls 2000
 #   (PORT is replaced by the server's SIP port.)
 # Env: WORKERS (--media-workers; default 1 = per-core figure, 0 = one per core),
+#      PORT_MODE (--media-port-mode: per-leg, the default, or shared),
 #      SIP_PORT (default 7160), HTTP_PORT (default 7180), RTP_PORTS (server, default 47000-64999: clear of
 #      the fixed ports other tests on this box use), SB_BIN, SB_LOAD_BIN,
 #      KEEP=1 keeps the work dir (server log),
@@ -31,20 +32,21 @@ for b in "$BIN" "$LOAD"; do
   [ -x "$b" ] || { echo "build first: cargo build --release -p switchboard -p loadgen ($b missing)" >&2; exit 2; }
 done
 WORKERS=${WORKERS:-1}
+PORT_MODE=${PORT_MODE:-per-leg}
 SIP_PORT=${SIP_PORT:-7160}; HTTP_PORT=${HTTP_PORT:-7180}
 WORK=$(mktemp -d /tmp/sb-room.XXXXXX)
-# Many legs: one RTP+RTCP port pair and two fds per leg on the server, one fd per
-# participant in sb-load.
+# Many legs: in per-leg mode one RTP+RTCP port pair and two fds per leg on the server;
+# one fd per participant in sb-load.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 "$BIN" serve --sip-listen 127.0.0.1:$SIP_PORT --http-listen 127.0.0.1:$HTTP_PORT \
-  --rtp-ports ${RTP_PORTS:-47000-64999} --data-dir "$WORK/data" --media-workers "$WORKERS" 2>"$WORK/server.log" &
+  --rtp-ports ${RTP_PORTS:-47000-64999} --data-dir "$WORK/data" --media-workers "$WORKERS" --media-port-mode "$PORT_MODE" 2>"$WORK/server.log" &
 SRV=$!
 cleanup() { kill $SRV 2>/dev/null; wait $SRV 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"; }
 trap cleanup EXIT
 for _ in $(seq 100); do curl -sf http://127.0.0.1:$HTTP_PORT/health >/dev/null 2>&1 && break; sleep 0.1; done
 kill -0 $SRV 2>/dev/null || { echo "server did not start:"; cat "$WORK/server.log"; exit 1; }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "server: $BIN --media-workers $WORKERS (pid $SRV)"
+echo "server: $BIN --media-workers $WORKERS --media-port-mode $PORT_MODE (pid $SRV)"
 args=()
 for x in "$@"; do args+=("${x//PORT/$SIP_PORT}"); done
 echo "scheduler: $(cat /proc/self/autogroup 2>/dev/null || echo 'no autogroup')"

@@ -33,6 +33,12 @@ stream G.711 RTP at 20 ms on every call, and measure what comes back.
                           from the participant's own socket. Default raw, socket if raw fails
   --rx-interval-ms MS     drain receive queues every MS ms (default 100; arrival times come
                           from kernel timestamps, so this only sets batching)
+  --rx-poll scan|epoll    how receive queues are found: scan = recvmmsg on every
+                          participant's socket each interval; epoll = the sockets sit in an
+                          epoll set and only ready ones are read. On loopback the kernel
+                          delivers our packets inside the server's send call, so epoll's
+                          per-packet wake-up bookkeeping is charged to the server's CPU;
+                          scan avoids that (default scan)
   --server-pid PID        report this process's CPU over the measurement window
   --report-every S        progress line every S seconds (default 5)
   --t1-ms MS              SIP T1 for INVITE/BYE retransmission (default 500); timer B = 64*T1
@@ -43,6 +49,12 @@ Prints progress lines, a summary, and one final line 'RESULT {json}'.";
 pub enum Silence {
     Noise,
     None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RxPoll {
+    Scan,
+    Epoll,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,6 +82,7 @@ pub struct Args {
     pub sip_port: u16,
     pub send: SendMode,
     pub rx_interval_ms: u64,
+    pub rx_poll: RxPoll,
     pub server_pid: Option<u32>,
     pub report_every: Duration,
     pub t1: Duration,
@@ -112,6 +125,7 @@ pub fn parse() -> Result<Args, String> {
         sip_port: 0,
         send: SendMode::Raw,
         rx_interval_ms: 100,
+        rx_poll: RxPoll::Scan,
         server_pid: None,
         report_every: Duration::from_secs(5),
         t1: Duration::from_millis(500),
@@ -157,6 +171,13 @@ pub fn parse() -> Result<Args, String> {
                 }
             }
             "--rx-interval-ms" => a.rx_interval_ms = (num(val()?)? as u64).max(1),
+            "--rx-poll" => {
+                a.rx_poll = match val()?.as_str() {
+                    "scan" => RxPoll::Scan,
+                    "epoll" => RxPoll::Epoll,
+                    v => return Err(format!("--rx-poll: scan or epoll, not {v}")),
+                }
+            }
             "--server-pid" => a.server_pid = Some(num(val()?)? as u32),
             "--report-every" => a.report_every = Duration::from_secs_f64(num(val()?)?),
             "--t1-ms" => a.t1 = Duration::from_millis(num(val()?)? as u64),

@@ -99,13 +99,14 @@ fn run(a: args::Args) -> Result<(), String> {
     }
 
     println!(
-        "sb-load: {n} calls to {} ({} rooms x {}), {} setups/s, {} RTP thread(s), send={:?}, SIP from {}, loadavg {}",
+        "sb-load: {n} calls to {} ({} rooms x {}), {} setups/s, {} RTP thread(s), send={:?}, rx-poll={:?}, SIP from {}, loadavg {}",
         a.target,
         a.rooms,
         a.per_room,
         a.rate,
         a.threads,
         mode,
+        a.rx_poll,
         ua.local(),
         sys::loadavg()
     );
@@ -119,6 +120,7 @@ fn run(a: args::Args) -> Result<(), String> {
                 parts,
                 mode,
                 rx_every,
+                rx_poll: a.rx_poll,
                 shared: shared.clone(),
                 tables: tables.clone(),
             };

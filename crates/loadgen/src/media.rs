@@ -6,8 +6,10 @@
 //! Sending does not need one syscall per packet, though: in `raw` mode each thread
 //! writes whole IPv4+UDP packets (source = the participant's address) into one
 //! `IPPROTO_RAW` socket and hands up to 1024 of them to the kernel per `sendmmsg`.
-//! Receiving drains every ready socket with `recvmmsg` every `--rx-interval-ms`
-//! (default 100 ms, about 5 packets per call); arrival times are the kernel's
+//! Receiving drains every socket with `recvmmsg` every `--rx-interval-ms` (default
+//! 100 ms, about 5 packets per call), either all of them in turn (`--rx-poll scan`,
+//! the default: nobody waits on the sockets, so delivering to them costs the sender
+//! the least) or the ready ones from an epoll set; arrival times are the kernel's
 //! `SO_TIMESTAMPNS` stamps, so our own batching and scheduling delay do not show up
 //! in the inter-packet gaps we report — those are the server's pacing plus loopback.
 //!
@@ -16,13 +18,13 @@
 //! 2. note how late we woke (our own send jitter, reported separately);
 //! 3. for each participant with a known remote address: RTP header + 160 bytes of
 //!    µ-law from a precomputed one-second table (tone for speakers, noise otherwise);
-//! 4. every few ticks: `epoll_wait(0)`, then `recvmmsg` on each ready socket; per
-//!    packet: RTP parse, sequence bookkeeping, gap histogram.
+//! 4. every few ticks: `recvmmsg` on each socket (or each ready one, after
+//!    `epoll_wait(0)`); per packet: RTP parse, sequence bookkeeping, gap histogram.
 //!
 //! Per packet cost on our side: send ≈ a 200-byte copy into the batch; receive ≈ a
 //! fifth of a `recvmmsg` call plus a header parse and a histogram increment.
 
-use crate::args::{SendMode, Silence};
+use crate::args::{RxPoll, SendMode, Silence};
 use crate::stats::{Histogram, StreamRx};
 use crate::sys;
 use media::codec::g711::ulaw_encode;
@@ -193,6 +195,7 @@ pub struct Worker {
     pub parts: Vec<Participant>,
     pub mode: SendMode,
     pub rx_every: u64,
+    pub rx_poll: RxPoll,
     pub shared: Arc<Shared>,
     pub tables: Arc<Tables>,
 }
@@ -204,10 +207,12 @@ impl Worker {
             SendMode::Socket => None,
         };
         let epoll = sys::Epoll::new().expect("epoll_create1");
-        for (i, p) in self.parts.iter().enumerate() {
-            epoll
-                .add(p.socket.as_raw_fd(), i as u64)
-                .expect("epoll_ctl");
+        if self.rx_poll == RxPoll::Epoll {
+            for (i, p) in self.parts.iter().enumerate() {
+                epoll
+                    .add(p.socket.as_raw_fd(), i as u64)
+                    .expect("epoll_ctl");
+            }
         }
         let mut events =
             vec![libc::epoll_event { events: 0, u64: 0 }; self.parts.len().clamp(1, 8192)];
@@ -339,7 +344,7 @@ impl Worker {
         rep
     }
 
-    /// Reads everything queued on every ready socket.
+    /// Reads everything queued on every socket (`scan`) or every ready one (`epoll`).
     fn drain(
         &mut self,
         epoll: &sys::Epoll,
@@ -349,32 +354,49 @@ impl Worker {
         received: &mut u64,
         measuring: bool,
     ) {
+        if self.rx_poll == RxPoll::Scan {
+            for part in self.parts.iter_mut() {
+                Self::drain_one(part, rxb, gaps, received, measuring);
+            }
+            return;
+        }
         loop {
             let n = epoll.poll_now(events);
             for ev in &events[..n] {
                 let part = &mut self.parts[ev.u64 as usize];
-                loop {
-                    let k = rxb.recv(part.socket.as_raw_fd());
-                    for j in 0..k {
-                        let (data, ts) = rxb.get(j);
-                        if rtp::looks_like_rtcp(data) {
-                            continue;
-                        }
-                        let Some(pkt) = rtp::parse(data) else {
-                            continue;
-                        };
-                        *received += 1;
-                        let gap = part.rx.on_packet(pkt.header.sequence, ts);
-                        if measuring && gap > 0 {
-                            gaps.record(gap);
-                        }
-                    }
-                    if k < sys::RX_BATCH {
-                        break;
-                    }
-                }
+                Self::drain_one(part, rxb, gaps, received, measuring);
             }
             if n < events.len() {
+                break;
+            }
+        }
+    }
+
+    /// Reads everything queued on one participant's socket.
+    fn drain_one(
+        part: &mut Participant,
+        rxb: &mut sys::RxBatch,
+        gaps: &mut Histogram,
+        received: &mut u64,
+        measuring: bool,
+    ) {
+        loop {
+            let k = rxb.recv(part.socket.as_raw_fd());
+            for j in 0..k {
+                let (data, ts) = rxb.get(j);
+                if rtp::looks_like_rtcp(data) {
+                    continue;
+                }
+                let Some(pkt) = rtp::parse(data) else {
+                    continue;
+                };
+                *received += 1;
+                let gap = part.rx.on_packet(pkt.header.sequence, ts);
+                if measuring && gap > 0 {
+                    gaps.record(gap);
+                }
+            }
+            if k < sys::RX_BATCH {
                 break;
             }
         }

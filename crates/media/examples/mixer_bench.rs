@@ -2,8 +2,10 @@
 //!
 //! Each tick every leg receives one G.711 µ-law packet (a tone for the speakers,
 //! silence for everyone else) through `handle_input`, then the core runs its tick
-//! (jitter buffer pop, decode, talk detection, speaker selection, mix, encode,
-//! RTP packetization) and the outgoing packets are drained with `poll_output`.
+//! (jitter buffer pop, energy from the µ-law bytes and talk detection for every leg,
+//! decode of the speaker candidates, speaker selection, mix, encode — at 8 kHz for
+//! G.711 listeners of G.711 speakers — and RTP packetization) and the outgoing packets
+//! are drained with `poll_output`.
 //! "Frames mixed" = listener frames produced (one 20 ms packet per leg per tick).
 //!
 //! Run: `cargo run --release -p media --example mixer_bench`

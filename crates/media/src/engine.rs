@@ -7,12 +7,12 @@
 //!
 //! ```text
 //! loop {
-//!     // 1. I/O: for each datagram read (batched) from a leg's RTP or RTCP socket
-//!     core.handle_input(now, Input::Receive { leg, socket, from, data });
-//!     // 2. control: drain the worker's command queue (never waits on signalling)
+//!     // 1. control: drain the worker's command queue (never waits on signalling)
 //!     core.handle_input(now, Input::Command(cmd));
+//!     // 2. I/O: for each datagram read (batched) from the RTP or RTCP sockets
+//!     core.handle_input(now, Input::Receive { leg, socket, from, data });
 //!     // 3. every 20 ms: the mixer tick (single worker: Input::Tick does both phases)
-//!     core.tick_publish(now, &mut my_publication);   // decode, detect talk, offer speakers
+//!     core.tick_publish(now, &mut my_publication);   // measure, detect talk, decode + offer speakers
 //!     barrier.wait();                                // all workers published this tick
 //!     core.tick_mix(now, &all_publications);         // select, mix, encode, packetize
 //!     // 4. drain outputs
@@ -32,9 +32,10 @@
 //! every worker. Each tick has two phases around one barrier:
 //!
 //! 1. *publish*: each worker pulls a frame from each of its room legs' jitter buffers,
-//!    decodes it, runs talk detection, and copies the frames of talking, unmuted legs
-//!    into its [`Publication`] (double-buffered by tick parity, so a fast worker
-//!    writing tick t+1 never disturbs a slow one still reading tick t).
+//!    measures its energy (G.711: from the payload bytes, no decoding) and runs talk
+//!    detection; then it decodes only its N best talking, unmuted legs per room and
+//!    copies their frames into its [`Publication`] (double-buffered by tick parity, so
+//!    a fast worker writing tick t+1 never disturbs a slow one still reading tick t).
 //! 2. *mix*: after the barrier every worker reads all publications for the rooms it
 //!    has legs in, selects the same N loudest speakers (a pure function of the
 //!    published data, see [`crate::mixer`]), sums them once, and for each of its
@@ -47,15 +48,17 @@
 //!
 //! Echo: header parse + 12-byte header rewrite + copy into the transmit arena.
 //! Room: header parse + receive stats + jitter buffer insert (a copy of the payload);
-//! decoding happens once per leg per tick, not per packet.
+//! per tick, every G.711 leg costs an energy measurement (160 table lookups) and only
+//! the candidate speakers a decode.
 
 use crate::codec::CodecKind;
+use crate::fastmap::FastMap;
 use crate::leg::Leg;
-use crate::mixer::{self, Frame, MixSum, Publication, SILENCE};
+use crate::mixer::{self, Candidate, Frame, MixSum, NarrowFrame, Publication, NARROW_SILENCE, SILENCE};
 use crate::rtcp;
 use crate::rtp;
 use crate::topology::Topology;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -163,6 +166,27 @@ struct TxMeta {
     len: u32,
 }
 
+/// Packets produced since the last drain: one byte arena and their metadata, both
+/// reused (cleared, capacity kept) so the steady state does not allocate.
+struct TxQueue {
+    bytes: Vec<u8>,
+    meta: Vec<TxMeta>,
+    /// Next packet `poll_output` hands out.
+    cursor: usize,
+}
+
+impl TxQueue {
+    /// Queue an RTP packet: header written, payload copied into the arena.
+    fn push_rtp(&mut self, leg: LegId, socket: Socket, dest: SocketAddr, header: &rtp::RtpHeader, payload: &[u8]) {
+        let start = self.bytes.len();
+        let mut h = [0u8; rtp::RTP_HEADER_LEN];
+        rtp::write_header(header, &mut h);
+        self.bytes.extend_from_slice(&h);
+        self.bytes.extend_from_slice(payload);
+        self.meta.push(TxMeta { leg, socket, dest, start: start as u32, len: (self.bytes.len() - start) as u32 });
+    }
+}
+
 /// The room's common encode for one codec this tick, shared by every listener that
 /// hears exactly the common mix.
 struct SharedEncode {
@@ -186,22 +210,26 @@ struct Room {
 /// Max RTP payload we produce (Opus at 20 ms stays far below).
 const MAX_PAYLOAD: usize = 1500;
 
+/// Encode an 8 kHz mix with an encoder of a G.711 codec (which always takes one).
+fn encode_narrow(encoder: &mut dyn crate::codec::AudioEncoder, pcm8: &NarrowFrame, out: &mut [u8]) -> usize {
+    encoder.encode_narrow(pcm8, out).expect("G.711 encoders take 8 kHz frames")
+}
+
 pub struct MediaCore {
     cfg: CoreConfig,
     legs: Vec<Option<Leg>>,
     free_slots: Vec<usize>,
-    index: HashMap<LegId, usize>,
-    rooms: HashMap<RoomId, Room>,
+    index: FastMap<LegId, usize>,
+    rooms: FastMap<RoomId, Room>,
     /// Legs with DTMF being sent (checked every tick whatever their attachment).
     dtmf_legs: Vec<usize>,
     events: VecDeque<MediaEvent>,
-    tx_bytes: Vec<u8>,
-    tx_meta: Vec<TxMeta>,
-    tx_cursor: usize,
+    tx: TxQueue,
     /// For single-worker ticks.
     own_publication: Publication,
     mix: MixSum,
     scratch_frame: Frame,
+    scratch_narrow: NarrowFrame,
     scratch_payload: Vec<u8>,
     tick_count: u64,
     /// Round-robin cursor for the once-a-second housekeeping (timeouts, RTCP).
@@ -215,16 +243,15 @@ impl MediaCore {
             cfg,
             legs: Vec::new(),
             free_slots: Vec::new(),
-            index: HashMap::new(),
-            rooms: HashMap::new(),
+            index: FastMap::default(),
+            rooms: FastMap::default(),
             dtmf_legs: Vec::new(),
             events: VecDeque::with_capacity(256),
-            tx_bytes: Vec::with_capacity(64 * 1024),
-            tx_meta: Vec::with_capacity(1024),
-            tx_cursor: 0,
+            tx: TxQueue { bytes: Vec::with_capacity(64 * 1024), meta: Vec::with_capacity(1024), cursor: 0 },
             own_publication: Publication::default(),
             mix: MixSum::default(),
             scratch_frame: SILENCE,
+            scratch_narrow: NARROW_SILENCE,
             scratch_payload: vec![0; MAX_PAYLOAD],
             tick_count: 0,
             housekeeping_cursor: 0,
@@ -269,31 +296,21 @@ impl MediaCore {
         if let Some(e) = self.events.pop_front() {
             return Some(Output::Event(e));
         }
-        if self.tx_cursor < self.tx_meta.len() {
-            let m = &self.tx_meta[self.tx_cursor];
-            self.tx_cursor += 1;
-            let data = &self.tx_bytes[m.start as usize..(m.start + m.len) as usize];
+        let tx = &mut self.tx;
+        if tx.cursor < tx.meta.len() {
+            let m = &tx.meta[tx.cursor];
+            tx.cursor += 1;
+            let data = &tx.bytes[m.start as usize..(m.start + m.len) as usize];
             return Some(Output::Transmit(Transmit { leg: m.leg, socket: m.socket, dest: m.dest, data }));
         }
-        self.tx_meta.clear();
-        self.tx_bytes.clear();
-        self.tx_cursor = 0;
+        tx.meta.clear();
+        tx.bytes.clear();
+        tx.cursor = 0;
         None
     }
 
     fn queue_packet(&mut self, leg: LegId, socket: Socket, dest: SocketAddr, header: &rtp::RtpHeader, payload: &[u8]) {
-        let start = self.tx_bytes.len();
-        let mut h = [0u8; rtp::RTP_HEADER_LEN];
-        rtp::write_header(header, &mut h);
-        self.tx_bytes.extend_from_slice(&h);
-        self.tx_bytes.extend_from_slice(payload);
-        self.tx_meta.push(TxMeta {
-            leg,
-            socket,
-            dest,
-            start: start as u32,
-            len: (self.tx_bytes.len() - start) as u32,
-        });
+        self.tx.push_rtp(leg, socket, dest, header, payload);
     }
 
     fn arrival_units(&self, now: Instant, clock_rate: u32) -> u32 {
@@ -455,7 +472,14 @@ impl MediaCore {
 
     // ---- tick ---------------------------------------------------------------------
 
-    /// Phase 1 of a tick: decode each room leg's frame, detect talk, publish speakers.
+    /// Phase 1 of a tick: pull each room leg's frame, detect talk, publish speakers.
+    ///
+    /// Every leg is measured (G.711: energy straight from the payload bytes, see
+    /// [`Leg::pull`]), but only this worker's [`mixer::MAX_SPEAKERS`] best talking,
+    /// unmuted legs of each room are decoded and published: a leg that is not among
+    /// its own worker's best cannot be among the room's best (selection ranks with the
+    /// same key everywhere). So a 3,000-leg room with three speakers decodes three
+    /// frames a tick, not 3,000.
     pub fn tick_publish(&mut self, now: Instant, publication: &mut Publication) {
         publication.clear();
         let legs = &mut self.legs;
@@ -464,16 +488,24 @@ impl MediaCore {
             if room.members.is_empty() {
                 continue;
             }
-            publication.begin_room(room_id);
+            let mut best = mixer::Best::default();
             for &slot in &room.members {
                 let l = legs[slot].as_mut().expect("room member");
-                l.pull_frame(now);
-                let energy = if l.has_frame { mixer::frame_energy(&l.frame) } else { 0 };
+                let energy = l.pull(now);
                 if let Some(t) = l.talk.update(energy) {
                     events.push_back(MediaEvent::Talking { leg: l.id, talking: t });
                 }
-                if l.has_frame && !l.muted && l.talk.talking() {
-                    publication.push(l.id, l.talk.level(), l.selected, &l.frame);
+                if l.pulled_audio() && !l.muted && l.talk.talking() {
+                    best.offer(mixer::rank(l.id, l.talk.level(), l.selected), slot);
+                }
+            }
+            publication.begin_room(room_id);
+            for slot in best.items() {
+                let l = legs[slot].as_mut().expect("room member");
+                l.decode_pulled();
+                if l.has_frame {
+                    let narrow = l.has_narrow.then_some(&l.narrow);
+                    publication.push_with_narrow(l.id, l.talk.level(), l.selected, &l.frame, narrow);
                 }
             }
             publication.end_room();
@@ -498,13 +530,16 @@ impl MediaCore {
 
     /// Mix one room for this worker's listeners. Cost per listener on the shared path:
     /// a 12-byte header and a payload copy; the shared encode is done once per codec.
+    /// A personal mix (selected speakers, topology exceptions) costs a subtraction and
+    /// an encode: for G.711 listeners of an all-G.711 selection, at 8 kHz straight from
+    /// the narrowband sum (no resampling, see [`crate::mixer`]).
     fn mix_room(&mut self, _now: Instant, tick: u64, room_id: RoomId, room: &mut Room, pubs: &[&Publication]) {
         let sel = mixer::select_speakers(room_id, pubs);
-        let mut frames: [&Frame; mixer::MAX_SPEAKERS] = [&SILENCE; mixer::MAX_SPEAKERS];
+        let mut speakers: [&Candidate; mixer::MAX_SPEAKERS] = [&mixer::NO_SPEAKER; mixer::MAX_SPEAKERS];
         for (i, s) in sel.slots[..sel.len].iter().enumerate() {
-            frames[i] = mixer::selected_frame(pubs, room_id, *s);
+            speakers[i] = mixer::selected_candidate(pubs, room_id, *s);
         }
-        self.mix.compute(&frames[..sel.len]);
+        self.mix.compute_speakers(&speakers[..sel.len]);
 
         for &slot in &room.members {
             let l = self.legs[slot].as_mut().expect("room member");
@@ -520,7 +555,7 @@ impl MediaCore {
                 continue;
             }
             // Which selected speakers this listener must not hear.
-            let mut excluded: [&Frame; mixer::MAX_SPEAKERS] = [&SILENCE; mixer::MAX_SPEAKERS];
+            let mut excluded: [&Candidate; mixer::MAX_SPEAKERS] = [&mixer::NO_SPEAKER; mixer::MAX_SPEAKERS];
             let mut n_ex = 0;
             let personal = if l.deaf {
                 true
@@ -528,7 +563,7 @@ impl MediaCore {
                 let check_topology = room.topology.has_exceptions(l.id);
                 for (i, s) in sel.slots[..sel.len].iter().enumerate() {
                     if s.0 == l.id || (check_topology && room.topology.blocks(s.0, l.id)) {
-                        excluded[n_ex] = frames[i];
+                        excluded[n_ex] = speakers[i];
                         n_ex += 1;
                     }
                 }
@@ -536,17 +571,38 @@ impl MediaCore {
             };
             let c = l.codec.as_mut().expect("checked");
             let (pt, kind) = (c.payload_type, c.kind);
+            let narrow = self.mix.narrow && kind.is_g711();
             let len;
+            // The room's shared encode this listener gets, if not a personal mix.
+            let mut shared_at = None;
             if personal {
-                if l.deaf {
-                    self.scratch_frame = SILENCE;
+                let excluded = &excluded[..n_ex];
+                len = if narrow {
+                    if l.deaf {
+                        self.scratch_narrow = NARROW_SILENCE;
+                    } else {
+                        let mut ex: [&NarrowFrame; mixer::MAX_SPEAKERS] = [&NARROW_SILENCE; mixer::MAX_SPEAKERS];
+                        for (e, c) in ex.iter_mut().zip(excluded) {
+                            *e = &c.narrow;
+                        }
+                        self.mix.mix_without_narrow(&ex[..n_ex], &mut self.scratch_narrow);
+                    }
+                    encode_narrow(c.encoder.as_mut(), &self.scratch_narrow, &mut self.scratch_payload)
                 } else {
-                    self.mix.mix_without(&excluded[..n_ex], &mut self.scratch_frame);
-                }
-                len = c.encoder.encode(&self.scratch_frame, &mut self.scratch_payload);
+                    if l.deaf {
+                        self.scratch_frame = SILENCE;
+                    } else {
+                        let mut ex: [&Frame; mixer::MAX_SPEAKERS] = [&SILENCE; mixer::MAX_SPEAKERS];
+                        for (e, c) in ex.iter_mut().zip(excluded) {
+                            *e = &c.frame;
+                        }
+                        self.mix.mix_without(&ex[..n_ex], &mut self.scratch_frame);
+                    }
+                    c.encoder.encode(&self.scratch_frame, &mut self.scratch_payload)
+                };
             } else {
-                let shared = match room.shared.iter().position(|s| s.codec == kind) {
-                    Some(i) => &mut room.shared[i],
+                let i = match room.shared.iter().position(|s| s.codec == kind) {
+                    Some(i) => i,
                     None => {
                         room.shared.push(SharedEncode {
                             codec: kind,
@@ -555,22 +611,30 @@ impl MediaCore {
                             len: 0,
                             tick: 0,
                         });
-                        room.shared.last_mut().expect("just pushed")
+                        room.shared.len() - 1
                     }
                 };
+                let shared = &mut room.shared[i];
                 if shared.tick != tick {
-                    self.mix.mix_without(&[], &mut self.scratch_frame);
-                    shared.len = shared.encoder.encode(&self.scratch_frame, &mut shared.payload);
+                    shared.len = if narrow {
+                        self.mix.mix_without_narrow(&[], &mut self.scratch_narrow);
+                        encode_narrow(shared.encoder.as_mut(), &self.scratch_narrow, &mut shared.payload)
+                    } else {
+                        self.mix.mix_without(&[], &mut self.scratch_frame);
+                        shared.encoder.encode(&self.scratch_frame, &mut shared.payload)
+                    };
                     shared.tick = tick;
                 }
                 len = shared.len;
-                self.scratch_payload[..len].copy_from_slice(&shared.payload[..len]);
+                shared_at = Some(i);
             }
             let header = l.tx.next_audio(pt, spf, len);
             let (id, dest) = (l.id, l.remote.expect("may_send"));
-            let payload = std::mem::take(&mut self.scratch_payload);
-            self.queue_packet(id, Socket::Rtp, dest, &header, &payload[..len]);
-            self.scratch_payload = payload;
+            let payload = match shared_at {
+                Some(i) => &room.shared[i].payload[..len],
+                None => &self.scratch_payload[..len],
+            };
+            self.tx.push_rtp(id, Socket::Rtp, dest, &header, payload);
         }
     }
 
@@ -653,9 +717,9 @@ impl MediaCore {
                 });
                 let len = rtcp::build_report(&mut buf, l.tx.ssrc, sender, &mut l.rx, &l.remote_report, now, &self.cfg.cname);
                 let id = l.id;
-                let start = self.tx_bytes.len();
-                self.tx_bytes.extend_from_slice(&buf[..len]);
-                self.tx_meta.push(TxMeta { leg: id, socket: Socket::Rtcp, dest, start: start as u32, len: len as u32 });
+                let start = self.tx.bytes.len();
+                self.tx.bytes.extend_from_slice(&buf[..len]);
+                self.tx.meta.push(TxMeta { leg: id, socket: Socket::Rtcp, dest, start: start as u32, len: len as u32 });
             }
         }
     }

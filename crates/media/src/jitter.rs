@@ -112,17 +112,21 @@ pub struct JitterStats {
     pub jitter_ms: f64,
 }
 
-/// One buffered packet.
+/// What one ring slot holds. Kept apart from the payload bytes, in a 512-byte array
+/// inside the buffer: push and pop look at a slot's state for every packet, and with
+/// thousands of legs a lookup that lands next to the 1,500-byte payload is a cache
+/// miss each time (it was most of their cost).
+#[derive(Clone, Copy)]
 struct Slot {
     /// Extended sequence number of the packet in (or last in) this slot.
     ext_seq: i64,
+    /// Payload bytes in `payloads[slot]`.
+    len: u16,
     /// Holds a packet not yet played.
     filled: bool,
     /// The packet `ext_seq` was played (so a copy arriving now is a duplicate).
     played: bool,
     marker: bool,
-    len: usize,
-    data: [u8; MAX_PAYLOAD],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,7 +252,9 @@ impl DelayEstimator {
 pub struct JitterBuffer {
     clock_rate: u32,
     samples_per_frame: u32,
-    slots: Box<[Slot]>,
+    slots: [Slot; SLOTS],
+    /// The payload bytes of each slot.
+    payloads: Box<[[u8; MAX_PAYLOAD]]>,
     state: State,
     /// Arrival clock origin (first packet).
     epoch: Option<Instant>,
@@ -281,20 +287,13 @@ impl JitterBuffer {
     /// Buffer for a stream with RTP clock `clock_rate` whose packets normally carry
     /// `samples_per_frame` timestamp units (20 ms).
     pub fn new(clock_rate: u32, samples_per_frame: u32) -> Self {
-        let slots = (0..SLOTS)
-            .map(|_| Slot {
-                ext_seq: i64::MIN,
-                filled: false,
-                played: false,
-                marker: false,
-                len: 0,
-                data: [0; MAX_PAYLOAD],
-            })
-            .collect();
+        let slots = [Slot { ext_seq: i64::MIN, len: 0, filled: false, played: false, marker: false }; SLOTS];
+        let payloads = vec![[0u8; MAX_PAYLOAD]; SLOTS].into_boxed_slice();
         let mut buffer = Self {
             clock_rate,
             samples_per_frame,
             slots,
+            payloads,
             state: State::Buffering,
             epoch: None,
             max_ext: 0,
@@ -423,8 +422,8 @@ impl JitterBuffer {
         slot.filled = true;
         slot.played = false;
         slot.marker = marker;
-        slot.len = payload.len();
-        slot.data[..payload.len()].copy_from_slice(payload);
+        slot.len = payload.len() as u16;
+        self.payloads[index][..payload.len()].copy_from_slice(payload);
         self.buffered += 1;
 
         if ext < self.max_ext {
@@ -497,8 +496,8 @@ impl JitterBuffer {
             self.last_played = Some(self.next_ext);
             self.next_ext += 1;
             self.starved_pops = 0;
-            let slot = &self.slots[index];
-            return Pop::Frame(&slot.data[..slot.len]);
+            let len = self.slots[index].len as usize;
+            return Pop::Frame(&self.payloads[index][..len]);
         }
 
         if self.buffered > 0 {
@@ -519,6 +518,16 @@ impl JitterBuffer {
             return Pop::Empty;
         }
         Pop::Lost
+    }
+
+    /// The payload the last [`pop`](Self::pop) returned as [`Pop::Frame`], while its
+    /// slot still holds it (until a later packet is stored there). Lets the mixer
+    /// measure a frame first and decode it later in the same tick, without a copy.
+    pub fn last_frame(&self) -> Option<&[u8]> {
+        let ext = self.last_played?;
+        let index = slot_index(ext);
+        let slot = &self.slots[index];
+        (slot.ext_seq == ext && slot.played && !slot.filled).then(|| &self.payloads[index][..slot.len as usize])
     }
 
     /// Whether the missing packet at the playout point is already later than the

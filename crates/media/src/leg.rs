@@ -3,14 +3,16 @@
 //! talk detection.
 //!
 //! The leg knows nothing about sockets or rooms: [`crate::engine::MediaCore`] routes
-//! packets to it and asks it for its decoded frame each tick. This is also the one
-//! place that touches the codec crate's API, so a change there is a change here.
+//! packets to it and, each tick, first pulls its packet out of the jitter buffer and
+//! measures its energy ([`Leg::pull`]), then asks for the decoded frame of the few
+//! legs that may be mixed ([`Leg::decode_pulled`]). This is also the one place that
+//! touches the codec crate's API, so a change there is a change here.
 
-use crate::codec::{new_decoder, new_encoder, AudioDecoder, AudioEncoder, CodecKind};
+use crate::codec::{g711, new_decoder, new_encoder, AudioDecoder, AudioEncoder, CodecKind};
 use crate::dtmf::{DtmfReceiver, DtmfSender};
 use crate::engine::{Attachment, LegId, LegParams, MediaEvent};
 use crate::jitter::{JitterBuffer, Pop};
-use crate::mixer::{Frame, TalkDetector, SILENCE};
+use crate::mixer::{self, Frame, NarrowFrame, TalkDetector, NARROW_SILENCE, SILENCE};
 use crate::rtcp::RemoteReport;
 use crate::rtp::{RtpReceiveStats, RtpSendStream};
 use crate::FRAME_SAMPLES;
@@ -56,6 +58,16 @@ pub(crate) struct EchoRewrite {
     pub ts_offset: u32,
 }
 
+/// What [`Leg::pull`] took out of the jitter buffer this tick.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Pulled {
+    /// Nothing to play (not started, or idle).
+    Nothing,
+    /// A packet (its payload stays in the jitter buffer, see `JitterBuffer::last_frame`).
+    Packet,
+    /// A gap to conceal.
+    Lost,
+}
 
 pub(crate) struct Leg {
     pub id: LegId,
@@ -89,9 +101,18 @@ pub(crate) struct Leg {
     pub dtmf_queue: std::collections::VecDeque<(char, u32)>,
 
     pub talk: TalkDetector,
+    /// What this tick's pull found, until it is decoded (then `Nothing`).
+    pub pulled: Pulled,
+    /// The energy of the last frame pulled.
+    pub energy: u64,
+    /// A G.711 frame was pulled and never decoded: the decoder's history is stale.
+    pub decoder_stale: bool,
     /// This tick's decoded frame (valid when `has_frame`).
     pub frame: Frame,
     pub has_frame: bool,
+    /// G.711: the same frame at 8 kHz (valid when `has_narrow`).
+    pub narrow: NarrowFrame,
+    pub has_narrow: bool,
     /// Was this leg a selected speaker in its room last tick.
     pub selected: bool,
 }
@@ -124,8 +145,13 @@ impl Leg {
             dtmf_tx: None,
             dtmf_queue: Default::default(),
             talk: TalkDetector::default(),
+            pulled: Pulled::Nothing,
+            energy: 0,
+            decoder_stale: false,
             frame: SILENCE,
             has_frame: false,
+            narrow: NARROW_SILENCE,
+            has_narrow: false,
             selected: false,
         }
     }
@@ -180,23 +206,109 @@ impl Leg {
         Some(MediaEvent::FirstPacket { leg: self.id, from })
     }
 
-    /// Pull this tick's frame out of the jitter buffer into `self.frame`: decoded,
-    /// concealed (lost packet) or absent (nothing buffered). Cost: one decode.
-    pub fn pull_frame(&mut self, now: Instant) {
+    /// Phase 1 of a tick: take this tick's packet (or gap) out of the jitter buffer
+    /// and return its mean-square energy per sample, for talk detection.
+    ///
+    /// G.711: the energy is read from the payload bytes (a table lookup per byte) and
+    /// decoding is left to [`decode_pulled`](Self::decode_pulled), which the mixer
+    /// calls only for the legs it may mix; a gap counts as half the previous frame's
+    /// energy (concealment repeats and fades it). Cost: 160 lookups.
+    /// Other codecs carry predictive state from frame to frame, so they decode now
+    /// and the energy is that of the frame. Cost: a decode + 320 multiply-adds.
+    pub fn pull(&mut self, now: Instant) -> u64 {
         self.has_frame = false;
-        let Some(c) = self.codec.as_mut() else { return };
-        // Packets longer than 20 ms: the first 20 ms is mixed (senders of conference
-        // legs use the ptime we answered, 20 ms).
-        let n = match c.jitter.pop(now) {
-            Pop::Frame(payload) => c.decoder.decode(payload, &mut c.decoded[..]),
-            Pop::Lost => c.decoder.conceal(&mut c.decoded[..]),
-            Pop::Empty => 0,
+        self.has_narrow = false;
+        if self.pulled != Pulled::Nothing {
+            // Last tick's frame was never decoded.
+            self.decoder_stale = true;
+        }
+        self.pulled = Pulled::Nothing;
+        let Some(c) = self.codec.as_mut() else { return 0 };
+        let energy = match (c.jitter.pop(now), c.kind) {
+            (Pop::Empty, _) => 0,
+            (Pop::Frame(payload), CodecKind::Pcmu) => {
+                self.pulled = Pulled::Packet;
+                g711::ulaw_energy(payload)
+            }
+            (Pop::Frame(payload), CodecKind::Pcma) => {
+                self.pulled = Pulled::Packet;
+                g711::alaw_energy(payload)
+            }
+            (Pop::Lost, kind) if kind.is_g711() => {
+                self.pulled = Pulled::Lost;
+                self.energy / 2
+            }
+            (pop, _) => {
+                let n = match pop {
+                    Pop::Frame(payload) => c.decoder.decode(payload, &mut c.decoded[..]),
+                    _ => c.decoder.conceal(&mut c.decoded[..]),
+                };
+                // Decoded already: nothing left pending.
+                Self::take_decoded(&mut self.frame, &mut self.has_frame, &c.decoded[..n]);
+                if self.has_frame {
+                    mixer::frame_energy(&self.frame)
+                } else {
+                    0
+                }
+            }
         };
+        self.energy = energy;
+        energy
+    }
+
+    /// Whether this tick's pull found audio (a packet or a gap to conceal).
+    pub fn pulled_audio(&self) -> bool {
+        self.has_frame || self.pulled != Pulled::Nothing
+    }
+
+    /// Phase 2 for a leg that may be mixed: make sure `self.frame` holds this tick's
+    /// audio, decoded (G.711 legs were only measured by [`pull`](Self::pull)) or
+    /// concealed; `has_frame` says whether there is any. Cost: at most one decode.
+    pub fn decode_pulled(&mut self) {
+        if self.has_frame || self.pulled == Pulled::Nothing {
+            return;
+        }
+        let Some(c) = self.codec.as_mut() else { return };
+        if self.decoder_stale {
+            // Frames were skipped: start the filters afresh rather than from old audio.
+            c.decoder.reset();
+            self.decoder_stale = false;
+        }
+        let law = if c.kind == CodecKind::Pcma { g711::Law::Alaw } else { g711::Law::Ulaw };
+        let payload = match self.pulled {
+            Pulled::Packet => c.jitter.last_frame(),
+            _ => None,
+        };
+        let n = match payload {
+            Some(payload) => {
+                // The 8 kHz frame straight from the table, for narrowband mixing.
+                let n8 = g711::expand(law, payload, &mut self.narrow);
+                self.narrow[n8..].fill(0);
+                c.decoder.decode(payload, &mut c.decoded[..])
+            }
+            None => {
+                let n = c.decoder.conceal(&mut c.decoded[..]);
+                // Concealment runs at 16 kHz; its even samples are its 8 kHz version
+                // (it repeats band-limited audio).
+                for (k, s) in self.narrow.iter_mut().enumerate() {
+                    *s = c.decoded.get(2 * k).copied().filter(|_| 2 * k < n).unwrap_or(0);
+                }
+                n
+            }
+        };
+        self.pulled = Pulled::Nothing;
+        Self::take_decoded(&mut self.frame, &mut self.has_frame, &c.decoded[..n]);
+        self.has_narrow = self.has_frame;
+    }
+
+    /// Copy decoder output into the 20 ms frame. Packets longer than 20 ms: the first
+    /// 20 ms is mixed (senders of conference legs use the ptime we answered, 20 ms).
+    fn take_decoded(frame: &mut Frame, has_frame: &mut bool, decoded: &[i16]) {
+        let n = decoded.len().min(FRAME_SAMPLES);
+        *has_frame = n > 0;
         if n > 0 {
-            let n = n.min(FRAME_SAMPLES);
-            self.frame[..n].copy_from_slice(&c.decoded[..n]);
-            self.frame[n..].fill(0);
-            self.has_frame = true;
+            frame[..n].copy_from_slice(&decoded[..n]);
+            frame[n..].fill(0);
         }
     }
 }

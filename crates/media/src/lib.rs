@@ -18,6 +18,7 @@ pub const MIX_RATE: u32 = 16_000;
 pub mod codec;
 pub mod dsp;
 pub mod dtmf;
+mod fastmap;
 pub mod jitter;
 
 // --- runtime & mixer (helper: engine) ---
@@ -32,4 +33,4 @@ pub mod topology;
 /// The negotiated codec (re-exported for `LegParams`).
 pub use codec::CodecKind;
 pub use engine::{Attachment, LegId, LegParams, MediaEvent, RoomId};
-pub use runtime::{LegMedia, MediaConfig, MediaEngine, MediaError, MediaHandle};
+pub use runtime::{LegMedia, MediaConfig, MediaEngine, MediaError, MediaHandle, PortMode};

@@ -17,6 +17,13 @@
 //! - [`MixSum`]: the i32 sum of the selected frames; a listener's mix is that sum minus
 //!   the speakers it must not hear (itself, blocked pairs), saturated to i16.
 //!
+//! Narrowband shortcut: G.711 speakers also publish their frame at 8 kHz
+//! ([`NarrowFrame`], straight from the G.711 tables). When every selected speaker has
+//! one, [`MixSum`] also sums those, and G.711 listeners get their mix encoded from the
+//! 8 kHz sum: no 16 → 8 kHz filter per listener, and no resampling colour either. A
+//! room of G.711 phones never leaves that path; a wideband speaker in the selection
+//! switches the room's G.711 listeners to the 16 kHz path (and back) at a frame edge.
+//!
 //! Why N loudest: summing every participant of a 3,000-leg room would add 3,000 noise
 //! floors and cost 3,000 adds per sample. Mixing at most N speakers bounds the work
 //! per room per tick to N frames, and means that every listener who is not a selected
@@ -25,7 +32,7 @@
 
 use crate::engine::{LegId, RoomId};
 use crate::FRAME_SAMPLES;
-use std::collections::HashMap;
+use crate::fastmap::FastMap;
 
 /// Most speakers mixed into one room at once.
 pub const MAX_SPEAKERS: usize = 3;
@@ -42,6 +49,10 @@ pub const RELEASE_FRAMES: u16 = 25;
 pub type Frame = [i16; FRAME_SAMPLES];
 /// Silence.
 pub const SILENCE: Frame = [0; FRAME_SAMPLES];
+/// One 20 ms frame of 8 kHz linear audio (a G.711 speaker's own rate).
+pub type NarrowFrame = [i16; FRAME_SAMPLES / 2];
+/// Narrowband silence.
+pub const NARROW_SILENCE: NarrowFrame = [0; FRAME_SAMPLES / 2];
 
 /// Mean-square energy of a frame. Cost: 320 multiply-adds.
 pub fn frame_energy(frame: &Frame) -> u64 {
@@ -105,21 +116,30 @@ pub struct Candidate {
     /// Whether this leg was among the selected speakers last tick (hysteresis input).
     pub was_selected: bool,
     pub frame: Frame,
+    /// The same audio at 8 kHz, valid when `has_narrow` (G.711 speakers).
+    pub narrow: NarrowFrame,
+    pub has_narrow: bool,
 }
+
+/// Placeholder for unused entries of fixed arrays of speakers.
+pub static NO_SPEAKER: Candidate =
+    Candidate { leg: LegId(0), level: 0, was_selected: false, frame: SILENCE, narrow: NARROW_SILENCE, has_narrow: false };
 
 /// The candidates one worker offers this tick, grouped by room. Cleared and refilled
 /// every tick; its vectors keep their capacity, so the steady state does not allocate.
 #[derive(Default)]
 pub struct Publication {
+    /// `candidates[..len]` are this tick's; the rest are slots kept from earlier ticks.
     candidates: Vec<Candidate>,
+    len: usize,
     /// Room -> range in `candidates`. Rooms are published contiguously.
-    rooms: HashMap<RoomId, (u32, u32)>,
+    rooms: FastMap<RoomId, (u32, u32)>,
     open: Option<(RoomId, u32)>,
 }
 
 impl Publication {
     pub fn clear(&mut self) {
-        self.candidates.clear();
+        self.len = 0;
         self.rooms.clear();
         self.open = None;
     }
@@ -127,18 +147,41 @@ impl Publication {
     /// Start publishing the candidates of `room` (call once per room per tick).
     pub fn begin_room(&mut self, room: RoomId) {
         self.end_room();
-        self.open = Some((room, self.candidates.len() as u32));
+        self.open = Some((room, self.len as u32));
     }
 
     /// Publish one candidate for the room opened by [`begin_room`](Self::begin_room).
     /// Copies the 640-byte frame into a slot reused from earlier ticks.
     pub fn push(&mut self, leg: LegId, level: u64, was_selected: bool, frame: &Frame) {
-        self.candidates.push(Candidate { leg, level, was_selected, frame: *frame });
+        self.push_with_narrow(leg, level, was_selected, frame, None);
+    }
+
+    /// [`push`](Self::push) with the frame's 8 kHz version, if the speaker has one.
+    pub fn push_with_narrow(&mut self, leg: LegId, level: u64, was_selected: bool, frame: &Frame, narrow: Option<&NarrowFrame>) {
+        if self.len == self.candidates.len() {
+            let (narrow, has_narrow) = match narrow {
+                Some(n) => (*n, true),
+                None => (NARROW_SILENCE, false),
+            };
+            self.candidates.push(Candidate { leg, level, was_selected, frame: *frame, narrow, has_narrow });
+        } else {
+            // Overwrite in place: one copy of the frame, no temporary.
+            let c = &mut self.candidates[self.len];
+            c.leg = leg;
+            c.level = level;
+            c.was_selected = was_selected;
+            c.frame.copy_from_slice(frame);
+            c.has_narrow = narrow.is_some();
+            if let Some(n) = narrow {
+                c.narrow.copy_from_slice(n);
+            }
+        }
+        self.len += 1;
     }
 
     pub fn end_room(&mut self) {
         if let Some((room, start)) = self.open.take() {
-            let end = self.candidates.len() as u32;
+            let end = self.len as u32;
             if end > start {
                 self.rooms.insert(room, (start, end));
             }
@@ -171,54 +214,97 @@ impl Selection {
 }
 
 fn score(c: &Candidate) -> (u64, u64) {
-    let bonus = if c.was_selected { 2 } else { 1 };
-    // Ties broken by leg id so that every worker picks the same set.
-    (c.level.saturating_mul(bonus), c.leg.0)
+    rank(c.leg, c.level, c.was_selected)
+}
+
+/// A candidate's ranking key, highest first: the smoothed level, doubled for a speaker
+/// selected last tick; ties broken by leg id so that every worker picks the same set.
+pub fn rank(leg: LegId, level: u64, was_selected: bool) -> (u64, u64) {
+    let bonus = if was_selected { 2 } else { 1 };
+    (level.saturating_mul(bonus), leg.0)
+}
+
+/// The best [`MAX_SPEAKERS`] of a stream of ranked items, kept in a fixed array (no
+/// allocation): what a worker uses to decide which of its talking legs to decode.
+#[derive(Clone, Copy, Debug)]
+pub struct Best<T: Copy> {
+    len: usize,
+    items: [((u64, u64), Option<T>); MAX_SPEAKERS],
+}
+
+impl<T: Copy> Default for Best<T> {
+    fn default() -> Self {
+        Best { len: 0, items: [((0, 0), None); MAX_SPEAKERS] }
+    }
+}
+
+impl<T: Copy> Best<T> {
+    /// Offer an item with its [`rank`]; kept if among the best so far.
+    pub fn offer(&mut self, key: (u64, u64), item: T) {
+        let mut pos = self.len;
+        while pos > 0 && self.items[pos - 1].0 < key {
+            pos -= 1;
+        }
+        if pos >= MAX_SPEAKERS {
+            return;
+        }
+        let end = (self.len + 1).min(MAX_SPEAKERS);
+        for k in (pos + 1..end).rev() {
+            self.items[k] = self.items[k - 1];
+        }
+        self.items[pos] = (key, Some(item));
+        self.len = end;
+    }
+
+    /// The kept items, best first.
+    pub fn items(&self) -> impl Iterator<Item = T> + '_ {
+        self.items[..self.len].iter().filter_map(|(_, i)| *i)
+    }
 }
 
 /// Pick the [`MAX_SPEAKERS`] best candidates of `room` across all publications.
 /// Cost: O(candidates × N) comparisons; only talking, unmuted legs are candidates.
 pub fn select_speakers(room: RoomId, pubs: &[&Publication]) -> Selection {
-    let mut sel = Selection::default();
-    let mut scores = [(0u64, 0u64); MAX_SPEAKERS];
+    let mut best = Best::default();
     for (pi, p) in pubs.iter().enumerate() {
         for (ci, c) in p.room(room).iter().enumerate() {
-            let s = score(c);
-            // Insertion into a tiny sorted array (descending).
-            let mut pos = sel.len;
-            while pos > 0 && scores[pos - 1] < s {
-                pos -= 1;
-            }
-            if pos >= MAX_SPEAKERS {
-                continue;
-            }
-            let end = (sel.len + 1).min(MAX_SPEAKERS);
-            for k in (pos + 1..end).rev() {
-                scores[k] = scores[k - 1];
-                sel.slots[k] = sel.slots[k - 1];
-            }
-            scores[pos] = s;
-            sel.slots[pos] = (c.leg, pi as u16, ci as u32);
-            sel.len = end;
+            best.offer(score(c), (c.leg, pi as u16, ci as u32));
         }
+    }
+    let mut sel = Selection::default();
+    for slot in best.items() {
+        sel.slots[sel.len] = slot;
+        sel.len += 1;
     }
     sel
 }
 
 /// The frame of a selected speaker.
 pub fn selected_frame<'a>(pubs: &[&'a Publication], room: RoomId, slot: (LegId, u16, u32)) -> &'a Frame {
-    &pubs[slot.1 as usize].room(room)[slot.2 as usize].frame
+    &selected_candidate(pubs, room, slot).frame
+}
+
+/// A selected speaker's candidate (both its frames).
+pub fn selected_candidate<'a>(pubs: &[&'a Publication], room: RoomId, slot: (LegId, u16, u32)) -> &'a Candidate {
+    &pubs[slot.1 as usize].room(room)[slot.2 as usize]
 }
 
 /// i32 sum of the selected speakers' frames, from which each listener's mix is derived.
 pub struct MixSum {
     pub sum: [i32; FRAME_SAMPLES],
+    /// The same at 8 kHz, valid when `narrow` (every speaker had a narrowband frame).
+    pub narrow_sum: [i32; FRAME_SAMPLES / 2],
+    pub narrow: bool,
 }
 
 impl Default for MixSum {
     fn default() -> Self {
-        MixSum { sum: [0; FRAME_SAMPLES] }
+        MixSum { sum: [0; FRAME_SAMPLES], narrow_sum: [0; FRAME_SAMPLES / 2], narrow: false }
     }
+}
+
+fn saturate(a: i32) -> i16 {
+    a.clamp(i16::MIN as i32, i16::MAX as i32) as i16
 }
 
 impl MixSum {
@@ -230,18 +316,55 @@ impl MixSum {
                 *acc += s as i32;
             }
         }
+        self.narrow = false;
     }
 
-    /// The mix without the `excluded` frames, saturated to i16. Cost: 320 × (1 + k).
-    pub fn mix_without(&self, excluded: &[&Frame], out: &mut Frame) {
-        let mut acc = self.sum;
+    /// Sum the selected speakers' frames, and their 8 kHz frames too when every one has
+    /// them (then `narrow`). Cost: N × (320 + 160) adds.
+    pub fn compute_speakers(&mut self, speakers: &[&Candidate]) {
+        self.sum = [0; FRAME_SAMPLES];
+        self.narrow_sum = [0; FRAME_SAMPLES / 2];
+        for c in speakers {
+            for (acc, &s) in self.sum.iter_mut().zip(c.frame.iter()) {
+                *acc += s as i32;
+            }
+            for (acc, &s) in self.narrow_sum.iter_mut().zip(c.narrow.iter()) {
+                *acc += s as i32;
+            }
+        }
+        self.narrow = speakers.iter().all(|c| c.has_narrow);
+    }
+
+    /// The 8 kHz mix without the `excluded` speakers' frames, saturated to i16 (only
+    /// meaningful when `narrow`). Cost: 160 × (1 + k).
+    pub fn mix_without_narrow(&self, excluded: &[&NarrowFrame], out: &mut NarrowFrame) {
+        let mut acc = self.narrow_sum;
         for f in excluded {
             for (a, &s) in acc.iter_mut().zip(f.iter()) {
                 *a -= s as i32;
             }
         }
-        for (o, a) in out.iter_mut().zip(acc.iter()) {
-            *o = (*a).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+        out.iter_mut().zip(&acc).for_each(|(o, &a)| *o = saturate(a));
+    }
+
+    /// The mix without the `excluded` frames, saturated to i16. Cost: 320 × (1 + k).
+    pub fn mix_without(&self, excluded: &[&Frame], out: &mut Frame) {
+        match excluded {
+            [] => out.iter_mut().zip(&self.sum).for_each(|(o, &a)| *o = saturate(a)),
+            [x] => {
+                for ((o, &a), &x) in out.iter_mut().zip(&self.sum).zip(x.iter()) {
+                    *o = saturate(a - x as i32);
+                }
+            }
+            _ => {
+                let mut acc = self.sum;
+                for f in excluded {
+                    for (a, &s) in acc.iter_mut().zip(f.iter()) {
+                        *a -= s as i32;
+                    }
+                }
+                out.iter_mut().zip(&acc).for_each(|(o, &a)| *o = saturate(a));
+            }
         }
     }
 }
@@ -314,6 +437,36 @@ mod tests {
         b.end_room();
         let sel = select_speakers(room, &[&a, &b]);
         assert_eq!(sel.legs().collect::<Vec<_>>(), vec![LegId(2), LegId(1)]);
+    }
+
+    #[test]
+    fn narrow_sum_only_when_every_speaker_has_one() {
+        let mut p = Publication::default();
+        let room = RoomId(3);
+        let mut n1 = NARROW_SILENCE;
+        n1[0] = 1000;
+        let mut n2 = NARROW_SILENCE;
+        n2[0] = 32_000;
+        p.begin_room(room);
+        p.push_with_narrow(LegId(1), 10, false, &tone(100), Some(&n1));
+        p.push_with_narrow(LegId(2), 20, false, &tone(200), Some(&n2));
+        p.push(LegId(3), 5, false, &tone(300));
+        p.end_room();
+        let c = p.room(room);
+        let mut m = MixSum::default();
+        m.compute_speakers(&[&c[0], &c[1]]);
+        assert!(m.narrow);
+        let mut out = NARROW_SILENCE;
+        m.mix_without_narrow(&[], &mut out);
+        assert_eq!(out[0], i16::MAX, "saturates");
+        m.mix_without_narrow(&[&c[1].narrow], &mut out);
+        assert_eq!(out[0], 1000);
+        let mut wide = SILENCE;
+        m.mix_without(&[&c[0].frame], &mut wide);
+        assert_eq!(wide, tone(200));
+        // A speaker without an 8 kHz frame: the 16 kHz path only.
+        m.compute_speakers(&[&c[0], &c[2]]);
+        assert!(!m.narrow);
     }
 
     #[test]

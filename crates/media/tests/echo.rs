@@ -3,7 +3,7 @@
 //! numbers), to the address the packets really came from (symmetric RTP).
 
 use media::CodecKind;
-use media::{Attachment, LegParams, MediaConfig, MediaEngine, MediaEvent};
+use media::{Attachment, LegParams, MediaConfig, MediaEngine, MediaEvent, PortMode};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -26,6 +26,7 @@ fn echo_returns_packets_restamped_to_the_latched_source() {
         rtp_ports: (31_000, 31_019),
         workers: 2,
         rtp_timeout: Duration::from_secs(60),
+        port_mode: PortMode::PerLeg,
     };
     let engine = MediaEngine::start(cfg, Box::new(move |e| {
         let _ = ev_tx.lock().unwrap().send(e);
@@ -87,5 +88,135 @@ fn echo_returns_packets_restamped_to_the_latched_source() {
     }
     assert!(legs.iter().any(|l| l.rtp_addr == leg.rtp_addr), "released port reused");
     assert!(media.allocate().is_err(), "range exhausted");
+    engine.shutdown();
+}
+
+fn params(remote: SocketAddr) -> LegParams {
+    LegParams { remote: Some(remote), codec: CodecKind::Pcmu, payload_type: 0, telephone_event_pt: Some(101), send: true, recv: true }
+}
+
+/// Shared-port mode: every leg of a worker has the worker's address; the echo of each
+/// phone's packets goes back to that phone only, including a phone whose SDP address
+/// is wrong (NAT) and which latches as the only unlatched leg of its worker.
+#[test]
+fn shared_port_echo_demultiplexes_by_source_and_latches_behind_nat() {
+    let (ev_tx, ev_rx) = mpsc::channel();
+    let ev_tx = std::sync::Mutex::new(ev_tx);
+    let cfg = MediaConfig {
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        // Two port pairs: exactly one per worker.
+        rtp_ports: (31_020, 31_023),
+        workers: 2,
+        rtp_timeout: Duration::from_secs(60),
+        port_mode: PortMode::Shared,
+    };
+    let engine = MediaEngine::start(cfg, Box::new(move |e| {
+        let _ = ev_tx.lock().unwrap().send(e);
+    }))
+    .unwrap();
+    let media = engine.handle();
+    // Round-robin: a and c on one worker, b and d on the other.
+    let legs: Vec<_> = (0..4).map(|_| media.allocate().expect("shared mode is not limited by the range")).collect();
+    assert_eq!(media.ports_in_use(), 4);
+    assert_eq!(legs[0].rtp_addr, legs[2].rtp_addr, "same worker, same port");
+    assert_eq!(legs[1].rtp_addr, legs[3].rtp_addr);
+    assert_ne!(legs[0].rtp_addr, legs[1].rtp_addr, "one port per worker");
+    let phones: Vec<UdpSocket> = (0..4).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    for (i, (leg, phone)) in legs.iter().zip(&phones).enumerate() {
+        phone.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        // Phone b's SDP address is not where its packets come from.
+        let sdp = if i == 1 { "127.0.0.1:9".parse().unwrap() } else { phone.local_addr().unwrap() };
+        media.configure(leg.id, params(sdp));
+        media.attach(leg.id, Attachment::Echo);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+
+    let mut buf = [0u8; 1500];
+    // Phone b's first packet latches nothing: a guess (its SDP address is wrong) waits
+    // for a source's second packet.
+    phones[1].set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    phones[1].send_to(&rtp(99, 0, 0x101, &[0; 160]), legs[1].rtp_addr).unwrap();
+    assert!(phones[1].recv_from(&mut buf).is_err(), "no echo before b latched");
+    phones[1].set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    // d first, so that b is then the only unlatched leg of its worker.
+    for round in 0..5u16 {
+        for i in [3usize, 1, 0, 2] {
+            let payload = [(16 * i as u16 + round) as u8; 160];
+            phones[i].send_to(&rtp(100 + round, 160 * round as u32, 0x100 + i as u32, &payload), legs[i].rtp_addr).unwrap();
+            let (n, from) = phones[i].recv_from(&mut buf).expect("echoed packet");
+            assert_eq!(from, legs[i].rtp_addr, "echo comes from the worker's shared port");
+            assert_eq!(&buf[12..n], &payload[..], "phone {i} gets its own packet back");
+        }
+    }
+    let mut first: Vec<MediaEvent> = ev_rx.try_iter().filter(|e| matches!(e, MediaEvent::FirstPacket { .. })).collect();
+    first.sort_by_key(|e| match e {
+        MediaEvent::FirstPacket { leg, .. } => *leg,
+        _ => unreachable!(),
+    });
+    let expected: Vec<MediaEvent> =
+        legs.iter().zip(&phones).map(|(l, p)| MediaEvent::FirstPacket { leg: l.id, from: p.local_addr().unwrap() }).collect();
+    assert_eq!(first, expected, "each leg latched to its own phone");
+
+    // A stranger's packets go nowhere once every leg has latched.
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    stranger.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    stranger.send_to(&rtp(1, 0, 0x999, &[0; 160]), legs[0].rtp_addr).unwrap();
+    assert!(stranger.recv_from(&mut buf).is_err(), "no echo to an unknown source");
+
+    for l in &legs {
+        media.release(l.id);
+    }
+    assert_eq!(media.ports_in_use(), 0);
+    engine.shutdown();
+}
+
+/// Shared-port mode, media starting at once: each phone sends its first packet right
+/// after its leg is set up (as a caller does on the 200 OK), while another leg of the
+/// worker stays unlatched (its phone never sends). Every leg must latch to its own
+/// phone: the worker learns a leg's SDP address before it reads that leg's first
+/// packet, so the "only unlatched leg" rule never takes a packet of a leg it does not
+/// know yet.
+#[test]
+fn shared_port_legs_latch_to_their_own_phones_when_media_starts_at_once() {
+    let (ev_tx, ev_rx) = mpsc::channel();
+    let ev_tx = std::sync::Mutex::new(ev_tx);
+    let cfg = MediaConfig {
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        rtp_ports: (31_030, 31_031),
+        workers: 1,
+        rtp_timeout: Duration::from_secs(60),
+        port_mode: PortMode::Shared,
+    };
+    let engine = MediaEngine::start(cfg, Box::new(move |e| {
+        let _ = ev_tx.lock().unwrap().send(e);
+    }))
+    .unwrap();
+    let media = engine.handle();
+    let quiet = media.allocate().unwrap();
+    media.configure(quiet.id, params("127.0.0.1:9".parse().unwrap()));
+    let mut phones = std::collections::HashMap::new();
+    let mut sockets = Vec::new();
+    for i in 0..40u8 {
+        let leg = media.allocate().unwrap();
+        let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        media.configure(leg.id, params(phone.local_addr().unwrap()));
+        media.attach(leg.id, Attachment::Echo);
+        phone.send_to(&rtp(1, 0, 0x200 + i as u32, &[i; 160]), leg.rtp_addr).unwrap();
+        phones.insert(leg.id, phone.local_addr().unwrap());
+        sockets.push(phone);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let latched: Vec<_> = ev_rx
+        .try_iter()
+        .filter_map(|e| match e {
+            MediaEvent::FirstPacket { leg, from } => Some((leg, from)),
+            _ => None,
+        })
+        .collect();
+    assert!(latched.iter().all(|(leg, _)| *leg != quiet.id), "the quiet leg took a stranger's packet: {latched:?}");
+    for (leg, from) in &latched {
+        assert_eq!(phones.get(leg), Some(from), "leg {leg:?} latched to another phone");
+    }
+    assert_eq!(latched.len(), 40, "every sending leg latched");
     engine.shutdown();
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use media::{RoomId, MediaEvent};
+use media::{MediaEvent, PortMode, RoomId};
 use std::time::{Duration, Instant};
 
 /// Let the call run, then record `ms` of audio on every phone.
@@ -36,6 +36,26 @@ fn each_leg_hears_the_others_but_not_itself() {
     assert_eq!(heard[2], [true, true, false], "C hears A and B only");
     // Talking events arrive for the speakers.
     assert!(t.wait_event(Duration::from_secs(1), |e| matches!(e, MediaEvent::Talking { talking: true, .. })).is_some());
+}
+
+#[test]
+fn shared_port_mode_each_leg_hears_the_others_but_not_itself() {
+    // Two port pairs: one per worker; the six legs of two rooms share them.
+    let t = TestEngine::start_in((32_700, 32_703), 2, PortMode::Shared);
+    let [a, b, c] = three_phones(&t, RoomId(8));
+    let [d, e, f] = three_phones(&t, RoomId(9));
+    assert_eq!(a.leg.rtp_addr, c.leg.rtp_addr, "legs of one worker share its port");
+    assert_eq!(t.media.ports_in_use(), 6);
+    let heard = listen(&[&a, &b, &c, &d, &e, &f], 600, 1000);
+    for (i, h) in heard.iter().enumerate() {
+        let mut expected = [true; 3];
+        expected[i % 3] = false;
+        assert_eq!(*h, expected, "phone {i} hears the other two of its room only");
+    }
+    t.media.release(a.leg.id);
+    let heard = listen(&[&b, &c], 100, 800);
+    assert_eq!(heard[0], [false, false, true], "B no longer hears released A");
+    assert_eq!(t.media.ports_in_use(), 5);
 }
 
 #[test]

@@ -35,6 +35,35 @@ pub struct Config {
     pub media_workers: usize,
     /// Outbound call routing (`[routing]` in TOML, `SWITCHBOARD_ROUTING__*` in the environment).
     pub routing: RoutingConfig,
+    /// Media sockets (`[media]` in TOML, `SWITCHBOARD_MEDIA__*` in the environment).
+    pub media: MediaSection,
+}
+
+/// `[media]`: how legs get their RTP ports.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSection {
+    /// `per-leg` (a port pair per call from `rtp_ports`) or `shared` (one pair per
+    /// media worker, calls told apart by source address).
+    pub port_mode: PortMode,
+}
+
+/// `[media] port_mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PortMode {
+    #[default]
+    PerLeg,
+    Shared,
+}
+
+impl From<PortMode> for media::PortMode {
+    fn from(m: PortMode) -> media::PortMode {
+        match m {
+            PortMode::PerLeg => media::PortMode::PerLeg,
+            PortMode::Shared => media::PortMode::Shared,
+        }
+    }
 }
 
 /// `[routing]`: where calls to numbers go until the user directory exists.
@@ -57,6 +86,7 @@ impl Default for Config {
             sip_t1_ms: 500,
             media_workers: 0,
             routing: RoutingConfig::default(),
+            media: MediaSection::default(),
         }
     }
 }

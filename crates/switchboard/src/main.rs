@@ -82,6 +82,10 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip)]
     gateway: Option<String>,
+    /// RTP ports: a pair per call, or one pair per media worker ([media] port_mode) [default: per-leg]
+    #[arg(long, value_enum)]
+    #[serde(skip)]
+    media_port_mode: Option<config::PortMode>,
 }
 
 #[derive(clap::Args)]
@@ -132,6 +136,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(g) = args.gateway {
         cfg.routing.gateway = Some(g);
     }
+    if let Some(m) = args.media_port_mode {
+        cfg.media.port_mode = m;
+    }
     if let Err(e) = api::routing::Routing::with_gateway(cfg.routing.gateway.as_deref()) {
         error!("configuration error: {e}");
         return ExitCode::from(2);
@@ -177,7 +184,13 @@ async fn run(cfg: Config) -> Result<(), String> {
 
     let (media_tx, media_rx) = mpsc::unbounded_channel();
     let media = MediaEngine::start(
-        MediaConfig { bind_ip: advertised.ip(), rtp_ports: (rtp_lo, rtp_hi), workers: cfg.media_workers, rtp_timeout: Duration::from_secs(60) },
+        MediaConfig {
+            bind_ip: advertised.ip(),
+            rtp_ports: (rtp_lo, rtp_hi),
+            workers: cfg.media_workers,
+            rtp_timeout: Duration::from_secs(60),
+            port_mode: cfg.media.port_mode.into(),
+        },
         Box::new(move |ev| {
             let _ = media_tx.send(ev);
         }),

@@ -134,6 +134,50 @@ static ALAW_DECODE: [i16; 256] = {
     table
 };
 
+/// Square of each code's linear value, for frame energy without decoding.
+static ULAW_SQUARE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let v = ulaw_to_linear(i as u8) as i32;
+        table[i] = (v * v) as u32;
+        i += 1;
+    }
+    table
+};
+
+static ALAW_SQUARE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let v = alaw_to_linear(i as u8) as i32;
+        table[i] = (v * v) as u32;
+        i += 1;
+    }
+    table
+};
+
+fn mean_square(squares: &[u32; 256], payload: &[u8]) -> u64 {
+    if payload.is_empty() {
+        return 0;
+    }
+    let sum: u64 = payload.iter().map(|&c| u64::from(squares[c as usize])).sum();
+    sum / payload.len() as u64
+}
+
+/// Mean-square energy per sample of a µ-law payload, read straight from the codes (one
+/// table lookup per byte, no decoding, no resampling). For telephone-band audio it
+/// equals [`crate::mixer::frame_energy`] of the decoded 16 kHz frame within the
+/// resampler's passband ripple: interpolation keeps the power of a band-limited signal.
+pub fn ulaw_energy(payload: &[u8]) -> u64 {
+    mean_square(&ULAW_SQUARE, payload)
+}
+
+/// [`ulaw_energy`] for A-law.
+pub fn alaw_energy(payload: &[u8]) -> u64 {
+    mean_square(&ALAW_SQUARE, payload)
+}
+
 /// Compress one 16-bit linear sample to a µ-law code.
 #[inline]
 pub fn ulaw_encode(s: i16) -> u8 {
@@ -170,10 +214,13 @@ pub enum Law {
 /// 8 kHz samples handled per inner step (one 20 ms frame at 8 kHz).
 const CHUNK_8K: usize = 160;
 
-/// G.711 encoder at the mixing rate: 16 kHz → half-band decimation → companding.
+/// G.711 encoder at the mixing rate: 16 kHz → half-band decimation → companding; or,
+/// from a mix already at 8 kHz, companding only ([`AudioEncoder::encode_narrow`]).
 pub struct G711Encoder {
     law: Law,
     downsampler: Downsampler,
+    /// The last frame came in at 8 kHz: the decimator's history is stale.
+    downsampler_stale: bool,
 }
 
 impl G711Encoder {
@@ -181,31 +228,50 @@ impl G711Encoder {
         Self {
             law,
             downsampler: Downsampler::new(),
+            downsampler_stale: false,
+        }
+    }
+
+    fn compand(&self, pcm8: &[i16], out: &mut [u8]) {
+        match self.law {
+            Law::Ulaw => out.iter_mut().zip(pcm8).for_each(|(c, &s)| *c = ulaw_encode(s)),
+            Law::Alaw => out.iter_mut().zip(pcm8).for_each(|(c, &s)| *c = alaw_encode(s)),
         }
     }
 }
 
 impl AudioEncoder for G711Encoder {
     fn encode(&mut self, frame: &[i16], out: &mut [u8]) -> usize {
+        if self.downsampler_stale {
+            self.downsampler.reset();
+            self.downsampler_stale = false;
+        }
         let mut narrow = [0i16; CHUNK_8K];
         let mut written = 0;
         for chunk in frame.chunks(CHUNK_8K * 2) {
             let n = self.downsampler.process(chunk, &mut narrow);
-            let dst = &mut out[written..written + n];
-            match self.law {
-                Law::Ulaw => dst
-                    .iter_mut()
-                    .zip(&narrow[..n])
-                    .for_each(|(c, &s)| *c = ulaw_encode(s)),
-                Law::Alaw => dst
-                    .iter_mut()
-                    .zip(&narrow[..n])
-                    .for_each(|(c, &s)| *c = alaw_encode(s)),
-            }
+            self.compand(&narrow[..n], &mut out[written..written + n]);
             written += n;
         }
         written
     }
+
+    fn encode_narrow(&mut self, pcm8: &[i16], out: &mut [u8]) -> Option<usize> {
+        let n = pcm8.len().min(out.len());
+        self.compand(&pcm8[..n], &mut out[..n]);
+        self.downsampler_stale = true;
+        Some(n)
+    }
+}
+
+/// Expand a G.711 payload to 8 kHz linear samples (no resampling); returns the count.
+pub fn expand(law: Law, payload: &[u8], out: &mut [i16]) -> usize {
+    let n = payload.len().min(out.len());
+    match law {
+        Law::Ulaw => out[..n].iter_mut().zip(payload).for_each(|(s, &c)| *s = ulaw_decode(c)),
+        Law::Alaw => out[..n].iter_mut().zip(payload).for_each(|(s, &c)| *s = alaw_decode(c)),
+    }
+    n
 }
 
 /// G.711 decoder at the mixing rate: expansion → 2× half-band interpolation,
@@ -252,5 +318,10 @@ impl AudioDecoder for G711Decoder {
 
     fn conceal(&mut self, out: &mut [i16]) -> usize {
         self.concealer.conceal(out)
+    }
+
+    fn reset(&mut self) {
+        self.upsampler.reset();
+        self.concealer = Concealer::new();
     }
 }

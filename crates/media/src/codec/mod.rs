@@ -84,6 +84,12 @@ impl CodecKind {
         self.rtp_clock_rate() / 50
     }
 
+    /// G.711: a payload's energy can be read without decoding and frames may be left
+    /// undecoded (see [`g711::ulaw_energy`], [`AudioDecoder::reset`]).
+    pub fn is_g711(self) -> bool {
+        matches!(self, CodecKind::Pcmu | CodecKind::Pcma)
+    }
+
     /// Whether this build can encode and decode it (Opus needs the `opus` feature).
     pub fn available(self) -> bool {
         self != CodecKind::Opus || cfg!(feature = "opus")
@@ -95,6 +101,12 @@ pub trait AudioEncoder: Send {
     /// Encode one 20 ms frame of 16 kHz PCM (exactly `FRAME_SAMPLES`); returns
     /// payload bytes written into `out` (`out.len() >= 1500`).
     fn encode(&mut self, frame: &[i16], out: &mut [u8]) -> usize;
+    /// Encode one 20 ms frame given at 8 kHz (`FRAME_SAMPLES / 2` samples), for codecs
+    /// that run at 8 kHz (G.711): no resampling. `None`: not supported, use `encode`.
+    /// Mixing the two on one stream is allowed (the encoder restarts its filter).
+    fn encode_narrow(&mut self, _pcm8: &[i16], _out: &mut [u8]) -> Option<usize> {
+        None
+    }
 }
 
 /// Turns one leg's RTP payloads back into 16 kHz PCM.
@@ -105,6 +117,11 @@ pub trait AudioDecoder: Send {
     /// Produce one 20 ms concealment frame after a loss (Opus: its own PLC; others:
     /// repeat-and-fade from the last good audio, silent from 80 ms on).
     fn conceal(&mut self, out: &mut [i16]) -> usize;
+    /// Forget the audio history (filter state, concealment) as if newly made. For
+    /// decoders whose frames may be skipped — G.711, whose only memory is that
+    /// history — so that audio resumes cleanly after frames that were not decoded.
+    /// Codecs with predictive state (G.722, Opus) must see every frame and ignore it.
+    fn reset(&mut self) {}
 }
 
 /// Encoder for `kind`, or `None` if this build lacks it (see [`CodecKind::available`]).

@@ -3,18 +3,36 @@
 //! them.
 //!
 //! Threads: `workers` media threads (default: one per core), nothing else. Each worker
-//! runs the loop written down in [`crate::engine`]: epoll over its legs' sockets and a
-//! wake-up eventfd, `recvmmsg` per readable socket, its command queue drained between
-//! I/O batches, the 20 ms tick (aligned across workers by a barrier so that rooms can
-//! span workers), and `sendmmsg` of everything the core produced.
+//! runs the loop written down in [`crate::engine`]: read what arrived (batched
+//! `recvmmsg`), its command queue drained between I/O batches, the 20 ms tick (aligned
+//! across workers by a barrier so that rooms can span workers), and `sendmmsg` of
+//! everything the core produced.
+//!
+//! # Port modes
+//!
+//! - [`PortMode::PerLeg`] (default): every leg binds its own RTP/RTCP port pair from
+//!   the configured range, returned to the pool on release. The worker epolls all its
+//!   legs' sockets, so a readable socket usually holds one datagram and each
+//!   `sendmmsg` carries the packets of one leg: about three system calls per packet.
+//! - [`PortMode::Shared`]: each worker binds one RTP/RTCP pair from the range at start;
+//!   every leg on that worker advertises that port in SDP. Inbound datagrams are
+//!   matched to legs by source address, with symmetric-RTP latching for legs behind a
+//!   NAT: the rule is in `runtime/demux.rs`. The worker does not wake per datagram:
+//!   it drains the shared sockets every [`SHARED_POLL`] and right before each tick,
+//!   with `recvmmsg` of [`RECV_BATCH`] datagrams per call, and sends everything a tick
+//!   produced in `sendmmsg` calls of up to [`SEND_BATCH`] datagrams. Legs are not
+//!   limited by the port range; [`MediaHandle::ports_in_use`] still counts live legs.
 //!
 //! Control never waits on media: [`MediaHandle`] methods push a command onto the owning
-//! worker's queue and poke its eventfd. Only [`MediaHandle::allocate`] does real work
-//! on the caller's thread: binding the port pair (so the SDP answer has the address
-//! at once). A leg lives on one worker for its whole life: the worker index is encoded
-//! in the low byte of its [`LegId`]; legs are spread round-robin.
+//! worker's queue and poke its eventfd. Only [`MediaHandle::allocate`] in per-leg mode
+//! does real work on the caller's thread: binding the port pair (so the SDP answer has
+//! the address at once). A leg lives on one worker for its whole life: the worker index
+//! is encoded in the low byte of its [`LegId`]; legs are spread round-robin.
 
+mod demux;
 mod sys;
+
+use demux::Demux;
 
 use crate::engine::{Attachment, Command, CoreConfig, Input, LegId, LegParams, MediaCore, MediaEvent, Output, RoomId, Socket};
 use crate::mixer::Publication;
@@ -32,12 +50,31 @@ use std::time::{Duration, Instant};
 pub const TICK: Duration = Duration::from_millis(20);
 
 /// Datagrams read per `recvmmsg` call.
-const RECV_BATCH: usize = 32;
+pub const RECV_BATCH: usize = 64;
 /// Datagrams queued per `sendmmsg` flush.
-const SEND_BATCH: usize = 256;
+pub const SEND_BATCH: usize = 1024;
+/// Shared-port mode: how often a worker drains its shared sockets between ticks. Bounds
+/// the delay added to echoed packets and the error on jitter-buffer arrival times.
+pub const SHARED_POLL: Duration = Duration::from_millis(2);
+/// `recvmmsg` calls per drain of a shared socket before the worker looks at its
+/// commands and the tick again (it comes straight back if data is left).
+const SHARED_DRAIN_CALLS: usize = 64;
+/// Kernel buffer of a shared socket: one worker's traffic for ~40 ms at 4,000 legs.
+const SHARED_SOCKET_BUFFER: i32 = 8 << 20;
 /// Max legs per worker is unbounded; bits of the LegId reserved for the worker index.
 const WORKER_BITS: u32 = 8;
 const WAKE_TOKEN: u64 = u64::MAX;
+
+/// How legs get their local RTP port; see the module docs.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum PortMode {
+    /// One RTP/RTCP port pair per leg from the range, returned on release.
+    #[default]
+    PerLeg,
+    /// One RTP/RTCP port pair per worker from the range, shared by its legs; inbound
+    /// packets are matched to legs by source address.
+    Shared,
+}
 
 #[derive(Clone, Debug)]
 pub struct MediaConfig {
@@ -48,6 +85,7 @@ pub struct MediaConfig {
     pub workers: usize,
     /// No RTP for this long => [`MediaEvent::RtpTimeout`].
     pub rtp_timeout: Duration,
+    pub port_mode: PortMode,
 }
 
 impl Default for MediaConfig {
@@ -57,6 +95,7 @@ impl Default for MediaConfig {
             rtp_ports: (20_000, 29_999),
             workers: 0,
             rtp_timeout: Duration::from_secs(60),
+            port_mode: PortMode::PerLeg,
         }
     }
 }
@@ -92,8 +131,16 @@ pub struct LegMedia {
 
 type EventSink = Arc<dyn Fn(MediaEvent) + Send + Sync>;
 
+/// A bound RTP/RTCP pair (RTCP = RTP + 1).
+struct PortPair {
+    port: u16,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+}
+
 enum WorkerMsg {
-    AddLeg { leg: LegId, port: u16, rtp: UdpSocket, rtcp: UdpSocket },
+    /// A new leg; `pair` is its own port pair in per-leg mode, `None` in shared mode.
+    AddLeg { leg: LegId, pair: Option<PortPair> },
     Core(Command),
 }
 
@@ -118,6 +165,9 @@ struct Shared {
     next_leg: AtomicU64,
     next_worker: AtomicUsize,
     bind_ip: IpAddr,
+    mode: PortMode,
+    /// Shared-port mode: each worker's RTP address (what its legs put in SDP).
+    worker_rtp: Vec<SocketAddr>,
     stopped: AtomicBool,
 }
 
@@ -182,10 +232,23 @@ impl MediaEngine {
         .min(1 << WORKER_BITS);
         let (lo, hi) = cfg.rtp_ports;
         let first = lo + (lo & 1);
-        let free: VecDeque<u16> = (first..hi).step_by(2).filter(|p| p.checked_add(1).is_some_and(|r| r <= hi)).collect();
+        let mut free: VecDeque<u16> = (first..hi).step_by(2).filter(|p| p.checked_add(1).is_some_and(|r| r <= hi)).collect();
         if free.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "RTP port range holds no even/odd pair"));
         }
+        // Shared-port mode: each worker's pair, the first free ones of the range.
+        let mut worker_pairs = Vec::new();
+        if cfg.port_mode == PortMode::Shared {
+            while worker_pairs.len() < n {
+                let Some(port) = free.pop_front() else {
+                    return Err(io::Error::new(io::ErrorKind::AddrInUse, "no free RTP port pair for every media worker"));
+                };
+                if let Ok(pair) = bind_pair(cfg.bind_ip, port, SHARED_SOCKET_BUFFER) {
+                    worker_pairs.push(pair);
+                }
+            }
+        }
+        let worker_rtp = worker_pairs.iter().map(|p| p.rtp.local_addr()).collect::<io::Result<Vec<_>>>()?;
         let events: EventSink = Arc::from(events);
         let barrier = Arc::new(TickBarrier {
             state: Mutex::new((0, 0, false)),
@@ -212,20 +275,25 @@ impl MediaEngine {
             next_leg: AtomicU64::new(1),
             next_worker: AtomicUsize::new(0),
             bind_ip: cfg.bind_ip,
+            mode: cfg.port_mode,
+            worker_rtp,
             stopped: AtomicBool::new(false),
         });
         let start = Instant::now() + TICK;
         let mut threads = Vec::with_capacity(n);
+        let mut worker_pairs = worker_pairs.into_iter();
         for (index, (rx, waker)) in receivers.into_iter().enumerate() {
+            let io = match worker_pairs.next() {
+                Some(pair) => LegIo::Shared { pair, demux: Demux::default(), reported_unmatched: 0 },
+                None => LegIo::PerLeg { sockets: Vec::new(), free_slots: Vec::new(), slot_of: HashMap::new() },
+            };
             let worker = Worker {
                 index,
                 core: MediaCore::new(CoreConfig { rtp_timeout: cfg.rtp_timeout, ..CoreConfig::default() }),
                 epoll: sys::Epoll::new(1024)?,
                 waker,
                 commands: rx,
-                sockets: Vec::new(),
-                free_slots: Vec::new(),
-                slot_of: HashMap::new(),
+                io,
                 recv: sys::RecvBatch::new(RECV_BATCH),
                 send: sys::SendBatch::new(SEND_BATCH),
                 ready: Vec::with_capacity(1024),
@@ -292,13 +360,32 @@ impl MediaHandle {
         self.send(Self::worker_of(leg), WorkerMsg::Core(c));
     }
 
-    /// Bind an RTP/RTCP port pair from the range; returns the leg id and the local RTP
-    /// address for SDP. Waits (briefly) only when the pool is empty but released ports
-    /// are on their way back from a worker.
+    /// A new leg on the next worker (round-robin): returns its id and the local RTP
+    /// address for SDP. Per-leg mode binds an RTP/RTCP port pair from the range, and
+    /// waits (briefly) only when the pool is empty but released ports are on their way
+    /// back from a worker; shared-port mode hands out the worker's address.
     pub fn allocate(&self) -> Result<LegMedia, MediaError> {
         if self.shared.stopped.load(Ordering::Acquire) {
             return Err(MediaError::Stopped);
         }
+        let pair = match self.shared.mode {
+            PortMode::Shared => None,
+            PortMode::PerLeg => Some(self.bind_from_pool()?),
+        };
+        let worker = self.shared.next_worker.fetch_add(1, Ordering::Relaxed) % self.shared.links.len();
+        let rtp_addr = match &pair {
+            Some(p) => p.rtp.local_addr().map_err(MediaError::Io)?,
+            None => self.shared.worker_rtp[worker],
+        };
+        let seq = self.shared.next_leg.fetch_add(1, Ordering::Relaxed);
+        let id = LegId((seq << WORKER_BITS) | worker as u64);
+        self.shared.in_use.fetch_add(1, Ordering::AcqRel);
+        self.send(worker, WorkerMsg::AddLeg { leg: id, pair });
+        Ok(LegMedia { id, rtp_addr })
+    }
+
+    /// Per-leg mode: bind the next free port pair of the pool.
+    fn bind_from_pool(&self) -> Result<PortPair, MediaError> {
         let mut pool = self.shared.pool.lock().unwrap_or_else(|e| e.into_inner());
         let mut tries = pool.free.len() + pool.returning;
         loop {
@@ -318,18 +405,8 @@ impl MediaHandle {
                 }
                 None => return Err(MediaError::PortsExhausted),
             };
-            match bind_pair(self.shared.bind_ip, port) {
-                Ok((rtp, rtcp)) => {
-                    drop(pool);
-                    let rtp_addr = rtp.local_addr().map_err(MediaError::Io)?;
-                    let n = self.shared.links.len();
-                    let worker = self.shared.next_worker.fetch_add(1, Ordering::Relaxed) % n;
-                    let seq = self.shared.next_leg.fetch_add(1, Ordering::Relaxed);
-                    let id = LegId((seq << WORKER_BITS) | worker as u64);
-                    self.shared.in_use.fetch_add(1, Ordering::AcqRel);
-                    self.send(worker, WorkerMsg::AddLeg { leg: id, port, rtp, rtcp });
-                    return Ok(LegMedia { id, rtp_addr });
-                }
+            match bind_pair(self.shared.bind_ip, port, PER_LEG_SOCKET_BUFFER) {
+                Ok(pair) => return Ok(pair),
                 Err(e) => {
                     // Taken by another process: put it at the back and try the next.
                     pool.free.push_back(port);
@@ -377,9 +454,9 @@ impl MediaHandle {
         self.to_leg(leg, Command::SendDtmf { leg, digit, duration_ms });
     }
 
-    /// Stop media and return the ports to the pool.
+    /// Stop media and (per-leg mode) return the ports to the pool.
     pub fn release(&self, leg: LegId) {
-        {
+        if self.shared.mode == PortMode::PerLeg {
             let mut pool = self.shared.pool.lock().unwrap_or_else(|e| e.into_inner());
             pool.returning += 1;
         }
@@ -387,26 +464,41 @@ impl MediaHandle {
         self.to_leg(leg, Command::Release(leg));
     }
 
-    /// Legs allocated and not released.
+    /// Legs allocated and not released (in per-leg mode, also the port pairs taken).
     pub fn ports_in_use(&self) -> usize {
         self.shared.in_use.load(Ordering::Acquire)
     }
+
+    /// The port mode the engine runs in.
+    pub fn port_mode(&self) -> PortMode {
+        self.shared.mode
+    }
 }
 
-fn bind_pair(ip: IpAddr, port: u16) -> io::Result<(UdpSocket, UdpSocket)> {
+/// Kernel buffer of a per-leg RTP socket.
+const PER_LEG_SOCKET_BUFFER: i32 = 256 * 1024;
+
+fn bind_pair(ip: IpAddr, port: u16, buffer: i32) -> io::Result<PortPair> {
     let rtp = UdpSocket::bind(SocketAddr::new(ip, port))?;
     let rtcp = UdpSocket::bind(SocketAddr::new(ip, port + 1))?;
     rtp.set_nonblocking(true)?;
     rtcp.set_nonblocking(true)?;
-    sys::set_buffers(rtp.as_raw_fd(), 256 * 1024);
-    Ok((rtp, rtcp))
+    sys::set_buffers(rtp.as_raw_fd(), buffer);
+    Ok(PortPair { port, rtp, rtcp })
 }
 
+/// A leg's own port pair (per-leg mode).
 struct LegSockets {
     leg: LegId,
-    port: u16,
-    rtp: UdpSocket,
-    rtcp: UdpSocket,
+    pair: PortPair,
+}
+
+/// How a worker's legs map to sockets.
+enum LegIo {
+    /// Each leg its own pair, all in the worker's epoll; token = slot << 1 | is_rtcp.
+    PerLeg { sockets: Vec<Option<LegSockets>>, free_slots: Vec<usize>, slot_of: HashMap<LegId, usize> },
+    /// One pair for all the worker's legs, drained by polling; legs found by source.
+    Shared { pair: PortPair, demux: Demux, reported_unmatched: u64 },
 }
 
 struct Worker {
@@ -415,9 +507,7 @@ struct Worker {
     epoll: sys::Epoll,
     waker: Arc<sys::Waker>,
     commands: mpsc::Receiver<WorkerMsg>,
-    sockets: Vec<Option<LegSockets>>,
-    free_slots: Vec<usize>,
-    slot_of: HashMap<LegId, usize>,
+    io: LegIo,
     recv: sys::RecvBatch,
     send: sys::SendBatch,
     ready: Vec<u64>,
@@ -431,25 +521,34 @@ struct Worker {
 
 impl Worker {
     fn run(mut self) {
+        let mut backlog = false;
         loop {
-            // 1. Wait for packets, a command, or the next tick.
-            let timeout = self.next_tick.saturating_duration_since(Instant::now());
+            // 1. Wait for packets (per-leg mode), a command, or the next tick; in shared
+            //    mode at most SHARED_POLL, then drain the shared sockets.
+            let mut timeout = self.next_tick.saturating_duration_since(Instant::now());
+            if let LegIo::Shared { .. } = self.io {
+                timeout = if backlog { Duration::ZERO } else { timeout.min(SHARED_POLL) };
+            }
             self.ready.clear();
             self.ready.extend(self.epoll.wait(timeout));
             let now = Instant::now();
+            // 2. Control commands first: the engine queues a leg's AddLeg and Configure
+            //    before it sends the SDP answer, so by the time the leg's first packet
+            //    is read, its SDP address is known (shared-port latching depends on it).
+            while let Ok(msg) = self.commands.try_recv() {
+                self.control(now, msg);
+            }
+            // 3. Read what arrived.
             for i in 0..self.ready.len() {
                 let token = self.ready[i];
                 if token == WAKE_TOKEN {
                     self.waker.drain();
                 } else {
-                    self.read_socket(now, token);
+                    self.read_leg_socket(now, token);
                 }
             }
-            // 2. Control commands, between I/O batches.
-            while let Ok(msg) = self.commands.try_recv() {
-                self.control(now, msg);
-            }
-            // 3. The tick.
+            backlog = self.read_shared(now);
+            // 4. The tick.
             let now = Instant::now();
             if now >= self.next_tick {
                 if self.run_tick(now) {
@@ -463,23 +562,28 @@ impl Worker {
                     self.next_tick = now + TICK;
                 }
             }
-            // 4. Send what the core produced.
+            // 5. Send what the core produced.
             self.drain_outputs();
         }
         // Return the ports of legs still allocated.
-        for s in self.sockets.drain(..).flatten() {
-            drop((s.rtp, s.rtcp));
-            self.shared.return_port(s.port);
+        if let LegIo::PerLeg { sockets, .. } = &mut self.io {
+            for s in sockets.drain(..).flatten() {
+                let port = s.pair.port;
+                drop(s.pair);
+                self.shared.return_port(port);
+            }
         }
     }
 
-    /// Read everything waiting on one socket. Cost per datagram: one recvmmsg slot,
-    /// one core input; a syscall per batch of up to RECV_BATCH datagrams.
-    fn read_socket(&mut self, now: Instant, token: u64) {
+    /// Per-leg mode: read everything waiting on one leg's socket. Cost per datagram:
+    /// one recvmmsg slot, one core input; a syscall per batch of up to RECV_BATCH
+    /// datagrams (in practice one or two datagrams per call).
+    fn read_leg_socket(&mut self, now: Instant, token: u64) {
+        let LegIo::PerLeg { sockets, .. } = &self.io else { return };
         let slot = (token >> 1) as usize;
         let socket = if token & 1 == 1 { Socket::Rtcp } else { Socket::Rtp };
-        let Some(Some(s)) = self.sockets.get(slot) else { return };
-        let fd = if socket == Socket::Rtp { s.rtp.as_raw_fd() } else { s.rtcp.as_raw_fd() };
+        let Some(Some(s)) = sockets.get(slot) else { return };
+        let fd = if socket == Socket::Rtp { s.pair.rtp.as_raw_fd() } else { s.pair.rtcp.as_raw_fd() };
         let leg = s.leg;
         loop {
             let n = self.recv.recv(fd);
@@ -495,40 +599,96 @@ impl Worker {
         }
     }
 
+    /// Shared-port mode: drain both shared sockets, each datagram to the leg its source
+    /// belongs to. Cost per datagram: 1/RECV_BATCH of a syscall, one hash lookup, one
+    /// core input. Stops early, with data still queued, when the tick is due (the tick
+    /// keeps its pace; the rest is read right after it) or after SHARED_DRAIN_CALLS
+    /// calls; returns true then.
+    fn read_shared(&mut self, now: Instant) -> bool {
+        let LegIo::Shared { pair, demux, reported_unmatched } = &mut self.io else { return false };
+        let mut backlog = false;
+        for socket in [Socket::Rtp, Socket::Rtcp] {
+            let fd = if socket == Socket::Rtp { pair.rtp.as_raw_fd() } else { pair.rtcp.as_raw_fd() };
+            let mut calls = 0;
+            loop {
+                let n = self.recv.recv(fd);
+                for i in 0..n {
+                    let (from, data) = self.recv.get(i);
+                    let Some(from) = from else { continue };
+                    let leg = if socket == Socket::Rtp { demux.rtp_leg(from) } else { demux.rtcp_leg(from) };
+                    if let Some(leg) = leg {
+                        self.core.handle_input(now, Input::Receive { leg, socket, from, data });
+                    }
+                }
+                calls += 1;
+                if n < RECV_BATCH {
+                    break;
+                }
+                if calls == SHARED_DRAIN_CALLS || Instant::now() >= self.next_tick {
+                    backlog = true;
+                    break;
+                }
+            }
+        }
+        // Rate-limited: at most one line per 1,000 unmatched datagrams.
+        if demux.unmatched >= *reported_unmatched + 1_000 || (*reported_unmatched == 0 && demux.unmatched > 0) {
+            tracing::debug!(worker = self.index, unmatched = demux.unmatched, legs = demux.len(), "media: datagrams from unknown sources dropped");
+            *reported_unmatched = demux.unmatched;
+        }
+        backlog
+    }
+
     fn control(&mut self, now: Instant, msg: WorkerMsg) {
-        match msg {
-            WorkerMsg::AddLeg { leg, port, rtp, rtcp } => {
-                let local_rtp = rtp.local_addr().unwrap_or_else(|_| SocketAddr::new(self.shared.bind_ip, port));
-                let slot = self.free_slots.pop().unwrap_or_else(|| {
-                    self.sockets.push(None);
-                    self.sockets.len() - 1
+        match (&mut self.io, msg) {
+            (LegIo::PerLeg { sockets, free_slots, slot_of }, WorkerMsg::AddLeg { leg, pair: Some(pair) }) => {
+                let local_rtp = pair.rtp.local_addr().unwrap_or_else(|_| SocketAddr::new(self.shared.bind_ip, pair.port));
+                let slot = free_slots.pop().unwrap_or_else(|| {
+                    sockets.push(None);
+                    sockets.len() - 1
                 });
-                let ok = self.epoll.add(rtp.as_raw_fd(), (slot as u64) << 1).is_ok()
-                    && self.epoll.add(rtcp.as_raw_fd(), ((slot as u64) << 1) | 1).is_ok();
+                let ok = self.epoll.add(pair.rtp.as_raw_fd(), (slot as u64) << 1).is_ok()
+                    && self.epoll.add(pair.rtcp.as_raw_fd(), ((slot as u64) << 1) | 1).is_ok();
                 if !ok {
                     tracing::warn!(leg = leg.0, "media: cannot watch leg sockets");
                 }
-                self.sockets[slot] = Some(LegSockets { leg, port, rtp, rtcp });
-                self.slot_of.insert(leg, slot);
+                sockets[slot] = Some(LegSockets { leg, pair });
+                slot_of.insert(leg, slot);
                 self.core.handle_input(now, Input::Command(Command::AddLeg { leg, local_rtp }));
             }
-            WorkerMsg::Core(Command::Release(leg)) => {
+            (LegIo::Shared { demux, .. }, WorkerMsg::AddLeg { leg, .. }) => {
+                demux.add(leg);
+                let local_rtp = self.shared.worker_rtp[self.index];
+                self.core.handle_input(now, Input::Command(Command::AddLeg { leg, local_rtp }));
+            }
+            (LegIo::PerLeg { .. }, WorkerMsg::AddLeg { leg, pair: None }) => {
+                tracing::warn!(leg = leg.0, "media: leg without a port pair in per-leg mode");
+            }
+            (LegIo::PerLeg { sockets, free_slots, slot_of }, WorkerMsg::Core(Command::Release(leg))) => {
                 self.core.handle_input(now, Input::Command(Command::Release(leg)));
-                if let Some(slot) = self.slot_of.remove(&leg) {
-                    if let Some(s) = self.sockets[slot].take() {
-                        self.epoll.remove(s.rtp.as_raw_fd());
-                        self.epoll.remove(s.rtcp.as_raw_fd());
-                        drop((s.rtp, s.rtcp));
-                        self.shared.return_port(s.port);
+                if let Some(slot) = slot_of.remove(&leg) {
+                    if let Some(s) = sockets[slot].take() {
+                        self.epoll.remove(s.pair.rtp.as_raw_fd());
+                        self.epoll.remove(s.pair.rtcp.as_raw_fd());
+                        let port = s.pair.port;
+                        drop(s.pair);
+                        self.shared.return_port(port);
                     }
-                    self.free_slots.push(slot);
+                    free_slots.push(slot);
                 } else {
                     // Unknown leg (double release): the returning count must still drop.
                     let mut p = self.shared.pool.lock().unwrap_or_else(|e| e.into_inner());
                     p.returning = p.returning.saturating_sub(1);
                 }
             }
-            WorkerMsg::Core(c) => self.core.handle_input(now, Input::Command(c)),
+            (LegIo::Shared { demux, .. }, WorkerMsg::Core(Command::Release(leg))) => {
+                demux.remove(leg);
+                self.core.handle_input(now, Input::Command(Command::Release(leg)));
+            }
+            (LegIo::Shared { demux, .. }, WorkerMsg::Core(Command::Configure(leg, p))) => {
+                demux.configure(leg, p.remote);
+                self.core.handle_input(now, Input::Command(Command::Configure(leg, p)));
+            }
+            (_, WorkerMsg::Core(c)) => self.core.handle_input(now, Input::Command(c)),
         }
     }
 
@@ -551,15 +711,23 @@ impl Worker {
         false
     }
 
-    /// Hand events to the engine and queue packets for sendmmsg.
+    /// Hand events to the engine and queue packets for sendmmsg. In shared-port mode
+    /// every RTP packet goes out of the same socket, so a tick's packets leave in
+    /// runs of SEND_BATCH per sendmmsg.
     fn drain_outputs(&mut self) {
         while let Some(out) = self.core.poll_output() {
             match out {
                 Output::Event(e) => (self.events)(e),
                 Output::Transmit(t) => {
-                    let Some(&slot) = self.slot_of.get(&t.leg) else { continue };
-                    let Some(s) = self.sockets[slot].as_ref() else { continue };
-                    let fd = if t.socket == Socket::Rtp { s.rtp.as_raw_fd() } else { s.rtcp.as_raw_fd() };
+                    let pair = match &self.io {
+                        LegIo::Shared { pair, .. } => pair,
+                        LegIo::PerLeg { sockets, slot_of, .. } => {
+                            let Some(&slot) = slot_of.get(&t.leg) else { continue };
+                            let Some(s) = sockets[slot].as_ref() else { continue };
+                            &s.pair
+                        }
+                    };
+                    let fd = if t.socket == Socket::Rtp { pair.rtp.as_raw_fd() } else { pair.rtcp.as_raw_fd() };
                     self.send.push(fd, &t.dest, t.data);
                 }
             }

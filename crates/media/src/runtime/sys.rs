@@ -27,6 +27,9 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 pub struct Epoll {
     fd: OwnedFd,
     events: Vec<libc::epoll_event>,
+    /// `epoll_pwait2` (nanosecond timeout, Linux 5.11+) works here; else `epoll_wait`,
+    /// whose millisecond timeout makes a tick up to 1 ms late.
+    precise: bool,
 }
 
 impl Epoll {
@@ -36,6 +39,7 @@ impl Epoll {
         Ok(Epoll {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
             events: vec![libc::epoll_event { events: 0, u64: 0 }; capacity],
+            precise: true,
         })
     }
 
@@ -55,12 +59,30 @@ impl Epoll {
 
     /// Wait up to `timeout` and return the tokens of ready fds.
     pub fn wait(&mut self, timeout: Duration) -> impl Iterator<Item = u64> + '_ {
-        // Round up so that we never wake a fraction of a millisecond early and spin.
-        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        // SAFETY: the events buffer is valid for `len` entries.
-        let n = unsafe {
-            libc::epoll_wait(self.fd.as_raw_fd(), self.events.as_mut_ptr(), self.events.len() as i32, ms)
-        };
+        let (fd, events, len) = (self.fd.as_raw_fd(), self.events.as_mut_ptr(), self.events.len() as i32);
+        let mut n = -1;
+        if self.precise {
+            let ts = libc::timespec {
+                tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+                tv_nsec: timeout.subsec_nanos() as libc::c_long,
+            };
+            // SAFETY: raw epoll_pwait2: the events buffer is valid for `len` entries, ts
+            // outlives the call, no signal mask (null, size 8).
+            let r = unsafe {
+                libc::syscall(libc::SYS_epoll_pwait2, fd, events, len, &ts as *const libc::timespec, std::ptr::null::<libc::sigset_t>(), 8)
+            };
+            if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+                self.precise = false;
+            } else {
+                n = r as i32;
+            }
+        }
+        if !self.precise {
+            // Round up so that we never wake a fraction of a millisecond early and spin.
+            let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+            // SAFETY: the events buffer is valid for `len` entries.
+            n = unsafe { libc::epoll_wait(fd, events, len, ms) };
+        }
         let n = n.max(0) as usize;
         self.events[..n].iter().map(|e| e.u64)
     }
@@ -288,12 +310,18 @@ impl SendBatch {
     }
 }
 
-/// Set a socket's kernel receive and send buffer sizes (best effort).
+/// Set a socket's kernel receive and send buffer sizes (best effort): above the
+/// system limits (`net.core.rmem_max`) when we may (CAP_NET_ADMIN), else up to them.
 pub fn set_buffers(fd: RawFd, bytes: i32) {
-    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-        // SAFETY: passes a valid int option value.
-        unsafe {
-            libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&bytes as *const i32).cast(), size_of::<i32>() as u32)
-        };
+    for (forced, capped) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
+        for opt in [forced, capped] {
+            // SAFETY: passes a valid int option value.
+            let r = unsafe {
+                libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&bytes as *const i32).cast(), size_of::<i32>() as u32)
+            };
+            if r == 0 {
+                break;
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! detector to tell which tones a recording contains.
 #![allow(dead_code)]
 
-use media::{Attachment, CodecKind, LegMedia, LegParams, MediaConfig, MediaEngine, MediaEvent, MediaHandle};
+use media::{Attachment, CodecKind, LegMedia, LegParams, MediaConfig, MediaEngine, MediaEvent, MediaHandle, PortMode};
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -73,6 +73,10 @@ pub struct TestEngine {
 
 impl TestEngine {
     pub fn start(ports: (u16, u16), workers: usize) -> TestEngine {
+        TestEngine::start_in(ports, workers, PortMode::PerLeg)
+    }
+
+    pub fn start_in(ports: (u16, u16), workers: usize, port_mode: PortMode) -> TestEngine {
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
         let cfg = MediaConfig {
@@ -80,6 +84,7 @@ impl TestEngine {
             rtp_ports: ports,
             workers,
             rtp_timeout: Duration::from_secs(60),
+            port_mode,
         };
         let engine = MediaEngine::start(cfg, Box::new(move |e| {
             let _ = tx.lock().unwrap().send(e);

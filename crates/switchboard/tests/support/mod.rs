@@ -1613,3 +1613,113 @@ pub fn run_cli_with_env(env: &TestEnv, label: &str, args: &[&str], vars: &[(&str
         stderr: fs::read_to_string(&err_path).unwrap_or_default(),
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// pjsua2 parties in a conference room
+
+/// `tone<hz>.wav` in the work dir: 15 s of `hz` at half scale, 8 kHz s16 mono (sox).
+pub fn room_tone(env: &TestEnv, hz: u32) -> PathBuf {
+    let wav = env.path(&format!("tone{hz}.wav"));
+    if !wav.exists() {
+        let sox = require_tool("sox");
+        let mut cmd = Command::new(&sox);
+        cmd.args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+            .arg(&wav)
+            .args(["synth", "15", "sine", &hz.to_string(), "vol", "0.5"]);
+        run_ok(&mut cmd, "sox (make tone)");
+    }
+    wav
+}
+
+/// A pjsua2 conference participant for [`join_room`].
+pub struct RoomParty<'a> {
+    pub user: &'a str,
+    /// Request-URI user: `conf-<n>` or `*9<n>`.
+    pub dial: &'a str,
+    /// The tone it plays.
+    pub hz: u32,
+    /// The only codec it enables, e.g. `PCMU/8000`.
+    pub codec: &'a str,
+    /// Seconds of media before it hangs up.
+    pub duration: f64,
+}
+
+/// pjsua2 party `i` (0..4) calls `sip:<dial>@<server>`, plays its tone in a loop for
+/// its duration and records what it hears. RTP ports: ten per party from `base + 10`
+/// (the block's SIPp media and pjsua2 ranges, unused by such tests). Returns the
+/// running peer and its recording.
+pub fn join_room(env: &TestEnv, server: &Server, i: u16, p: &RoomParty) -> (PjPeer, PathBuf) {
+    let RoomParty { user, dial, hz, codec, duration } = *p;
+    assert!(i < 4, "party index {i} out of the block");
+    let rec = env.path(&format!("{user}_rx.wav"));
+    let args: Vec<String> = vec![
+        "call".into(),
+        format!("sip:{dial}@{}", server.sip),
+        "--user".into(),
+        user.into(),
+        "--sip-port".into(),
+        env.ports.peer_sip(i).to_string(),
+        "--rtp-port".into(),
+        (env.ports.base + 10 + 10 * i).to_string(),
+        "--rtp-range".into(),
+        "10".into(),
+        "--play".into(),
+        room_tone(env, hz).display().to_string(),
+        "--loop".into(),
+        "--record".into(),
+        rec.display().to_string(),
+        "--duration".into(),
+        duration.to_string(),
+        "--max-time".into(),
+        (duration + 15.0).to_string(),
+        "--codec".into(),
+        codec.into(),
+    ];
+    env.report_on_failure(&rec);
+    (PjPeer::spawn(env, user, &args), rec)
+}
+
+/// [`wav_tones`] over the part of the recording from `skip` to `until` seconds.
+pub fn wav_tones_between(wav: &Path, expect: &[u32], absent: &[u32], skip: f64, until: Option<f64>) -> (bool, Value) {
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(kit_dir().join("pj/wav_tones.py")).arg(wav).args(["--skip", &skip.to_string()]);
+    if let Some(u) = until {
+        cmd.args(["--until", &u.to_string()]);
+    }
+    for hz in expect {
+        cmd.args(["--expect", &hz.to_string()]);
+    }
+    for hz in absent {
+        cmd.args(["--absent", &hz.to_string()]);
+    }
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run wav_tones.py: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let verdict = stdout.lines().rev().find_map(|l| serde_json::from_str::<Value>(l).ok()).unwrap_or(Value::Null);
+    (out.status.success(), verdict)
+}
+
+/// The first conference's confid and participants once `n` of them are active (15 s).
+pub fn wait_room_active(server: &Server, n: usize) -> (String, Vec<Value>) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rooms = server.get("/rest/v1/uc/conferences").json();
+        if let Some(confid) = rooms.as_array().and_then(|a| a.first()).and_then(|r| r["confid"].as_str()) {
+            let parts = server.get(&format!("/rest/v1/uc/conferences/{confid}/participants")).json();
+            let parts = parts.as_array().cloned().unwrap_or_default();
+            if parts.iter().filter(|p| p["state"] == "active").count() >= n {
+                return (confid.to_owned(), parts);
+            }
+        }
+        assert!(Instant::now() < deadline, "{n} participants never became active: {rooms}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The `m=audio` ports of the SDP bodies in a pjsip log (both directions).
+pub fn sdp_audio_ports(pj_log: &Path) -> Vec<u16> {
+    let text = fs::read_to_string(pj_log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("m=audio "))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
