@@ -86,45 +86,9 @@ fn join(env: &TestEnv, server: &Server, i: u16, p: &Party) -> (PjPeer, PathBuf) 
     (PjPeer::spawn(env, p.user, &args), rec)
 }
 
-/// FFT verdict on `wav` between `skip` and `until` seconds of the recording.
-fn hears(wav: &PathBuf, expect: &[u32], absent: &[u32], skip: f64, until: Option<f64>) -> (bool, Value) {
-    let mut cmd = Command::new(venv_python());
-    cmd.arg(kit_dir().join("pj/wav_tones.py")).arg(wav).args(["--skip", &skip.to_string()]);
-    if let Some(u) = until {
-        cmd.args(["--until", &u.to_string()]);
-    }
-    for hz in expect {
-        cmd.args(["--expect", &hz.to_string()]);
-    }
-    for hz in absent {
-        cmd.args(["--absent", &hz.to_string()]);
-    }
-    let out = cmd.output().expect("run wav_tones.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let verdict = stdout.lines().rev().find_map(|l| serde_json::from_str::<Value>(l).ok()).unwrap_or(Value::Null);
-    (out.status.success(), verdict)
-}
-
 fn assert_hears(wav: &PathBuf, expect: &[u32], absent: &[u32], skip: f64, until: Option<f64>, what: &str) {
-    let (ok, verdict) = hears(wav, expect, absent, skip, until);
+    let (ok, verdict) = wav_tones_between(wav, expect, absent, skip, until);
     assert!(ok, "{what}: expected {expect:?}, absent {absent:?} in {} [{skip}s..{until:?}]: {verdict}", wav.display());
-}
-
-/// The room's confid and its participants once `n` of them are active.
-fn wait_active(server: &Server, n: usize) -> (String, Vec<Value>) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let rooms = server.get("/rest/v1/uc/conferences").json();
-        if let Some(confid) = rooms.as_array().and_then(|a| a.first()).and_then(|r| r["confid"].as_str()) {
-            let parts = server.get(&format!("/rest/v1/uc/conferences/{confid}/participants")).json();
-            let parts = parts.as_array().cloned().unwrap_or_default();
-            if parts.iter().filter(|p| p["state"] == "active").count() >= n {
-                return (confid.to_owned(), parts);
-            }
-        }
-        assert!(Instant::now() < deadline, "{n} participants never became active: {rooms}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn pid_of(parts: &[Value], user: &str) -> String {
@@ -170,7 +134,7 @@ fn three_parties_hear_the_others_not_themselves_and_leavers_go_silent() {
     for (i, p) in parties.iter().enumerate() {
         peers.push(join(&env, &server, i as u16, p));
     }
-    let (confid, parts) = wait_active(&server, 3);
+    let (confid, parts) = wait_room_active(&server, 3);
     assert_eq!(parts.len(), 3, "one room for both dial styles: {parts:?}");
     assert!(confid.starts_with("rCF-"), "confid {confid}");
     let recs: Vec<PathBuf> = peers.iter().map(|(_, r)| r.clone()).collect();
@@ -205,7 +169,7 @@ fn lossy_senders_are_still_heard_and_do_not_break_the_mix() {
     let (lo, hi) = (env.ports.base + 10, env.ports.base + 10 + 10 * parties.len() as u16);
     let capture = Capture::start(&env, "rtp", &format!("udp and src portrange {lo}-{hi}"));
     let peers: Vec<_> = parties.iter().enumerate().map(|(i, p)| join(&env, &server, i as u16, p)).collect();
-    wait_active(&server, 3);
+    wait_room_active(&server, 3);
     let recs: Vec<PathBuf> = peers.iter().map(|(_, r)| r.clone()).collect();
     for (peer, _) in peers {
         peer.wait().assert_ok();
@@ -244,7 +208,7 @@ fn topology_rule_over_rest_silences_one_path_only() {
         Party::new("carol", 1700, "PCMA/8000", "conf-32", 7.0),
     ];
     let peers: Vec<(PjPeer, PathBuf)> = parties.iter().enumerate().map(|(i, p)| join(&env, &server, i as u16, p)).collect();
-    let (confid, parts) = wait_active(&server, 3);
+    let (confid, parts) = wait_room_active(&server, 3);
     let (alice, bob) = (pid_of(&parts, "alice"), pid_of(&parts, "bob"));
     let joined = Instant::now();
     // Let a second of normal mixing through first, then: bob no longer hears alice.
@@ -280,7 +244,7 @@ fn star_rule_spares_later_joiners_and_mute_deaf_work() {
     // are upper bounds of the recording time: safe as `skip` values.
     let start = Instant::now();
     let mut peers: Vec<(PjPeer, PathBuf)> = first.iter().enumerate().map(|(i, p)| join(&env, &server, i as u16, p)).collect();
-    let (confid, parts) = wait_active(&server, 3);
+    let (confid, parts) = wait_room_active(&server, 3);
     let (alice, bob, carol) = (pid_of(&parts, "alice"), pid_of(&parts, "bob"), pid_of(&parts, "carol"));
     // `*` -> carol: carol hears none of those present now...
     let resp = server.post(&format!("/rest/v1/uc/conferences/{confid}/topology"), &json!([{"from": "*", "to": carol, "enabled": false}]));
@@ -289,7 +253,7 @@ fn star_rule_spares_later_joiners_and_mute_deaf_work() {
     // ...but dave, who joins later, is heard by everyone, carol included.
     let dave_spawn = start.elapsed().as_secs_f64();
     peers.push(join(&env, &server, 3, &Party::new("dave", 2500, "PCMU/8000", "conf-33", 5.5)));
-    wait_active(&server, 4);
+    wait_room_active(&server, 4);
     std::thread::sleep(Duration::from_millis(1200));
     // Mute alice (nobody hears her) and make bob deaf (he hears nobody).
     let r = server.request("PATCH", &format!("/rest/v1/uc/conferences/{confid}/participants/{alice}"), Some(r#"{"muted":true}"#));
