@@ -290,10 +290,7 @@ impl Worker {
                             12 + SAMPLES
                         });
                         if txb.is_full() {
-                            let n = txb.len;
-                            let ok = txb.flush(raw.as_ref().unwrap().as_raw_fd());
-                            sent += ok as u64;
-                            rep.send_errors += (n - ok) as u64;
+                            flush_counted(&mut txb, raw.as_ref().unwrap().as_raw_fd(), &mut sent, &mut rep.send_errors);
                         }
                     }
                     None => {
@@ -308,10 +305,7 @@ impl Worker {
                 }
             }
             if let Some(fd) = &raw {
-                let n = txb.len;
-                let ok = txb.flush(fd.as_raw_fd());
-                sent += ok as u64;
-                rep.send_errors += (n - ok) as u64;
+                flush_counted(&mut txb, fd.as_raw_fd(), &mut sent, &mut rep.send_errors);
             }
 
             tick += 1;
@@ -401,4 +395,12 @@ impl Worker {
             }
         }
     }
+}
+
+/// Sends the queued batch, counting what the kernel took and what it refused.
+fn flush_counted(txb: &mut sys::RawTxBatch, fd: std::os::fd::RawFd, sent: &mut u64, errors: &mut u64) {
+    let queued = txb.len;
+    let ok = txb.flush(fd);
+    *sent += ok as u64;
+    *errors += (queued - ok) as u64;
 }

@@ -17,21 +17,21 @@ fn rtp(seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
     p
 }
 
-#[test]
-fn echo_returns_packets_restamped_to_the_latched_source() {
+/// A two-worker runtime on `ports` of 127.0.0.1, and the channel its events arrive on.
+fn start_two_workers(ports: (u16, u16), port_mode: PortMode) -> (MediaEngine, mpsc::Receiver<MediaEvent>) {
     let (ev_tx, ev_rx) = mpsc::channel();
     let ev_tx = std::sync::Mutex::new(ev_tx);
-    let cfg = MediaConfig {
-        bind_ip: "127.0.0.1".parse().unwrap(),
-        rtp_ports: (31_000, 31_019),
-        workers: 2,
-        rtp_timeout: Duration::from_secs(60),
-        port_mode: PortMode::PerLeg,
-    };
+    let cfg = MediaConfig { bind_ip: "127.0.0.1".parse().unwrap(), rtp_ports: ports, workers: 2, rtp_timeout: Duration::from_secs(60), port_mode };
     let engine = MediaEngine::start(cfg, Box::new(move |e| {
         let _ = ev_tx.lock().unwrap().send(e);
     }))
     .unwrap();
+    (engine, ev_rx)
+}
+
+#[test]
+fn echo_returns_packets_restamped_to_the_latched_source() {
+    let (engine, ev_rx) = start_two_workers((31_000, 31_019), PortMode::PerLeg);
     let media = engine.handle();
     let leg = media.allocate().unwrap();
     assert_eq!(media.ports_in_use(), 1);
@@ -40,17 +40,7 @@ fn echo_returns_packets_restamped_to_the_latched_source() {
     // The SDP said some other address; symmetric RTP must answer where packets come from.
     let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
     phone.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    media.configure(
-        leg.id,
-        LegParams {
-            remote: Some("127.0.0.1:9".parse().unwrap()),
-            codec: CodecKind::Pcmu,
-            payload_type: 0,
-            telephone_event_pt: Some(101),
-            send: true,
-            recv: true,
-        },
-    );
+    media.configure(leg.id, params("127.0.0.1:9".parse().unwrap()));
     media.attach(leg.id, Attachment::Echo);
     std::thread::sleep(Duration::from_millis(50));
 
@@ -100,20 +90,8 @@ fn params(remote: SocketAddr) -> LegParams {
 /// is wrong (NAT) and which latches as the only unlatched leg of its worker.
 #[test]
 fn shared_port_echo_demultiplexes_by_source_and_latches_behind_nat() {
-    let (ev_tx, ev_rx) = mpsc::channel();
-    let ev_tx = std::sync::Mutex::new(ev_tx);
-    let cfg = MediaConfig {
-        bind_ip: "127.0.0.1".parse().unwrap(),
-        // Two port pairs: exactly one per worker.
-        rtp_ports: (31_020, 31_023),
-        workers: 2,
-        rtp_timeout: Duration::from_secs(60),
-        port_mode: PortMode::Shared,
-    };
-    let engine = MediaEngine::start(cfg, Box::new(move |e| {
-        let _ = ev_tx.lock().unwrap().send(e);
-    }))
-    .unwrap();
+    // Two port pairs: exactly one per worker.
+    let (engine, ev_rx) = start_two_workers((31_020, 31_023), PortMode::Shared);
     let media = engine.handle();
     // Round-robin: a and c on one worker, b and d on the other.
     let legs: Vec<_> = (0..4).map(|_| media.allocate().expect("shared mode is not limited by the range")).collect();

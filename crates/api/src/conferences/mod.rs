@@ -149,16 +149,17 @@ pub async fn get_conference(
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
     let opts = ItemOptions::parse(&q)?;
-    if let ConfRef::Id(confid) = ConfRef::parse(&conf)? {
+    let conf = ConfRef::parse(&conf)?;
+    if let ConfRef::Id(confid) = &conf {
         // The published list is current (see engine::RoomDirectory): no engine round trip.
         let list = st.engine.room_list();
-        let room = list.get(&confid).ok_or_else(ApiError::conference_not_found)?;
+        let room = list.get(confid).ok_or_else(ApiError::conference_not_found)?;
         if opts.is_identity() {
             return Ok(Json(ConferenceRef(room)).into_response());
         }
         return Ok(Json(opts.project(render(&ConferenceRef(room)))).into_response());
     }
-    let room = ConfRef::parse(&conf)?.snapshot(&st.engine).await?;
+    let room = conf.snapshot(&st.engine).await?;
     Ok(Json(opts.project(render(&Conference::from(&room.room)))).into_response())
 }
 
