@@ -243,6 +243,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         }
     });
     info!(sip = %sip_addr, http = %cfg.http_listen, rtp = %cfg.rtp_ports, data = %cfg.data_dir.display(), "switchboard ready");
+    eprint!("{}", welcome(sip_addr, advertised, cfg.http_listen, &cfg.data_dir));
 
     wait_for_signal().await;
     info!("signal received; stopping");
@@ -254,6 +255,19 @@ async fn run(cfg: Config) -> Result<(), String> {
     let _ = tokio::time::timeout(Duration::from_secs(5), recorder_task).await;
     info!("stopped");
     Ok(())
+}
+
+/// What a newcomer needs on start: where to reach us, where data goes, a first call.
+fn welcome(sip: SocketAddr, advertised: SocketAddr, http: SocketAddr, data_dir: &std::path::Path) -> String {
+    let http_url = match http.ip().is_unspecified() {
+        true => format!("http://127.0.0.1:{}", http.port()),
+        false => format!("http://{http}"),
+    };
+    format!(
+        "  SIP   udp {sip}\n  SIP   tcp {sip}\n  HTTP  {http_url}  (API docs: {http_url}/docs)\n  data  {}\n  \
+         try   sip:echo@{advertised} (echoes your audio) or sip:conf-1@{advertised} (conference room 1)\n",
+        data_dir.display()
+    )
 }
 
 async fn wait_for_signal() {
