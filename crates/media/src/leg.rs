@@ -44,6 +44,9 @@ pub(crate) struct LegCodec {
     pub jitter: JitterBuffer,
     /// Decoder output: room for the longest packet the decoders accept (120 ms).
     pub decoded: Box<[i16; FRAME_SAMPLES * 6]>,
+    /// Codecs that decode as they pull: the newest frame, mixed next tick (look-ahead).
+    /// Here rather than in [`Leg`] so that G.711 legs, the many, stay small.
+    pub ahead_frame: Box<Frame>,
 }
 
 impl LegCodec {
@@ -59,6 +62,7 @@ impl LegCodec {
             decoder: new_decoder(kind),
             jitter: JitterBuffer::new(clock_rate, samples_per_frame),
             decoded: Box::new([0; FRAME_SAMPLES * 6]),
+            ahead_frame: Box::new(SILENCE),
         }
     }
 }
@@ -118,10 +122,9 @@ pub(crate) struct Leg {
     pub dtmf_queue: std::collections::VecDeque<(char, u32)>,
 
     pub talk: TalkDetector,
-    /// The newest frame pulled: measured for talk detection, mixed next tick.
+    /// The newest frame pulled: measured for talk detection, mixed next tick (its
+    /// audio is in `LegCodec::ahead_frame` when `Decoded`).
     pub ahead: Pulled,
-    /// Its audio when `ahead` is `Decoded`.
-    pub ahead_frame: Frame,
     /// The frame pulled last tick, which this tick mixes; `Nothing` once decoded.
     pub current: Pulled,
     /// The energy of the last frame pulled.
@@ -167,7 +170,6 @@ impl Leg {
             dtmf_queue: Default::default(),
             talk: TalkDetector::default(),
             ahead: Pulled::Nothing,
-            ahead_frame: SILENCE,
             current: Pulled::Nothing,
             energy: 0,
             decoder_stale: false,
@@ -250,10 +252,10 @@ impl Leg {
             self.decoder_stale = true;
         }
         self.current = std::mem::replace(&mut self.ahead, Pulled::Nothing);
-        if self.current == Pulled::Decoded {
-            self.frame = self.ahead_frame;
-        }
         let Some(c) = self.codec.as_mut() else { return 0 };
+        if self.current == Pulled::Decoded {
+            self.frame.copy_from_slice(&c.ahead_frame[..]);
+        }
         let energy = match (c.jitter.pop(now), c.kind) {
             (Pop::Empty, _) => 0,
             (Pop::Frame(payload), CodecKind::Pcmu) => {
@@ -276,10 +278,10 @@ impl Leg {
                     _ => c.decoder.conceal(&mut c.decoded[..]),
                 };
                 let mut has = false;
-                Self::take_decoded(&mut self.ahead_frame, &mut has, &c.decoded[..n]);
+                Self::take_decoded(&mut c.ahead_frame, &mut has, &c.decoded[..n]);
                 if has {
                     self.ahead = Pulled::Decoded;
-                    mixer::frame_energy(&self.ahead_frame)
+                    mixer::frame_energy(&c.ahead_frame)
                 } else {
                     0
                 }
