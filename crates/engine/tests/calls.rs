@@ -16,19 +16,23 @@ struct Harness {
     engine: Engine,
     now: Instant,
     _media: MediaEngine,
+    /// The RTP range's block of ports (dropped after the media engine).
+    _ports: testports::PortBlock,
 }
 
 impl Harness {
-    /// `ports`: this test's own RTP range (tests in this file run in parallel).
-    fn new(ports: (u16, u16), tune: impl FnOnce(&mut EngineConfig)) -> Harness {
+    /// `ports`: how many RTP ports this test needs, from a block of its own
+    /// (`testports`: tests in this file run in parallel, and other test binaries too).
+    fn new(ports: u16, tune: impl FnOnce(&mut EngineConfig)) -> Harness {
+        let block = testports::PortBlock::take();
         let media = MediaEngine::start(
-            MediaConfig { bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST), rtp_ports: ports, workers: 1, ..Default::default() },
+            MediaConfig { bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST), rtp_ports: block.range(0, ports), workers: 1, ..Default::default() },
             Box::new(|_| {}),
         )
         .expect("media runtime");
         let mut cfg = EngineConfig::default();
         tune(&mut cfg);
-        Harness { engine: Engine::new(cfg, media.handle()), now: Instant::now(), _media: media }
+        Harness { engine: Engine::new(cfg, media.handle()), now: Instant::now(), _media: media, _ports: block }
     }
 
     fn deliver(&mut self, text: &str) {
@@ -81,7 +85,7 @@ fn answered_call(h: &mut Harness, call: &str) -> String {
 
 #[test]
 fn unacked_200_is_retransmitted_until_a_bye_shows_it_arrived() {
-    let mut h = Harness::new((31_000, 31_019), |_| {});
+    let mut h = Harness::new(20, |_| {});
     let tag = answered_call(&mut h, "no-ack-1");
     // No ACK: the 200 goes out again at T1, 2*T1, ...
     let resent = h.advance(Duration::from_millis(1_600));
@@ -97,7 +101,7 @@ fn unacked_200_is_retransmitted_until_a_bye_shows_it_arrived() {
 
 #[test]
 fn unacked_200_without_bye_ends_in_our_bye() {
-    let mut h = Harness::new((31_020, 31_039), |_| {});
+    let mut h = Harness::new(20, |_| {});
     answered_call(&mut h, "no-ack-2");
     let sent = h.advance(Duration::from_secs(40));
     assert!(sent.iter().filter(|m| is_response(m, 200, "INVITE")).count() >= 5, "{sent:#?}");
@@ -107,7 +111,7 @@ fn unacked_200_without_bye_ends_in_our_bye() {
 
 #[test]
 fn ended_legs_are_capped_oldest_first() {
-    let mut h = Harness::new((31_040, 31_079), |c| c.ended_retention_max = 3);
+    let mut h = Harness::new(40, |c| c.ended_retention_max = 3);
     let mut tags = Vec::new();
     for i in 0..5 {
         let call = format!("capped-{i}");

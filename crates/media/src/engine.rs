@@ -36,6 +36,9 @@
 //!    detection; then it decodes only its N best talking, unmuted legs per room and
 //!    copies their frames into its [`Publication`] (double-buffered by tick parity, so
 //!    a fast worker writing tick t+1 never disturbs a slow one still reading tick t).
+//!    The frame decoded and published is the one pulled the tick before: talk
+//!    detection looks one frame ahead of the mix, so that the frame that starts a talk
+//!    spurt is mixed too (see `leg.rs`; it costs 20 ms of delay).
 //! 2. *mix*: after the barrier every worker reads all publications for the rooms it
 //!    has legs in, selects the same N loudest speakers (a pure function of the
 //!    published data, see [`crate::mixer`]), sums them once, and for each of its
@@ -454,6 +457,7 @@ impl MediaCore {
         }
         l.echo = Default::default();
         l.selected = false;
+        l.forget_pulled();
         if let Some(t) = l.talk.reset() {
             self.events.push_back(MediaEvent::Talking { leg, talking: t });
         }
@@ -474,9 +478,12 @@ impl MediaCore {
 
     /// Phase 1 of a tick: pull each room leg's frame, detect talk, publish speakers.
     ///
-    /// Every leg is measured (G.711: energy straight from the payload bytes, see
-    /// [`Leg::pull`]), but only this worker's [`mixer::MAX_SPEAKERS`] best talking,
-    /// unmuted legs of each room are decoded and published: a leg that is not among
+    /// The frame published is the one pulled last tick; this tick's frame only feeds
+    /// talk detection (one frame of look-ahead: a leg's first loud frame is still here
+    /// to mix when its second makes it a speaker). Every leg is measured (G.711:
+    /// energy straight from the payload bytes, see [`Leg::pull`]), but only this
+    /// worker's [`mixer::MAX_SPEAKERS`] best talking, unmuted legs of each room are
+    /// decoded and published: a leg that is not among
     /// its own worker's best cannot be among the room's best (selection ranks with the
     /// same key everywhere). So a 3,000-leg room with three speakers decodes three
     /// frames a tick, not 3,000.

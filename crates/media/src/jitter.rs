@@ -74,6 +74,11 @@ const DELAY_PERCENTILE: f32 = 0.95;
 /// Packets per window of the running minimum transit.
 const TRANSIT_WINDOW: u32 = 128;
 
+/// A payload [`JitterBuffer::pop`] returned, named so that it can be read again
+/// ([`JitterBuffer::played_frame`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Played(i64);
+
 /// What the mixer should do for this tick.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Pop<'a> {
@@ -521,10 +526,23 @@ impl JitterBuffer {
     }
 
     /// The payload the last [`pop`](Self::pop) returned as [`Pop::Frame`], while its
-    /// slot still holds it (until a later packet is stored there). Lets the mixer
-    /// measure a frame first and decode it later in the same tick, without a copy.
+    /// slot still holds it (see [`played_frame`](Self::played_frame)).
     pub fn last_frame(&self) -> Option<&[u8]> {
-        let ext = self.last_played?;
+        self.played_frame(self.last_played()?)
+    }
+
+    /// Names the payload the last [`pop`](Self::pop) returned as [`Pop::Frame`], to
+    /// read it again later with [`played_frame`](Self::played_frame).
+    pub fn last_played(&self) -> Option<Played> {
+        self.last_played.map(Played)
+    }
+
+    /// A payload an earlier [`pop`](Self::pop) returned, while its slot still holds it:
+    /// until the packet [`SLOTS`] sequence numbers later is stored there, or the buffer
+    /// is flushed or reset (then `None`). Lets the mixer measure a frame when it is
+    /// popped and decode it a tick later (its look-ahead), without a copy.
+    pub fn played_frame(&self, played: Played) -> Option<&[u8]> {
+        let ext = played.0;
         let index = slot_index(ext);
         let slot = &self.slots[index];
         (slot.ext_seq == ext && slot.played && !slot.filled).then(|| &self.payloads[index][..slot.len as usize])

@@ -7,11 +7,24 @@
 //! measures its energy ([`Leg::pull`]), then asks for the decoded frame of the few
 //! legs that may be mixed ([`Leg::decode_pulled`]). This is also the one place that
 //! touches the codec crate's API, so a change there is a change here.
+//!
+//! # One frame of look-ahead
+//!
+//! The frame a tick mixes is the one pulled the tick *before*; the frame pulled now
+//! only feeds talk detection. Talk detection needs two loud frames before it lets a
+//! speaker into the mix (its attack, so that a click is not mixed), so without the
+//! look-ahead the first frame of every talk spurt was measured, found loud, and
+//! dropped: each spurt lost its first 20 ms. With it, when the second loud frame makes
+//! the leg a speaker, the first one is still waiting to be mixed. The cost is one
+//! frame (20 ms) of delay on room audio; echo is not affected. Nothing is copied for
+//! G.711 (the payload stays in its jitter-buffer slot, see
+//! [`JitterBuffer::played_frame`]); other codecs decode as they pull, so their frame
+//! waits in a second buffer.
 
 use crate::codec::{g711, new_decoder, new_encoder, AudioDecoder, AudioEncoder, CodecKind};
 use crate::dtmf::{DtmfReceiver, DtmfSender};
 use crate::engine::{Attachment, LegId, LegParams, MediaEvent};
-use crate::jitter::{JitterBuffer, Pop};
+use crate::jitter::{JitterBuffer, Played, Pop};
 use crate::mixer::{self, Frame, NarrowFrame, TalkDetector, NARROW_SILENCE, SILENCE};
 use crate::rtcp::RemoteReport;
 use crate::rtp::{RtpReceiveStats, RtpSendStream};
@@ -31,6 +44,9 @@ pub(crate) struct LegCodec {
     pub jitter: JitterBuffer,
     /// Decoder output: room for the longest packet the decoders accept (120 ms).
     pub decoded: Box<[i16; FRAME_SAMPLES * 6]>,
+    /// Codecs that decode as they pull: the newest frame, mixed next tick (look-ahead).
+    /// Here rather than in [`Leg`] so that G.711 legs, the many, stay small.
+    pub ahead_frame: Box<Frame>,
 }
 
 impl LegCodec {
@@ -46,6 +62,7 @@ impl LegCodec {
             decoder: new_decoder(kind),
             jitter: JitterBuffer::new(clock_rate, samples_per_frame),
             decoded: Box::new([0; FRAME_SAMPLES * 6]),
+            ahead_frame: Box::new(SILENCE),
         }
     }
 }
@@ -58,15 +75,19 @@ pub(crate) struct EchoRewrite {
     pub ts_offset: u32,
 }
 
-/// What [`Leg::pull`] took out of the jitter buffer this tick.
+/// What [`Leg::pull`] took out of the jitter buffer, until it is decoded or dropped.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Pulled {
     /// Nothing to play (not started, or idle).
     Nothing,
-    /// A packet (its payload stays in the jitter buffer, see `JitterBuffer::last_frame`).
-    Packet,
-    /// A gap to conceal.
+    /// A G.711 packet, measured but not decoded (its payload stays in the jitter
+    /// buffer, see `JitterBuffer::played_frame`).
+    Packet(Played),
+    /// A G.711 gap to conceal.
     Lost,
+    /// Audio decoded (or concealed) at once, in `ahead_frame`: codecs with predictive
+    /// state decode every frame as it is pulled.
+    Decoded,
 }
 
 pub(crate) struct Leg {
@@ -101,13 +122,16 @@ pub(crate) struct Leg {
     pub dtmf_queue: std::collections::VecDeque<(char, u32)>,
 
     pub talk: TalkDetector,
-    /// What this tick's pull found, until it is decoded (then `Nothing`).
-    pub pulled: Pulled,
+    /// The newest frame pulled: measured for talk detection, mixed next tick (its
+    /// audio is in `LegCodec::ahead_frame` when `Decoded`).
+    pub ahead: Pulled,
+    /// The frame pulled last tick, which this tick mixes; `Nothing` once decoded.
+    pub current: Pulled,
     /// The energy of the last frame pulled.
     pub energy: u64,
     /// A G.711 frame was pulled and never decoded: the decoder's history is stale.
     pub decoder_stale: bool,
-    /// This tick's decoded frame (valid when `has_frame`).
+    /// This tick's frame to mix, decoded (valid when `has_frame`).
     pub frame: Frame,
     pub has_frame: bool,
     /// G.711: the same frame at 8 kHz (valid when `has_narrow`).
@@ -145,7 +169,8 @@ impl Leg {
             dtmf_tx: None,
             dtmf_queue: Default::default(),
             talk: TalkDetector::default(),
-            pulled: Pulled::Nothing,
+            ahead: Pulled::Nothing,
+            current: Pulled::Nothing,
             energy: 0,
             decoder_stale: false,
             frame: SILENCE,
@@ -165,6 +190,8 @@ impl Leg {
             }
         } else {
             self.codec = Some(LegCodec::new(p.codec, p.payload_type));
+            // What was pulled names slots of the old jitter buffer.
+            self.forget_pulled();
             // telephone-event runs on the audio codec's clock (RFC 4733 2.1).
             self.dtmf_rx = DtmfReceiver::with_clock_rate(p.codec.rtp_clock_rate());
         }
@@ -206,7 +233,8 @@ impl Leg {
         Some(MediaEvent::FirstPacket { leg: self.id, from })
     }
 
-    /// Phase 1 of a tick: take this tick's packet (or gap) out of the jitter buffer
+    /// Phase 1 of a tick: last tick's frame becomes the one to mix (see the module
+    /// docs on look-ahead); take this tick's packet (or gap) out of the jitter buffer
     /// and return its mean-square energy per sample, for talk detection.
     ///
     /// G.711: the energy is read from the payload bytes (a table lookup per byte) and
@@ -214,28 +242,34 @@ impl Leg {
     /// calls only for the legs it may mix; a gap counts as half the previous frame's
     /// energy (concealment repeats and fades it). Cost: 160 lookups.
     /// Other codecs carry predictive state from frame to frame, so they decode now
-    /// and the energy is that of the frame. Cost: a decode + 320 multiply-adds.
+    /// and the energy is that of the frame. Cost: a decode + 320 multiply-adds, and a
+    /// 640-byte copy of last tick's frame.
     pub fn pull(&mut self, now: Instant) -> u64 {
         self.has_frame = false;
         self.has_narrow = false;
-        if self.pulled != Pulled::Nothing {
-            // Last tick's frame was never decoded.
+        if matches!(self.current, Pulled::Packet(_) | Pulled::Lost) {
+            // Last tick's frame to mix was never decoded.
             self.decoder_stale = true;
         }
-        self.pulled = Pulled::Nothing;
+        self.current = std::mem::replace(&mut self.ahead, Pulled::Nothing);
         let Some(c) = self.codec.as_mut() else { return 0 };
+        if self.current == Pulled::Decoded {
+            self.frame.copy_from_slice(&c.ahead_frame[..]);
+        }
         let energy = match (c.jitter.pop(now), c.kind) {
             (Pop::Empty, _) => 0,
             (Pop::Frame(payload), CodecKind::Pcmu) => {
-                self.pulled = Pulled::Packet;
-                g711::ulaw_energy(payload)
+                let energy = g711::ulaw_energy(payload);
+                self.ahead = Pulled::Packet(c.jitter.last_played().expect("a frame was just played"));
+                energy
             }
             (Pop::Frame(payload), CodecKind::Pcma) => {
-                self.pulled = Pulled::Packet;
-                g711::alaw_energy(payload)
+                let energy = g711::alaw_energy(payload);
+                self.ahead = Pulled::Packet(c.jitter.last_played().expect("a frame was just played"));
+                energy
             }
             (Pop::Lost, kind) if kind.is_g711() => {
-                self.pulled = Pulled::Lost;
+                self.ahead = Pulled::Lost;
                 self.energy / 2
             }
             (pop, _) => {
@@ -243,10 +277,11 @@ impl Leg {
                     Pop::Frame(payload) => c.decoder.decode(payload, &mut c.decoded[..]),
                     _ => c.decoder.conceal(&mut c.decoded[..]),
                 };
-                // Decoded already: nothing left pending.
-                Self::take_decoded(&mut self.frame, &mut self.has_frame, &c.decoded[..n]);
-                if self.has_frame {
-                    mixer::frame_energy(&self.frame)
+                let mut has = false;
+                Self::take_decoded(&mut c.ahead_frame, &mut has, &c.decoded[..n]);
+                if has {
+                    self.ahead = Pulled::Decoded;
+                    mixer::frame_energy(&c.ahead_frame)
                 } else {
                     0
                 }
@@ -256,27 +291,36 @@ impl Leg {
         energy
     }
 
-    /// Whether this tick's pull found audio (a packet or a gap to conceal).
+    /// Whether this tick has audio to mix (a packet or a gap to conceal, pulled last tick).
     pub fn pulled_audio(&self) -> bool {
-        self.has_frame || self.pulled != Pulled::Nothing
+        self.current != Pulled::Nothing
     }
 
-    /// Phase 2 for a leg that may be mixed: make sure `self.frame` holds this tick's
-    /// audio, decoded (G.711 legs were only measured by [`pull`](Self::pull)) or
+    /// Phase 2 for a leg that may be mixed: make `self.frame` hold this tick's audio
+    /// to mix, decoded (G.711 legs were only measured by [`pull`](Self::pull)) or
     /// concealed; `has_frame` says whether there is any. Cost: at most one decode.
     pub fn decode_pulled(&mut self) {
-        if self.has_frame || self.pulled == Pulled::Nothing {
-            return;
-        }
-        let Some(c) = self.codec.as_mut() else { return };
+        let law = match self.current {
+            Pulled::Nothing => return,
+            Pulled::Decoded => {
+                // Decoded when pulled; `pull` moved it into `frame`.
+                self.current = Pulled::Nothing;
+                self.has_frame = true;
+                return;
+            }
+            Pulled::Packet(_) | Pulled::Lost => {
+                let Some(c) = self.codec.as_ref() else { return };
+                if c.kind == CodecKind::Pcma { g711::Law::Alaw } else { g711::Law::Ulaw }
+            }
+        };
+        let c = self.codec.as_mut().expect("checked");
         if self.decoder_stale {
             // Frames were skipped: start the filters afresh rather than from old audio.
             c.decoder.reset();
             self.decoder_stale = false;
         }
-        let law = if c.kind == CodecKind::Pcma { g711::Law::Alaw } else { g711::Law::Ulaw };
-        let payload = match self.pulled {
-            Pulled::Packet => c.jitter.last_frame(),
+        let payload = match self.current {
+            Pulled::Packet(played) => c.jitter.played_frame(played),
             _ => None,
         };
         let n = match payload {
@@ -296,9 +340,21 @@ impl Leg {
                 n
             }
         };
-        self.pulled = Pulled::Nothing;
+        self.current = Pulled::Nothing;
         Self::take_decoded(&mut self.frame, &mut self.has_frame, &c.decoded[..n]);
         self.has_narrow = self.has_frame;
+    }
+
+    /// Drop what was pulled and not mixed yet (the leg left its room, or its codec and
+    /// jitter buffer were replaced).
+    pub fn forget_pulled(&mut self) {
+        if matches!(self.current, Pulled::Packet(_) | Pulled::Lost) || matches!(self.ahead, Pulled::Packet(_) | Pulled::Lost) {
+            self.decoder_stale = true;
+        }
+        self.ahead = Pulled::Nothing;
+        self.current = Pulled::Nothing;
+        self.has_frame = false;
+        self.has_narrow = false;
     }
 
     /// Copy decoder output into the 20 ms frame. Packets longer than 20 ms: the first

@@ -6,6 +6,8 @@
 //! - [`TalkDetector`]: per-leg voice activity with hysteresis (attack 40 ms = 2 frames
 //!   above threshold, release 500 ms = 25 frames below), driving `Talking` events and
 //!   deciding who is a speaker candidate at all (silent legs are skipped entirely).
+//!   It runs one frame ahead of the mix (see `leg.rs`), so the attack delays the
+//!   `Talking` event, never the audio: a spurt is mixed from its first frame.
 //! - [`Publication`]: the candidate speaker frames one worker offers for each room this
 //!   tick. A room whose legs live on several workers is mixed from all workers'
 //!   publications (see the engine docs for the per-tick exchange).

@@ -1,12 +1,21 @@
 //! Echo over real UDP on 127.0.0.1: every RTP packet sent to a leg comes back from the
 //! leg's RTP port, re-stamped as the leg's own stream (own SSRC, continuous sequence
 //! numbers), to the address the packets really came from (symmetric RTP).
+//!
+//! RTP ranges come from `testports` blocks (locked across processes). Nothing waits
+//! for a fixed time for the workers to apply a leg's setup: a probe is sent until it
+//! comes back.
 
 use media::CodecKind;
 use media::{Attachment, LegParams, MediaConfig, MediaEngine, MediaEvent, PortMode};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a test waits for something that normally takes milliseconds.
+const PATIENCE: Duration = Duration::from_secs(20);
+/// The payload byte of probes (test packets use others).
+const PROBE: u8 = 0xee;
 
 fn rtp(seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -17,11 +26,18 @@ fn rtp(seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
     p
 }
 
-/// A two-worker runtime on `ports` of 127.0.0.1, and the channel its events arrive on.
-fn start_two_workers(ports: (u16, u16), port_mode: PortMode) -> (MediaEngine, mpsc::Receiver<MediaEvent>) {
+/// A runtime with `workers` workers whose RTP range is the first `pairs` port pairs of
+/// `block`, and the channel its events arrive on.
+fn start_engine(block: &testports::PortBlock, pairs: u16, workers: usize, port_mode: PortMode) -> (MediaEngine, mpsc::Receiver<MediaEvent>) {
     let (ev_tx, ev_rx) = mpsc::channel();
     let ev_tx = std::sync::Mutex::new(ev_tx);
-    let cfg = MediaConfig { bind_ip: "127.0.0.1".parse().unwrap(), rtp_ports: ports, workers: 2, rtp_timeout: Duration::from_secs(60), port_mode };
+    let cfg = MediaConfig {
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        rtp_ports: block.range(0, 2 * pairs),
+        workers,
+        rtp_timeout: Duration::from_secs(60),
+        port_mode,
+    };
     let engine = MediaEngine::start(cfg, Box::new(move |e| {
         let _ = ev_tx.lock().unwrap().send(e);
     }))
@@ -29,9 +45,38 @@ fn start_two_workers(ports: (u16, u16), port_mode: PortMode) -> (MediaEngine, mp
     (engine, ev_rx)
 }
 
+/// Sends probes (payload [`PROBE`]) from `phone` to `to` until one is echoed: then the
+/// worker has applied the leg's setup. Panics after [`PATIENCE`].
+fn probe_until_echoed(phone: &UdpSocket, to: SocketAddr, ssrc: u32) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut buf = [0u8; 1500];
+    for seq in 0u16.. {
+        assert!(Instant::now() < deadline, "no echo from {to} within {PATIENCE:?}");
+        phone.send_to(&rtp(60_000 + seq, 160 * seq as u32, ssrc, &[PROBE; 160]), to).unwrap();
+        phone.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        if let Ok((n, _)) = phone.recv_from(&mut buf) {
+            if n > 12 && buf[12] == PROBE {
+                break;
+            }
+        }
+    }
+    phone.set_read_timeout(Some(PATIENCE)).unwrap();
+}
+
+/// The next echoed packet that is not a probe's (a late copy of one may follow).
+fn recv_echo(phone: &UdpSocket, buf: &mut [u8]) -> (usize, SocketAddr) {
+    loop {
+        let (n, from) = phone.recv_from(buf).expect("echoed packet");
+        if !(n > 12 && buf[12] == PROBE) {
+            return (n, from);
+        }
+    }
+}
+
 #[test]
 fn echo_returns_packets_restamped_to_the_latched_source() {
-    let (engine, ev_rx) = start_two_workers((31_000, 31_019), PortMode::PerLeg);
+    let block = testports::PortBlock::take();
+    let (engine, ev_rx) = start_engine(&block, 10, 2, PortMode::PerLeg);
     let media = engine.handle();
     let leg = media.allocate().unwrap();
     assert_eq!(media.ports_in_use(), 1);
@@ -39,10 +84,9 @@ fn echo_returns_packets_restamped_to_the_latched_source() {
 
     // The SDP said some other address; symmetric RTP must answer where packets come from.
     let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
-    phone.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     media.configure(leg.id, params("127.0.0.1:9".parse().unwrap()));
     media.attach(leg.id, Attachment::Echo);
-    std::thread::sleep(Duration::from_millis(50));
+    probe_until_echoed(&phone, leg.rtp_addr, 0xabcd);
 
     let mut buf = [0u8; 1500];
     let mut seqs = Vec::new();
@@ -50,7 +94,7 @@ fn echo_returns_packets_restamped_to_the_latched_source() {
     for i in 0..10u16 {
         let payload = [i as u8; 160];
         phone.send_to(&rtp(1000 + i, 5000 + 160 * i as u32, 0xabcd, &payload), leg.rtp_addr).unwrap();
-        let (n, from) = phone.recv_from(&mut buf).expect("echoed packet");
+        let (n, from) = recv_echo(&phone, &mut buf);
         assert_eq!(from, leg.rtp_addr, "echo comes from the leg's RTP port");
         assert_eq!(n, 12 + 160);
         assert_eq!(&buf[12..n], &payload[..], "payload echoed");
@@ -65,7 +109,7 @@ fn echo_returns_packets_restamped_to_the_latched_source() {
     for w in seqs.windows(2) {
         assert_eq!(w[1], w[0].wrapping_add(1), "continuous sequence numbers");
     }
-    let first = ev_rx.recv_timeout(Duration::from_secs(1)).unwrap();
+    let first = ev_rx.recv_timeout(PATIENCE).unwrap();
     let expected_from: SocketAddr = phone.local_addr().unwrap();
     assert_eq!(first, MediaEvent::FirstPacket { leg: leg.id, from: expected_from });
 
@@ -91,7 +135,8 @@ fn params(remote: SocketAddr) -> LegParams {
 #[test]
 fn shared_port_echo_demultiplexes_by_source_and_latches_behind_nat() {
     // Two port pairs: exactly one per worker.
-    let (engine, ev_rx) = start_two_workers((31_020, 31_023), PortMode::Shared);
+    let block = testports::PortBlock::take();
+    let (engine, ev_rx) = start_engine(&block, 2, 2, PortMode::Shared);
     let media = engine.handle();
     // Round-robin: a and c on one worker, b and d on the other.
     let legs: Vec<_> = (0..4).map(|_| media.allocate().expect("shared mode is not limited by the range")).collect();
@@ -101,27 +146,32 @@ fn shared_port_echo_demultiplexes_by_source_and_latches_behind_nat() {
     assert_ne!(legs[0].rtp_addr, legs[1].rtp_addr, "one port per worker");
     let phones: Vec<UdpSocket> = (0..4).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
     for (i, (leg, phone)) in legs.iter().zip(&phones).enumerate() {
-        phone.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        phone.set_read_timeout(Some(PATIENCE)).unwrap();
         // Phone b's SDP address is not where its packets come from.
         let sdp = if i == 1 { "127.0.0.1:9".parse().unwrap() } else { phone.local_addr().unwrap() };
         media.configure(leg.id, params(sdp));
         media.attach(leg.id, Attachment::Echo);
     }
-    std::thread::sleep(Duration::from_millis(50));
+    // Each worker applies its commands in order: once the last leg set up on each
+    // (c on one, d on the other) echoes, every leg's setup is applied. c and d latch
+    // to their phones (their SDP addresses are right), so b is then the only
+    // unlatched leg of its worker.
+    probe_until_echoed(&phones[2], legs[2].rtp_addr, 0x102);
+    probe_until_echoed(&phones[3], legs[3].rtp_addr, 0x103);
 
     let mut buf = [0u8; 1500];
-    // Phone b's first packet latches nothing: a guess (its SDP address is wrong) waits
-    // for a source's second packet.
+    // Phone b's first packet latches nothing although b is the only unlatched leg of
+    // its worker: a guess (its SDP address is wrong) waits for a source's second packet.
+    // (A bounded wait for something that must not happen.)
     phones[1].set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     phones[1].send_to(&rtp(99, 0, 0x101, &[0; 160]), legs[1].rtp_addr).unwrap();
     assert!(phones[1].recv_from(&mut buf).is_err(), "no echo before b latched");
-    phones[1].set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    // d first, so that b is then the only unlatched leg of its worker.
+    phones[1].set_read_timeout(Some(PATIENCE)).unwrap();
     for round in 0..5u16 {
         for i in [3usize, 1, 0, 2] {
             let payload = [(16 * i as u16 + round) as u8; 160];
             phones[i].send_to(&rtp(100 + round, 160 * round as u32, 0x100 + i as u32, &payload), legs[i].rtp_addr).unwrap();
-            let (n, from) = phones[i].recv_from(&mut buf).expect("echoed packet");
+            let (n, from) = recv_echo(&phones[i], &mut buf);
             assert_eq!(from, legs[i].rtp_addr, "echo comes from the worker's shared port");
             assert_eq!(&buf[12..n], &payload[..], "phone {i} gets its own packet back");
         }
@@ -156,19 +206,8 @@ fn shared_port_echo_demultiplexes_by_source_and_latches_behind_nat() {
 /// know yet.
 #[test]
 fn shared_port_legs_latch_to_their_own_phones_when_media_starts_at_once() {
-    let (ev_tx, ev_rx) = mpsc::channel();
-    let ev_tx = std::sync::Mutex::new(ev_tx);
-    let cfg = MediaConfig {
-        bind_ip: "127.0.0.1".parse().unwrap(),
-        rtp_ports: (31_030, 31_031),
-        workers: 1,
-        rtp_timeout: Duration::from_secs(60),
-        port_mode: PortMode::Shared,
-    };
-    let engine = MediaEngine::start(cfg, Box::new(move |e| {
-        let _ = ev_tx.lock().unwrap().send(e);
-    }))
-    .unwrap();
+    let block = testports::PortBlock::take();
+    let (engine, ev_rx) = start_engine(&block, 1, 1, PortMode::Shared);
     let media = engine.handle();
     let quiet = media.allocate().unwrap();
     media.configure(quiet.id, params("127.0.0.1:9".parse().unwrap()));
@@ -183,14 +222,18 @@ fn shared_port_legs_latch_to_their_own_phones_when_media_starts_at_once() {
         phones.insert(leg.id, phone.local_addr().unwrap());
         sockets.push(phone);
     }
-    std::thread::sleep(Duration::from_millis(200));
-    let latched: Vec<_> = ev_rx
-        .try_iter()
-        .filter_map(|e| match e {
-            MediaEvent::FirstPacket { leg, from } => Some((leg, from)),
-            _ => None,
-        })
-        .collect();
+    // Every sending leg latches once: wait for 40 latches (a wrong one is among them
+    // if the quiet leg took a packet, and then some phone's leg never latches).
+    let deadline = Instant::now() + PATIENCE;
+    let mut latched = Vec::new();
+    while latched.len() < 40 {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+        match ev_rx.recv_timeout(left) {
+            Ok(MediaEvent::FirstPacket { leg, from }) => latched.push((leg, from)),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
     assert!(latched.iter().all(|(leg, _)| *leg != quiet.id), "the quiet leg took a stranger's packet: {latched:?}");
     for (leg, from) in &latched {
         assert_eq!(phones.get(leg), Some(from), "leg {leg:?} latched to another phone");

@@ -209,56 +209,60 @@ async fn a_full_queue_drops_and_counts_exactly_what_does_not_fit() {
 }
 
 /// A database stalled by another writer's lock: the recorder's writer waits on it,
-/// the queue fills, and `record` still returns at once, every time.
+/// the queue fills, and `record` still returns, every time, without writing. (How
+/// fast it returns is `examples/record_bench.rs`'s business, not a test's.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_never_waits_on_a_stalled_database() {
     const CAPACITY: usize = 64;
     const OFFERS: u32 = 20_000;
-    const STALL: Duration = Duration::from_millis(1_500);
 
     let dir = data_dir();
     let store = Store::open(&dir.path).await.unwrap();
-    // Another connection takes the write lock and sits on it (in WAL mode readers
-    // go on; writers wait up to BUSY_TIMEOUT).
+    // Another connection takes the write lock and sits on it until every offer has
+    // returned (in WAL mode readers go on; writers wait up to BUSY_TIMEOUT).
     let url = format!("sqlite://{}", dir.path.join("switchboard.db").display());
     let mut blocker = SqliteConnection::connect(&url).await.unwrap();
     sqlx::query("BEGIN IMMEDIATE").execute(&mut blocker).await.unwrap();
     let stalled_at = Instant::now();
 
     let (recorder, writer) = spawn_recorder_with_capacity(store.clone(), CAPACITY);
-    let mut slowest = Duration::ZERO;
-    let started = Instant::now();
     for n in 0..OFFERS {
-        let ev = EngineEvent::LegEnded(ended_leg(n, 1_000 + u64::from(n)));
-        let t = Instant::now();
-        recorder.record(&ev);
-        slowest = slowest.max(t.elapsed());
+        recorder.record(&EngineEvent::LegEnded(ended_leg(n, 1_000 + u64::from(n))));
     }
-    let all_offers = started.elapsed();
     let stats = recorder.stats();
-    eprintln!(
-        "{OFFERS} offers to a stalled recorder: {all_offers:?} in all ({:?} each), slowest {slowest:?}; {stats:?}",
-        all_offers / OFFERS
-    );
+    eprintln!("{OFFERS} offers to a stalled recorder: {stats:?}");
 
-    // Nothing waited for the lock: all offers were done long before it was let go,
-    // and none was written while it was held.
-    assert!(stalled_at.elapsed() < STALL, "offers took {all_offers:?}");
-    assert!(all_offers < Duration::from_millis(500), "offers took {all_offers:?}");
-    assert!(slowest < Duration::from_millis(100), "slowest offer {slowest:?}");
+    // Every offer returned while the lock was held, none was written, and each one
+    // was queued or dropped: `record` did not wait for the database.
     assert_eq!(stats.written, 0);
     assert_eq!(stats.queued + stats.dropped, u64::from(OFFERS));
     // The queue, plus at most one batch the writer took out before it stalled.
     assert!(stats.queued >= CAPACITY as u64 && stats.queued <= (CAPACITY + store::recorder::MAX_BATCH) as u64);
 
-    tokio::time::sleep(STALL.saturating_sub(stalled_at.elapsed())).await;
     sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    let held = stalled_at.elapsed();
     blocker.close().await.unwrap();
+
+    // Once the lock is gone the writer catches up: every queued record is written, or
+    // counted failed, which the writer may do only if the stall outlasted its
+    // statement's BUSY_TIMEOUT (a machine slow enough to take that long over the
+    // offers; then the batch it was holding is lost, and counted).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let end = loop {
+        let now = recorder.stats();
+        if now.written + now.failed >= stats.queued {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "the writer did not catch up after the stall: {now:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(end.written + end.failed, stats.queued, "{end:?}");
+    assert!(end.failed == 0 || held >= store::store::BUSY_TIMEOUT, "writes failed after a {held:?} stall: {end:?}");
 
     drop(recorder);
     writer.await.unwrap();
     let written = store.recent_calls(OFFERS, None).await.unwrap().len() as u64;
-    assert_eq!(written, stats.queued);
+    assert_eq!(written, end.written);
 }
 
 #[tokio::test]

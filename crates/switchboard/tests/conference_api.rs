@@ -430,10 +430,8 @@ fn end_conference_cancels_ringing_dial_out_and_byes_pjsua_clients() {
         (ok(server.get(&format!("{BASE}/{c}/participants/{pid}")), "poll")["state"] == "ringing").then_some(())
     });
 
-    let t = Instant::now();
     let resp = server.delete(&format!("{BASE}/{c}"));
     assert_eq!((resp.status, resp.json()), (200, json!({"confid": c})));
-    assert!(t.elapsed() < Duration::from_millis(500), "DELETE must answer at once, took {:?}", t.elapsed());
 
     let run = uas.wait();
     run.assert_ok();

@@ -1,11 +1,15 @@
 //! Test phones for the media engine: real UDP sockets on 127.0.0.1 that send a G.711
 //! µ-law tone as paced 20 ms RTP and record what they receive, plus a Goertzel
 //! detector to tell which tones a recording contains.
+//!
+//! The engine's RTP ports come from a `testports` block (locked across processes), and
+//! the tests wait for conditions with a deadline ([`wait_until`]), never for a fixed
+//! time.
 #![allow(dead_code)]
 
 use media::{Attachment, CodecKind, LegMedia, LegParams, MediaConfig, MediaEngine, MediaEvent, MediaHandle, PortMode};
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -65,23 +69,43 @@ pub fn rtp(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -
     p
 }
 
+/// How long a test waits for something that normally takes milliseconds.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Polls `f` until it returns `Some`, for up to [`PATIENCE`]; panics naming `what`.
+pub fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub struct TestEngine {
     pub engine: Option<MediaEngine>,
     pub media: MediaHandle,
     pub events: mpsc::Receiver<MediaEvent>,
+    /// The RTP range's port block; released after the engine (see `Drop`).
+    _ports: testports::PortBlock,
 }
 
 impl TestEngine {
-    pub fn start(ports: (u16, u16), workers: usize) -> TestEngine {
-        TestEngine::start_in(ports, workers, PortMode::PerLeg)
+    /// Per-leg ports, the whole block (50 port pairs) as the RTP range.
+    pub fn start(workers: usize) -> TestEngine {
+        TestEngine::start_in(testports::BLOCK_SIZE / 2, workers, PortMode::PerLeg)
     }
 
-    pub fn start_in(ports: (u16, u16), workers: usize, port_mode: PortMode) -> TestEngine {
+    /// An engine whose RTP range is the first `pairs` port pairs of a fresh block.
+    pub fn start_in(pairs: u16, workers: usize, port_mode: PortMode) -> TestEngine {
+        let block = testports::PortBlock::take();
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
         let cfg = MediaConfig {
             bind_ip: "127.0.0.1".parse().unwrap(),
-            rtp_ports: ports,
+            rtp_ports: block.range(0, 2 * pairs),
             workers,
             rtp_timeout: Duration::from_secs(60),
             port_mode,
@@ -91,7 +115,7 @@ impl TestEngine {
         }))
         .unwrap();
         let media = engine.handle();
-        TestEngine { engine: Some(engine), media, events: rx }
+        TestEngine { engine: Some(engine), media, events: rx, _ports: block }
     }
 
     /// Wait for an event matching `f`.
@@ -116,7 +140,8 @@ impl Drop for TestEngine {
     }
 }
 
-type Recording = Arc<Mutex<Vec<(Instant, Vec<i16>)>>>;
+/// Audio packets received: (arrival, RTP sequence number, samples).
+type Recording = Arc<Mutex<Vec<(Instant, u16, Vec<i16>)>>>;
 /// Telephone-event packets received: (marker, payload).
 type EventLog = Arc<Mutex<Vec<(bool, Vec<u8>)>>>;
 
@@ -128,6 +153,8 @@ pub struct Phone {
     /// Sequence numbers the sender must skip (simulated loss).
     pub drop_seqs: Arc<Mutex<Vec<u16>>>,
     pub sending: Arc<AtomicBool>,
+    /// Frames the sender has passed (sent or dropped): the next is sequence number 100 + this.
+    frames: Arc<AtomicU32>,
     recorded: Recording,
     /// Telephone-event packets received: (marker, payload).
     pub events_received: EventLog,
@@ -154,11 +181,13 @@ impl Phone {
         let stop = Arc::new(AtomicBool::new(false));
         let sending = Arc::new(AtomicBool::new(true));
         let drop_seqs = Arc::new(Mutex::new(Vec::new()));
+        let frames = Arc::new(AtomicU32::new(0));
         let recorded = Arc::new(Mutex::new(Vec::new()));
         let events_received = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::new();
         {
-            let (socket, stop, sending, drop_seqs) = (socket.clone(), stop.clone(), sending.clone(), drop_seqs.clone());
+            let (socket, stop, sending, drop_seqs, frames) =
+                (socket.clone(), stop.clone(), sending.clone(), drop_seqs.clone(), frames.clone());
             let dest = leg.rtp_addr;
             threads.push(std::thread::spawn(move || {
                 let ssrc = 0x1000 + dest.port() as u32;
@@ -179,6 +208,7 @@ impl Phone {
                     }
                     seq = seq.wrapping_add(1);
                     k += 1;
+                    frames.store(k, Ordering::Relaxed);
                     let next = start + Duration::from_millis(20 * k as u64);
                     if let Some(d) = next.checked_duration_since(Instant::now()) {
                         std::thread::sleep(d);
@@ -199,14 +229,20 @@ impl Phone {
                     let pt = buf[1] & 0x7f;
                     if pt == 0 {
                         let pcm: Vec<i16> = buf[12..n].iter().map(|&b| ulaw_decode(b)).collect();
-                        recorded.lock().unwrap().push((Instant::now(), pcm));
+                        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+                        recorded.lock().unwrap().push((Instant::now(), seq, pcm));
                     } else if pt == TE_PT {
                         events_received.lock().unwrap().push((buf[1] & 0x80 != 0, buf[12..n].to_vec()));
                     }
                 }
             }));
         }
-        Phone { leg, socket, stop, drop_seqs, sending, recorded, events_received, threads }
+        Phone { leg, socket, stop, drop_seqs, sending, frames, recorded, events_received, threads }
+    }
+
+    /// Frames the sender has passed so far (its next sequence number is 100 + this).
+    pub fn frames_sent(&self) -> u32 {
+        self.frames.load(Ordering::Relaxed)
     }
 
     /// Forget what was recorded so far.
@@ -216,7 +252,7 @@ impl Phone {
 
     /// Audio received since the last clear (concatenated 8 kHz samples).
     pub fn audio(&self) -> Vec<i16> {
-        self.recorded.lock().unwrap().iter().flat_map(|(_, p)| p.iter().copied()).collect()
+        self.recorded.lock().unwrap().iter().flat_map(|(_, _, p)| p.iter().copied()).collect()
     }
 
     /// Audio received after `since`.
@@ -225,9 +261,21 @@ impl Phone {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(t, _)| *t >= since)
-            .flat_map(|(_, p)| p.iter().copied())
+            .filter(|(t, _, _)| *t >= since)
+            .flat_map(|(_, _, p)| p.iter().copied())
             .collect()
+    }
+
+    /// The last `packets` packets' audio received after `since`, once that many arrived.
+    pub fn last_packets_since(&self, since: Instant, packets: usize) -> Option<Vec<i16>> {
+        let rec = self.recorded.lock().unwrap();
+        let after: Vec<_> = rec.iter().filter(|(t, _, _)| *t >= since).collect();
+        (after.len() >= packets).then(|| after[after.len() - packets..].iter().flat_map(|(_, _, p)| p.iter().copied()).collect())
+    }
+
+    /// RTP sequence numbers of the audio packets received since the last clear.
+    pub fn seqs(&self) -> Vec<u16> {
+        self.recorded.lock().unwrap().iter().map(|(_, s, _)| *s).collect()
     }
 
     pub fn packets(&self) -> usize {

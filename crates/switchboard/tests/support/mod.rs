@@ -9,14 +9,10 @@
 //! ## Ports: one locked block per test
 //! Tests in a file run on parallel threads, and test binaries may run in parallel
 //! processes (`cargo nextest`, two `cargo test`s). So ports are never picked at random:
-//! 10000-19999 is cut into 100 blocks of 100 ports, and a test owns a block while it
-//! holds an exclusive `flock` on `$TMPDIR/switchboard-e2e-ports/block-NN.lock` (flock is
-//! per open file, so it excludes other threads of the same process too, and the kernel
-//! drops it if the process dies). A block is taken only if every port in it binds on
-//! UDP and TCP right now, which skips ports some unrelated program holds. The range lies
-//! below Linux's ephemeral ports (32768-60999) and away from the kit's fixed ports
-//! (5060-5202) and the server's default RTP range (20000-29999). Layout of a block
-//! starting at `B`:
+//! a test owns a block of 100 ports of 10000-19999 while it holds the block's lock
+//! across processes. Blocks come from the `testports` crate (`crates/testports`), the
+//! one port allocator of every test binary in the workspace (media and engine tests
+//! take their RTP ranges from it too). Layout of a block starting at `B`:
 //!
 //! | ports      | use |
 //! |------------|-----|
@@ -47,12 +43,11 @@
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
@@ -115,53 +110,20 @@ pub fn venv_python() -> PathBuf {
 // ---------------------------------------------------------------------------------------
 // Port blocks
 
-const PORT_BASE: u16 = 10000;
-const BLOCK_SIZE: u16 = 100;
-const BLOCKS: u16 = 100;
+const BLOCK_SIZE: u16 = testports::BLOCK_SIZE;
 
-/// A block of [`BLOCK_SIZE`] ports owned by one test while this value lives.
+/// A block of [`BLOCK_SIZE`] ports owned by one test while this value lives, with the
+/// harness's layout (module docs).
 pub struct PortBlock {
     pub base: u16,
-    _lock: File,
+    _block: testports::PortBlock,
 }
 
 impl PortBlock {
-    /// Takes the first free block, starting at a spot that depends on the process and a
-    /// per-process counter so that parallel tests rarely contend for the same lock.
+    /// Takes a free block from the workspace's one allocator (`testports`).
     pub fn take() -> PortBlock {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join("switchboard-e2e-ports");
-        fs::create_dir_all(&dir).expect("create port lock dir");
-        let start = std::process::id()
-            .wrapping_mul(7)
-            .wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            for i in 0..BLOCKS as u32 {
-                let index = ((start + i) % BLOCKS as u32) as u16;
-                let path = dir.join(format!("block-{index:02}.lock"));
-                let file = OpenOptions::new()
-                    .create(true)
-                    .write(true)
-                    .truncate(false)
-                    .open(&path)
-                    .expect("open port lock");
-                // SAFETY: flock on a file descriptor we own.
-                if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-                    continue;
-                }
-                let base = PORT_BASE + index * BLOCK_SIZE;
-                if (base..base + BLOCK_SIZE).all(port_is_free) {
-                    return PortBlock { base, _lock: file };
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no free port block in {PORT_BASE}-{} for a minute",
-                PORT_BASE + BLOCKS * BLOCK_SIZE - 1
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let block = testports::PortBlock::take();
+        PortBlock { base: block.base(), _block: block }
     }
 
     pub fn sip(&self) -> u16 {
@@ -189,10 +151,6 @@ impl PortBlock {
     pub fn server_rtp(&self) -> (u16, u16) {
         (self.base + 50, self.base + BLOCK_SIZE - 1)
     }
-}
-
-fn port_is_free(port: u16) -> bool {
-    UdpSocket::bind((LOCALHOST, port)).is_ok() && TcpListener::bind((LOCALHOST, port)).is_ok()
 }
 
 // ---------------------------------------------------------------------------------------
