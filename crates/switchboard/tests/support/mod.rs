@@ -77,9 +77,14 @@ pub fn kit_dir() -> PathBuf {
     workspace_root().join("tests/kit")
 }
 
-/// The server binary cargo built for these tests.
+/// The server binary cargo built for these tests, or `$SWITCHBOARD_TEST_SERVER_BIN`:
+/// checkouts sharing one `CARGO_TARGET_DIR` overwrite each other's
+/// `target/debug/switchboard`, so a run can pin a private copy of its own build.
 pub fn server_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_switchboard"))
+    match std::env::var_os("SWITCHBOARD_TEST_SERVER_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_switchboard")),
+    }
 }
 
 /// Absolute path of a program on `PATH`, or a failed test saying how to install it.
@@ -488,11 +493,16 @@ impl Server {
 
     /// SIGTERM, then wait up to `timeout` for the exit status (SIGKILL and `None` after that).
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.stop_with(libc::SIGTERM, timeout)
+    }
+
+    /// [`Server::terminate`] with another signal (SIGINT...).
+    pub fn stop_with(&mut self, sig: libc::c_int, timeout: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
         if let Some(status) = child.try_wait().expect("try_wait") {
             return Some(status);
         }
-        signal(&child, libc::SIGTERM);
+        signal(&child, sig);
         wait_timeout(&mut child, timeout)
     }
 
@@ -769,6 +779,12 @@ impl<'a> Sipp<'a> {
         self.media_port = self.env.ports.sipp_media(i);
         self
     }
+    /// Explicit SIP and media ports, for a test that needs more SIPp instances than slots.
+    pub fn ports(mut self, sip: u16, media: u16) -> Self {
+        self.local_port = sip;
+        self.media_port = media;
+        self
+    }
     pub fn tcp(mut self) -> Self {
         self.tcp = true;
         self
@@ -910,6 +926,12 @@ pub struct TracedMessage {
 impl TracedMessage {
     pub fn first_line(&self) -> &str {
         self.text.lines().next().unwrap_or("")
+    }
+    /// The trace time as seconds since midnight (SIPp logs `HH:MM:SS.ffffff`).
+    pub fn seconds(&self) -> f64 {
+        let parts: Vec<f64> = self.time.split(':').filter_map(|p| p.parse().ok()).collect();
+        assert_eq!(parts.len(), 3, "bad SIPp trace time {:?}", self.time);
+        parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
     }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.text
