@@ -162,13 +162,19 @@ fn unknown_method_gets_501() {
     let env = TestEnv::new("unknown_method_gets_501");
     let server = Server::start(&env);
     let raw = RawSip::new(&env, 0, server.sip);
-    raw.send(request("FOO", &server, &raw, "foo-1", &[], "").as_bytes());
-    let resp = raw.response_for("foo-1", ANSWER).expect("no answer to FOO");
-    let code = status_code(&resp);
-    assert!(
-        code == Some(501) || code == Some(405),
-        "FOO should get 501 (or 405):\n{resp}"
-    );
+    // RFC 3261 §8.2.1: 501 for a method we do not recognise; methods are case-sensitive,
+    // so `invite` is one of those too.
+    for (method, call_id) in [("FOO", "foo-1"), ("invite", "lower-invite-1")] {
+        raw.send(request(method, &server, &raw, call_id, &[], "").as_bytes());
+        let resp = raw.response_for(call_id, ANSWER).unwrap_or_else(|| panic!("no answer to {method}"));
+        assert_eq!(status_code(&resp), Some(501), "{method} must get 501 Not Implemented:\n{resp}");
+    }
+    // ...and 405 with Allow for a method we know but do not take here.
+    raw.send(request("MESSAGE", &server, &raw, "message-1", &[], "").as_bytes());
+    let resp = raw.response_for("message-1", ANSWER).expect("no answer to MESSAGE");
+    assert_eq!(status_code(&resp), Some(405), "MESSAGE must get 405 Method Not Allowed:\n{resp}");
+    let allow = header_value(&resp, "Allow", "Allow").unwrap_or_default();
+    assert!(allow.contains("INVITE") && !allow.contains("MESSAGE"), "405 without a fitting Allow:\n{resp}");
     assert_options_ok(&server, &raw, "after-foo");
 }
 
