@@ -1,8 +1,9 @@
 //! `/v1/calls`: place, list, inspect and hang up calls (legs). The first callable
 //! surface; the conference API builds on the same engine calls.
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{not_allowed, ApiError, ErrorBody};
 use crate::AppState;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -14,14 +15,15 @@ use utoipa::ToSchema;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/calls", get(list).post(place))
-        .route("/v1/calls/{leg_id}", get(get_one).delete(hang_up))
+        .route("/v1/calls", get(list).post(place).fallback(not_allowed))
+        .route("/v1/calls/{leg_id}", get(get_one).delete(hang_up).fallback(not_allowed))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceCall {
-    /// SIP URI to call.
+    /// SIP URI to call (`sip:bob@10.0.0.5:5070`, `<sip:...>` or `bob@10.0.0.5`), or a
+    /// number (digits, `+`, `*`, `#`; `tel:` too), which goes to `[routing] gateway`.
     pub to: String,
     /// What the answered call is connected to: `echo` (default).
     #[serde(default)]
@@ -37,11 +39,13 @@ pub struct PlaceCall {
 /// Place a call.
 #[utoipa::path(post, path = "/v1/calls", tag = "calls", request_body = PlaceCall,
     responses((status = 201, description = "The new leg (leg_id, call_id, state, ...)", body = Object),
-        (status = 400, description = "Bad input (message says what)", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody)))]
-pub async fn place(State(st): State<AppState>, body: Result<Json<PlaceCall>, axum::extract::rejection::JsonRejection>) -> Result<(StatusCode, Json<LegInfo>), ApiError> {
+        (status = 400, description = "Bad input: not JSON, not `Content-Type: application/json`, a missing or unknown field, a `to` that is neither a SIP URI nor a number, an unknown service (message says what)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 422, description = "A number with no `[routing] gateway` configured", body = ErrorBody)))]
+pub async fn place(State(st): State<AppState>, body: Result<Json<PlaceCall>, JsonRejection>) -> Result<(StatusCode, Json<LegInfo>), ApiError> {
     let Json(p) = body?;
-    let to = sip::parse::parse_uri(p.to.trim().trim_start_matches('<').trim_end_matches('>'))
-        .map_err(|e| ApiError::bad_request(format!("`to` is not a SIP URI: {}", e.reason)))?;
+    // One rule for where dial-outs go, shared with the conference dialect.
+    let to = st.routing.target(&p.to)?;
     let service = match p.service.as_deref() {
         None | Some("echo") => Service::Echo,
         Some(other) => return Err(ApiError::bad_request(format!("unknown service `{other}` (known: echo)"))),
@@ -64,14 +68,17 @@ pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<LegInfo>>, ApiE
 #[utoipa::path(get, path = "/v1/calls/{leg_id}", tag = "calls", params(("leg_id" = String, Path, description = "Leg id")),
     responses((status = 200, description = "The leg", body = Object), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "Call/Participant not found", body = ErrorBody)))]
-pub async fn get_one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<LegInfo>, ApiError> {
+pub async fn get_one(State(st): State<AppState>, id: Result<Path<String>, PathRejection>) -> Result<Json<LegInfo>, ApiError> {
+    let Path(id) = id?;
     st.engine.leg(LegId(id)).await?.map(Json).ok_or_else(ApiError::participant_not_found)
 }
 
 /// Hang up: BYE, or CANCEL while unanswered.
 #[utoipa::path(delete, path = "/v1/calls/{leg_id}", tag = "calls", params(("leg_id" = String, Path, description = "Leg id")),
     responses((status = 200, description = "The leg", body = Object), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-        (status = 404, description = "Call/Participant not found", body = ErrorBody)))]
-pub async fn hang_up(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<LegInfo>, ApiError> {
+        (status = 404, description = "Call/Participant not found", body = ErrorBody),
+        (status = 409, description = "Call has already ended", body = ErrorBody)))]
+pub async fn hang_up(State(st): State<AppState>, id: Result<Path<String>, PathRejection>) -> Result<Json<LegInfo>, ApiError> {
+    let Path(id) = id?;
     Ok(Json(st.engine.hangup(LegId(id)).await?))
 }

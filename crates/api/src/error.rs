@@ -78,6 +78,7 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::LegNotFound => ApiError::participant_not_found(),
+            EngineError::LegEnded => ApiError::conflict("Call has already ended"),
             EngineError::BadTarget(m) => ApiError::bad_request(m),
             EngineError::MediaUnavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
             EngineError::RoomNotFound => ApiError::conference_not_found(),
@@ -109,4 +110,9 @@ impl From<PathRejection> for ApiError {
 
 pub async fn not_found() -> ApiError {
     ApiError::not_found("No such endpoint")
+}
+
+/// A method a route does not serve (axum's own 405 has no body).
+pub async fn not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::method_not_allowed(method.as_str())
 }

@@ -45,6 +45,9 @@ impl Routing {
             return Ok(Uri { user: Some(compact), password: None, params: gw.params.clone(), headers: Vec::new(), ..gw.clone() });
         }
         match parse_loose_uri(to) {
+            Some(u) if matches!(u.scheme, Scheme::Sip | Scheme::Sips) && u.port == Some(0) => {
+                Err(ApiError::bad_request(format!("`to` `{to}` has port 0")))
+            }
             Some(u) if matches!(u.scheme, Scheme::Sip | Scheme::Sips) => Ok(u),
             Some(u) if u.scheme == Scheme::Tel => self.target(u.user.as_deref().unwrap_or("")),
             _ => Err(ApiError::bad_request(format!("`to` `{to}` is neither a SIP URI nor a number"))),
@@ -80,6 +83,7 @@ mod tests {
         assert!(e.message.contains("[routing] gateway"));
         assert_eq!(r.target("hello world").unwrap_err().code, 1400);
         assert_eq!(r.target("").unwrap_err().code, 1400);
+        assert_eq!(r.target("sip:bob@127.0.0.1:0").unwrap_err().code, 1400);
         assert!(Routing::with_gateway(Some("not a uri")).is_err());
         assert!(Routing::with_gateway(Some("http://x")).is_err());
     }

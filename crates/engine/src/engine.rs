@@ -105,6 +105,8 @@ pub struct EngineStatus {
 pub enum EngineError {
     /// No such leg (or it is already purged).
     LegNotFound,
+    /// The leg exists but has already ended (nothing left to hang up).
+    LegEnded,
     /// The target URI cannot be called (e.g. not a SIP URI).
     BadTarget(String),
     /// Out of RTP ports or another media failure.
@@ -123,6 +125,7 @@ impl std::fmt::Display for EngineError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EngineError::LegNotFound => f.write_str("leg not found"),
+            EngineError::LegEnded => f.write_str("call has already ended"),
             EngineError::BadTarget(s) => write!(f, "bad target: {s}"),
             EngineError::MediaUnavailable(s) => write!(f, "media unavailable: {s}"),
             EngineError::RoomNotFound => f.write_str("Conference not found"),
@@ -333,6 +336,10 @@ impl Engine {
         if d.to.scheme == sip::Scheme::Tel {
             return Err(EngineError::BadTarget("tel: URIs need a gateway route".into()));
         }
+        if !matches!(d.peer.transport, Transport::Udp | Transport::Tcp) {
+            // Nothing could carry the INVITE: the call would only time out.
+            return Err(EngineError::BadTarget(format!("{}: only UDP and TCP are supported", d.to)));
+        }
         let media = self.media.allocate().map_err(|e| EngineError::MediaUnavailable(e.to_string()))?;
         let mut sdp_session = SessionState { session_id: rand::random::<u32>() as u64, version: 1, username: "switchboard".into() };
         let offer = sdp::offer(&self.caps, media.rtp_addr, sdp::Direction::SendRecv, &mut sdp_session);
@@ -377,11 +384,11 @@ impl Engine {
     }
 
     /// Ends a leg the polite way for its state: CANCEL while our INVITE is unanswered,
-    /// 480 while we ring, BYE once answered.
+    /// 480 while we ring, BYE once answered. An ended leg is [`EngineError::LegEnded`].
     pub fn hangup(&mut self, now: Instant, id: &LegId) -> Result<LegInfo, EngineError> {
         let leg = self.legs.get_mut(id).ok_or(EngineError::LegNotFound)?;
         match (leg.direction, leg.state) {
-            (_, LegState::Ended) => {}
+            (_, LegState::Ended) => return Err(EngineError::LegEnded),
             (Direction::Outbound, LegState::Calling | LegState::Ringing) => {
                 // The 487 to our INVITE ends the leg; if a 2xx crosses the CANCEL we
                 // ACK and BYE it (see on_invite_response).

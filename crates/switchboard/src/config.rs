@@ -9,7 +9,8 @@
 //! environment is shared with other tools (test scripts, wrappers) that use the prefix.
 
 use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -100,7 +101,17 @@ impl Config {
         }
         // `__` nests: SWITCHBOARD_ROUTING__GATEWAY is `routing.gateway`.
         let env = Env::prefixed("SWITCHBOARD_").filter(|k| Self::is_known_env_key(k.as_str())).split("__");
-        fig.merge(env).merge(Serialized::defaults(overrides)).extract()
+        // Lossy: a number from the environment (text) fills a numeric key; see EnvText.
+        fig.merge(EnvText(env)).merge(Serialized::defaults(overrides)).extract_lossy()
+    }
+
+    /// The settings as one line of JSON for the start-up log, the API token redacted.
+    pub fn redacted(&self) -> String {
+        let mut shown = self.clone();
+        if shown.api_token.is_some() {
+            shown.api_token = Some("<redacted>".into());
+        }
+        serde_json::to_string(&shown).unwrap_or_else(|e| format!("(unprintable: {e})"))
     }
 
     /// Top-level keys, from the defaults (so a new field needs no list kept in step).
@@ -119,9 +130,11 @@ impl Config {
     }
 
     /// `SWITCHBOARD_*` variables that configure nothing (reported at start-up).
+    /// `SWITCHBOARD_CONFIG` names the file (`--config`): not a key, but not foreign either.
     pub fn ignored_env_vars() -> Vec<String> {
         std::env::vars_os()
             .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k != "SWITCHBOARD_CONFIG")
             .filter(|k| k.strip_prefix("SWITCHBOARD_").is_some_and(|rest| !Self::is_known_env_key(rest)))
             .collect()
     }
@@ -135,5 +148,40 @@ impl Config {
             return Err(format!("rtp_ports `{}`: need 1024 <= LO < HI", self.rtp_ports));
         }
         Ok((lo, hi))
+    }
+}
+
+/// The environment with every value kept as text. figment's own `Env` guesses types
+/// from the text, so `SWITCHBOARD_API_TOKEN=123456` became a number and failed a
+/// string key; as text, it fills a string key as is, and (with `extract_lossy`) a
+/// numeric key by parsing.
+struct EnvText(Env);
+
+impl Provider for EnvText {
+    fn metadata(&self) -> Metadata {
+        self.0.metadata()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (key, value) in self.0.iter() {
+            // A dotted key nests: `routing.gateway`.
+            if let Value::Dict(_, nested) = figment::util::nest(key.as_str(), Value::from(value)) {
+                merge_into(&mut dict, nested);
+            }
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// Adds `from` to `into`, section by section.
+fn merge_into(into: &mut Dict, from: Dict) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(Value::Dict(_, section)), Value::Dict(_, more)) => merge_into(section, more),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
     }
 }

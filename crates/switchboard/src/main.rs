@@ -78,14 +78,31 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     media_workers: Option<usize>,
+    /// `[routing]` flags.
+    #[command(flatten)]
+    routing: RoutingFlags,
+    /// `[media]` flags.
+    #[command(flatten)]
+    media: MediaFlags,
+}
+
+/// Flags of the `[routing]` section. They serialize nested (`{"routing":{"gateway":..}}`)
+/// so that they go through the same layering as the file and the environment.
+#[derive(clap::Args, Serialize)]
+struct RoutingFlags {
     /// Outbound gateway for dial-outs to numbers, sip:host:port ([routing] gateway)
     #[arg(long)]
-    #[serde(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     gateway: Option<String>,
+}
+
+/// Flags of the `[media]` section (nested like [`RoutingFlags`]).
+#[derive(clap::Args, Serialize)]
+struct MediaFlags {
     /// RTP ports: a pair per call, or one pair per media worker ([media] port_mode) [default: per-leg]
-    #[arg(long, value_enum)]
-    #[serde(skip)]
-    media_port_mode: Option<config::PortMode>,
+    #[arg(long = "media-port-mode", value_enum)]
+    #[serde(rename = "port_mode", skip_serializing_if = "Option::is_none")]
+    port_mode: Option<config::PortMode>,
 }
 
 #[derive(clap::Args)]
@@ -123,7 +140,7 @@ fn init_logging() {
 
 fn serve(args: ServeArgs) -> ExitCode {
     init_logging();
-    let mut cfg = match Config::load(args.config.as_ref(), &args) {
+    let cfg = match Config::load(args.config.as_ref(), &args) {
         Ok(c) => c,
         Err(e) => {
             error!("configuration error: {e}");
@@ -133,12 +150,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     for var in Config::ignored_env_vars() {
         warn!("{var} is not a configuration key; ignored");
     }
-    if let Some(g) = args.gateway {
-        cfg.routing.gateway = Some(g);
-    }
-    if let Some(m) = args.media_port_mode {
-        cfg.media.port_mode = m;
-    }
+    info!("effective configuration: {}", cfg.redacted());
     if let Err(e) = api::routing::Routing::with_gateway(cfg.routing.gateway.as_deref()) {
         error!("configuration error: {e}");
         return ExitCode::from(2);

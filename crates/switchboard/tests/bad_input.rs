@@ -1,7 +1,8 @@
 //! Malformed and hostile SIP from raw sockets: junk datagrams, broken headers, lying
 //! Content-Length, unknown methods, junk on TCP. The server must answer what it can
 //! (400/501), drop what it cannot, and keep serving: OPTIONS and a real SIPp call still
-//! work afterwards, and the process is still alive.
+//! work afterwards, a pjsua2 call in progress keeps its media throughout, and the
+//! process is still alive.
 
 mod support;
 
@@ -162,13 +163,19 @@ fn unknown_method_gets_501() {
     let env = TestEnv::new("unknown_method_gets_501");
     let server = Server::start(&env);
     let raw = RawSip::new(&env, 0, server.sip);
-    raw.send(request("FOO", &server, &raw, "foo-1", &[], "").as_bytes());
-    let resp = raw.response_for("foo-1", ANSWER).expect("no answer to FOO");
-    let code = status_code(&resp);
-    assert!(
-        code == Some(501) || code == Some(405),
-        "FOO should get 501 (or 405):\n{resp}"
-    );
+    // RFC 3261 §8.2.1: 501 for a method we do not recognise; methods are case-sensitive,
+    // so `invite` is one of those too.
+    for (method, call_id) in [("FOO", "foo-1"), ("invite", "lower-invite-1")] {
+        raw.send(request(method, &server, &raw, call_id, &[], "").as_bytes());
+        let resp = raw.response_for(call_id, ANSWER).unwrap_or_else(|| panic!("no answer to {method}"));
+        assert_eq!(status_code(&resp), Some(501), "{method} must get 501 Not Implemented:\n{resp}");
+    }
+    // ...and 405 with Allow for a method we know but do not take here.
+    raw.send(request("MESSAGE", &server, &raw, "message-1", &[], "").as_bytes());
+    let resp = raw.response_for("message-1", ANSWER).expect("no answer to MESSAGE");
+    assert_eq!(status_code(&resp), Some(405), "MESSAGE must get 405 Method Not Allowed:\n{resp}");
+    let allow = header_value(&resp, "Allow", "Allow").unwrap_or_default();
+    assert!(allow.contains("INVITE") && !allow.contains("MESSAGE"), "405 without a fitting Allow:\n{resp}");
     assert_options_ok(&server, &raw, "after-foo");
 }
 
@@ -259,20 +266,18 @@ fn tcp_junk_then_new_connection_works() {
     );
 }
 
-/// Everything above in one go, then a real call: the server must not be wedged.
-#[test]
-fn calls_still_work_after_bad_input() {
-    let env = TestEnv::new("calls_still_work_after_bad_input");
-    let mut server = Server::start(&env);
-    let raw = RawSip::new(&env, 1, server.sip);
-    let mut junk = Junk::new(7);
+/// The bad-input corpus the tests below send in one go: junk datagrams (one of 60 kB),
+/// a broken CSeq, a lying Content-Length, an unknown method, INVITEs without Call-ID
+/// and without Via. `round` makes the Call-IDs unique.
+fn send_bad_input_corpus(server: &Server, raw: &RawSip, junk: &mut Junk, round: u32) {
     for _ in 0..20 {
         raw.send(&junk.bytes(900));
     }
     raw.send(&junk.bytes(60_000));
+    let id = |n: u32| format!("mix-{round}-{n}");
     raw.send(
         replace_header(
-            &request("OPTIONS", &server, &raw, "mix-1", &[], ""),
+            &request("OPTIONS", server, raw, &id(1), &[], ""),
             "CSeq",
             "x y z",
         )
@@ -281,22 +286,22 @@ fn calls_still_work_after_bad_input() {
     raw.send(
         request(
             "INVITE",
-            &server,
-            &raw,
-            "mix-2",
+            server,
+            raw,
+            &id(2),
             &["Content-Type: application/sdp", "Content-Length: 99999"],
             SDP,
         )
         .as_bytes(),
     );
-    raw.send(request("FOO", &server, &raw, "mix-3", &[], "").as_bytes());
+    raw.send(request("FOO", server, raw, &id(3), &[], "").as_bytes());
     raw.send(
         without_header(
             &request(
                 "INVITE",
-                &server,
-                &raw,
-                "mix-4",
+                server,
+                raw,
+                &id(4),
                 &["Content-Type: application/sdp"],
                 SDP,
             ),
@@ -308,9 +313,9 @@ fn calls_still_work_after_bad_input() {
         without_header(
             &request(
                 "INVITE",
-                &server,
-                &raw,
-                "mix-5",
+                server,
+                raw,
+                &id(5),
                 &["Content-Type: application/sdp"],
                 SDP,
             ),
@@ -318,6 +323,16 @@ fn calls_still_work_after_bad_input() {
         )
         .as_bytes(),
     );
+}
+
+/// Everything above in one go, then a real call: the server must not be wedged.
+#[test]
+fn calls_still_work_after_bad_input() {
+    let env = TestEnv::new("calls_still_work_after_bad_input");
+    let mut server = Server::start(&env);
+    let raw = RawSip::new(&env, 1, server.sip);
+    let mut junk = Junk::new(7);
+    send_bad_input_corpus(&server, &raw, &mut junk, 0);
     let _ = raw.recv_all(Duration::from_millis(300), 100);
     server.assert_alive();
 
@@ -328,5 +343,120 @@ fn calls_still_work_after_bad_input() {
         .run();
     run.assert_ok();
     assert_options_ok(&server, &raw, "mix-after");
+    server.assert_alive();
+}
+
+/// Epoch seconds, the clock of capture timestamps.
+fn epoch_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// The largest gap between consecutive packet times within `[from, to]` (the edges
+/// count as packets, so silence at either end shows too).
+fn longest_gap(times: &[f64], from: f64, to: f64) -> (f64, f64) {
+    let mut inside: Vec<f64> = times.iter().copied().filter(|t| *t >= from && *t <= to).collect();
+    inside.insert(0, from);
+    inside.push(to);
+    inside
+        .windows(2)
+        .map(|w| (w[1] - w[0], w[0]))
+        .fold((0.0, from), |best, g| if g.0 > best.0 { g } else { best })
+}
+
+/// While a pjsua2 echo call carries media, the bad-input corpus arrives over and over
+/// for a few seconds: the server's RTP to the caller must not stall (no gap over 60 ms
+/// during the attack, from a capture on lo), the call must still be up afterwards, and
+/// the caller must end it normally having heard its tone.
+#[test]
+fn bad_input_during_a_call_keeps_its_media() {
+    const MAX_GAP_S: f64 = 0.060;
+    let env = TestEnv::new("bad_input_during_a_call_keeps_its_media");
+    let _media = env.media_lock();
+    env.make_tones();
+    let mut server = Server::start(&env);
+    let pj_rtp = env.ports.pj_rtp(0);
+    let capture = Capture::start(&env, "rtp", &format!("udp and portrange {pj_rtp}-{}", pj_rtp + 9));
+    let rx = env.path("rx.wav");
+    let args: Vec<String> = [
+        "call",
+        &format!("sip:echo@{}", server.sip),
+        "--sip-port",
+        &env.ports.peer_sip(0).to_string(),
+        "--rtp-port",
+        &pj_rtp.to_string(),
+        "--rtp-range",
+        "10",
+        "--play",
+        &env.path("tone440.wav").display().to_string(),
+        "--loop",
+        "--record",
+        &rx.display().to_string(),
+        "--duration",
+        "7",
+        "--max-time",
+        "30",
+        "--codec",
+        "PCMU/8000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let caller = PjPeer::spawn(&env, "caller", &args);
+    let leg = server.wait_for_leg(Duration::from_secs(10), "inbound echo active", |l| {
+        l["direction"] == "inbound" && l["state"] == "active"
+    });
+    let leg_id = field(&leg, "leg_id").to_string();
+    std::thread::sleep(Duration::from_millis(1000)); // media settles
+
+    let raw = RawSip::new(&env, 1, server.sip);
+    let mut junk = Junk::new(0xbad);
+    let attack_from = epoch_now();
+    let mut round = 0;
+    while epoch_now() < attack_from + 3.0 {
+        send_bad_input_corpus(&server, &raw, &mut junk, round);
+        round += 1;
+        let _ = raw.recv_all(Duration::from_millis(20), 100);
+    }
+    let attack_to = epoch_now();
+    server.assert_alive();
+    let now = server.get(&format!("/v1/calls/{leg_id}")).json();
+    assert_eq!(field(&now, "state"), "active", "the call did not survive the bad input: {now}");
+
+    let run = caller.wait();
+    let packets = capture.stop();
+    run.assert_ok();
+
+    let (lo, hi) = env.ports.server_rtp();
+    let times = |to_caller: bool| -> Vec<f64> {
+        packets
+            .iter()
+            .filter(|p| p.is_rtp())
+            .filter(|p| {
+                let (ours, theirs) = if to_caller { (p.src.port(), p.dst.port()) } else { (p.dst.port(), p.src.port()) };
+                (lo..=hi).contains(&ours) && (pj_rtp..pj_rtp + 10).contains(&theirs)
+            })
+            .map(|p| p.time)
+            .collect()
+    };
+    let (down, up) = (times(true), times(false));
+    let (gap, at) = longest_gap(&down, attack_from, attack_to);
+    let (up_gap, up_at) = longest_gap(&up, attack_from, attack_to);
+    let in_attack = down.iter().filter(|t| **t >= attack_from && **t <= attack_to).count();
+    let summary = format!(
+        "{round} rounds of bad input over {:.2} s; server→caller: {in_attack} RTP packets, longest gap {:.0} ms at +{:.2} s; \
+         caller→server longest gap {:.0} ms at +{:.2} s; capture {}",
+        attack_to - attack_from,
+        gap * 1000.0,
+        at - attack_from,
+        up_gap * 1000.0,
+        up_at - attack_from,
+        env.path("rtp.pcap").display()
+    );
+    eprintln!("{summary}");
+    assert!(round >= 10, "the attack barely ran. {summary}");
+    assert!(gap <= MAX_GAP_S, "the server's RTP stalled during the bad input. {summary}");
+    let (heard, verdict) = wav_tones(&rx, &[440], &[1000]);
+    assert!(heard, "the caller did not hear its 440 Hz echoed: {verdict}; recording {}", rx.display());
+    server.wait_all_ended(Duration::from_secs(3));
     server.assert_alive();
 }

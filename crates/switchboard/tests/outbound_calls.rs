@@ -8,18 +8,61 @@ use support::*;
 
 /// Starts a SIPp UAS on peer slot 0 and waits until it listens.
 fn spawn_uas<'a>(env: &'a TestEnv, scenario: &str) -> (SippChild, String) {
-    let sipp = Sipp::new(env, scenario, "uas");
+    spawn_uas_ringing(env, scenario, 0)
+}
+
+/// [`spawn_uas`] whose `uas_answer.xml` rings `ring_ms` before it answers.
+fn spawn_uas_ringing<'a>(env: &'a TestEnv, scenario: &str, ring_ms: u64) -> (SippChild, String) {
+    let sipp = Sipp::new(env, scenario, "uas").hold_ms(ring_ms);
     let port = sipp.local_port();
     let child = sipp.spawn();
     wait_udp_bound(port, Duration::from_secs(5));
     (child, format!("sip:uas@127.0.0.1:{port}"))
 }
 
+/// How far the server's timed hang-up may stray from answer + the hang-up time.
+const TIMER_SLACK_S: f64 = 0.3;
+
+/// The server's BYE came `after` the answer, within [`TIMER_SLACK_S`]. The origin is the
+/// server's ACK of our 200 (it ACKs the moment it sees the answer, which is when the
+/// timer starts), both times from the UAS's own trace. The UAS rang `ring_ms` before
+/// answering, so a timer counted from the INVITE would fire that much early.
+fn assert_bye_after_answer(run: &SippRun, ring_ms: u64, after: Duration) {
+    let first = |prefix: &str, received: bool| {
+        run.traced()
+            .into_iter()
+            .find(|m| (m.direction == "received") == received && m.first_line().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in the UAS trace\n{}", run.report()))
+            .seconds()
+    };
+    let invite = first("INVITE ", true);
+    let ok = first("SIP/2.0 200", false);
+    let ack = first("ACK ", true);
+    let byes = run.received("BYE ");
+    assert_eq!(byes.len(), 1, "expected one BYE from the server\n{}", run.report());
+    let rang = ok - invite;
+    assert!(
+        rang >= ring_ms as f64 / 1000.0 * 0.9,
+        "the UAS answered after {rang:.3} s, not after ringing {ring_ms} ms: the check would not tell answer from INVITE\n{}",
+        run.report()
+    );
+    let waited = byes[0].seconds() - ack;
+    let want = after.as_secs_f64();
+    eprintln!("rang {rang:.3} s; BYE {waited:.3} s after the answer (want {want:.3} s)");
+    assert!(
+        (waited - want).abs() <= TIMER_SLACK_S,
+        "BYE came {waited:.3} s after the answer (ACK); expected {want:.3} s ± {TIMER_SLACK_S} s \
+         (INVITE→200 {rang:.3} s)\n{}",
+        run.report()
+    );
+}
+
 #[test]
 fn api_call_to_sipp_uas_hangs_up_after_timer() {
     let env = TestEnv::new("api_call_to_sipp_uas_hangs_up_after_timer");
     let server = Server::start(&env);
-    let (uas, uri) = spawn_uas(&env, "uas_answer.xml");
+    let ring_ms = 1500;
+    let (uas, uri) = spawn_uas_ringing(&env, "uas_answer.xml", ring_ms);
 
     let resp = server.post(
         "/v1/calls",
@@ -49,8 +92,7 @@ fn api_call_to_sipp_uas_hangs_up_after_timer() {
         Some(call_id.as_str()),
         "INVITE's Call-ID differs from the API's call_id"
     );
-    let byes = run.received("BYE ");
-    assert_eq!(byes.len(), 1, "expected the server's BYE\n{}", run.report());
+    assert_bye_after_answer(&run, ring_ms, Duration::from_millis(2000));
 
     let ended = server.wait_for_leg(Duration::from_secs(3), "ended", |l| {
         l["leg_id"] == leg_id.as_str() && l["state"] == "ended"
@@ -113,7 +155,8 @@ fn cli_call_with_api_token() {
     );
     assert_eq!(server.get("/v1/calls").status, 200);
 
-    let (uas, uri) = spawn_uas(&env, "uas_answer.xml");
+    let ring_ms = 1000;
+    let (uas, uri) = spawn_uas_ringing(&env, "uas_answer.xml", ring_ms);
     let base = format!("http://{}", server.http);
     // without the token the CLI must fail and place no call
     let anon = run_cli(
@@ -138,7 +181,7 @@ fn cli_call_with_api_token() {
             "--token",
             token,
             "--hangup-after",
-            "2",
+            "1.5",
         ],
         Duration::from_secs(20),
     );
@@ -157,10 +200,6 @@ fn cli_call_with_api_token() {
         "expected exactly one INVITE (the tokenless CLI must not call)\n{}",
         run.report()
     );
-    assert_eq!(
-        run.received("BYE ").len(),
-        1,
-        "expected the server's BYE after --hangup-after\n{}",
-        run.report()
-    );
+    // --hangup-after is in seconds: 1.5 must not be cut to 1 or read as milliseconds.
+    assert_bye_after_answer(&run, ring_ms, Duration::from_millis(1500));
 }

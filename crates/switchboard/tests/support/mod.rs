@@ -72,9 +72,14 @@ pub fn kit_dir() -> PathBuf {
     workspace_root().join("tests/kit")
 }
 
-/// The server binary cargo built for these tests.
+/// The server binary cargo built for these tests, or `$SWITCHBOARD_TEST_SERVER_BIN`:
+/// checkouts sharing one `CARGO_TARGET_DIR` overwrite each other's
+/// `target/debug/switchboard`, so a run can pin a private copy of its own build.
 pub fn server_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_switchboard"))
+    match std::env::var_os("SWITCHBOARD_TEST_SERVER_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_switchboard")),
+    }
 }
 
 /// Absolute path of a program on `PATH`, or a failed test saying how to install it.
@@ -446,11 +451,16 @@ impl Server {
 
     /// SIGTERM, then wait up to `timeout` for the exit status (SIGKILL and `None` after that).
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.stop_with(libc::SIGTERM, timeout)
+    }
+
+    /// [`Server::terminate`] with another signal (SIGINT...).
+    pub fn stop_with(&mut self, sig: libc::c_int, timeout: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
         if let Some(status) = child.try_wait().expect("try_wait") {
             return Some(status);
         }
-        signal(&child, libc::SIGTERM);
+        signal(&child, sig);
         wait_timeout(&mut child, timeout)
     }
 
@@ -727,6 +737,12 @@ impl<'a> Sipp<'a> {
         self.media_port = self.env.ports.sipp_media(i);
         self
     }
+    /// Explicit SIP and media ports, for a test that needs more SIPp instances than slots.
+    pub fn ports(mut self, sip: u16, media: u16) -> Self {
+        self.local_port = sip;
+        self.media_port = media;
+        self
+    }
     pub fn tcp(mut self) -> Self {
         self.tcp = true;
         self
@@ -868,6 +884,12 @@ pub struct TracedMessage {
 impl TracedMessage {
     pub fn first_line(&self) -> &str {
         self.text.lines().next().unwrap_or("")
+    }
+    /// The trace time as seconds since midnight (SIPp logs `HH:MM:SS.ffffff`).
+    pub fn seconds(&self) -> f64 {
+        let parts: Vec<f64> = self.time.split(':').filter_map(|p| p.parse().ok()).collect();
+        assert_eq!(parts.len(), 3, "bad SIPp trace time {:?}", self.time);
+        parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
     }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.text
@@ -1334,6 +1356,17 @@ impl UdpPacket {
 
 /// Reads IPv4/UDP packets from a classic pcap (Ethernet, Linux SLL/SLL2, null or raw link types).
 pub fn read_pcap_udp(data: &[u8]) -> Result<Vec<UdpPacket>, String> {
+    read_pcap_ipv4(data, 17)
+}
+
+/// Reads the IPv4/TCP segments that carry data from a classic pcap, in the same shape
+/// as [`read_pcap_udp`] (payload = the segment's data; no stream reassembly).
+pub fn read_pcap_tcp(data: &[u8]) -> Result<Vec<UdpPacket>, String> {
+    Ok(read_pcap_ipv4(data, 6)?.into_iter().filter(|p| !p.payload.is_empty()).collect())
+}
+
+/// IPv4 packets of IP protocol `proto` (17 UDP, 6 TCP), with their ports and payload.
+fn read_pcap_ipv4(data: &[u8], proto: u8) -> Result<Vec<UdpPacket>, String> {
     if data.len() < 24 {
         return Err("pcap shorter than its header".into());
     }
@@ -1381,24 +1414,37 @@ pub fn read_pcap_udp(data: &[u8]) -> Result<Vec<UdpPacket>, String> {
         let Some(ip) = frame.get(link_len..) else {
             continue;
         };
-        if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 17 {
+        if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != proto {
             continue;
         }
         let ihl = (ip[0] & 0x0f) as usize * 4;
-        let Some(udp) = ip.get(ihl..) else { continue };
-        if udp.len() < 8 {
-            continue;
-        }
+        // the IP total length bounds the segment (Ethernet frames may carry padding);
+        // 0 or nonsense (offloaded segments) means "the rest of the frame"
+        let total = match u16::from_be_bytes([ip[2], ip[3]]) as usize {
+            t if t >= ihl && t <= ip.len() => t,
+            _ => ip.len(),
+        };
+        let Some(l4) = ip.get(ihl..total) else { continue };
+        let payload = match proto {
+            17 if l4.len() >= 8 => {
+                let ulen = (u16::from_be_bytes([l4[4], l4[5]]) as usize).clamp(8, l4.len());
+                &l4[8..ulen]
+            }
+            6 if l4.len() >= 20 => match l4.get((l4[12] >> 4) as usize * 4..) {
+                Some(p) => p,
+                None => continue,
+            },
+            _ => continue,
+        };
         let src_ip = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
         let dst_ip = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-        let sport = u16::from_be_bytes([udp[0], udp[1]]);
-        let dport = u16::from_be_bytes([udp[2], udp[3]]);
-        let ulen = (u16::from_be_bytes([udp[4], udp[5]]) as usize).clamp(8, udp.len());
+        let sport = u16::from_be_bytes([l4[0], l4[1]]);
+        let dport = u16::from_be_bytes([l4[2], l4[3]]);
         out.push(UdpPacket {
             time,
             src: SocketAddr::from((src_ip, sport)),
             dst: SocketAddr::from((dst_ip, dport)),
-            payload: udp[8..ulen].to_vec(),
+            payload: payload.to_vec(),
         });
     }
     Ok(out)
