@@ -1354,6 +1354,7 @@ impl ToneCheck {
     /// Runs the checker and panics with its verdict unless it passed; returns the verdict.
     pub fn assert(&self, what: &str) -> Value {
         let (ok, verdict) = self.run();
+        eprintln!("[tone check] {what}: {}", summarize_tones(&verdict));
         if !ok {
             let mut why = verdict["why"].to_string();
             if let Some((pct, gap, reason)) = &self.bound {
@@ -1370,6 +1371,30 @@ impl ToneCheck {
         }
         verdict
     }
+}
+
+/// One line per check for the test log: window, live %, and per tone its verdict,
+/// present %, longest gap and largest share of a frame.
+pub fn summarize_tones(v: &Value) -> String {
+    let mut out = format!(
+        "[{:.2}..{:.2}s] live {}% {}",
+        v["from_s"].as_f64().unwrap_or(0.0),
+        v["until_s"].as_f64().unwrap_or(0.0),
+        v["signal_pct"],
+        v["verdict"].as_str().unwrap_or("?")
+    );
+    if let Some(tones) = v["tones"].as_object() {
+        for (hz, t) in tones {
+            out.push_str(&format!(
+                "; {hz}: {} {}% gap {}ms share<={}",
+                t["verdict"].as_str().unwrap_or("-"),
+                t["present_pct"],
+                t["longest_gap_ms"],
+                t["max_share"]
+            ));
+        }
+    }
+    out
 }
 
 /// [`tone_check`] with the default window; returns (passed, its JSON verdict).
@@ -1827,6 +1852,7 @@ pub struct RtpFlow {
     /// Capture times (epoch seconds), in order.
     pub times: Vec<f64>,
     pub payload_types: std::collections::BTreeSet<u8>,
+    pub ssrcs: std::collections::BTreeSet<u32>,
     pub payloads: Vec<Vec<u8>>,
 }
 
@@ -1836,6 +1862,7 @@ pub fn rtp_flow(packets: &[UdpPacket], pred: impl Fn(&UdpPacket) -> bool) -> Rtp
     for p in packets.iter().filter(|p| p.is_rtp() && pred(p)) {
         flow.times.push(p.time);
         flow.payload_types.insert(p.rtp_payload_type());
+        flow.ssrcs.insert(u32::from_be_bytes([p.payload[8], p.payload[9], p.payload[10], p.payload[11]]));
         flow.payloads.push(p.payload[12..].to_vec());
     }
     flow
