@@ -35,7 +35,7 @@
 //! pcaps. When a test fails, the path and the server log's tail are printed.
 //!
 //! ## Tools
-//! `sipp`, `sox` and `dumpcap` come from `PATH`; Python is `$SWITCHBOARD_TEST_VENV/bin/python`
+//! `sipp`, `sox`, `dumpcap` and `baresip` come from `PATH`; Python is `$SWITCHBOARD_TEST_VENV/bin/python`
 //! (default `~/.cache/switchboard/venv`) with `pjsua2` and `numpy`. A missing tool fails
 //! the test with a pointer to `scripts/install-test-deps`; nothing is skipped.
 //!
