@@ -36,8 +36,12 @@ fn flows(env: &TestEnv, packets: &[UdpPacket], peer: std::ops::Range<u16>) -> (R
     )
 }
 
-fn assert_payload_type(env: &TestEnv, packets: &[UdpPacket], peer: std::ops::Range<u16>, pt: u8, who: &str) {
+/// The peer on ports `peer` sent and got only payload type `pt`, and the server's stream
+/// to it was steady over [t0, t1] (epoch s): a listener's own concealment would hide a
+/// missing packet of a steady tone from its recording, so the wire is checked too.
+fn assert_payload_type(env: &TestEnv, packets: &[UdpPacket], peer: std::ops::Range<u16>, pt: u8, window: (f64, f64), who: &str) {
     let (sent, got) = flows(env, packets, peer);
+    got.assert_steady(window.0, window.1, 100.0, &format!("{who}: RTP from the server"));
     assert!(sent.times.len() > 100 && got.times.len() > 100, "{who}: {} RTP packets sent, {} received", sent.times.len(), got.times.len());
     let want = BTreeSet::from([pt]);
     assert_eq!(sent.payload_types, want, "{who}: payload types it sent");
@@ -66,7 +70,7 @@ fn two_codecs(name: &str, room: &str, a: (&str, u32, &str, u8), b: (&str, u32, &
     }
     let packets = capture.stop();
     for (i, &(user, hz, codec, pt)) in parties.iter().enumerate() {
-        assert_payload_type(&env, &packets, ports(i as u16), pt, &format!("{user} ({codec})"));
+        assert_payload_type(&env, &packets, ports(i as u16), pt, (t0, t1), &format!("{user} ({codec})"));
         let other = parties[1 - i];
         tone_check(&recs[i])
             .window(t0 - joined[i], Some(t1 - joined[i]))
@@ -195,13 +199,13 @@ fn opus_baresip_and_pcmu_pjsua_hear_each_other() {
         let sizes: BTreeSet<usize> = flow.payloads.iter().map(|p| p.len()).collect();
         assert!(sizes.len() > 1, "{dir}: every payload {sizes:?} bytes: constant size, not Opus VBR");
     }
-    assert_payload_type(&env, &packets, pj_ports, 0, "alice (PCMU)");
-
     // Both hear each other continuously over the time both were in the room, and
-    // never themselves.
+    // never themselves; the server's streams to both are steady meanwhile.
     let end = (j_pj + pj_media).min(bs_started + quit_after as f64);
     let (t0, t1) = (j_pj + 1.0, end - 0.4);
     assert!(t1 - t0 >= 3.0, "only {:.2} s with both in the room: baresip joined {j_bs:.2}, pjsua2 {j_pj:.2}, end {end:.2}", t1 - t0);
+    assert_payload_type(&env, &packets, pj_ports, 0, (t0, t1), "alice (PCMU)");
+    to_bs.assert_steady(t0, t1, 100.0, "server -> baresip");
     let heard = run.heard.as_ref().unwrap_or_else(|| panic!("baresip wrote no -dec.wav in {}", env.path("baresip/rec").display()));
     env.report_on_failure(heard);
     let v = tone_check(heard)

@@ -336,6 +336,7 @@ fn star_rule_spares_later_joiners_and_mute_deaf_work() {
         .allow_silent("the capture shows the server sending bob a steady stream while he is deaf")
         .assert("bob while deaf");
     // bob, undeaf: carol and dave again, continuously (alice is still muted).
+    flow_to(&env, &packets, 1).assert_steady(undeaf_at + 0.5, until, 100.0, "RTP to bob after undeaf");
     heard(&recs[1], joined[1], undeaf_at + 0.5, until).expect(&[1700, 2500]).absent(&[440, 1000]).assert("bob after undeaf");
     assert_room_gone(&server);
 }
