@@ -1,7 +1,8 @@
 //! Shared-port media mode by ear: the server runs with `--media-port-mode shared` (one
 //! RTP port per media worker for all its calls, packets told apart by source address),
-//! three real pjsua2 clients dial one room, each playing its own tone, and an FFT of
-//! what each recorded says it heard the other two and not itself. The SDP the clients
+//! three real pjsua2 clients dial one room, each playing its own tone, and what each
+//! recorded must hold the other two continuously (>= 95 % of 20 ms frames, no gap over
+//! 60 ms) and itself never (`support::tone_check`). The SDP the clients
 //! got must carry the workers' ports only, and after everyone hung up no leg may be
 //! left counted.
 //!
@@ -40,6 +41,9 @@ fn three_parties_on_shared_ports_hear_the_other_two_not_themselves() {
         .collect();
     let (_confid, parts) = wait_room_active(&server, 3);
     assert_eq!(parts.len(), 3, "one room: {parts:?}");
+    let joined: Vec<f64> = parties.iter().map(|p| joined_s(&parts, p.0)).collect();
+    let all_in = joined.iter().copied().fold(0.0, f64::max);
+    let end = joined.iter().map(|j| j + 6.0).fold(f64::MAX, f64::min);
     let recs: Vec<PathBuf> = peers.iter().map(|(_, r)| r.clone()).collect();
     for (peer, _) in peers {
         peer.wait().assert_ok();
@@ -59,12 +63,14 @@ fn three_parties_on_shared_ports_hear_the_other_two_not_themselves() {
         "server SDP ports in the pjsip logs (3 calls, 2 workers)"
     );
 
-    // Each hears the other two and not itself, from soon after joining to the end.
+    // Each hears the other two, continuously, and not itself, from soon after the last
+    // one joined until shortly before the first one hangs up.
     let tones: Vec<u32> = parties.iter().map(|p| p.1).collect();
+    let (t0, t1) = (all_in + 0.8, end - 0.3);
+    assert!(t1 - t0 >= 2.0, "window {t0:.2}..{t1:.2} too short: the clients joined {joined:?}");
     for (i, (user, hz, _)) in parties.iter().enumerate() {
         let others: Vec<u32> = tones.iter().copied().filter(|t| t != hz).collect();
-        let (ok, verdict) = wav_tones_between(&recs[i], &others, &[*hz], 1.0, Some(5.0));
-        assert!(ok, "{user}: expected {others:?}, not {hz} in {}: {verdict}", recs[i].display());
+        tone_check(&recs[i]).window(t0 - joined[i], Some(t1 - joined[i])).expect(&others).absent(&[*hz]).assert(user);
     }
 
     // Every leg released: nothing counted, no room left.

@@ -31,7 +31,7 @@
 //! pcaps. When a test fails, the path and the server log's tail are printed.
 //!
 //! ## Tools
-//! `sipp`, `sox` and `dumpcap` come from `PATH`; Python is `$SWITCHBOARD_TEST_VENV/bin/python`
+//! `sipp`, `sox`, `dumpcap` and `baresip` come from `PATH`; Python is `$SWITCHBOARD_TEST_VENV/bin/python`
 //! (default `~/.cache/switchboard/venv`) with `pjsua2` and `numpy`. A missing tool fails
 //! the test with a pointer to `scripts/install-test-deps`; nothing is skipped.
 //!
@@ -1228,33 +1228,158 @@ pub fn wait_udp_bound(port: u16, timeout: Duration) {
     }
 }
 
-/// Runs `tests/kit/pj/wav_tones.py`; returns (passed, its JSON verdict).
-pub fn wav_tones(wav: &Path, expect: &[u32], absent: &[u32]) -> (bool, Value) {
-    let python = venv_python();
-    let mut cmd = Command::new(&python);
-    cmd.arg(kit_dir().join("pj/wav_tones.py")).arg(wav);
-    for hz in expect {
-        cmd.args(["--expect", &hz.to_string()]);
+/// A continuity-aware check of a recording by `tests/kit/pj/wav_tones.py` (see its
+/// docstring for the method): over a window cut into 20 ms frames, every `expect` tone
+/// must be present in >= 95 % of the frames with no gap over 60 ms ("hears"), every
+/// `absent` tone in no frame at all ("does not hear"). A silent window is its own
+/// verdict and never passes an `absent` check unless [`ToneCheck::allow_silent`] says
+/// why silence is right there.
+///
+/// ```ignore
+/// tone_check(&rec).expect(&[1000]).absent(&[440]).window(1.0, Some(5.0)).assert("alice");
+/// ```
+#[derive(Clone, Debug)]
+pub struct ToneCheck {
+    wav: PathBuf,
+    expect: Vec<u32>,
+    absent: Vec<u32>,
+    from: f64,
+    until: Option<f64>,
+    bound: Option<(f64, f64, String)>,
+    allow_silent: Option<String>,
+}
+
+/// Starts a [`ToneCheck`] of `wav` (window: 0.5 s to 0.2 s before the end).
+pub fn tone_check(wav: &Path) -> ToneCheck {
+    ToneCheck {
+        wav: wav.to_path_buf(),
+        expect: Vec::new(),
+        absent: Vec::new(),
+        from: 0.5,
+        until: None,
+        bound: None,
+        allow_silent: None,
     }
-    for hz in absent {
-        cmd.args(["--absent", &hz.to_string()]);
+}
+
+impl ToneCheck {
+    /// Tones that must be heard continuously.
+    pub fn expect(mut self, hz: &[u32]) -> Self {
+        self.expect.extend_from_slice(hz);
+        self
     }
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run wav_tones.py: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let verdict = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<Value>(l).ok())
-        .unwrap_or_else(|| {
+    /// Tones that must never be detected.
+    pub fn absent(mut self, hz: &[u32]) -> Self {
+        self.absent.extend_from_slice(hz);
+        self
+    }
+    /// The window, seconds into the recording (`until: None` = 0.2 s before its end).
+    /// A window running past the end of the recording fails the check.
+    pub fn window(mut self, from: f64, until: Option<f64>) -> Self {
+        self.from = from;
+        self.until = until;
+        self
+    }
+    /// A looser "hears" bound than 95 % / 60 ms, with the reason (it goes into failures).
+    pub fn bound(mut self, min_pct: f64, max_gap_ms: f64, why: &str) -> Self {
+        self.bound = Some((min_pct, max_gap_ms, why.to_owned()));
+        self
+    }
+    /// Lets a silent window pass the `absent` checks; `why` says how the test knows the
+    /// stream is alive anyway (an RTP capture, say).
+    pub fn allow_silent(mut self, why: &str) -> Self {
+        self.allow_silent = Some(why.to_owned());
+        self
+    }
+
+    /// Runs the checker: (passed, its JSON verdict).
+    pub fn run(&self) -> (bool, Value) {
+        let mut cmd = Command::new(venv_python());
+        cmd.arg(kit_dir().join("pj/wav_tones.py"))
+            .arg(&self.wav)
+            .args(["--from", &self.from.to_string()]);
+        if let Some(u) = self.until {
+            cmd.args(["--until", &u.to_string()]);
+        }
+        for hz in &self.expect {
+            cmd.args(["--expect", &hz.to_string()]);
+        }
+        for hz in &self.absent {
+            cmd.args(["--absent", &hz.to_string()]);
+        }
+        if let Some((pct, gap, _)) = &self.bound {
+            cmd.args(["--min-pct", &pct.to_string(), "--max-gap-ms", &gap.to_string()]);
+        }
+        if self.allow_silent.is_some() {
+            cmd.arg("--allow-silent");
+        }
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run wav_tones.py: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let verdict = stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<Value>(l).ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "wav_tones.py printed no verdict: {stdout}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+        (out.status.success(), verdict)
+    }
+
+    /// Runs the checker and panics with its verdict unless it passed; returns the verdict.
+    pub fn assert(&self, what: &str) -> Value {
+        let (ok, verdict) = self.run();
+        eprintln!("[tone check] {what}: {}", summarize_tones(&verdict));
+        if !ok {
+            let mut why = verdict["why"].to_string();
+            if let Some((pct, gap, reason)) = &self.bound {
+                why.push_str(&format!(" (looser bound {pct} % / {gap} ms because: {reason})"));
+            }
             panic!(
-                "wav_tones.py printed no verdict: {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    (out.status.success(), verdict)
+                "{what}: expected {:?} continuously, {:?} never, in {} [{}s..{:?}]: {why}\nfull verdict: {verdict}",
+                self.expect,
+                self.absent,
+                self.wav.display(),
+                self.from,
+                self.until
+            );
+        }
+        verdict
+    }
+}
+
+/// One line per check for the test log: window, live %, and per tone its verdict,
+/// present %, longest gap and largest share of a frame.
+pub fn summarize_tones(v: &Value) -> String {
+    let mut out = format!(
+        "[{:.2}..{:.2}s] live {}% {}",
+        v["from_s"].as_f64().unwrap_or(0.0),
+        v["until_s"].as_f64().unwrap_or(0.0),
+        v["signal_pct"],
+        v["verdict"].as_str().unwrap_or("?")
+    );
+    if let Some(tones) = v["tones"].as_object() {
+        for (hz, t) in tones {
+            out.push_str(&format!(
+                "; {hz}: {} {}% gap {}ms share<={}",
+                t["verdict"].as_str().unwrap_or("-"),
+                t["present_pct"],
+                t["longest_gap_ms"],
+                t["max_share"]
+            ));
+        }
+    }
+    out
+}
+
+/// [`tone_check`] with the default window; returns (passed, its JSON verdict).
+pub fn wav_tones(wav: &Path, expect: &[u32], absent: &[u32]) -> (bool, Value) {
+    tone_check(wav).expect(expect).absent(absent).run()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1683,23 +1808,9 @@ pub fn join_room(env: &TestEnv, server: &Server, i: u16, p: &RoomParty) -> (PjPe
     (PjPeer::spawn(env, user, &args), rec)
 }
 
-/// [`wav_tones`] over the part of the recording from `skip` to `until` seconds.
+/// [`tone_check`] over the part of the recording from `skip` to `until` seconds.
 pub fn wav_tones_between(wav: &Path, expect: &[u32], absent: &[u32], skip: f64, until: Option<f64>) -> (bool, Value) {
-    let mut cmd = Command::new(venv_python());
-    cmd.arg(kit_dir().join("pj/wav_tones.py")).arg(wav).args(["--skip", &skip.to_string()]);
-    if let Some(u) = until {
-        cmd.args(["--until", &u.to_string()]);
-    }
-    for hz in expect {
-        cmd.args(["--expect", &hz.to_string()]);
-    }
-    for hz in absent {
-        cmd.args(["--absent", &hz.to_string()]);
-    }
-    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run wav_tones.py: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let verdict = stdout.lines().rev().find_map(|l| serde_json::from_str::<Value>(l).ok()).unwrap_or(Value::Null);
-    (out.status.success(), verdict)
+    tone_check(wav).expect(expect).absent(absent).window(skip, until).run()
 }
 
 /// The first conference's confid and participants once `n` of them are active (15 s).
@@ -1719,6 +1830,75 @@ pub fn wait_room_active(server: &Server, n: usize) -> (String, Vec<Value>) {
     }
 }
 
+/// Seconds since the Unix epoch now: the clock of pcap timestamps and of `joined_ms`.
+pub fn epoch_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
+/// When the participant whose remote URI has user `user` joined (`joined_ms`, epoch
+/// seconds). A pjsua2 or baresip recording starts within a few ms of it (media starts
+/// with the 200 OK), so `t - joined_s` is time `t` in that party's recording.
+pub fn joined_s(parts: &[Value], user: &str) -> f64 {
+    parts
+        .iter()
+        .find(|p| p["ruri"].as_str().is_some_and(|u| u.contains(&format!("sip:{user}@"))))
+        .and_then(|p| p["joined_ms"].as_u64())
+        .unwrap_or_else(|| panic!("no participant {user} with joined_ms in {parts:?}")) as f64
+        / 1000.0
+}
+
+/// One direction of RTP in a capture: what [`rtp_flow`] collected.
+#[derive(Debug, Default, Clone)]
+pub struct RtpFlow {
+    /// Capture times (epoch seconds), in order.
+    pub times: Vec<f64>,
+    pub payload_types: std::collections::BTreeSet<u8>,
+    pub ssrcs: std::collections::BTreeSet<u32>,
+    pub payloads: Vec<Vec<u8>>,
+}
+
+/// The RTP packets of a capture that `pred` selects (e.g. server to one client).
+pub fn rtp_flow(packets: &[UdpPacket], pred: impl Fn(&UdpPacket) -> bool) -> RtpFlow {
+    let mut flow = RtpFlow::default();
+    for p in packets.iter().filter(|p| p.is_rtp() && pred(p)) {
+        flow.times.push(p.time);
+        flow.payload_types.insert(p.rtp_payload_type());
+        flow.ssrcs.insert(u32::from_be_bytes([p.payload[8], p.payload[9], p.payload[10], p.payload[11]]));
+        flow.payloads.push(p.payload[12..].to_vec());
+    }
+    flow
+}
+
+impl RtpFlow {
+    /// Packets within [t0, t1] (epoch seconds), and the longest time without one there
+    /// (ms; the window's edges count as packets, so a flow that stops early shows it).
+    pub fn in_window(&self, t0: f64, t1: f64) -> (usize, f64) {
+        let inside: Vec<f64> = self.times.iter().copied().filter(|t| (t0..=t1).contains(t)).collect();
+        let mut edges = vec![t0];
+        edges.extend(&inside);
+        edges.push(t1);
+        let gap = edges.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+        (inside.len(), gap * 1000.0)
+    }
+
+    /// A steady 20 ms stream over [t0, t1]: at least 95 % of the 50 packets a second, and
+    /// never more than `max_gap_ms` without a packet (the sender's tick may slip under CPU
+    /// load on a shared machine, hence a bound of its own rather than 20 ms).
+    pub fn assert_steady(&self, t0: f64, t1: f64, max_gap_ms: f64, what: &str) {
+        assert!(t1 - t0 >= 1.0, "{what}: window of {:.2} s is too short to judge", t1 - t0);
+        let (n, gap) = self.in_window(t0, t1);
+        let want = 0.95 * 50.0 * (t1 - t0);
+        assert!(
+            n as f64 >= want && gap <= max_gap_ms,
+            "{what}: {n} RTP packets in {:.2} s (need {want:.0}), longest silence on the wire {gap:.0} ms (max {max_gap_ms})",
+            t1 - t0
+        );
+    }
+}
+
 /// The `m=audio` ports of the SDP bodies in a pjsip log (both directions).
 pub fn sdp_audio_ports(pj_log: &Path) -> Vec<u16> {
     let text = fs::read_to_string(pj_log).unwrap_or_default();
@@ -1726,4 +1906,187 @@ pub fn sdp_audio_ports(pj_log: &Path) -> Vec<u16> {
         .filter_map(|l| l.trim().strip_prefix("m=audio "))
         .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// baresip: a real Opus client (the system's libopus), headless
+
+/// Settings of one headless baresip UA (see [`BaresipPeer`]).
+pub struct BaresipConfig<'a> {
+    /// User part of its SIP identity.
+    pub user: &'a str,
+    /// Its SIP port (UDP, 127.0.0.1).
+    pub sip_port: u16,
+    /// Its RTP/RTCP port range, inclusive. baresip binds RTP on the wildcard address, so
+    /// the range must be free on every local address: keep it inside the test's block.
+    pub rtp_ports: (u16, u16),
+    /// WAV played into the call in a loop (`aufile` source); its rate must be `srate`.
+    pub play: &'a Path,
+    /// `audio_srate`: the rate of the source and player side (8000 for the kit's tones).
+    pub srate: u32,
+    /// The only audio codec modules loaded, e.g. `["opus.so"]`: baresip can offer
+    /// nothing else.
+    pub codec_modules: &'a [&'a str],
+    /// `audio_codecs` account parameter (e.g. `opus/48000/2`), a second fence.
+    pub audio_codecs: &'a str,
+    /// URI dialled at start (`-e /dial ...`).
+    pub dial: String,
+    /// baresip quits (hanging up with BYE) after this many seconds (`-t`).
+    pub quit_after_s: u32,
+}
+
+/// A running baresip: config in `<work>/<label>/`, stdout (with the SIP trace, `-s`) in
+/// `<label>.out`, and what it hears (its decoder's output, `sndfile` module) as
+/// `<label>/rec/dump-...-dec.wav`.
+pub struct BaresipPeer {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub out: PathBuf,
+    quit_after: Duration,
+}
+
+pub struct BaresipRun {
+    pub status: Option<ExitStatus>,
+    /// stdout and stderr (SIP trace included).
+    pub output: String,
+    /// The recording of what it heard (`*-dec.wav`), if one was written.
+    pub heard: Option<PathBuf>,
+    /// What it sent, after its encoder's input filters (`*-enc.wav`).
+    pub sent: Option<PathBuf>,
+}
+
+impl BaresipRun {
+    /// The SDP bodies in the SIP trace, in order (offer first).
+    pub fn sdp_bodies(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cur: Option<String> = None;
+        for line in self.output.lines() {
+            let l = line.trim_end();
+            if l == "v=0" {
+                if let Some(b) = cur.take() {
+                    out.push(b);
+                }
+                cur = Some(String::new());
+            }
+            if let Some(b) = cur.as_mut() {
+                if l.len() > 1 && l.as_bytes()[1] == b'=' && l.as_bytes()[0].is_ascii_lowercase() {
+                    b.push_str(l);
+                    b.push('\n');
+                } else if !l.is_empty() {
+                    out.push(cur.take().unwrap());
+                }
+            }
+        }
+        out.extend(cur);
+        out
+    }
+
+    pub fn assert_ok(&self) {
+        assert!(
+            matches!(self.status, Some(s) if s.success()),
+            "baresip failed: {}\n{}",
+            describe(self.status),
+            truncate(&self.output, 6000)
+        );
+    }
+}
+
+impl BaresipPeer {
+    pub fn spawn(env: &TestEnv, label: &str, cfg: &BaresipConfig) -> BaresipPeer {
+        let baresip = require_tool("baresip");
+        let dir = env.path(label);
+        let rec = dir.join("rec");
+        fs::create_dir_all(&rec).expect("baresip dir");
+        let mut config = format!(
+            "poll_method\tepoll\n\
+             sip_listen\t127.0.0.1:{sip}\n\
+             net_interface\t127.0.0.1\n\
+             audio_player\talsa,null\n\
+             audio_alert\talsa,null\n\
+             audio_source\taufile,{play}\n\
+             audio_srate\t{srate}\n\
+             audio_channels\t1\n\
+             rtp_ports\t{lo}-{hi}\n\
+             module_path\t/usr/lib/baresip/modules\n",
+            sip = cfg.sip_port,
+            play = cfg.play.display(),
+            srate = cfg.srate,
+            lo = cfg.rtp_ports.0,
+            hi = cfg.rtp_ports.1,
+        );
+        for m in cfg.codec_modules {
+            config.push_str(&format!("module\t{m}\n"));
+        }
+        config.push_str(&format!(
+            "module\taufile.so\nmodule\talsa.so\nmodule\tsndfile.so\n\
+             module_app\taccount.so\nmodule_app\tmenu.so\n\
+             snd_path\t{}\n\
+             opus_stereo\tno\nopus_sprop_stereo\tno\n",
+            rec.display()
+        ));
+        fs::write(dir.join("config"), config).expect("baresip config");
+        fs::write(
+            dir.join("accounts"),
+            format!(
+                "<sip:{}@127.0.0.1:{}>;regint=0;audio_codecs={}\n",
+                cfg.user, cfg.sip_port, cfg.audio_codecs
+            ),
+        )
+        .expect("baresip accounts");
+        fs::write(dir.join("contacts"), "").expect("baresip contacts");
+        let out = env.path(&format!("{label}.out"));
+        env.report_on_failure(&out);
+        let log = File::create(&out).expect("baresip output");
+        let mut cmd = Command::new(baresip);
+        let child = die_with_parent(&mut cmd)
+            .arg("-f")
+            .arg(&dir)
+            .arg("-s")
+            .args(["-e", &format!("/dial {}", cfg.dial)])
+            .args(["-t", &cfg.quit_after_s.to_string()])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start baresip: {e}"));
+        BaresipPeer {
+            child: Some(child),
+            dir,
+            out,
+            quit_after: Duration::from_secs(cfg.quit_after_s as u64),
+        }
+    }
+
+    /// Waits for baresip to quit on its own (`-t`), 15 s grace; then reads its files.
+    pub fn wait(mut self) -> BaresipRun {
+        let mut child = self.child.take().expect("child");
+        let status = wait_timeout(&mut child, self.quit_after + Duration::from_secs(15));
+        let output = String::from_utf8_lossy(&fs::read(&self.out).unwrap_or_default()).to_string();
+        let find = |suffix: &str| {
+            let mut files: Vec<PathBuf> = fs::read_dir(self.dir.join("rec"))
+                .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+                .unwrap_or_default();
+            files.retain(|p| p.to_string_lossy().ends_with(suffix));
+            files.sort();
+            files.pop()
+        };
+        BaresipRun {
+            status,
+            output,
+            heard: find("-dec.wav"),
+            sent: find("-enc.wav"),
+        }
+    }
+}
+
+impl Drop for BaresipPeer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if child.try_wait().ok().flatten().is_none() {
+                signal(&child, libc::SIGTERM);
+                wait_timeout(&mut child, Duration::from_secs(3));
+            }
+        }
+    }
 }
