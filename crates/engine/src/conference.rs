@@ -136,15 +136,19 @@ impl Engine {
         Ok(participant_info(&self.legs[&id], confid))
     }
 
+    /// Hangs a participant up. One who has already left (ended, or a dial-out whose
+    /// CANCEL is under way) is not found: a second kick, or a kick of someone who just
+    /// hung up, must be told so.
     pub fn kick(&mut self, now: Instant, confid: &str, participantid: &str) -> Result<ParticipantInfo, EngineError> {
-        let id = self.participant_leg(confid, participantid)?;
+        let id = self.present_participant_leg(confid, participantid)?;
         let _ = self.hangup(now, &id);
         Ok(participant_info(&self.legs[&id], confid))
     }
 
+    /// Mutes/deafens a participant still present (one who has left is not found).
     pub fn patch_participant(&mut self, confid: &str, participantid: &str, patch: ParticipantPatch) -> Result<ParticipantInfo, EngineError> {
-        let id = self.participant_leg(confid, participantid)?;
-        let leg = self.legs.get_mut(&id).expect("participant_leg checked");
+        let id = self.present_participant_leg(confid, participantid)?;
+        let leg = self.legs.get_mut(&id).expect("present_participant_leg checked");
         if let Some(m) = patch.muted {
             leg.muted = m;
             if let Some(media) = leg.media {
@@ -293,11 +297,13 @@ impl Engine {
         self.events.push_back(EngineEvent::RoomEnded { info: Arc::unwrap_or_clone(room.info), ended_ms, max_participants: room.max_participants });
     }
 
-    fn participant_leg(&self, confid: &str, participantid: &str) -> Result<LegId, EngineError> {
+    /// The leg of a participant still present in the room. One who has left (its leg
+    /// ended, or its unanswered dial-out is being cancelled) is not found.
+    fn present_participant_leg(&self, confid: &str, participantid: &str) -> Result<LegId, EngineError> {
         let room = self.rooms.get(confid).ok_or(EngineError::RoomNotFound)?;
         room.participants
             .iter()
-            .find(|id| self.legs.get(*id).is_some_and(|l| l.participant_id == participantid))
+            .find(|id| self.legs.get(*id).is_some_and(|l| l.participant_id == participantid && !l.is_over() && !l.cancel_requested))
             .cloned()
             .ok_or(EngineError::ParticipantNotFound)
     }
