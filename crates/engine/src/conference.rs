@@ -165,7 +165,7 @@ impl Engine {
     }
 
     /// Applies topology commands in order. All are checked before any is applied, so a
-    /// bad command changes nothing.
+    /// command naming a participant not present changes nothing (ParticipantNotFound).
     pub fn change_topology(&mut self, confid: &str, rules: Vec<TopologyRule>) -> Result<Vec<TopologyRule>, EngineError> {
         let room = self.rooms.get(confid).ok_or(EngineError::RoomNotFound)?;
         let present: Vec<String> = room
@@ -175,12 +175,9 @@ impl Engine {
             .filter(|l| !l.is_over())
             .map(|l| l.participant_id.clone())
             .collect();
-        for (i, r) in rules.iter().enumerate() {
-            for side in [&r.from, &r.to] {
-                if side != "*" && !present.contains(side) {
-                    return Err(EngineError::BadRequest(format!("rule {i}: `{side}` is not a participant of {confid}")));
-                }
-            }
+        // a rule naming someone not (or no longer) present names a participant not found
+        if rules.iter().flat_map(|r| [&r.from, &r.to]).any(|side| side != "*" && !present.contains(side)) {
+            return Err(EngineError::ParticipantNotFound);
         }
         let room = self.rooms.get_mut(confid).expect("checked above");
         for r in rules {
