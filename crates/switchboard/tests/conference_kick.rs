@@ -4,7 +4,7 @@
 //! | test | what |
 //! |---|---|
 //! | `second_kick_is_404` | an answered caller and a ringing dial-out, each kicked twice: 200 (BYE / CANCEL), then 404 `Call/Participant not found`; PATCH of a kicked participant is 404 too; GET still shows it, `ended` |
-//! | `kick_after_hang_up_is_404` | a caller hangs up by itself; kicking it then is 404 |
+//! | `kick_after_hang_up_is_404` | a caller hangs up by itself; kicking it then is 404. Then the room is ended while a dial-out to nowhere still holds it: a second DELETE, GET and the list already say it is gone |
 
 mod support;
 
@@ -88,8 +88,24 @@ fn kick_after_hang_up_is_404() {
     // the room is still there (someone is in it): the 404 is about the participant
     assert_eq!(server.get(&format!("{BASE}/{c}")).status, 200);
 
+    // a dial-out nobody answers (nothing listens on the port) keeps the room's calls
+    // winding down after DELETE; for the API the conference is gone at once
+    let nowhere = format!("sip:nobody@127.0.0.1:{}", env.ports.peer_sip(7));
+    let dial = server.post(&format!("{BASE}/{c}/participants"), &json!({ "to": nowhere }));
+    assert_eq!(dial.status, 200, "{dial:?}");
     let resp = server.delete(&format!("{BASE}/{c}"));
-    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!((resp.status, resp.json()), (200, json!({"confid": c})));
+    let conference_gone = json!({"error_code": 1404, "error_message": "Conference not found"});
+    let again = server.delete(&format!("{BASE}/{c}"));
+    assert_eq!((again.status, again.json()), (404, conference_gone.clone()), "second DELETE of the conference");
+    let got = server.get(&format!("{BASE}/{c}"));
+    assert_eq!((got.status, got.json()), (404, conference_gone), "GET of an ended conference");
+    assert_eq!(server.get(BASE).json(), json!([]), "an ended conference is not listed");
+    let live = server.get("/v1/calls").json();
+    assert!(
+        live.as_array().unwrap().iter().any(|l| l["state"] == "calling"),
+        "the unanswered dial-out should still be winding down (else this checks nothing): {live}"
+    );
     stayer.wait().assert_ok();
 }
 

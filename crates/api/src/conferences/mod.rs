@@ -159,7 +159,8 @@ pub async fn get_conference(
 }
 
 /// End a conference: BYE to every participant, CANCEL to every unanswered dial-out.
-/// Answers at once, without waiting for the participants' devices.
+/// Answers at once, without waiting for the participants' devices; from then on the
+/// conference is gone for the API (a second DELETE is a 404) while its calls wind down.
 #[utoipa::path(delete, path = "/rest/v1/uc/conferences/{confid}", operation_id = "end_conference", tag = "conferences",
     params(("confid" = String, Path, description = "Conference id, or a lookup expression")),
     responses((status = 200, description = "Ending: BYE/CANCEL sent", body = ConfidReply),
