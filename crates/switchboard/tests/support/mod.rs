@@ -77,9 +77,13 @@ pub fn kit_dir() -> PathBuf {
     workspace_root().join("tests/kit")
 }
 
-/// The server binary cargo built for these tests.
+/// The server binary cargo built for these tests, or `$SWITCHBOARD_TEST_SERVER_BIN` if
+/// set (to run a test against another build, e.g. an older one that should fail it).
 pub fn server_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_switchboard"))
+    match std::env::var_os("SWITCHBOARD_TEST_SERVER_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_switchboard")),
+    }
 }
 
 /// Absolute path of a program on `PATH`, or a failed test saying how to install it.
@@ -92,6 +96,11 @@ pub fn require_tool(name: &str) -> PathBuf {
         }
     }
     panic!("`{name}` is not on PATH; {INSTALL_HINT}");
+}
+
+/// A program of the test venv (`python`, `schemathesis`).
+pub fn venv_bin(program: &str) -> PathBuf {
+    venv_python().with_file_name(program)
 }
 
 /// The Python of the test venv (pjsua2 + numpy).
