@@ -80,6 +80,7 @@ impl From<EngineError> for ApiError {
             EngineError::LegNotFound => ApiError::participant_not_found(),
             EngineError::LegEnded => ApiError::conflict("Call has already ended"),
             EngineError::BadTarget(m) => ApiError::bad_request(m),
+            EngineError::Unroutable(m) => ApiError::unprocessable(m),
             EngineError::MediaUnavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
             EngineError::RoomNotFound => ApiError::conference_not_found(),
             EngineError::ParticipantNotFound => ApiError::participant_not_found(),
@@ -112,7 +113,24 @@ pub async fn not_found() -> ApiError {
     ApiError::not_found("No such endpoint")
 }
 
-/// A method a route does not serve (axum's own 405 has no body).
-pub async fn not_allowed(method: axum::http::Method) -> ApiError {
+/// A known path with a method it does not serve: 405 in our format (axum adds `Allow`).
+pub async fn method_not_allowed(method: axum::http::Method) -> ApiError {
     ApiError::method_not_allowed(method.as_str())
+}
+
+/// [`axum::extract::Path`] whose rejection (a segment that is not UTF-8 once
+/// percent-decoded, say) is an [`ApiError`] 400 like every other bad input.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(t) = axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiPath(t))
+    }
 }

@@ -56,10 +56,8 @@ impl IdempotencyCache {
     /// The key of a request, if it has a valid one; 400 for an empty or overlong key.
     pub fn key_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         let Some(v) = headers.get(HEADER) else { return Ok(None) };
-        let key = v.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?.trim();
-        if key.is_empty() || key.len() > 255 {
-            return Err(ApiError::bad_request("Idempotency-Key must be 1 to 255 characters"));
-        }
+        let key = std::str::from_utf8(v.as_bytes()).ok().filter(|k| crate::formats::matches(crate::formats::IDEMPOTENCY_KEY, k));
+        let key = key.ok_or_else(|| ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters (spaces and tabs only inside)"))?;
         Ok(Some(key.to_owned()))
     }
 

@@ -10,12 +10,14 @@
 //! | [`auth`] | bearer token on everything but `/health`, `/openapi.json`, `/docs` |
 //! | [`openapi`] | the OpenAPI 3.1 description and Swagger UI |
 //! | [`routing`] | where a dial-out target goes (SIP URI as is, numbers to the gateway) |
+//! | [`formats`] | the text formats of inputs, checked here and published in the OpenAPI |
 //! | [`idempotency`] | `Idempotency-Key` replay cache |
 
 pub mod auth;
 pub mod calls;
 pub mod conferences;
 pub mod error;
+pub mod formats;
 pub mod idempotency;
 pub mod openapi;
 pub mod routing;
@@ -61,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::routes())
         .merge(protected)
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

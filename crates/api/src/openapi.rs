@@ -1,16 +1,30 @@
-//! The OpenAPI 3.1 description, generated from the handlers' `#[utoipa::path]`
-//! annotations and the wire types' `ToSchema` derives, served at `/openapi.json`, with
-//! Swagger UI at `/docs`. The UI's files ship inside `utoipa-swagger-ui` (feature
-//! `vendored`), so nothing is fetched at build or run time.
+//! The OpenAPI 3.1 description, served at `/openapi.json`, with Swagger UI at `/docs`.
+//! The UI's files ship inside `utoipa-swagger-ui` (feature `vendored`), so nothing is
+//! fetched at build or run time.
 //!
 //! Both are served without a token: a browser cannot attach a bearer token to a page
 //! load, and the description holds nothing secret. "Try it out" in the UI needs the
 //! token, entered with its Authorize button.
+//!
+//! The document must say exactly what the server does: clients are generated from it,
+//! and `tests/openapi_conformance.rs` runs Schemathesis against a live server with it.
+//! It is made in two steps:
+//!
+//! 1. utoipa generates paths, parameters, status codes and descriptions from the
+//!    handlers' `#[utoipa::path]` annotations, and schemas from the wire types.
+//! 2. [`exact`] then states what utoipa cannot: the formats of string inputs (the very
+//!    patterns the server checks, from [`crate::formats`]), `filter` as JSON in a query
+//!    parameter, bodies whose rules span fields (LOOKUP keys, PATCH), responses that
+//!    `mask`/`countonly` reshape, the shapes of engine types (legs, events, status), and
+//!    that every field of a response object is always present and no other is.
+
+mod exact;
 
 use crate::conferences::{self, lookup, participants, topology, wire};
 use crate::error::ErrorBody;
 use crate::calls;
 use axum::Router;
+use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
@@ -22,14 +36,17 @@ use utoipa_swagger_ui::SwaggerUi;
         description = "Conference management (`/rest/v1/uc/conferences`, the reference dialect) and calls (`/v1/calls`).\n\n\
 Every endpoint but `/health`, `/openapi.json` and `/docs` needs `Authorization: Bearer <token>` when the server has a token \
 (`--api-token`); without one the server only listens on loopback and is open.\n\n\
-Errors are always `{\"error_code\": 1000 + HTTP status, \"error_message\": \"...\"}`.\n\n\
+Errors are always `{\"error_code\": 1000 + HTTP status, \"error_message\": \"...\"}` (schema `ErrorBody`), also for a \
+method a path does not serve (405) and a path that does not exist (404).\n\n\
 **LOOKUP**: the reference's custom verb `LOOKUP /rest/v1/uc/conferences` (JSON body) is served as is; OpenAPI cannot \
 describe custom verbs, so it is documented as its twin `POST /rest/v1/uc/conferences/lookup`.\n\n\
-**From a script**: wherever a path has `{confid}`, a lookup expression `key=value[&key=value]` may stand instead \
-(e.g. `/rest/v1/uc/conferences/callid=abc%40host/participants`); the first matching conference is used.\n\n\
-**List options** (both lists): `filter` = JSON object of field values (array value = any of; unknown field = 400), \
-`mask` = comma-separated fields, `order` = comma-separated fields with `-` for descending, `offset`, `limit`, \
-`flat` (nested objects to `a.b` keys), `countonly` (`{\"count\":N}`).",
+**From a script**: wherever a path has `{confid}`, a lookup expression `key=value` may stand instead \
+(e.g. `/rest/v1/uc/conferences/callid=abc%40host/participants`, `.../from=2216&mode=number/topology`); \
+the first matching conference (oldest) is used. The parameter's `pattern` is the exact syntax.\n\n\
+**List options** (both lists): `filter` = JSON object of field values (array value = any of), \
+`mask` = comma-separated fields (unknown names ignored), `order` = comma-separated fields with `-` for descending, \
+`offset`, `limit`, `flat` (nested objects to `a.b` keys), `countonly` (`{\"count\":N}`). Unknown query parameters are a 400. \
+Every string input is checked against the `pattern` given here; what does not match is a 400.",
         license(name = "Apache-2.0")
     ),
     paths(
@@ -52,7 +69,7 @@ describe custom verbs, so it is documented as its twin `POST /rest/v1/uc/confere
         (name = "participants", description = "Participants: list, dial-out, get, kick, mute/deaf"),
         (name = "topology", description = "Who hears whom"),
         (name = "calls", description = "Single calls (legs)"),
-        (name = "service", description = "Liveness"),
+        (name = "service", description = "Liveness, status, events"),
     )
 )]
 pub struct ApiDoc;
@@ -66,7 +83,14 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The document served at `/openapi.json`.
+pub fn document() -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the generated OpenAPI serializes");
+    exact::apply(&mut doc);
+    doc
+}
+
 /// `/openapi.json` and the Swagger UI at `/docs`.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::from(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+    Router::from(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", document()))
 }

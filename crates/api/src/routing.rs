@@ -2,9 +2,12 @@
 //! leading `+`, `*`, `#`) goes to the configured outbound gateway as
 //! `sip:<number>@<gateway host:port>` until the user directory exists. A number with
 //! no gateway configured has no route: 422 (code 1422), saying what to configure.
+//! What a target may look like is [`formats::dial_target`] (also in `/openapi.json`);
+//! anything else is a 400.
 
 use crate::conferences::lookup::{is_number, parse_loose_uri};
 use crate::error::ApiError;
+use crate::formats;
 use sip::uri::Scheme;
 use sip::Uri;
 
@@ -31,10 +34,12 @@ impl Routing {
 
     /// The URI to call for a dial-out target as the client wrote it.
     pub fn target(&self, to: &str) -> Result<Uri, ApiError> {
-        let to = to.trim();
-        if to.is_empty() {
-            return Err(ApiError::bad_request("`to` is empty"));
+        if !formats::matches(&formats::dial_target(), to) {
+            return Err(ApiError::bad_request(format!(
+                "`to` `{to}` is neither a SIP URI nor a number (sip:user@host[:port], <sip:...>, user@host; digits, *, #, a leading +)"
+            )));
         }
+        let to = to.trim();
         let compact: String = to.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
         if is_number(&compact) {
             let gw = self.gateway.as_ref().ok_or_else(|| {
@@ -84,6 +89,8 @@ mod tests {
         assert_eq!(r.target("hello world").unwrap_err().code, 1400);
         assert_eq!(r.target("").unwrap_err().code, 1400);
         assert_eq!(r.target("sip:bob@127.0.0.1:0").unwrap_err().code, 1400);
+        assert_eq!(r.target("\"Bob\" <sip:bob@h>").unwrap_err().code, 1400);
+        assert_eq!(r.target("tel:12-34").unwrap_err().code, 1400);
         assert!(Routing::with_gateway(Some("not a uri")).is_err());
         assert!(Routing::with_gateway(Some("http://x")).is_err());
     }

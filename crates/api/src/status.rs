@@ -2,6 +2,7 @@
 //! events — DTMF digits, legs and rooms starting and ending — for applications that
 //! poll instead of taking hooks).
 
+use crate::conferences::list::parse_count;
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::{Query, State};
@@ -15,38 +16,45 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Live legs, rooms, SIP transactions and RTP ports in use.
-#[utoipa::path(get, path = "/v1/status", tag = "service",
+#[utoipa::path(get, path = "/v1/status", operation_id = "get_status", tag = "service",
     responses((status = 200, description = "Counts", body = Object,
         example = json!({"live_legs": 3, "legs": 5, "rooms": 1, "transactions": 2, "rtp_ports_in_use": 6, "shutting_down": false})),
-        (status = 401, description = "Missing or invalid bearer token", body = crate::error::ErrorBody)))]
+        (status = 401, description = "Missing or invalid bearer token", body = crate::error::ErrorBody),
+        (status = 503, description = "Server is shutting down", body = crate::error::ErrorBody)))]
 pub async fn status(State(st): State<AppState>) -> Result<Json<EngineStatus>, ApiError> {
     Ok(Json(st.engine.status().await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events with a larger `seq` (default 0: everything still kept).
-    #[serde(default)]
-    pub after: u64,
-    /// At most this many (default 1000).
-    #[serde(default)]
-    pub limit: Option<usize>,
+    #[param(value_type = Option<u64>)]
+    pub after: Option<String>,
+    /// At most this many, 0 to 10,000 (default 1000).
+    #[param(value_type = Option<u64>, maximum = 10000)]
+    pub limit: Option<String>,
 }
+
+/// Most events one poll returns (the log keeps that many).
+pub const MAX_EVENTS: u64 = engine::events::EVENT_LOG_CAPACITY as u64;
 
 /// Recent engine events, oldest first, each with `seq`, `ts` and `type`
 /// (`leg_started`, `leg_answered`, `leg_ended`, `dtmf`, `room_started`, `room_ended`).
 /// Poll with `after` = the last `seq` seen; a jump in `seq` means events were dropped
 /// (the log keeps the newest 10,000).
-#[utoipa::path(get, path = "/v1/events", tag = "service", params(EventsQuery),
-    responses((status = 200, description = "Events", body = Object,
+#[utoipa::path(get, path = "/v1/events", operation_id = "list_events", tag = "service", params(EventsQuery),
+    responses((status = 200, description = "Events, oldest first", body = Object,
         example = json!([{"seq": 7, "ts": 1795349968214u64, "type": "dtmf", "leg_id": "9274845f-f4df-43a6-a9ed-b75019a11854", "digit": "5", "duration_ms": 160}])),
-        (status = 400, description = "Bad query", body = crate::error::ErrorBody),
+        (status = 400, description = "Bad query: `after` not an integer from 0 to 2^64-1, `limit` not one from 0 to 10000, or another parameter", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = crate::error::ErrorBody)))]
 pub async fn events(
     State(st): State<AppState>,
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<LoggedEvent>>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    Ok(Json(st.engine.events_after(q.after, q.limit.unwrap_or(1000).min(10_000))))
+    let Query(q) = q?;
+    let after = parse_count("after", q.after.as_deref(), u64::MAX)?.unwrap_or(0);
+    let limit = parse_count("limit", q.limit.as_deref(), MAX_EVENTS)?.unwrap_or(1000);
+    Ok(Json(st.engine.events_after(after, limit as usize)))
 }

@@ -67,26 +67,32 @@ pub(crate) fn participant_info(leg: &Leg, confid: &str) -> ParticipantInfo {
 impl Engine {
     // ---- queries ------------------------------------------------------------------
 
+    /// Rooms being ended (DELETE answered, legs still winding down) are gone for the
+    /// APIs: not listed, not found, not changed.
+    fn live_room(&self, confid: &str) -> Result<&Room, EngineError> {
+        self.rooms.get(confid).filter(|r| !r.ending).ok_or(EngineError::RoomNotFound)
+    }
+
     pub fn rooms(&self) -> Vec<RoomSnapshot> {
-        let mut v: Vec<RoomSnapshot> = self.rooms.values().map(|r| self.snapshot(r)).collect();
+        let mut v: Vec<RoomSnapshot> = self.rooms.values().filter(|r| !r.ending).map(|r| self.snapshot(r)).collect();
         v.sort_by(|a, b| a.room.startts.cmp(&b.room.startts).then_with(|| a.room.confid.cmp(&b.room.confid)));
         v
     }
 
     /// Room infos, oldest first (what [`crate::RoomDirectory`] publishes).
     pub fn room_infos(&self) -> Vec<Arc<RoomInfo>> {
-        let mut v: Vec<Arc<RoomInfo>> = self.rooms.values().map(|r| r.info.clone()).collect();
+        let mut v: Vec<Arc<RoomInfo>> = self.rooms.values().filter(|r| !r.ending).map(|r| r.info.clone()).collect();
         v.sort_by(|a, b| a.startts.cmp(&b.startts).then_with(|| a.confid.cmp(&b.confid)));
         v
     }
 
-    /// Changes whenever a room starts or ends.
+    /// Changes whenever a room starts, is being ended, or ends.
     pub fn rooms_generation(&self) -> u64 {
         self.rooms_generation
     }
 
     pub fn room(&self, confid: &str) -> Result<RoomSnapshot, EngineError> {
-        self.rooms.get(confid).map(|r| self.snapshot(r)).ok_or(EngineError::RoomNotFound)
+        self.live_room(confid).map(|r| self.snapshot(r))
     }
 
     fn snapshot(&self, room: &Room) -> RoomSnapshot {
@@ -100,7 +106,7 @@ impl Engine {
     }
 
     pub fn topology(&self, confid: &str) -> Result<Vec<TopologyRule>, EngineError> {
-        let room = self.rooms.get(confid).ok_or(EngineError::RoomNotFound)?;
+        let room = self.live_room(confid)?;
         let mut rules = vec![TopologyRule::everyone()];
         rules.extend(room.blocked.iter().map(|(f, t)| TopologyRule { from: f.clone(), to: t.clone(), enabled: false }));
         Ok(rules)
@@ -109,10 +115,12 @@ impl Engine {
     // ---- commands -----------------------------------------------------------------
 
     /// Ends a room: every live participant is hung up (BYE, or CANCEL while a dial-out
-    /// rings). The room disappears when its last leg has ended.
+    /// rings). For the APIs the room is gone at once (a second end is RoomNotFound);
+    /// internally it lasts until its last leg has ended.
     pub fn end_room(&mut self, now: Instant, confid: &str) -> Result<RoomInfo, EngineError> {
-        let room = self.rooms.get_mut(confid).ok_or(EngineError::RoomNotFound)?;
+        let room = self.rooms.get_mut(confid).filter(|r| !r.ending).ok_or(EngineError::RoomNotFound)?;
         room.ending = true;
+        self.rooms_generation += 1;
         let info = room.info.clone();
         let members = room.participants.clone();
         if self.room_by_number.get(&info.confroomnum) == Some(&info.confid) {
@@ -127,7 +135,7 @@ impl Engine {
     }
 
     pub fn dial_into_room(&mut self, now: Instant, confid: &str, mut d: DialOut) -> Result<ParticipantInfo, EngineError> {
-        let room = self.rooms.get(confid).filter(|r| !r.ending).ok_or(EngineError::RoomNotFound)?;
+        let room = self.live_room(confid)?;
         d.service = Service::Room(room.info.confroomnum.clone());
         let id = self.place_call(now, d, Some(confid.to_owned()))?;
         let room = self.rooms.get_mut(confid).expect("checked above");
@@ -136,15 +144,19 @@ impl Engine {
         Ok(participant_info(&self.legs[&id], confid))
     }
 
+    /// Hangs a participant up. One who has already left (ended, or a dial-out whose
+    /// CANCEL is under way) is not found: a second kick, or a kick of someone who just
+    /// hung up, must be told so.
     pub fn kick(&mut self, now: Instant, confid: &str, participantid: &str) -> Result<ParticipantInfo, EngineError> {
-        let id = self.participant_leg(confid, participantid)?;
+        let id = self.present_participant_leg(confid, participantid)?;
         let _ = self.hangup(now, &id);
         Ok(participant_info(&self.legs[&id], confid))
     }
 
+    /// Mutes/deafens a participant still present (one who has left is not found).
     pub fn patch_participant(&mut self, confid: &str, participantid: &str, patch: ParticipantPatch) -> Result<ParticipantInfo, EngineError> {
-        let id = self.participant_leg(confid, participantid)?;
-        let leg = self.legs.get_mut(&id).expect("participant_leg checked");
+        let id = self.present_participant_leg(confid, participantid)?;
+        let leg = self.legs.get_mut(&id).expect("present_participant_leg checked");
         if let Some(m) = patch.muted {
             leg.muted = m;
             if let Some(media) = leg.media {
@@ -161,9 +173,9 @@ impl Engine {
     }
 
     /// Applies topology commands in order. All are checked before any is applied, so a
-    /// bad command changes nothing.
+    /// command naming a participant not present changes nothing (ParticipantNotFound).
     pub fn change_topology(&mut self, confid: &str, rules: Vec<TopologyRule>) -> Result<Vec<TopologyRule>, EngineError> {
-        let room = self.rooms.get(confid).ok_or(EngineError::RoomNotFound)?;
+        let room = self.live_room(confid)?;
         let present: Vec<String> = room
             .participants
             .iter()
@@ -171,12 +183,9 @@ impl Engine {
             .filter(|l| !l.is_over())
             .map(|l| l.participant_id.clone())
             .collect();
-        for (i, r) in rules.iter().enumerate() {
-            for side in [&r.from, &r.to] {
-                if side != "*" && !present.contains(side) {
-                    return Err(EngineError::BadRequest(format!("rule {i}: `{side}` is not a participant of {confid}")));
-                }
-            }
+        // a rule naming someone not (or no longer) present names a participant not found
+        if rules.iter().flat_map(|r| [&r.from, &r.to]).any(|side| side != "*" && !present.contains(side)) {
+            return Err(EngineError::ParticipantNotFound);
         }
         let room = self.rooms.get_mut(confid).expect("checked above");
         for r in rules {
@@ -293,11 +302,13 @@ impl Engine {
         self.events.push_back(EngineEvent::RoomEnded { info: Arc::unwrap_or_clone(room.info), ended_ms, max_participants: room.max_participants });
     }
 
-    fn participant_leg(&self, confid: &str, participantid: &str) -> Result<LegId, EngineError> {
-        let room = self.rooms.get(confid).ok_or(EngineError::RoomNotFound)?;
+    /// The leg of a participant still present in the room. One who has left (its leg
+    /// ended, or its unanswered dial-out is being cancelled) is not found.
+    fn present_participant_leg(&self, confid: &str, participantid: &str) -> Result<LegId, EngineError> {
+        let room = self.live_room(confid)?;
         room.participants
             .iter()
-            .find(|id| self.legs.get(*id).is_some_and(|l| l.participant_id == participantid))
+            .find(|id| self.legs.get(*id).is_some_and(|l| l.participant_id == participantid && !l.is_over() && !l.cancel_requested))
             .cloned()
             .ok_or(EngineError::ParticipantNotFound)
     }

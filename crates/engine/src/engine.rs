@@ -109,6 +109,8 @@ pub enum EngineError {
     LegEnded,
     /// The target URI cannot be called (e.g. not a SIP URI).
     BadTarget(String),
+    /// A well-formed target with no route: its host name does not resolve.
+    Unroutable(String),
     /// Out of RTP ports or another media failure.
     MediaUnavailable(String),
     /// No room with that confid.
@@ -127,6 +129,7 @@ impl std::fmt::Display for EngineError {
             EngineError::LegNotFound => f.write_str("leg not found"),
             EngineError::LegEnded => f.write_str("call has already ended"),
             EngineError::BadTarget(s) => write!(f, "bad target: {s}"),
+            EngineError::Unroutable(s) => write!(f, "no route: {s}"),
             EngineError::MediaUnavailable(s) => write!(f, "media unavailable: {s}"),
             EngineError::RoomNotFound => f.write_str("Conference not found"),
             EngineError::ParticipantNotFound => f.write_str("Call/Participant not found"),
@@ -774,8 +777,9 @@ impl Engine {
         if leg.state != LegState::Held {
             leg.state = LegState::Active;
         }
-        if let Some(after) = leg.hangup_after {
-            self.timers.push(Reverse((now + after, LegTimer::HangupAfter, leg.id.clone())));
+        // a delay past what an Instant can hold (hangup_after_ms near 2^64) means never
+        if let Some(at) = leg.hangup_after.and_then(|after| now.checked_add(after)) {
+            self.timers.push(Reverse((at, LegTimer::HangupAfter, leg.id.clone())));
         }
         info!(leg = %leg.id, "dial-out answered");
         self.events.push_back(EngineEvent::LegAnswered(leg.info()));

@@ -186,6 +186,9 @@ impl EngineHandle {
     }
 }
 
+/// Longest a dial-out waits for its target's host name to resolve.
+pub const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 async fn resolve(uri: &Uri) -> Result<Peer, EngineError> {
     if let Some(p) = resolve_literal(uri, Transport::Udp) {
         return Ok(p);
@@ -193,10 +196,13 @@ async fn resolve(uri: &Uri) -> Result<Peer, EngineError> {
     let probe = resolve_literal(&Uri { host: "127.0.0.1".into(), ..uri.clone() }, Transport::Udp)
         .ok_or_else(|| EngineError::BadTarget(uri.to_string()))?;
     let host = format!("{}:{}", uri.host, probe.addr.port());
-    let addr = tokio::net::lookup_host(&host)
+    // A name that does not resolve (or not in time) is a well-formed target with no
+    // route, not bad input; the request never waits on DNS longer than this.
+    let addr = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(&host))
         .await
-        .map_err(|e| EngineError::BadTarget(format!("cannot resolve {}: {e}", uri.host)))?
+        .map_err(|_| EngineError::Unroutable(format!("cannot resolve {}: no answer within {RESOLVE_TIMEOUT:?}", uri.host)))?
+        .map_err(|e| EngineError::Unroutable(format!("cannot resolve {}: {e}", uri.host)))?
         .next()
-        .ok_or_else(|| EngineError::BadTarget(format!("{} has no address", uri.host)))?;
+        .ok_or_else(|| EngineError::Unroutable(format!("{} has no address", uri.host)))?;
     Ok(Peer { addr, transport: probe.transport })
 }

@@ -8,15 +8,20 @@
 //! | `filter` | JSON object `{"field": value, ...}`; a value may be an array = any of | keep items whose fields all match; strings and numbers compare by text (`{"confroomnum":9}` matches `"9"`); an unknown field is a 400 |
 //! | `mask` | `field,field,...` | output only these fields, in item order; unknown names are ignored (as in the reference) |
 //! | `order` | `field,-field,...` | sort by these fields, `-` = descending; strings of digits compare as numbers; an unknown field is a 400. Default: conferences oldest first, participants in join order |
-//! | `offset` | integer ≥ 0 | skip this many (after filter and order) |
-//! | `limit` | integer ≥ 0 | return at most this many |
+//! | `offset` | decimal digits, 0 to 2^64-1 | skip this many (after filter and order) |
+//! | `limit` | decimal digits, 0 to 2^64-1 | return at most this many |
 //! | `flat` | `true`/`false`/`1`/`0` (empty = true) | flatten nested objects into `parent.child` keys; our items have none today, so it changes nothing yet, but clients of the reference may send it |
 //! | `countonly` | like `flat` | reply `{"count": N}`: the number of items that pass `filter` (offset/limit ignored) |
 //!
 //! The pipeline is filter → order → offset/limit → flat → mask. Items are rendered to
 //! JSON objects first, so the options work on exactly what the client sees.
+//!
+//! Each option is checked exactly as `/openapi.json` describes it: `order` against
+//! [`formats::order`] (spaces only, no tabs), counts as plain digits (no sign), flags as
+//! one of [`formats::FLAG_VALUES`] (no spaces around).
 
 use crate::error::ApiError;
+use crate::formats;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::cmp::Ordering;
@@ -101,8 +106,8 @@ impl ListOptions {
         Ok(ListOptions {
             filter: q.filter.as_deref().map(|f| parse_filter(f, fields)).transpose()?.unwrap_or_default(),
             order: q.order.as_deref().map(|o| parse_order(o, fields)).transpose()?.unwrap_or_default(),
-            offset: parse_count("offset", q.offset.as_deref())?.unwrap_or(0),
-            limit: parse_count("limit", q.limit.as_deref())?,
+            offset: parse_count("offset", q.offset.as_deref(), u64::MAX)?.map_or(0, saturating_usize),
+            limit: parse_count("limit", q.limit.as_deref(), u64::MAX)?.map(saturating_usize),
             countonly: parse_flag("countonly", q.countonly.as_deref())?,
             item: ItemOptions::parse_parts(q.mask.as_deref(), q.flat.as_deref())?,
         })
@@ -200,8 +205,19 @@ fn parse_filter(text: &str, fields: &[&str]) -> Result<Vec<(String, Vec<Value>)>
 }
 
 fn parse_order(text: &str, fields: &[&str]) -> Result<Vec<SortKey>, ApiError> {
+    if !formats::matches(&formats::order(fields), text) {
+        // say which item is wrong
+        for item in text.split(',').map(|k| k.trim_matches(' ')).filter(|k| !k.is_empty()) {
+            let field = item.strip_prefix(['-', '+']).unwrap_or(item);
+            known_field("order", field, fields)?;
+        }
+        return Err(ApiError::bad_request(format!(
+            "order must be comma-separated fields, each with an optional - or + in front (spaces around items allowed); known fields: {}",
+            fields.join(", ")
+        )));
+    }
     text.split(',')
-        .map(str::trim)
+        .map(|k| k.trim_matches(' '))
         .filter(|k| !k.is_empty())
         .map(|k| {
             let (field, descending) = match k.strip_prefix('-') {
@@ -222,13 +238,25 @@ fn known_field(option: &str, field: &str, fields: &[&str]) -> Result<(), ApiErro
     }
 }
 
-fn parse_count(name: &str, v: Option<&str>) -> Result<Option<usize>, ApiError> {
-    v.map(|s| s.trim().parse::<usize>().map_err(|_| ApiError::bad_request(format!("{name} must be a non-negative integer, not `{s}`"))))
-        .transpose()
+/// A count in a query string: decimal digits only (no sign, no spaces), at most `max`.
+pub fn parse_count(name: &str, v: Option<&str>, max: u64) -> Result<Option<u64>, ApiError> {
+    v.map(|s| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| ApiError::bad_request(format!("{name} must be an integer from 0 to {max}, not `{s}`")))
+    })
+    .transpose()
+}
+
+fn saturating_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 fn parse_flag(name: &str, v: Option<&str>) -> Result<bool, ApiError> {
-    match v.map(str::trim) {
+    match v {
         None | Some("false") | Some("0") => Ok(false),
         Some("") | Some("true") | Some("1") => Ok(true),
         Some(other) => Err(ApiError::bad_request(format!("{name} must be true or false, not `{other}`"))),
@@ -239,7 +267,7 @@ fn parse_flag(name: &str, v: Option<&str>) -> Result<bool, ApiError> {
 fn scalar_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::Number(n) => Some(formats::number_text(n)),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
@@ -367,6 +395,10 @@ mod tests {
         assert_eq!(ids(&run(&[("order", "n,-id")])), ["b", "d", "c", "a"]);
         assert_eq!(ids(&run(&[("order", "-state,n")])), ["d", "b", "c", "a"]);
         assert!(err(&[("order", "n,bogus")]).contains("unknown field `bogus` in order"));
+        assert_eq!(ids(&run(&[("order", " -n , id,")])), ["a", "c", "d", "b"]);
+        assert!(err(&[("order", "n\t")]).contains("in order"));
+        assert!(err(&[("order", "-")]).contains("unknown field `` in order"));
+        assert!(err(&[("order", "--n")]).contains("unknown field `-n` in order"));
     }
 
     #[test]
@@ -376,8 +408,12 @@ mod tests {
         assert_eq!(ids(&run(&[("offset", "9")])), Vec::<&str>::new());
         assert_eq!(ids(&run(&[("limit", "0")])), Vec::<&str>::new());
         assert_eq!(ids(&run(&[("order", "-n"), ("limit", "1")])), ["a"]);
-        assert!(err(&[("offset", "-1")]).contains("offset must be a non-negative integer"));
+        assert!(err(&[("offset", "-1")]).contains("offset must be an integer from 0 to 18446744073709551615"));
         assert!(err(&[("limit", "ten")]).contains("limit must be"));
+        for bad in ["+1", " 1", "1.0", "", "18446744073709551616"] {
+            assert!(err(&[("limit", bad)]).contains("limit must be"), "{bad:?}");
+        }
+        assert_eq!(ids(&run(&[("offset", "18446744073709551615")])), Vec::<&str>::new());
     }
 
     #[test]
@@ -386,6 +422,7 @@ mod tests {
         assert_eq!(run(&[("countonly", ""), ("filter", r#"{"state":"active"}"#), ("limit", "1")]), json!({"count": 2}));
         assert_eq!(ids(&run(&[("countonly", "0")])).len(), 4);
         assert!(err(&[("countonly", "yes")]).contains("countonly must be true or false"));
+        assert!(err(&[("countonly", " true")]).contains("countonly must be true or false"));
     }
 
     #[test]

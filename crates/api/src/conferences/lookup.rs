@@ -16,12 +16,19 @@
 //! that a `number` looks like one.
 //!
 //! Path expressions ("from a script"): a `{confid}` segment that contains `=` is
-//! `key=value[&key=value...]` with the same keys, e.g.
-//! `/rest/v1/uc/conferences/callid=abc123@host/participants` or
+//! `key=value` with one of the same keys (`from` may carry `&mode=number|sipuser`,
+//! in either order), e.g. `/rest/v1/uc/conferences/callid=abc123@host/participants` or
 //! `.../from=2216&mode=number/topology`; percent-encode `/`, `<`, `>`, `?`, `#` and `%`
 //! in values; values cannot contain `&`. The first matching room (oldest first) is used.
+//! The exact syntax is [`formats::conference_ref`], also published in `/openapi.json`.
+//!
+//! Values are checked as `/openapi.json` describes them: strings or numbers, except
+//! `uri`/`confuri` ([`formats::lookup_uri`], strings only) and `mode` (`number` or
+//! `sipuser`, never null); `mode` needs `from`, and with `mode` `number`, `from` must be
+//! a number ([`formats::FROM_NUMBER`], or a JSON integer).
 
 use crate::error::ApiError;
+use crate::formats;
 use engine::{EngineHandle, LegState, ParticipantInfo, RoomSnapshot};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
@@ -47,7 +54,7 @@ pub struct LookupBody {
     #[schema(value_type = Option<String>)]
     pub callid: Option<String>,
     /// A participant's SIP URI, `<sip:user@domain>`.
-    #[serde(default, deserialize_with = "opt_string_or_number")]
+    #[serde(default, deserialize_with = "opt_string")]
     #[schema(value_type = Option<String>)]
     pub uri: Option<String>,
     /// A participant's number or SIP login (user part of its URI until the directory exists).
@@ -55,6 +62,7 @@ pub struct LookupBody {
     #[schema(value_type = Option<String>)]
     pub from: Option<String>,
     /// With `from` only: `number` or `sipuser`.
+    #[serde(default, deserialize_with = "opt_mode")]
     pub mode: Option<FromMode>,
     #[serde(default, deserialize_with = "opt_string_or_number")]
     #[schema(value_type = Option<String>)]
@@ -73,7 +81,7 @@ pub struct LookupBody {
     #[schema(value_type = Option<String>)]
     pub confid: Option<String>,
     /// Conference URI, `<sip:conf-9@domain>`.
-    #[serde(default, deserialize_with = "opt_string_or_number")]
+    #[serde(default, deserialize_with = "opt_string")]
     #[schema(value_type = Option<String>)]
     pub confuri: Option<String>,
     /// Room number.
@@ -186,11 +194,24 @@ pub enum ConfRef {
 }
 
 impl ConfRef {
-    /// A segment with `=` is a lookup expression `key=value[&key=value...]`.
+    /// A segment with `=` is a lookup expression `key=value` (`from=...&mode=...`).
     pub fn parse(segment: &str) -> Result<ConfRef, ApiError> {
         if !segment.contains('=') {
             return Ok(ConfRef::Id(segment.to_owned()));
         }
+        if !formats::matches(&formats::conference_ref(), segment) {
+            // the precise complaint where there is one (unknown key, bad URI...), else the syntax
+            Self::parse_pairs(segment)?;
+            return Err(ApiError::bad_request(format!(
+                "lookup expression `{segment}` must be one key=value (from=...&mode=number|sipuser), \
+                 with a key of dialogid, inviteid, callid, uri, from, sipuserid, sipuserlogin, sipuserphonenumber, \
+                 userid, confid, confuri, confroomnum, confnumber and no & in the value"
+            )));
+        }
+        Self::parse_pairs(segment)
+    }
+
+    fn parse_pairs(segment: &str) -> Result<ConfRef, ApiError> {
         let mut map = serde_json::Map::new();
         for pair in segment.split('&') {
             let (k, v) = pair
@@ -250,7 +271,10 @@ pub fn parse_loose_uri(s: &str) -> Option<Uri> {
 }
 
 fn parse_sip_uri(key: &str, s: &str) -> Result<Uri, ApiError> {
-    parse_loose_uri(s).ok_or_else(|| ApiError::bad_request(format!("`{key}` `{s}` is not a SIP URI")))
+    formats::matches(&formats::lookup_uri(), s)
+        .then(|| parse_loose_uri(s))
+        .flatten()
+        .ok_or_else(|| ApiError::bad_request(format!("`{key}` `{s}` is not a SIP URI (sip:user@host, <sip:user@host:port>, user@host)")))
 }
 
 fn user_part(uri: &str) -> Option<String> {
@@ -268,13 +292,26 @@ fn uri_matches(have: &str, want: &Uri) -> bool {
 pub fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     match Value::deserialize(d)? {
         Value::String(s) => Ok(s),
-        Value::Number(n) => Ok(n.to_string()),
+        Value::Number(n) => Ok(formats::number_text(&n)),
         other => Err(D::Error::custom(format!("expected a string or a number, not {other}"))),
     }
 }
 
 fn opt_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     string_or_number(d).map(Some)
+}
+
+/// A key given must be a string (`uri`, `confuri`): not a number, not null.
+fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(Some(s)),
+        other => Err(D::Error::custom(format!("expected a string, not {other}"))),
+    }
+}
+
+/// `mode`, when given, is `number` or `sipuser`; null is refused like for every other key.
+fn opt_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FromMode>, D::Error> {
+    FromMode::deserialize(d).map(Some)
 }
 
 #[cfg(test)]
@@ -378,6 +415,8 @@ mod tests {
         assert!(lookup(serde_json::json!({"from": "12", "mode": "phone"})).unwrap_err().message.contains("unknown variant"));
         assert!(lookup(serde_json::json!({"callid": true})).unwrap_err().message.contains("string or a number"));
         assert!(lookup(serde_json::json!({"uri": "not a uri"})).unwrap_err().message.contains("not a SIP URI"));
+        assert!(lookup(serde_json::json!({"uri": 12})).unwrap_err().message.contains("expected a string"));
+        assert_eq!(lookup(serde_json::json!({"callid": "x", "mode": null})).unwrap_err().code, 1400, "null mode");
     }
 
     #[test]
@@ -391,5 +430,8 @@ mod tests {
         assert!(ConfRef::parse("bogus=1").unwrap_err().message.contains("unknown field `bogus`"));
         assert!(ConfRef::parse("callid=1&callid=2").unwrap_err().message.contains("given twice"));
         assert!(ConfRef::parse("callid=1&x").unwrap_err().message.contains("not key=value"));
+        assert!(ConfRef::parse("callid=1&confroomnum=2").unwrap_err().message.contains("must be one key=value"));
+        assert!(ConfRef::parse("uri=bob").unwrap_err().message.contains("not a SIP URI"));
+        assert_eq!(ConfRef::parse("mode=sipuser&from=bob").unwrap(), ConfRef::Lookup(vec![LookupKey::From("bob".into())]));
     }
 }

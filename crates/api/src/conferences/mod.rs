@@ -18,6 +18,7 @@
 //! LOOKUP is a custom HTTP verb, which axum's method filters cannot name: the
 //! collection route's method fallback handles it (any other unknown method there is a
 //! 405). Clients that cannot send custom verbs use `POST /rest/v1/uc/conferences/lookup`.
+//! Other routes' wrong methods get the router-wide 405 (`error::method_not_allowed`).
 
 pub mod list;
 pub mod lookup;
@@ -25,10 +26,10 @@ pub mod participants;
 pub mod topology;
 pub mod wire;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ApiPath, ErrorBody};
 use crate::AppState;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::body::Bytes;
 use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
@@ -45,28 +46,24 @@ pub const BASE: &str = "/rest/v1/uc/conferences";
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(BASE, get(list_conferences).fallback(custom_verb))
-        .route("/rest/v1/uc/conferences/lookup", post(lookup_post).fallback(not_allowed))
-        .route("/rest/v1/uc/conferences/{confid}", get(get_conference).delete(end_conference).fallback(not_allowed))
+        .route("/rest/v1/uc/conferences/lookup", post(lookup_post))
+        .route("/rest/v1/uc/conferences/{confid}", get(get_conference).delete(end_conference))
         .route(
             "/rest/v1/uc/conferences/{confid}/participants",
-            get(participants::list).post(participants::dial_out).fallback(not_allowed),
+            get(participants::list).post(participants::dial_out),
         )
         .route(
             "/rest/v1/uc/conferences/{confid}/participants/{participantid}",
-            get(participants::get_one).delete(participants::kick).patch(participants::patch).fallback(not_allowed),
+            get(participants::get_one).delete(participants::kick).patch(participants::patch),
         )
-        .route("/rest/v1/uc/conferences/{confid}/topology", get(topology::get).post(topology::change).fallback(not_allowed))
-}
-
-async fn not_allowed(method: Method) -> ApiError {
-    ApiError::method_not_allowed(method.as_str())
+        .route("/rest/v1/uc/conferences/{confid}/topology", get(topology::get).post(topology::change))
 }
 
 /// List active conferences.
-#[utoipa::path(get, path = "/rest/v1/uc/conferences", tag = "conferences", params(ListQuery),
+#[utoipa::path(get, path = "/rest/v1/uc/conferences", operation_id = "list_conferences", tag = "conferences", params(ListQuery),
     responses(
         (status = 200, description = "Conferences, oldest first; with `countonly`, `{\"count\":N}`", body = [Conference]),
-        (status = 400, description = "Bad option, e.g. unknown field in `filter`", body = ErrorBody),
+        (status = 400, description = "Bad list option (e.g. unknown field in `filter`) or unknown query parameter", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody)))]
 pub async fn list_conferences(State(st): State<AppState>, q: Result<Query<ListQuery>, QueryRejection>) -> Result<Response, ApiError> {
     let Query(q) = q?;
@@ -100,15 +97,12 @@ impl ListCache {
 }
 
 /// `LOOKUP /rest/v1/uc/conferences` (and a 405 for any other unrouted method there).
-async fn custom_verb(
-    State(st): State<AppState>,
-    method: Method,
-    body: Result<Json<LookupBody>, JsonRejection>,
-) -> Result<Json<Vec<String>>, ApiError> {
+async fn custom_verb(State(st): State<AppState>, method: Method, body: Result<Json<LookupBody>, JsonRejection>) -> Response {
     if method.as_str() != "LOOKUP" {
-        return Err(ApiError::method_not_allowed(method.as_str()));
+        // axum's `Allow` (GET,HEAD) leaves LOOKUP out, as the OpenAPI description must
+        return ApiError::method_not_allowed(method.as_str()).into_response();
     }
-    lookup_post(State(st), body).await
+    lookup_post(State(st), body).await.into_response()
 }
 
 /// Find conferences by key (LOOKUP).
@@ -119,13 +113,13 @@ async fn custom_verb(
 /// from (+mode), sipuserid, sipuserlogin, sipuserphonenumber, userid, confid, confuri,
 /// confroomnum, confnumber); the first key that matches decides. Dialog and user keys
 /// match live participants (user keys: the user part of their URI, until the directory exists).
-#[utoipa::path(post, path = "/rest/v1/uc/conferences/lookup", tag = "conferences", request_body = LookupBody,
+#[utoipa::path(post, path = "/rest/v1/uc/conferences/lookup", operation_id = "lookup_conferences", tag = "conferences", request_body = LookupBody,
     responses(
         (status = 200, description = "Matching confids, oldest conference first", body = [String],
             example = json!(["rCF-001-PhKjyX", "rCF-001-Sglne4"])),
-        (status = 400, description = "Bad JSON, unknown key, no key, or `mode` without `from`", body = ErrorBody),
+        (status = 400, description = "Bad JSON, unknown key, no key, a value of the wrong type or format, `mode` without `from`, or `from` not a number with `mode` `number`", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-        (status = 404, description = "Conference not found", body = ErrorBody)))]
+        (status = 404, description = "Conference not found", body = ErrorBody), (status = 503, description = "Server is shutting down", body = ErrorBody)))]
 pub async fn lookup_post(State(st): State<AppState>, body: Result<Json<LookupBody>, JsonRejection>) -> Result<Json<Vec<String>>, ApiError> {
     let Json(body) = body?;
     let keys = body.keys()?;
@@ -138,13 +132,14 @@ pub async fn lookup_post(State(st): State<AppState>, body: Result<Json<LookupBod
 }
 
 /// One conference.
-#[utoipa::path(get, path = "/rest/v1/uc/conferences/{confid}", tag = "conferences",
+#[utoipa::path(get, path = "/rest/v1/uc/conferences/{confid}", operation_id = "get_conference", tag = "conferences",
     params(("confid" = String, Path, description = "Conference id, or a lookup expression such as `confroomnum=9`"), ItemQuery),
-    responses((status = 200, body = Conference), (status = 400, description = "Bad input (message says what)", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-        (status = 404, description = "Conference not found", body = ErrorBody)))]
+    responses((status = 200, description = "The conference; with `mask`, only the fields named", body = Conference),
+        (status = 400, description = "Bad `mask`/`flat`, unknown query parameter, or a malformed lookup expression in place of the confid", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 404, description = "Conference not found", body = ErrorBody), (status = 503, description = "Server is shutting down", body = ErrorBody)))]
 pub async fn get_conference(
     State(st): State<AppState>,
-    Path(conf): Path<String>,
+    ApiPath(conf): ApiPath<String>,
     q: Result<Query<ItemQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
@@ -164,12 +159,14 @@ pub async fn get_conference(
 }
 
 /// End a conference: BYE to every participant, CANCEL to every unanswered dial-out.
-/// Answers at once, without waiting for the participants' devices.
-#[utoipa::path(delete, path = "/rest/v1/uc/conferences/{confid}", tag = "conferences",
+/// Answers at once, without waiting for the participants' devices; from then on the
+/// conference is gone for the API (a second DELETE is a 404) while its calls wind down.
+#[utoipa::path(delete, path = "/rest/v1/uc/conferences/{confid}", operation_id = "end_conference", tag = "conferences",
     params(("confid" = String, Path, description = "Conference id, or a lookup expression")),
-    responses((status = 200, body = ConfidReply), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-        (status = 404, description = "Conference not found", body = ErrorBody)))]
-pub async fn end_conference(State(st): State<AppState>, Path(conf): Path<String>) -> Result<Json<ConfidReply>, ApiError> {
+    responses((status = 200, description = "Ending: BYE/CANCEL sent", body = ConfidReply),
+        (status = 400, description = "A malformed lookup expression in place of the confid", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 404, description = "Conference not found", body = ErrorBody), (status = 503, description = "Server is shutting down", body = ErrorBody)))]
+pub async fn end_conference(State(st): State<AppState>, ApiPath(conf): ApiPath<String>) -> Result<Json<ConfidReply>, ApiError> {
     let confid = ConfRef::parse(&conf)?.confid(&st.engine).await?;
     let room = st.engine.end_room(&confid).await?;
     Ok(Json(ConfidReply { confid: room.confid }))

@@ -10,11 +10,11 @@
 use super::list::{render, ItemOptions, ItemQuery, ListOptions, ListQuery};
 use super::lookup::ConfRef;
 use super::wire::{DialOutBody, Participant, ParticipantPatchBody, ParticipantRef};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ApiPath, ErrorBody};
 use crate::idempotency::{Claim, IdempotencyCache};
 use crate::AppState;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -23,15 +23,16 @@ use serde_json::Value;
 use std::time::Instant;
 
 /// List participants.
-#[utoipa::path(get, path = "/rest/v1/uc/conferences/{confid}/participants", tag = "participants",
+#[utoipa::path(get, path = "/rest/v1/uc/conferences/{confid}/participants", operation_id = "list_participants", tag = "participants",
     params(("confid" = String, Path, description = "Conference id, or a lookup expression such as `callid=abc@host`"), ListQuery),
     responses(
         (status = 200, description = "Participants in join order (live ones unless `filter` names `state`); with `countonly`, `{\"count\":N}`", body = [Participant]),
-        (status = 400, description = "Bad option, e.g. unknown field in `filter`", body = ErrorBody),
-        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody)))]
+        (status = 400, description = "Bad list option (e.g. unknown field in `filter`), unknown query parameter, or a malformed lookup expression in place of the confid", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody),
+        (status = 503, description = "Server is shutting down", body = ErrorBody)))]
 pub async fn list(
     State(st): State<AppState>,
-    Path(conf): Path<String>,
+    ApiPath(conf): ApiPath<String>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
@@ -50,19 +51,20 @@ pub async fn list(
 /// Answers at once with the new participant's id; the call's progress shows in its
 /// `state`. With an `Idempotency-Key` header a retry within 10 minutes gets the first
 /// answer (header `Idempotent-Replayed: true`) instead of a second call.
-#[utoipa::path(post, path = "/rest/v1/uc/conferences/{confid}/participants", tag = "participants",
+#[utoipa::path(post, path = "/rest/v1/uc/conferences/{confid}/participants", operation_id = "dial_out", tag = "participants",
     params(("confid" = String, Path, description = "Conference id, or a lookup expression"),
         ("Idempotency-Key" = Option<String>, Header, description = "1-255 characters; retries with the same key and body replay the first answer")),
     request_body = DialOutBody,
     responses(
         (status = 200, description = "INVITE sent", body = ParticipantRef),
-        (status = 400, description = "Bad JSON or `to` neither a SIP URI nor a number", body = ErrorBody),
+        (status = 400, description = "Bad JSON, `to` neither a SIP URI nor a number, a bad Idempotency-Key, or a malformed lookup expression in place of the confid", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody),
         (status = 409, description = "Idempotency-Key in flight or used for a different request", body = ErrorBody),
-        (status = 422, description = "A number with no route (no `[routing] gateway`)", body = ErrorBody)))]
+        (status = 422, description = "No route to the target: a number with no `[routing] gateway` configured, or a host name that does not resolve (within 3 s)", body = ErrorBody),
+        (status = 503, description = "Out of RTP ports, or the server is shutting down", body = ErrorBody)))]
 pub async fn dial_out(
     State(st): State<AppState>,
-    Path(conf): Path<String>,
+    ApiPath(conf): ApiPath<String>,
     headers: HeaderMap,
     body: Result<Json<DialOutBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -91,14 +93,15 @@ async fn place(st: &AppState, conf: &str, body: &DialOutBody) -> Result<Particip
 }
 
 /// One participant (ended ones too, while the engine keeps them).
-#[utoipa::path(get, path = "/rest/v1/uc/conferences/{confid}/participants/{participantid}", tag = "participants",
+#[utoipa::path(get, path = "/rest/v1/uc/conferences/{confid}/participants/{participantid}", operation_id = "get_participant", tag = "participants",
     params(("confid" = String, Path, description = "Conference id, or a lookup expression"),
         ("participantid" = String, Path, description = "Participant id"), ItemQuery),
-    responses((status = 200, body = Participant), (status = 400, description = "Bad input (message says what)", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-        (status = 404, description = "Conference not found / Call/Participant not found", body = ErrorBody)))]
+    responses((status = 200, description = "The participant (ended ones too, `state` `ended`, for about 5 minutes); with `mask`, only the fields named", body = Participant),
+        (status = 400, description = "Bad `mask`/`flat`, unknown query parameter, or a malformed lookup expression in place of the confid", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 404, description = "Conference not found / Call/Participant not found", body = ErrorBody), (status = 503, description = "Server is shutting down", body = ErrorBody)))]
 pub async fn get_one(
     State(st): State<AppState>,
-    Path((conf, pid)): Path<(String, String)>,
+    ApiPath((conf, pid)): ApiPath<(String, String)>,
     q: Result<Query<ItemQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q?;
@@ -109,28 +112,36 @@ pub async fn get_one(
 }
 
 /// Kick a participant: BYE (CANCEL while its dial-out is unanswered). Answers at once.
-#[utoipa::path(delete, path = "/rest/v1/uc/conferences/{confid}/participants/{participantid}", tag = "participants",
+///
+/// A participant who has already left (kicked before, hung up, or a dial-out whose
+/// CANCEL is under way) is a 404 `Call/Participant not found`, so a script that kicks
+/// twice is told. GET still shows such a participant, `ended`, for a while.
+#[utoipa::path(delete, path = "/rest/v1/uc/conferences/{confid}/participants/{participantid}", operation_id = "kick_participant", tag = "participants",
     params(("confid" = String, Path, description = "Conference id, or a lookup expression"),
         ("participantid" = String, Path, description = "Participant id")),
-    responses((status = 200, body = ParticipantRef), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-        (status = 404, description = "Conference not found / Call/Participant not found", body = ErrorBody)))]
-pub async fn kick(State(st): State<AppState>, Path((conf, pid)): Path<(String, String)>) -> Result<Json<ParticipantRef>, ApiError> {
+    responses((status = 200, description = "BYE (or CANCEL) sent", body = ParticipantRef),
+        (status = 400, description = "A malformed lookup expression in place of the confid", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 404, description = "Conference not found / Call/Participant not found (also for a participant who has already left: kicked, hung up, or being cancelled)", body = ErrorBody),
+        (status = 503, description = "Server is shutting down", body = ErrorBody)))]
+pub async fn kick(State(st): State<AppState>, ApiPath((conf, pid)): ApiPath<(String, String)>) -> Result<Json<ParticipantRef>, ApiError> {
     let confid = ConfRef::parse(&conf)?.confid(&st.engine).await?;
     let p = st.engine.kick(&confid, &pid).await?;
     Ok(Json(ParticipantRef { confid: p.confid, participantid: p.participantid }))
 }
 
-/// (ours) Mute/unmute, deafen/undeafen a participant.
-#[utoipa::path(patch, path = "/rest/v1/uc/conferences/{confid}/participants/{participantid}", tag = "participants",
+/// (ours) Mute/unmute, deafen/undeafen a participant still present (one who has left
+/// is a 404).
+#[utoipa::path(patch, path = "/rest/v1/uc/conferences/{confid}/participants/{participantid}", operation_id = "patch_participant", tag = "participants",
     params(("confid" = String, Path, description = "Conference id, or a lookup expression"),
         ("participantid" = String, Path, description = "Participant id")),
     request_body = ParticipantPatchBody,
     responses((status = 200, description = "The participant after the change", body = Participant),
-        (status = 400, description = "Bad JSON, unknown field, or nothing to change", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-        (status = 404, description = "Conference not found / Call/Participant not found", body = ErrorBody)))]
+        (status = 400, description = "Bad JSON, unknown field, nothing to change, or a malformed lookup expression in place of the confid", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 404, description = "Conference not found / Call/Participant not found (also for a participant who has left)", body = ErrorBody),
+        (status = 503, description = "Server is shutting down", body = ErrorBody)))]
 pub async fn patch(
     State(st): State<AppState>,
-    Path((conf, pid)): Path<(String, String)>,
+    ApiPath((conf, pid)): ApiPath<(String, String)>,
     body: Result<Json<ParticipantPatchBody>, JsonRejection>,
 ) -> Result<Json<Participant>, ApiError> {
     let Json(body) = body?;

@@ -219,10 +219,23 @@ pub struct Count {
 #[serde(deny_unknown_fields)]
 pub struct DialOutBody {
     /// A SIP URI (`sip:bob@10.0.0.5:5070`, `<sip:bob@host>`, `bob@host`) or a number
-    /// (digits, optional leading `+`, `*`, `#`), sent to the `[routing] gateway`.
+    /// (digits, optional leading `+`, `*`, `#`; a JSON integer too), sent to the
+    /// `[routing] gateway`. Exact syntax: [`crate::formats::dial_target`].
     #[schema(value_type = String, example = "2216")]
-    #[serde(deserialize_with = "super::lookup::string_or_number")]
+    #[serde(deserialize_with = "string_or_unsigned")]
     pub to: String,
+}
+
+/// A JSON string, or a whole JSON number from 0 to 2^64-1 as its decimal text.
+fn string_or_unsigned<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    use serde::de::Error;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => crate::formats::whole_u64(&n)
+            .map(|u| u.to_string())
+            .ok_or_else(|| D::Error::custom(format!("expected a string or an integer from 0 to 2^64-1, not {n}"))),
+        other => Err(D::Error::custom(format!("expected a string or an integer from 0 to 2^64-1, not {other}"))),
+    }
 }
 
 /// Body of PATCH on a participant (ours). At least one field.

@@ -94,6 +94,11 @@ pub fn require_tool(name: &str) -> PathBuf {
     panic!("`{name}` is not on PATH; {INSTALL_HINT}");
 }
 
+/// A program of the test venv (`python`, `schemathesis`).
+pub fn venv_bin(program: &str) -> PathBuf {
+    venv_python().with_file_name(program)
+}
+
 /// The Python of the test venv (pjsua2 + numpy).
 pub fn venv_python() -> PathBuf {
     let venv = match std::env::var_os("SWITCHBOARD_TEST_VENV") {

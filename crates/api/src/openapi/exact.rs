@@ -1,0 +1,414 @@
+//! Step 2 of the document (see the parent module): what utoipa's annotations cannot say,
+//! written as JSON Schema over the generated document. Every pattern comes from
+//! [`crate::formats`], which the handlers check with the same text.
+
+use crate::conferences::wire::{Conference, Participant};
+use crate::formats;
+use serde_json::{json, Map, Value};
+
+const CONFERENCES: &str = "/rest/v1/uc/conferences";
+const CONFERENCE: &str = "/rest/v1/uc/conferences/{confid}";
+const PARTICIPANTS: &str = "/rest/v1/uc/conferences/{confid}/participants";
+const PARTICIPANT: &str = "/rest/v1/uc/conferences/{confid}/participants/{participantid}";
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// An integer from 0 to `max`.
+fn count(max: u64) -> Value {
+    json!({ "type": "integer", "minimum": 0, "maximum": max })
+}
+
+fn nullable(t: &str) -> Value {
+    json!({ "type": [t, "null"] })
+}
+
+pub(super) fn apply(doc: &mut Value) {
+    let schemas = doc["components"]["schemas"].as_object_mut().expect("components.schemas");
+    // Response objects: every field is always present (options are null), no other is.
+    for name in ["ErrorBody", "Conference", "Participant", "ConfidReply", "ParticipantRef", "Count", "TopologyRule"] {
+        close(schemas.get_mut(name).unwrap_or_else(|| panic!("schema {name}")));
+    }
+    schemas["ErrorBody"]["properties"]["error_code"] = json!({
+        "type": "integer", "minimum": 1400, "maximum": 1599,
+        "description": "1000 + the HTTP status: 1400 bad input, 1401 missing/invalid token, 1404 not found, \
+                        1405 method not allowed, 1409 conflict, 1422 no route, 1503 unavailable."
+    });
+    // mask: the same fields, any of them
+    let conference_fields = fields_of(&schemas["Conference"], "Some fields of a conference (a `mask` was given).");
+    let participant_fields = fields_of(&schemas["Participant"], "Some fields of a participant (a `mask` was given).");
+    schemas.insert("ConferenceFields".into(), conference_fields);
+    schemas.insert("ParticipantFields".into(), participant_fields);
+    schemas.insert("ConferenceFilter".into(), filter_of(&schemas["Conference"], Conference::FIELDS, "conferences"));
+    schemas.insert("ParticipantFilter".into(), filter_of(&schemas["Participant"], Participant::FIELDS, "participants"));
+    schemas.insert("Leg".into(), leg());
+    schemas.insert("Event".into(), event());
+    schemas.insert("Status".into(), status());
+    lookup_body(&mut schemas["LookupBody"]);
+    dial_out_body(&mut schemas["DialOutBody"]);
+    patch_body(&mut schemas["ParticipantPatchBody"]);
+    place_call_body(&mut schemas["PlaceCall"]);
+
+    let paths = doc["paths"].as_object_mut().expect("paths");
+    for (path, item) in paths.iter_mut() {
+        for (_, op) in item.as_object_mut().expect("path item").iter_mut() {
+            for p in op.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
+                parameter(path, p);
+            }
+        }
+    }
+
+    let list_of = |item: &str, fields: &str| {
+        json!({ "anyOf": [
+            { "type": "array", "items": schema_ref(item) },
+            { "type": "array", "items": schema_ref(fields) },
+            schema_ref("Count"),
+        ]})
+    };
+    let one_of = |item: &str, fields: &str| json!({ "anyOf": [schema_ref(item), schema_ref(fields)] });
+    for (path, method, status, schema) in [
+        ("/health", "get", "200", json!({
+            "type": "object", "required": ["status", "version"], "additionalProperties": false,
+            "properties": { "status": { "const": "ok" }, "version": { "type": "string" } }
+        })),
+        (CONFERENCES, "get", "200", list_of("Conference", "ConferenceFields")),
+        ("/rest/v1/uc/conferences/lookup", "post", "200", json!({ "type": "array", "items": { "type": "string" }, "minItems": 1 })),
+        (CONFERENCE, "get", "200", one_of("Conference", "ConferenceFields")),
+        (PARTICIPANTS, "get", "200", list_of("Participant", "ParticipantFields")),
+        (PARTICIPANT, "get", "200", one_of("Participant", "ParticipantFields")),
+        ("/v1/calls", "post", "201", schema_ref("Leg")),
+        ("/v1/calls", "get", "200", json!({ "type": "array", "items": schema_ref("Leg") })),
+        ("/v1/calls/{leg_id}", "get", "200", schema_ref("Leg")),
+        ("/v1/calls/{leg_id}", "delete", "200", schema_ref("Leg")),
+        ("/v1/status", "get", "200", schema_ref("Status")),
+        ("/v1/events", "get", "200", json!({ "type": "array", "items": schema_ref("Event") })),
+        (
+            "/rest/v1/uc/conferences/{confid}/topology",
+            "post",
+            "requestBody",
+            json!({ "oneOf": [
+                { "type": "array", "items": schema_ref("TopologyRule") },
+                schema_ref("TopologyRule"),
+            ]}),
+        ),
+    ] {
+        let op = &mut paths[path][method];
+        assert!(op.is_object(), "{method} {path} is not in the document");
+        let content = if status == "requestBody" { &mut op["requestBody"] } else { &mut op["responses"][status] };
+        assert!(content.is_object(), "{method} {path}: no {status} to describe");
+        content["content"]["application/json"]["schema"] = schema;
+    }
+    links(paths);
+}
+
+/// OpenAPI links: which answer gives the ids another operation takes (for client
+/// generators and for Schemathesis' stateful phase). Only answers that always carry
+/// the ids: a list may be empty or reshaped by its options.
+fn links(paths: &mut Map<String, Value>) {
+    let conference_ops = ["get_conference", "end_conference", "list_participants", "dial_out", "get_topology", "change_topology"];
+    let participant_ops = ["get_participant", "patch_participant", "kick_participant"];
+    let call_ops = ["get_call", "hang_up_call"];
+    for (path, method, status, targets, parameters) in [
+        ("/rest/v1/uc/conferences/lookup", "post", "200", &conference_ops[..], json!({ "confid": "$response.body#/0" })),
+        (PARTICIPANTS, "post", "200", &participant_ops[..], json!({ "confid": "$response.body#/confid", "participantid": "$response.body#/participantid" })),
+        (PARTICIPANTS, "get", "200", &participant_ops[..], json!({ "confid": "$request.path.confid", "participantid": "$response.body#/0/participantid" })),
+        ("/v1/calls", "post", "201", &call_ops[..], json!({ "leg_id": "$response.body#/leg_id" })),
+    ] {
+        let response = &mut paths[path][method]["responses"][status];
+        assert!(response.is_object(), "{method} {path} {status}");
+        let links: Map<String, Value> = targets
+            .iter()
+            .map(|op| (op.to_string(), json!({ "operationId": op, "parameters": parameters })))
+            .collect();
+        response["links"] = Value::Object(links);
+    }
+}
+
+/// All properties required, no others allowed.
+fn close(schema: &mut Value) {
+    let names: Vec<Value> = schema["properties"].as_object().expect("object schema").keys().cloned().map(Value::String).collect();
+    schema["required"] = Value::Array(names);
+    schema["additionalProperties"] = json!(false);
+}
+
+/// The same properties as `item`, none required.
+fn fields_of(item: &Value, description: &str) -> Value {
+    json!({
+        "type": "object",
+        "description": description,
+        "properties": item["properties"],
+        "additionalProperties": false,
+    })
+}
+
+/// `filter`: a JSON object whose keys are the item's fields and whose values are a
+/// scalar or an array of scalars (any of).
+fn filter_of(item: &Value, fields: &[&str], what: &str) -> Value {
+    let scalar = json!({ "type": ["string", "number", "boolean", "null"] });
+    let value = json!({ "anyOf": [scalar, { "type": "array", "items": scalar }] });
+    let properties: Map<String, Value> = fields.iter().map(|f| (f.to_string(), value.clone())).collect();
+    assert_eq!(item["properties"].as_object().map(|p| p.len()), Some(fields.len()), "{what}: FIELDS and the schema disagree");
+    json!({
+        "type": "object",
+        "description": format!("Keeps the {what} whose fields all match: a value, or an array of values (any of). \
+                                Strings and numbers compare as text (`{{\"confroomnum\": 9}}` matches `\"9\"`)."),
+        "properties": properties,
+        "additionalProperties": false,
+    })
+}
+
+/// Parameters by name (and, where it matters, by path).
+fn parameter(path: &str, p: &mut Value) {
+    let name = p["name"].as_str().unwrap_or_default().to_owned();
+    let fields = if path == CONFERENCES { Some(Conference::FIELDS) } else if path == PARTICIPANTS { Some(Participant::FIELDS) } else { None };
+    let schema = match name.as_str() {
+        "confid" => json!({ "type": "string", "pattern": formats::conference_ref(), "example": "rCF-001-PhKjyX" }),
+        "participantid" | "leg_id" => json!({ "type": "string", "minLength": 1 }),
+        "mask" => json!({ "type": "string", "example": "participantid,state" }),
+        "flat" | "countonly" => json!({ "type": "string", "enum": formats::FLAG_VALUES }),
+        "offset" | "limit" if fields.is_some() => count(u64::MAX),
+        "after" => count(u64::MAX),
+        "limit" => count(crate::status::MAX_EVENTS),
+        "order" => {
+            let fields = fields.unwrap_or_else(|| panic!("order on {path}"));
+            json!({ "type": "string", "pattern": formats::order(fields), "example": format!("-{}", fields[fields.len() - 1]) })
+        }
+        "filter" => {
+            let filter = if path == CONFERENCES { "ConferenceFilter" } else { "ParticipantFilter" };
+            let p = p.as_object_mut().expect("parameter");
+            p.remove("schema");
+            p.insert("content".into(), json!({ "application/json": { "schema": schema_ref(filter) } }));
+            return;
+        }
+        "Idempotency-Key" => json!({ "type": "string", "pattern": formats::IDEMPOTENCY_KEY }),
+        other => panic!("parameter {other} of {path} has no exact schema"),
+    };
+    p["schema"] = schema;
+}
+
+fn text_or_number() -> Value {
+    json!({ "type": ["string", "number"] })
+}
+
+fn lookup_body(schema: &mut Value) {
+    let keys = [
+        "dialogid", "inviteid", "callid", "uri", "from", "sipuserid", "sipuserlogin", "sipuserphonenumber", "userid", "confid",
+        "confuri", "confroomnum", "confnumber",
+    ];
+    let props = schema["properties"].as_object_mut().expect("LookupBody properties");
+    for key in keys {
+        let description = props[key].get("description").cloned();
+        let mut p = if key == "uri" || key == "confuri" {
+            json!({ "type": "string", "pattern": formats::lookup_uri() })
+        } else {
+            text_or_number()
+        };
+        if let Some(d) = description {
+            p["description"] = d;
+        }
+        props[key] = p;
+    }
+    props["mode"] = json!({ "enum": ["number", "sipuser"], "description": "With `from` only: how to read it." });
+    schema["anyOf"] = keys.iter().map(|k| json!({ "required": [k] })).collect();
+    schema["dependentRequired"] = json!({ "mode": ["from"] });
+    schema["if"] = json!({ "required": ["mode"], "properties": { "mode": { "const": "number" } } });
+    schema["then"] = json!({ "properties": { "from": { "anyOf": [
+        { "type": "string", "pattern": formats::FROM_NUMBER },
+        count(u64::MAX),
+    ]}}});
+}
+
+fn dial_out_body(schema: &mut Value) {
+    let to = &mut schema["properties"]["to"];
+    let description = to["description"].clone();
+    *to = json!({
+        "description": description,
+        "anyOf": [{ "type": "string", "pattern": formats::dial_target() }, count(u64::MAX)],
+        "example": "2216",
+    });
+}
+
+fn patch_body(schema: &mut Value) {
+    schema["anyOf"] = json!([
+        { "required": ["muted"], "properties": { "muted": { "type": "boolean" } } },
+        { "required": ["deaf"], "properties": { "deaf": { "type": "boolean" } } },
+    ]);
+    schema["description"] = json!("Body of PATCH on a participant (ours): `muted` and/or `deaf`, at least one of them not null.");
+}
+
+fn place_call_body(schema: &mut Value) {
+    let props = &mut schema["properties"];
+    props["to"]["pattern"] = json!(formats::dial_target());
+    props["to"]["example"] = json!("sip:bob@10.0.0.5:5070");
+    props["service"] = json!({ "enum": ["echo", null], "description": "What the answered call is connected to: `echo` (the default)." });
+    props["hangup_after_ms"] = json!({
+        "type": ["integer", "null"], "minimum": 0, "maximum": u64::MAX,
+        "description": "Hang up this many milliseconds after answer."
+    });
+}
+
+/// Properties of a leg (`LegInfo`), shared by `Leg` and the leg events.
+fn leg_properties() -> Map<String, Value> {
+    let ms = || count(u64::MAX);
+    let nullable_ms = || json!({ "type": ["integer", "null"], "minimum": 0, "maximum": u64::MAX });
+    let props = json!({
+        "leg_id": { "type": "string", "description": "Leg id, for `/v1/calls/{leg_id}`." },
+        "call_id": { "type": "string" },
+        "direction": { "enum": ["inbound", "outbound"] },
+        "state": { "enum": ["calling", "ringing", "active", "held", "ended"] },
+        "service": {
+            "description": "What the leg is connected to: `echo`, `ring`, or `{\"room\": \"<room number>\"}`.",
+            "anyOf": [
+                { "enum": ["echo", "ring"] },
+                { "type": "object", "required": ["room"], "properties": { "room": { "type": "string" } }, "additionalProperties": false },
+            ]
+        },
+        "remote_uri": { "type": "string" },
+        "local_uri": { "type": "string" },
+        "local_tag": nullable("string"),
+        "remote_tag": nullable("string"),
+        "started_ms": ms(),
+        "answered_ms": nullable_ms(),
+        "ended_ms": nullable_ms(),
+        "end_status": { "type": ["integer", "null"], "minimum": 0, "maximum": 65535, "description": "SIP status that ended the leg (or 0)." },
+        "end_reason": nullable("string"),
+        "codec": nullable("string"),
+    });
+    props.as_object().expect("object").clone()
+}
+
+fn object(description: &str, props: Map<String, Value>) -> Value {
+    let required: Vec<&String> = props.keys().collect();
+    json!({ "type": "object", "description": description, "required": required, "properties": props, "additionalProperties": false })
+}
+
+fn leg() -> Value {
+    object("A call leg (one side of a call the server is in).", leg_properties())
+}
+
+fn status() -> Value {
+    let n = || count(u64::MAX);
+    let props = json!({
+        "live_legs": n(), "legs": n(), "rooms": n(), "transactions": n(), "rtp_ports_in_use": n(),
+        "shutting_down": { "type": "boolean" },
+    });
+    object("What the server holds right now.", props.as_object().expect("object").clone())
+}
+
+fn event() -> Value {
+    let head = |kind: &str| {
+        let mut m = Map::new();
+        m.insert("seq".into(), json!({ "type": "integer", "minimum": 1, "maximum": u64::MAX }));
+        m.insert("ts".into(), count(u64::MAX));
+        m.insert("type".into(), json!({ "const": kind }));
+        m
+    };
+    let room_properties = || -> Map<String, Value> {
+        let props = json!({
+            "confid": { "type": "string" }, "confnumber": { "type": "string" }, "confroomnum": { "type": "string" },
+            "confuri": { "type": "string" }, "site": { "type": "string" }, "startts": count(u64::MAX),
+        });
+        props.as_object().expect("object").clone()
+    };
+    let mut variants = Vec::new();
+    for kind in ["leg_started", "leg_answered", "leg_ended"] {
+        let mut m = head(kind);
+        m.extend(leg_properties());
+        variants.push(object(&format!("`{kind}`: the leg's fields."), m));
+    }
+    let mut dtmf = head("dtmf");
+    dtmf.insert("leg_id".into(), json!({ "type": "string" }));
+    dtmf.insert("digit".into(), json!({ "type": "string", "minLength": 1, "maxLength": 1 }));
+    dtmf.insert("duration_ms".into(), count(u32::MAX as u64));
+    variants.push(object("`dtmf`: a digit received on a leg.", dtmf));
+    let mut started = head("room_started");
+    started.extend(room_properties());
+    variants.push(object("`room_started`: the room's fields.", started));
+    let mut ended = head("room_ended");
+    ended.insert("info".into(), object("The room.", room_properties()));
+    ended.insert("ended_ms".into(), count(u64::MAX));
+    ended.insert("max_participants".into(), count(u32::MAX as u64));
+    variants.push(object("`room_ended`: the room, when it ended, and its most participants at once.", ended));
+    json!({ "description": "An engine event: `seq`, `ts` (ms since the epoch), `type`, and the type's fields.", "oneOf": variants })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::document;
+
+    /// Every response that is not a success is an `ErrorBody`, and every operation
+    /// behind the token documents 401.
+    #[test]
+    fn every_error_response_is_an_error_body() {
+        let doc = document();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                for (status, r) in responses {
+                    if status.starts_with('2') {
+                        continue;
+                    }
+                    assert_eq!(
+                        r["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+                if path != "/health" {
+                    assert!(responses.contains_key("401"), "{method} {path}: no 401");
+                }
+                if path.contains("{confid}") {
+                    assert!(responses.contains_key("400"), "{method} {path}: a lookup expression can be malformed");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn operation_ids_are_unique_and_links_name_them() {
+        let doc = document();
+        let mut ids = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+                assert!(ids.insert(id.to_owned()), "operationId {id} twice");
+            }
+        }
+        let mut links = 0;
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                for r in op["responses"].as_object().unwrap().values() {
+                    for link in r["links"].as_object().into_iter().flat_map(|l| l.values()) {
+                        links += 1;
+                        assert!(ids.contains(link["operationId"].as_str().unwrap()), "{link}");
+                    }
+                }
+            }
+        }
+        assert!(links >= 10, "{links} links");
+    }
+
+    #[test]
+    fn every_parameter_has_an_exact_schema_and_patterns_are_the_servers() {
+        let doc = document();
+        let mut seen = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    seen += 1;
+                    let schema = if p["schema"].is_object() { &p["schema"] } else { &p["content"]["application/json"]["schema"] };
+                    assert!(schema.is_object(), "{method} {path} {}", p["name"]);
+                }
+                if let Some(p) = op["parameters"].as_array().and_then(|ps| ps.iter().find(|p| p["name"] == "confid")) {
+                    assert_eq!(p["schema"]["pattern"], crate::formats::conference_ref().as_str(), "{method} {path}");
+                }
+            }
+        }
+        assert!(seen > 30, "{seen} parameters");
+        let events = &doc["paths"]["/v1/events"]["get"]["parameters"];
+        for p in events.as_array().unwrap() {
+            assert_eq!(p["in"], "query", "{p}");
+        }
+    }
+}
