@@ -126,21 +126,7 @@ fn report(name: &str, legs: usize, (elapsed, frames): (Duration, u64)) {
 
 /// Share of `freq` in a 16 kHz frame (≈1.0 for a pure tone); 0 for near silence.
 fn tone_share(samples: &[i16], freq: f64) -> f64 {
-    let n = samples.len() as f64;
-    let w = 2.0 * std::f64::consts::PI * (0.5 + n * freq / 16_000.0).floor() / n;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2, mut energy) = (0.0f64, 0.0f64, 0.0f64);
-    for &x in samples {
-        let x = x as f64;
-        energy += x * x;
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    if energy < 1e6 * n {
-        return 0.0;
-    }
-    2.0 * (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (n * energy)
+    media::dsp::goertzel::tone_share(samples, 16_000, freq, 1e6)
 }
 
 /// Talk-spurt delay through the core (see the module docs): per frame of the spurt,

@@ -93,22 +93,7 @@ fn drain(core: &mut MediaCore, out: &mut Collected) {
 
 /// Share of `freq` in 16 kHz audio (≈1.0 for a pure tone).
 fn tone_share(samples: &[i16], freq: f64) -> f64 {
-    let n = samples.len() as f64;
-    let k = (0.5 + n * freq / 16_000.0).floor();
-    let w = 2.0 * std::f64::consts::PI * k / n;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2, mut energy) = (0.0f64, 0.0f64, 0.0f64);
-    for &x in samples {
-        let x = x as f64;
-        energy += x * x;
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    if energy == 0.0 {
-        return 0.0;
-    }
-    2.0 * (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (n * energy)
+    media::dsp::goertzel::tone_share(samples, 16_000, freq, 0.0)
 }
 
 fn decode_audio(out: &Collected, leg: LegId, skip: usize) -> Vec<i16> {

@@ -98,23 +98,7 @@ struct Listener {
 
 /// Share of `freq` in a 16 kHz frame (≈1.0 for a pure tone), Goertzel.
 fn tone_share(samples: &[i16], freq: f64) -> f64 {
-    let n = samples.len() as f64;
-    let k = (0.5 + n * freq / 16_000.0).floor();
-    let w = 2.0 * std::f64::consts::PI * k / n;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2, mut energy) = (0.0f64, 0.0f64, 0.0f64);
-    for &x in samples {
-        let x = x as f64;
-        energy += x * x;
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    if energy < 1e6 * n {
-        // Below ~-30 dBFS: silence or a codec's leftovers, not a tagged frame.
-        return 0.0;
-    }
-    2.0 * (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (n * energy)
+    media::dsp::goertzel::tone_share(samples, 16_000, freq, 1e6)
 }
 
 /// The tag of a decoded frame: the one tag tone that holds most of its power.

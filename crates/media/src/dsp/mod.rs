@@ -6,5 +6,6 @@
 //! Sans-IO and allocation-free: every state lives in fixed arrays created with
 //! the decoder or encoder that owns it.
 
+pub mod goertzel;
 pub mod plc;
 pub mod resample;

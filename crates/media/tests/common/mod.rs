@@ -39,25 +39,7 @@ pub fn ulaw_decode(u: u8) -> i16 {
 /// Relative power of `freq` in `samples` (8 kHz): Goertzel power over total power,
 /// normalised so that a pure tone gives about 1.0.
 pub fn tone_share(samples: &[i16], freq: f64) -> f64 {
-    let n = samples.len() as f64;
-    let k = (0.5 + n * freq / 8000.0).floor();
-    let w = 2.0 * std::f64::consts::PI * k / n;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    let mut energy = 0.0;
-    for &x in samples {
-        let x = x as f64;
-        energy += x * x;
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-    if energy == 0.0 {
-        0.0
-    } else {
-        2.0 * power / (n * energy)
-    }
+    media::dsp::goertzel::tone_share(samples, 8000, freq, 0.0)
 }
 
 pub fn rtp(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
