@@ -37,8 +37,8 @@ const IPV6: &str = concat!(
     r"|[0-9A-Fa-f]{1,4}:(?::[0-9A-Fa-f]{1,4}){1,6}",
     r"|:(?:(?::[0-9A-Fa-f]{1,4}){1,7}|:))",
 );
-/// 0-65535.
-const PORT: &str = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})";
+/// 1-65535 (port 0 can be neither listened on nor called).
+const PORT: &str = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})";
 /// `;name` or `;name=value`, any number of them.
 const PARAMS: &str = r"(?:;[A-Za-z0-9._~!$'()*+-]+(?:=[A-Za-z0-9._~!$'()*+:/-]*)?)*";
 
@@ -68,14 +68,20 @@ fn bare_address() -> String {
     format!("{USER}@{}(?::{PORT})?{PARAMS}", host())
 }
 
-/// A `sip:`/`sips:` URI (unanchored, for building the others).
-pub fn sip_uri() -> String {
-    format!("sips?:(?:{USER}@)?{}(?::{PORT})?{PARAMS}", host())
+/// A URI of `scheme` (a regex), unanchored.
+fn uri_of(scheme: &str) -> String {
+    format!("{scheme}:(?:{USER}@)?{}(?::{PORT})?{PARAMS}", host())
 }
 
-/// Dial-out `to`.
+/// A `sip:`/`sips:` URI (unanchored, for building the others).
+pub fn sip_uri() -> String {
+    uri_of("sips?")
+}
+
+/// Dial-out `to`. `sip:` only: we carry SIP over UDP and TCP, so a `sips:` target
+/// (TLS) could never be called.
 pub fn dial_target() -> String {
-    let uri = sip_uri();
+    let uri = uri_of("sip");
     format!(r"^(?:{DIALLED_NUMBER}|tel:\+?[0-9*#]+|<{uri}>|{uri}|{})$", bare_address())
 }
 
@@ -171,7 +177,7 @@ mod tests {
             "sip:x@[2001:db8::7]",
             "sip:x@[1:2:3:4:5:6:7::]",
             "sip:*99#@h_1",
-            "sip:a@b:0;lr",
+            "sip:a@b:1;lr",
             "sip:a@b:65535",
         ];
         for uri in good {
@@ -180,7 +186,7 @@ mod tests {
             let bracketed = format!("<{uri}>");
             assert!(matches(&lookup_uri(), &bracketed) && parse_loose_uri(&bracketed).is_some(), "{bracketed}");
         }
-        for bad in ["sip:", "sip:@h", "sip:a@b:65536", "sip:a@[::1", "sip:a b@c", "SIP:a@b", "http://x", "sip:a@b?x=y", "sip:a@b;", "<sip:a@b"] {
+        for bad in ["sip:", "sip:@h", "sip:a@b:65536", "sip:a@b:0", "sip:a@[::1", "sip:a b@c", "SIP:a@b", "http://x", "sip:a@b?x=y", "sip:a@b;", "<sip:a@b"] {
             assert!(!matches(&lookup_uri(), bad), "{bad} should not match");
         }
         assert!(matches(&lookup_uri(), "bob@10.0.0.1") && parse_loose_uri("bob@10.0.0.1").is_some());
@@ -191,7 +197,7 @@ mod tests {
         for ok in ["2216", "+1 (555) 010-0000", "*99#", "tel:+4930", "sip:bob@h", "<sip:bob@h:5070>", "bob@10.1.2.3", " 12 "] {
             assert!(matches(&dial_target(), ok), "{ok}");
         }
-        for bad in ["", "+", "++1", "hello world", "tel:1-2", "\"Bob\" <sip:bob@h>", "12\n", "sip:bob@h\n"] {
+        for bad in ["", "+", "++1", "hello world", "tel:1-2", "\"Bob\" <sip:bob@h>", "12\n", "sip:bob@h\n", "sips:bob@h", "sip:bob@h:0"] {
             assert!(!matches(&dial_target(), bad), "{bad:?} should not match");
         }
     }

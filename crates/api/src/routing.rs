@@ -34,7 +34,20 @@ impl Routing {
 
     /// The URI to call for a dial-out target as the client wrote it.
     pub fn target(&self, to: &str) -> Result<Uri, ApiError> {
+        if to.trim().is_empty() {
+            return Err(ApiError::bad_request("`to` is empty: give a SIP URI or a number"));
+        }
         if !formats::matches(&formats::dial_target(), to) {
+            // Two near misses get their own reason.
+            match parse_loose_uri(to.trim()) {
+                Some(u) if u.scheme == Scheme::Sips => {
+                    return Err(ApiError::bad_request(format!("`to` `{to}`: sips: needs TLS; only UDP and TCP are supported")))
+                }
+                Some(u) if u.scheme == Scheme::Sip && u.port == Some(0) => {
+                    return Err(ApiError::bad_request(format!("`to` `{to}` has port 0")))
+                }
+                _ => {}
+            }
             return Err(ApiError::bad_request(format!(
                 "`to` `{to}` is neither a SIP URI nor a number (sip:user@host[:port], <sip:...>, user@host; digits, *, #, a leading +)"
             )));
