@@ -13,7 +13,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
 
 const TOKEN: &str = "conf-api-test-token";
@@ -622,17 +622,6 @@ fn wait_user(server: &Server, confid: &str, user: &str) -> Value {
         let l = ok(server.get(&format!("{BASE}/{confid}/participants")), "participants");
         l.as_array().unwrap().iter().find(|p| p["state"] == "active" && s(&p["ruri"]).contains(&format!("{user}@"))).cloned()
     })
-}
-
-fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The JSON body of a 200, or a failed test saying what was asked.

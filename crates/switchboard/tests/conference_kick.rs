@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
 
 const TOKEN: &str = "conf-kick-test-token";
@@ -138,15 +138,4 @@ fn participant_on(server: &Server, confid: &str, port: u16) -> String {
             .find(|p| p["state"] == "active" && p["ruri"].as_str().is_some_and(|r| r.contains(&format!(":{port}"))))
             .and_then(|p| p["participantid"].as_str().map(str::to_owned))
     })
-}
-
-fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

@@ -72,6 +72,19 @@ pub fn kit_dir() -> PathBuf {
     workspace_root().join("tests/kit")
 }
 
+/// Calls `f` every 50 ms until it returns `Some`, and returns that; fails the test
+/// naming `what` if `timeout` passes first. Tests wait for conditions, never a fixed time.
+pub fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The server binary cargo built for these tests, or `$SWITCHBOARD_TEST_SERVER_BIN`:
 /// checkouts sharing one `CARGO_TARGET_DIR` overwrite each other's
 /// `target/debug/switchboard`, so a run can pin a private copy of its own build.
