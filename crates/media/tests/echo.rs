@@ -6,8 +6,11 @@
 //! for a fixed time for the workers to apply a leg's setup: a probe is sent until it
 //! comes back.
 
+mod common;
+
+use common::start_engine;
 use media::CodecKind;
-use media::{Attachment, LegParams, MediaConfig, MediaEngine, MediaEvent, PortMode};
+use media::{Attachment, LegParams, MediaEngine, MediaEvent, PortMode};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -17,32 +20,9 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// The payload byte of probes (test packets use others).
 const PROBE: u8 = 0xee;
 
+/// A PCMU (payload type 0) RTP packet without marker.
 fn rtp(seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    p[2..4].copy_from_slice(&seq.to_be_bytes());
-    p[4..8].copy_from_slice(&ts.to_be_bytes());
-    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
-    p.extend_from_slice(payload);
-    p
-}
-
-/// A runtime with `workers` workers whose RTP range is the first `pairs` port pairs of
-/// `block`, and the channel its events arrive on.
-fn start_engine(block: &testports::PortBlock, pairs: u16, workers: usize, port_mode: PortMode) -> (MediaEngine, mpsc::Receiver<MediaEvent>) {
-    let (ev_tx, ev_rx) = mpsc::channel();
-    let ev_tx = std::sync::Mutex::new(ev_tx);
-    let cfg = MediaConfig {
-        bind_ip: "127.0.0.1".parse().unwrap(),
-        rtp_ports: block.range(0, 2 * pairs),
-        workers,
-        rtp_timeout: Duration::from_secs(60),
-        port_mode,
-    };
-    let engine = MediaEngine::start(cfg, Box::new(move |e| {
-        let _ = ev_tx.lock().unwrap().send(e);
-    }))
-    .unwrap();
-    (engine, ev_rx)
+    common::rtp(0, false, seq, ts, ssrc, payload)
 }
 
 /// Sends probes (payload [`PROBE`]) from `phone` to `to` until one is echoed: then the

@@ -42,6 +42,25 @@ pub fn tone_share(samples: &[i16], freq: f64) -> f64 {
     media::dsp::goertzel::tone_share(samples, 8000, freq, 0.0)
 }
 
+/// A runtime with `workers` workers whose RTP range is the first `pairs` port pairs of
+/// `block`, and the channel its events arrive on.
+pub fn start_engine(block: &testports::PortBlock, pairs: u16, workers: usize, port_mode: PortMode) -> (MediaEngine, mpsc::Receiver<MediaEvent>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let cfg = MediaConfig {
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        rtp_ports: block.range(0, 2 * pairs),
+        workers,
+        rtp_timeout: Duration::from_secs(60),
+        port_mode,
+    };
+    let engine = MediaEngine::start(cfg, Box::new(move |e| {
+        let _ = tx.lock().unwrap().send(e);
+    }))
+    .unwrap();
+    (engine, rx)
+}
+
 pub fn rtp(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     p[2..4].copy_from_slice(&seq.to_be_bytes());
@@ -83,19 +102,7 @@ impl TestEngine {
     /// An engine whose RTP range is the first `pairs` port pairs of a fresh block.
     pub fn start_in(pairs: u16, workers: usize, port_mode: PortMode) -> TestEngine {
         let block = testports::PortBlock::take();
-        let (tx, rx) = mpsc::channel();
-        let tx = Mutex::new(tx);
-        let cfg = MediaConfig {
-            bind_ip: "127.0.0.1".parse().unwrap(),
-            rtp_ports: block.range(0, 2 * pairs),
-            workers,
-            rtp_timeout: Duration::from_secs(60),
-            port_mode,
-        };
-        let engine = MediaEngine::start(cfg, Box::new(move |e| {
-            let _ = tx.lock().unwrap().send(e);
-        }))
-        .unwrap();
+        let (engine, rx) = start_engine(&block, pairs, workers, port_mode);
         let media = engine.handle();
         TestEngine { engine: Some(engine), media, events: rx, _ports: block }
     }
