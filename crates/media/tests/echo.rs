@@ -10,9 +10,8 @@ mod common;
 
 use common::start_engine;
 use media::CodecKind;
-use media::{Attachment, LegParams, MediaEngine, MediaEvent, PortMode};
+use media::{Attachment, LegParams, MediaEvent, PortMode};
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long a test waits for something that normally takes milliseconds.
