@@ -8,6 +8,7 @@ pub mod events;
 pub mod handle;
 pub mod leg;
 pub mod room;
+pub mod users;
 mod conference;
 
 pub use engine::{local_capabilities, DialOut, Engine, EngineConfig, EngineError, EngineEvent, EngineStatus, ALLOW};

@@ -9,9 +9,11 @@
 //!   into it and `Display` writes it back.
 //! - [`transaction`]: the four RFC 3261 §17 transaction machines and their timers.
 //! - [`dialog`]: dialog state (tags, CSeq, route set, remote target) for UAC and UAS.
+//! - [`digest`]: RFC 8760 digest hashes (HA1, responses) for the registrar and callers.
 //! - [`sdp`]: session descriptions and RFC 3264 offer/answer for audio.
 
 pub mod dialog;
+pub mod digest;
 pub mod message;
 pub mod parse;
 pub mod sdp;
