@@ -40,11 +40,20 @@ pub struct AppState {
     pub idempotency: idempotency::IdempotencyCache,
     /// The rendered plain conference list of the current room-list generation.
     pub conference_list: conferences::ListCache,
+    /// Bearer credentials besides the static token (JWTs, API keys); see [`auth`].
+    pub verifiers: auth::Verifiers,
 }
 
 impl AppState {
     pub fn new(engine: EngineHandle, api_token: Option<String>) -> AppState {
-        AppState { engine, api_token, routing: Default::default(), idempotency: Default::default(), conference_list: Default::default() }
+        AppState {
+            engine,
+            api_token,
+            routing: Default::default(),
+            idempotency: Default::default(),
+            conference_list: Default::default(),
+            verifiers: Vec::new(),
+        }
     }
 
     pub fn with_routing(self, routing: routing::Routing) -> AppState {

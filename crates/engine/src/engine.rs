@@ -87,6 +87,10 @@ pub enum EngineEvent {
     Dtmf { leg_id: LegId, digit: char, duration_ms: u32 },
     RoomStarted(RoomInfo),
     RoomEnded { info: RoomInfo, ended_ms: u64, max_participants: u32 },
+    /// A REGISTER added or refreshed a contact: persist it (bindings survive restarts).
+    BindingSaved(crate::users::Binding),
+    /// A contact was removed (expired, `Expires: 0`, `*`): forget it.
+    BindingRemoved { user_id: crate::users::UserId, contact: String },
 }
 
 /// What the engine is holding right now.
@@ -187,6 +191,8 @@ pub struct Engine {
     pub(crate) rooms: HashMap<String, Room>,
     pub(crate) room_by_number: HashMap<String, String>,
     pub(crate) next_media_room: u64,
+    /// Domains, users and credentials as last loaded by the shell (see [`crate::users`]).
+    pub(crate) directory: Arc<crate::users::DirectorySnapshot>,
 }
 
 /// The codecs we offer and accept, best first, limited to what the media build has.
@@ -223,10 +229,21 @@ impl Engine {
             rooms: HashMap::new(),
             room_by_number: HashMap::new(),
             next_media_room: 0,
+            directory: Default::default(),
         }
     }
 
     // ---- inputs -------------------------------------------------------------------
+
+    /// Replaces the directory (the shell loads it from the store at start and after
+    /// every change). Calls in progress keep what they resolved.
+    pub fn set_directory(&mut self, directory: Arc<crate::users::DirectorySnapshot>) {
+        self.directory = directory;
+    }
+
+    pub fn directory(&self) -> &Arc<crate::users::DirectorySnapshot> {
+        &self.directory
+    }
 
     pub fn handle_sip(&mut self, now: Instant, msg: Message, from: Peer) {
         self.txl.handle_message(now, msg, from);

@@ -30,6 +30,25 @@ pub struct Domain {
     pub enabled: bool,
 }
 
+/// What a user or API credential may do: an admin manages its own domain (or, with no
+/// domain, every domain); a user sees its own calls and the rooms it takes part in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    #[default]
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+        }
+    }
+}
+
 /// A person (or device account) in a domain.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct User {
@@ -47,6 +66,7 @@ pub struct User {
     pub cell_phone: Option<String>,
     pub home_phone: Option<String>,
     pub email: Option<String>,
+    pub role: Role,
     pub enabled: bool,
 }
 

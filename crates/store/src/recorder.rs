@@ -104,6 +104,8 @@ impl Recorder {
                 self.room_ended(&info.confid, *ended_ms, *max_participants)
             }
             EngineEvent::LegStarted(_) | EngineEvent::LegAnswered(_) | EngineEvent::Dtmf { .. } => true,
+            // TODO(directory): persisted by the store's binding writes (helper S).
+            EngineEvent::BindingSaved(_) | EngineEvent::BindingRemoved { .. } => true,
         }
     }
 

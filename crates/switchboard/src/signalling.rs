@@ -154,5 +154,7 @@ fn log_event(ev: &EngineEvent) {
         EngineEvent::Dtmf { leg_id, digit, .. } => info!(leg = %leg_id, %digit, "DTMF"),
         EngineEvent::RoomStarted(r) => debug!(confid = %r.confid, "room started"),
         EngineEvent::RoomEnded { info, max_participants, .. } => debug!(confid = %info.confid, max_participants, "room ended"),
+        EngineEvent::BindingSaved(b) => info!(user = b.user_id, contact = %b.contact, source = %b.source, "registered"),
+        EngineEvent::BindingRemoved { user_id, contact } => info!(user = user_id, %contact, "unregistered"),
     }
 }
