@@ -25,7 +25,9 @@ pub mod status;
 
 use axum::routing::get;
 use axum::{Json, Router};
+use engine::users::DirectorySnapshot;
 use engine::EngineHandle;
+use std::sync::Arc;
 use serde_json::json;
 
 /// What every handler can reach.
@@ -42,6 +44,12 @@ pub struct AppState {
     pub conference_list: conferences::ListCache,
     /// Bearer credentials besides the static token (JWTs, API keys); see [`auth`].
     pub verifiers: auth::Verifiers,
+    /// The database, for the directory's administration and tokens (None in tests of
+    /// the call APIs alone).
+    pub store: Option<store::Store>,
+    /// The directory as last loaded from the store (the shell republishes it after
+    /// every change, including ones made by the CLI while the server runs).
+    pub directory: tokio::sync::watch::Receiver<Arc<DirectorySnapshot>>,
 }
 
 impl AppState {
@@ -53,11 +61,22 @@ impl AppState {
             idempotency: Default::default(),
             conference_list: Default::default(),
             verifiers: Vec::new(),
+            store: None,
+            directory: tokio::sync::watch::channel(Arc::default()).1,
         }
     }
 
     pub fn with_routing(self, routing: routing::Routing) -> AppState {
         AppState { routing, ..self }
+    }
+
+    pub fn with_directory(self, store: store::Store, directory: tokio::sync::watch::Receiver<Arc<DirectorySnapshot>>) -> AppState {
+        AppState { store: Some(store), directory, ..self }
+    }
+
+    /// The directory now (an `Arc` clone; never waits on the store).
+    pub fn directory_now(&self) -> Arc<DirectorySnapshot> {
+        self.directory.borrow().clone()
     }
 }
 
