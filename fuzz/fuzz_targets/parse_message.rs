@@ -69,6 +69,10 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(na) = parse_name_addr(s) {
             assert_eq!(parse_name_addr(&na.to_string()), Ok(na));
         }
+        // Digest credentials: never panic; a parsed one has its mandatory fields.
+        if let Ok(c) = sip::digest::Credentials::parse(s) {
+            let _ = (c.nonce_count(), c.algorithm());
+        }
         if let Ok(vias) = parse_via(s) {
             for v in vias {
                 assert_eq!(parse_via(&v.to_string()), Ok(vec![v]));
