@@ -7,6 +7,7 @@ pub mod engine;
 pub mod events;
 pub mod handle;
 pub mod leg;
+pub mod registrar;
 pub mod room;
 pub mod users;
 mod conference;
