@@ -56,14 +56,21 @@ fn opt_whole_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, 
 pub async fn place(State(st): State<AppState>, body: Result<Json<PlaceCall>, axum::extract::rejection::JsonRejection>) -> Result<(StatusCode, Json<LegInfo>), ApiError> {
     let Json(p) = body?;
     // One rule for where dial-outs go, shared with the conference dialect.
-    let to = st.routing.target(&p.to)?;
+    // A directory user (extension, login, number) wins over the gateway.
+    let (to, peer) = match st.engine.route_user(None, &p.to).await? {
+        Some(found) => {
+            let (uri, peer) = found?;
+            (uri, Some(peer))
+        }
+        None => (st.routing.target(&p.to)?, None),
+    };
     let service = match p.service.as_deref() {
         None | Some("echo") => Service::Echo,
         Some(other) => return Err(ApiError::bad_request(format!("unknown service `{other}` (known: echo)"))),
     };
     let leg = st
         .engine
-        .dial_out(DialOutRequest { to, from_user: p.from, service, hangup_after: p.hangup_after_ms.map(Duration::from_millis) })
+        .dial_out(DialOutRequest { to, peer, from_user: p.from, service, hangup_after: p.hangup_after_ms.map(Duration::from_millis) })
         .await?;
     Ok((StatusCode::CREATED, Json(leg)))
 }

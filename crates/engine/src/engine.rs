@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
 
 /// Methods we answer; sent in Allow.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REGISTER";
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -58,6 +58,10 @@ pub struct EngineConfig {
     pub node: String,
     /// Site name shown on rooms.
     pub site: String,
+    /// `[registrar]`: expiry bounds, nonce lifetime, digest algorithms.
+    pub registrar: crate::registrar::RegistrarConfig,
+    /// `[security]`: lock-outs, scanners, trusted networks, what anonymous callers reach.
+    pub security: crate::registrar::SecurityConfig,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +77,8 @@ impl Default for EngineConfig {
             room_prefix: "*9".into(),
             node: "001".into(),
             site: "local".into(),
+            registrar: Default::default(),
+            security: Default::default(),
         }
     }
 }
@@ -193,6 +199,8 @@ pub struct Engine {
     pub(crate) next_media_room: u64,
     /// Domains, users and credentials as last loaded by the shell (see [`crate::users`]).
     pub(crate) directory: Arc<crate::users::DirectorySnapshot>,
+    /// Bindings, nonces and lock-outs (see [`crate::registrar`]).
+    pub(crate) registrar: crate::registrar::Registrar,
 }
 
 /// The codecs we offer and accept, best first, limited to what the media build has.
@@ -211,6 +219,7 @@ pub fn local_capabilities() -> LocalCapabilities {
 impl Engine {
     pub fn new(cfg: EngineConfig, media: MediaHandle) -> Engine {
         Engine {
+            registrar: crate::registrar::Registrar::new(cfg.registrar.clone(), cfg.security.clone(), Instant::now()),
             txl: TransactionLayer::new(cfg.timers.clone()),
             cfg,
             media,
@@ -245,6 +254,55 @@ impl Engine {
         &self.directory
     }
 
+    /// Bindings loaded from the store at start-up (lapsed ones are dropped, and
+    /// reported removed so the store forgets them).
+    pub fn restore_bindings(&mut self, now: Instant, bindings: Vec<crate::users::Binding>) {
+        let mut ev = Vec::new();
+        self.registrar.restore(now, bindings, &mut ev);
+        self.events.extend(ev);
+    }
+
+    /// Every registered contact (for `GET /v1/registrations`).
+    pub fn bindings(&self) -> Vec<crate::users::Binding> {
+        self.registrar.bindings()
+    }
+
+    /// The routing lookup: is `target` (an extension, login or number, or a SIP URI
+    /// whose host is one of our domains) a user of the directory? `None`: not a user
+    /// (the caller routes it elsewhere, e.g. to the gateway). `Some(Ok)`: the URI and
+    /// address to send the INVITE to, from the user's best registered contact (the
+    /// REGISTER's source address: NAT). `Some(Err)`: a user with no registered device.
+    /// `domain` None = the domain named by our configured `domain`, or the only one.
+    pub fn route_user(&self, domain: Option<crate::users::DomainId>, target: &str) -> Option<Result<(Uri, Peer), EngineError>> {
+        let dir = &self.directory;
+        let target = target.trim().trim_start_matches('<').trim_end_matches('>');
+        let (domain, key) = match sip::parse::parse_uri(target) {
+            Ok(u) if matches!(u.scheme, sip::Scheme::Sip | sip::Scheme::Sips) && u.user.is_some() => {
+                (dir.domain_by_name(&u.host)?.id, u.user.clone().unwrap_or_default())
+            }
+            Ok(u) if u.scheme == sip::Scheme::Tel => (self.default_domain(domain)?, u.user.clone().unwrap_or_default()),
+            _ => (self.default_domain(domain)?, target.to_owned()),
+        };
+        let user = dir.user_by_key(domain, &key).filter(|u| u.enabled)?;
+        let Some(b) = self.registrar.contacts_of(user.id).into_iter().next() else {
+            return Some(Err(EngineError::Unroutable(format!("user {key} has no registered device"))));
+        };
+        let uri = match sip::parse::parse_uri(&b.contact) {
+            Ok(u) => u,
+            Err(_) => return Some(Err(EngineError::Unroutable(format!("user {key}: registered contact is unusable")))),
+        };
+        let transport = if b.transport == "tcp" { Transport::Tcp } else { Transport::Udp };
+        Some(Ok((uri, Peer { addr: b.source, transport })))
+    }
+
+    fn default_domain(&self, domain: Option<crate::users::DomainId>) -> Option<crate::users::DomainId> {
+        if domain.is_some() {
+            return domain;
+        }
+        let dir = &self.directory;
+        dir.domain_by_name(&self.cfg.domain).map(|d| d.id).or_else(|| (dir.domains.len() == 1).then(|| dir.domains[0].id))
+    }
+
     pub fn handle_sip(&mut self, now: Instant, msg: Message, from: Peer) {
         self.txl.handle_message(now, msg, from);
         self.pump(now);
@@ -252,6 +310,9 @@ impl Engine {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.txl.handle_timeout(now);
+        let mut ev = Vec::new();
+        self.registrar.tick(now, &mut ev);
+        self.events.extend(ev);
         while let Some(Reverse((at, _, _))) = self.timers.peek() {
             if *at > now {
                 break;
@@ -297,6 +358,10 @@ impl Engine {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let ours = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let ours = match (ours, self.registrar.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (ours, self.txl.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -513,6 +578,7 @@ impl Engine {
         }
         let in_dialog = req.headers.to.tag().is_some();
         match (&req.method, in_dialog) {
+            (Method::Register, _) => self.on_register(now, tx, req, from),
             (Method::Invite, false) => self.on_new_invite(now, tx, req, from),
             (Method::Options, false) => self.reply(now, tx, &req, 200, None),
             (Method::Invite | Method::Bye | Method::Update | Method::Info | Method::Options, true) => {
@@ -524,12 +590,73 @@ impl Engine {
         }
     }
 
+    fn on_register(&mut self, now: Instant, tx: TxId, req: Request, from: Peer) {
+        let mut ev = Vec::new();
+        let dir = self.directory.clone();
+        let tag = random_token(10);
+        if let Some(mut resp) = self.registrar.register(now, &req, from, &dir, &tag, &mut ev) {
+            resp.headers.push("Server", self.cfg.user_agent.clone());
+            if resp.status == 200 {
+                resp.headers.push("Allow", ALLOW);
+            }
+            self.txl.send_response(now, tx, resp);
+        }
+        self.events.extend(ev);
+    }
+
+    /// Who is calling: an INVITE whose From names one of our domains must prove it
+    /// (407, digest) unless it comes from a trusted network. `Err(())` = answered or
+    /// dropped already. `Ok(true)` = authenticated or trusted; `Ok(false)` = anonymous.
+    fn authenticate_caller(&mut self, now: Instant, tx: TxId, req: &Request, from: Peer, local_tag: &str) -> Result<bool, ()> {
+        if self.registrar.guard.is_trusted(from.addr.ip()) {
+            return Ok(true);
+        }
+        let claims_ours = self.directory.domain_by_name(&req.headers.from.uri.host).is_some();
+        if !claims_ours && !self.registrar.guard.is_scanner(req.headers.get("User-Agent")) {
+            return Ok(false);
+        }
+        let dir = self.directory.clone();
+        let host = req.headers.from.uri.host.clone();
+        match self.registrar.authenticate(now, req, from, &dir, &host, true) {
+            crate::registrar::AuthOutcome::Authenticated { user_id, .. } => {
+                debug!(user = user_id, "caller authenticated");
+                Ok(true)
+            }
+            crate::registrar::AuthOutcome::Drop => Err(()),
+            crate::registrar::AuthOutcome::Refuse { status, reason, challenges } => {
+                let mut resp = self.response(req, status, Some(local_tag));
+                if let Some(reason) = reason {
+                    resp.reason = reason;
+                }
+                for c in challenges {
+                    resp.headers.push("Proxy-Authenticate", c.to_string());
+                }
+                self.txl.send_response(now, tx, resp);
+                Err(())
+            }
+        }
+    }
+
     fn on_new_invite(&mut self, now: Instant, tx: TxId, req: Request, from: Peer) {
         let local_tag = random_token(10);
         if self.shutting_down {
             return self.reply(now, tx, &req, 503, Some(&local_tag));
         }
+        let Ok(known_caller) = self.authenticate_caller(now, tx, &req, from, &local_tag) else { return };
         let Some(service) = req.uri.user.as_deref().and_then(|u| Service::from_user(u, &self.cfg.room_prefix)) else {
+            // Rooms and services are open to anyone; users' extensions only to
+            // authenticated or trusted callers (unless `anonymous_may_call_users`).
+            // Anyone else gets the same 404 as for a number nobody has, so extensions
+            // cannot be enumerated. Bridging calls to users' contacts is the two-party
+            // calls work; until then a reachable user answers 480.
+            let is_user = self
+                .directory
+                .domain_by_name(&req.uri.host)
+                .zip(req.uri.user.as_deref())
+                .is_some_and(|(d, k)| self.directory.user_by_key(d.id, k).is_some());
+            if is_user && (known_caller || self.cfg.security.anonymous_may_call_users) {
+                return self.reply_reason(now, tx, &req, 480, Some(&local_tag), "Calls to users are not routed yet");
+            }
             return self.reply(now, tx, &req, 404, Some(&local_tag));
         };
         if let Some(required) = req.headers.get("Require") {

@@ -9,6 +9,7 @@ use crate::engine::{resolve_literal, DialOut, EngineError, EngineStatus};
 use crate::events::{EventLog, LoggedEvent};
 use crate::leg::{LegId, LegInfo, Service};
 use crate::room::{ParticipantInfo, ParticipantPatch, RoomInfo, RoomSnapshot, TopologyRule};
+use crate::users::{Binding, DomainId};
 use crate::Engine;
 use sip::{Peer, Transport, Uri};
 use std::sync::Arc;
@@ -30,6 +31,10 @@ pub enum Command {
     PatchParticipant(String, String, ParticipantPatch, oneshot::Sender<Result<ParticipantInfo, EngineError>>),
     Topology(String, oneshot::Sender<Result<Vec<TopologyRule>, EngineError>>),
     ChangeTopology(String, Vec<TopologyRule>, oneshot::Sender<Result<Vec<TopologyRule>, EngineError>>),
+    /// Every registered contact.
+    Registrations(oneshot::Sender<Vec<Binding>>),
+    /// The routing lookup for a dial target (see [`Engine::route_user`]).
+    RouteUser(Option<DomainId>, String, oneshot::Sender<Option<Result<(Uri, Peer), EngineError>>>),
 }
 
 impl Command {
@@ -73,6 +78,8 @@ impl Command {
                 answer(reply, r, engine, rooms)
             }
             Command::Topology(confid, reply) => answer(reply, engine.topology(&confid), engine, rooms),
+            Command::Registrations(reply) => answer(reply, engine.bindings(), engine, rooms),
+            Command::RouteUser(domain, target, reply) => answer(reply, engine.route_user(domain, &target), engine, rooms),
             Command::ChangeTopology(confid, rules, reply) => {
                 let r = engine.change_topology(&confid, rules);
                 answer(reply, r, engine, rooms)
@@ -85,6 +92,9 @@ impl Command {
 #[derive(Debug, Clone)]
 pub struct DialOutRequest {
     pub to: Uri,
+    /// Where to send the INVITE when the routing lookup already knows (a registered
+    /// device's source address); None = resolve the host of `to`.
+    pub peer: Option<Peer>,
     pub from_user: Option<String>,
     pub service: Service,
     pub hangup_after: Option<Duration>,
@@ -152,9 +162,25 @@ impl EngineHandle {
         self.ask(|r| Command::EndRoom(confid.to_owned(), r)).await?
     }
 
+    /// Every registered contact (`GET /v1/registrations`).
+    pub async fn registrations(&self) -> Result<Vec<Binding>, EngineError> {
+        self.ask(Command::Registrations).await
+    }
+
+    /// Whether a dial target is a directory user, and where its device is (see
+    /// [`Engine::route_user`]); `None` = not a user.
+    pub async fn route_user(&self, domain: Option<DomainId>, target: &str) -> Result<Option<Result<(Uri, Peer), EngineError>>, EngineError> {
+        self.ask(|r| Command::RouteUser(domain, target.to_owned(), r)).await
+    }
+
     /// Dials a participant out into a room; returns as soon as the INVITE is sent.
-    pub async fn dial_into_room(&self, confid: &str, to: Uri, from_user: Option<String>) -> Result<ParticipantInfo, EngineError> {
-        let peer = resolve(&to).await?;
+    /// `peer` is where to send it when already known (a registered device), else the
+    /// target's host is resolved.
+    pub async fn dial_into_room(&self, confid: &str, to: Uri, peer: Option<Peer>, from_user: Option<String>) -> Result<ParticipantInfo, EngineError> {
+        let peer = match peer {
+            Some(p) => p,
+            None => resolve(&to).await?,
+        };
         let d = DialOut { to, peer, from_user, service: Service::Echo, hangup_after: None };
         self.ask(|r| Command::DialIntoRoom(confid.to_owned(), d, r)).await?
     }
@@ -180,7 +206,10 @@ impl EngineHandle {
     /// Places a call. Host names in the target are resolved here (DNS A/AAAA; SRV
     /// and NAPTR are not used yet), so the engine only ever sees addresses.
     pub async fn dial_out(&self, req: DialOutRequest) -> Result<LegInfo, EngineError> {
-        let peer = resolve(&req.to).await?;
+        let peer = match req.peer {
+            Some(p) => p,
+            None => resolve(&req.to).await?,
+        };
         let d = DialOut { to: req.to, peer, from_user: req.from_user, service: req.service, hangup_after: req.hangup_after };
         self.ask(|r| Command::DialOut(d, r)).await?
     }

@@ -38,6 +38,120 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// Media sockets (`[media]` in TOML, `SWITCHBOARD_MEDIA__*` in the environment).
     pub media: MediaSection,
+    /// Phone registration (`[registrar]`).
+    pub registrar: RegistrarSection,
+    /// Brute-force and scanner defence, who may call what (`[security]`).
+    pub security: SecuritySection,
+}
+
+/// `[registrar]`: RFC 3261 §10 registrations and their digest challenges.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrarSection {
+    /// Shorter registrations get 423 with Min-Expires (seconds).
+    pub min_expires: u32,
+    /// Longer ones are shortened to this (seconds).
+    pub max_expires: u32,
+    /// Expiry when a REGISTER names none (seconds).
+    pub default_expires: u32,
+    /// A nonce is good this long; older genuine ones get `stale=true`.
+    pub nonce_ttl_s: u64,
+    /// Challenge order, one header each: `MD5`, `SHA-256`. MD5 first by default
+    /// because Debian's SIPp 3.6.1 and many phones read only the first challenge and
+    /// speak only MD5; pjsua2 and RFC 8760 clients pick SHA-256 wherever it is listed.
+    pub digest_algorithms: Vec<String>,
+}
+
+impl Default for RegistrarSection {
+    fn default() -> Self {
+        RegistrarSection { min_expires: 60, max_expires: 3600, default_expires: 3600, nonce_ttl_s: 300, digest_algorithms: vec!["MD5".into(), "SHA-256".into()] }
+    }
+}
+
+impl RegistrarSection {
+    pub fn engine_config(&self) -> Result<engine::registrar::RegistrarConfig, String> {
+        let mut algs = Vec::new();
+        for a in &self.digest_algorithms {
+            let alg = sip::digest::Algorithm::from_token(a.trim()).ok_or_else(|| format!("[registrar] digest_algorithms: unknown algorithm `{a}` (MD5, SHA-256)"))?;
+            if !algs.contains(&alg) {
+                algs.push(alg);
+            }
+        }
+        if algs.is_empty() {
+            return Err("[registrar] digest_algorithms is empty: name MD5 and/or SHA-256".into());
+        }
+        if self.min_expires > self.max_expires {
+            return Err(format!("[registrar] min_expires {} is above max_expires {}", self.min_expires, self.max_expires));
+        }
+        if self.nonce_ttl_s == 0 {
+            return Err("[registrar] nonce_ttl_s must be at least 1".into());
+        }
+        Ok(engine::registrar::RegistrarConfig {
+            min_expires: self.min_expires,
+            max_expires: self.max_expires,
+            default_expires: self.default_expires.clamp(self.min_expires, self.max_expires),
+            nonce_ttl: std::time::Duration::from_secs(self.nonce_ttl_s),
+            digest_algorithms: algs,
+            ..Default::default()
+        })
+    }
+}
+
+/// `[security]`: lock-outs after failed authentications, scanners, trusted networks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySection {
+    /// Failed authentications of one username within the window that lock it out.
+    pub lockout_user_failures: u32,
+    /// Failed authentications from one address within the window that lock it out.
+    pub lockout_ip_failures: u32,
+    pub lockout_window_s: u64,
+    /// How long a lock-out lasts.
+    pub lockout_s: u64,
+    /// User-Agent substrings (case-insensitive) of scanners.
+    pub scanner_user_agents: Vec<String>,
+    /// Drop scanners' requests silently; false = answer 403.
+    pub drop_scanners: bool,
+    /// CIDRs (gateways) whose INVITEs skip authentication.
+    pub trusted_networks: Vec<String>,
+    /// Unauthenticated callers may call users' extensions (rooms and services are always open).
+    pub anonymous_may_call_users: bool,
+}
+
+impl Default for SecuritySection {
+    fn default() -> Self {
+        let d = engine::registrar::SecurityConfig::default();
+        SecuritySection {
+            lockout_user_failures: d.user_failures,
+            lockout_ip_failures: d.ip_failures,
+            lockout_window_s: d.failure_window.as_secs(),
+            lockout_s: d.lockout.as_secs(),
+            scanner_user_agents: d.scanner_user_agents,
+            drop_scanners: d.drop_scanners,
+            trusted_networks: Vec::new(),
+            anonymous_may_call_users: d.anonymous_may_call_users,
+        }
+    }
+}
+
+impl SecuritySection {
+    pub fn engine_config(&self) -> Result<engine::registrar::SecurityConfig, String> {
+        let trusted = self
+            .trusted_networks
+            .iter()
+            .map(|c| c.parse::<engine::registrar::Cidr>().map_err(|e| format!("[security] trusted_networks: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(engine::registrar::SecurityConfig {
+            user_failures: self.lockout_user_failures,
+            ip_failures: self.lockout_ip_failures,
+            failure_window: std::time::Duration::from_secs(self.lockout_window_s.max(1)),
+            lockout: std::time::Duration::from_secs(self.lockout_s),
+            scanner_user_agents: self.scanner_user_agents.clone(),
+            drop_scanners: self.drop_scanners,
+            trusted_networks: trusted,
+            anonymous_may_call_users: self.anonymous_may_call_users,
+        })
+    }
 }
 
 /// `[media]`: how legs get their RTP ports.
@@ -88,6 +202,8 @@ impl Default for Config {
             media_workers: 0,
             routing: RoutingConfig::default(),
             media: MediaSection::default(),
+            registrar: RegistrarSection::default(),
+            security: SecuritySection::default(),
         }
     }
 }

@@ -212,7 +212,14 @@ async fn run(cfg: Config) -> Result<(), String> {
     let mut timers = sip::transaction::TimerConfig::default();
     timers.t1 = Duration::from_millis(cfg.sip_t1_ms.max(1));
     let engine = Engine::new(
-        EngineConfig { domain: cfg.domain.clone(), sip_addr: advertised, timers, ..EngineConfig::default() },
+        EngineConfig {
+            domain: cfg.domain.clone(),
+            sip_addr: advertised,
+            timers,
+            registrar: cfg.registrar.engine_config()?,
+            security: cfg.security.engine_config()?,
+            ..EngineConfig::default()
+        },
         media.handle(),
     );
 

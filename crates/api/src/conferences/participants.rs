@@ -86,9 +86,17 @@ pub async fn dial_out(
 /// Places the call with the room as the caller (`From: conf-<n>@<domain>`), so the
 /// callee sees the conference calling.
 async fn place(st: &AppState, conf: &str, body: &DialOutBody) -> Result<ParticipantRef, ApiError> {
-    let target = st.routing.target(&body.to)?;
+    // A directory user (extension, login, number) wins over the gateway; a user with
+    // no registered device is a 422 saying so.
+    let (target, peer) = match st.engine.route_user(None, &body.to).await? {
+        Some(found) => {
+            let (uri, peer) = found?;
+            (uri, Some(peer))
+        }
+        None => (st.routing.target(&body.to)?, None),
+    };
     let room = ConfRef::parse(conf)?.snapshot(&st.engine).await?.room;
-    let p = st.engine.dial_into_room(&room.confid, target, Some(format!("conf-{}", room.confroomnum))).await?;
+    let p = st.engine.dial_into_room(&room.confid, target, peer, Some(format!("conf-{}", room.confroomnum))).await?;
     Ok(ParticipantRef { confid: p.confid, participantid: p.participantid })
 }
 
