@@ -64,6 +64,7 @@ struct RawUa {
     call_id: String,
     cseq: u32,
     user: String,
+    domain: String,
 }
 
 struct Reply {
@@ -95,7 +96,12 @@ impl RawUa {
     fn new(server: SocketAddr, port: u16, user: &str) -> RawUa {
         let sock = UdpSocket::bind(("127.0.0.1", port)).expect("bind raw UA");
         sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        RawUa { sock, server, call_id: format!("raw-{port}-{}", std::process::id()), cseq: 0, user: user.into() }
+        RawUa { sock, server, call_id: format!("raw-{port}-{}", std::process::id()), cseq: 0, user: user.into(), domain: DOMAIN.into() }
+    }
+
+    fn in_domain(mut self, domain: &str) -> RawUa {
+        self.domain = domain.into();
+        self
     }
 
     /// Sends one REGISTER (`contact` None = a query) and returns the final response.
@@ -105,10 +111,11 @@ impl RawUa {
         let contact = contact.map(|c| format!("Contact: {c}\r\n")).unwrap_or_default();
         let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
         let msg = format!(
-            "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKraw{n}x{cid}\r\nMax-Forwards: 70\r\nFrom: <sip:{u}@{DOMAIN}>;tag=raw{n}\r\nTo: <sip:{u}@{DOMAIN}>\r\nCall-ID: {cid}\r\nCSeq: {n} REGISTER\r\n{contact}{auth}User-Agent: {user_agent}\r\nContent-Length: 0\r\n\r\n",
+            "REGISTER sip:{d} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKraw{n}x{cid}\r\nMax-Forwards: 70\r\nFrom: <sip:{u}@{d}>;tag=raw{n}\r\nTo: <sip:{u}@{d}>\r\nCall-ID: {cid}\r\nCSeq: {n} REGISTER\r\n{contact}{auth}User-Agent: {user_agent}\r\nContent-Length: 0\r\n\r\n",
             n = self.cseq,
             cid = self.call_id,
             u = self.user,
+            d = self.domain,
         );
         self.sock.send_to(msg.as_bytes(), self.server).expect("send");
         let mut buf = [0u8; 8192];
@@ -127,7 +134,7 @@ impl RawUa {
         let alg = Algorithm::from_token(&param(challenge, "algorithm")).expect("known algorithm");
         let (realm, nonce) = (param(challenge, "realm"), param(challenge, "nonce"));
         let nc = format!("{nc:08x}");
-        let uri = format!("sip:{DOMAIN}");
+        let uri = format!("sip:{}", self.domain);
         let h = ha1(alg, &self.user, &realm, password);
         let response = response_qop_auth(alg, &h, &nonce, &nc, "0a4f113b", "REGISTER", &uri);
         format!(r#"Digest username="{}", realm="{realm}", nonce="{nonce}", uri="{uri}", response="{response}", algorithm={alg}, qop=auth, nc={nc}, cnonce="0a4f113b""#, self.user)
@@ -211,10 +218,14 @@ fn pjsua2_wrong_password_gets_401_then_403_once_locked_out() {
     let mut args = pj_register_args(&env, &server, 0, "alice", "not-the-password");
     args.extend(["--attempts".into(), "6".into()]);
     let run = pj_peer(&env, "wrong", &args);
-    let codes: Vec<u64> = run.result.as_ref().and_then(|r| r["codes"].as_array().cloned()).unwrap_or_default().iter().filter_map(|c| c.as_u64()).collect();
-    assert!(codes.starts_with(&[401, 401, 401, 401]), "first failures are 401s: {codes:?}\n{}", run.stdout);
-    assert_eq!(codes.last(), Some(&403), "locked out after the threshold: {codes:?}");
-    assert!(!codes.contains(&200));
+    let codes = run.result.as_ref().map(|r| r["codes"].to_string()).unwrap_or_default();
+    assert!(codes.contains("403") && !codes.contains("200"), "pjsua2 ends refused: {codes}\n{}", run.stdout);
+    // On the wire: pjsua2 answers each fresh challenge again, and each wrong answer
+    // gets a 401 until the fifth failure, which gets the 403.
+    let wire = std::fs::read_to_string(&run.log_file).unwrap_or_default();
+    let finals: Vec<&str> = wire.lines().filter(|l| l.starts_with("SIP/2.0 401") || l.starts_with("SIP/2.0 403")).collect();
+    let first_403 = finals.iter().position(|l| l.starts_with("SIP/2.0 403")).expect("a 403 on the wire");
+    assert_eq!(first_403, 5, "the challenge and four wrong answers get 401, the fifth 403: {finals:?}");
     assert!(log_contains(&server.log, "username locked out"), "the lock-out is logged");
     // While locked, even the right password is refused.
     let right = pj_peer(&env, "right_while_locked", &pj_register_args(&env, &server, 1, "alice", PASSWORD));
@@ -230,8 +241,7 @@ fn binding_survives_a_server_restart() {
     let mut ua = RawUa::new(server.sip, env.ports.peer_sip(0), "bob");
     let (ok, _) = ua.register(Some("<sip:bob@127.0.0.1:5999>;expires=600"), PASSWORD);
     assert_eq!(ok.status, 200, "{}", ok.text);
-    // The store writes bindings in the background: wait until it has it.
-    std::thread::sleep(Duration::from_millis(300));
+    // A graceful stop drains the store's writer: the binding is on disk after it.
     assert!(server.terminate(Duration::from_secs(10)).is_some_and(|s| s.success()));
     let server = start(&env, &[]);
     let mut ua = RawUa::new(server.sip, env.ports.peer_sip(1), "bob");
@@ -352,7 +362,7 @@ fn svcrack_is_locked_out_and_never_finds_the_password() {
     assert!(!out.contains(PASSWORD), "svcrack found the password:\n{out}");
     assert!(log_contains(&server.log, "username locked out"), "svcrack was locked out; its output:\n{out}");
     // The right password is refused for the rest of the lock-out.
-    let mut ua = RawUa::new(server.sip, env.ports.peer_sip(1), "3044");
+    let mut ua = RawUa::new(server.sip, env.ports.peer_sip(1), "3044").in_domain("127.0.0.1");
     let r = ua.send(None, None, "raw-ua");
     let auth = ua.authorization(&r.headers("WWW-Authenticate").remove(0), PASSWORD, 1);
     let r = ua.send(None, Some(&auth), "raw-ua");
@@ -386,6 +396,7 @@ fn svwar_learns_no_extension() {
         let server = start(&env, &[]);
         let out = sipvicious(&env, "sipvicious_svwar", "svwar_default", &base("REGISTER", server.sip.port()));
         assert_eq!(reported(&out), 0, "svwar listed extensions:\n{out}");
+        assert!(out.contains("found nothing"), "{out}");
     }
     // With scanner detection off, every extension looks alike (REGISTER: 401 for all;
     // INVITE: 407 for all, From claims our domain).
