@@ -411,3 +411,93 @@ fn svwar_learns_no_extension() {
         assert!(n == 0 || all == 11, "{method}: svwar told real extensions apart ({n} of 2 real, {all} of 11 listed):\n{out}");
     }
 }
+
+// ---- authenticated callers ----------------------------------------------------------------
+
+/// Sends one INVITE (no SDP) from `from` to `to` and returns the final status.
+fn raw_invite(server: SocketAddr, port: u16, from: &str, to: &str) -> u16 {
+    let sock = UdpSocket::bind(("127.0.0.1", port)).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let msg = format!(
+        "INVITE sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKinv{port}\r\nMax-Forwards: 70\r\nFrom: <sip:{from}>;tag=i{port}\r\nTo: <sip:{to}>\r\nCall-ID: inv-{port}\r\nCSeq: 1 INVITE\r\nContact: <sip:x@127.0.0.1:{port}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(msg.as_bytes(), server).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let (n, _) = sock.recv_from(&mut buf).expect("an answer to the INVITE");
+        let text = String::from_utf8_lossy(&buf[..n]);
+        let status: u16 = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        if status >= 200 {
+            if status == 407 {
+                assert!(text.contains("Proxy-Authenticate: Digest realm=\"alpha.test\""), "{text}");
+            }
+            return status;
+        }
+    }
+}
+
+#[test]
+fn invites_claiming_our_domain_are_challenged_and_extensions_hidden_from_anonymous_callers() {
+    let env = TestEnv::new("auth_invite_raw");
+    directory(&env, DOMAIN);
+    {
+        let server = start(&env, &[]);
+        let p = |i| env.ports.peer_sip(i);
+        // From one of our users (or a name in our domain that is nobody): 407.
+        assert_eq!(raw_invite(server.sip, p(0), "alice@alpha.test", "echo@alpha.test"), 407);
+        assert_eq!(raw_invite(server.sip, p(1), "nobody@alpha.test", "3044@alpha.test"), 407);
+        // Anonymous callers: an existing extension and a missing one look the same.
+        assert_eq!(raw_invite(server.sip, p(2), "x@elsewhere.test", "3044@alpha.test"), 404);
+        assert_eq!(raw_invite(server.sip, p(3), "x@elsewhere.test", "9999@alpha.test"), 404);
+    }
+    // A trusted network (a gateway) skips the challenge; its calls may reach users.
+    let cfg = server_config(&env, "[security]\ntrusted_networks = [\"127.0.0.0/8\"]\n");
+    let server = start(&env, &["--config", &cfg]);
+    assert_eq!(raw_invite(server.sip, env.ports.peer_sip(4), "alice@alpha.test", "3044@alpha.test"), 480);
+    assert_eq!(raw_invite(server.sip, env.ports.peer_sip(5), "alice@alpha.test", "9999@alpha.test"), 404);
+}
+
+#[test]
+fn pjsua2_caller_answers_the_407_and_reaches_echo_wrong_password_does_not() {
+    let env = TestEnv::new("auth_invite_pjsua2");
+    let _media = env.media_lock();
+    env.make_tones();
+    directory(&env, DOMAIN);
+    let server = start(&env, &[]);
+    let call = |label: &str, slot: u16, password: &str| {
+        pj_peer(
+            &env,
+            label,
+            &[
+                "call".to_string(),
+                format!("sip:echo@{}", server.sip),
+                "--user".into(),
+                "alice".into(),
+                "--domain".into(),
+                DOMAIN.into(),
+                "--password".into(),
+                password.into(),
+                "--sip-port".into(),
+                env.ports.peer_sip(slot).to_string(),
+                "--rtp-port".into(),
+                env.ports.pj_rtp(slot).to_string(),
+                "--rtp-range".into(),
+                "10".into(),
+                "--play".into(),
+                env.path("tone440.wav").display().to_string(),
+                "--duration".into(),
+                "1".into(),
+                "--max-time".into(),
+                "15".into(),
+            ],
+        )
+    };
+    let ok = call("right", 0, PASSWORD);
+    ok.assert_ok();
+    assert!(log_contains(&ok.log_file, "SIP/2.0 407"), "the INVITE was challenged");
+    assert!(log_contains(&server.log, "caller authenticated"));
+    let bad = call("wrong", 1, "nope");
+    assert!(!matches!(bad.status, Some(s) if s.success()), "a wrong password must not get through: {:?}", bad.result);
+    let status = bad.result.as_ref().map(|r| r["final_status"].to_string()).unwrap_or_default();
+    assert!(status.contains("407") || status.contains("403"), "{status}");
+}
