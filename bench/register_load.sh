@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# REGISTER throughput with digest authentication: SIPp registers USERS users (made with
+# the admin CLI, MD5 challenge first as by default) at rising rates; each registration
+# is REGISTER -> 401 -> REGISTER with MD5 digest (qop=auth) -> 200, i.e. two requests.
+# Prints, per rate: registrations attempted/succeeded/failed, the achieved rate, the
+# server's CPU time per registration, SIPp's CPU, retransmissions and the load.
+# The figure to report is the highest rate with 0 failures.
+# Usage: bench/register_load.sh [RATES...]   (default: 500 1000 2000 3000 4000)
+# Env: SECS (seconds per rate, default 10), USERS (default 200), SB_BIN,
+#      SIP_PORT (7160), HTTP_PORT (7180).
+# Needs: sipp, bc, curl, a release build (cargo build --release -p switchboard).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${SB_BIN:-${CARGO_TARGET_DIR:-target}/release/switchboard}
+[ -x "$BIN" ] || { echo "build first: cargo build --release -p switchboard" >&2; exit 2; }
+RATES=("$@"); [ ${#RATES[@]} -gt 0 ] || RATES=(500 1000 2000 3000 4000)
+SECS=${SECS:-10}
+USERS=${USERS:-200}
+DOMAIN=bench.test
+WORK=$(mktemp -d /tmp/sb-regbench.XXXXXX)
+SIP_PORT=${SIP_PORT:-7160}; HTTP_PORT=${HTTP_PORT:-7180}
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+# Users with distinct extensions and passwords; the injection file lists them for SIPp.
+"$BIN" domains add $DOMAIN --data-dir "$WORK/data" >/dev/null
+echo "SEQUENTIAL" > "$WORK/users.csv"
+for i in $(seq 1 "$USERS"); do
+  ext=$((5000 + i))
+  "$BIN" users add "u$ext" --domain $DOMAIN --ext "$ext" --password "pw-$ext" --data-dir "$WORK/data" >/dev/null
+  echo "u$ext;pw-$ext" >> "$WORK/users.csv"
+done
+
+# Lock-outs count failures only; a clean run has none, but keep the address limit out
+# of the way of retransmission storms at overload.
+cat > "$WORK/switchboard.toml" <<TOML
+[security]
+lockout_ip_failures = 1000000
+TOML
+RUST_LOG=warn "$BIN" serve --config "$WORK/switchboard.toml" --sip-listen 127.0.0.1:$SIP_PORT \
+  --http-listen 127.0.0.1:$HTTP_PORT --data-dir "$WORK/data" 2>"$WORK/server.log" &
+SRV=$!
+trap 'kill $SRV 2>/dev/null; wait $SRV 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf http://127.0.0.1:$HTTP_PORT/health >/dev/null 2>&1 && break; sleep 0.1; done
+kill -0 $SRV 2>/dev/null || { echo "server did not start:"; cat "$WORK/server.log"; exit 1; }
+ticks=$(getconf CLK_TCK)
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "server: $BIN (pid $SRV); $USERS users; ${SECS} s per rate; work dir $WORK"
+printf "%6s %7s %7s %6s %9s %8s %11s %8s %8s %6s\n" \
+  rate regs ok failed achieved srv_cpu srv_us/reg sipp_cpu retrans load1
+for r in "${RATES[@]}"; do
+  n=$((r * SECS))
+  t0=$(awk '{print $14+$15}' /proc/$SRV/stat)
+  w0=$(date +%s.%N)
+  TIMEFORMAT='%U %S'
+  { time sipp 127.0.0.1:$SIP_PORT -sf bench/register_digest.xml -inf "$WORK/users.csv" -key domain $DOMAIN \
+      -i 127.0.0.1 -p 25161 -r "$r" -m "$n" -l $((r * 2)) -nostdin -timeout $((SECS * 3))s \
+      -trace_stat -fd 1 -stf "$WORK/stat_$r.csv" >"$WORK/sipp_$r.out" 2>&1 || true ; } 2>"$WORK/time_$r"
+  w1=$(date +%s.%N)
+  t1=$(awk '{print $14+$15}' /proc/$SRV/stat)
+  last=$(tail -1 "$WORK/stat_$r.csv")
+  # SIPp 3.6 stat columns: 16 SuccessfulCall(C), 18 FailedCall(C), 58 Retransmissions(C).
+  ok=$(echo "$last" | awk -F';' '{print $16}')
+  failed=$(echo "$last" | awk -F';' '{print $18}')
+  retrans=$(echo "$last" | awk -F';' '{print $58}')
+  srv=$(echo "scale=2; ($t1-$t0)/$ticks" | bc)
+  per=$(echo "scale=1; ($t1-$t0)/$ticks*1000000/($ok+1)" | bc)
+  sippcpu=$(awk '{printf "%.2f", $1+$2}' "$WORK/time_$r")
+  ach=$(echo "scale=0; $ok/($w1-$w0)" | bc)
+  printf "%6s %7s %7s %6s %9s %8s %11s %8s %8s %6s\n" \
+    "$r" "$n" "$ok" "$failed" "$ach" "$srv" "$per" "$sippcpu" "$retrans" "$(cut -d' ' -f1 /proc/loadavg)"
+done
