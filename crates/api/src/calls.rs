@@ -51,7 +51,7 @@ fn opt_whole_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, 
     responses((status = 201, description = "The new leg (leg_id, call_id, state, ...)", body = Object),
         (status = 400, description = "Bad input: not JSON, not `Content-Type: application/json`, a missing or unknown field, a `to` that is neither a SIP URI nor a number, an unknown service (message says what)", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-        (status = 422, description = "No route: a number with no `[routing] gateway` configured, or a host name that does not resolve (within 3 s)", body = ErrorBody),
+        (status = 422, description = "No route: a directory user with no registered device, a number with no `[routing] gateway` configured, or a host name that does not resolve (within 3 s)", body = ErrorBody),
         (status = 503, description = "Out of RTP ports, or the server is shutting down", body = ErrorBody)))]
 pub async fn place(State(st): State<AppState>, body: Result<Json<PlaceCall>, axum::extract::rejection::JsonRejection>) -> Result<(StatusCode, Json<LegInfo>), ApiError> {
     let Json(p) = body?;

@@ -60,7 +60,7 @@ pub async fn list(
         (status = 400, description = "Bad JSON, `to` neither a SIP URI nor a number, a bad Idempotency-Key, or a malformed lookup expression in place of the confid", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody),
         (status = 409, description = "Idempotency-Key in flight or used for a different request", body = ErrorBody),
-        (status = 422, description = "No route to the target: a number with no `[routing] gateway` configured, or a host name that does not resolve (within 3 s)", body = ErrorBody),
+        (status = 422, description = "No route to the target: a directory user (extension, login, number) with no registered device, a number with no `[routing] gateway` configured, or a host name that does not resolve (within 3 s)", body = ErrorBody),
         (status = 503, description = "Out of RTP ports, or the server is shutting down", body = ErrorBody)))]
 pub async fn dial_out(
     State(st): State<AppState>,
