@@ -23,7 +23,7 @@ pub fn routes() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct PlaceCall {
     /// SIP URI to call (`sip:bob@10.0.0.5:5070`, `<sip:...>` or `bob@10.0.0.5`), or a
-    /// number (digits, `+`, `*`, `#`; `tel:` too), which goes to `[routing] gateway`.
+    /// number (digits, `+`, `*`, `#`; `tel:` too), which rings that directory user's registered phone when it is one (extension, login or number), else goes to `[routing] gateway`.
     pub to: String,
     /// What the answered call is connected to: `echo` (default).
     #[serde(default)]

@@ -219,8 +219,9 @@ pub struct Count {
 #[serde(deny_unknown_fields)]
 pub struct DialOutBody {
     /// A SIP URI (`sip:bob@10.0.0.5:5070`, `<sip:bob@host>`, `bob@host`) or a number
-    /// (digits, optional leading `+`, `*`, `#`; a JSON integer too), sent to the
-    /// `[routing] gateway`. Exact syntax: [`crate::formats::dial_target`].
+    /// (digits, optional leading `+`, `*`, `#`; a JSON integer too). A directory user's
+    /// extension, login or number rings that user's registered phone; other numbers go
+    /// to the `[routing] gateway`. Exact syntax: [`crate::formats::dial_target`].
     #[schema(value_type = String, example = "2216")]
     #[serde(deserialize_with = "string_or_unsigned")]
     pub to: String,
