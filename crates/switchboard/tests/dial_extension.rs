@@ -7,18 +7,26 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::Duration;
 use support::*;
 
 const DOMAIN: &str = "switchboard.test"; // the server's --domain in the harness
 const PASSWORD: &str = "correct-horse-7";
 
-fn admin(env: &TestEnv, args: &[&str]) {
+/// Users made with the store in the data dir before the server starts.
+fn directory(env: &TestEnv) {
     let data = env.path("data");
     std::fs::create_dir_all(&data).expect("data dir");
-    let out = Command::new(server_bin()).args(args).arg("--data-dir").arg(&data).output().expect("run switchboard admin CLI");
-    assert!(out.status.success(), "switchboard {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let db = store::Store::open(&data).await.expect("open store");
+        db.add_domain(DOMAIN, None).await.expect("add domain");
+        for (login, ext) in [("alice", "3044"), ("bob", "3045")] {
+            let user = store::NewUser { domain: DOMAIN.into(), login: login.into(), ext: Some(ext.into()), password: PASSWORD.into(), ..Default::default() };
+            db.add_user(&user).await.expect("add user");
+        }
+        db.close().await;
+    });
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -30,9 +38,7 @@ fn conference_dial_out_by_extension_rings_the_registered_phone() {
     let env = TestEnv::new("dial_extension");
     let _media = env.media_lock();
     env.make_tones();
-    admin(&env, &["domains", "add", DOMAIN]);
-    admin(&env, &["users", "add", "alice", "--domain", DOMAIN, "--ext", "3044", "--password", PASSWORD]);
-    admin(&env, &["users", "add", "bob", "--domain", DOMAIN, "--ext", "3045", "--password", PASSWORD]);
+    directory(&env);
     let server = Server::start(&env);
 
     // The phone: registers as alice, then auto-answers and records what it hears.

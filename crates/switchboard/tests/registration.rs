@@ -2,7 +2,7 @@
 //! register with digest (MD5 and SHA-256, both challenge orders), wrong passwords are
 //! locked out, bindings survive a restart, a replayed nonce-count is refused, and
 //! sipvicious (svcrack, svwar) neither cracks a password nor learns which extensions
-//! exist. Users are made with the admin CLI in the test's data dir before the server
+//! exist. Users are made with the store in the test's data dir before the server
 //! starts.
 //!
 //! Bindings are read back over SIP itself: an authenticated REGISTER without Contact
@@ -21,25 +21,22 @@ use support::*;
 const DOMAIN: &str = "alpha.test";
 const PASSWORD: &str = "correct-horse-7";
 
-/// `switchboard <args> --data-dir <env data>`, which must succeed.
-pub fn admin(env: &TestEnv, args: &[&str]) {
+/// A domain with user `alice` (extension 3044) and `bob` (3045), both with
+/// [`PASSWORD`], written with the store into the test's data dir before the server
+/// starts (the server loads the directory at start-up).
+pub fn directory(env: &TestEnv, domain: &str) {
     let data = env.path("data");
     std::fs::create_dir_all(&data).expect("data dir");
-    let out = Command::new(server_bin()).args(args).arg("--data-dir").arg(&data).output().expect("run switchboard admin CLI");
-    assert!(
-        out.status.success(),
-        "switchboard {args:?} failed: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A domain with user `alice` (extension 3044) and `bob` (3045), both with [`PASSWORD`].
-pub fn directory(env: &TestEnv, domain: &str) {
-    admin(env, &["domains", "add", domain]);
-    admin(env, &["users", "add", "alice", "--domain", domain, "--ext", "3044", "--password", PASSWORD]);
-    admin(env, &["users", "add", "bob", "--domain", domain, "--ext", "3045", "--password", PASSWORD]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let db = store::Store::open(&data).await.expect("open store");
+        db.add_domain(domain, None).await.expect("add domain");
+        for (login, ext) in [("alice", "3044"), ("bob", "3045")] {
+            let user = store::NewUser { domain: domain.into(), login: login.into(), ext: Some(ext.into()), password: PASSWORD.into(), ..Default::default() };
+            db.add_user(&user).await.expect("add user");
+        }
+        db.close().await;
+    });
 }
 
 fn start(env: &TestEnv, extra: &[&str]) -> Server {
