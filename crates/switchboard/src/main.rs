@@ -211,7 +211,7 @@ async fn run(cfg: Config) -> Result<(), String> {
 
     let mut timers = sip::transaction::TimerConfig::default();
     timers.t1 = Duration::from_millis(cfg.sip_t1_ms.max(1));
-    let engine = Engine::new(
+    let mut engine = Engine::new(
         EngineConfig {
             domain: cfg.domain.clone(),
             sip_addr: advertised,
@@ -226,6 +226,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     // Call records and room history go to SQLite in the data dir, written by a
     // background task so signalling never waits on the disk.
     let db = store::Store::open(&cfg.data_dir).await.map_err(|e| format!("database in {}: {e}", cfg.data_dir.display()))?;
+    registrar_start(&db, &mut engine).await;
     let (recorder, recorder_task) = store::spawn_recorder(db);
     let events = engine::EventLog::default();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -274,6 +275,19 @@ async fn run(cfg: Config) -> Result<(), String> {
     let _ = tokio::time::timeout(Duration::from_secs(5), recorder_task).await;
     info!("stopped");
     Ok(())
+}
+
+/// The directory and the saved bindings the registrar starts from.
+/// MINIMAL (R): loads the directory once; S's reload loop replaces this part.
+async fn registrar_start(db: &store::Store, engine: &mut Engine) {
+    match db.load_directory().await {
+        Ok(dir) => engine.set_directory(Arc::new(dir)),
+        Err(e) => warn!("directory not loaded: {e}"),
+    }
+    match db.load_bindings().await {
+        Ok(b) => engine.restore_bindings(std::time::Instant::now(), b),
+        Err(e) => warn!("registrations not restored: {e}"),
+    }
 }
 
 /// What a newcomer needs on start: where to reach us, where data goes, a first call.
