@@ -1,18 +1,24 @@
-//! The background recorder against a real SQLite file: it drains what it is given,
+//! The background recorder: it drains what it is given (on SQLite and PostgreSQL),
 //! and a full queue costs records, never time.
 
 mod common;
 
-use common::{data_dir, ended_leg, numbered_room, room, room_leg};
+use common::{TestDb, data_dir, ended_leg, numbered_room, room, room_leg};
 use engine::{EngineEvent, LegId};
 use sqlx::{Connection, SqliteConnection};
 use std::time::{Duration, Instant};
 use store::{spawn_recorder, spawn_recorder_with_capacity, RecorderStats, Store};
 
-#[tokio::test]
-async fn the_recorder_writes_every_ended_leg_and_ignores_the_rest() {
-    let dir = data_dir();
-    let store = Store::open(&dir.path).await.unwrap();
+// Each runs on SQLite and on PostgreSQL (tests/common: both_backends!).
+both_backends!(
+    the_recorder_writes_every_ended_leg_and_ignores_the_rest,
+    rooms_through_the_recorder_and_a_bad_write_spoils_nothing_else,
+    room_legs_get_their_rooms_confid,
+    repeats_and_big_batches_are_written_like_single_writes,
+);
+
+async fn the_recorder_writes_every_ended_leg_and_ignores_the_rest(db: &TestDb) {
+    let store = &db.store;
     let (recorder, writer) = spawn_recorder(store.clone());
     for n in 0..1_000u32 {
         let leg = ended_leg(n, 1_000 + u64::from(n));
@@ -40,10 +46,8 @@ async fn the_recorder_writes_every_ended_leg_and_ignores_the_rest() {
     assert_eq!(calls.last().unwrap().confid.as_deref(), Some("rCF-node1-ZZZZZZ"));
 }
 
-#[tokio::test]
-async fn rooms_through_the_recorder_and_a_bad_write_spoils_nothing_else() {
-    let dir = data_dir();
-    let store = Store::open(&dir.path).await.unwrap();
+async fn rooms_through_the_recorder_and_a_bad_write_spoils_nothing_else(db: &TestDb) {
+    let store = &db.store;
     let (recorder, writer) = spawn_recorder(store.clone());
     let a = room("AAAAAA", 1_000);
     // All queued before the writer runs (current-thread runtime): one batch.
@@ -75,10 +79,8 @@ async fn rooms_through_the_recorder_and_a_bad_write_spoils_nothing_else() {
 
 /// The engine's own order of events for a room's life: the room's end comes just
 /// before its last participant's leg end. Every room leg gets its room's confid.
-#[tokio::test]
-async fn room_legs_get_their_rooms_confid() {
-    let dir = data_dir();
-    let store = Store::open(&dir.path).await.unwrap();
+async fn room_legs_get_their_rooms_confid(db: &TestDb) {
+    let store = &db.store;
     let (recorder, writer) = spawn_recorder(store.clone());
     let first = numbered_room("FIRST1", "4711", 1_000);
     let other = numbered_room("OTHER1", "100", 1_500);
@@ -137,10 +139,8 @@ async fn room_legs_get_their_rooms_confid() {
 /// One leg recorded twice in one batch (the lead may record a live leg with its room,
 /// then its end without): one row, the latest values, the room kept; and batches
 /// bigger than one statement's worth of legs.
-#[tokio::test]
-async fn repeats_and_big_batches_are_written_like_single_writes() {
-    let dir = data_dir();
-    let store = Store::open(&dir.path).await.unwrap();
+async fn repeats_and_big_batches_are_written_like_single_writes(db: &TestDb) {
+    let store = &db.store;
     let (recorder, writer) = spawn_recorder(store.clone());
     let mut live = ended_leg(1, 1_000);
     live.ended_ms = None;

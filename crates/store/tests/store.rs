@@ -1,10 +1,22 @@
-//! The store against a real SQLite file in a temporary directory.
+//! The store against a real SQLite file in a temporary directory, and the same
+//! call-record tests on PostgreSQL.
 
 mod common;
 
-use common::{cancelled_leg, data_dir, ended_leg, room};
+use common::{TestDb, cancelled_leg, data_dir, ended_leg, room};
 use engine::Direction;
 use store::{Store, StoreError};
+
+// Each runs on SQLite and on PostgreSQL (tests/common: both_backends!).
+both_backends!(
+    a_leg_reads_back_as_recorded,
+    recording_a_leg_again_replaces_its_row_and_keeps_its_room,
+    recent_calls_are_newest_first_limited_and_page_back_with_before_ms,
+    legs_starting_in_the_same_millisecond_order_by_leg_id,
+    rooms_are_recorded_started_then_ended,
+    a_confid_reused_by_a_later_run_is_a_new_room_and_left_open_rooms_can_be_closed,
+    times_beyond_i64_are_refused_not_wrapped,
+);
 
 #[tokio::test]
 async fn open_creates_the_file_in_wal_mode_and_reopening_keeps_data() {
@@ -33,10 +45,8 @@ async fn open_creates_the_file_in_wal_mode_and_reopening_keeps_data() {
     assert_eq!(Store::open(&dir.path).await.unwrap().recent_calls(10, None).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn a_leg_reads_back_as_recorded() {
-    let dir = data_dir();
-    let store = Store::open(&dir.path).await.unwrap();
+async fn a_leg_reads_back_as_recorded(db: &TestDb) {
+    let store = &db.store;
     let answered = ended_leg(1, 1_700_000_000_000);
     let cancelled = cancelled_leg(2, 1_700_000_001_000);
     store.record_leg(&answered, Some("rCF-node1-ABC123")).await.unwrap();
@@ -78,10 +88,8 @@ async fn a_leg_reads_back_as_recorded() {
     assert_eq!(json["service"], "echo");
 }
 
-#[tokio::test]
-async fn recording_a_leg_again_replaces_its_row_and_keeps_its_room() {
-    let dir = data_dir();
-    let store = Store::open(&dir.path).await.unwrap();
+async fn recording_a_leg_again_replaces_its_row_and_keeps_its_room(db: &TestDb) {
+    let store = &db.store;
     let mut leg = ended_leg(7, 5_000);
     leg.ended_ms = None;
     leg.end_status = None;
@@ -99,10 +107,8 @@ async fn recording_a_leg_again_replaces_its_row_and_keeps_its_room() {
     assert_eq!(calls[0].confid.as_deref(), Some("rCF-node1-ROOM01"));
 }
 
-#[tokio::test]
-async fn recent_calls_are_newest_first_limited_and_page_back_with_before_ms() {
-    let dir = data_dir();
-    let store = Store::open(&dir.path).await.unwrap();
+async fn recent_calls_are_newest_first_limited_and_page_back_with_before_ms(db: &TestDb) {
+    let store = &db.store;
     // 25 legs 10 ms apart, written out of order.
     let mut order: Vec<u32> = (0..25).collect();
     order.sort_by_key(|n| (n * 7) % 25);
@@ -134,10 +140,8 @@ async fn recent_calls_are_newest_first_limited_and_page_back_with_before_ms() {
     assert!(store.recent_calls(10, Some(10_000)).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn legs_starting_in_the_same_millisecond_order_by_leg_id() {
-    let dir = data_dir();
-    let store = Store::open(&dir.path).await.unwrap();
+async fn legs_starting_in_the_same_millisecond_order_by_leg_id(db: &TestDb) {
+    let store = &db.store;
     for n in [3, 1, 2] {
         store.record_leg(&ended_leg(n, 42_000), None).await.unwrap();
     }
@@ -145,10 +149,8 @@ async fn legs_starting_in_the_same_millisecond_order_by_leg_id() {
     assert_eq!(ids, ["leg-000003", "leg-000002", "leg-000001"]);
 }
 
-#[tokio::test]
-async fn rooms_are_recorded_started_then_ended() {
-    let dir = data_dir();
-    let store = Store::open(&dir.path).await.unwrap();
+async fn rooms_are_recorded_started_then_ended(db: &TestDb) {
+    let store = &db.store;
     let a = room("AAAAAA", 1_000);
     let b = room("BBBBBB", 2_000);
     store.record_room_started(&a).await.unwrap();
@@ -182,10 +184,8 @@ async fn rooms_are_recorded_started_then_ended() {
     assert_eq!(store.rooms_history(10).await.unwrap()[1].max_participants, 5);
 }
 
-#[tokio::test]
-async fn a_confid_reused_by_a_later_run_is_a_new_room_and_left_open_rooms_can_be_closed() {
-    let dir = data_dir();
-    let store = Store::open(&dir.path).await.unwrap();
+async fn a_confid_reused_by_a_later_run_is_a_new_room_and_left_open_rooms_can_be_closed(db: &TestDb) {
+    let store = &db.store;
     // Run 1 starts the room and stops without ending it.
     store.record_room_started(&room("REUSED", 1_000)).await.unwrap();
     // Run 2 reuses the confid; ending it closes the newest open row only.
@@ -200,10 +200,8 @@ async fn a_confid_reused_by_a_later_run_is_a_new_room_and_left_open_rooms_can_be
     assert_eq!(store.close_open_rooms(95_000).await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn times_beyond_i64_are_refused_not_wrapped() {
-    let dir = data_dir();
-    let store = Store::open(&dir.path).await.unwrap();
+async fn times_beyond_i64_are_refused_not_wrapped(db: &TestDb) {
+    let store = &db.store;
     let mut leg = ended_leg(1, 1_000);
     leg.ended_ms = Some(u64::MAX);
     match store.record_leg(&leg, None).await {

@@ -26,7 +26,11 @@ pub struct Config {
     pub rtp_ports: String,
     /// Where the database and recordings live.
     pub data_dir: PathBuf,
-    /// Our SIP domain (From of calls we place, room URIs).
+    /// The database: `postgres://USER[:PASSWORD]@HOST:PORT/DB` or `sqlite://PATH`;
+    /// unset = SQLite in `data_dir` (`switchboard.db`).
+    pub database_url: Option<String>,
+    /// Our SIP domain (From of calls we place, room URIs); created as a directory
+    /// domain on the first start.
     pub domain: String,
     /// Bearer token for the HTTP APIs. Required when `http_listen` is not loopback.
     pub api_token: Option<String>,
@@ -196,6 +200,7 @@ impl Default for Config {
             http_listen: "127.0.0.1:8080".parse().expect("literal"),
             rtp_ports: "20000-29999".into(),
             data_dir: PathBuf::from("./data"),
+            database_url: None,
             domain: "switchboard.local".into(),
             api_token: None,
             sip_t1_ms: 500,
@@ -227,6 +232,7 @@ impl Config {
         if shown.api_token.is_some() {
             shown.api_token = Some("<redacted>".into());
         }
+        shown.database_url = shown.database_url.as_deref().map(redact_url_password);
         serde_json::to_string(&shown).unwrap_or_else(|e| format!("(unprintable: {e})"))
     }
 
@@ -264,6 +270,19 @@ impl Config {
             return Err(format!("rtp_ports `{}`: need 1024 <= LO < HI", self.rtp_ports));
         }
         Ok((lo, hi))
+    }
+}
+
+/// `scheme://user:secret@host/…` → `scheme://user:<redacted>@host/…`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:<redacted>@{host}{}", &rest[authority_end..])
+        }
+        _ => url.to_owned(),
     }
 }
 

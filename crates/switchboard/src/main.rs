@@ -5,7 +5,9 @@
 //! SIGTERM/SIGINT (BYE to live calls first). `call` asks a running server to place a
 //! call over its HTTP API.
 
+mod admin;
 mod config;
+mod directory_sync;
 mod signalling;
 mod transport;
 
@@ -37,6 +39,14 @@ enum Cmd {
     Serve(ServeArgs),
     /// Ask a running server to place a call.
     Call(CallArgs),
+    /// Manage domains (tenants).
+    Domains(admin::DomainsCmd),
+    /// Manage users.
+    Users(admin::UsersCmd),
+    /// Manage OAuth2 apps (clients of POST /auth).
+    Apps(admin::AppsCmd),
+    /// Manage API keys.
+    Keys(admin::KeysCmd),
 }
 
 /// Flags of `serve`. Each overrides the config file and `SWITCHBOARD_*` variables.
@@ -62,6 +72,10 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
+    /// Database URL, postgres://… or sqlite://… [default: SQLite in the data dir]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
     /// SIP domain [default: switchboard.local]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,6 +142,10 @@ fn main() -> ExitCode {
     match cli.command {
         Cmd::Serve(args) => serve(args),
         Cmd::Call(args) => call(args),
+        Cmd::Domains(c) => admin::run(admin::Command::Domains(c)),
+        Cmd::Users(c) => admin::run(admin::Command::Users(c)),
+        Cmd::Apps(c) => admin::run(admin::Command::Apps(c)),
+        Cmd::Keys(c) => admin::run(admin::Command::Keys(c)),
     }
 }
 
@@ -223,11 +241,15 @@ async fn run(cfg: Config) -> Result<(), String> {
         media.handle(),
     );
 
-    // Call records and room history go to SQLite in the data dir, written by a
+    // The directory, call records and room history live in the database (SQLite in
+    // the data dir unless database_url says otherwise); records are written by a
     // background task so signalling never waits on the disk.
-    let db = store::Store::open(&cfg.data_dir).await.map_err(|e| format!("database in {}: {e}", cfg.data_dir.display()))?;
-    registrar_start(&db, &mut engine).await;
-    let (recorder, recorder_task) = store::spawn_recorder(db);
+    let db = open_store(&cfg).await?;
+    let (directory, bindings) = start_directory(&cfg, &db).await?;
+    engine.set_directory(directory.borrow().clone());
+    // Registrations survive restarts; lapsed ones are dropped (and forgotten by the store).
+    engine.restore_bindings(std::time::Instant::now(), bindings);
+    let (recorder, recorder_task) = store::spawn_recorder(db.clone());
     let events = engine::EventLog::default();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
@@ -247,12 +269,13 @@ async fn run(cfg: Config) -> Result<(), String> {
             events: events.clone(),
             rooms: rooms.clone(),
             recorder,
+            directory: directory.clone(),
         }
             .run(),
     );
 
     let routing = api::routing::Routing::with_gateway(cfg.routing.gateway.as_deref())?;
-    let app = api::router(api::AppState::new(EngineHandle::new(cmd_tx, events.clone(), rooms), cfg.api_token.clone()).with_routing(routing));
+    let app = api::router(api::AppState::new(EngineHandle::new(cmd_tx, events.clone(), rooms), cfg.api_token.clone()).with_routing(routing).with_directory(db, directory));
     let mut http_stop = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
         let stop = async move {
@@ -277,17 +300,36 @@ async fn run(cfg: Config) -> Result<(), String> {
     Ok(())
 }
 
-/// The directory and the saved bindings the registrar starts from.
-/// MINIMAL (R): loads the directory once; S's reload loop replaces this part.
-async fn registrar_start(db: &store::Store, engine: &mut Engine) {
-    match db.load_directory().await {
-        Ok(dir) => engine.set_directory(Arc::new(dir)),
-        Err(e) => warn!("directory not loaded: {e}"),
+/// The store `database_url` names, else SQLite in the data dir.
+async fn open_store(cfg: &Config) -> Result<store::Store, String> {
+    match &cfg.database_url {
+        Some(url) => store::Store::open_url(url).await.map_err(|e| format!("database {}: {e}", config::redact_url_password(url))),
+        None => store::Store::open(&cfg.data_dir).await.map_err(|e| format!("database in {}: {e}", cfg.data_dir.display())),
     }
-    match db.load_bindings().await {
-        Ok(b) => engine.restore_bindings(std::time::Instant::now(), b),
-        Err(e) => warn!("registrations not restored: {e}"),
+}
+
+/// Makes sure our `--domain` exists, says how to create an admin if there is none,
+/// starts the directory reload loop, and reads the persisted bindings.
+async fn start_directory(
+    cfg: &Config,
+    db: &store::Store,
+) -> Result<(watch::Receiver<Arc<store::DirectorySnapshot>>, Vec<store::Binding>), String> {
+    let domain = db.ensure_domain(&cfg.domain).await.map_err(|e| format!("domain {:?}: {e}", cfg.domain))?;
+    if !db.has_admin().await.map_err(|e| format!("database: {e}"))? {
+        let place = match &cfg.database_url {
+            Some(url) => format!("--database-url '{}'", config::redact_url_password(url)),
+            None => format!("--data-dir '{}'", cfg.data_dir.display()),
+        };
+        warn!(
+            "no admin yet: create one with `switchboard users add admin --domain {} --password SECRET --admin {place}` \
+             (or `switchboard keys add NAME --role admin {place}`)",
+            domain.name
+        );
     }
+    let (directory, _task) = directory_sync::start(db.clone()).await.map_err(|e| format!("directory: {e}"))?;
+    let bindings = db.load_bindings().await.map_err(|e| format!("bindings: {e}"))?;
+    info!(bindings = bindings.len(), "persisted bindings loaded");
+    Ok((directory, bindings))
 }
 
 /// What a newcomer needs on start: where to reach us, where data goes, a first call.

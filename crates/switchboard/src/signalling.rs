@@ -34,6 +34,8 @@ pub struct Signalling {
     pub rooms: engine::RoomDirectory,
     /// Persists call records and room history (never blocks; drops when backed up).
     pub recorder: store::Recorder,
+    /// The directory, republished on every change (crate::directory_sync).
+    pub directory: watch::Receiver<Arc<engine::users::DirectorySnapshot>>,
 }
 
 impl Signalling {
@@ -78,6 +80,10 @@ impl Signalling {
                     }
                 }
                 Some(cmd) = self.commands.recv() => cmd.apply(&mut self.engine, Instant::now(), &self.rooms),
+                Ok(()) = self.directory.changed() => {
+                    let snapshot = self.directory.borrow_and_update().clone();
+                    self.engine.set_directory(snapshot);
+                }
                 Some(ev) = self.media_events.recv() => self.engine.handle_media_event(Instant::now(), ev),
                 _ = sleep_until(wake) => self.engine.handle_timeout(Instant::now()),
                 _ = tokio::time::sleep(Duration::from_millis(100)), if stop_by.is_some() => {}
