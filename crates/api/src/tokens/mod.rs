@@ -474,7 +474,7 @@ impl CredentialVerifier for JwtVerifier {
 }
 
 #[cfg(test)]
-pub mod memory;
+pub(crate) mod memory;
 
 #[cfg(test)]
 mod tests;
