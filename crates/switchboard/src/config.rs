@@ -107,8 +107,14 @@ impl Default for MxSection {
     }
 }
 
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection { cert_file: None, key_file: None, self_signed: false, http: true }
+    }
+}
+
 /// `[tls]`: a certificate for our HTTP listeners.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
     /// PEM certificate chain and private key; both set = the API listener speaks HTTPS.
@@ -116,6 +122,9 @@ pub struct TlsSection {
     pub key_file: Option<PathBuf>,
     /// No files: generate a self-signed certificate into `<data_dir>/tls/` and use it.
     pub self_signed: bool,
+    /// Serve the HTTP API listener over HTTPS when a certificate is configured (false:
+    /// the certificate is only for the admin web, `[mx] admin_tls`).
+    pub http: bool,
 }
 
 /// `[media]`: how legs get their RTP ports.

@@ -51,7 +51,7 @@ pub async fn setup(cfg: &Config, db: store::Store, directory: watch::Receiver<Ar
     let service = TokenService::start(tcfg, Arc::new(db), directory, oidc).await.map_err(|e| format!("tokens: {e}"))?;
     service.spawn_maintenance();
     let mx_routes = api::mx::routes(api::mx::MxState { tokens: service.clone(), log_file: cfg.mx.log_file.clone() });
-    let api_tls = tls_config(cfg)?;
+    let api_tls = if cfg.tls.http { tls_config(cfg)? } else { None };
     Ok(Tokens { verifier: Arc::new(JwtVerifier(service.clone())), service, mx_routes, api_tls })
 }
 
