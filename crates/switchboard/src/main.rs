@@ -7,6 +7,7 @@
 
 mod config;
 mod signalling;
+mod tokens;
 mod transport;
 
 use clap::{Parser, Subcommand};
@@ -219,7 +220,10 @@ async fn run(cfg: Config) -> Result<(), String> {
     // Call records and room history go to SQLite in the data dir, written by a
     // background task so signalling never waits on the disk.
     let db = store::Store::open(&cfg.data_dir).await.map_err(|e| format!("database in {}: {e}", cfg.data_dir.display()))?;
-    let (recorder, recorder_task) = store::spawn_recorder(db);
+    // Until the shell's directory reload loop publishes changes, the directory as loaded now.
+    let directory = watch::channel(Arc::new(db.load_directory().await.map_err(|e| format!("directory: {e}"))?)).1;
+    let tokens = tokens::setup(&cfg, db.clone(), directory.clone()).await?;
+    let (recorder, recorder_task) = store::spawn_recorder(db.clone());
     let events = engine::EventLog::default();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
@@ -244,13 +248,19 @@ async fn run(cfg: Config) -> Result<(), String> {
     );
 
     let routing = api::routing::Routing::with_gateway(cfg.routing.gateway.as_deref())?;
-    let app = api::router(api::AppState::new(EngineHandle::new(cmd_tx, events.clone(), rooms), cfg.api_token.clone()).with_routing(routing));
+    let mut state = api::AppState::new(EngineHandle::new(cmd_tx, events.clone(), rooms), cfg.api_token.clone())
+        .with_routing(routing)
+        .with_directory(db, directory);
+    state.verifiers.push(tokens.verifier.clone());
+    tokens::spawn_admin(&cfg, &tokens, cfg.api_token.clone(), state.verifiers.clone(), shutdown_rx.clone()).await?;
+    let app = api::router(state).merge(tokens.mx_routes.clone());
+    let api_tls = tokens.api_tls.clone();
     let mut http_stop = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
         let stop = async move {
             let _ = http_stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(http, app).with_graceful_shutdown(stop).await {
+        if let Err(e) = api::tls::serve(http, app, api_tls, stop).await {
             error!("HTTP server: {e}");
         }
     });

@@ -21,6 +21,7 @@
 
 pub mod keys;
 pub mod oidc;
+mod store_backend;
 
 use crate::auth::{CredentialVerifier, Principal};
 use engine::users::{DirectorySnapshot, DomainId, Role, User, UserId};
@@ -311,6 +312,16 @@ impl TokenService {
                 claims
             }
         };
+        // A user disabled or deleted (or its domain) loses its tokens at once: the
+        // directory snapshot is in memory, so this costs two hash lookups.
+        {
+            let dir = self.directory.borrow();
+            let live = dir.user(claims.sb_uid).is_some_and(|u| u.enabled && u.domain_id == claims.sb_dom)
+                && dir.domain(claims.sb_dom).is_some_and(|d| d.enabled);
+            if !live {
+                return Err("unknown or disabled user".into());
+            }
+        }
         if self.revoked.read().expect("lock").contains_key(&claims.jti) {
             return Err("token revoked".into());
         }

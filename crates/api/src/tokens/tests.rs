@@ -5,8 +5,14 @@ fn alice() -> User {
     User { id: 7, domain_id: 1, login: "alice".into(), ext: Some("3044".into()), role: Role::User, enabled: true, ..Default::default() }
 }
 
+fn directory() -> Arc<DirectorySnapshot> {
+    let alpha = engine::users::Domain { id: 1, name: "alpha.test".into(), aliases: vec![], realm: "alpha.test".into(), enabled: true };
+    let bob = User { id: 8, login: "bob".into(), ..alice() };
+    Arc::new(DirectorySnapshot::new(1, vec![alpha], vec![alice(), bob], vec![]))
+}
+
 async fn service(backend: Arc<MemoryBackend>, cfg: TokenConfig) -> Arc<TokenService> {
-    let dir = watch::channel(Arc::new(DirectorySnapshot::default())).1;
+    let dir = watch::channel(directory()).1;
     TokenService::start(cfg, backend, dir, None).await.unwrap()
 }
 
@@ -115,6 +121,17 @@ async fn logging_a_user_out_everywhere_revokes_all_its_tokens() {
     assert_eq!(again.verify_claims(&a).unwrap_err(), "token revoked");
 }
 
+#[tokio::test]
+async fn a_disabled_user_loses_its_tokens() {
+    let (tx, rx) = watch::channel(directory());
+    let svc = TokenService::start(TokenConfig::default(), Arc::new(MemoryBackend::default()), rx, None).await.unwrap();
+    let t = svc.issue(&alice(), "alpha.test").await.unwrap().access_token;
+    assert!(svc.verify_claims(&t).unwrap().is_some());
+    let alpha = directory().domains[0].clone();
+    tx.send(Arc::new(DirectorySnapshot::new(2, vec![alpha], vec![User { enabled: false, ..alice() }], vec![]))).unwrap();
+    assert_eq!(svc.verify_claims(&t).unwrap_err(), "unknown or disabled user");
+}
+
 #[test]
 fn random_text_is_alphanumeric_and_varies() {
     let a = random_text(20);
@@ -130,8 +147,8 @@ async fn verification_cost() {
     let svc = service(Arc::new(MemoryBackend::default()), TokenConfig::default()).await;
     let n = 2000;
     let mut tokens = Vec::new();
-    for i in 0..n {
-        tokens.push(svc.issue(&User { id: i, ..alice() }, "alpha.test").await.unwrap().access_token);
+    for _ in 0..n {
+        tokens.push(svc.issue(&alice(), "alpha.test").await.unwrap().access_token);
     }
     svc.verified.write().unwrap().clear();
     let t0 = std::time::Instant::now();
