@@ -170,3 +170,44 @@ async fn verification_cost() {
     let sign = t0.elapsed() / 200;
     println!("JWT ES256: sign {sign:?}/token, verify first use {cold:?}/token, verify cached {warm:?}/token");
 }
+
+/// `POST /auth`'s work without HTTP, on the real store (SQLite in a temp dir): app
+/// secret and user password checks (argon2id), token signing, the device password's
+/// HA1s written. Run with --ignored --nocapture in release for BENCHMARKS.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn post_auth_cost() {
+    let dir = std::env::temp_dir().join(format!("sb-auth-bench-{}", std::process::id()));
+    let db = store::Store::open(&dir).await.unwrap();
+    let d = db.ensure_domain("alpha.test").await.unwrap();
+    db.add_user(&store::NewUser { domain: "alpha.test".into(), login: "alice".into(), password: "alice-pw".into(), ext: Some("3044".into()), ..Default::default() })
+        .await
+        .unwrap();
+    db.add_app("phone", "secret", None, Some(d.id)).await.unwrap();
+    let rx = watch::channel(Arc::new(db.load_directory().await.unwrap())).1;
+    let svc = TokenService::start(TokenConfig::default(), Arc::new(db.clone()), rx, None).await.unwrap();
+    let n = 20;
+    let (mut app_t, mut user_t, mut issue_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for _ in 0..n {
+        let t0 = std::time::Instant::now();
+        assert!(svc.backend().verify_app("phone", "secret").await.unwrap().is_some());
+        let t1 = std::time::Instant::now();
+        let user = svc.backend().verify_user_password(d.id, "alice", "alice-pw").await.unwrap().unwrap();
+        let t2 = std::time::Instant::now();
+        let issued = svc.issue(&user, "alpha.test").await.unwrap();
+        svc.soft_phone_password(&issued.claims).await.unwrap();
+        let t3 = std::time::Instant::now();
+        app_t += t1 - t0;
+        user_t += t2 - t1;
+        issue_t += t3 - t2;
+    }
+    println!(
+        "POST /auth work: app secret check {:?}, user password check {:?}, sign + device password (2 HA1 rows) {:?}, total {:?}",
+        app_t / n,
+        user_t / n,
+        issue_t / n,
+        (app_t + user_t + issue_t) / n
+    );
+    db.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
