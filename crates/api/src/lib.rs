@@ -22,6 +22,9 @@ pub mod idempotency;
 pub mod openapi;
 pub mod routing;
 pub mod status;
+pub mod tls;
+pub mod mx;
+pub mod tokens;
 
 use axum::routing::get;
 use axum::{Json, Router};

@@ -46,6 +46,14 @@ pub struct Config {
     pub registrar: RegistrarSection,
     /// Brute-force and scanner defence, who may call what (`[security]`).
     pub security: SecuritySection,
+    /// API tokens of `/auth` (`[auth]`).
+    pub auth: AuthSection,
+    /// Federated login through an OpenID Connect issuer (`[oidc]`).
+    pub oidc: OidcSection,
+    /// The MX Proxy dialect's extras (`[mx]`).
+    pub mx: MxSection,
+    /// HTTPS on the HTTP API listener (`[tls]`; the admin web uses it with `[mx] admin_tls`).
+    pub tls: TlsSection,
 }
 
 /// `[registrar]`: RFC 3261 §10 registrations and their digest challenges.
@@ -158,6 +166,85 @@ impl SecuritySection {
     }
 }
 
+/// `[auth]`: the JWTs `POST /auth` issues.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Lifetime of an access token, seconds (MX Proxy: 1 h).
+    pub token_ttl_s: u64,
+    /// A signing key signs for this long, then a new one takes over (MX Proxy: 6 h).
+    pub sign_key_ttl_s: u64,
+    /// `iss` of our tokens; unset = `https://<the user's domain>`.
+    pub issuer: Option<String>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection { token_ttl_s: 3600, sign_key_ttl_s: 6 * 3600, issuer: None }
+    }
+}
+
+/// `[oidc]`: `POST /auth` with an issuer's id_token. Off unless `issuer` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    pub issuer: Option<String>,
+    /// Where the issuer publishes its keys (its `jwks_uri`).
+    pub jwks_url: Option<String>,
+    /// Our client id at the issuer: the id_token's `aud` must contain it.
+    pub audience: Option<String>,
+    /// The claim naming the user: a login, or `login@domain`.
+    pub user_claim: String,
+    /// The domain the issuer's users belong to; unset = the server's `domain`.
+    pub domain: Option<String>,
+}
+
+impl Default for OidcSection {
+    fn default() -> Self {
+        OidcSection { issuer: None, jwks_url: None, audience: None, user_claim: "preferred_username".into(), domain: None }
+    }
+}
+
+/// `[mx]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MxSection {
+    /// The admin web's address; empty = off.
+    pub admin_listen: String,
+    /// Serve the admin web over HTTPS (with the `[tls]` certificate).
+    pub admin_tls: bool,
+    /// The file `GET /debug/log` serves; unset = 404.
+    pub log_file: Option<PathBuf>,
+    /// What `GET /auth` reports as `mx`; unset = the host name.
+    pub node: Option<String>,
+}
+
+impl Default for MxSection {
+    fn default() -> Self {
+        MxSection { admin_listen: "127.0.0.1:8043".into(), admin_tls: false, log_file: None, node: None }
+    }
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection { cert_file: None, key_file: None, self_signed: false, http: true }
+    }
+}
+
+/// `[tls]`: a certificate for our HTTP listeners.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM certificate chain and private key; both set = the API listener speaks HTTPS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// No files: generate a self-signed certificate into `<data_dir>/tls/` and use it.
+    pub self_signed: bool,
+    /// Serve the HTTP API listener over HTTPS when a certificate is configured (false:
+    /// the certificate is only for the admin web, `[mx] admin_tls`).
+    pub http: bool,
+}
+
 /// `[media]`: how legs get their RTP ports.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -209,6 +296,10 @@ impl Default for Config {
             media: MediaSection::default(),
             registrar: RegistrarSection::default(),
             security: SecuritySection::default(),
+            auth: AuthSection::default(),
+            oidc: OidcSection::default(),
+            mx: MxSection::default(),
+            tls: TlsSection::default(),
         }
     }
 }

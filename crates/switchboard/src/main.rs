@@ -9,6 +9,7 @@ mod admin;
 mod config;
 mod directory_sync;
 mod signalling;
+mod tokens;
 mod transport;
 
 use clap::{Parser, Subcommand};
@@ -249,6 +250,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     engine.set_directory(directory.borrow().clone());
     // Registrations survive restarts; lapsed ones are dropped (and forgotten by the store).
     engine.restore_bindings(std::time::Instant::now(), bindings);
+    let tokens = tokens::setup(&cfg, db.clone(), directory.clone()).await?;
     let (recorder, recorder_task) = store::spawn_recorder(db.clone());
     let events = engine::EventLog::default();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -275,13 +277,19 @@ async fn run(cfg: Config) -> Result<(), String> {
     );
 
     let routing = api::routing::Routing::with_gateway(cfg.routing.gateway.as_deref())?;
-    let app = api::router(api::AppState::new(EngineHandle::new(cmd_tx, events.clone(), rooms), cfg.api_token.clone()).with_routing(routing).with_directory(db, directory));
+    let mut state = api::AppState::new(EngineHandle::new(cmd_tx, events.clone(), rooms), cfg.api_token.clone())
+        .with_routing(routing)
+        .with_directory(db, directory);
+    state.verifiers.push(tokens.verifier.clone());
+    tokens::spawn_admin(&cfg, &tokens, cfg.api_token.clone(), state.verifiers.clone(), shutdown_rx.clone()).await?;
+    let app = api::router(state).merge(tokens.mx_routes.clone());
+    let api_tls = tokens.api_tls.clone();
     let mut http_stop = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
         let stop = async move {
             let _ = http_stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(http, app).with_graceful_shutdown(stop).await {
+        if let Err(e) = api::tls::serve(http, app, api_tls, stop).await {
             error!("HTTP server: {e}");
         }
     });
