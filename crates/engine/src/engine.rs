@@ -608,7 +608,9 @@ impl Engine {
     /// (407, digest) unless it comes from a trusted network. `Err(())` = answered or
     /// dropped already. `Ok(true)` = authenticated or trusted; `Ok(false)` = anonymous.
     fn authenticate_caller(&mut self, now: Instant, tx: TxId, req: &Request, from: Peer, local_tag: &str) -> Result<bool, ()> {
-        if self.registrar.guard.is_trusted(from.addr.ip()) {
+        // Our own calls looping back to us (we dialled one of our own URIs) are trusted
+        // like a gateway: we cannot answer our own challenge.
+        if from.addr == self.cfg.sip_addr || self.registrar.guard.is_trusted(from.addr.ip()) {
             return Ok(true);
         }
         let claims_ours = self.directory.domain_by_name(&req.headers.from.uri.host).is_some();
