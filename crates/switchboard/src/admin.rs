@@ -10,6 +10,7 @@
 //!     [--home N] [--email E] [--admin]
 //! switchboard users list [--domain NAME] | show LOGIN --domain NAME
 //! switchboard users passwd LOGIN --domain NAME [--password SECRET] [--pin PIN]
+//! switchboard users update LOGIN --domain NAME [--ext E] [--first-name F] … [--role R]
 //! switchboard users disable|enable|delete LOGIN --domain NAME
 //! switchboard apps add CLIENT_ID --secret SECRET [--domain NAME] [--name N]
 //! switchboard apps list [--domain NAME] | show ID | passwd ID --secret S | disable|enable|delete ID
@@ -150,6 +151,29 @@ enum UserAction {
     },
     /// Show one user.
     Show(UserRef),
+    /// Change a user's details ("" clears a field).
+    Update {
+        #[command(flatten)]
+        user: UserRef,
+        #[arg(long)]
+        ext: Option<String>,
+        #[arg(long)]
+        first_name: Option<String>,
+        #[arg(long)]
+        last_name: Option<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        number: Option<String>,
+        #[arg(long)]
+        cell: Option<String>,
+        #[arg(long)]
+        home: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
+    },
     /// Set a user's password and/or PIN.
     Passwd {
         #[command(flatten)]
@@ -572,6 +596,31 @@ async fn users(store: &Store, out: &Out, action: UserAction) -> Outcome {
                     if secrets.pin { "set (argon2id)" } else { "not set" },
                     secrets.device_credentials / 2,
                 )
+            });
+        }
+        UserAction::Update { user, ext, first_name, last_name, display_name, number, cell, home, email, role } => {
+            let (d, u) = user_named(store, &user).await?;
+            let patch = UserPatch {
+                ext,
+                first_name,
+                last_name,
+                display_name,
+                did: number,
+                cell_phone: cell,
+                home_phone: home,
+                email,
+                role: role.map(Role::from),
+                ..Default::default()
+            };
+            let dropped_ext = patch.ext.is_some() && u.ext.is_some() && patch.ext != u.ext;
+            let updated = store.update_user(u.id, &patch).await?;
+            out.show(&UserView { user: &updated, domain: &d.name }, || {
+                let mut msg = format!("updated user {}@{}", updated.login, d.name);
+                if dropped_ext {
+                    // HA1 needs the password, which is not kept: see store::directory.
+                    msg.push_str(" (the old extension's SIP credentials were removed; set the password again to register with the new one)");
+                }
+                msg
             });
         }
         UserAction::Passwd { user, password, pin } => {

@@ -169,6 +169,15 @@ fn exercise(env: &TestEnv, t: &Transcript, db: &[&str], server: &mut Server) {
     assert!(table.starts_with("LOGIN"), "{table}");
     assert!(table.lines().any(|l| l.starts_with("alice") && l.contains("alpha.test") && l.contains("3044") && l.contains("Alice Liddell")), "{table}");
 
+    // update: "" clears a field.
+    assert_eq!(
+        t.ok(db, &["users", "update", "alice", "--domain", "alpha.test", "--display-name", "Al", "--email", ""]),
+        "updated user alice@alpha.test\n"
+    );
+    let json: serde_json::Value = serde_json::from_str(&t.ok(db, &["users", "show", "alice", "--domain", "alpha.test", "--json"])).unwrap();
+    assert_eq!(json["display_name"], "Al");
+    assert_eq!(json["email"], serde_json::Value::Null);
+
     // passwd, disable, enable: each reloads the server.
     assert_eq!(t.ok(db, &["users", "passwd", "alice", "--domain", "alpha.test", "--password", "N3w-Secret-pw"]), "password of alice@alpha.test changed\n");
     t.refused(db, &["users", "passwd", "alice", "--domain", "alpha.test"], 1, "error: nothing to change: give --password and/or --pin\n");
