@@ -88,6 +88,8 @@ pub struct DialOutRequest {
     pub from_user: Option<String>,
     pub service: Service,
     pub hangup_after: Option<Duration>,
+    /// The domain the call belongs to (the API caller's); None = the server's own.
+    pub domain: Option<String>,
 }
 
 #[derive(Clone)]
@@ -155,7 +157,8 @@ impl EngineHandle {
     /// Dials a participant out into a room; returns as soon as the INVITE is sent.
     pub async fn dial_into_room(&self, confid: &str, to: Uri, from_user: Option<String>) -> Result<ParticipantInfo, EngineError> {
         let peer = resolve(&to).await?;
-        let d = DialOut { to, peer, from_user, service: Service::Echo, hangup_after: None };
+        // the participant takes the room's domain (the engine sets it)
+        let d = DialOut { to, peer, from_user, service: Service::Echo, hangup_after: None, domain: None };
         self.ask(|r| Command::DialIntoRoom(confid.to_owned(), d, r)).await?
     }
 
@@ -181,7 +184,7 @@ impl EngineHandle {
     /// and NAPTR are not used yet), so the engine only ever sees addresses.
     pub async fn dial_out(&self, req: DialOutRequest) -> Result<LegInfo, EngineError> {
         let peer = resolve(&req.to).await?;
-        let d = DialOut { to: req.to, peer, from_user: req.from_user, service: req.service, hangup_after: req.hangup_after };
+        let d = DialOut { to: req.to, peer, from_user: req.from_user, service: req.service, hangup_after: req.hangup_after, domain: req.domain };
         self.ask(|r| Command::DialOut(d, r)).await?
     }
 }
