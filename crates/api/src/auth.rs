@@ -31,7 +31,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 use engine::users::{DirectorySnapshot, DomainId, Role, UserId};
 use engine::{LegInfo, RoomInfo, RoomSnapshot};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The caller of one request, as its credential says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +93,7 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
 
 /// The principal of a bearer credential; 401 when there is none or it is not valid.
 pub async fn identify(state: &AppState, given: Option<&str>) -> Result<Principal, ApiError> {
-    if state.api_token.is_none() && state.verifiers.is_empty() {
+    if state.api_token.is_none() && state.verifiers.is_empty() && state.store.is_none() {
         return Ok(Principal::superuser());
     }
     let Some(given) = given else { return Err(ApiError::unauthorized()) };
@@ -107,12 +109,61 @@ pub async fn identify(state: &AppState, given: Option<&str>) -> Result<Principal
             Err(_reason) => return Err(ApiError::unauthorized()),
         }
     }
+    if let (Some(store), true) = (&state.store, given.starts_with(store::API_KEY_PREFIX)) {
+        if let Some(p) = state.api_keys.verify(store, given).await {
+            return Ok(p);
+        }
+    }
     Err(ApiError::unauthorized())
 }
 
 /// Compares without an early exit, so response time does not leak the token.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// How long a verified (or refused) API key is believed without asking the store.
+pub const API_KEY_TTL: Duration = Duration::from_secs(10);
+/// Most keys remembered; beyond that the memory starts afresh (a flood of wrong keys
+/// must not grow it without bound).
+const API_KEY_CACHE_MAX: usize = 10_000;
+
+/// Verified API keys, by a hash of the key (the plaintext is not kept).
+#[derive(Clone, Default)]
+pub struct ApiKeyCache {
+    inner: Arc<Mutex<HashMap<[u8; 32], (Instant, Option<Principal>)>>>,
+}
+
+impl ApiKeyCache {
+    async fn verify(&self, store: &store::Store, key: &str) -> Option<Principal> {
+        use sha2::Digest;
+        let id: [u8; 32] = sha2::Sha256::digest(key.as_bytes()).into();
+        let now = Instant::now();
+        if let Some((at, p)) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            if now.duration_since(*at) < API_KEY_TTL {
+                return p.clone();
+            }
+        }
+        let found = match store.verify_api_key(key).await {
+            Ok(found) => found.map(|k| Principal { domain: k.domain_id, role: k.role, user_id: None, token_id: Some(format!("key:{}", k.id)) }),
+            Err(e) => {
+                // not remembered: the next request asks again
+                tracing::warn!(error = %e, "API key check failed");
+                return None;
+            }
+        };
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= API_KEY_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(id, (now, found.clone()));
+        found
+    }
+
+    /// Forgets every remembered key (after a key is deleted or changed).
+    pub fn forget_all(&self) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 /// What one request may see: its [`Principal`] with the name of its domain and, for a
