@@ -211,7 +211,7 @@ async fn run(cfg: Config) -> Result<(), String> {
 
     let mut timers = sip::transaction::TimerConfig::default();
     timers.t1 = Duration::from_millis(cfg.sip_t1_ms.max(1));
-    let engine = Engine::new(
+    let mut engine = Engine::new(
         EngineConfig { domain: cfg.domain.clone(), sip_addr: advertised, timers, ..EngineConfig::default() },
         media.handle(),
     );
@@ -219,6 +219,12 @@ async fn run(cfg: Config) -> Result<(), String> {
     // Call records and room history go to SQLite in the data dir, written by a
     // background task so signalling never waits on the disk.
     let db = store::Store::open(&cfg.data_dir).await.map_err(|e| format!("database in {}: {e}", cfg.data_dir.display()))?;
+    // INTERIM (helper D): the directory loaded once at start, for the engine and the
+    // API. S's directory_sync (reload loop) replaces these lines at merge.
+    let directory = Arc::new(db.load_directory().await.map_err(|e| format!("directory: {e}"))?);
+    engine.set_directory(directory.clone());
+    let (_directory_tx, directory_rx) = watch::channel(directory);
+    let api_store = db.clone();
     let (recorder, recorder_task) = store::spawn_recorder(db);
     let events = engine::EventLog::default();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -244,7 +250,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     );
 
     let routing = api::routing::Routing::with_gateway(cfg.routing.gateway.as_deref())?;
-    let app = api::router(api::AppState::new(EngineHandle::new(cmd_tx, events.clone(), rooms), cfg.api_token.clone()).with_routing(routing));
+    let app = api::router(api::AppState::new(EngineHandle::new(cmd_tx, events.clone(), rooms), cfg.api_token.clone()).with_routing(routing).with_directory(api_store, directory_rx));
     let mut http_stop = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
         let stop = async move {
