@@ -1,5 +1,8 @@
-//! Persistence: call detail records (one row per leg, written when it ends) and room
-//! history (one row per room), in SQLite: `<data_dir>/switchboard.db`.
+//! Persistence, in SQLite (`<data_dir>/switchboard.db`, the default) or PostgreSQL
+//! (`database_url = "postgres://…"`): the directory (domains, users and their secrets,
+//! apps, API keys; see [`directory`]), registrar bindings, token signing keys and
+//! revocations, call detail records (one row per leg, written when it ends) and room
+//! history (one row per room).
 //!
 //! Two ways in:
 //! - [`Store`]: async reads and writes (`record_leg`, `recent_calls`, …) for code
@@ -25,6 +28,7 @@
 //! The schema and why the database is set up the way it is: [`store`]'s
 //! module docs. The queue, batching and dropping: [`recorder`]'s.
 
+pub mod directory;
 pub mod error;
 pub mod recorder;
 pub mod records;
@@ -33,4 +37,6 @@ pub mod store;
 pub use error::StoreError;
 pub use recorder::{spawn_recorder, spawn_recorder_with_capacity, Recorder, RecorderStats};
 pub use records::{CallRecord, RoomRecord};
-pub use store::Store;
+pub use directory::{ApiKey, App, NewUser, Role, SigningKey, UserPatch, UserSecrets, API_KEY_PREFIX};
+pub use engine::users::{Binding, DirectorySnapshot, Domain, DomainId, SipCredential, User, UserId};
+pub use store::{Backend, Store};

@@ -19,9 +19,10 @@
 //! Shutdown: drop every `Recorder` clone; the writer drains what is queued, writes
 //! it, and its `JoinHandle` completes.
 //!
-//! Only what milestone 1 persists is queued: a leg's record when it ends
-//! (`EngineEvent::LegEnded`) and a room's start and end (`RoomStarted`,
-//! `RoomEnded`). Leg starts, answers and DTMF are not stored.
+//! Only what is persisted is queued: a leg's record when it ends
+//! (`EngineEvent::LegEnded`), a room's start and end (`RoomStarted`, `RoomEnded`),
+//! and the registrar's binding changes (`BindingSaved`, `BindingRemoved`), so
+//! registrations survive a restart. Leg starts, answers and DTMF are not stored.
 //!
 //! A leg's `LegInfo` names its room only by number (`Service::Room("4711")`), so the
 //! writer fills in the confid from the rooms it has seen start: the room with that
@@ -104,8 +105,10 @@ impl Recorder {
                 self.room_ended(&info.confid, *ended_ms, *max_participants)
             }
             EngineEvent::LegStarted(_) | EngineEvent::LegAnswered(_) | EngineEvent::Dtmf { .. } => true,
-            // TODO(directory): persisted by the store's binding writes (helper S).
-            EngineEvent::BindingSaved(_) | EngineEvent::BindingRemoved { .. } => true,
+            EngineEvent::BindingSaved(b) => self.offer(Write::BindingSaved(b.clone())),
+            EngineEvent::BindingRemoved { user_id, contact } => {
+                self.offer(Write::BindingRemoved { user_id: *user_id, contact: contact.clone() })
+            }
         }
     }
 
@@ -230,6 +233,7 @@ impl RoomNumbers {
                     *confid = self.confid_of(number).map(str::to_owned);
                 }
             }
+            Write::BindingSaved(_) | Write::BindingRemoved { .. } => {}
         }
     }
 

@@ -1,20 +1,25 @@
 //! The database: opening it, its schema, and every statement the server runs.
 //!
-//! SQLite by default: one file, `<data_dir>/switchboard.db`, in WAL mode with
-//! `synchronous = NORMAL`. WAL lets the APIs read history while the recorder writes
-//! (readers never wait for the writer), and a commit is an append to the log rather
-//! than an fsync of the database; after a power cut the last few commits may be lost
-//! but the file is never corrupt, which is the right trade for call records written
-//! from a background task. A writer that finds the file locked (another connection or
-//! process writing) waits up to [`BUSY_TIMEOUT`] before failing.
+//! Two backends behind one pool type (sqlx `Any`), chosen by the URL at run time:
+//!
+//! - SQLite by default: one file, `<data_dir>/switchboard.db`, in WAL mode with
+//!   `synchronous = NORMAL`. WAL lets the APIs read history while the recorder writes
+//!   (readers never wait for the writer), and a commit is an append to the log rather
+//!   than an fsync of the database; after a power cut the last few commits may be lost
+//!   but the file is never corrupt, which is the right trade for call records written
+//!   from a background task. A writer that finds the file locked (another connection or
+//!   process writing, e.g. the admin CLI beside a running server) waits up to
+//!   [`BUSY_TIMEOUT`] before failing.
+//! - PostgreSQL for `postgres://…` URLs (no TLS: meant for loopback or a socket).
 //!
 //! The schema lives in `migrations/` and is compiled into the binary
 //! (`sqlx::migrate!`); opening a database applies whatever it lacks, so opening an
-//! up-to-date database again changes nothing. The SQL is portable (BIGINT times,
-//! `$n` placeholders, `ON CONFLICT … DO UPDATE`, no AUTOINCREMENT, no WITHOUT ROWID),
-//! so a PostgreSQL backend needs a second pool type here, not new statements; the one
-//! exception is the placeholder style of the generated multi-row INSERT
-//! (`insert_legs_sql`).
+//! up-to-date database again changes nothing. One set of migrations serves both
+//! backends because the SQL is portable: BIGINT for every integer (times in ms,
+//! flags as 0/1), TEXT for the rest (binary as hex), `$n` placeholders, `ON CONFLICT
+//! … DO UPDATE`, `RETURNING`, no AUTOINCREMENT or SERIAL (ids come from a counter
+//! row, see [`crate::directory`]). The one backend-specific statement is the
+//! generated multi-row INSERT of the recorder (`insert_legs_sql`).
 //!
 //! Statements use sqlx's plain query API, never the `query!` macros, so building
 //! never needs a database.
@@ -27,11 +32,11 @@
 use crate::error::StoreError;
 use crate::records::{CallRecord, RoomRecord};
 use engine::{Direction, LegId, LegInfo, RoomInfo};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::AnyPool;
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, Connection, Row};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{Any, ConnectOptions, Connection, Executor, Row};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -48,10 +53,22 @@ const FILE_POOL_SIZE: u32 = 4;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
+/// Connections to a PostgreSQL server: it serves them in parallel, unlike SQLite's
+/// one writer, but the server's own needs are modest (a recorder, the APIs, a poll).
+const POSTGRES_POOL_SIZE: u32 = 8;
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 /// A handle on the database. Cheap to clone: clones share one connection pool.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pub(crate) pool: AnyPool,
+    backend: Backend,
 }
 
 /// One write the store can apply on its own or inside a batch (see [`Store::apply_batch`]).
@@ -60,6 +77,8 @@ pub(crate) enum Write {
     Leg { info: LegInfo, confid: Option<String> },
     RoomStarted(RoomInfo),
     RoomEnded { confid: String, ended_ms: u64, max_participants: u32 },
+    BindingSaved(engine::users::Binding),
+    BindingRemoved { user_id: engine::users::UserId, contact: String },
 }
 
 impl Store {
@@ -74,47 +93,81 @@ impl Store {
     }
 
     /// Opens a database by URL: `sqlite://PATH` (created if missing unless the URL
-    /// sets `mode=`), or `sqlite::memory:` for a private in-memory database that
-    /// lives as long as this `Store` and its clones.
+    /// sets `mode=`), `sqlite::memory:` for a private in-memory database that lives as
+    /// long as this `Store` and its clones, or `postgres://USER@HOST:PORT/DB` (the
+    /// database must exist; its schema is brought up to date).
     pub async fn open_url(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Store::open_postgres(url).await;
+        }
         if !url.starts_with("sqlite:") {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         }
-        let mut options = SqliteConnectOptions::from_str(url)?;
         if url.contains(":memory:") || url.contains("mode=memory") {
-            return Store::open_memory(options).await;
+            return Store::open_memory(url).await;
         }
+        let mut options = SqliteConnectOptions::from_str(url)?;
         if !url.contains("mode=") {
             options = options.create_if_missing(true);
         }
         Store::open_file(options).await
     }
 
+    /// Which database this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     async fn open_file(options: SqliteConnectOptions) -> Result<Store, StoreError> {
-        let options = options.busy_timeout(BUSY_TIMEOUT).synchronous(SqliteSynchronous::Normal);
+        sqlx::any::install_default_drivers();
+        let options = options.busy_timeout(BUSY_TIMEOUT);
         // WAL is a property of the file, and switching to it takes an exclusive lock
         // that busy_timeout cannot wait for: do it once, on one connection, before the
         // pool opens others (which then find the file in WAL mode already).
         let mut first = options.clone().journal_mode(SqliteJournalMode::Wal).connect().await?;
         MIGRATOR.run(&mut first).await?;
         first.close().await?;
-        let pool = SqlitePoolOptions::new().max_connections(FILE_POOL_SIZE).connect_with(options).await?;
-        Ok(Store { pool })
+        // The Any pool is configured by URL, which carries the file and its mode; the
+        // busy timeout is sqlx's default (5 s, = BUSY_TIMEOUT) and the per-connection
+        // pragma is set on every new connection.
+        let any = AnyConnectOptions::from_url(&options.to_url_lossy())?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(FILE_POOL_SIZE)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(any)
+            .await?;
+        Ok(Store { pool, backend: Backend::Sqlite })
     }
 
     /// An in-memory database vanishes with its last connection, and SQLite's shared
     /// cache (how several connections would see one) reports lock conflicts at once
     /// instead of waiting: so exactly one connection, kept open for the pool's life.
-    async fn open_memory(options: SqliteConnectOptions) -> Result<Store, StoreError> {
-        let pool = SqlitePoolOptions::new()
+    async fn open_memory(url: &str) -> Result<Store, StoreError> {
+        let pool = AnyPoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options)
+            .connect_with(AnyConnectOptions::from_str(url)?)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store { pool, backend: Backend::Sqlite })
+    }
+
+    async fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        let pool = AnyPoolOptions::new()
+            .max_connections(POSTGRES_POOL_SIZE)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(AnyConnectOptions::from_str(url)?)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool, backend: Backend::Postgres })
     }
 
     /// Closes every connection once its statement in progress is done, for a clean
@@ -130,7 +183,7 @@ impl Store {
     /// record, keeping a known confid when the new one is `None`: a leg recorded
     /// while live and again at its end leaves one row.
     pub async fn record_leg(&self, leg: &LegInfo, confid: Option<&str>) -> Result<(), StoreError> {
-        insert_legs(&self.pool, &[LegRow::new(leg, confid)?]).await
+        insert_legs(&self.pool, self.backend, &[LegRow::new(leg, confid)?]).await
     }
 
     /// Writes a room's history row as it starts. Recording the same start again
@@ -211,11 +264,16 @@ impl Store {
             }
         }
         let mut tx = self.pool.begin().await?;
-        // Rooms in queue order (a start before its end); legs do not depend on them.
+        // Rooms and bindings in queue order (a start before its end, a save before its
+        // removal); legs do not depend on them.
         for (i, write) in writes.iter().enumerate() {
             let result = match write {
                 Write::Leg { .. } => continue,
                 Write::RoomStarted(room) => insert_room(&mut *tx, room).await,
+                Write::BindingSaved(b) => crate::directory::save_binding(&mut *tx, b).await,
+                Write::BindingRemoved { user_id, contact } => {
+                    crate::directory::delete_binding(&mut *tx, *user_id, contact).await
+                }
                 Write::RoomEnded { confid, ended_ms, max_participants } => {
                     end_room(&mut *tx, confid, *ended_ms, *max_participants).await
                 }
@@ -227,7 +285,7 @@ impl Store {
             }
         }
         for chunk in statement_chunks(&legs) {
-            insert_legs(&mut *tx, chunk).await?;
+            insert_legs(&mut *tx, self.backend, chunk).await?;
         }
         tx.commit().await?;
         rejected.sort_by_key(|(i, _)| *i);
@@ -298,19 +356,30 @@ fn statement_chunks<'r, 'a>(rows: &'r [LegRow<'a>]) -> impl Iterator<Item = &'r 
 
 /// `INSERT … VALUES (?, … ?), (?, … ?) … ON CONFLICT …` for `rows` rows.
 ///
-/// Anonymous `?` placeholders, unlike the `$n` of every other statement here: to bind
-/// a `$n`, sqlx asks SQLite each parameter's name, a linear search, so binding 960
-/// numbered parameters was two thirds of the recorder's CPU time. (A PostgreSQL
-/// backend would generate `$n` here: its names cost nothing.)
-fn insert_legs_sql(rows: usize) -> String {
+/// On SQLite, anonymous `?` placeholders, unlike the `$n` of every other statement
+/// here: to bind a `$n`, sqlx asks SQLite each parameter's name, a linear search, so
+/// binding 960 numbered parameters was two thirds of the recorder's CPU time.
+/// PostgreSQL knows only `$n` (and its names cost nothing).
+fn insert_legs_sql(rows: usize, backend: Backend) -> String {
     let mut sql = String::with_capacity(700 + rows * 50);
     sql.push_str(
         "INSERT INTO call_records (leg_id, call_id, direction, service, remote_uri, local_uri, local_tag, \
              remote_tag, started_ms, answered_ms, ended_ms, end_status, end_reason, codec, confid) VALUES ",
     );
     for row in 0..rows {
-        sql.push_str(if row == 0 { "(?" } else { ", (?" });
-        sql.push_str(&", ?".repeat(LEG_COLUMNS - 1));
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..LEG_COLUMNS {
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    use std::fmt::Write as _;
+                    let _ = write!(sql, "${}", row * LEG_COLUMNS + col + 1);
+                }
+            }
+        }
         sql.push(')');
     }
     sql.push_str(
@@ -324,9 +393,13 @@ fn insert_legs_sql(rows: usize) -> String {
 }
 
 /// Writes (or rewrites) `rows` in one statement; see [`statement_chunks`] for the limits.
-async fn insert_legs<'e>(ex: impl sqlx::SqliteExecutor<'e>, rows: &[LegRow<'_>]) -> Result<(), StoreError> {
+async fn insert_legs<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    backend: Backend,
+    rows: &[LegRow<'_>],
+) -> Result<(), StoreError> {
     debug_assert!(!rows.is_empty() && rows.len() <= LEGS_PER_INSERT);
-    let sql = insert_legs_sql(rows.len());
+    let sql = insert_legs_sql(rows.len(), backend);
     let mut query = sqlx::query(&sql);
     for row in rows {
         let leg = row.leg;
@@ -351,7 +424,7 @@ async fn insert_legs<'e>(ex: impl sqlx::SqliteExecutor<'e>, rows: &[LegRow<'_>])
     Ok(())
 }
 
-async fn insert_room<'e>(ex: impl sqlx::SqliteExecutor<'e>, room: &RoomInfo) -> Result<(), StoreError> {
+async fn insert_room<'e>(ex: impl Executor<'e, Database = Any>, room: &RoomInfo) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO rooms (confid, confnumber, confroomnum, confuri, site, startts) \
          VALUES ($1, $2, $3, $4, $5, $6) \
@@ -370,7 +443,7 @@ async fn insert_room<'e>(ex: impl sqlx::SqliteExecutor<'e>, room: &RoomInfo) -> 
 }
 
 async fn end_room<'e>(
-    ex: impl sqlx::SqliteExecutor<'e>,
+    ex: impl Executor<'e, Database = Any>,
     confid: &str,
     ended_ms: u64,
     max_participants: u32,
@@ -391,7 +464,7 @@ async fn end_room<'e>(
     Ok(())
 }
 
-fn call_from_row(row: &SqliteRow) -> Result<CallRecord, StoreError> {
+fn call_from_row(row: &AnyRow) -> Result<CallRecord, StoreError> {
     let direction: String = row.try_get("direction")?;
     Ok(CallRecord {
         leg_id: LegId(row.try_get("leg_id")?),
@@ -416,7 +489,7 @@ fn call_from_row(row: &SqliteRow) -> Result<CallRecord, StoreError> {
     })
 }
 
-fn room_from_row(row: &SqliteRow) -> Result<RoomRecord, StoreError> {
+fn room_from_row(row: &AnyRow) -> Result<RoomRecord, StoreError> {
     Ok(RoomRecord {
         confid: row.try_get("confid")?,
         confnumber: row.try_get("confnumber")?,
@@ -430,14 +503,14 @@ fn room_from_row(row: &SqliteRow) -> Result<RoomRecord, StoreError> {
 }
 
 /// Databases have signed 64-bit integers only.
-fn to_db(field: &'static str, value: u64) -> Result<i64, StoreError> {
+pub(crate) fn to_db(field: &'static str, value: u64) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::OutOfRange { field, value })
 }
 
-fn from_db<T: TryFrom<i64>>(column: &str, value: i64) -> Result<T, StoreError> {
+pub(crate) fn from_db<T: TryFrom<i64>>(column: &str, value: i64) -> Result<T, StoreError> {
     T::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} = {value}")))
 }
 
-fn opt_from_db<T: TryFrom<i64>>(column: &str, value: Option<i64>) -> Result<Option<T>, StoreError> {
+pub(crate) fn opt_from_db<T: TryFrom<i64>>(column: &str, value: Option<i64>) -> Result<Option<T>, StoreError> {
     value.map(|v| from_db(column, v)).transpose()
 }

@@ -282,7 +282,7 @@ async fn open_url_takes_sqlite_files_and_memory_and_refuses_others() {
     let other = Store::open_url("sqlite::memory:").await.unwrap();
     assert!(other.recent_calls(10, None).await.unwrap().is_empty());
 
-    assert!(matches!(Store::open_url("postgres://localhost/switchboard").await, Err(StoreError::UnsupportedUrl(_))));
+    assert!(matches!(Store::open_url("mysql://localhost/switchboard").await, Err(StoreError::UnsupportedUrl(_))));
 }
 
 #[tokio::test]
