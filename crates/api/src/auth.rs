@@ -19,8 +19,9 @@
 //!
 //! Another domain's object is a 404 exactly like a missing one, and never counts in
 //! lists, counts or events. Not layered on `/health`, `/openapi.json` and `/docs` (see
-//! `openapi.rs` for why the docs are open). No credential configured at all = open
-//! (a superuser); the binary refuses to serve HTTP off loopback in that case.
+//! `openapi.rs` for why the docs are open). With no `--api-token` configured, a request
+//! without credentials is the superuser (the binary refuses to serve HTTP off loopback
+//! in that case); a request with a key or token is held to it either way.
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -93,10 +94,12 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
 
 /// The principal of a bearer credential; 401 when there is none or it is not valid.
 pub async fn identify(state: &AppState, given: Option<&str>) -> Result<Principal, ApiError> {
-    if state.api_token.is_none() && state.verifiers.is_empty() && state.store.is_none() {
-        return Ok(Principal::superuser());
-    }
-    let Some(given) = given else { return Err(ApiError::unauthorized()) };
+    let Some(given) = given else {
+        // No static token configured = the open development mode (the binary serves
+        // HTTP only on loopback then): a request without credentials is the superuser.
+        // One that brings a key or a token is still held to it.
+        return if state.api_token.is_none() { Ok(Principal::superuser()) } else { Err(ApiError::unauthorized()) };
+    };
     if let Some(expected) = &state.api_token {
         if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
             return Ok(Principal::superuser());
@@ -291,5 +294,118 @@ impl ApiError {
     /// A user principal on an admin endpoint.
     pub fn forbidden() -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "Forbidden: this needs an admin credential")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::users::{Domain, User};
+    use engine::{Direction, LegId, LegState, ParticipantInfo, Service};
+
+    fn directory() -> DirectorySnapshot {
+        let domain = |id, name: &str| Domain { id, name: name.into(), aliases: vec![], realm: name.into(), enabled: true };
+        let users = vec![
+            User { id: 10, domain_id: 1, login: "alice".into(), ext: Some("3044".into()), cell_phone: Some("+1 555-0100".into()), enabled: true, ..Default::default() },
+            User { id: 20, domain_id: 2, login: "alice".into(), ext: Some("3044".into()), enabled: true, ..Default::default() },
+        ];
+        DirectorySnapshot::new(1, vec![domain(1, "alpha.test"), domain(2, "beta.test")], users, vec![])
+    }
+
+    fn leg(domain: &str, remote: &str, local: &str) -> LegInfo {
+        LegInfo {
+            leg_id: LegId("l".into()),
+            call_id: "c".into(),
+            direction: Direction::Inbound,
+            state: LegState::Active,
+            service: Service::Echo,
+            remote_uri: remote.into(),
+            local_uri: local.into(),
+            local_tag: None,
+            remote_tag: None,
+            started_ms: 0,
+            answered_ms: None,
+            ended_ms: None,
+            end_status: None,
+            end_reason: None,
+            codec: None,
+            domain: domain.into(),
+        }
+    }
+
+    fn room(domain: &str, participants: &[(&str, LegState)]) -> RoomSnapshot {
+        let info = RoomInfo {
+            confid: "rCF-001-AAAAAA".into(),
+            confnumber: "AAAAAA".into(),
+            confroomnum: "1".into(),
+            confuri: format!("<sip:conf-1@{domain}>"),
+            site: "s".into(),
+            startts: 0,
+            domain: domain.into(),
+        };
+        let participants = participants
+            .iter()
+            .map(|(ruri, state)| ParticipantInfo {
+                participantid: "p".into(),
+                confid: info.confid.clone(),
+                state: *state,
+                callid: "c".into(),
+                luri: info.confuri.clone(),
+                ltag: String::new(),
+                ruri: ruri.to_string(),
+                rtag: String::new(),
+                direction: Direction::Inbound,
+                dialogid: "d".into(),
+                inviteid: LegId("l".into()),
+                muted: false,
+                deaf: false,
+                talking: false,
+                joined_ms: 0,
+                ended_ms: None,
+                end_status: None,
+                end_reason: None,
+            })
+            .collect();
+        RoomSnapshot { room: info, participants }
+    }
+
+    fn principal(domain: Option<DomainId>, role: Role, user_id: Option<UserId>) -> Principal {
+        Principal { domain, role, user_id, token_id: None }
+    }
+
+    #[test]
+    fn admins_see_their_domain_and_the_superuser_all() {
+        let dir = directory();
+        let admin = Scope::new(principal(Some(1), Role::Admin, None), &dir);
+        assert!(admin.sees_leg(&leg("alpha.test", "sip:x@h", "sip:y@h")));
+        assert!(!admin.sees_leg(&leg("beta.test", "sip:x@h", "sip:y@h")));
+        assert!(admin.sees_room(&room("alpha.test", &[])) && admin.sees_room_info(&room("alpha.test", &[]).room));
+        assert!(!admin.sees_room(&room("beta.test", &[])) && !admin.sees_room_info(&room("beta.test", &[]).room));
+        assert_eq!(admin.call_domain().as_deref(), Some("alpha.test"));
+        assert!(admin.require_admin().is_ok() && !admin.is_superuser());
+        let su = Scope::new(Principal::superuser(), &dir);
+        assert!(su.is_superuser() && su.sees_leg(&leg("beta.test", "sip:x@h", "sip:y@h")) && su.call_domain().is_none());
+        // a domain the directory does not (or no longer) have: nothing
+        let gone = Scope::new(principal(Some(9), Role::Admin, None), &dir);
+        assert!(!gone.sees_leg(&leg("alpha.test", "sip:x@h", "sip:y@h")) && !gone.sees_room(&room("alpha.test", &[])));
+    }
+
+    #[test]
+    fn users_see_their_own_calls_and_the_rooms_they_are_in() {
+        let dir = directory();
+        let alice = Scope::new(principal(Some(1), Role::User, Some(10)), &dir);
+        assert!(alice.is_user());
+        assert_eq!(alice.require_admin().unwrap_err().status, StatusCode::FORBIDDEN);
+        assert!(alice.sees_leg(&leg("alpha.test", "<sip:alice@10.0.0.1>", "sip:conf-1@alpha.test")));
+        assert!(alice.sees_leg(&leg("alpha.test", "sip:echo@alpha.test", "sip:3044@10.0.0.1")), "by extension, either end");
+        assert!(alice.sees_leg(&leg("alpha.test", "sip:+15550100@gw", "sip:x@h")), "by number without punctuation");
+        assert!(!alice.sees_leg(&leg("alpha.test", "sip:bob@10.0.0.1", "sip:echo@alpha.test")), "someone else's call");
+        assert!(!alice.sees_leg(&leg("beta.test", "sip:alice@10.0.0.1", "sip:x@h")), "beta's alice is another person");
+        assert!(alice.sees_room(&room("alpha.test", &[("sip:bob@h", LegState::Active), ("<sip:alice@h:5060>", LegState::Active)])));
+        assert!(!alice.sees_room(&room("alpha.test", &[("sip:bob@h", LegState::Active), ("sip:alice@h", LegState::Ended)])), "left");
+        assert!(!alice.sees_room_info(&room("alpha.test", &[]).room), "a user's rooms need their participants");
+        // a user credential naming a user of another domain sees nothing of its own domain
+        let odd = Scope::new(principal(Some(1), Role::User, Some(20)), &dir);
+        assert!(!odd.sees_leg(&leg("alpha.test", "sip:alice@h", "sip:x@h")));
     }
 }
