@@ -1,6 +1,7 @@
 //! `/v1/calls`: place, list, inspect and hang up calls (legs). The first callable
 //! surface; the conference API builds on the same engine calls.
 
+use crate::auth::Scope;
 use crate::error::{ApiError, ApiPath, ErrorBody};
 use crate::formats;
 use crate::AppState;
@@ -53,11 +54,11 @@ fn opt_whole_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, 
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 422, description = "No route: a directory user with no registered device, a number with no `[routing] gateway` configured, or a host name that does not resolve (within 3 s)", body = ErrorBody),
         (status = 503, description = "Out of RTP ports, or the server is shutting down", body = ErrorBody)))]
-pub async fn place(State(st): State<AppState>, body: Result<Json<PlaceCall>, axum::extract::rejection::JsonRejection>) -> Result<(StatusCode, Json<LegInfo>), ApiError> {
+pub async fn place(State(st): State<AppState>, scope: Scope, body: Result<Json<PlaceCall>, axum::extract::rejection::JsonRejection>) -> Result<(StatusCode, Json<LegInfo>), ApiError> {
     let Json(p) = body?;
     // One rule for where dial-outs go, shared with the conference dialect.
     // A directory user (extension, login, number) wins over the gateway.
-    let (to, peer) = match st.engine.route_user(None, &p.to).await? {
+    let (to, peer) = match st.engine.route_user(scope.principal.domain, &p.to).await? {
         Some(found) => {
             let (uri, peer) = found?;
             (uri, Some(peer))
@@ -70,7 +71,14 @@ pub async fn place(State(st): State<AppState>, body: Result<Json<PlaceCall>, axu
     };
     let leg = st
         .engine
-        .dial_out(DialOutRequest { to, peer, from_user: p.from, service, hangup_after: p.hangup_after_ms.map(Duration::from_millis) })
+        .dial_out(DialOutRequest {
+            to,
+            peer,
+            from_user: p.from,
+            service,
+            hangup_after: p.hangup_after_ms.map(Duration::from_millis),
+            domain: scope.call_domain(),
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(leg)))
 }
@@ -78,8 +86,10 @@ pub async fn place(State(st): State<AppState>, body: Result<Json<PlaceCall>, axu
 /// Every leg, live and recently ended.
 #[utoipa::path(get, path = "/v1/calls", operation_id = "list_calls", tag = "calls",
     responses((status = 200, description = "Legs", body = [Object]), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody), (status = 503, description = "Server is shutting down", body = ErrorBody)))]
-pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<LegInfo>>, ApiError> {
-    Ok(Json(st.engine.legs().await?))
+pub async fn list(State(st): State<AppState>, scope: Scope) -> Result<Json<Vec<LegInfo>>, ApiError> {
+    let mut legs = st.engine.legs().await?;
+    legs.retain(|l| scope.sees_leg(l));
+    Ok(Json(legs))
 }
 
 /// One leg.
@@ -87,8 +97,8 @@ pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<LegInfo>>, ApiE
     responses((status = 200, description = "The leg", body = Object),
         (status = 400, description = "A leg id that is not UTF-8 once percent-decoded", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "Call/Participant not found", body = ErrorBody), (status = 503, description = "Server is shutting down", body = ErrorBody)))]
-pub async fn get_one(State(st): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<LegInfo>, ApiError> {
-    st.engine.leg(LegId(id)).await?.map(Json).ok_or_else(ApiError::participant_not_found)
+pub async fn get_one(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPath<String>) -> Result<Json<LegInfo>, ApiError> {
+    st.engine.leg(LegId(id)).await?.filter(|l| scope.sees_leg(l)).map(Json).ok_or_else(ApiError::participant_not_found)
 }
 
 /// Hang up: BYE, or CANCEL while unanswered.
@@ -97,6 +107,10 @@ pub async fn get_one(State(st): State<AppState>, ApiPath(id): ApiPath<String>) -
         (status = 400, description = "A leg id that is not UTF-8 once percent-decoded", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "Call/Participant not found", body = ErrorBody),
         (status = 409, description = "Call has already ended", body = ErrorBody), (status = 503, description = "Server is shutting down", body = ErrorBody)))]
-pub async fn hang_up(State(st): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<LegInfo>, ApiError> {
+pub async fn hang_up(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPath<String>) -> Result<Json<LegInfo>, ApiError> {
+    // another domain's call is not found, like a missing one (a leg never changes domain)
+    if !scope.is_superuser() {
+        st.engine.leg(LegId(id.clone())).await?.filter(|l| scope.sees_leg(l)).ok_or_else(ApiError::participant_not_found)?;
+    }
     Ok(Json(st.engine.hangup(LegId(id)).await?))
 }

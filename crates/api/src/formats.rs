@@ -16,6 +16,10 @@
 //! | [`order`] | `field,-field,...` over the item's fields | list option `order` |
 //! | [`IDEMPOTENCY_KEY`] | 1-255 visible ASCII characters (inner spaces and tabs allowed) | `Idempotency-Key` header |
 //! | [`FLAG_VALUES`] | `true`, `false`, `1`, `0` or empty | `flat`, `countonly` |
+//! | [`DOMAIN_NAME`] | a hostname (labels of letters, digits, inner `-`), at most 253 characters | admin: domain names and aliases |
+//! | [`LOGIN`] | 1-64 of letters, digits, `.`, `_`, `-` | admin: logins, client ids, key names |
+//! | [`EXTENSION`], [`PHONE`], [`PIN`] | 1-16 digits; `+` and 1-20 digits; 1-32 digits | admin: users |
+//! | [`PERSON_NAME`], [`REALM`], [`EMAIL`] | printable ASCII (names up to 128, realm without quotes or backslashes, trimmed), `local@host` | admin |
 
 use regex::Regex;
 use std::collections::HashMap;
@@ -54,6 +58,25 @@ pub const IDEMPOTENCY_KEY: &str = r"^[!-~](?:[\t -~]{0,253}[!-~])?$";
 
 /// The values `flat` and `countonly` take (empty = true, as in `?flat`).
 pub const FLAG_VALUES: [&str; 5] = ["true", "false", "1", "0", ""];
+
+/// A domain name (or alias): a hostname; at most [`DOMAIN_NAME_MAX`] characters.
+/// Letters of either case (stored lowercase).
+pub const DOMAIN_NAME: &str = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
+pub const DOMAIN_NAME_MAX: usize = 253;
+/// Logins, OAuth2 client ids and API key names.
+pub const LOGIN: &str = r"^[A-Za-z0-9._-]{1,64}$";
+pub const EXTENSION: &str = r"^[0-9]{1,16}$";
+/// Phone numbers (DID, cell, home): digits with an optional leading `+`, no punctuation.
+pub const PHONE: &str = r"^\+?[0-9]{1,20}$";
+pub const PIN: &str = r"^[0-9]{1,32}$";
+/// Display, first and last names: printable ASCII, empty clears.
+pub const PERSON_NAME: &str = r"^[ -~]{0,128}$";
+/// A digest realm: printable ASCII without `"` and `\`, no spaces at either end.
+pub const REALM: &str = r"^[!#-\[\]-~](?:[ !#-\[\]-~]{0,126}[!#-\[\]-~])?$";
+/// An e-mail address: `local@host`, printable ASCII without spaces, at most 254 characters.
+pub const EMAIL: &str = r"^[!-?A-~]{1,64}@[!-~]{1,189}$";
+/// Passwords and app secrets: 1 to [`SECRET_MAX`] characters of any kind.
+pub const SECRET_MAX: usize = 64;
 
 /// The LOOKUP keys whose value is any text (no `&` in a path expression).
 const TEXT_KEYS: &str =

@@ -7,12 +7,14 @@
 //! | [`conferences`] | the conference management REST API (`/rest/v1/uc/conferences`) |
 //! | [`calls`] | single calls (`/v1/calls`) |
 //! | [`status`] | server status and recent engine events (`/v1/status`, `/v1/events`) |
-//! | [`auth`] | bearer token on everything but `/health`, `/openapi.json`, `/docs` |
+//! | [`auth`] | bearer credentials on everything but `/health`, `/openapi.json`, `/docs`; who sees what |
+//! | [`admin`] | the directory's administration (`/v1/domains`, `/v1/users`, `/v1/apps`, `/v1/keys`, `/v1/registrations`) |
 //! | [`openapi`] | the OpenAPI 3.1 description and Swagger UI |
 //! | [`routing`] | where a dial-out target goes (SIP URI as is, numbers to the gateway) |
 //! | [`formats`] | the text formats of inputs, checked here and published in the OpenAPI |
 //! | [`idempotency`] | `Idempotency-Key` replay cache |
 
+pub mod admin;
 pub mod auth;
 pub mod calls;
 pub mod conferences;
@@ -53,6 +55,11 @@ pub struct AppState {
     /// The directory as last loaded from the store (the shell republishes it after
     /// every change, including ones made by the CLI while the server runs).
     pub directory: tokio::sync::watch::Receiver<Arc<DirectorySnapshot>>,
+    /// Verified API keys, remembered briefly (see [`auth::ApiKeyCache`]).
+    pub api_keys: auth::ApiKeyCache,
+    /// Notified after every directory write through the API: the shell's reload loop
+    /// waits on it (besides its poll) to republish the directory at once.
+    pub directory_changed: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -66,6 +73,8 @@ impl AppState {
             verifiers: Vec::new(),
             store: None,
             directory: tokio::sync::watch::channel(Arc::default()).1,
+            api_keys: Default::default(),
+            directory_changed: Default::default(),
         }
     }
 
@@ -88,6 +97,7 @@ pub fn router(state: AppState) -> Router {
     let protected = calls::routes()
         .merge(conferences::routes())
         .merge(status::routes())
+        .merge(admin::routes())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/health", get(health))

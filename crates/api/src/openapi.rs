@@ -22,7 +22,7 @@ mod exact;
 
 use crate::conferences::{self, lookup, participants, topology, wire};
 use crate::error::ErrorBody;
-use crate::calls;
+use crate::{admin, calls};
 use axum::Router;
 use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -34,8 +34,11 @@ use utoipa_swagger_ui::SwaggerUi;
     info(
         title = "Switchboard HTTP API",
         description = "Conference management (`/rest/v1/uc/conferences`, the reference dialect) and calls (`/v1/calls`).\n\n\
-Every endpoint but `/health`, `/openapi.json` and `/docs` needs `Authorization: Bearer <token>` when the server has a token \
-(`--api-token`); without one the server only listens on loopback and is open.\n\n\
+Every endpoint but `/health`, `/openapi.json` and `/docs` needs `Authorization: Bearer <credential>`: the static \
+`--api-token` (a superuser over every domain), an API key (`/v1/keys`) or a token from `POST /auth`. Keys and tokens carry \
+a domain and a role: an admin sees its own domain, a user its own calls and the conferences it takes part in, and no \
+`admin` endpoint (403). Another domain's objects are 404, exactly like missing ones, and never counted or listed. \
+A server with no credential configured only listens on loopback and is open.\n\n\
 Errors are always `{\"error_code\": 1000 + HTTP status, \"error_message\": \"...\"}` (schema `ErrorBody`), also for a \
 method a path does not serve (405) and a path that does not exist (404).\n\n\
 **LOOKUP**: the reference's custom verb `LOOKUP /rest/v1/uc/conferences` (JSON body) is served as is; OpenAPI cannot \
@@ -56,11 +59,18 @@ Every string input is checked against the `pattern` given here; what does not ma
         topology::get, topology::change,
         calls::place, calls::list, calls::get_one, calls::hang_up,
         crate::status::status, crate::status::events,
+        admin::list_domains, admin::create_domain, admin::get_domain, admin::patch_domain, admin::delete_domain,
+        admin::list_users, admin::create_user, admin::get_user, admin::patch_user, admin::delete_user, admin::set_password,
+        admin::list_apps, admin::create_app, admin::get_app, admin::patch_app, admin::delete_app,
+        admin::list_keys, admin::create_key, admin::delete_key, admin::list_registrations,
     ),
     components(schemas(
         ErrorBody, wire::Conference, wire::Participant, wire::ParticipantState, wire::CallDirection, wire::ConfidReply,
         wire::ParticipantRef, wire::Count, wire::DialOutBody, wire::ParticipantPatchBody, wire::TopologyRule,
         lookup::LookupBody, lookup::FromMode, calls::PlaceCall,
+        admin::DomainView, admin::NewDomainBody, admin::DomainPatchBody, admin::UserView, admin::NewUserBody, admin::UserPatchBody,
+        admin::PasswordBody, admin::RoleName, admin::AppView, admin::NewAppBody, admin::AppPatchBody, admin::KeyView, admin::NewKeyView,
+        admin::NewKeyBody, admin::RegistrationView,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -70,6 +80,7 @@ Every string input is checked against the `pattern` given here; what does not ma
         (name = "topology", description = "Who hears whom"),
         (name = "calls", description = "Single calls (legs)"),
         (name = "service", description = "Liveness, status, events"),
+        (name = "admin", description = "The directory: domains, users, apps, API keys, registrations (admin credentials)"),
     )
 )]
 pub struct ApiDoc;

@@ -1,28 +1,48 @@
 //! `/v1/status` (what the server holds right now) and `/v1/events` (recent engine
 //! events — DTMF digits, legs and rooms starting and ending — for applications that
 //! poll instead of taking hooks).
+//!
+//! Both are scoped like everything else (see [`crate::auth`]): the superuser sees the
+//! whole server; anyone else sees the counts of its own domain's (or, for a user, its
+//! own) calls and rooms, without the server-wide figures (SIP transactions, RTP ports),
+//! and only the events of those calls and rooms (plus its domain's registrations, for
+//! an admin). Other domains' events are skipped, so `seq` jumps over them.
 
 use crate::conferences::list::parse_count;
+use crate::auth::Scope;
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use engine::{EngineStatus, LoggedEvent};
+use engine::{EngineEvent, LoggedEvent};
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/status", get(status)).route("/v1/events", get(events))
 }
 
-/// Live legs, rooms, SIP transactions and RTP ports in use.
+/// Live legs, rooms, SIP transactions and RTP ports in use. For a credential of one
+/// domain: only `live_legs`, `legs`, `rooms` (its own) and `shutting_down`.
 #[utoipa::path(get, path = "/v1/status", operation_id = "get_status", tag = "service",
     responses((status = 200, description = "Counts", body = Object,
         example = json!({"live_legs": 3, "legs": 5, "rooms": 1, "transactions": 2, "rtp_ports_in_use": 6, "shutting_down": false})),
         (status = 401, description = "Missing or invalid bearer token", body = crate::error::ErrorBody),
         (status = 503, description = "Server is shutting down", body = crate::error::ErrorBody)))]
-pub async fn status(State(st): State<AppState>) -> Result<Json<EngineStatus>, ApiError> {
-    Ok(Json(st.engine.status().await?))
+pub async fn status(State(st): State<AppState>, scope: Scope) -> Result<Json<serde_json::Value>, ApiError> {
+    let all = st.engine.status().await?;
+    if scope.is_superuser() {
+        return Ok(Json(serde_json::to_value(all).unwrap_or_default()));
+    }
+    let legs = st.engine.legs().await?;
+    let mine = legs.iter().filter(|l| scope.sees_leg(l));
+    let (count, live) = mine.fold((0, 0), |(n, live), l| (n + 1, live + usize::from(l.state != engine::LegState::Ended)));
+    let rooms = if scope.is_user() {
+        st.engine.rooms().await?.iter().filter(|r| scope.sees_room(r)).count()
+    } else {
+        st.engine.room_list().rooms.iter().filter(|r| scope.sees_room_info(r)).count()
+    };
+    Ok(Json(serde_json::json!({ "live_legs": live, "legs": count, "rooms": rooms, "shutting_down": all.shutting_down })))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -51,10 +71,26 @@ pub const MAX_EVENTS: u64 = engine::events::EVENT_LOG_CAPACITY as u64;
         (status = 401, description = "Missing or invalid bearer token", body = crate::error::ErrorBody)))]
 pub async fn events(
     State(st): State<AppState>,
+    scope: Scope,
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<LoggedEvent>>, ApiError> {
     let Query(q) = q?;
     let after = parse_count("after", q.after.as_deref(), u64::MAX)?.unwrap_or(0);
     let limit = parse_count("limit", q.limit.as_deref(), MAX_EVENTS)?.unwrap_or(1000);
-    Ok(Json(st.engine.events_after(after, limit as usize)))
+    if scope.is_superuser() {
+        return Ok(Json(st.engine.events_after(after, limit as usize)));
+    }
+    let dir = st.directory_now();
+    let visible = |e: &LoggedEvent| match &e.event {
+        EngineEvent::LegStarted(l) | EngineEvent::LegAnswered(l) | EngineEvent::LegEnded(l) => scope.sees_leg(l),
+        // a user is told about its calls, not about rooms or digits it cannot place
+        EngineEvent::Dtmf { domain, .. } => !scope.is_user() && scope.sees_domain_name(domain),
+        EngineEvent::RoomStarted(r) | EngineEvent::RoomEnded { info: r, .. } => scope.sees_room_info(r),
+        EngineEvent::BindingSaved(b) => !scope.is_user() && scope.sees_domain_id(b.domain_id),
+        EngineEvent::BindingRemoved { user_id, .. } => {
+            !scope.is_user() && dir.user(*user_id).is_some_and(|u| scope.sees_domain_id(u.domain_id))
+        }
+    };
+    let events = st.engine.events_after(after, usize::MAX);
+    Ok(Json(events.into_iter().filter(|e| visible(e)).take(limit as usize).collect()))
 }

@@ -123,8 +123,9 @@ impl Engine {
         self.rooms_generation += 1;
         let info = room.info.clone();
         let members = room.participants.clone();
-        if self.room_by_number.get(&info.confroomnum) == Some(&info.confid) {
-            self.room_by_number.remove(&info.confroomnum);
+        let key = (info.domain.clone(), info.confroomnum.clone());
+        if self.room_by_number.get(&key) == Some(&info.confid) {
+            self.room_by_number.remove(&key);
         }
         info!(confid, "ending room");
         for id in members {
@@ -137,6 +138,8 @@ impl Engine {
     pub fn dial_into_room(&mut self, now: Instant, confid: &str, mut d: DialOut) -> Result<ParticipantInfo, EngineError> {
         let room = self.live_room(confid)?;
         d.service = Service::Room(room.info.confroomnum.clone());
+        // whoever asked, a participant belongs to its room's domain
+        d.domain = Some(room.info.domain.clone());
         let id = self.place_call(now, d, Some(confid.to_owned()))?;
         let room = self.rooms.get_mut(confid).expect("checked above");
         room.participants.push(id.clone());
@@ -212,8 +215,13 @@ impl Engine {
     // ---- lifecycle (called from the SIP side of the engine) -------------------------
 
     /// The room an inbound leg dialling room number `number` joins, created if needed.
+    /// Room numbers are per domain: the leg's domain (its Request-URI host) picks the room.
     pub(crate) fn join_room_by_number(&mut self, now_ms: u64, number: &str, leg: &mut Leg) -> String {
-        let confid = match self.room_by_number.get(number) {
+        if leg.domain.is_empty() {
+            leg.domain = self.domain_of_host(&leg.invite.uri.host);
+        }
+        let key = (leg.domain.clone(), number.to_owned());
+        let confid = match self.room_by_number.get(&key) {
             Some(c) => c.clone(),
             None => {
                 let confnumber = new_confnumber();
@@ -223,11 +231,12 @@ impl Engine {
                     confid: confid.clone(),
                     confnumber,
                     confroomnum: number.to_owned(),
-                    confuri: format!("<sip:conf-{}@{}>", number, self.cfg.domain),
+                    confuri: format!("<sip:conf-{}@{}>", number, leg.domain),
                     site: self.cfg.site.clone(),
                     startts: now_ms,
+                    domain: leg.domain.clone(),
                 };
-                info!(confid = %confid, room = number, "room created");
+                info!(confid = %confid, room = number, domain = %leg.domain, "room created");
                 self.events.push_back(EngineEvent::RoomStarted(info.clone()));
                 self.rooms.insert(
                     confid.clone(),
@@ -240,7 +249,7 @@ impl Engine {
                         max_participants: 0,
                     },
                 );
-                self.room_by_number.insert(number.to_owned(), confid.clone());
+                self.room_by_number.insert(key, confid.clone());
                 self.rooms_generation += 1;
                 confid
             }
@@ -294,8 +303,9 @@ impl Engine {
         }
         let room = self.rooms.remove(confid).expect("present");
         self.rooms_generation += 1;
-        if self.room_by_number.get(&room.info.confroomnum).map(String::as_str) == Some(confid) {
-            self.room_by_number.remove(&room.info.confroomnum);
+        let key = (room.info.domain.clone(), room.info.confroomnum.clone());
+        if self.room_by_number.get(&key).map(String::as_str) == Some(confid) {
+            self.room_by_number.remove(&key);
         }
         info!(confid, "room ended");
         let ended_ms = epoch_ms(SystemTime::now());

@@ -90,7 +90,8 @@ pub enum EngineEvent {
     LegStarted(LegInfo),
     LegAnswered(LegInfo),
     LegEnded(LegInfo),
-    Dtmf { leg_id: LegId, digit: char, duration_ms: u32 },
+    /// `domain`: the leg's, so event readers of other domains can be kept from it.
+    Dtmf { leg_id: LegId, digit: char, duration_ms: u32, domain: String },
     RoomStarted(RoomInfo),
     RoomEnded { info: RoomInfo, ended_ms: u64, max_participants: u32 },
     /// A REGISTER added or refreshed a contact: persist it (bindings survive restarts).
@@ -161,6 +162,8 @@ pub struct DialOut {
     pub from_user: Option<String>,
     pub service: Service,
     pub hangup_after: Option<Duration>,
+    /// The domain the call belongs to (the API caller's); None = the server's own.
+    pub domain: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -195,7 +198,8 @@ pub struct Engine {
     pub(crate) shutting_down: bool,
     /// Live rooms by confid, and by room number.
     pub(crate) rooms: HashMap<String, Room>,
-    pub(crate) room_by_number: HashMap<String, String>,
+    /// (domain, room number) → confid: each domain has its own room numbers.
+    pub(crate) room_by_number: HashMap<(String, String), String>,
     pub(crate) next_media_room: u64,
     /// Domains, users and credentials as last loaded by the shell (see [`crate::users`]).
     pub(crate) directory: Arc<crate::users::DirectorySnapshot>,
@@ -278,7 +282,12 @@ impl Engine {
         let target = target.trim().trim_start_matches('<').trim_end_matches('>');
         let (domain, key) = match sip::parse::parse_uri(target) {
             Ok(u) if matches!(u.scheme, sip::Scheme::Sip | sip::Scheme::Sips) && u.user.is_some() => {
-                (dir.domain_by_name(&u.host)?.id, u.user.clone().unwrap_or_default())
+                let named = dir.domain_by_name(&u.host)?.id;
+                // A caller scoped to one domain never reaches another domain's users.
+                if domain.is_some_and(|d| d != named) {
+                    return None;
+                }
+                (named, u.user.clone().unwrap_or_default())
             }
             Ok(u) if u.scheme == sip::Scheme::Tel => (self.default_domain(domain)?, u.user.clone().unwrap_or_default()),
             _ => (self.default_domain(domain)?, target.to_owned()),
@@ -301,6 +310,16 @@ impl Engine {
         }
         let dir = &self.directory;
         dir.domain_by_name(&self.cfg.domain).map(|d| d.id).or_else(|| (dir.domains.len() == 1).then(|| dir.domains[0].id))
+    }
+
+    /// The domain a request for `host` (its Request-URI host) belongs to: the domain
+    /// answering to that name, else the server's own (unknown names, IP literals).
+    /// Lowercase, as rooms and legs carry it.
+    pub fn domain_of_host(&self, host: &str) -> String {
+        match self.directory.domain_by_name(host.trim_start_matches('[').trim_end_matches(']')) {
+            Some(d) => d.name.to_ascii_lowercase(),
+            None => self.cfg.domain.to_ascii_lowercase(),
+        }
     }
 
     pub fn handle_sip(&mut self, now: Instant, msg: Message, from: Peer) {
@@ -337,8 +356,9 @@ impl Engine {
                 }
             }
             MediaEvent::Dtmf { leg, digit, duration_ms } => {
-                if let Some(id) = self.by_media.get(&leg).cloned() {
-                    self.events.push_back(EngineEvent::Dtmf { leg_id: id, digit, duration_ms });
+                if let Some(l) = self.by_media.get(&leg).and_then(|id| self.legs.get(id)) {
+                    let (leg_id, domain) = (l.id.clone(), l.domain.clone());
+                    self.events.push_back(EngineEvent::Dtmf { leg_id, digit, duration_ms, domain });
                 }
             }
             _ => {}
@@ -460,6 +480,7 @@ impl Engine {
         leg.pending_offer = Some(offer);
         leg.hangup_after = d.hangup_after;
         leg.room = room;
+        leg.domain = d.domain.map(|n| n.to_ascii_lowercase()).unwrap_or_else(|| self.cfg.domain.to_ascii_lowercase());
         info!(leg = %id, to = %d.to, "dialling out");
         self.by_tx.insert(tx, id.clone());
         self.by_media.insert(media.id, id.clone());
@@ -752,7 +773,10 @@ impl Engine {
         }
     }
 
-    fn insert_leg(&mut self, leg: Leg) {
+    fn insert_leg(&mut self, mut leg: Leg) {
+        if leg.domain.is_empty() {
+            leg.domain = self.domain_of_host(&leg.invite.uri.host);
+        }
         let info = leg.info();
         debug!(leg = %leg.id, call_id = %leg.call_id, "leg started");
         self.legs.insert(leg.id.clone(), leg);

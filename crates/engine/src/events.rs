@@ -56,7 +56,7 @@ mod tests {
     use crate::leg::LegId;
 
     fn dtmf(d: char) -> EngineEvent {
-        EngineEvent::Dtmf { leg_id: LegId("x".into()), digit: d, duration_ms: 100 }
+        EngineEvent::Dtmf { leg_id: LegId("x".into()), digit: d, duration_ms: 100, domain: "switchboard.local".into() }
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct DialOutRequest {
     pub from_user: Option<String>,
     pub service: Service,
     pub hangup_after: Option<Duration>,
+    /// The domain the call belongs to (the API caller's); None = the server's own.
+    pub domain: Option<String>,
 }
 
 #[derive(Clone)]
@@ -175,13 +177,13 @@ impl EngineHandle {
 
     /// Dials a participant out into a room; returns as soon as the INVITE is sent.
     /// `peer` is where to send it when already known (a registered device), else the
-    /// target's host is resolved.
+    /// target's host is resolved. The participant takes the room's domain (the engine sets it).
     pub async fn dial_into_room(&self, confid: &str, to: Uri, peer: Option<Peer>, from_user: Option<String>) -> Result<ParticipantInfo, EngineError> {
         let peer = match peer {
             Some(p) => p,
             None => resolve(&to).await?,
         };
-        let d = DialOut { to, peer, from_user, service: Service::Echo, hangup_after: None };
+        let d = DialOut { to, peer, from_user, service: Service::Echo, hangup_after: None, domain: None };
         self.ask(|r| Command::DialIntoRoom(confid.to_owned(), d, r)).await?
     }
 
@@ -210,7 +212,7 @@ impl EngineHandle {
             Some(p) => p,
             None => resolve(&req.to).await?,
         };
-        let d = DialOut { to: req.to, peer, from_user: req.from_user, service: req.service, hangup_after: req.hangup_after };
+        let d = DialOut { to: req.to, peer, from_user: req.from_user, service: req.service, hangup_after: req.hangup_after, domain: req.domain };
         self.ask(|r| Command::DialOut(d, r)).await?
     }
 }

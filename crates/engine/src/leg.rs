@@ -117,6 +117,8 @@ pub struct LegInfo {
     pub end_status: Option<u16>,
     pub end_reason: Option<String>,
     pub codec: Option<String>,
+    /// The domain (tenant) the leg belongs to, lowercase (see [`crate::RoomInfo::domain`]).
+    pub domain: String,
 }
 
 /// Engine-internal leg state.
@@ -161,6 +163,9 @@ pub(crate) struct Leg {
     pub muted: bool,
     pub deaf: bool,
     pub talking: bool,
+    /// Its domain, lowercase: set when the leg is inserted (inbound: from the
+    /// Request-URI host; outbound: the API caller's domain or the room's).
+    pub domain: String,
 }
 
 fn epoch_ms(t: SystemTime) -> u64 {
@@ -201,6 +206,7 @@ impl Leg {
             muted: false,
             deaf: false,
             talking: false,
+            domain: String::new(),
         }
     }
 
@@ -228,6 +234,7 @@ impl Leg {
             end_status: self.end_status,
             end_reason: self.end_reason.clone(),
             codec: self.codec.clone(),
+            domain: self.domain.clone(),
         }
     }
 

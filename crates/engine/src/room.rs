@@ -24,6 +24,10 @@ pub struct RoomInfo {
     pub site: String,
     /// Milliseconds since the epoch when the INVITE that started the room arrived.
     pub startts: u64,
+    /// The domain (tenant) the room belongs to, lowercase: the Request-URI host of the
+    /// INVITE that started it when that names a domain, else the server's own domain.
+    /// Room numbers are per domain; no API principal of another domain sees the room.
+    pub domain: String,
 }
 
 /// A participant: one leg in a room.

@@ -33,6 +33,7 @@ fn leg(n: u64) -> LegInfo {
         end_status: Some(200),
         end_reason: Some("BYE".into()),
         codec: Some("PCMU".into()),
+        domain: "switchboard.local".into(),
     }
 }
 

@@ -24,7 +24,7 @@ async fn the_recorder_writes_every_ended_leg_and_ignores_the_rest(db: &TestDb) {
         let leg = ended_leg(n, 1_000 + u64::from(n));
         assert!(recorder.record(&EngineEvent::LegStarted(leg.clone())));
         assert!(recorder.record(&EngineEvent::LegAnswered(leg.clone())));
-        assert!(recorder.record(&EngineEvent::Dtmf { leg_id: LegId(format!("leg-{n}")), digit: '5', duration_ms: 80 }));
+        assert!(recorder.record(&EngineEvent::Dtmf { leg_id: LegId(format!("leg-{n}")), digit: '5', duration_ms: 80, domain: "switchboard.local".into() }));
         assert!(recorder.record(&EngineEvent::LegEnded(leg)));
         if n % 100 == 0 {
             tokio::task::yield_now().await; // let the writer take batches as they come

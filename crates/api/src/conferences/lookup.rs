@@ -11,9 +11,14 @@
 //! Dialog keys match the room's live participants (ended ones are ignored): `dialogid`,
 //! `inviteid` and `callid` exactly; `uri` as a SIP URI against the participant's `ruri`
 //! (scheme `sip`/`sips` alike, host case-insensitive, port only if the key has one).
-//! Until the user directory exists, the user keys (`from`, `sipuser*`, `userid`) match
-//! the user part of a participant's `ruri`; `mode` (`number` or `sipuser`) only checks
-//! that a `number` looks like one.
+//! User keys resolve through the directory, in the room's domain (so never across
+//! domains): `sipuserid` and `userid` name a user by id (`userid` also takes a login),
+//! `sipuserlogin` by login, `sipuserphonenumber` by extension or number (DID, cell,
+//! home), `from` by number with `mode` `number`, by login with `mode` `sipuser`, and by
+//! either without `mode`. A room matches when a live participant's `ruri` user part is
+//! one of that user's names (login, extension, numbers; numbers without punctuation).
+//! A value that names no user of the domain matches the `ruri` user part as it is, so
+//! callers from outside the directory (a number dialled out to) are still found.
 //!
 //! Path expressions ("from a script"): a `{confid}` segment that contains `=` is
 //! `key=value` with one of the same keys (`from` may carry `&mode=number|sipuser`,
@@ -27,9 +32,12 @@
 //! `sipuser`, never null); `mode` needs `from`, and with `mode` `number`, `from` must be
 //! a number ([`formats::FROM_NUMBER`], or a JSON integer).
 
+use crate::auth::Scope;
 use crate::error::ApiError;
 use crate::formats;
-use engine::{EngineHandle, LegState, ParticipantInfo, RoomSnapshot};
+use crate::AppState;
+use engine::users::{DirectorySnapshot, User};
+use engine::{LegState, ParticipantInfo, RoomSnapshot};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -104,6 +112,66 @@ pub enum FromMode {
     Sipuser,
 }
 
+/// How a user key names its user (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserKey {
+    /// `sipuserid`.
+    Id(String),
+    /// `userid`: an id, else a login.
+    IdOrLogin(String),
+    /// `sipuserlogin`, `from` with `mode` `sipuser`.
+    Login(String),
+    /// `sipuserphonenumber`, `from` with `mode` `number`: extension or number.
+    Number(String),
+    /// `from` without `mode`: login, extension or number.
+    Any(String),
+}
+
+impl UserKey {
+    fn value(&self) -> &str {
+        match self {
+            UserKey::Id(v) | UserKey::IdOrLogin(v) | UserKey::Login(v) | UserKey::Number(v) | UserKey::Any(v) => v,
+        }
+    }
+
+    /// The user this names in the domain called `domain`, if any.
+    fn resolve<'d>(&self, dir: &'d DirectorySnapshot, domain: &str) -> Option<&'d User> {
+        let d = dir.domain_by_name(domain)?.id;
+        let by_id = |v: &str| v.parse().ok().and_then(|id| dir.user(id)).filter(|u| u.domain_id == d);
+        let by_login = |v: &str| dir.user_by_key(d, v).filter(|u| u.login == v);
+        match self {
+            UserKey::Id(v) => by_id(v),
+            UserKey::IdOrLogin(v) => by_id(v).or_else(|| by_login(v)),
+            UserKey::Login(v) => by_login(v),
+            UserKey::Number(v) => dir.users_of(d).find(|u| user_numbers(u).any(|n| normalize(n) == normalize(v))),
+            UserKey::Any(v) => dir.user_by_key(d, v),
+        }
+    }
+
+    /// The URI user parts that mean this user in the domain called `domain`.
+    fn names(&self, dir: &DirectorySnapshot, domain: &str) -> Vec<String> {
+        match self.resolve(dir, domain) {
+            Some(u) => std::iter::once(u.login.as_str()).chain(user_numbers(u)).map(normalize).collect(),
+            None => vec![normalize(self.value())],
+        }
+    }
+}
+
+/// A user's extension and phone numbers.
+fn user_numbers(u: &User) -> impl Iterator<Item = &str> {
+    [u.ext.as_deref(), u.did.as_deref(), u.cell_phone.as_deref(), u.home_phone.as_deref()].into_iter().flatten()
+}
+
+/// Numbers compare without the punctuation people write them with.
+fn normalize(k: &str) -> String {
+    let compact: String = k.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
+    if compact.is_empty() {
+        k.to_owned()
+    } else {
+        compact
+    }
+}
+
 /// One key, in priority order (the derive order is the priority order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LookupKey {
@@ -111,10 +179,8 @@ pub enum LookupKey {
     InviteId(String),
     CallId(String),
     Uri(Uri),
-    From(String),
-    /// `sipuserid`, `sipuserlogin`, `sipuserphonenumber`, `userid`: all match the
-    /// participant URI's user part until the directory exists.
-    User(String),
+    /// `from` (+ `mode`), `sipuserid`, `sipuserlogin`, `sipuserphonenumber`, `userid`.
+    User(UserKey),
     ConfId(String),
     ConfUri(Uri),
     ConfRoomNum(String),
@@ -137,11 +203,17 @@ impl LookupBody {
             self.inviteid.map(LookupKey::InviteId),
             self.callid.map(LookupKey::CallId),
             self.uri.map(|u| parse_sip_uri("uri", &u).map(LookupKey::Uri)).transpose()?,
-            self.from.map(LookupKey::From),
-            self.sipuserid.map(LookupKey::User),
-            self.sipuserlogin.map(LookupKey::User),
-            self.sipuserphonenumber.map(LookupKey::User),
-            self.userid.map(LookupKey::User),
+            self.from.map(|v| {
+                LookupKey::User(match self.mode {
+                    Some(FromMode::Number) => UserKey::Number(v),
+                    Some(FromMode::Sipuser) => UserKey::Login(v),
+                    None => UserKey::Any(v),
+                })
+            }),
+            self.sipuserid.map(|v| LookupKey::User(UserKey::Id(v))),
+            self.sipuserlogin.map(|v| LookupKey::User(UserKey::Login(v))),
+            self.sipuserphonenumber.map(|v| LookupKey::User(UserKey::Number(v))),
+            self.userid.map(|v| LookupKey::User(UserKey::IdOrLogin(v))),
             self.confid.map(LookupKey::ConfId),
             self.confuri.map(|u| parse_sip_uri("confuri", &u).map(LookupKey::ConfUri)).transpose()?,
             self.confroomnum.map(LookupKey::ConfRoomNum),
@@ -161,7 +233,7 @@ impl LookupBody {
 }
 
 impl LookupKey {
-    fn matches(&self, room: &RoomSnapshot) -> bool {
+    fn matches(&self, room: &RoomSnapshot, dir: &DirectorySnapshot) -> bool {
         let live = || room.participants.iter().filter(|p| p.state != LegState::Ended);
         let any = |f: &dyn Fn(&ParticipantInfo) -> bool| live().any(|p| f(p));
         match self {
@@ -169,7 +241,10 @@ impl LookupKey {
             LookupKey::InviteId(v) => any(&|p| p.inviteid.0 == *v),
             LookupKey::CallId(v) => any(&|p| p.callid == *v),
             LookupKey::Uri(want) => any(&|p| uri_matches(&p.ruri, want)),
-            LookupKey::From(v) | LookupKey::User(v) => any(&|p| user_part(&p.ruri).as_deref() == Some(v.as_str())),
+            LookupKey::User(k) => {
+                let names = k.names(dir, &room.room.domain);
+                any(&|p| user_part(&p.ruri).is_some_and(|u| names.contains(&normalize(&u))))
+            }
             LookupKey::ConfId(v) => room.room.confid == *v,
             LookupKey::ConfUri(want) => uri_matches(&room.room.confuri, want),
             LookupKey::ConfRoomNum(v) => room.room.confroomnum == *v,
@@ -179,9 +254,10 @@ impl LookupKey {
 }
 
 /// Rooms the keys point at: the matches of the highest-priority key that matches any.
-pub fn find<'a>(keys: &[LookupKey], rooms: &'a [RoomSnapshot]) -> Vec<&'a RoomSnapshot> {
+/// `rooms` are the ones the caller may see; user keys resolve in each room's domain.
+pub fn find<'a>(keys: &[LookupKey], rooms: &'a [RoomSnapshot], dir: &DirectorySnapshot) -> Vec<&'a RoomSnapshot> {
     keys.iter()
-        .map(|k| rooms.iter().filter(|r| k.matches(r)).collect::<Vec<_>>())
+        .map(|k| rooms.iter().filter(|r| k.matches(r, dir)).collect::<Vec<_>>())
         .find(|found| !found.is_empty())
         .unwrap_or_default()
 }
@@ -226,21 +302,28 @@ impl ConfRef {
         Ok(ConfRef::Lookup(body.keys()?))
     }
 
-    /// The confid this names; a lookup runs over the current rooms and the first match wins.
-    pub async fn confid(&self, engine: &EngineHandle) -> Result<String, ApiError> {
+    /// The confid this names, among the rooms `scope` sees (another domain's room is
+    /// not found); a lookup runs over the current rooms and the first match wins.
+    pub async fn confid(&self, st: &AppState, scope: &Scope) -> Result<String, ApiError> {
         match self {
-            ConfRef::Id(id) => Ok(id.clone()),
-            ConfRef::Lookup(_) => Ok(self.snapshot(engine).await?.room.confid),
+            ConfRef::Id(id) if scope.is_superuser() => Ok(id.clone()),
+            // an admin's rooms are told by their domain alone: the published list will do
+            ConfRef::Id(id) if !scope.is_user() => {
+                let list = st.engine.room_list();
+                list.get(id).filter(|r| scope.sees_room_info(r)).map(|r| r.confid.clone()).ok_or_else(ApiError::conference_not_found)
+            }
+            _ => Ok(self.snapshot(st, scope).await?.room.confid),
         }
     }
 
-    /// The room this names, with its participants (live and recently ended).
-    pub async fn snapshot(&self, engine: &EngineHandle) -> Result<RoomSnapshot, ApiError> {
+    /// The room this names, with its participants (live and recently ended), among
+    /// the rooms `scope` sees.
+    pub async fn snapshot(&self, st: &AppState, scope: &Scope) -> Result<RoomSnapshot, ApiError> {
         match self {
-            ConfRef::Id(id) => Ok(engine.room(id).await?),
+            ConfRef::Id(id) => Some(st.engine.room(id).await?).filter(|r| scope.sees_room(r)).ok_or_else(ApiError::conference_not_found),
             ConfRef::Lookup(keys) => {
-                let rooms = engine.rooms().await?;
-                let first = find(keys, &rooms).first().map(|r| r.room.confid.clone()).ok_or_else(ApiError::conference_not_found)?;
+                let rooms: Vec<RoomSnapshot> = st.engine.rooms().await?.into_iter().filter(|r| scope.sees_room(r)).collect();
+                let first = find(keys, &rooms, &st.directory_now()).first().map(|r| r.room.confid.clone()).ok_or_else(ApiError::conference_not_found)?;
                 Ok(rooms.into_iter().find(|r| r.room.confid == first).expect("found above"))
             }
         }
@@ -351,22 +434,36 @@ mod tests {
                 confuri: format!("<sip:conf-{roomnum}@sb.test>"),
                 site: "sb.test".into(),
                 startts: 1,
+                domain: "sb.test".into(),
             },
             participants,
         }
+    }
+
+    /// sb.test has carol (id 7, ext 3044, cell +1 555-0100), who dialled in from her
+    /// cell phone; other.test has a carol too, whose id must not find sb.test's rooms.
+    fn directory() -> DirectorySnapshot {
+        use engine::users::{Domain, User};
+        let domain = |id, name: &str| Domain { id, name: name.into(), aliases: vec![], realm: name.into(), enabled: true };
+        let users = vec![
+            User { id: 7, domain_id: 1, login: "carol".into(), ext: Some("3044".into()), cell_phone: Some("+1 555-0100".into()), enabled: true, ..Default::default() },
+            User { id: 8, domain_id: 2, login: "carol".into(), ext: Some("12".into()), enabled: true, ..Default::default() },
+        ];
+        DirectorySnapshot::new(1, vec![domain(1, "sb.test"), domain(2, "other.test")], users, vec![])
     }
 
     fn rooms() -> Vec<RoomSnapshot> {
         vec![
             room("rCF-001-AAAAAA", "9", vec![participant("rCF-001-AAAAAA", 1, "alice", LegState::Active), participant("rCF-001-AAAAAA", 2, "12", LegState::Active)]),
             room("rCF-001-BBBBBB", "10", vec![participant("rCF-001-BBBBBB", 3, "12", LegState::Ringing), participant("rCF-001-BBBBBB", 4, "bob", LegState::Ended)]),
+            room("rCF-001-CCCCCC", "11", vec![participant("rCF-001-CCCCCC", 5, "+15550100", LegState::Active)]),
         ]
     }
 
     fn lookup(body: Value) -> Result<Vec<String>, ApiError> {
         let keys = serde_json::from_value::<LookupBody>(body).map_err(|e| ApiError::bad_request(e.to_string()))?.keys()?;
         let rooms = rooms();
-        Ok(find(&keys, &rooms).iter().map(|r| r.room.confid.clone()).collect())
+        Ok(find(&keys, &rooms, &directory()).iter().map(|r| r.room.confid.clone()).collect())
     }
 
     #[test]
@@ -391,6 +488,26 @@ mod tests {
         let both = vec!["rCF-001-AAAAAA".to_string(), "rCF-001-BBBBBB".to_string()];
         assert_eq!(lookup(serde_json::json!({"sipuserphonenumber": "12"})).unwrap(), both);
         assert_eq!(lookup(serde_json::json!({"from": 12, "mode": "number"})).unwrap(), both);
+    }
+
+    #[test]
+    fn user_keys_resolve_through_the_directory_in_the_rooms_domain() {
+        let c = vec!["rCF-001-CCCCCC".to_string()];
+        // carol is in room 11 by her cell number: every key that names her finds it
+        assert_eq!(lookup(serde_json::json!({"sipuserid": 7})).unwrap(), c);
+        assert_eq!(lookup(serde_json::json!({"userid": "7"})).unwrap(), c);
+        assert_eq!(lookup(serde_json::json!({"userid": "carol"})).unwrap(), c);
+        assert_eq!(lookup(serde_json::json!({"sipuserlogin": "carol"})).unwrap(), c);
+        assert_eq!(lookup(serde_json::json!({"sipuserphonenumber": "3044"})).unwrap(), c);
+        assert_eq!(lookup(serde_json::json!({"sipuserphonenumber": "+1 555 0100"})).unwrap(), c);
+        assert_eq!(lookup(serde_json::json!({"from": "carol", "mode": "sipuser"})).unwrap(), c);
+        assert_eq!(lookup(serde_json::json!({"from": 3044, "mode": "number"})).unwrap(), c);
+        assert_eq!(lookup(serde_json::json!({"from": "3044"})).unwrap(), c);
+        // other.test's carol (id 8, ext 12) is not sb.test's: her id finds nothing, and
+        // 12 is still the raw user part of the participants of rooms 9 and 10
+        assert_eq!(lookup(serde_json::json!({"sipuserid": 8})).unwrap(), Vec::<String>::new());
+        assert_eq!(lookup(serde_json::json!({"sipuserlogin": "carol", "mode": null})).unwrap_err().code, 1400);
+        assert_eq!(lookup(serde_json::json!({"from": "3044", "mode": "sipuser"})).unwrap(), Vec::<String>::new(), "3044 is no login");
     }
 
     #[test]
@@ -425,13 +542,13 @@ mod tests {
         assert_eq!(ConfRef::parse("callid=a=b@host").unwrap(), ConfRef::Lookup(vec![LookupKey::CallId("a=b@host".into())]));
         assert_eq!(
             ConfRef::parse("from=2216&mode=number").unwrap(),
-            ConfRef::Lookup(vec![LookupKey::From("2216".into())])
+            ConfRef::Lookup(vec![LookupKey::User(UserKey::Number("2216".into()))])
         );
         assert!(ConfRef::parse("bogus=1").unwrap_err().message.contains("unknown field `bogus`"));
         assert!(ConfRef::parse("callid=1&callid=2").unwrap_err().message.contains("given twice"));
         assert!(ConfRef::parse("callid=1&x").unwrap_err().message.contains("not key=value"));
         assert!(ConfRef::parse("callid=1&confroomnum=2").unwrap_err().message.contains("must be one key=value"));
         assert!(ConfRef::parse("uri=bob").unwrap_err().message.contains("not a SIP URI"));
-        assert_eq!(ConfRef::parse("mode=sipuser&from=bob").unwrap(), ConfRef::Lookup(vec![LookupKey::From("bob".into())]));
+        assert_eq!(ConfRef::parse("mode=sipuser&from=bob").unwrap(), ConfRef::Lookup(vec![LookupKey::User(UserKey::Login("bob".into()))]));
     }
 }

@@ -26,6 +26,7 @@ pub mod participants;
 pub mod topology;
 pub mod wire;
 
+use crate::auth::Scope;
 use crate::error::{ApiError, ApiPath, ErrorBody};
 use crate::AppState;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -39,6 +40,7 @@ use list::{render, ItemOptions, ItemQuery, ListOptions, ListQuery};
 use lookup::{ConfRef, LookupBody};
 use wire::{ConferenceListRef, ConferenceRef, ConfidReply, Conference};
 use engine::RoomList;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub const BASE: &str = "/rest/v1/uc/conferences";
@@ -65,44 +67,63 @@ pub fn routes() -> Router<AppState> {
         (status = 200, description = "Conferences, oldest first; with `countonly`, `{\"count\":N}`", body = [Conference]),
         (status = 400, description = "Bad list option (e.g. unknown field in `filter`) or unknown query parameter", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody)))]
-pub async fn list_conferences(State(st): State<AppState>, q: Result<Query<ListQuery>, QueryRejection>) -> Result<Response, ApiError> {
+pub async fn list_conferences(State(st): State<AppState>, scope: Scope, q: Result<Query<ListQuery>, QueryRejection>) -> Result<Response, ApiError> {
     let Query(q) = q?;
     let opts = ListOptions::parse(&q, Conference::FIELDS)?;
+    if scope.is_user() {
+        // a user's rooms are the ones it takes part in: that needs the participants
+        let rooms = st.engine.rooms().await?;
+        let mine = rooms.iter().filter(|r| scope.sees_room(r)).map(|r| render(&Conference::from(&r.room)));
+        return Ok(Json(opts.apply(mine.collect())).into_response());
+    }
     let list = st.engine.room_list();
     if opts.is_identity() {
-        let body = st.conference_list.get_or_render(&list);
+        let body = st.conference_list.get_or_render(&list, scope.domain.as_deref());
         return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
     }
-    Ok(Json(opts.apply(list.rooms.iter().map(|r| render(&ConferenceRef(r))).collect())).into_response())
+    let visible = list.rooms.iter().filter(|r| scope.sees_room_info(r));
+    Ok(Json(opts.apply(visible.map(|r| render(&ConferenceRef(r))).collect())).into_response())
 }
 
 /// The JSON of the plain conference list (no options), rendered once per room-list
-/// generation: the list changes only when a room starts or ends, while dashboards
-/// poll it many times a second, and rendering was most of the cost of serving it.
+/// generation and domain: the list changes only when a room starts or ends, while
+/// dashboards poll it many times a second, and rendering was most of the cost of
+/// serving it. Keyed by domain name (None = every domain, the superuser's list).
 #[derive(Clone, Default)]
-pub struct ListCache(Arc<Mutex<Option<(u64, Bytes)>>>);
+pub struct ListCache(Arc<Mutex<HashMap<Option<String>, (u64, Bytes)>>>);
 
 impl ListCache {
-    fn get_or_render(&self, list: &RoomList) -> Bytes {
-        if let Some((generation, body)) = &*self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+    fn get_or_render(&self, list: &RoomList, domain: Option<&str>) -> Bytes {
+        let key = domain.map(str::to_owned);
+        if let Some((generation, body)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             if *generation == list.generation {
                 return body.clone();
             }
         }
+        let rendered = match domain {
+            None => serde_json::to_vec(&ConferenceListRef(&list.rooms)),
+            Some(d) => {
+                let mine: Vec<Arc<engine::RoomInfo>> = list.rooms.iter().filter(|r| r.domain == d).cloned().collect();
+                serde_json::to_vec(&ConferenceListRef(&mine))
+            }
+        };
         // Rendering a list of plain structs cannot fail.
-        let body = Bytes::from(serde_json::to_vec(&ConferenceListRef(&list.rooms)).unwrap_or_else(|_| b"[]".to_vec()));
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((list.generation, body.clone()));
+        let body = Bytes::from(rendered.unwrap_or_else(|_| b"[]".to_vec()));
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // stale generations of every domain go at once (domains are few)
+        map.retain(|_, (g, _)| *g == list.generation);
+        map.insert(key, (list.generation, body.clone()));
         body
     }
 }
 
 /// `LOOKUP /rest/v1/uc/conferences` (and a 405 for any other unrouted method there).
-async fn custom_verb(State(st): State<AppState>, method: Method, body: Result<Json<LookupBody>, JsonRejection>) -> Response {
+async fn custom_verb(State(st): State<AppState>, scope: Scope, method: Method, body: Result<Json<LookupBody>, JsonRejection>) -> Response {
     if method.as_str() != "LOOKUP" {
         // axum's `Allow` (GET,HEAD) leaves LOOKUP out, as the OpenAPI description must
         return ApiError::method_not_allowed(method.as_str()).into_response();
     }
-    lookup_post(State(st), body).await.into_response()
+    lookup_post(State(st), scope, body).await.into_response()
 }
 
 /// Find conferences by key (LOOKUP).
@@ -120,11 +141,11 @@ async fn custom_verb(State(st): State<AppState>, method: Method, body: Result<Js
         (status = 400, description = "Bad JSON, unknown key, no key, a value of the wrong type or format, `mode` without `from`, or `from` not a number with `mode` `number`", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "Conference not found", body = ErrorBody), (status = 503, description = "Server is shutting down", body = ErrorBody)))]
-pub async fn lookup_post(State(st): State<AppState>, body: Result<Json<LookupBody>, JsonRejection>) -> Result<Json<Vec<String>>, ApiError> {
+pub async fn lookup_post(State(st): State<AppState>, scope: Scope, body: Result<Json<LookupBody>, JsonRejection>) -> Result<Json<Vec<String>>, ApiError> {
     let Json(body) = body?;
     let keys = body.keys()?;
-    let rooms = st.engine.rooms().await?;
-    let found: Vec<String> = lookup::find(&keys, &rooms).into_iter().map(|r| r.room.confid.clone()).collect();
+    let rooms: Vec<_> = st.engine.rooms().await?.into_iter().filter(|r| scope.sees_room(r)).collect();
+    let found: Vec<String> = lookup::find(&keys, &rooms, &st.directory_now()).into_iter().map(|r| r.room.confid.clone()).collect();
     if found.is_empty() {
         return Err(ApiError::conference_not_found());
     }
@@ -139,22 +160,23 @@ pub async fn lookup_post(State(st): State<AppState>, body: Result<Json<LookupBod
         (status = 404, description = "Conference not found", body = ErrorBody), (status = 503, description = "Server is shutting down", body = ErrorBody)))]
 pub async fn get_conference(
     State(st): State<AppState>,
+    scope: Scope,
     ApiPath(conf): ApiPath<String>,
     q: Result<Query<ItemQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
     let opts = ItemOptions::parse(&q)?;
     let conf = ConfRef::parse(&conf)?;
-    if let ConfRef::Id(confid) = &conf {
+    if let (ConfRef::Id(confid), false) = (&conf, scope.is_user()) {
         // The published list is current (see engine::RoomDirectory): no engine round trip.
         let list = st.engine.room_list();
-        let room = list.get(confid).ok_or_else(ApiError::conference_not_found)?;
+        let room = list.get(confid).filter(|r| scope.sees_room_info(r)).ok_or_else(ApiError::conference_not_found)?;
         if opts.is_identity() {
             return Ok(Json(ConferenceRef(room)).into_response());
         }
         return Ok(Json(opts.project(render(&ConferenceRef(room)))).into_response());
     }
-    let room = conf.snapshot(&st.engine).await?;
+    let room = conf.snapshot(&st, &scope).await?;
     Ok(Json(opts.project(render(&Conference::from(&room.room)))).into_response())
 }
 
@@ -166,8 +188,8 @@ pub async fn get_conference(
     responses((status = 200, description = "Ending: BYE/CANCEL sent", body = ConfidReply),
         (status = 400, description = "A malformed lookup expression in place of the confid", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "Conference not found", body = ErrorBody), (status = 503, description = "Server is shutting down", body = ErrorBody)))]
-pub async fn end_conference(State(st): State<AppState>, ApiPath(conf): ApiPath<String>) -> Result<Json<ConfidReply>, ApiError> {
-    let confid = ConfRef::parse(&conf)?.confid(&st.engine).await?;
+pub async fn end_conference(State(st): State<AppState>, scope: Scope, ApiPath(conf): ApiPath<String>) -> Result<Json<ConfidReply>, ApiError> {
+    let confid = ConfRef::parse(&conf)?.confid(&st, &scope).await?;
     let room = st.engine.end_room(&confid).await?;
     Ok(Json(ConfidReply { confid: room.confid }))
 }

@@ -10,6 +10,7 @@
 use super::list::{render, ItemOptions, ItemQuery, ListOptions, ListQuery};
 use super::lookup::ConfRef;
 use super::wire::{DialOutBody, Participant, ParticipantPatchBody, ParticipantRef};
+use crate::auth::Scope;
 use crate::error::{ApiError, ApiPath, ErrorBody};
 use crate::idempotency::{Claim, IdempotencyCache};
 use crate::AppState;
@@ -32,12 +33,13 @@ use std::time::Instant;
         (status = 503, description = "Server is shutting down", body = ErrorBody)))]
 pub async fn list(
     State(st): State<AppState>,
+    scope: Scope,
     ApiPath(conf): ApiPath<String>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
     let opts = ListOptions::parse(&q, Participant::FIELDS)?;
-    let room = ConfRef::parse(&conf)?.snapshot(&st.engine).await?;
+    let room = ConfRef::parse(&conf)?.snapshot(&st, &scope).await?;
     let show_ended = opts.filters_on("state");
     let participants = room.participants.iter().filter(|p| show_ended || p.state != LegState::Ended).map(Participant::from);
     if opts.is_identity() {
@@ -64,19 +66,22 @@ pub async fn list(
         (status = 503, description = "Out of RTP ports, or the server is shutting down", body = ErrorBody)))]
 pub async fn dial_out(
     State(st): State<AppState>,
+    scope: Scope,
     ApiPath(conf): ApiPath<String>,
     headers: HeaderMap,
     body: Result<Json<DialOutBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let Some(key) = IdempotencyCache::key_of(&headers)? else {
-        return Ok(Json(place(&st, &conf, &body).await?).into_response());
+        return Ok(Json(place(&st, &scope, &conf, &body).await?).into_response());
     };
     let fingerprint = IdempotencyCache::fingerprint(&[&conf, &body.to]);
+    // keys are per principal: another's key neither replays nor conflicts with ours
+    let key = format!("{}#{key}", scope.partition());
     match st.idempotency.claim(key, fingerprint, Instant::now())? {
         Claim::Replay(response) => Ok(response),
         Claim::Run(pending) => {
-            let reply = place(&st, &conf, &body).await?;
+            let reply = place(&st, &scope, &conf, &body).await?;
             let bytes = serde_json::to_vec(&reply).expect("plain struct serialises");
             Ok(pending.complete(StatusCode::OK, bytes.into()))
         }
@@ -85,17 +90,17 @@ pub async fn dial_out(
 
 /// Places the call with the room as the caller (`From: conf-<n>@<domain>`), so the
 /// callee sees the conference calling.
-async fn place(st: &AppState, conf: &str, body: &DialOutBody) -> Result<ParticipantRef, ApiError> {
-    // A directory user (extension, login, number) wins over the gateway; a user with
-    // no registered device is a 422 saying so.
-    let (target, peer) = match st.engine.route_user(None, &body.to).await? {
+async fn place(st: &AppState, scope: &Scope, conf: &str, body: &DialOutBody) -> Result<ParticipantRef, ApiError> {
+    // A directory user (extension, login, number) of the caller's domain wins over the
+    // gateway; a user with no registered device is a 422 saying so.
+    let (target, peer) = match st.engine.route_user(scope.principal.domain, &body.to).await? {
         Some(found) => {
             let (uri, peer) = found?;
             (uri, Some(peer))
         }
         None => (st.routing.target(&body.to)?, None),
     };
-    let room = ConfRef::parse(conf)?.snapshot(&st.engine).await?.room;
+    let room = ConfRef::parse(conf)?.snapshot(st, scope).await?.room;
     let p = st.engine.dial_into_room(&room.confid, target, peer, Some(format!("conf-{}", room.confroomnum))).await?;
     Ok(ParticipantRef { confid: p.confid, participantid: p.participantid })
 }
@@ -109,12 +114,13 @@ async fn place(st: &AppState, conf: &str, body: &DialOutBody) -> Result<Particip
         (status = 404, description = "Conference not found / Call/Participant not found", body = ErrorBody), (status = 503, description = "Server is shutting down", body = ErrorBody)))]
 pub async fn get_one(
     State(st): State<AppState>,
+    scope: Scope,
     ApiPath((conf, pid)): ApiPath<(String, String)>,
     q: Result<Query<ItemQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q?;
     let opts = ItemOptions::parse(&q)?;
-    let room = ConfRef::parse(&conf)?.snapshot(&st.engine).await?;
+    let room = ConfRef::parse(&conf)?.snapshot(&st, &scope).await?;
     let p = room.participants.iter().find(|p| p.participantid == pid).ok_or_else(ApiError::participant_not_found)?;
     Ok(Json(opts.project(render(&Participant::from(p)))))
 }
@@ -131,8 +137,8 @@ pub async fn get_one(
         (status = 400, description = "A malformed lookup expression in place of the confid", body = ErrorBody), (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "Conference not found / Call/Participant not found (also for a participant who has already left: kicked, hung up, or being cancelled)", body = ErrorBody),
         (status = 503, description = "Server is shutting down", body = ErrorBody)))]
-pub async fn kick(State(st): State<AppState>, ApiPath((conf, pid)): ApiPath<(String, String)>) -> Result<Json<ParticipantRef>, ApiError> {
-    let confid = ConfRef::parse(&conf)?.confid(&st.engine).await?;
+pub async fn kick(State(st): State<AppState>, scope: Scope, ApiPath((conf, pid)): ApiPath<(String, String)>) -> Result<Json<ParticipantRef>, ApiError> {
+    let confid = ConfRef::parse(&conf)?.confid(&st, &scope).await?;
     let p = st.engine.kick(&confid, &pid).await?;
     Ok(Json(ParticipantRef { confid: p.confid, participantid: p.participantid }))
 }
@@ -149,6 +155,7 @@ pub async fn kick(State(st): State<AppState>, ApiPath((conf, pid)): ApiPath<(Str
         (status = 503, description = "Server is shutting down", body = ErrorBody)))]
 pub async fn patch(
     State(st): State<AppState>,
+    scope: Scope,
     ApiPath((conf, pid)): ApiPath<(String, String)>,
     body: Result<Json<ParticipantPatchBody>, JsonRejection>,
 ) -> Result<Json<Participant>, ApiError> {
@@ -156,7 +163,7 @@ pub async fn patch(
     if body.muted.is_none() && body.deaf.is_none() {
         return Err(ApiError::bad_request("nothing to change: give `muted` and/or `deaf`"));
     }
-    let confid = ConfRef::parse(&conf)?.confid(&st.engine).await?;
+    let confid = ConfRef::parse(&conf)?.confid(&st, &scope).await?;
     let p = st.engine.patch_participant(&confid, &pid, ParticipantPatch { muted: body.muted, deaf: body.deaf }).await?;
     Ok(Json(Participant::from(&p)))
 }

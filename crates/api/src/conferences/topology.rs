@@ -9,6 +9,7 @@
 
 use super::lookup::ConfRef;
 use super::wire::TopologyRule;
+use crate::auth::Scope;
 use crate::error::{ApiError, ApiPath, ErrorBody};
 use crate::AppState;
 use axum::extract::rejection::JsonRejection;
@@ -32,8 +33,8 @@ pub enum TopologyChange {
     responses((status = 200, description = "Rules in order; the first is always `*`→`*` enabled", body = [TopologyRule]),
         (status = 400, description = "A malformed lookup expression in place of the confid", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody), (status = 404, description = "Conference not found", body = ErrorBody), (status = 503, description = "Server is shutting down", body = ErrorBody)))]
-pub async fn get(State(st): State<AppState>, ApiPath(conf): ApiPath<String>) -> Result<Json<Vec<TopologyRule>>, ApiError> {
-    let confid = ConfRef::parse(&conf)?.confid(&st.engine).await?;
+pub async fn get(State(st): State<AppState>, scope: Scope, ApiPath(conf): ApiPath<String>) -> Result<Json<Vec<TopologyRule>>, ApiError> {
+    let confid = ConfRef::parse(&conf)?.confid(&st, &scope).await?;
     Ok(Json(st.engine.topology(&confid).await?.into_iter().map(Into::into).collect()))
 }
 
@@ -48,6 +49,7 @@ pub async fn get(State(st): State<AppState>, ApiPath(conf): ApiPath<String>) -> 
         (status = 503, description = "Server is shutting down", body = ErrorBody)))]
 pub async fn change(
     State(st): State<AppState>,
+    scope: Scope,
     ApiPath(conf): ApiPath<String>,
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<Vec<TopologyRule>>, ApiError> {
@@ -61,7 +63,7 @@ pub async fn change(
             ))
         }
     };
-    let room = ConfRef::parse(&conf)?.snapshot(&st.engine).await?;
+    let room = ConfRef::parse(&conf)?.snapshot(&st, &scope).await?;
     let present = |id: &String| id == "*" || room.participants.iter().any(|p| p.participantid == *id && p.state != LegState::Ended);
     if !rules.iter().all(|rule| present(&rule.from) && present(&rule.to)) {
         return Err(ApiError::participant_not_found());

@@ -287,6 +287,7 @@ mod tests {
             confuri: "<sip:conf-9@switchboard.local>".into(),
             site: "local".into(),
             startts: 1_572_033_454_296,
+            domain: "sb.test".into(),
         };
         let owned = serde_json::to_string(&Conference::from(&info)).unwrap();
         assert_eq!(serde_json::to_string(&ConferenceRef(&info)).unwrap(), owned, "same fields, same order");

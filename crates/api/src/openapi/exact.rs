@@ -27,7 +27,10 @@ fn nullable(t: &str) -> Value {
 pub(super) fn apply(doc: &mut Value) {
     let schemas = doc["components"]["schemas"].as_object_mut().expect("components.schemas");
     // Response objects: every field is always present (options are null), no other is.
-    for name in ["ErrorBody", "Conference", "Participant", "ConfidReply", "ParticipantRef", "Count", "TopologyRule"] {
+    for name in [
+        "ErrorBody", "Conference", "Participant", "ConfidReply", "ParticipantRef", "Count", "TopologyRule", "DomainView", "UserView",
+        "AppView", "KeyView", "RegistrationView",
+    ] {
         close(schemas.get_mut(name).unwrap_or_else(|| panic!("schema {name}")));
     }
     schemas["ErrorBody"]["properties"]["error_code"] = json!({
@@ -49,6 +52,7 @@ pub(super) fn apply(doc: &mut Value) {
     dial_out_body(&mut schemas["DialOutBody"]);
     patch_body(&mut schemas["ParticipantPatchBody"]);
     place_call_body(&mut schemas["PlaceCall"]);
+    admin_schemas(schemas);
 
     let paths = doc["paths"].as_object_mut().expect("paths");
     for (path, item) in paths.iter_mut() {
@@ -182,6 +186,11 @@ fn parameter(path: &str, p: &mut Value) {
             return;
         }
         "Idempotency-Key" => json!({ "type": "string", "pattern": formats::IDEMPOTENCY_KEY }),
+        "name" if path.starts_with("/v1/domains") => domain_name(),
+        "domain" if path == "/v1/users" => domain_name(),
+        "name" if path.starts_with("/v1/keys") => text(formats::LOGIN),
+        "client_id" => text(formats::LOGIN),
+        "id" => json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX }),
         other => panic!("parameter {other} of {path} has no exact schema"),
     };
     p["schema"] = schema;
@@ -248,6 +257,95 @@ fn place_call_body(schema: &mut Value) {
     });
 }
 
+fn text(pattern: &str) -> Value {
+    json!({ "type": "string", "pattern": pattern })
+}
+
+fn domain_name() -> Value {
+    json!({ "type": "string", "pattern": formats::DOMAIN_NAME, "maxLength": formats::DOMAIN_NAME_MAX, "example": "alpha.example.com" })
+}
+
+fn secret() -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": formats::SECRET_MAX })
+}
+
+/// Optional: the value, or null (= not given).
+fn or_null(v: Value) -> Value {
+    json!({ "anyOf": [v, { "type": "null" }] })
+}
+
+/// In a PATCH: the value, `""` (clear it), or null (leave it).
+fn clearable(v: Value) -> Value {
+    json!({ "anyOf": [v, { "const": "" }, { "type": "null" }] })
+}
+
+fn role_or_null() -> Value {
+    json!({ "enum": ["admin", "user", null] })
+}
+
+/// Request bodies and answers of the admin endpoints: each string in the format the
+/// server checks; a PATCH must change something (one field given, not null).
+fn admin_schemas(schemas: &mut Map<String, Value>) {
+    let set_props = |schema: &mut Value, props: Value| {
+        let given = schema["properties"].as_object().expect("properties").len();
+        let props = props.as_object().expect("object").clone();
+        assert_eq!(given, props.len(), "every field described: {schema}");
+        for (k, v) in props {
+            assert!(schema["properties"].get(&k).is_some(), "no field {k} in {schema}");
+            let description = schema["properties"][&k].get("description").cloned();
+            schema["properties"][&k] = v;
+            if let Some(d) = description {
+                schema["properties"][&k]["description"] = d;
+            }
+        }
+    };
+    let must_change = |fields: &[(&str, Value)]| -> Value {
+        fields.iter().map(|(f, t)| json!({ "required": [f], "properties": { *f: t } })).collect()
+    };
+    let person = || text(formats::PERSON_NAME);
+    let phone = || text(formats::PHONE);
+    set_props(&mut schemas["NewDomainBody"], json!({ "name": domain_name(), "realm": or_null(text(formats::REALM)) }));
+    set_props(&mut schemas["DomainPatchBody"], json!({ "enabled": { "type": ["boolean", "null"] }, "add_alias": or_null(domain_name()) }));
+    schemas["DomainPatchBody"]["anyOf"] = must_change(&[("enabled", json!({ "type": "boolean" })), ("add_alias", json!({ "type": "string" }))]);
+    set_props(
+        &mut schemas["NewUserBody"],
+        json!({
+            "login": text(formats::LOGIN), "password": secret(), "domain": domain_name(), "pin": or_null(text(formats::PIN)),
+            "ext": or_null(text(formats::EXTENSION)), "first_name": or_null(person()), "last_name": or_null(person()),
+            "display_name": or_null(person()), "did": or_null(phone()), "cell_phone": or_null(phone()), "home_phone": or_null(phone()),
+            "email": or_null(text(formats::EMAIL)), "role": role_or_null(),
+        }),
+    );
+    // the superuser must name the domain; a domain admin's own is the default (and the only one it may name)
+    schemas["NewUserBody"]["required"] = json!(["login", "password", "domain"]);
+    let patchable = [
+        ("display_name", person()), ("first_name", person()), ("last_name", person()), ("ext", text(formats::EXTENSION)),
+        ("did", phone()), ("cell_phone", phone()), ("home_phone", phone()), ("email", text(formats::EMAIL)), ("pin", text(formats::PIN)),
+    ];
+    let mut props: Map<String, Value> = patchable.iter().map(|(f, v)| (f.to_string(), clearable(v.clone()))).collect();
+    props.insert("role".into(), role_or_null());
+    props.insert("enabled".into(), json!({ "type": ["boolean", "null"] }));
+    set_props(&mut schemas["UserPatchBody"], Value::Object(props));
+    let mut change: Vec<(&str, Value)> = patchable.iter().map(|(f, _)| (*f, json!({ "type": "string" }))).collect();
+    change.push(("role", json!({ "enum": ["admin", "user"] })));
+    change.push(("enabled", json!({ "type": "boolean" })));
+    schemas["UserPatchBody"]["anyOf"] = must_change(&change);
+    set_props(&mut schemas["PasswordBody"], json!({ "password": secret() }));
+    set_props(
+        &mut schemas["NewAppBody"],
+        json!({ "client_id": text(formats::LOGIN), "secret": secret(), "name": or_null(person()), "domain": or_null(domain_name()) }),
+    );
+    set_props(&mut schemas["AppPatchBody"], json!({ "enabled": { "type": ["boolean", "null"] }, "secret": or_null(secret()) }));
+    schemas["AppPatchBody"]["anyOf"] = must_change(&[("enabled", json!({ "type": "boolean" })), ("secret", json!({ "type": "string" }))]);
+    set_props(&mut schemas["NewKeyBody"], json!({ "name": text(formats::LOGIN), "role": role_or_null(), "domain": or_null(domain_name()) }));
+    // the answer that creates a key: its description and, this once, the key
+    let mut new_key = schemas["KeyView"].clone();
+    new_key["properties"]["key"] = json!({ "type": "string", "pattern": "^sbk_[0-9a-f]{64}$", "description": "The bearer credential; not kept by the server." });
+    close(&mut new_key);
+    new_key["description"] = json!("A new API key: its description and the key itself, shown only this once.");
+    schemas.insert("NewKeyView".into(), new_key);
+}
+
 /// Properties of a leg (`LegInfo`), shared by `Leg` and the leg events.
 fn leg_properties() -> Map<String, Value> {
     let ms = || count(u64::MAX);
@@ -274,6 +372,7 @@ fn leg_properties() -> Map<String, Value> {
         "end_status": { "type": ["integer", "null"], "minimum": 0, "maximum": 65535, "description": "SIP status that ended the leg (or 0)." },
         "end_reason": nullable("string"),
         "codec": nullable("string"),
+        "domain": { "type": "string", "description": "The domain (tenant) the leg belongs to." },
     });
     props.as_object().expect("object").clone()
 }
@@ -293,7 +392,13 @@ fn status() -> Value {
         "live_legs": n(), "legs": n(), "rooms": n(), "transactions": n(), "rtp_ports_in_use": n(),
         "shutting_down": { "type": "boolean" },
     });
-    object("What the server holds right now.", props.as_object().expect("object").clone())
+    let mut schema = object(
+        "What the server holds right now. A credential of one domain gets its own counts and no server-wide figures \
+         (`transactions`, `rtp_ports_in_use`).",
+        props.as_object().expect("object").clone(),
+    );
+    schema["required"] = json!(["live_legs", "legs", "rooms", "shutting_down"]);
+    schema
 }
 
 fn event() -> Value {
@@ -308,6 +413,7 @@ fn event() -> Value {
         let props = json!({
             "confid": { "type": "string" }, "confnumber": { "type": "string" }, "confroomnum": { "type": "string" },
             "confuri": { "type": "string" }, "site": { "type": "string" }, "startts": count(u64::MAX),
+            "domain": { "type": "string" },
         });
         props.as_object().expect("object").clone()
     };
@@ -321,6 +427,7 @@ fn event() -> Value {
     dtmf.insert("leg_id".into(), json!({ "type": "string" }));
     dtmf.insert("digit".into(), json!({ "type": "string", "minLength": 1, "maxLength": 1 }));
     dtmf.insert("duration_ms".into(), count(u32::MAX as u64));
+    dtmf.insert("domain".into(), json!({ "type": "string" }));
     variants.push(object("`dtmf`: a digit received on a leg.", dtmf));
     let mut started = head("room_started");
     started.extend(room_properties());

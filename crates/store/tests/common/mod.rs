@@ -34,6 +34,7 @@ pub fn ended_leg(n: u32, started_ms: u64) -> LegInfo {
         end_status: Some(200),
         end_reason: Some("BYE".into()),
         codec: Some("PCMU".into()),
+        domain: "switchboard.local".into(),
     }
 }
 
@@ -55,6 +56,7 @@ pub fn cancelled_leg(n: u32, started_ms: u64) -> LegInfo {
         end_status: Some(487),
         end_reason: Some("Request Terminated".into()),
         codec: None,
+        domain: "switchboard.local".into(),
     }
 }
 
@@ -71,6 +73,7 @@ pub fn numbered_room(confnumber: &str, number: &str, startts: u64) -> RoomInfo {
         confuri: format!("<sip:conf-{number}@switchboard.local>"),
         site: "main".into(),
         startts,
+        domain: "switchboard.local".into(),
     }
 }
 

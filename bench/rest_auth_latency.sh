@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The conference list's latency with each kind of bearer credential: the static
+# --api-token (superuser), and an API key of the server's domain (a domain admin: key
+# checked against the store, then remembered, and the list filtered to its domain).
+# Same set-up as bench/rest_latency.sh: a release server with ROOMS live rooms (one
+# SIPp caller each), then crates/api/examples/rest_load.rs open-loop at RATE req/s.
+# The two credentials are measured alternately, twice each, so background load on a
+# shared box hits both alike.
+#
+# Usage: bench/rest_auth_latency.sh   (env: RATE=10000 DURATION=10 ROOMS=100 CONNS=32,
+#        SIP_PORT 7360, HTTP_PORT 7380, RTP_PORTS 47000-47999, KEEP=1 keeps the work dir)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RATE=${RATE:-10000}; DURATION=${DURATION:-10}; ROOMS=${ROOMS:-100}; CONNS=${CONNS:-32}
+SIP_PORT=${SIP_PORT:-7360}; HTTP_PORT=${HTTP_PORT:-7380}; SIPP_PORT=$((SIP_PORT + 1))
+TOKEN=bench-token
+T=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p switchboard
+cargo build --release -q -p api --example rest_load
+WORK=$(mktemp -d /tmp/sb-rest-auth.XXXXXX)
+SRV=; SIPP=
+cleanup() {
+  [ -z "$SIPP" ] || { kill "$SIPP" 2>/dev/null; wait "$SIPP" 2>/dev/null || true; }
+  [ -z "$SRV" ] || { kill "$SRV" 2>/dev/null; wait "$SRV" 2>/dev/null || true; }
+  [ -n "${KEEP:-}" ] && echo "work dir: $WORK" || rm -rf "$WORK"
+}
+trap cleanup EXIT
+api() { curl -sf -H "Authorization: Bearer $1" "${@:2}"; }
+start() {
+  "$T/release/switchboard" serve --sip-listen 127.0.0.1:$SIP_PORT --http-listen 127.0.0.1:$HTTP_PORT \
+    --rtp-ports "${RTP_PORTS:-47000-47999}" --data-dir "$WORK/data" --api-token $TOKEN 2>>"$WORK/server.log" &
+  SRV=$!
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:$HTTP_PORT/health >/dev/null 2>&1 && break; sleep 0.1; done
+  kill -0 $SRV || { echo "server did not start:"; cat "$WORK/server.log"; exit 1; }
+}
+start
+# the server's own domain (where rooms dialled at its address belong) and an admin key of it
+api $TOKEN -X POST -H 'Content-Type: application/json' -d '{"name":"switchboard.local"}' \
+  http://127.0.0.1:$HTTP_PORT/v1/domains >/dev/null || true
+KEY=$(api $TOKEN -X POST -H 'Content-Type: application/json' -d '{"name":"bench-admin","domain":"switchboard.local"}' \
+  http://127.0.0.1:$HTTP_PORT/v1/keys | python3 -c 'import sys,json; print(json.load(sys.stdin)["key"])')
+# restart, so the directory is certainly the one with the domain (whatever the reload interval)
+kill $SRV; wait $SRV 2>/dev/null || true; start
+
+{ echo SEQUENTIAL; seq 1 "$ROOMS"; } > "$WORK/rooms.csv"
+python3 -c 'import random,sys; sys.stdout.buffer.write(bytes(0xD5 ^ random.randint(0, 3) for _ in range(8000)))' > "$WORK/quiet.alaw"
+SCENARIO=$PWD/bench/rest_rooms_uac.xml
+(cd "$WORK" && exec sipp 127.0.0.1:$SIP_PORT -sf "$SCENARIO" -inf "$WORK/rooms.csv" -m "$ROOMS" -l "$ROOMS" -r 50 \
+  -d 3600000 -i 127.0.0.1 -p $SIPP_PORT -mi 127.0.0.1 -mp $((SIPP_PORT + 10)) -nostdin \
+  -trace_err -error_file "$WORK/sipp_errors.log" >"$WORK/sipp.log" 2>&1) &
+SIPP=$!
+count() { api "$1" "http://127.0.0.1:$HTTP_PORT/rest/v1/uc/conferences?countonly=true" | tr -dc 0-9; }
+for _ in $(seq 300); do [ "$(count $TOKEN)" = "$ROOMS" ] && break; sleep 0.1; done
+[ "$(count $TOKEN)" = "$ROOMS" ] || { echo "only $(count $TOKEN) of $ROOMS rooms came up"; tail "$WORK/server.log"; exit 1; }
+[ "$(count "$KEY")" = "$ROOMS" ] || { echo "the domain key sees $(count "$KEY") of $ROOMS rooms"; exit 1; }
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "server: $ROOMS live rooms, one SIPp caller each; client: $CONNS connections, $RATE req/s for ${DURATION}s"
+load() { "$T/release/examples/rest_load" --addr 127.0.0.1:$HTTP_PORT --token "$1" --rate $RATE --seconds "${2:-$DURATION}" \
+  --connections $CONNS --path /rest/v1/uc/conferences; }
+load $TOKEN 2 >/dev/null; load "$KEY" 2 >/dev/null   # warm-up
+for round in 1 2; do
+  echo "== round $round, static token (superuser)"; load $TOKEN | grep RESULT
+  echo "== round $round, API key (domain admin)"; load "$KEY" | grep RESULT
+done
+echo "server: $(grep -ci 'error\|panic' "$WORK/server.log" || true) error/panic lines in its log; rooms still live: $(count $TOKEN)"
