@@ -243,9 +243,10 @@ fn tokens_outlive_key_rotation_and_a_restart() {
     }
 }
 
-struct Issuer(Child);
+/// A child process killed (and reaped) on drop.
+struct Killed(Child);
 
-impl Drop for Issuer {
+impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -267,7 +268,7 @@ fn federated_login_with_an_oidc_issuer() {
         std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "ready");
     }
-    let _issuer = Issuer(child);
+    let _issuer = Killed(child);
     let issuer_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let cfg = write_config(
         &env,
@@ -321,4 +322,43 @@ fn admin_web_wants_an_admin_shows_no_secret_and_speaks_https() {
     assert_eq!(v["secrets_shown"], false);
     assert_eq!(v["plain_http_refused"], true);
     assert_eq!(http_request(server.http, "GET", "/auth", None, Some(&token)).unwrap().status, 401, "logged out by the admin");
+}
+
+/// The API listener over HTTPS (self-signed certificate made into the data dir): the
+/// OAuth2 library and PyJWT, trusting only that certificate, work as over HTTP. The
+/// harness's `Server` checks health over plain HTTP, so this test runs the binary itself.
+#[test]
+fn oauth2_over_https_with_the_generated_certificate() {
+    let env = TestEnv::new("oauth_https");
+    let data = env.path("data");
+    seed(&data);
+    let cfg = write_config(&env, "[tls]\nself_signed = true\n");
+    let http = env.ports.http();
+    let (rtp_lo, rtp_hi) = env.ports.server_rtp();
+    let log = std::fs::File::create(env.path("server.log")).unwrap();
+    env.report_on_failure(&env.path("server.log"));
+    let mut cmd = Command::new(server_bin());
+    cmd.arg("serve")
+        .args(["--sip-listen", &format!("127.0.0.1:{}", env.ports.sip())])
+        .args(["--http-listen", &format!("127.0.0.1:{http}")])
+        .args(["--rtp-ports", &format!("{rtp_lo}-{rtp_hi}")])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--domain", "switchboard.test", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(log);
+    let child = die_with_parent(&mut cmd).spawn().expect("server");
+    let _server = Killed(child);
+    let ca = data.join("tls").join("cert.pem");
+    poll(Duration::from_secs(20), "HTTPS listener up", || {
+        (ca.exists() && std::net::TcpStream::connect(("127.0.0.1", http)).is_ok()).then_some(())
+    });
+    let base = format!("https://localhost:{http}");
+    let (ok, v) = python("oauth_client.py", &[&base, CLIENT, SECRET, "alice", "alice-pw", "--ca", &ca.display().to_string()]);
+    assert!(ok, "OAuth2 over HTTPS: {v}");
+    assert_eq!(v["auth"]["body"]["ext"], "3044");
+    // Plain HTTP on the TLS port is not served.
+    let plain = http_request(format!("127.0.0.1:{http}").parse().unwrap(), "GET", "/health", None, None);
+    assert!(plain.map(|r| r.status != 200).unwrap_or(true), "plain HTTP answered on the HTTPS port");
 }
