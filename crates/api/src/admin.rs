@@ -933,12 +933,13 @@ pub struct RegistrationView {
     responses((status = 200, description = "Bindings, by user then contact", body = [RegistrationView]),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 403, description = "A user credential (admins only)", body = ErrorBody),
-        (status = 503, description = "No directory store", body = ErrorBody)))]
+        (status = 503, description = "The server is shutting down", body = ErrorBody)))]
 pub async fn list_registrations(State(st): State<AppState>, scope: Scope) -> Result<Json<Vec<RegistrationView>>, ApiError> {
     scope.require_admin()?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let dir = st.directory_now();
-    let mut bindings: Vec<Binding> = store_of(&st)?.load_bindings().await?;
+    // The registrar's live bindings (the store's copy is written behind them).
+    let mut bindings: Vec<Binding> = st.engine.registrations().await?;
     bindings.retain(|b| b.expires_at_ms > now && scope.sees_domain_id(b.domain_id));
     bindings.sort_by(|a, b| a.user_id.cmp(&b.user_id).then_with(|| a.contact.cmp(&b.contact)));
     Ok(Json(

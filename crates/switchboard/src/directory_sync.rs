@@ -24,7 +24,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Loads the directory now and starts the task that reloads it on change. The
 /// receiver always holds the newest snapshot; the task ends when every receiver
 /// is dropped.
-pub async fn start(store: Store) -> Result<(watch::Receiver<Arc<DirectorySnapshot>>, tokio::task::JoinHandle<()>), StoreError> {
+/// `poke`: a write through the admin API asks for a reload at once instead of at the next poll.
+pub async fn start(store: Store, poke: Arc<tokio::sync::Notify>) -> Result<(watch::Receiver<Arc<DirectorySnapshot>>, tokio::task::JoinHandle<()>), StoreError> {
     let first = store.load_directory().await?;
     info!(version = first.version, domains = first.domains.len(), users = first.users.len(), "directory loaded");
     let (tx, rx) = watch::channel(first.shared());
@@ -35,6 +36,7 @@ pub async fn start(store: Store) -> Result<(watch::Receiver<Arc<DirectorySnapsho
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = poke.notified() => {}
                 _ = tx.closed() => return,
             }
             let current = tx.borrow().version;

@@ -246,7 +246,8 @@ async fn run(cfg: Config) -> Result<(), String> {
     // the data dir unless database_url says otherwise); records are written by a
     // background task so signalling never waits on the disk.
     let db = open_store(&cfg).await?;
-    let (directory, bindings) = start_directory(&cfg, &db).await?;
+    let directory_changed = Arc::new(tokio::sync::Notify::new());
+    let (directory, bindings) = start_directory(&cfg, &db, directory_changed.clone()).await?;
     engine.set_directory(directory.borrow().clone());
     // Registrations survive restarts; lapsed ones are dropped (and forgotten by the store).
     engine.restore_bindings(std::time::Instant::now(), bindings);
@@ -280,6 +281,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     let mut state = api::AppState::new(EngineHandle::new(cmd_tx, events.clone(), rooms), cfg.api_token.clone())
         .with_routing(routing)
         .with_directory(db, directory);
+    state.directory_changed = directory_changed;
     state.verifiers.push(tokens.verifier.clone());
     tokens::spawn_admin(&cfg, &tokens, cfg.api_token.clone(), state.verifiers.clone(), shutdown_rx.clone()).await?;
     let app = api::router(state).merge(tokens.mx_routes.clone());
@@ -321,6 +323,7 @@ async fn open_store(cfg: &Config) -> Result<store::Store, String> {
 async fn start_directory(
     cfg: &Config,
     db: &store::Store,
+    directory_changed: Arc<tokio::sync::Notify>,
 ) -> Result<(watch::Receiver<Arc<store::DirectorySnapshot>>, Vec<store::Binding>), String> {
     let domain = db.ensure_domain(&cfg.domain).await.map_err(|e| format!("domain {:?}: {e}", cfg.domain))?;
     if !db.has_admin().await.map_err(|e| format!("database: {e}"))? {
@@ -334,7 +337,7 @@ async fn start_directory(
             domain.name
         );
     }
-    let (directory, _task) = directory_sync::start(db.clone()).await.map_err(|e| format!("directory: {e}"))?;
+    let (directory, _task) = directory_sync::start(db.clone(), directory_changed.clone()).await.map_err(|e| format!("directory: {e}"))?;
     let bindings = db.load_bindings().await.map_err(|e| format!("bindings: {e}"))?;
     info!(bindings = bindings.len(), "persisted bindings loaded");
     Ok((directory, bindings))

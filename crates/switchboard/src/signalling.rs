@@ -96,7 +96,11 @@ impl Signalling {
             while let Some(ev) = self.engine.poll_event() {
                 log_event(&ev);
                 self.recorder.record(&ev);
-                self.events.push(ev);
+                // Registrations are the registrar's bookkeeping (persisted above, listed
+                // by /v1/registrations), not call events: /v1/events stays calls and rooms.
+                if !matches!(ev, EngineEvent::BindingSaved(_) | EngineEvent::BindingRemoved { .. }) {
+                    self.events.push(ev);
+                }
             }
             if let Some(deadline) = stop_by {
                 let done = self.engine.live_legs() == 0 && self.engine.byes_in_flight() == 0;

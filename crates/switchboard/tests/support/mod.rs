@@ -409,6 +409,11 @@ impl Server {
                 cmd.env_remove(key);
             }
         }
+        // The MX admin web has a fixed default port (127.0.0.1:8043) that parallel test
+        // servers would fight over: off unless the test's config file sets it.
+        if !opts.extra_args.iter().any(|a| a == "--config") {
+            cmd.env("SWITCHBOARD_MX__ADMIN_LISTEN", "");
+        }
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "debug");
         }
