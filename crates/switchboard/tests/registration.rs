@@ -204,6 +204,16 @@ fn pjsua2_registers_and_a_second_device_is_listed_too() {
         assert!(contacts.iter().any(|c| c.contains(&format!("127.0.0.1:{port}"))), "no contact on port {port}: {contacts:?}");
     }
     assert!(contacts.iter().all(|c| c.contains("expires=")), "{contacts:?}");
+    // The admin API lists the same two bindings of alice, with where each came from.
+    let regs = server.get("/v1/registrations");
+    assert_eq!(regs.status, 200, "{}", regs.body);
+    let regs = regs.json();
+    let alice: Vec<&Value> = regs.as_array().expect("a list").iter().filter(|r| r["login"] == "alice").collect();
+    assert_eq!(alice.len(), 2, "{regs}");
+    for slot in [0, 1] {
+        let port = env.ports.peer_sip(slot);
+        assert!(alice.iter().any(|r| r["source"] == format!("127.0.0.1:{port}").as_str() && r["transport"] == "udp"), "{regs}");
+    }
     drop((first, second));
 }
 
