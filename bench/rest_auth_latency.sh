@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The conference list's latency with each kind of bearer credential: the static
-# --api-token (superuser), and an API key of the server's domain (a domain admin: key
-# checked against the store, then remembered, and the list filtered to its domain).
+# --api-token (superuser), an API key of the server's domain (a domain admin: key
+# checked against the store, then remembered, and the list filtered to its domain),
+# and a JWT from POST /auth for an admin user of that domain (signature checked, then
+# remembered; the list filtered to the domain).
 # Same set-up as bench/rest_latency.sh: a release server with ROOMS live rooms (one
 # SIPp caller each), then crates/api/examples/rest_load.rs open-loop at RATE req/s.
 # The two credentials are measured alternately, twice each, so background load on a
@@ -39,8 +41,17 @@ api $TOKEN -X POST -H 'Content-Type: application/json' -d '{"name":"switchboard.
   http://127.0.0.1:$HTTP_PORT/v1/domains >/dev/null || true
 KEY=$(api $TOKEN -X POST -H 'Content-Type: application/json' -d '{"name":"bench-admin","domain":"switchboard.local"}' \
   http://127.0.0.1:$HTTP_PORT/v1/keys | python3 -c 'import sys,json; print(json.load(sys.stdin)["key"])')
+# an admin user and an app, and a JWT for the user through POST /auth (password grant)
+api $TOKEN -X POST -H 'Content-Type: application/json' \
+  -d '{"login":"benchadmin","password":"bench-pass-1","domain":"switchboard.local","role":"admin"}' \
+  http://127.0.0.1:$HTTP_PORT/v1/users >/dev/null
+api $TOKEN -X POST -H 'Content-Type: application/json' \
+  -d '{"client_id":"bench-app","secret":"bench-secret-1","domain":"switchboard.local"}' \
+  http://127.0.0.1:$HTTP_PORT/v1/apps >/dev/null
 # restart, so the directory is certainly the one with the domain (whatever the reload interval)
 kill $SRV; wait $SRV 2>/dev/null || true; start
+JWT=$(curl -sf -u bench-app:bench-secret-1 -d 'grant_type=password&username=benchadmin&password=bench-pass-1' \
+  http://127.0.0.1:$HTTP_PORT/auth | python3 -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
 
 { echo SEQUENTIAL; seq 1 "$ROOMS"; } > "$WORK/rooms.csv"
 python3 -c 'import random,sys; sys.stdout.buffer.write(bytes(0xD5 ^ random.randint(0, 3) for _ in range(8000)))' > "$WORK/quiet.alaw"
@@ -53,14 +64,16 @@ count() { api "$1" "http://127.0.0.1:$HTTP_PORT/rest/v1/uc/conferences?countonly
 for _ in $(seq 300); do [ "$(count $TOKEN)" = "$ROOMS" ] && break; sleep 0.1; done
 [ "$(count $TOKEN)" = "$ROOMS" ] || { echo "only $(count $TOKEN) of $ROOMS rooms came up"; tail "$WORK/server.log"; exit 1; }
 [ "$(count "$KEY")" = "$ROOMS" ] || { echo "the domain key sees $(count "$KEY") of $ROOMS rooms"; exit 1; }
+[ "$(count "$JWT")" = "$ROOMS" ] || { echo "the domain admin's JWT sees $(count "$JWT") of $ROOMS rooms"; exit 1; }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "server: $ROOMS live rooms, one SIPp caller each; client: $CONNS connections, $RATE req/s for ${DURATION}s"
 load() { "$T/release/examples/rest_load" --addr 127.0.0.1:$HTTP_PORT --token "$1" --rate $RATE --seconds "${2:-$DURATION}" \
   --connections $CONNS --path /rest/v1/uc/conferences; }
-load $TOKEN 2 >/dev/null; load "$KEY" 2 >/dev/null   # warm-up
+load $TOKEN 2 >/dev/null; load "$KEY" 2 >/dev/null; load "$JWT" 2 >/dev/null   # warm-up
 for round in 1 2; do
   echo "== round $round, static token (superuser)"; load $TOKEN | grep RESULT
   echo "== round $round, API key (domain admin)"; load "$KEY" | grep RESULT
+  echo "== round $round, JWT from POST /auth (domain admin)"; load "$JWT" | grep RESULT
 done
 echo "server: $(grep -ci 'error\|panic' "$WORK/server.log" || true) error/panic lines in its log; rooms still live: $(count $TOKEN)"

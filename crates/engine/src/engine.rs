@@ -630,8 +630,11 @@ impl Engine {
     /// dropped already. `Ok(true)` = authenticated or trusted; `Ok(false)` = anonymous.
     fn authenticate_caller(&mut self, now: Instant, tx: TxId, req: &Request, from: Peer, local_tag: &str) -> Result<bool, ()> {
         // Our own calls looping back to us (we dialled one of our own URIs) are trusted
-        // like a gateway: we cannot answer our own challenge.
-        if from.addr == self.cfg.sip_addr || self.registrar.guard.is_trusted(from.addr.ip()) {
+        // like a gateway: we cannot answer our own challenge. Only the Call-ID of a call
+        // we placed counts, so a forged source address alone earns nothing.
+        let own_loop = from.addr == self.cfg.sip_addr
+            && self.legs.values().any(|l| l.direction == Direction::Outbound && l.call_id == req.headers.call_id);
+        if own_loop || self.registrar.guard.is_trusted(from.addr.ip()) {
             return Ok(true);
         }
         let claims_ours = self.directory.domain_by_name(&req.headers.from.uri.host).is_some();

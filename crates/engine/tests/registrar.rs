@@ -134,3 +134,20 @@ fn invite_from_our_domain_is_challenged_with_407() {
     let out = h.deliver(&invite("someone@elsewhere.test", "inv2"));
     assert!(out.iter().any(|m| m.starts_with("SIP/2.0 200 ")), "{out:#?}");
 }
+
+/// Coming from our own SIP address is not enough to skip the challenge: only a call we
+/// placed ourselves (its Call-ID) looping back is trusted.
+#[test]
+fn our_own_source_address_alone_does_not_skip_the_407() {
+    let mut h = H::new();
+    // H's engine keeps EngineConfig's default address.
+    let own = EngineConfig::default().sip_addr;
+    let invite = format!(
+        "INVITE sip:echo@alpha.test SIP/2.0\r\nVia: SIP/2.0/UDP {own};branch=z9hG4bKforged\r\nMax-Forwards: 70\r\nFrom: <sip:alice@alpha.test>;tag=a\r\nTo: <sip:echo@alpha.test>\r\nCall-ID: forged-1\r\nCSeq: 1 INVITE\r\nContact: <sip:a@{own}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    let msg = parse_datagram(invite.as_bytes()).expect("parses");
+    h.engine.handle_sip(h.now, msg, Peer { addr: own, transport: Transport::Udp });
+    let out: Vec<String> = std::iter::from_fn(|| h.engine.poll_transmit()).map(|(_, b)| String::from_utf8_lossy(&b).into_owned()).collect();
+    let resp = out.iter().find(|m| m.starts_with("SIP/2.0 4") || m.starts_with("SIP/2.0 2")).expect("a final response");
+    assert!(resp.starts_with("SIP/2.0 407 "), "{resp}");
+}
