@@ -170,7 +170,9 @@ fn three_parties_hear_the_others_not_themselves_and_leavers_go_silent() {
 /// >= 95 % of the frames with no gap over 60 ms, the same bound as for a clean sender.
 /// Without concealment a lost packet is a 20 ms hole and 15 % loss leaves the tone in
 /// ~85 % of the frames, so this bound fails a server that does not conceal. And nobody
-/// hears themselves.
+/// hears themselves. The loss is random, so now and then it comes as a burst longer
+/// than concealment can fill (5 packets in a row: about one run in 30); the gap allowed
+/// is then the longest burst on the wire plus one frame, never shorter than 60 ms.
 #[test]
 fn lossy_senders_are_concealed_and_do_not_break_the_mix() {
     let env = TestEnv::new("conf_lossy_senders");
@@ -208,13 +210,25 @@ fn lossy_senders_are_concealed_and_do_not_break_the_mix() {
         100.0 * (1.0 - s.len() as f64 / span)
     };
     let loss: Vec<f64> = (0..3).map(lost_pct).collect();
+    // The longest run of consecutive lost packets of a sender, from the capture.
+    let longest_burst = |i: u16| -> u16 {
+        let (base, top) = (lo + 10 * i, lo + 10 * i + 10);
+        let s: Vec<u16> = seqs.iter().filter(|(port, _)| (base..top).contains(*port)).flat_map(|(_, v)| v.clone()).collect();
+        let mut offsets: Vec<u16> = s.iter().map(|&x| x.wrapping_sub(s[0])).collect();
+        offsets.sort_unstable();
+        offsets.windows(2).map(|w| w[1] - w[0] - 1).max().unwrap_or(0)
+    };
+    let bursts = [longest_burst(0), longest_burst(1)];
+    // One frame more than the burst: the checker's 20 ms grid need not line up with it.
+    let gap_ms = |of: &[u16]| 60f64.max(20.0 * f64::from(of.iter().copied().max().unwrap_or(0) + 1));
+    let why = format!("random loss bursts of up to {bursts:?} packets (alice, bob): no concealment fills a gap longer than the burst");
     assert!(loss[0] > 8.0 && loss[1] > 8.0, "the lossy clients really lost packets: {loss:?}");
     assert!(loss[2] < 1.0, "the clean client lost none: {loss:?}");
 
     let (t0, t1) = (all_in + 1.0, end - 0.3);
-    heard(&recs[0], joined[0], t0, t1).expect(&[1000, 1700]).absent(&[440]).assert("alice hears lossy bob and carol");
-    heard(&recs[1], joined[1], t0, t1).expect(&[440, 1700]).absent(&[1000]).assert("bob hears lossy alice and carol");
-    heard(&recs[2], joined[2], t0, t1).expect(&[440, 1000]).absent(&[1700]).assert("carol hears both lossy senders");
+    heard(&recs[0], joined[0], t0, t1).expect(&[1000, 1700]).absent(&[440]).bound(95.0, gap_ms(&bursts[1..]), &why).assert("alice hears lossy bob and carol");
+    heard(&recs[1], joined[1], t0, t1).expect(&[440, 1700]).absent(&[1000]).bound(95.0, gap_ms(&bursts[..1]), &why).assert("bob hears lossy alice and carol");
+    heard(&recs[2], joined[2], t0, t1).expect(&[440, 1000]).absent(&[1700]).bound(95.0, gap_ms(&bursts), &why).assert("carol hears both lossy senders");
     assert_room_gone(&server);
 }
 
