@@ -198,8 +198,9 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Write>, counters: Arc<C
     debug!(stats = ?counters.snapshot(), "store recorder stopped: queue drained");
 }
 
-/// Room number → confid of the rooms the writer has seen start, to give room legs
-/// their confid. Bounded: the open rooms plus the last [`RoomNumbers::ENDED_KEPT`] ended.
+/// (Domain, room number) → confid of the rooms the writer has seen start, to give room
+/// legs their confid (two domains may both have a room 1 open at once). Bounded: the
+/// open rooms plus the last [`RoomNumbers::ENDED_KEPT`] ended.
 #[derive(Default)]
 struct RoomNumbers {
     open: HashMap<String, String>,
@@ -216,7 +217,7 @@ impl RoomNumbers {
     fn follow(&mut self, write: &mut Write) {
         match write {
             Write::RoomStarted(room) => {
-                self.open.insert(room.confroomnum.clone(), room.confid.clone());
+                self.open.insert(room_key(&room.domain, &room.confroomnum), room.confid.clone());
             }
             Write::RoomEnded { confid, .. } => {
                 let number = self.open.iter().find(|(_, c)| *c == confid).map(|(n, _)| n.clone());
@@ -230,17 +231,22 @@ impl RoomNumbers {
             }
             Write::Leg { info, confid } => {
                 if let (None, Service::Room(number)) = (&confid, &info.service) {
-                    *confid = self.confid_of(number).map(str::to_owned);
+                    *confid = self.confid_of(&room_key(&info.domain, number)).map(str::to_owned);
                 }
             }
             Write::BindingSaved(_) | Write::BindingRemoved { .. } => {}
         }
     }
 
-    fn confid_of(&self, number: &str) -> Option<&str> {
-        if let Some(confid) = self.open.get(number) {
+    fn confid_of(&self, key: &str) -> Option<&str> {
+        if let Some(confid) = self.open.get(key) {
             return Some(confid);
         }
-        self.ended.iter().rev().find(|(n, _)| n == number).map(|(_, c)| c.as_str())
+        self.ended.iter().rev().find(|(k, _)| k == key).map(|(_, c)| c.as_str())
     }
+}
+
+/// A room's key in [`RoomNumbers`]: its domain and number (a newline never occurs in either).
+fn room_key(domain: &str, number: &str) -> String {
+    format!("{}\n{number}", domain.to_ascii_lowercase())
 }

@@ -14,8 +14,34 @@ both_backends!(
     the_recorder_writes_every_ended_leg_and_ignores_the_rest,
     rooms_through_the_recorder_and_a_bad_write_spoils_nothing_else,
     room_legs_get_their_rooms_confid,
+    two_domains_rooms_with_one_number_keep_their_own_legs,
     repeats_and_big_batches_are_written_like_single_writes,
 );
+
+/// Room numbers are per domain: alpha's room 100 and beta's room 100 are open at once,
+/// and each one's legs get its own confid.
+async fn two_domains_rooms_with_one_number_keep_their_own_legs(db: &TestDb) {
+    let store = &db.store;
+    let (recorder, writer) = spawn_recorder(store.clone());
+    let in_domain = |r: engine::RoomInfo, d: &str| engine::RoomInfo { domain: d.into(), ..r };
+    let alpha = in_domain(numbered_room("ALPHA1", "100", 1_000), "alpha.test");
+    let beta = in_domain(numbered_room("BETA01", "100", 1_100), "beta.test");
+    let leg = |n: u32, d: &str| engine::LegInfo { domain: d.into(), ..room_leg(n, "100", 1_200) };
+    for ev in [
+        EngineEvent::RoomStarted(alpha.clone()),
+        EngineEvent::RoomStarted(beta.clone()),
+        EngineEvent::LegEnded(leg(1, "beta.test")),
+        EngineEvent::LegEnded(leg(2, "alpha.test")),
+    ] {
+        assert!(recorder.record(&ev));
+    }
+    drop(recorder);
+    writer.await.unwrap();
+    let mut confids: Vec<(String, Option<String>)> =
+        store.recent_calls(10, None).await.unwrap().into_iter().map(|c| (c.leg_id.0, c.confid)).collect();
+    confids.sort();
+    assert_eq!(confids, [("leg-000001".to_owned(), Some(beta.confid.clone())), ("leg-000002".to_owned(), Some(alpha.confid.clone()))]);
+}
 
 async fn the_recorder_writes_every_ended_leg_and_ignores_the_rest(db: &TestDb) {
     let store = &db.store;
