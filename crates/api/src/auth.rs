@@ -247,6 +247,20 @@ impl Scope {
         }
     }
 
+    /// A call is seen by its domain's admins, and by the users who are one of its parties.
+    pub fn sees_call(&self, call: &engine::CallInfo) -> bool {
+        if !self.sees_domain_name(&call.domain) {
+            return false;
+        }
+        match &self.user_keys {
+            None => true,
+            Some(keys) => {
+                let me = self.principal.user_id;
+                [&call.caller, &call.callee].iter().any(|p| (me.is_some() && p.user_id == me) || self.names_user(keys, &p.uri))
+            }
+        }
+    }
+
     fn names_user(&self, keys: &[String], uri: &str) -> bool {
         crate::conferences::lookup::parse_loose_uri(uri)
             .and_then(|u| u.user)

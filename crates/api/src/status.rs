@@ -90,6 +90,15 @@ pub async fn events(
         EngineEvent::BindingRemoved { user_id, .. } => {
             !scope.is_user() && dir.user(*user_id).is_some_and(|u| scope.sees_domain_id(u.domain_id))
         }
+        EngineEvent::CallStarted(c)
+        | EngineEvent::CallRinging(c)
+        | EngineEvent::CallAnswered(c)
+        | EngineEvent::CallHeld(c)
+        | EngineEvent::CallRetrieved(c)
+        | EngineEvent::CallEnded(c)
+        | EngineEvent::CallTransferred { info: c, .. }
+        | EngineEvent::RecordingStarted { info: c, .. }
+        | EngineEvent::RecordingStopped { info: c, .. } => scope.sees_call(c),
     };
     let events = st.engine.events_after(after, usize::MAX);
     Ok(Json(events.into_iter().filter(|e| visible(e)).take(limit as usize).collect()))

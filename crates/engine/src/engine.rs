@@ -98,6 +98,21 @@ pub enum EngineEvent {
     BindingSaved(crate::users::Binding),
     /// A contact was removed (expired, `Expires: 0`, `*`): forget it.
     BindingRemoved { user_id: crate::users::UserId, contact: String },
+    /// A two-party call began (the caller's INVITE was routed, or an API placed it).
+    CallStarted(crate::call::CallInfo),
+    /// The callee's device(s) ring.
+    CallRinging(crate::call::CallInfo),
+    CallAnswered(crate::call::CallInfo),
+    /// `info.held` says which side.
+    CallHeld(crate::call::CallInfo),
+    CallRetrieved(crate::call::CallInfo),
+    /// One side was transferred (REFER, or a redirect/intercept) to `target`.
+    CallTransferred { info: crate::call::CallInfo, target: String },
+    /// The call is over: the call record is written from this.
+    CallEnded(crate::call::CallInfo),
+    /// `file`: relative to the data dir.
+    RecordingStarted { info: crate::call::CallInfo, file: String },
+    RecordingStopped { info: crate::call::CallInfo, file: String },
 }
 
 /// What the engine is holding right now.

@@ -2,6 +2,7 @@
 //! dialect drives. [`Engine`] is a sans-IO state machine (see its module docs for the
 //! run loop); [`EngineHandle`] is how async code talks to it.
 
+pub mod call;
 pub mod directory;
 pub mod engine;
 pub mod events;
@@ -13,6 +14,7 @@ pub mod users;
 mod conference;
 
 pub use engine::{local_capabilities, DialOut, Engine, EngineConfig, EngineError, EngineEvent, EngineStatus, ALLOW};
+pub use call::{CallId, CallInfo, CallState, Disposition, Party, Side, SuperviseMode};
 pub use directory::{RoomDirectory, RoomList};
 pub use events::{EventLog, LoggedEvent};
 pub use handle::{Command, DialOutRequest, EngineHandle};

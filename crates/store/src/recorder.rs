@@ -109,6 +109,16 @@ impl Recorder {
             EngineEvent::BindingRemoved { user_id, contact } => {
                 self.offer(Write::BindingRemoved { user_id: *user_id, contact: contact.clone() })
             }
+            // TODO(issue 10, store lane): CallEnded becomes the two-party call record.
+            EngineEvent::CallStarted(_)
+            | EngineEvent::CallRinging(_)
+            | EngineEvent::CallAnswered(_)
+            | EngineEvent::CallHeld(_)
+            | EngineEvent::CallRetrieved(_)
+            | EngineEvent::CallTransferred { .. }
+            | EngineEvent::CallEnded(_)
+            | EngineEvent::RecordingStarted { .. }
+            | EngineEvent::RecordingStopped { .. } => true,
         }
     }
 

@@ -166,5 +166,14 @@ fn log_event(ev: &EngineEvent) {
         EngineEvent::RoomEnded { info, max_participants, .. } => debug!(confid = %info.confid, max_participants, "room ended"),
         EngineEvent::BindingSaved(b) => info!(user = b.user_id, contact = %b.contact, source = %b.source, "registered"),
         EngineEvent::BindingRemoved { user_id, contact } => info!(user = user_id, %contact, "unregistered"),
+        EngineEvent::CallStarted(c) => info!(call = %c.call_id, caller = %c.caller.uri, callee = %c.callee.uri, "call started"),
+        EngineEvent::CallRinging(c) => debug!(call = %c.call_id, "call ringing"),
+        EngineEvent::CallAnswered(c) => info!(call = %c.call_id, "call answered"),
+        EngineEvent::CallHeld(c) => info!(call = %c.call_id, side = ?c.held, "call held"),
+        EngineEvent::CallRetrieved(c) => info!(call = %c.call_id, "call retrieved"),
+        EngineEvent::CallTransferred { info: c, target } => info!(call = %c.call_id, %target, "call transferred"),
+        EngineEvent::CallEnded(c) => info!(call = %c.call_id, disposition = ?c.disposition, "call ended"),
+        EngineEvent::RecordingStarted { info: c, file } => info!(call = %c.call_id, %file, "recording started"),
+        EngineEvent::RecordingStopped { info: c, file } => info!(call = %c.call_id, %file, "recording stopped"),
     }
 }
