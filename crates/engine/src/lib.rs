@@ -7,11 +7,12 @@ pub mod directory;
 pub mod engine;
 pub mod events;
 pub mod handle;
-pub mod leg;
+pub mod legs;
+pub use legs::leg;
 pub mod registrar;
 pub mod room;
 pub mod users;
-mod conference;
+pub mod apps;
 
 pub use engine::{local_capabilities, DialOut, Engine, EngineConfig, EngineError, EngineEvent, EngineStatus, ALLOW};
 pub use call::{CallId, CallInfo, CallState, Disposition, Party, Side, SuperviseMode};
