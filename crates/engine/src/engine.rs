@@ -196,6 +196,7 @@ pub struct Engine {
     pub(crate) cfg: Arc<EngineConfig>,
     pub(crate) legs: Legs,
     pub(crate) rooms: Rooms,
+    pub(crate) bridges: crate::apps::bridge::Bridges,
     /// Domains, users and credentials as last loaded by the shell (see [`crate::users`]).
     pub(crate) directory: Arc<crate::users::DirectorySnapshot>,
     /// Bindings, nonces and lock-outs (see [`crate::registrar`]).
@@ -222,6 +223,7 @@ impl Engine {
             registrar: crate::registrar::Registrar::new(cfg.registrar.clone(), cfg.security.clone(), Instant::now()),
             legs: Legs::new(cfg.clone(), media),
             rooms: Rooms::new(cfg.clone()),
+            bridges: crate::apps::bridge::Bridges::new(cfg.clone()),
             cfg,
             directory: Default::default(),
         }
@@ -359,6 +361,7 @@ impl Engine {
             };
             match owner {
                 Owner::Room(confid) => self.rooms.on_leg_event(now, &mut self.legs, &confid, ev),
+                Owner::Bridge(call) => self.bridges.on_leg_event(now, &mut self.legs, call, ev),
                 Owner::Ring => apps::services::on_ring_event(now, &mut self.legs, ev),
                 Owner::Echo => apps::services::on_echo_event(now, &mut self.legs, ev),
                 Owner::Nobody => apps::default_handling(now, &mut self.legs, ev),

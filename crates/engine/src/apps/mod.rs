@@ -8,6 +8,7 @@
 //!
 //! - [`services`]: `echo` (hear yourself) and `ring` (rings, never answers).
 //! - [`room`]: conference rooms, their participants and the who-hears-whom topology.
+//! - [`bridge`]: two-party calls between users, phones and numbers (B2BUA).
 //!
 //! The shape for two-party calls: a call between two parties is a room of two in
 //! the media engine (one mixer, one topology model, so supervisor listen, whisper
@@ -16,6 +17,7 @@
 //! exactly that one speaker in the same codec (the relay fast path), so a room of two
 //! costs what a packet relay costs and sounds like a direct call.
 
+pub(crate) mod bridge;
 pub(crate) mod room;
 pub(crate) mod services;
 
@@ -32,6 +34,8 @@ pub enum Owner {
     Ring,
     /// A participant of the room with this confid.
     Room(String),
+    /// A party (or a ringing fork, or a supervisor) of this two-party call.
+    Bridge(crate::call::CallId),
 }
 
 /// What an owner that does not care about an event does with it: in-dialog requests
