@@ -85,7 +85,7 @@ async fn a_call_ended_event_becomes_one_record_through_the_recorder(db: &TestDb)
     again.hangup_by = None;
     s.record_call(&again).await.unwrap();
     let r = s.call_record(7).await.unwrap().unwrap();
-    assert_eq!((r.disposition.as_str(), r.hangup_by, r.callee.user_id, r.api_originated), ("no_answer", None, None, true));
+    assert_eq!((r.disposition.as_str(), r.hangup_by.as_deref(), r.callee.user_id, r.api_originated), ("no_answer", None, None, true));
     assert_eq!(r.recordings, Vec::<String>::new());
     assert!(!r.answered());
 }
