@@ -99,6 +99,8 @@ pub async fn events(
         | EngineEvent::CallTransferred { info: c, .. }
         | EngineEvent::RecordingStarted { info: c, .. }
         | EngineEvent::RecordingStopped { info: c, .. } => scope.sees_call(c),
+        // a wake-up is the push sender's business, never logged (see the shell)
+        EngineEvent::WakeUser { .. } => false,
     };
     let events = st.engine.events_after(after, usize::MAX);
     Ok(Json(events.into_iter().filter(|e| visible(e)).take(limit as usize).collect()))

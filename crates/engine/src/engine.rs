@@ -120,6 +120,9 @@ pub enum EngineEvent {
     /// `file`: relative to the data dir.
     RecordingStarted { info: crate::call::CallInfo, file: String },
     RecordingStopped { info: crate::call::CallInfo, file: String },
+    /// A call is for `user_id`, who has push tokens (`User::has_push_tokens`): the shell
+    /// sends the push (reference 001 §8); the engine waits for the app to register.
+    WakeUser { user_id: crate::users::UserId, call: crate::call::CallInfo },
 }
 
 /// What the engine is holding right now.

@@ -68,6 +68,28 @@ pub struct User {
     pub email: Option<String>,
     pub role: Role,
     pub enabled: bool,
+    /// How the user wants calls delivered (reference 001 `PATCH /calls`); None = never set
+    /// (ring the registered devices at once, no remote number).
+    pub call_mode: Option<CallMode>,
+    /// The user has push tokens (reference 001 `PUT /tokens`): an incoming call should
+    /// wake the app ([`crate::EngineEvent::WakeUser`]) and give it time to register.
+    pub has_push_tokens: bool,
+}
+
+/// A user's call mode, as set by `PATCH /calls` (reference 001): for the bridge.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CallMode {
+    /// Calls also ring `device` (the user's own number, e.g. a mobile) instead of only
+    /// the registered SIP devices.
+    pub remote: bool,
+    /// The number (or SIP URI) rung when `remote` is set; empty = the user's cell phone.
+    pub device: String,
+    /// Seconds to wait before ringing the remote device (MX default 1).
+    pub ring_delay_s: u16,
+    /// Seconds of ringing before voicemail takes the call (MX default 30).
+    pub vm_delay_s: u16,
+    /// The device name bound by `PATCH /calls/{name}`, if any.
+    pub assigned_device: Option<String>,
 }
 
 impl User {

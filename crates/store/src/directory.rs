@@ -153,7 +153,17 @@ impl Store {
             .await?
             .iter()
             .map(user_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<User>, _>>()?;
+        // What the bridge needs of issue 10's per-user settings (see crate::calls).
+        let (mut modes, with_tokens) = crate::calls::load_user_extras(&mut tx).await?;
+        let users = users
+            .into_iter()
+            .map(|mut u| {
+                u.call_mode = modes.remove(&u.id);
+                u.has_push_tokens = with_tokens.contains(&u.id);
+                u
+            })
+            .collect::<Vec<_>>();
         let credentials = sqlx::query("SELECT user_id, username, algorithm, ha1, device_jti FROM sip_credentials ORDER BY user_id")
             .fetch_all(&mut *tx)
             .await?
@@ -287,6 +297,8 @@ impl Store {
         for sql in [
             "DELETE FROM sip_credentials WHERE user_id IN (SELECT id FROM users WHERE domain_id = $1)",
             "DELETE FROM bindings WHERE domain_id = $1",
+            "DELETE FROM call_modes WHERE user_id IN (SELECT id FROM users WHERE domain_id = $1)",
+            "DELETE FROM push_tokens WHERE user_id IN (SELECT id FROM users WHERE domain_id = $1)",
             "DELETE FROM users WHERE domain_id = $1",
             "DELETE FROM apps WHERE domain_id = $1",
             "DELETE FROM api_keys WHERE domain_id = $1",
@@ -391,6 +403,7 @@ impl Store {
             email,
             role: new.role,
             enabled: true,
+            ..Default::default()
         })
     }
 
@@ -538,6 +551,8 @@ impl Store {
         let mut tx = self.directory_write().await?;
         sqlx::query("DELETE FROM sip_credentials WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM bindings WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM call_modes WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM push_tokens WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
         let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
             return Err(user_not_found(id));
@@ -904,7 +919,7 @@ impl Store {
 
     /// Starts a directory write: a transaction whose first statement bumps the version
     /// (see the module docs for why first).
-    async fn directory_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+    pub(crate) async fn directory_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE directory_meta SET version = version + 1 WHERE id = 1").execute(&mut *tx).await?;
         Ok(tx)
@@ -1082,6 +1097,9 @@ fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
         email: row.try_get("email")?,
         role: parse_role(&role)?,
         enabled: row.try_get::<i64, _>("enabled")? != 0,
+        // Filled by load_directory; single-user reads leave them unset.
+        call_mode: None,
+        has_push_tokens: false,
     })
 }
 

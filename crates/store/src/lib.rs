@@ -1,8 +1,9 @@
 //! Persistence, in SQLite (`<data_dir>/switchboard.db`, the default) or PostgreSQL
 //! (`database_url = "postgres://…"`): the directory (domains, users and their secrets,
 //! apps, API keys; see [`directory`]), registrar bindings, token signing keys and
-//! revocations, call detail records (one row per leg, written when it ends) and room
-//! history (one row per room).
+//! revocations, call detail records (one row per leg, written when it ends), room
+//! history (one row per room), and two-party call records, call modes and push tokens
+//! (see [`calls`]).
 //!
 //! Two ways in:
 //! - [`Store`]: async reads and writes (`record_leg`, `recent_calls`, …) for code
@@ -28,6 +29,7 @@
 //! The schema and why the database is set up the way it is: [`store`]'s
 //! module docs. The queue, batching and dropping: [`recorder`]'s.
 
+pub mod calls;
 pub mod directory;
 pub mod error;
 pub mod recorder;
@@ -37,6 +39,7 @@ pub mod store;
 pub use error::StoreError;
 pub use recorder::{spawn_recorder, spawn_recorder_with_capacity, Recorder, RecorderStats};
 pub use records::{CallRecord, RoomRecord};
+pub use calls::{CallRecordRow, PushToken};
 pub use directory::{ApiKey, App, NewUser, Role, SigningKey, UserPatch, UserSecrets, API_KEY_PREFIX};
 pub use engine::users::{Binding, DirectorySnapshot, Domain, DomainId, SipCredential, User, UserId};
 pub use store::{Backend, Store};

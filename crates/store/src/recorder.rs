@@ -20,8 +20,8 @@
 //! it, and its `JoinHandle` completes.
 //!
 //! Only what is persisted is queued: a leg's record when it ends
-//! (`EngineEvent::LegEnded`), a room's start and end (`RoomStarted`, `RoomEnded`),
-//! and the registrar's binding changes (`BindingSaved`, `BindingRemoved`), so
+//! (`EngineEvent::LegEnded`), a two-party call's record when it ends (`CallEnded`),
+//! a room's start and end (`RoomStarted`, `RoomEnded`), and the registrar's binding changes (`BindingSaved`, `BindingRemoved`), so
 //! registrations survive a restart. Leg starts, answers and DTMF are not stored.
 //!
 //! A leg's `LegInfo` names its room only by number (`Service::Room("4711")`), so the
@@ -109,16 +109,18 @@ impl Recorder {
             EngineEvent::BindingRemoved { user_id, contact } => {
                 self.offer(Write::BindingRemoved { user_id: *user_id, contact: contact.clone() })
             }
-            // TODO(issue 10, store lane): CallEnded becomes the two-party call record.
+            // A call's record is written once, from its final snapshot (which carries
+            // its answer and end, codecs and recordings).
+            EngineEvent::CallEnded(info) => self.offer(Write::Call(Box::new(info.clone()))),
             EngineEvent::CallStarted(_)
             | EngineEvent::CallRinging(_)
             | EngineEvent::CallAnswered(_)
             | EngineEvent::CallHeld(_)
             | EngineEvent::CallRetrieved(_)
             | EngineEvent::CallTransferred { .. }
-            | EngineEvent::CallEnded(_)
             | EngineEvent::RecordingStarted { .. }
-            | EngineEvent::RecordingStopped { .. } => true,
+            | EngineEvent::RecordingStopped { .. }
+            | EngineEvent::WakeUser { .. } => true,
         }
     }
 
@@ -244,7 +246,7 @@ impl RoomNumbers {
                     *confid = self.confid_of(&room_key(&info.domain, number)).map(str::to_owned);
                 }
             }
-            Write::BindingSaved(_) | Write::BindingRemoved { .. } => {}
+            Write::BindingSaved(_) | Write::BindingRemoved { .. } | Write::Call(_) => {}
         }
     }
 

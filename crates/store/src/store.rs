@@ -79,6 +79,8 @@ pub(crate) enum Write {
     RoomEnded { confid: String, ended_ms: u64, max_participants: u32 },
     BindingSaved(engine::users::Binding),
     BindingRemoved { user_id: engine::users::UserId, contact: String },
+    /// A two-party call's record (crate::calls).
+    Call(Box<engine::call::CallInfo>),
 }
 
 impl Store {
@@ -264,7 +266,7 @@ impl Store {
             }
         }
         let mut tx = self.pool.begin().await?;
-        // Rooms and bindings in queue order (a start before its end, a save before its
+        // Rooms, bindings and calls in queue order (a start before its end, a save before its
         // removal); legs do not depend on them.
         for (i, write) in writes.iter().enumerate() {
             let result = match write {
@@ -277,6 +279,7 @@ impl Store {
                 Write::RoomEnded { confid, ended_ms, max_participants } => {
                     end_room(&mut *tx, confid, *ended_ms, *max_participants).await
                 }
+                Write::Call(info) => crate::calls::insert_call(&mut *tx, info).await,
             };
             match result {
                 Ok(()) => {}

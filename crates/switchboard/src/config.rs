@@ -54,6 +54,43 @@ pub struct Config {
     pub mx: MxSection,
     /// HTTPS on the HTTP API listener (`[tls]`; the admin web uses it with `[mx] admin_tls`).
     pub tls: TlsSection,
+    /// Push to wake mobile apps (`[push]`, reference 001 §8).
+    pub push: PushSection,
+}
+
+/// `[push]`: where pushes go and which apps may register tokens (`PUT /tokens/…`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushSection {
+    /// APNs base URL; pushes go to `<apns_url>/3/device/<token>`.
+    pub apns_url: String,
+    /// APNs development gateway, for sandbox topics (`<topic>~`).
+    pub apns_sandbox_url: String,
+    /// APNs topics (app bundle ids) accepted; `com.example.app~` is the sandbox of `com.example.app`.
+    pub apns_topics: Vec<String>,
+    /// FCM legacy HTTP endpoint.
+    pub fcm_url: String,
+    /// `[push.fcm]`: `"<app id>" = "<server key>"`; the app ids accepted for FCM tokens.
+    pub fcm: std::collections::BTreeMap<String, String>,
+    /// How long an incoming call for a user with push tokens waits for the woken app to
+    /// register before it rings (for the bridge).
+    pub wake_wait_ms: u64,
+    /// Time limit of one push request (MX: 30 s).
+    pub timeout_ms: u64,
+}
+
+impl Default for PushSection {
+    fn default() -> Self {
+        PushSection {
+            apns_url: "https://api.push.apple.com".into(),
+            apns_sandbox_url: "https://api.development.push.apple.com".into(),
+            apns_topics: Vec::new(),
+            fcm_url: "https://fcm.googleapis.com/fcm/send".into(),
+            fcm: Default::default(),
+            wake_wait_ms: 5000,
+            timeout_ms: 30_000,
+        }
+    }
 }
 
 /// `[registrar]`: RFC 3261 §10 registrations and their digest challenges.
@@ -300,6 +337,7 @@ impl Default for Config {
             oidc: OidcSection::default(),
             mx: MxSection::default(),
             tls: TlsSection::default(),
+            push: PushSection::default(),
         }
     }
 }
@@ -324,6 +362,9 @@ impl Config {
             shown.api_token = Some("<redacted>".into());
         }
         shown.database_url = shown.database_url.as_deref().map(redact_url_password);
+        for key in shown.push.fcm.values_mut() {
+            *key = "<redacted>".into();
+        }
         serde_json::to_string(&shown).unwrap_or_else(|e| format!("(unprintable: {e})"))
     }
 

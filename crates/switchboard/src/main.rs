@@ -8,6 +8,7 @@
 mod admin;
 mod config;
 mod directory_sync;
+mod push;
 mod signalling;
 mod tokens;
 mod transport;
@@ -251,7 +252,8 @@ async fn run(cfg: Config) -> Result<(), String> {
     engine.set_directory(directory.borrow().clone());
     // Registrations survive restarts; lapsed ones are dropped (and forgotten by the store).
     engine.restore_bindings(std::time::Instant::now(), bindings);
-    let tokens = tokens::setup(&cfg, db.clone(), directory.clone()).await?;
+    let tokens = tokens::setup(&cfg, db.clone(), directory.clone(), directory_changed.clone()).await?;
+    let push = push::PushSender::new(&cfg.push, db.clone(), tokens.service.cfg.node.clone());
     let (recorder, recorder_task) = store::spawn_recorder(db.clone());
     let events = engine::EventLog::default();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -273,6 +275,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             rooms: rooms.clone(),
             recorder,
             directory: directory.clone(),
+            push: Some(push),
         }
             .run(),
     );

@@ -36,6 +36,8 @@ pub struct Signalling {
     pub recorder: store::Recorder,
     /// The directory, republished on every change (crate::directory_sync).
     pub directory: watch::Receiver<Arc<engine::users::DirectorySnapshot>>,
+    /// Sends the wake-up pushes `EngineEvent::WakeUser` asks for (None: no pushes).
+    pub push: Option<crate::push::PushSender>,
 }
 
 impl Signalling {
@@ -96,9 +98,14 @@ impl Signalling {
             while let Some(ev) = self.engine.poll_event() {
                 log_event(&ev);
                 self.recorder.record(&ev);
+                // A wake-up is sent in the background; the engine waits for the app's REGISTER.
+                if let (EngineEvent::WakeUser { user_id, call }, Some(push)) = (&ev, &self.push) {
+                    push.wake(*user_id, call.clone(), self.directory.borrow().clone());
+                }
                 // Registrations are the registrar's bookkeeping (persisted above, listed
-                // by /v1/registrations), not call events: /v1/events stays calls and rooms.
-                if !matches!(ev, EngineEvent::BindingSaved(_) | EngineEvent::BindingRemoved { .. }) {
+                // by /v1/registrations) and wake-ups the push sender's, not call events:
+                // /v1/events stays calls and rooms.
+                if !matches!(ev, EngineEvent::BindingSaved(_) | EngineEvent::BindingRemoved { .. } | EngineEvent::WakeUser { .. }) {
                     self.events.push(ev);
                 }
             }
@@ -175,5 +182,6 @@ fn log_event(ev: &EngineEvent) {
         EngineEvent::CallEnded(c) => info!(call = %c.call_id, disposition = ?c.disposition, "call ended"),
         EngineEvent::RecordingStarted { info: c, file } => info!(call = %c.call_id, %file, "recording started"),
         EngineEvent::RecordingStopped { info: c, file } => info!(call = %c.call_id, %file, "recording stopped"),
+        EngineEvent::WakeUser { user_id, call } => info!(user = user_id, call = %call.call_id, "waking the user's app by push"),
     }
 }

@@ -21,9 +21,16 @@ pub struct Tokens {
     pub mx_routes: axum::Router,
     /// HTTPS for the API listener when `[tls]` asks for it.
     pub api_tls: Option<Arc<api::tls::ServerConfig>>,
+    /// For the MX call log, call modes and push tokens (and the admin web's `/tokens`).
+    pub store: store::Store,
 }
 
-pub async fn setup(cfg: &Config, db: store::Store, directory: watch::Receiver<Arc<DirectorySnapshot>>) -> Result<Tokens, String> {
+pub async fn setup(
+    cfg: &Config,
+    db: store::Store,
+    directory: watch::Receiver<Arc<DirectorySnapshot>>,
+    directory_changed: Arc<tokio::sync::Notify>,
+) -> Result<Tokens, String> {
     let oidc = match &cfg.oidc.issuer {
         None => None,
         Some(issuer) => {
@@ -48,11 +55,16 @@ pub async fn setup(cfg: &Config, db: store::Store, directory: watch::Receiver<Ar
         default_domain: cfg.domain.to_ascii_lowercase(),
         node,
     };
-    let service = TokenService::start(tcfg, Arc::new(db), directory, oidc).await.map_err(|e| format!("tokens: {e}"))?;
+    let service = TokenService::start(tcfg, Arc::new(db.clone()), directory, oidc).await.map_err(|e| format!("tokens: {e}"))?;
     service.spawn_maintenance();
-    let mx_routes = api::mx::routes(api::mx::MxState { tokens: service.clone(), log_file: cfg.mx.log_file.clone() });
+    let mx_routes = api::mx::routes(api::mx::MxState {
+        store: Some(db.clone()),
+        push: Arc::new(crate::push::topics(&cfg.push)),
+        directory_changed: Some(directory_changed),
+        ..api::mx::MxState::new(service.clone(), cfg.mx.log_file.clone())
+    });
     let api_tls = if cfg.tls.http { tls_config(cfg)? } else { None };
-    Ok(Tokens { verifier: Arc::new(JwtVerifier(service.clone())), service, mx_routes, api_tls })
+    Ok(Tokens { verifier: Arc::new(JwtVerifier(service.clone())), service, mx_routes, api_tls, store: db })
 }
 
 /// The `[tls]` certificate, if any is configured.
@@ -86,7 +98,7 @@ pub async fn spawn_admin(cfg: &Config, tokens: &Tokens, api_token: Option<String
         false => None,
         true => Some(tls_config(cfg)?.ok_or("[mx] admin_tls needs a [tls] certificate (cert_file+key_file or self_signed)")?),
     };
-    let app = api::mx::admin::routes(api::mx::admin::AdminState { tokens: tokens.service.clone(), api_token, verifiers });
+    let app = api::mx::admin::routes(api::mx::admin::AdminState { tokens: tokens.service.clone(), api_token, verifiers, store: Some(tokens.store.clone()) });
     info!(%addr, https = tls.is_some(), "admin web listening");
     tokio::spawn(async move {
         let stop = async move {

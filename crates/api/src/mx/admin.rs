@@ -27,6 +27,8 @@ pub struct AdminState {
     pub tokens: Arc<TokenService>,
     pub api_token: Option<String>,
     pub verifiers: Verifiers,
+    /// For `/tokens` (None: the list is empty).
+    pub store: Option<store::Store>,
 }
 
 pub fn routes(state: AdminState) -> Router {
@@ -133,10 +135,25 @@ async fn users(State(state): State<AdminState>, headers: HeaderMap) -> Result<Re
     Ok(mx_json(StatusCode::OK, &json!({ "users": m })))
 }
 
-/// Push tokens do not exist yet.
+/// `{"tokens":{"apn:<topic>:<token>":"<login>"}}`: the push tokens of the admin's
+/// domain (`login@domain` for the superuser, who sees several domains).
 async fn tokens(State(state): State<AdminState>, headers: HeaderMap) -> Result<Response, MxError> {
-    admin(&state, &headers).await?;
-    Ok(mx_json(StatusCode::OK, &json!({ "tokens": {} })))
+    let p = admin(&state, &headers).await?;
+    let list = match &state.store {
+        Some(store) => store.list_push_tokens(p.domain).await.map_err(|e| MxError::unavailable(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let dir = state.tokens.directory();
+    let mut m = serde_json::Map::new();
+    for t in list {
+        let Some(u) = dir.user(t.user_id) else { continue };
+        let login = match p.domain {
+            Some(_) => u.login.clone(),
+            None => format!("{}@{}", u.login, dir.domain(u.domain_id).map(|d| d.name.as_str()).unwrap_or("?")),
+        };
+        m.insert(format!("{}:{}:{}", t.kind, t.topic, t.token), json!(login));
+    }
+    Ok(mx_json(StatusCode::OK, &json!({ "tokens": m })))
 }
 
 #[derive(Deserialize, Default)]

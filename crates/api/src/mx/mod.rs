@@ -1,6 +1,7 @@
 //! The MX Proxy dialect (reference 001): OAuth2 `/auth`, `/contacts`, `/debug/log`, and
-//! our `/.well-known/jwks.json`, served at the root of the HTTP listener; the admin web
-//! on its own listener ([`admin`]).
+//! our `/.well-known/jwks.json`, served at the root of the HTTP listener; the call log,
+//! call mode and services ([`calls`]); push tokens ([`push`]); the admin web on its own
+//! listener ([`admin`]).
 //!
 //! MX conventions kept here, not the native API's: every error body is
 //! `{"error":"<text>"}`, JSON is indented by 4 spaces with `charset=utf-8`, bearer
@@ -10,6 +11,9 @@
 //! wrong password, so it tells nothing about which logins exist).
 
 pub mod admin;
+pub mod calls;
+pub mod csta;
+pub mod push;
 
 use crate::tokens::{AppInfo, Claims, Issued, TokenService};
 use axum::body::Bytes;
@@ -32,6 +36,26 @@ pub struct MxState {
     pub tokens: Arc<TokenService>,
     /// `[mx] log_file`, served by `/debug/log`.
     pub log_file: Option<PathBuf>,
+    /// The database, for the call log, call modes and push tokens (None: those answer 503).
+    pub store: Option<store::Store>,
+    /// The push topics `PUT /tokens` accepts (`[push]`).
+    pub push: Arc<push::PushTopics>,
+    /// Poked after a write that changes the directory snapshot (call mode, push
+    /// tokens), so the shell reloads it at once rather than at its next poll.
+    pub directory_changed: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl MxState {
+    /// Just tokens and a log file: the call endpoints answer 503 and no push topic is known.
+    pub fn new(tokens: Arc<TokenService>, log_file: Option<PathBuf>) -> MxState {
+        MxState { tokens, log_file, store: None, push: Arc::default(), directory_changed: None }
+    }
+
+    fn directory_changed(&self) {
+        if let Some(n) = &self.directory_changed {
+            n.notify_one();
+        }
+    }
 }
 
 /// An MX error: `{"error":…}` with a status and maybe a challenge.
@@ -96,6 +120,10 @@ pub fn routes(state: MxState) -> Router {
         .route("/auth", with_405(get(get_auth).post(post_auth).delete(delete_auth), "GET, POST, DELETE"))
         .route("/auth/logout", with_405(axum::routing::delete(delete_auth), "DELETE"))
         .route("/contacts", with_405(get(contacts), "GET"))
+        .route("/calls", with_405(get(calls::call_log).patch(calls::set_call_mode), "GET, PATCH"))
+        .route("/calls/{name}", with_405(axum::routing::patch(calls::assign_device), "PATCH"))
+        .route("/services", with_405(get(calls::services), "GET"))
+        .route("/tokens/{kind}/{topic}/{token}", with_405(axum::routing::put(push::put_token).delete(push::delete_token), "PUT, DELETE"))
         .route("/debug/log", with_405(get(debug_log), "GET"))
         .route("/.well-known/jwks.json", with_405(get(jwks), "GET"))
         .with_state(state)

@@ -26,8 +26,8 @@ async fn server(tls: Option<Arc<rustls::ServerConfig>>) -> (SocketAddr, Arc<Memo
     });
     let rx = tokio::sync::watch::channel(dir).1;
     let svc = TokenService::start(TokenConfig { default_domain: "alpha.test".into(), ..TokenConfig::default() }, backend.clone(), rx, None).await.unwrap();
-    let app = routes(MxState { tokens: svc.clone(), log_file: None })
-        .merge(Router::new().nest("/admin", admin::routes(admin::AdminState { tokens: svc, api_token: Some("root".into()), verifiers: vec![] })));
+    let app = routes(MxState::new(svc.clone(), None))
+        .merge(Router::new().nest("/admin", admin::routes(admin::AdminState { tokens: svc, api_token: Some("root".into()), verifiers: vec![], store: None })));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(crate::tls::serve(listener, app, tls, std::future::pending()));
