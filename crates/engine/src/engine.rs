@@ -220,6 +220,8 @@ pub struct Engine {
     pub(crate) directory: Arc<crate::users::DirectorySnapshot>,
     /// Bindings, nonces and lock-outs (see [`crate::registrar`]).
     pub(crate) registrar: crate::registrar::Registrar,
+    /// Third-party call control records (reference 002).
+    pub(crate) controller: crate::apps::controller::Controller,
 }
 
 /// The codecs we offer and accept, best first, limited to what the media build has.
@@ -258,6 +260,7 @@ impl Engine {
             room_by_number: HashMap::new(),
             next_media_room: 0,
             directory: Default::default(),
+            controller: Default::default(),
         }
     }
 
@@ -354,6 +357,9 @@ impl Engine {
             let Reverse((_, timer, leg_id)) = self.timers.pop().expect("peeked");
             self.fire(now, timer, leg_id);
         }
+        if self.controller.poll_timeout().is_some_and(|at| at <= now) {
+            self.controller_input(|c, cx| c.on_timeout(cx, now));
+        }
         self.pump(now);
     }
 
@@ -394,6 +400,10 @@ impl Engine {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let ours = self.timers.peek().map(|Reverse((at, _, _))| *at);
         let ours = match (ours, self.registrar.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let ours = match (ours, self.controller.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -542,6 +552,7 @@ impl Engine {
         for id in ids {
             let _ = self.hangup(now, &id);
         }
+        self.controller_input(|c, cx| c.shutdown(cx, now));
         self.pump(now);
     }
 
@@ -549,7 +560,7 @@ impl Engine {
 
     /// Moves everything the transaction layer produced into our queues, handling its
     /// events (which may make it produce more).
-    fn pump(&mut self, now: Instant) {
+    pub(crate) fn pump(&mut self, now: Instant) {
         while let Some(out) = self.txl.poll_output() {
             match out {
                 Output::Transmit { to, data } => self.transmits.push_back((to, data)),
@@ -569,6 +580,12 @@ impl Engine {
                     }
                     self.end_leg(now, &id, 487, "Cancelled by caller");
                 }
+            }
+            TxEvent::Response { tx, resp } if self.controller.owns_tx(tx) => {
+                self.controller_input(|c, cx| c.on_response(cx, now, tx, resp));
+            }
+            TxEvent::Timeout { tx } if self.controller.owns_tx(tx) => {
+                self.controller_input(|c, cx| c.on_tx_timeout(cx, now, tx));
             }
             TxEvent::Response { tx, resp } => {
                 if resp.headers.cseq.method == Method::Bye && resp.status >= 200 {
@@ -600,6 +617,7 @@ impl Engine {
                 }
             }
             TxEvent::Terminated { tx } => {
+                self.controller.on_tx_terminated(tx);
                 self.by_tx.remove(&tx);
             }
         }
@@ -613,6 +631,9 @@ impl Engine {
             return self.reply(now, tx, &req, 416, None);
         }
         let in_dialog = req.headers.to.tag().is_some();
+        if in_dialog && self.controller.owns_dialog(&req) {
+            return self.controller_input(|c, cx| c.on_request(cx, now, tx, req));
+        }
         match (&req.method, in_dialog) {
             (Method::Register, _) => self.on_register(now, tx, req, from),
             (Method::Invite, false) => self.on_new_invite(now, tx, req, from),

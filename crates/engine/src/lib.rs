@@ -2,6 +2,7 @@
 //! dialect drives. [`Engine`] is a sans-IO state machine (see its module docs for the
 //! run loop); [`EngineHandle`] is how async code talks to it.
 
+pub mod apps;
 pub mod call;
 pub mod directory;
 pub mod engine;

@@ -54,6 +54,19 @@ pub struct Config {
     pub mx: MxSection,
     /// HTTPS on the HTTP API listener (`[tls]`; the admin web uses it with `[mx] admin_tls`).
     pub tls: TlsSection,
+    /// The sipXcallController dialect (`[callcontroller]`).
+    pub callcontroller: CallControllerSection,
+}
+
+/// `[callcontroller]`: the sipXcallController dialect (reference 002). It is always
+/// served on the HTTP listener; `listen` adds a listener of its own.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallControllerSection {
+    /// A listener serving only `/callcontroller/…`; empty = none.
+    pub listen: String,
+    /// CIDRs whose requests need no PIN (e.g. `10.0.0.0/8`, `127.0.0.1/32`).
+    pub trusted_networks: Vec<String>,
 }
 
 /// `[registrar]`: RFC 3261 §10 registrations and their digest challenges.
@@ -300,6 +313,7 @@ impl Default for Config {
             oidc: OidcSection::default(),
             mx: MxSection::default(),
             tls: TlsSection::default(),
+            callcontroller: CallControllerSection::default(),
         }
     }
 }
