@@ -106,8 +106,6 @@ struct CtlLeg {
     awaiting_answer: bool,
     /// The ACK we sent to this leg's 2xx, re-sent when the 2xx is retransmitted.
     ack: Option<Request>,
-    /// Call-ID of our REFER-mode NOTIFY lines (the INVITE dialog's).
-    call_id: String,
     /// REFER mode: the REFER's answer has come (starts the linger timer once).
     refer_answered: bool,
     /// Request parameters kept for the next steps.
@@ -183,11 +181,6 @@ impl Controller {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
-    }
-
-    /// Live legs (shutdown waits for their BYEs like any other call's).
-    pub(crate) fn live_legs(&self) -> usize {
-        self.flows.legs.values().filter(|l| l.phase != Phase::Ended).count()
     }
 
     // ---- requests from the API --------------------------------------------------
@@ -797,7 +790,6 @@ impl Controller {
                 method: p.method,
                 role: p.role,
                 phase: Phase::Calling,
-                call_id: invite.headers.call_id.clone(),
                 invite,
                 invite_tx: Some(tx),
                 peer,
