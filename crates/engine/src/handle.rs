@@ -200,7 +200,7 @@ impl EngineHandle {
             Some(p) => p,
             None => resolve(&to).await?,
         };
-        let d = DialOut { to, peer, from_user, service: Service::Echo, hangup_after: None, domain: None };
+        let d = DialOut { to, peer, from_user, service: Service::Echo, hangup_after: None, domain: None, from_display: None, extra_headers: Vec::new() };
         self.ask(|r| Command::DialIntoRoom(confid.to_owned(), d, r)).await?
     }
 
@@ -229,7 +229,7 @@ impl EngineHandle {
             Some(p) => p,
             None => resolve(&req.to).await?,
         };
-        let d = DialOut { to: req.to, peer, from_user: req.from_user, service: req.service, hangup_after: req.hangup_after, domain: req.domain };
+        let d = DialOut { to: req.to, peer, from_user: req.from_user, service: req.service, hangup_after: req.hangup_after, domain: req.domain, from_display: None, extra_headers: Vec::new() };
         self.ask(|r| Command::DialOut(d, r)).await?
     }
 }

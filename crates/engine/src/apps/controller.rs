@@ -28,11 +28,12 @@
 //! `controller_call` returns as soon as the first INVITE has left; the outcome is only
 //! visible through `controller_record`.
 //!
-//! The SIP flows (`flows`) drive plain signalling dialogs straight over the
-//! transaction layer, which the engine lends them per input; the engine routes to
-//! them the responses to their transactions, the requests of their dialogs and their
-//! timers. The controller never has media, so it needs nothing else of the leg layer;
-//! once the leg layer owns the transaction layer, these few hooks move there.
+//! The SIP flows (`flows`) drive signalling-only dialogs: the controller never has
+//! media, sends a dummy offer, holds an ACK until another party's answer exists and
+//! records every response including 100 and 407, none of which a leg does. So it uses
+//! the leg layer's raw signalling ([`crate::legs::RawSip`]): requests sent through
+//! the leg layer's transaction layer, whose responses, timeouts and in-dialog
+//! requests the engine routes back here.
 
 use crate::engine::EngineError;
 use crate::Engine;
@@ -337,7 +338,7 @@ pub struct Controller {
 
 /// `action=call`.
 pub(crate) fn call(engine: &mut Engine, now: Instant, req: ControllerRequest) -> Result<(), ControllerError> {
-    if engine.shutting_down {
+    if engine.legs.shutting_down {
         return Err(ControllerError::Engine(EngineError::ShuttingDown));
     }
     engine.with_controller(now, |c, cx| c.call(cx, now, req))
@@ -354,17 +355,17 @@ pub(crate) fn record(engine: &mut Engine, now: Instant, key: &str) -> Option<Con
 }
 
 impl Engine {
-    /// Lends the controller the transaction layer for one input, then sends what it produced.
+    /// Lends the controller the leg layer for one input, then routes what it produced.
     pub(crate) fn with_controller<R>(&mut self, now: Instant, f: impl FnOnce(&mut Controller, &mut Cx) -> R) -> R {
         let r = self.controller_input(f);
-        self.pump(now);
+        self.dispatch(now);
         r
     }
 
-    /// [`Engine::with_controller`] without the pump, for inputs that arrive while the
-    /// engine is already pumping (transaction events).
+    /// [`Engine::with_controller`] without the routing, for inputs that arrive while
+    /// the engine is already routing.
     pub(crate) fn controller_input<R>(&mut self, f: impl FnOnce(&mut Controller, &mut Cx) -> R) -> R {
-        let mut cx = Cx { txl: &mut self.txl, sip_addr: self.cfg.sip_addr, user_agent: &self.cfg.user_agent };
+        let mut cx = Cx { legs: &mut self.legs };
         f(&mut self.controller, &mut cx)
     }
 }

@@ -1,7 +1,70 @@
-//! Applications: each owns legs and decides what happens to them.
+//! Applications: what decides for legs.
 //!
-//! | module | what |
-//! |---|---|
-//! | [`controller`] | third-party call control (reference 002, sipXcallController) |
+//! The leg layer ([`crate::legs`]) knows SIP and media but not what a call is for.
+//! Each leg has one [`Owner`]; the engine hands every [`LegEvent`] to that owner, and
+//! the owner acts through the [`Legs`] methods (answer, ring, reject, hang up, place a
+//! call, attach media, send in-dialog requests). Applications never touch each
+//! other's state; an application that hands a leg to another one changes its owner.
+//!
+//! - [`services`]: `echo` (hear yourself) and `ring` (rings, never answers).
+//! - [`room`]: conference rooms, their participants and the who-hears-whom topology.
+//! - [`bridge`]: two-party calls between users, phones and numbers (B2BUA).
+//! - [`controller`]: third-party call control (reference 002, sipXcallController):
+//!   signalling-only dialogs it drives itself (see [`crate::legs::RawSip`]).
+//!
+//! The shape for two-party calls: a call between two parties is a room of two in
+//! the media engine (one mixer, one topology model, so supervisor listen, whisper
+//! and barge are a third participant with some paths blocked). The media engine
+//! forwards a speaker's own frames, with no decode or encode, to a listener who hears
+//! exactly that one speaker in the same codec (the relay fast path), so a room of two
+//! costs what a packet relay costs and sounds like a direct call.
 
+pub(crate) mod bridge;
 pub mod controller;
+pub(crate) mod room;
+pub(crate) mod services;
+
+use crate::legs::{LegEvent, LegId, Legs};
+use sip::Method;
+use std::time::Instant;
+
+/// Which application decides for a leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// Nobody yet (a leg being set up) or nobody any more.
+    Nobody,
+    Echo,
+    Ring,
+    /// A participant of the room with this confid.
+    Room(String),
+    /// A party (or a ringing fork, or a supervisor) of this two-party call.
+    Bridge(crate::call::CallId),
+}
+
+/// What an owner that does not care about an event does with it: in-dialog requests
+/// get the answer a plain endpoint gives (200 for INFO, MESSAGE; 405 for what we do
+/// not support in this leg's context), everything else is dropped.
+pub(crate) fn default_handling(now: Instant, legs: &mut Legs, ev: LegEvent) {
+    if let LegEvent::Request { tx, req, .. } = ev {
+        let status = match req.method {
+            Method::Info | Method::Message => 200,
+            _ => 405,
+        };
+        legs.respond(now, tx, &req, status);
+    }
+}
+
+/// The leg an event is about.
+pub(crate) fn leg_of(ev: &LegEvent) -> &LegId {
+    match ev {
+        LegEvent::Progress { leg, .. }
+        | LegEvent::Answered { leg }
+        | LegEvent::Ended { leg, .. }
+        | LegEvent::SessionChanged { leg, .. }
+        | LegEvent::Request { leg, .. }
+        | LegEvent::Response { leg, .. }
+        | LegEvent::Dtmf { leg, .. }
+        | LegEvent::Timer { leg, .. }
+        | LegEvent::Forgotten { leg, .. } => leg,
+    }
+}

@@ -16,23 +16,21 @@
 //! passed to the other. `action=transfer` replaces the caller by a new target.
 
 use super::*;
-use crate::engine::resolve_literal;
-use sip::dialog::{new_branch, random_token, Dialog, DialogId};
-use sip::transaction::{TransactionLayer, TxId};
+use crate::legs::{resolve_literal, Legs, RawSip};
+use sip::dialog::{random_token, Dialog, DialogId};
+use sip::transaction::TxId;
 use sip::uri::Params as _;
 use sip::{CSeq, Headers, Message, Method, NameAddr, Param, Request, Response, Transport, Via};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::SystemTime;
 use tracing::{debug, info};
 
-/// What the engine lends the controller for one input.
+/// What the engine lends the controller for one input: the leg layer, whose raw
+/// signalling the controller uses (see [`RawSip`]).
 pub(crate) struct Cx<'a> {
-    pub txl: &'a mut TransactionLayer,
-    /// Our SIP address (Via, Contact, the dummy SDP's address).
-    pub sip_addr: SocketAddr,
-    pub user_agent: &'a str,
+    pub legs: &'a mut Legs,
 }
 
 /// How long a REFER-mode caller leg is kept after the REFER's answer (reference: 32 s).
@@ -138,24 +136,35 @@ fn status_line(resp: &Response) -> String {
 
 impl Cx<'_> {
     fn host(&self) -> String {
-        match self.sip_addr.ip() {
+        match self.legs.cfg.sip_addr.ip() {
             IpAddr::V6(v6) => format!("[{v6}]"),
             v4 => v4.to_string(),
         }
     }
 
     fn via(&self, transport: Transport) -> Via {
-        Via {
-            transport,
-            host: self.host(),
-            port: Some(self.sip_addr.port()),
-            params: vec![Param::new("branch", Some(new_branch())), Param::new("rport", None::<String>)],
-        }
+        self.legs.via(transport)
+    }
+
+    fn user_agent(&self) -> String {
+        self.legs.cfg.user_agent.clone()
+    }
+
+    fn send(&mut self, now: Instant, req: Request, peer: Peer) -> TxId {
+        self.legs.send_raw_request(now, req, peer)
+    }
+
+    fn cancel(&mut self, now: Instant, tx: TxId) {
+        self.legs.txl.cancel(now, tx);
+    }
+
+    fn stateless(&mut self, msg: &Message, peer: Peer) {
+        self.legs.txl.send_stateless(msg, peer);
     }
 
     /// `<sip:callcontroller@ip:port>`: the reference's Contact user.
     fn contact(&self, transport: Transport) -> NameAddr {
-        let mut uri = Uri::sip(Some("callcontroller"), &self.host(), Some(self.sip_addr.port()));
+        let mut uri = Uri::sip(Some("callcontroller"), &self.host(), Some(self.legs.cfg.sip_addr.port()));
         if transport == Transport::Tcp {
             uri.params.push(Param::new("transport", Some("tcp")));
         }
@@ -164,14 +173,14 @@ impl Cx<'_> {
 }
 
 impl Controller {
-    /// Is this client transaction ours?
-    pub(crate) fn owns_tx(&self, tx: TxId) -> bool {
-        self.flows.by_tx.contains_key(&tx)
-    }
-
-    /// Is this in-dialog request for one of our dialogs?
-    pub(crate) fn owns_dialog(&self, req: &Request) -> bool {
-        DialogId::for_incoming(req).is_some_and(|id| self.flows.by_dialog.contains_key(&id))
+    /// A SIP event of one of our dialogs (see [`RawSip`]).
+    pub(crate) fn on_raw(&mut self, cx: &mut Cx, now: Instant, ev: RawSip) {
+        match ev {
+            RawSip::Response { tx, resp } => self.on_response(cx, now, tx, resp),
+            RawSip::Timeout { tx } => self.on_tx_timeout(cx, now, tx),
+            RawSip::Terminated { tx } => self.on_tx_terminated(tx),
+            RawSip::Request { tx, req } => self.on_request(cx, now, tx, req),
+        }
     }
 
     /// The next instant a timer or a record falls due.
@@ -346,7 +355,9 @@ impl Controller {
 
     /// An in-dialog request on one of our dialogs.
     pub(crate) fn on_request(&mut self, cx: &mut Cx, now: Instant, tx: TxId, req: Request) {
-        let Some(no) = DialogId::for_incoming(&req).and_then(|id| self.flows.by_dialog.get(&id).copied()) else { return };
+        let Some(no) = DialogId::for_incoming(&req).and_then(|id| self.flows.by_dialog.get(&id).copied()) else {
+            return respond(cx, now, tx, &req, 481, None);
+        };
         let transport = req.headers.via.first().map(|v| v.transport).unwrap_or(Transport::Udp);
         let Some(leg) = self.flows.legs.get_mut(&no) else { return };
         let accepted = leg.dialog.as_mut().map(|d| d.accept_request(&req));
@@ -402,7 +413,7 @@ impl Controller {
                         if let Some(tx) = leg.invite_tx {
                             info!(leg = no, "call controller: ring time over, cancelling");
                             leg.cancelled = true;
-                            cx.txl.cancel(now, tx);
+                            cx.cancel(now, tx);
                         }
                     }
                 }
@@ -417,7 +428,7 @@ impl Controller {
                         self.end(now, no);
                     }
                 }
-                Timer::Purge => self.purge(no),
+                Timer::Purge => self.purge(cx, no),
             }
         }
         self.records.expire(now);
@@ -463,7 +474,7 @@ impl Controller {
                 // retransmission: re-ACK (a held ACK is sent once the answer exists)
                 if let Some(ack) = leg.ack.clone() {
                     let peer = next_hop(leg.dialog.as_ref().expect("some"), leg.peer);
-                    cx.txl.send_stateless(&Message::Request(ack), peer);
+                    cx.stateless(&Message::Request(ack), peer);
                 }
                 return;
             }
@@ -473,10 +484,10 @@ impl Controller {
                     let via = cx.via(leg.peer.transport);
                     let ack = d.ack(leg.invite.headers.cseq.seq, via);
                     let peer = next_hop(&d, leg.peer);
-                    cx.txl.send_stateless(&Message::Request(ack), peer);
+                    cx.stateless(&Message::Request(ack), peer);
                     let mut bye = d.request(Method::Bye, cx.via(leg.peer.transport));
-                    bye.headers.push("User-Agent", cx.user_agent.to_owned());
-                    cx.txl.send_request(now, bye, peer);
+                    bye.headers.push("User-Agent", cx.user_agent());
+                    cx.send(now, bye, peer);
                 }
                 return;
             }
@@ -484,6 +495,7 @@ impl Controller {
         }
         let Ok(dialog) = Dialog::new_uac(&leg.invite, &resp) else { return };
         self.flows.by_dialog.insert(dialog.id.clone(), no);
+        cx.legs.claim_dialog(dialog.id.clone());
         leg.dialog = Some(dialog);
         if !resp.body.is_empty() {
             leg.last_sdp = Some(resp.body.clone());
@@ -540,7 +552,7 @@ impl Controller {
             if let Some(d) = leg.dialog.as_ref() {
                 let ack = d.ack(seq, cx.via(leg.peer.transport));
                 let peer = next_hop(d, leg.peer);
-                cx.txl.send_stateless(&Message::Request(ack), peer);
+                cx.stateless(&Message::Request(ack), peer);
             }
             if let Some(p) = partner {
                 let waiting = self.flows.legs.get(&p).is_some_and(|l| l.awaiting_answer);
@@ -567,9 +579,9 @@ impl Controller {
         let mut refer = dialog.request(Method::Refer, cx.via(transport));
         refer.headers.push("Refer-To", refer_to(&leg.called_party, leg.confpin.as_deref()));
         refer.headers.push("Referred-By", format!("<sip:{}>", leg.calling_party));
-        refer.headers.push("User-Agent", cx.user_agent.to_owned());
+        refer.headers.push("User-Agent", cx.user_agent());
         let peer = next_hop(dialog, leg.peer);
-        let tx = cx.txl.send_request(now, refer, peer);
+        let tx = cx.send(now, refer, peer);
         self.flows.by_tx.insert(tx, (no, Sent::Refer));
         info!(leg = no, to = %leg.called_party, "call controller: REFER sent");
     }
@@ -628,10 +640,10 @@ impl Controller {
         let Some(dialog) = leg.dialog.as_mut() else { return };
         let mut inv = dialog.request(Method::Invite, cx.via(transport));
         inv.headers.content_type = Some("application/sdp".into());
-        inv.headers.push("User-Agent", cx.user_agent.to_owned());
+        inv.headers.push("User-Agent", cx.user_agent());
         inv.body = sdp;
         let peer = next_hop(dialog, leg.peer);
-        let tx = cx.txl.send_request(now, inv, peer);
+        let tx = cx.send(now, inv, peer);
         self.flows.by_tx.insert(tx, (no, Sent::Reinvite));
     }
 
@@ -646,7 +658,7 @@ impl Controller {
             ack.body = b;
         }
         let peer = next_hop(dialog, leg.peer);
-        cx.txl.send_stateless(&Message::Request(ack.clone()), peer);
+        cx.stateless(&Message::Request(ack.clone()), peer);
         leg.ack = Some(ack);
     }
 
@@ -662,9 +674,9 @@ impl Controller {
         if let Some(r) = reason {
             bye.headers.push("Reason", r.to_owned());
         }
-        bye.headers.push("User-Agent", cx.user_agent.to_owned());
+        bye.headers.push("User-Agent", cx.user_agent());
         let peer = next_hop(dialog, leg.peer);
-        let tx = cx.txl.send_request(now, bye, peer);
+        let tx = cx.send(now, bye, peer);
         self.flows.by_tx.insert(tx, (no, Sent::Other));
         leg.byed = true;
     }
@@ -680,7 +692,7 @@ impl Controller {
             Phase::Calling | Phase::Early => {
                 if let (Some(tx), false) = (leg.invite_tx, leg.cancelled) {
                     leg.cancelled = true;
-                    cx.txl.cancel(now, tx);
+                    cx.cancel(now, tx);
                 }
             }
             Phase::Ended => {}
@@ -710,11 +722,12 @@ impl Controller {
         self.flows.timers.push(Reverse((now + ENDED_LINGER, Timer::Purge, no)));
     }
 
-    fn purge(&mut self, no: LegNo) {
+    fn purge(&mut self, cx: &mut Cx, no: LegNo) {
         if self.flows.legs.get(&no).is_some_and(|l| l.phase == Phase::Ended) {
             if let Some(leg) = self.flows.legs.remove(&no) {
                 if let Some(d) = leg.dialog {
                     self.flows.by_dialog.remove(&d.id);
+                    cx.legs.release_dialog(&d.id);
                 }
                 self.flows.by_tx.retain(|_, (n, _)| *n != no);
             }
@@ -776,9 +789,9 @@ impl Controller {
         if let Some(s) = &p.subject {
             headers.push("Subject", s.clone());
         }
-        headers.push("User-Agent", cx.user_agent.to_owned());
+        headers.push("User-Agent", cx.user_agent());
         let invite = Request { method: Method::Invite, uri: ruri, headers, body: p.body.unwrap_or_default() };
-        let tx = cx.txl.send_request(now, invite.clone(), peer);
+        let tx = cx.send(now, invite.clone(), peer);
         self.flows.next_leg += 1;
         let no = self.flows.next_leg;
         let timeout = p.timeout.unwrap_or(Duration::from_secs(180));
@@ -867,6 +880,6 @@ fn respond(cx: &mut Cx, now: Instant, tx: TxId, req: &Request, status: u16, cont
     if let Some(c) = contact {
         resp.headers.contact = vec![c];
     }
-    resp.headers.push("Server", cx.user_agent.to_owned());
-    cx.txl.send_response(now, tx, resp);
+    resp.headers.push("Server", cx.user_agent());
+    cx.legs.send_response(now, tx, resp);
 }

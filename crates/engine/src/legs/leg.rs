@@ -5,6 +5,7 @@
 //! is connected to on our side (the echo service, a ringing placeholder, a room) is its
 //! [`Service`].
 
+use crate::apps::Owner;
 use media::LegId as MediaLegId;
 use serde::Serialize;
 use sip::dialog::Dialog;
@@ -72,6 +73,8 @@ pub enum Service {
     Ring,
     /// A participant of the room with this room number.
     Room(String),
+    /// One party of a two-party call (see [`crate::apps::bridge`]).
+    Call,
 }
 
 impl Service {
@@ -141,6 +144,8 @@ pub(crate) struct Leg {
     /// Our RTP address, as put in SDP.
     pub media_addr: Option<std::net::SocketAddr>,
     pub sdp_session: SessionState,
+    /// Inbound: the SDP we answered (or offered) with, once made (the 183 and the 200 carry the same).
+    pub local_sdp: Option<String>,
     /// Our last offer, while waiting for its answer (dial-out, or a 2xx without SDP offer).
     pub pending_offer: Option<SessionDescription>,
     pub codec: Option<String>,
@@ -154,15 +159,15 @@ pub(crate) struct Leg {
     pub hangup_after: Option<std::time::Duration>,
     /// A CANCEL was asked for before any provisional arrived (sent once one does).
     pub cancel_requested: bool,
-    /// The room this leg is a participant of (confid), if any.
-    pub room: Option<String>,
-    /// Participant id (UUID-shaped); also used as the leg's dialog id key in APIs.
-    pub participant_id: String,
-    /// Runtime dialog identifier shown to APIs (`rDL-...`).
-    pub dialog_key: String,
-    pub muted: bool,
-    pub deaf: bool,
+    /// The application deciding for this leg (see [`crate::apps`]).
+    pub owner: Owner,
+    /// Inbound: the caller's SDP offer, until the leg is answered.
+    pub remote_offer: Option<SessionDescription>,
+    /// The media engine hears speech on it.
     pub talking: bool,
+    /// Held by us (we sent sendonly/inactive) or by the remote party (it did).
+    pub held_locally: bool,
+    pub held_by_remote: bool,
     /// Its domain, lowercase: set when the leg is inserted (inbound: from the
     /// Request-URI host; outbound: the API caller's domain or the room's).
     pub domain: String,
@@ -191,6 +196,7 @@ impl Leg {
             media_addr: None,
             sdp_session: SessionState { session_id: rand::random::<u32>() as u64, version: 1, username: "switchboard".into() },
             pending_offer: None,
+            local_sdp: None,
             codec: None,
             started: SystemTime::now(),
             answered: None,
@@ -200,12 +206,11 @@ impl Leg {
             end_reason: None,
             hangup_after: None,
             cancel_requested: false,
-            room: None,
-            participant_id: LegId::new().0,
-            dialog_key: format!("rDL-{}", sip::dialog::random_token(12)),
-            muted: false,
-            deaf: false,
+            owner: Owner::Nobody,
+            remote_offer: None,
             talking: false,
+            held_locally: false,
+            held_by_remote: false,
             domain: String::new(),
         }
     }

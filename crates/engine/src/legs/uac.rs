@@ -1,0 +1,153 @@
+//! Legs we place: the INVITE out, its provisional and final responses, CANCEL races.
+
+use super::*;
+use crate::engine::DialOut;
+use sip::sdp::{self, SessionState};
+use sip::CSeq;
+
+impl Legs {
+    /// Sends an INVITE for a new outbound leg owned by `owner`, with our SDP offer.
+    pub(crate) fn place(&mut self, now: Instant, d: DialOut, owner: Owner) -> Result<LegId, EngineError> {
+        if self.shutting_down {
+            return Err(EngineError::ShuttingDown);
+        }
+        if d.to.scheme == sip::Scheme::Tel {
+            return Err(EngineError::BadTarget("tel: URIs need a gateway route".into()));
+        }
+        if !matches!(d.peer.transport, Transport::Udp | Transport::Tcp) {
+            // Nothing could carry the INVITE: the call would only time out.
+            return Err(EngineError::BadTarget(format!("{}: only UDP and TCP are supported", d.to)));
+        }
+        let media = self.media.allocate().map_err(|e| EngineError::MediaUnavailable(e.to_string()))?;
+        let mut sdp_session = SessionState { session_id: rand::random::<u32>() as u64, version: 1, username: "switchboard".into() };
+        let offer = sdp::offer(&self.caps, media.rtp_addr, sdp::Direction::SendRecv, &mut sdp_session);
+        let local_tag = random_token(10);
+        let from_user = d.from_user.clone().unwrap_or_else(|| "switchboard".into());
+        let mut to_uri = d.to.clone();
+        to_uri.headers.clear();
+        let mut from = NameAddr::new(Uri::sip(Some(&from_user), &self.cfg.domain, None)).with_tag(&local_tag);
+        from.display = d.from_display.clone();
+        let mut invite = Request {
+            method: Method::Invite,
+            uri: to_uri.clone(),
+            headers: Headers {
+                via: vec![self.via(d.peer.transport)],
+                from,
+                to: NameAddr::new(to_uri),
+                call_id: format!("{}@{}", random_token(20), self.cfg.domain),
+                cseq: CSeq { seq: 1, method: Method::Invite },
+                max_forwards: Some(70),
+                contact: vec![self.contact(d.peer.transport)],
+                route: Vec::new(),
+                record_route: Vec::new(),
+                content_type: Some("application/sdp".into()),
+                extra: Vec::new(),
+            },
+            body: offer.to_string().into_bytes(),
+        };
+        self.common_headers(&mut invite.headers);
+        for (name, value) in &d.extra_headers {
+            invite.headers.push(name, value.clone());
+        }
+        let tx = self.txl.send_request(now, invite.clone(), d.peer);
+        let mut leg = Leg::new(Direction::Outbound, d.service, invite, Some(tx), local_tag, d.peer);
+        let id = leg.id.clone();
+        leg.media = Some(media.id);
+        leg.media_addr = Some(media.rtp_addr);
+        leg.sdp_session = sdp_session;
+        leg.pending_offer = Some(offer);
+        leg.hangup_after = d.hangup_after;
+        leg.owner = owner;
+        leg.domain = d.domain.map(|n| n.to_ascii_lowercase()).unwrap_or_else(|| self.cfg.domain.to_ascii_lowercase());
+        info!(leg = %id, to = %d.to, "dialling out");
+        self.insert_leg(leg);
+        self.pump(now);
+        Ok(id)
+    }
+
+    pub(super) fn on_invite_response(&mut self, now: Instant, tx: TxId, id: &LegId, resp: Response) {
+        let Some(mut leg) = self.legs.remove(id) else { return };
+        let status = resp.status;
+        if status < 200 {
+            if status > 100 && leg.state == LegState::Calling {
+                leg.state = LegState::Ringing;
+            }
+            if status > 100 && !leg.is_over() {
+                let early_media = parse_sdp_body(&resp.headers, &resp.body).ok().flatten().is_some();
+                self.events.push_back(LegEvent::Progress { leg: id.clone(), status, reason: resp.reason.clone(), early_media });
+            }
+        } else if status < 300 {
+            self.on_invite_success(now, &mut leg, resp);
+        } else if leg.invite_tx == Some(tx) {
+            leg.invite_tx = None;
+            self.legs.insert(id.clone(), leg);
+            let reason = resp.reason.clone();
+            self.end_leg(now, id, status, &reason, true);
+            return;
+        }
+        self.legs.insert(id.clone(), leg);
+    }
+
+    /// A 2xx to our INVITE: build the dialog on the first one, ACK every one (they are
+    /// retransmitted until our ACK arrives), and start media.
+    fn on_invite_success(&mut self, now: Instant, leg: &mut Leg, resp: Response) {
+        if leg.dialog.is_none() {
+            match Dialog::new_uac(&leg.invite, &resp) {
+                Ok(d) => {
+                    self.by_dialog.insert(d.id.clone(), leg.id.clone());
+                    leg.dialog = Some(d);
+                }
+                Err(_) => {
+                    warn!(leg = %leg.id, "2xx without To tag: ignored");
+                    return;
+                }
+            }
+        }
+        let transport = leg.peer.transport;
+        let via = self.via(transport);
+        let dialog = leg.dialog.as_ref().expect("just set");
+        let mut ack = dialog.ack(leg.invite.headers.cseq.seq, via);
+        self.common_headers(&mut ack.headers);
+        let peer = next_hop_peer(dialog, leg.peer);
+        self.txl.send_stateless(&Message::Request(ack), peer);
+        if leg.answered.is_some() {
+            return; // a retransmitted 2xx: re-ACKed above, nothing else changes
+        }
+        leg.answered = Some(SystemTime::now());
+        if leg.cancel_requested || leg.is_over() || self.shutting_down {
+            // Our CANCEL crossed the 2xx: the call exists now, so end it with BYE.
+            leg.state = LegState::Active;
+            self.bye_for(now, leg);
+            self.finish(now, leg, 487, "Cancelled (answered as we cancelled)", false);
+            return;
+        }
+        let answer = match parse_sdp_body(&resp.headers, &resp.body) {
+            Ok(Some(a)) => a,
+            _ => {
+                self.bye_for(now, leg);
+                self.finish(now, leg, 488, "Answer carried no usable SDP", false);
+                return;
+            }
+        };
+        let offer = leg.pending_offer.take().expect("dial-out always offers");
+        match sdp::accept_answer(&offer, &answer) {
+            Ok(neg) => apply_negotiation(&self.media, leg, &neg),
+            Err(e) => {
+                warn!(leg = %leg.id, error = %e, "SDP answer not acceptable");
+                self.bye_for(now, leg);
+                self.finish(now, leg, 488, "SDP answer not acceptable", false);
+                return;
+            }
+        }
+        if leg.state != LegState::Held {
+            leg.state = LegState::Active;
+        }
+        // a delay past what an Instant can hold (hangup_after_ms near 2^64) means never
+        if let Some(at) = leg.hangup_after.and_then(|after| now.checked_add(after)) {
+            self.timers.push(Reverse((at, LegTimer::HangupAfter, leg.id.clone())));
+        }
+        info!(leg = %leg.id, "dial-out answered");
+        self.public.push_back(EngineEvent::LegAnswered(leg.info()));
+        self.events.push_back(LegEvent::Answered { leg: leg.id.clone() });
+    }
+}
