@@ -413,7 +413,8 @@ fn invite_mode_joins_both_parties_and_transfer_replaces_the_caller() {
     assert_reply(&r, 200, None, "", "transfer");
     let a_run = a.wait();
     a_run.assert_ok();
-    let new_path = format!("/callcontroller/{target}/{called}");
+    // The new record is the agent's, keyed by the target: the agent is named explicitly.
+    let new_path = format!("/callcontroller/{target}/{called}?agent=alice");
     poll(Duration::from_secs(15), "B and C confirmed", || {
         (dialog_states(&server, &new_path) == ["Confirmed Dialog", "Confirmed Dialog"]).then_some(())
     });
