@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`conferences`] | the conference management REST API (`/rest/v1/uc/conferences`) |
 //! | [`calls`] | single calls (`/v1/calls`) |
+//! | [`callcontroller`] | the sipXcallController dialect (`/callcontroller/{calling}/{called}`, reference 002) |
 //! | [`status`] | server status and recent engine events (`/v1/status`, `/v1/events`) |
 //! | [`auth`] | bearer credentials on everything but `/health`, `/openapi.json`, `/docs`; who sees what |
 //! | [`admin`] | the directory's administration (`/v1/domains`, `/v1/users`, `/v1/apps`, `/v1/keys`, `/v1/registrations`) |
@@ -16,6 +17,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod callcontroller;
 pub mod calls;
 pub mod conferences;
 pub mod error;

@@ -71,6 +71,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
 /// Serves `app` on `listener` until `stop` resolves; over TLS when `tls` is set.
 pub async fn serve(listener: TcpListener, app: Router, tls: Option<Arc<ServerConfig>>, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let Some(tls) = tls else {
+        // ConnectInfo: dialects that trust source networks (002) need the peer address.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         return axum::serve(listener, app).with_graceful_shutdown(stop).await;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -85,7 +87,7 @@ pub async fn serve(listener: TcpListener, app: Router, tls: Option<Arc<ServerCon
             },
         };
         let acceptor = acceptor.clone();
-        let app = app.clone();
+        let app = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,

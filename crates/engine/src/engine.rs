@@ -204,6 +204,8 @@ pub struct Engine {
     pub(crate) directory: Arc<crate::users::DirectorySnapshot>,
     /// Bindings, nonces and lock-outs (see [`crate::registrar`]).
     pub(crate) registrar: crate::registrar::Registrar,
+    /// Third-party call control (reference 002): records and signalling-only dialogs.
+    pub(crate) controller: crate::apps::controller::Controller,
 }
 
 /// The codecs we offer and accept, best first, limited to what the media build has.
@@ -229,6 +231,7 @@ impl Engine {
             bridges: crate::apps::bridge::Bridges::new(cfg.clone()),
             cfg,
             directory: Default::default(),
+            controller: Default::default(),
         }
     }
 
@@ -318,6 +321,9 @@ impl Engine {
         self.registrar.tick(now, &mut ev);
         self.legs.public.extend(ev);
         self.legs.handle_timeout(now);
+        if self.controller.poll_timeout().is_some_and(|at| at <= now) {
+            self.controller_input(|c, cx| c.on_timeout(cx, now));
+        }
         self.dispatch(now);
     }
 
@@ -337,7 +343,11 @@ impl Engine {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.legs.poll_timeout(), self.registrar.poll_timeout()) {
+        let ours = match (self.legs.poll_timeout(), self.registrar.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match (ours, self.controller.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -348,8 +358,12 @@ impl Engine {
     /// Hands everything the leg layer produced to whoever decides: new requests to the
     /// registrar or an application, leg events to the leg's owner. Owners may act on
     /// legs, which may produce more; this runs until nothing is left.
-    fn dispatch(&mut self, now: Instant) {
+    pub(crate) fn dispatch(&mut self, now: Instant) {
         loop {
+            if let Some(raw) = self.legs.poll_raw() {
+                self.controller_input(|c, cx| c.on_raw(cx, now, raw));
+                continue;
+            }
             if let Some(NewRequest { tx, req, from }) = self.legs.poll_request() {
                 match req.method {
                     sip::Method::Register => self.on_register(now, tx, req, from),
@@ -521,6 +535,7 @@ impl Engine {
 
     /// Starts a graceful shutdown: every live leg is hung up; new calls are refused.
     pub fn shutdown(&mut self, now: Instant) {
+        self.controller_input(|c, cx| c.shutdown(cx, now));
         self.legs.shutdown(now);
         self.dispatch(now);
     }

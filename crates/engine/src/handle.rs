@@ -4,6 +4,7 @@
 //! binary; [`EngineHandle`] sends it [`Command`]s and awaits the replies. Every API
 //! dialect goes through this handle and nothing else.
 
+use crate::apps::controller::{ControllerError, ControllerRecord, ControllerRequest, Target, TransferRequest};
 use crate::directory::{RoomDirectory, RoomList};
 use crate::engine::{resolve_literal, DialOut, EngineError, EngineStatus};
 use crate::events::{EventLog, LoggedEvent};
@@ -35,6 +36,10 @@ pub enum Command {
     Registrations(oneshot::Sender<Vec<Binding>>),
     /// The routing lookup for a dial target (see [`Engine::route_user`]).
     RouteUser(Option<DomainId>, String, oneshot::Sender<Option<Result<(Uri, Peer), EngineError>>>),
+    /// Third-party call control (reference 002; see [`crate::apps::controller`]).
+    ControllerCall(ControllerRequest, oneshot::Sender<Result<(), ControllerError>>),
+    ControllerTransfer(TransferRequest, oneshot::Sender<Result<(), ControllerError>>),
+    ControllerRecord(String, oneshot::Sender<Option<ControllerRecord>>),
 }
 
 impl Command {
@@ -80,6 +85,18 @@ impl Command {
             Command::Topology(confid, reply) => answer(reply, engine.topology(&confid), engine, rooms),
             Command::Registrations(reply) => answer(reply, engine.bindings(), engine, rooms),
             Command::RouteUser(domain, target, reply) => answer(reply, engine.route_user(domain, &target), engine, rooms),
+            Command::ControllerCall(req, reply) => {
+                let r = crate::apps::controller::call(engine, now, req);
+                answer(reply, r, engine, rooms)
+            }
+            Command::ControllerTransfer(req, reply) => {
+                let r = crate::apps::controller::transfer(engine, now, req);
+                answer(reply, r, engine, rooms)
+            }
+            Command::ControllerRecord(key, reply) => {
+                let r = crate::apps::controller::record(engine, now, &key);
+                answer(reply, r, engine, rooms)
+            }
             Command::ChangeTopology(confid, rules, reply) => {
                 let r = engine.change_topology(&confid, rules);
                 answer(reply, r, engine, rooms)
@@ -215,6 +232,38 @@ impl EngineHandle {
         let d = DialOut { to: req.to, peer, from_user: req.from_user, service: req.service, hangup_after: req.hangup_after, domain: req.domain, from_display: None, extra_headers: Vec::new() };
         self.ask(|r| Command::DialOut(d, r)).await?
     }
+}
+
+impl EngineHandle {
+    /// Third-party call control, `action=call` (reference 002): calls the calling
+    /// party and connects it to the called party as `req.method` says. Returns once
+    /// the first INVITE has left; the outcome shows in [`EngineHandle::controller_record`].
+    pub async fn controller_call(&self, mut req: ControllerRequest) -> Result<(), ControllerError> {
+        resolve_target(&mut req.calling).await?;
+        if req.method == crate::apps::controller::SetupMethod::Invite {
+            resolve_target(&mut req.called).await?;
+        }
+        self.ask(|r| Command::ControllerCall(req, r)).await?
+    }
+
+    /// `action=transfer`: moves the calling side of an INVITE-mode record to `target`.
+    pub async fn controller_transfer(&self, mut req: TransferRequest) -> Result<(), ControllerError> {
+        resolve_target(&mut req.target).await?;
+        self.ask(|r| Command::ControllerTransfer(req, r)).await?
+    }
+
+    /// The record under `key` (`<agent identity>:<callingParty>:<calledParty>`), while it lives.
+    pub async fn controller_record(&self, key: &str) -> Result<Option<ControllerRecord>, EngineError> {
+        self.ask(|r| Command::ControllerRecord(key.to_owned(), r)).await
+    }
+}
+
+/// Fills in the address of a device target whose host is a name.
+async fn resolve_target(t: &mut Target) -> Result<(), EngineError> {
+    if let Target::Device { uri, peer: peer @ None } = t {
+        *peer = Some(resolve(uri).await?);
+    }
+    Ok(())
 }
 
 /// Longest a dial-out waits for its target's host name to resolve.

@@ -29,6 +29,7 @@
 //!   path forwards a lone speaker's frames untouched to a listener with the same codec.
 //! - [`call`]: the call model the call-control APIs see (integer [`CallId`]s).
 
+pub mod apps;
 pub mod call;
 pub mod directory;
 pub mod engine;
@@ -39,7 +40,6 @@ pub use legs::leg;
 pub mod registrar;
 pub mod room;
 pub mod users;
-pub mod apps;
 
 pub use engine::{local_capabilities, DialOut, Engine, EngineConfig, EngineError, EngineEvent, EngineStatus, ALLOW};
 pub use call::{CallId, CallInfo, CallState, Disposition, Party, Side, SuperviseMode};

@@ -56,6 +56,8 @@ pub struct Config {
     pub tls: TlsSection,
     /// Push to wake mobile apps (`[push]`, reference 001 §8).
     pub push: PushSection,
+    /// The sipXcallController dialect (`[callcontroller]`).
+    pub callcontroller: CallControllerSection,
 }
 
 /// `[push]`: where pushes go and which apps may register tokens (`PUT /tokens/…`).
@@ -91,6 +93,17 @@ impl Default for PushSection {
             timeout_ms: 30_000,
         }
     }
+}
+
+/// `[callcontroller]`: the sipXcallController dialect (reference 002). It is always
+/// served on the HTTP listener; `listen` adds a listener of its own.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallControllerSection {
+    /// A listener serving only `/callcontroller/…`; empty = none.
+    pub listen: String,
+    /// CIDRs whose requests need no PIN (e.g. `10.0.0.0/8`, `127.0.0.1/32`).
+    pub trusted_networks: Vec<String>,
 }
 
 /// `[registrar]`: RFC 3261 §10 registrations and their digest challenges.
@@ -338,6 +351,7 @@ impl Default for Config {
             mx: MxSection::default(),
             tls: TlsSection::default(),
             push: PushSection::default(),
+            callcontroller: CallControllerSection::default(),
         }
     }
 }

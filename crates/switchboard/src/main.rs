@@ -6,6 +6,7 @@
 //! call over its HTTP API.
 
 mod admin;
+mod callcontroller;
 mod config;
 mod directory_sync;
 mod push;
@@ -287,7 +288,9 @@ async fn run(cfg: Config) -> Result<(), String> {
     state.directory_changed = directory_changed;
     state.verifiers.push(tokens.verifier.clone());
     tokens::spawn_admin(&cfg, &tokens, cfg.api_token.clone(), state.verifiers.clone(), shutdown_rx.clone()).await?;
-    let app = api::router(state).merge(tokens.mx_routes.clone());
+    let cc_routes = callcontroller::routes(&cfg, state.clone())?;
+    callcontroller::spawn_listener(&cfg, cc_routes.clone(), shutdown_rx.clone()).await?;
+    let app = api::router(state).merge(tokens.mx_routes.clone()).merge(cc_routes);
     let api_tls = tokens.api_tls.clone();
     let mut http_stop = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {

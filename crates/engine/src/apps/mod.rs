@@ -9,6 +9,8 @@
 //! - [`services`]: `echo` (hear yourself) and `ring` (rings, never answers).
 //! - [`room`]: conference rooms, their participants and the who-hears-whom topology.
 //! - [`bridge`]: two-party calls between users, phones and numbers (B2BUA).
+//! - [`controller`]: third-party call control (reference 002, sipXcallController):
+//!   signalling-only dialogs it drives itself (see [`crate::legs::RawSip`]).
 //!
 //! The shape for two-party calls: a call between two parties is a room of two in
 //! the media engine (one mixer, one topology model, so supervisor listen, whisper
@@ -18,6 +20,7 @@
 //! costs what a packet relay costs and sounds like a direct call.
 
 pub(crate) mod bridge;
+pub mod controller;
 pub(crate) mod room;
 pub(crate) mod services;
 

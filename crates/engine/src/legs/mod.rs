@@ -70,6 +70,19 @@ pub(crate) enum LegTimer {
     Owner(u32),
 }
 
+/// A SIP event of a signalling-only dialog an application drives itself, with no leg
+/// and no media: the third-party call controller's (`apps::controller`). Its client
+/// transactions are sent with [`Legs::send_raw_request`] and its dialogs claimed with
+/// [`Legs::claim_dialog`]; everything else about them is the application's business.
+#[derive(Debug)]
+pub(crate) enum RawSip {
+    Response { tx: TxId, resp: Response },
+    Timeout { tx: TxId },
+    Terminated { tx: TxId },
+    /// An in-dialog request of a claimed dialog; the application answers it.
+    Request { tx: TxId, req: Request },
+}
+
 /// A request that is not for any leg: REGISTER, or an INVITE starting a new call. The
 /// engine routes it (registrar, or an application).
 pub(crate) struct NewRequest {
@@ -102,6 +115,10 @@ pub struct Legs {
     /// BYE transactions awaiting their final response (graceful shutdown waits).
     byes: HashSet<TxId>,
     pub(crate) shutting_down: bool,
+    /// Signalling-only transactions and dialogs (see [`RawSip`]).
+    raw_tx: HashSet<TxId>,
+    raw_dialogs: HashSet<DialogId>,
+    raw: VecDeque<RawSip>,
 }
 
 impl Legs {
@@ -124,6 +141,9 @@ impl Legs {
             public: VecDeque::new(),
             byes: HashSet::new(),
             shutting_down: false,
+            raw_tx: HashSet::new(),
+            raw_dialogs: HashSet::new(),
+            raw: VecDeque::new(),
         }
     }
 
@@ -183,6 +203,26 @@ impl Legs {
 
     pub(crate) fn poll_event(&mut self) -> Option<LegEvent> {
         self.events.pop_front()
+    }
+
+    pub(crate) fn poll_raw(&mut self) -> Option<RawSip> {
+        self.raw.pop_front()
+    }
+
+    /// Sends a request outside any leg; what answers it comes back as [`RawSip`].
+    pub(crate) fn send_raw_request(&mut self, now: Instant, req: Request, to: Peer) -> TxId {
+        let tx = self.txl.send_request(now, req, to);
+        self.raw_tx.insert(tx);
+        tx
+    }
+
+    /// In-dialog requests of `id` go to [`RawSip`] from now on.
+    pub(crate) fn claim_dialog(&mut self, id: DialogId) {
+        self.raw_dialogs.insert(id);
+    }
+
+    pub(crate) fn release_dialog(&mut self, id: &DialogId) {
+        self.raw_dialogs.remove(id);
     }
 
     pub(crate) fn poll_request(&mut self) -> Option<NewRequest> {
@@ -355,6 +395,12 @@ impl Legs {
     }
 
     fn on_tx_event(&mut self, now: Instant, ev: TxEvent) {
+        let ev = match ev {
+            TxEvent::Response { tx, resp } if self.raw_tx.contains(&tx) => return self.raw.push_back(RawSip::Response { tx, resp }),
+            TxEvent::Timeout { tx } if self.raw_tx.remove(&tx) => return self.raw.push_back(RawSip::Timeout { tx }),
+            TxEvent::Terminated { tx } if self.raw_tx.remove(&tx) => return self.raw.push_back(RawSip::Terminated { tx }),
+            ev => ev,
+        };
         match ev {
             TxEvent::Request { tx, req, from } => self.on_request(now, tx, req, from),
             TxEvent::Ack { req, .. } => self.on_ack(now, req),
@@ -419,6 +465,9 @@ impl Legs {
             return self.reply(now, tx, &req, 416, None);
         }
         let in_dialog = req.headers.to.tag().is_some();
+        if in_dialog && !self.raw_dialogs.is_empty() && DialogId::for_incoming(&req).is_some_and(|d| self.raw_dialogs.contains(&d)) {
+            return self.raw.push_back(RawSip::Request { tx, req });
+        }
         match (&req.method, in_dialog) {
             (Method::Register, _) | (Method::Invite, false) => self.requests.push_back(NewRequest { tx, req, from }),
             (Method::Options, false) => self.reply(now, tx, &req, 200, None),
