@@ -101,8 +101,11 @@
 //!   frame forwarded (taken before the look-ahead frame is decoded) with the last
 //!   samples it decoded, and each relayed tick hands them to the listener's encoder
 //!   ([`crate::codec::AudioEncoder::continue_from`]: the encoder's codes are then
-//!   bit-exact with those of the speaker's encoder on the same input). The hand-over
-//!   is seamless. For Opus the encoder restarts (a fresh stream the decoder takes as a
+//!   bit-exact with those of the speaker's encoder on the same input). What is left is
+//!   the one seam tandem coding cannot avoid: the mixed audio went through our decoder
+//!   and encoder once more, so it lags the forwarded audio by the G.722 filter-bank
+//!   delay (23 samples, 1.4 ms), in the first mixed frame only (without the hand-over,
+//!   three frames are distorted; `tests/relay.rs`). For Opus the encoder restarts (a fresh stream the decoder takes as a
 //!   splice at a frame edge). After a hand-over the listener stays on its own encoder
 //!   (its mixes are personal, never the room's shared encode, which its decoder never
 //!   followed).
