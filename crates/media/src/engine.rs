@@ -80,11 +80,14 @@
 //! clock advancing one frame per tick, with the listener's payload type. So sequence
 //! numbers and timestamps are continuous across every switch and no marker bit is set
 //! (a marker would make many receivers re-synchronise their jitter buffer: an audible
-//! glitch for no reason). A gap in the speaker's stream (the jitter buffer declares a
-//! packet lost) is forwarded as a gap: the sequence number and clock advance without a
-//! packet, so the listener conceals it as on a direct call; nothing to play (DTX, idle)
-//! advances the clock only, and the next packet carries the marker, as after any pause
-//! in our sending. Only packets of exactly one 20 ms frame are forwarded (G.711 and
+//! glitch for no reason). Gaps and pauses in the speaker's stream: a G.711 listener
+//! gets the mix for that tick (our concealment of a lost packet, silence in a pause),
+//! exactly as before the relay existed, so its stream stays steady (G.711 has no state
+//! to mind, so it switches back at the next packet). A G.722 or Opus listener gets
+//! them as on a direct call: a lost packet (the jitter buffer gave up on it) is a gap,
+//! the sequence number and clock advancing without a packet, so its decoder conceals
+//! it; a pause (DTX, idle, not started) advances the clock only, and the next packet
+//! carries the marker. Only packets of exactly one 20 ms frame are forwarded (G.711 and
 //! G.722: 160 bytes; Opus: by its TOC byte); others are mixed. RFC 4733 events are
 //! taken out at receive as before (reported as [`MediaEvent::Dtmf`], not forwarded).
 //!
@@ -290,7 +293,10 @@ const RELAY_WAIT_TICKS: u16 = 50;
 /// Whether a relay source's frame can go out as one of the listener's 20 ms frames.
 fn relayable(kind: CodecKind, frame: RelayFrame, payload: &[u8]) -> bool {
     match frame {
-        RelayFrame::Nothing | RelayFrame::Lost => true,
+        // G.711 has no state to mind: a gap or a pause is filled from the mix (our
+        // concealment, or silence) as it always was, and the stream stays steady.
+        // Stateful codecs forward the gap or the pause as such.
+        RelayFrame::Nothing | RelayFrame::Lost => !kind.is_g711(),
         RelayFrame::Packet { .. } => match kind {
             // One byte per 8 kHz sample (G.711) or per 16 kHz sample pair (G.722).
             CodecKind::Pcmu | CodecKind::Pcma | CodecKind::G722 => payload.len() == 160,
