@@ -73,6 +73,13 @@
 //! publication lookup per worker, a 12-byte header and a payload copy; no allocation
 //! (the arena keeps its capacity), no lock beyond the publication's read lock.
 //!
+//! *Not decoding what nobody mixes*: in a room of two where both listeners were on
+//! relay and nobody mixed (last tick, everywhere; this tick, on this worker), the next
+//! tick leaves relayed packets out of the mix candidates (no G.711 decode, no frame
+//! copy; it is most of a relayed call's cost). A listener whose relay ends in such a
+//! tick (a third party joined, ...) gets the speaker's packet forwarded one tick more,
+//! so its first mixed frame, a tick later, has the speaker in it.
+//!
 //! *Timing*: the frame forwarded is the one the mix would use this tick (pulled from
 //! the speaker's jitter buffer last tick), so relay and mix carry the same audio at the
 //! same moment and a switch between them neither skips nor repeats a frame. The
@@ -80,13 +87,14 @@
 //! clock advancing one frame per tick, with the listener's payload type. So sequence
 //! numbers and timestamps are continuous across every switch and no marker bit is set
 //! (a marker would make many receivers re-synchronise their jitter buffer: an audible
-//! glitch for no reason). Gaps and pauses in the speaker's stream: a G.711 listener
-//! gets the mix for that tick (our concealment of a lost packet, silence in a pause),
-//! exactly as before the relay existed, so its stream stays steady (G.711 has no state
-//! to mind, so it switches back at the next packet). A G.722 or Opus listener gets
-//! them as on a direct call: a lost packet (the jitter buffer gave up on it) is a gap,
-//! the sequence number and clock advancing without a packet, so its decoder conceals
-//! it; a pause (DTX, idle, not started) advances the clock only, and the next packet
+//! glitch for no reason). A packet the speaker's jitter buffer gave up on is forwarded
+//! as a gap, the sequence number and clock advancing without a packet, so the
+//! listener's decoder conceals it as on a direct call. A pause (nothing to play: DTX,
+//! idle, not started): a G.711 listener gets the mix, i.e. silence, so its stream stays
+//! as steady as it always was (G.711 has no state to mind, so it switches back at the
+//! next packet); a G.722 or Opus listener gets nothing, as on a direct call with DTX
+//! (the clock advances, the next packet carries the marker), which keeps it on the
+//! speaker's own stream.
 //! carries the marker. Only packets of exactly one 20 ms frame are forwarded (G.711 and
 //! G.722: 160 bytes; Opus: by its TOC byte); others are mixed. RFC 4733 events are
 //! taken out at receive as before (reported as [`MediaEvent::Dtmf`], not forwarded).
@@ -285,6 +293,11 @@ struct Room {
     /// the publications): beyond two, with the default topology, nobody can be on the
     /// relay path, so no relay sources are offered.
     last_audible: u32,
+    /// This worker's listeners in the room that got a mix last tick (published).
+    mixed_last: u32,
+    /// Leave relayed speakers out of the mix candidates next tick: a room of two with
+    /// both on relay and nobody mixing needs no decoded speaker (see the module docs).
+    skip_candidates: bool,
 }
 
 /// Ticks a switch from mix to relay waits for the speaker to pause (stateful codecs).
@@ -293,10 +306,12 @@ const RELAY_WAIT_TICKS: u16 = 50;
 /// Whether a relay source's frame can go out as one of the listener's 20 ms frames.
 fn relayable(kind: CodecKind, frame: RelayFrame, payload: &[u8]) -> bool {
     match frame {
-        // G.711 has no state to mind: a gap or a pause is filled from the mix (our
-        // concealment, or silence) as it always was, and the stream stays steady.
-        // Stateful codecs forward the gap or the pause as such.
-        RelayFrame::Nothing | RelayFrame::Lost => !kind.is_g711(),
+        // A lost packet is forwarded as a gap: the listener's decoder conceals it, as
+        // on a direct call. A pause: G.711 has no state to mind, so the mix (silence)
+        // fills it and the stream stays as steady as it always was; stateful codecs
+        // forward the pause as such.
+        RelayFrame::Lost => true,
+        RelayFrame::Nothing => !kind.is_g711(),
         RelayFrame::Packet { .. } => match kind {
             // One byte per 8 kHz sample (G.711) or per 16 kHz sample pair (G.722).
             CodecKind::Pcmu | CodecKind::Pcma | CodecKind::G722 => payload.len() == 160,
@@ -664,14 +679,24 @@ impl MediaCore {
                     best.offer(mixer::rank(l.id, l.talk.level(), l.selected), slot);
                 }
             }
+            let mut skipped = false;
             for slot in best.items() {
                 let l = legs[slot].as_mut().expect("room member");
+                if room.skip_candidates {
+                    if let (Some(c), Some(Some(p))) = (l.codec.as_ref(), l.relay_frame()) {
+                        if relayable(c.kind, RelayFrame::Packet { start: 0, len: p.len() as u32 }, p) {
+                            skipped = true;
+                            continue;
+                        }
+                    }
+                }
                 l.decode_pulled();
                 if l.has_frame {
                     let narrow = l.has_narrow.then_some(&l.narrow);
                     publication.push_with_narrow(l.id, l.talk.level(), l.selected, &l.frame, narrow);
                 }
             }
+            publication.set_room_info(room.members.len() as u32, room.mixed_last, skipped);
             publication.end_room();
         }
     }
@@ -708,12 +733,18 @@ impl MediaCore {
         // Relay context: the room's audible legs, from every worker's publication.
         let mut total_audible = 0;
         let mut sources_complete = true;
+        let (mut total_members, mut mixed_before, mut any_skipped) = (0, 0, false);
         for p in pubs {
             let (audible, sources) = p.relay_room(room_id);
             total_audible += audible;
             sources_complete &= audible as usize == sources.len();
+            let (members, mixed, skipped) = p.room_info(room_id);
+            total_members += members;
+            mixed_before += mixed;
+            any_skipped |= skipped;
         }
         room.last_audible = total_audible;
+        let mut mixed_here = 0;
 
         for &slot in &room.members {
             let l = self.legs[slot].as_mut().expect("room member");
@@ -730,11 +761,28 @@ impl MediaCore {
             }
             // Relay fast path: one audible speaker with this listener's codec gets its
             // own frames forwarded (see the module docs for the switches).
-            let source = if sources_complete {
+            let mut source = if sources_complete {
                 only_audible_speaker(pubs, room_id, &room.topology, l, total_audible)
             } else {
                 None
             };
+            if let (Some(from), true, false) = (l.relay.from, any_skipped, l.deaf) {
+                // Relay ends in a tick whose candidates left relayed speakers out: the
+                // mix would lack the speaker, so forward it one tick more (the room's
+                // next candidates are complete: see `skip_candidates`).
+                if source.map(|(_, r)| r.leg) != Some(from) {
+                    let kind = l.codec.as_ref().map(|c| c.kind);
+                    let grace = pubs.iter().find_map(|p| {
+                        p.relay_room(room_id).1.iter().find(|r| r.leg == from).map(|r| (*p, r))
+                    });
+                    if let Some((p, r)) = grace {
+                        if Some(r.codec) == kind && matches!(r.frame, RelayFrame::Packet { .. }) && relayable(r.codec, r.frame, p.relay_payload(r)) {
+                            source = Some((p, r));
+                            mixed_here += 1;
+                        }
+                    }
+                }
+            }
             let c = l.codec.as_mut().expect("checked");
             let stateful = !c.kind.is_g711();
             if let Some(from) = l.relay.from {
@@ -783,6 +831,7 @@ impl MediaCore {
                 }
                 continue;
             }
+            mixed_here += 1;
             // Which selected speakers this listener must not hear.
             let mut excluded: [&Candidate; mixer::MAX_SPEAKERS] = [&mixer::NO_SPEAKER; mixer::MAX_SPEAKERS];
             let mut n_ex = 0;
@@ -865,6 +914,15 @@ impl MediaCore {
             };
             self.tx.push_rtp(id, Socket::Rtp, dest, &header, payload);
         }
+        room.mixed_last = mixed_here;
+        // Decoded speakers are needed next tick unless this is a room of two, both on
+        // relay, with nobody here mixing now and nobody anywhere mixing last tick.
+        room.skip_candidates = total_members == 2
+            && total_audible == 2
+            && sources_complete
+            && room.topology.is_default()
+            && mixed_before == 0
+            && mixed_here == 0;
     }
 
     /// One RFC 4733 packet per tick for each leg sending a digit; the leg's audio is

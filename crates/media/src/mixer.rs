@@ -168,6 +168,11 @@ struct RoomEntry {
     relays: (u32, u32),
     /// This worker's audible legs in the room (unmuted, configured, receiving).
     audible: u32,
+    /// This worker's members in the room, its listeners that got a mix last tick, and
+    /// whether it left relayed speakers out of the candidates this tick.
+    members: u32,
+    mixed: u32,
+    skipped: bool,
 }
 
 /// The candidates one worker offers this tick, grouped by room. Cleared and refilled
@@ -204,7 +209,7 @@ impl Publication {
         self.end_room();
         let (c, r) = (self.len as u32, self.relays.len() as u32);
         let rewind = (self.relay_bytes.len(), self.relay_states_len);
-        self.open = Some((room, RoomEntry { speakers: (c, c), relays: (r, r), audible: 0 }, rewind));
+        self.open = Some((room, RoomEntry { speakers: (c, c), relays: (r, r), ..RoomEntry::default() }, rewind));
     }
 
     /// Count one audible leg of the open room; returns whether it may be offered as a
@@ -289,11 +294,27 @@ impl Publication {
         self.len += 1;
     }
 
+    /// The open room's bookkeeping for the relay path: members here, listeners here
+    /// that got a mix last tick, and whether relayed speakers were left out of the
+    /// candidates (see the engine's "Relay fast path").
+    pub fn set_room_info(&mut self, members: u32, mixed_last_tick: u32, skipped: bool) {
+        if let Some((_, e, _)) = self.open.as_mut() {
+            e.members = members;
+            e.mixed = mixed_last_tick;
+            e.skipped = skipped;
+        }
+    }
+
+    /// What [`set_room_info`](Self::set_room_info) published for `room`.
+    pub fn room_info(&self, room: RoomId) -> (u32, u32, bool) {
+        self.rooms.get(&room).map(|e| (e.members, e.mixed, e.skipped)).unwrap_or((0, 0, false))
+    }
+
     pub fn end_room(&mut self) {
         if let Some((room, mut e, _)) = self.open.take() {
             e.speakers.1 = self.len as u32;
             e.relays.1 = self.relays.len() as u32;
-            if e.speakers.1 > e.speakers.0 || e.audible > 0 {
+            if e.speakers.1 > e.speakers.0 || e.audible > 0 || e.members > 0 {
                 self.rooms.insert(room, e);
             }
         }

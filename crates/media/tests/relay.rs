@@ -282,11 +282,10 @@ fn muted_third_party_leaves_the_two_on_relay_and_hears_both() {
     assert!(tone_share(&audio, 1500.0) < 0.01);
 }
 
-/// A packet lost before it reached us: a G.722 listener sees the same one-packet gap
-/// as on a direct call (its decoder conceals it); a G.711 listener gets our
-/// concealment in a steady stream, as before the relay.
+/// A packet lost before it reached us: the listener sees the same one-packet gap as on
+/// a direct call (its decoder conceals it), whatever the codec.
 #[test]
-fn lost_packet_is_a_gap_for_g722_and_concealed_for_g711() {
+fn lost_packet_is_a_sequence_gap_for_the_listener() {
     for (codec, pt) in [(CodecKind::G722, 9u8), (CodecKind::Pcmu, 0)] {
         let mut r = Room::new();
         r.join(1, codec, pt, Some(500.0));
@@ -296,23 +295,16 @@ fn lost_packet_is_a_gap_for_g722_and_concealed_for_g711() {
         r.run(30);
         let got = r.out.to(2);
         let gaps: Vec<_> = got.windows(2).filter(|w| w[1].seq != w[0].seq.wrapping_add(1)).collect();
-        if codec == CodecKind::Pcmu {
-            assert!(gaps.is_empty(), "G.711: no gap");
-            assert_continuous(&got, 1, 160, "G.711 across the loss");
-            let lost_at = got.iter().position(|p| !r.sent_by(1).contains(&p.payload) && p.payload.iter().any(|&b| b != 0xff)).expect("a concealed frame");
-            assert!(lost_at > 20, "the one frame not forwarded is the concealment of the lost one");
-            continue;
-        }
-        assert_eq!(gaps.len(), 1, "G.722: exactly one gap");
+        assert_eq!(gaps.len(), 1, "{codec:?}: exactly one gap");
         let w = gaps[0];
-        assert_eq!(w[1].seq, w[0].seq.wrapping_add(2), "one sequence number missing");
-        assert_eq!(w[1].ts, w[0].ts.wrapping_add(320), "and one frame of time");
-        assert!(!w[1].marker, "a loss, not a new talkspurt");
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(2), "{codec:?}: one sequence number missing");
+        assert_eq!(w[1].ts, w[0].ts.wrapping_add(320), "{codec:?}: and one frame of time");
+        assert!(!w[1].marker, "{codec:?}: a loss, not a new talkspurt");
     }
 }
 
-/// A speaker that pauses (DTX: no packets): a G.711 listener gets silence meanwhile,
-/// its stream steady; a G.722 listener gets nothing, as on a direct call, and the
+/// A speaker that pauses (DTX: no packets): a G.711 listener gets silence meanwhile
+/// (after the gap of the frames the jitter buffer reported lost); a G.722 listener gets nothing, as on a direct call, and the
 /// first packet after the pause carries the marker.
 #[test]
 fn speaker_pause_is_silence_for_g711_and_nothing_for_g722() {
@@ -328,8 +320,12 @@ fn speaker_pause_is_silence_for_g711_and_nothing_for_g722() {
         r.run(30);
         let got = r.out.to(2);
         if codec == CodecKind::Pcmu {
-            assert_eq!(got.len(), 110, "G.711: a packet every tick");
-            assert_continuous(&got, 1, 160, "G.711 through the pause");
+            // The ticks the jitter buffer reports lost before it calls the stream idle
+            // are a gap; then silence every tick until the speaker is back.
+            let gaps: Vec<u16> = got.windows(2).map(|w| w[1].seq.wrapping_sub(w[0].seq)).filter(|&d| d != 1).collect();
+            assert_eq!(gaps.len(), 1, "G.711: one gap ({gaps:?})");
+            assert!(gaps[0] <= 8, "G.711: a short gap ({gaps:?})");
+            assert!(got.len() >= 100, "G.711: silence through the pause ({} packets in 110 ticks)", got.len());
         } else {
             assert!(got.len() < 70, "G.722: no packets while the speaker pauses ({})", got.len());
             let resumed = got.windows(2).find(|w| w[1].ts.wrapping_sub(w[0].ts) > 160 * 10).expect("a pause in the clock");
@@ -460,10 +456,14 @@ fn g722_hand_over_from_relay_to_mix_is_seamless() {
         let n = dec.decode_samples(&p.payload, &mut pcm);
         frames.push(pcm[..n].to_vec());
     }
-    for (i, f) in frames.iter().enumerate().take(relayed + 20).skip(relayed - 5) {
+    // The first mixed frame (the relay may run a tick into the three-party room, see
+    // the engine docs on leaving out relayed candidates).
+    let switch = (relayed..got.len()).find(|&i| !r.sent_by(1).contains(&got[i].payload)).expect("a mixed frame");
+    assert!(switch <= relayed + 1, "mixed from the tick after the third joined at the latest");
+    for (i, f) in frames.iter().enumerate().take(switch + 20).skip(relayed - 5) {
         let share = tone_share(f, 500.0);
-        let want = if i == relayed { 0.85 } else { 0.97 };
-        assert!(share > want, "frame {i} ({} after the switch): 500 Hz share {share:.3}", i as i64 - relayed as i64);
+        let want = if i == switch { 0.85 } else { 0.97 };
+        assert!(share > want, "frame {i} ({} after the switch): 500 Hz share {share:.3}", i as i64 - switch as i64);
     }
 }
 
