@@ -8,7 +8,11 @@
 //! are drained with `poll_output`.
 //! "Frames mixed" = listener frames produced (one 20 ms packet per leg per tick).
 //!
-//! Run: `cargo run --release -p media --example mixer_bench`
+//! Run: `cargo run --release -p media --example mixer_bench` (`-- calls`: only the
+//! two-party calls).
+//! Two-party calls: rooms of two, one party talking; both G.711 (each listener on the
+//! relay fast path: the speaker's payload forwarded, no decode or encode), or G.711
+//! with G.722 or Opus (decoded, mixed, encoded for the other side).
 //! Scenarios: one room of 3,000 legs with 3 active speakers; 1,000 rooms of 3 legs,
 //! all speaking.
 //!
@@ -33,6 +37,8 @@ struct Sender {
     packet: Vec<u8>,
     seq: u16,
     ts: u32,
+    /// RTP clock ticks per packet (960 for Opus).
+    ts_step: u32,
 }
 
 fn setup(rooms: u64, per_room: u64, speaking: impl Fn(u64) -> bool) -> (MediaCore, Vec<Sender>) {
@@ -74,7 +80,7 @@ fn setup(rooms: u64, per_room: u64, speaking: impl Fn(u64) -> bool) -> (MediaCor
             let mut packet = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
             packet[8..12].copy_from_slice(&(id as u32).to_be_bytes());
             packet.extend_from_slice(&payload[..n]);
-            senders.push(Sender { leg, from, packet, seq: 0, ts: 0 });
+            senders.push(Sender { leg, from, packet, seq: 0, ts: 0, ts_step: 160 });
         }
     }
     (core, senders)
@@ -100,7 +106,7 @@ fn run(core: &mut MediaCore, senders: &mut [Sender], ticks: u32) -> (Duration, u
             s.packet[2..4].copy_from_slice(&s.seq.to_be_bytes());
             s.packet[4..8].copy_from_slice(&s.ts.to_be_bytes());
             s.seq = s.seq.wrapping_add(1);
-            s.ts = s.ts.wrapping_add(160);
+            s.ts = s.ts.wrapping_add(s.ts_step);
             core.handle_input(now, Input::Receive { leg: s.leg, socket: Socket::Rtp, from: s.from, data: &s.packet });
         }
         core.handle_input(now, Input::Tick);
@@ -120,6 +126,15 @@ fn report(name: &str, legs: usize, (elapsed, frames): (Duration, u64)) {
     println!(
         "{name:<40} legs {legs:>5}  frames mixed/s {per_sec:>12.0}  = {:>7.0} legs in real time per core  ({:.2} ms per 20 ms tick)",
         per_sec / 50.0,
+        elapsed.as_secs_f64() * 1000.0 / (frames as f64 / legs as f64),
+    );
+}
+
+fn report_calls(name: &str, legs: usize, (elapsed, frames): (Duration, u64)) {
+    let per_sec = frames as f64 / elapsed.as_secs_f64();
+    println!(
+        "{name:<40} legs {legs:>5}  frames/s {per_sec:>12.0}  = {:>7.0} two-party calls in real time per core  ({:.2} ms per 20 ms tick)",
+        per_sec / 100.0,
         elapsed.as_secs_f64() * 1000.0 / (frames as f64 / legs as f64),
     );
 }
@@ -188,8 +203,69 @@ fn spurt_delay() -> Vec<Option<u32>> {
     sent_at.iter().zip(heard_at).map(|(&s, h)| h.map(|h| h - s)).collect()
 }
 
+/// Two-party calls: each a room of two, leg A in codec `a` talking (a tone), leg B in
+/// codec `b` sending silence (one speaker at a time, as in a conversation). Same codec
+/// on both sides: the relay fast path; different codecs: decode, mix, encode.
+fn setup_calls(calls: u64, a: CodecKind, b: CodecKind) -> (MediaCore, Vec<Sender>) {
+    let now = Instant::now();
+    let mut core = MediaCore::new(CoreConfig::default());
+    let mut senders = Vec::new();
+    // One packet per codec and side, reused with new headers.
+    let packet_of = |codec: CodecKind, talking: bool| {
+        let mut enc = new_encoder(codec);
+        let mut frame = [0i16; 320];
+        let mut payload = [0u8; 1500];
+        let mut n = 0;
+        // A few frames so that Opus leaves its start-up state.
+        for f in 0..5 {
+            if talking {
+                for (k, s) in frame.iter_mut().enumerate() {
+                    let t = (f * 320 + k) as f64 / 16_000.0;
+                    *s = (6000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16;
+                }
+            }
+            n = enc.encode(&frame, &mut payload);
+        }
+        payload[..n].to_vec()
+    };
+    let mut id = 0u64;
+    for call in 0..calls {
+        for (codec, talking) in [(a, true), (b, false)] {
+            id += 1;
+            let leg = LegId(id);
+            let from: SocketAddr = SocketAddr::new([127, 0, 0, 1].into(), 10_000 + (id % 50_000) as u16);
+            let pt = codec.static_payload_type().unwrap_or(111);
+            core.handle_input(now, Input::Command(Command::AddLeg { leg, local_rtp: from }));
+            let params = LegParams { remote: Some(from), codec, payload_type: pt, telephone_event_pt: Some(101), send: true, recv: true };
+            core.handle_input(now, Input::Command(Command::Configure(leg, params)));
+            core.handle_input(now, Input::Command(Command::Attach(leg, Attachment::Room(RoomId(call)))));
+            let mut packet = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            packet[8..12].copy_from_slice(&(id as u32).to_be_bytes());
+            packet.extend_from_slice(&packet_of(codec, talking));
+            senders.push(Sender { leg, from, packet, seq: 0, ts: 0, ts_step: codec.rtp_samples_per_frame() });
+        }
+    }
+    (core, senders)
+}
+
 fn main() {
     let ticks = 250; // 5 s of audio
+    let only = std::env::args().nth(1).unwrap_or_default();
+    if only == "calls" || only.is_empty() {
+        for (name, calls, a, b) in [
+            ("5000 calls G.711<->G.711 (relay)", 5000, CodecKind::Pcmu, CodecKind::Pcmu),
+            ("1000 calls G.711<->G.722 (transcoded)", 1000, CodecKind::G722, CodecKind::Pcmu),
+            ("200 calls G.711<->Opus (transcoded)", 200, CodecKind::Opus, CodecKind::Pcmu),
+        ] {
+            let (mut core, mut senders) = setup_calls(calls, a, b);
+            run(&mut core, &mut senders, 50);
+            let r = run(&mut core, &mut senders, ticks);
+            report_calls(name, senders.len(), r);
+        }
+        if only == "calls" {
+            return;
+        }
+    }
     {
         let (mut core, mut senders) = setup(1, 3000, |i| i < 3);
         run(&mut core, &mut senders, 50); // warm-up: jitter buffers fill, talk detection settles

@@ -47,6 +47,85 @@
 //!
 //! No lock is taken per packet; one read lock per publication per tick.
 //!
+//! # Relay fast path
+//!
+//! Wherever a listener can hear exactly one speaker and that speaker has the
+//! listener's codec (a room of two, which is how a two-party call is built; or a room
+//! whose topology or mutes leave a listener one audible leg, e.g. both parties of a
+//! call with a muted supervisor listening), the listener gets the speaker's own
+//! encoded frames: no decode, no mix, no encode, so no tandem coding loss (G.722 lost
+//! 0.27 PESQ to it) and a fraction of the cost.
+//!
+//! *Who is audible* is a property of the room, not of who talks: a leg is audible when
+//! it is configured, not muted and receiving (`Leg::audible`); a listener's
+//! audible speakers are the room's audible legs minus itself and the ones the topology
+//! blocks for it (none if it is deaf). So the choice between relay and mix changes only
+//! when membership, mute, deafness, topology or a codec changes, never with talk
+//! spurts, and background noise passes as it would on a direct call.
+//!
+//! *Across workers*: in phase 1 each worker counts its audible legs per room and, for
+//! rooms that can have a relay listener (at most two audible legs last tick, or a
+//! non-default topology), offers each of them as a [`RelaySource`]: the payload of the
+//! frame this tick mixes (copied into the publication's byte arena), a gap, or nothing;
+//! whether it talks; and for G.722 its decoder state (below). In phase 2 every worker
+//! sees the room's total and finds, per listener, the one source if there is exactly
+//! one (see `only_audible_speaker`). Cost per relayed listener per tick: one
+//! publication lookup per worker, a 12-byte header and a payload copy; no allocation
+//! (the arena keeps its capacity), no lock beyond the publication's read lock.
+//!
+//! *Not decoding what nobody mixes*: in a room of two where both listeners were on
+//! relay and nobody mixed (last tick, everywhere; this tick, on this worker), the next
+//! tick leaves relayed packets out of the mix candidates (no G.711 decode, no frame
+//! copy; it is most of a relayed call's cost). A listener whose relay ends in such a
+//! tick (a third party joined, ...) gets the speaker's packet forwarded one tick more,
+//! so its first mixed frame, a tick later, has the speaker in it.
+//!
+//! *Timing*: the frame forwarded is the one the mix would use this tick (pulled from
+//! the speaker's jitter buffer last tick), so relay and mix carry the same audio at the
+//! same moment and a switch between them neither skips nor repeats a frame. The
+//! listener's stream is ours throughout: our SSRC, our sequence numbers, our media
+//! clock advancing one frame per tick, with the listener's payload type. So sequence
+//! numbers and timestamps are continuous across every switch and no marker bit is set
+//! (a marker would make many receivers re-synchronise their jitter buffer: an audible
+//! glitch for no reason). A packet the speaker's jitter buffer gave up on is forwarded
+//! as a gap, the sequence number and clock advancing without a packet, so the
+//! listener's decoder conceals it as on a direct call. A pause (nothing to play: DTX,
+//! idle, not started): a G.711 listener gets the mix, i.e. silence, so its stream stays
+//! as steady as it always was (G.711 has no state to mind, so it switches back at the
+//! next packet); a G.722 or Opus listener gets nothing, as on a direct call with DTX
+//! (the clock advances, the next packet carries the marker), which keeps it on the
+//! speaker's own stream.
+//! carries the marker. Only packets of exactly one 20 ms frame are forwarded (G.711 and
+//! G.722: 160 bytes; Opus: by its TOC byte); others are mixed. RFC 4733 events are
+//! taken out at receive as before (reported as [`MediaEvent::Dtmf`], not forwarded).
+//!
+//! *Switching, and the state of stateful codecs*. A G.711 stream has no state to
+//! mind: it switches at once both ways. G.722 is backward-adaptive ADPCM: the
+//! listener's decoder tracks the state of the encoder that made the stream, and a
+//! change of encoder leaves it mistracking (distortion until it re-converges). Opus
+//! carries prediction across frames too.
+//! - Relay to mix (a third speaker joins, the speaker is muted, ...): the listener's
+//!   stream continues from the listener's own encoder, which already holds exactly the
+//!   state its decoder has. For G.722 that is by construction: the sub-band state is
+//!   the same in encoder and decoder, and our decoder of the speaker's stream decoded
+//!   the very frames we forwarded; each source publishes its decoder state as of the
+//!   frame forwarded (taken before the look-ahead frame is decoded) with the last
+//!   samples it decoded, and each relayed tick hands them to the listener's encoder
+//!   ([`crate::codec::AudioEncoder::continue_from`]: the encoder's codes are then
+//!   bit-exact with those of the speaker's encoder on the same input). What is left is
+//!   the one seam tandem coding cannot avoid: the mixed audio went through our decoder
+//!   and encoder once more, so it lags the forwarded audio by the G.722 filter-bank
+//!   delay (23 samples, 1.4 ms), in the first mixed frame only (without the hand-over,
+//!   three frames are distorted; `tests/relay.rs`). For Opus the encoder restarts (a fresh stream the decoder takes as a
+//!   splice at a frame edge). After a hand-over the listener stays on its own encoder
+//!   (its mixes are personal, never the room's shared encode, which its decoder never
+//!   followed).
+//! - Mix to relay: the speaker's encoder state is not ours to set, so for G.722 and
+//!   Opus the switch waits until the speaker pauses (its talk detector says silent), at
+//!   most `RELAY_WAIT_TICKS` (1 s); whatever mismatch is left then re-converges in
+//!   low-level audio. A two-party call starts on relay at once (a party that just
+//!   joined is not talking yet).
+//!
 //! # Per-packet cost (receive)
 //!
 //! Echo: header parse + 12-byte header rewrite + copy into the transmit arena.
@@ -57,10 +136,12 @@
 use crate::codec::CodecKind;
 use crate::fastmap::FastMap;
 use crate::leg::Leg;
-use crate::mixer::{self, Candidate, Frame, MixSum, NarrowFrame, Publication, NARROW_SILENCE, SILENCE};
+use crate::codec::CONTINUE_HISTORY;
+use crate::mixer::{self, Candidate, Frame, MixSum, NarrowFrame, Publication, RelayFrame, RelaySource, NARROW_SILENCE, SILENCE};
 use crate::rtcp;
 use crate::rtp;
 use crate::topology::Topology;
+use crate::FRAME_SAMPLES;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -208,6 +289,90 @@ struct Room {
     members: Vec<usize>,
     topology: Topology,
     shared: Vec<SharedEncode>,
+    /// Audible legs in the whole room last tick (every worker computes the same from
+    /// the publications): beyond two, with the default topology, nobody can be on the
+    /// relay path, so no relay sources are offered.
+    last_audible: u32,
+    /// This worker's listeners in the room that got a mix last tick (published).
+    mixed_last: u32,
+    /// Leave relayed speakers out of the mix candidates next tick: a room of two with
+    /// both on relay and nobody mixing needs no decoded speaker (see the module docs).
+    skip_candidates: bool,
+}
+
+/// Ticks a switch from mix to relay waits for the speaker to pause (stateful codecs).
+const RELAY_WAIT_TICKS: u16 = 50;
+
+/// Whether a relay source's frame can go out as one of the listener's 20 ms frames.
+fn relayable(kind: CodecKind, frame: RelayFrame, payload: &[u8]) -> bool {
+    match frame {
+        // A lost packet is forwarded as a gap: the listener's decoder conceals it, as
+        // on a direct call. A pause: G.711 has no state to mind, so the mix (silence)
+        // fills it and the stream stays as steady as it always was; stateful codecs
+        // forward the pause as such.
+        RelayFrame::Lost => true,
+        RelayFrame::Nothing => !kind.is_g711(),
+        RelayFrame::Packet { .. } => match kind {
+            // One byte per 8 kHz sample (G.711) or per 16 kHz sample pair (G.722).
+            CodecKind::Pcmu | CodecKind::Pcma | CodecKind::G722 => payload.len() == 160,
+            CodecKind::Opus => opus_is_20ms(payload),
+        },
+    }
+}
+
+/// An Opus packet (RFC 6716 section 3.1) that carries exactly 20 ms.
+fn opus_is_20ms(payload: &[u8]) -> bool {
+    let Some(&toc) = payload.first() else { return false };
+    let config = toc >> 3;
+    // Frame duration in units of 2.5 ms.
+    let frame = match config {
+        0..=11 => [4, 8, 16, 24][(config % 4) as usize],
+        12..=15 => [4, 8][(config % 2) as usize],
+        _ => [1, 2, 4, 8][(config % 4) as usize],
+    };
+    let frames = match toc & 3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => match payload.get(1) {
+            Some(b) => (b & 0x3f) as u32,
+            None => return false,
+        },
+    };
+    frame * frames == 8
+}
+
+/// The only speaker `l` can hear in the room, if there is exactly one, it has `l`'s
+/// codec and its frame this tick fits `l`'s stream. Cost for a room of two: a couple
+/// of comparisons per publication.
+fn only_audible_speaker<'p>(
+    pubs: &[&'p Publication],
+    room: RoomId,
+    topology: &Topology,
+    l: &Leg,
+    total_audible: u32,
+) -> Option<(&'p Publication, &'p RelaySource)> {
+    if l.deaf {
+        return None;
+    }
+    let kind = l.codec.as_ref()?.kind;
+    let check_topology = topology.has_exceptions(l.id);
+    if !check_topology && total_audible.saturating_sub(l.audible() as u32) != 1 {
+        return None;
+    }
+    let mut found = None;
+    for p in pubs {
+        for r in p.relay_room(room).1 {
+            if r.leg == l.id || (check_topology && topology.blocks(r.leg, l.id)) {
+                continue;
+            }
+            if found.is_some() {
+                return None;
+            }
+            found = Some((*p, r));
+        }
+    }
+    let (p, r) = found?;
+    (r.codec == kind && relayable(kind, r.frame, p.relay_payload(r))).then_some((p, r))
 }
 
 /// Max RTP payload we produce (Opus at 20 ms stays far below).
@@ -457,6 +622,7 @@ impl MediaCore {
         }
         l.echo = Default::default();
         l.selected = false;
+        l.relay = Default::default();
         l.forget_pulled();
         if let Some(t) = l.talk.reset() {
             self.events.push_back(MediaEvent::Talking { leg, talking: t });
@@ -495,6 +661,8 @@ impl MediaCore {
             if room.members.is_empty() {
                 continue;
             }
+            let offer_relays = !room.topology.is_default() || room.last_audible <= 2;
+            publication.begin_room(room_id);
             let mut best = mixer::Best::default();
             for &slot in &room.members {
                 let l = legs[slot].as_mut().expect("room member");
@@ -502,19 +670,33 @@ impl MediaCore {
                 if let Some(t) = l.talk.update(energy) {
                     events.push_back(MediaEvent::Talking { leg: l.id, talking: t });
                 }
+                if l.audible() && publication.count_audible() && offer_relays {
+                    let c = l.codec.as_ref().expect("audible legs have a codec");
+                    let state = c.state.map(|s| (s, &l.frame[FRAME_SAMPLES - CONTINUE_HISTORY..]));
+                    publication.push_relay(l.id, c.kind, l.talk.talking(), l.relay_frame(), state);
+                }
                 if l.pulled_audio() && !l.muted && l.talk.talking() {
                     best.offer(mixer::rank(l.id, l.talk.level(), l.selected), slot);
                 }
             }
-            publication.begin_room(room_id);
+            let mut skipped = false;
             for slot in best.items() {
                 let l = legs[slot].as_mut().expect("room member");
+                if room.skip_candidates {
+                    if let (Some(c), Some(Some(p))) = (l.codec.as_ref(), l.relay_frame()) {
+                        if relayable(c.kind, RelayFrame::Packet { start: 0, len: p.len() as u32 }, p) {
+                            skipped = true;
+                            continue;
+                        }
+                    }
+                }
                 l.decode_pulled();
                 if l.has_frame {
                     let narrow = l.has_narrow.then_some(&l.narrow);
                     publication.push_with_narrow(l.id, l.talk.level(), l.selected, &l.frame, narrow);
                 }
             }
+            publication.set_room_info(room.members.len() as u32, room.mixed_last, skipped);
             publication.end_room();
         }
     }
@@ -548,6 +730,22 @@ impl MediaCore {
         }
         self.mix.compute_speakers(&speakers[..sel.len]);
 
+        // Relay context: the room's audible legs, from every worker's publication.
+        let mut total_audible = 0;
+        let mut sources_complete = true;
+        let (mut total_members, mut mixed_before, mut any_skipped) = (0, 0, false);
+        for p in pubs {
+            let (audible, sources) = p.relay_room(room_id);
+            total_audible += audible;
+            sources_complete &= audible as usize == sources.len();
+            let (members, mixed, skipped) = p.room_info(room_id);
+            total_members += members;
+            mixed_before += mixed;
+            any_skipped |= skipped;
+        }
+        room.last_audible = total_audible;
+        let mut mixed_here = 0;
+
         for &slot in &room.members {
             let l = self.legs[slot].as_mut().expect("room member");
             l.selected = sel.contains(l.id);
@@ -561,10 +759,83 @@ impl MediaCore {
                 // send_dtmf_packets and the clock advances there.
                 continue;
             }
+            // Relay fast path: one audible speaker with this listener's codec gets its
+            // own frames forwarded (see the module docs for the switches).
+            let mut source = if sources_complete {
+                only_audible_speaker(pubs, room_id, &room.topology, l, total_audible)
+            } else {
+                None
+            };
+            if let (Some(from), true, false) = (l.relay.from, any_skipped, l.deaf) {
+                // Relay ends in a tick whose candidates left relayed speakers out: the
+                // mix would lack the speaker, so forward it one tick more (the room's
+                // next candidates are complete: see `skip_candidates`).
+                if source.map(|(_, r)| r.leg) != Some(from) {
+                    let kind = l.codec.as_ref().map(|c| c.kind);
+                    let grace = pubs.iter().find_map(|p| {
+                        p.relay_room(room_id).1.iter().find(|r| r.leg == from).map(|r| (*p, r))
+                    });
+                    if let Some((p, r)) = grace {
+                        if Some(r.codec) == kind && matches!(r.frame, RelayFrame::Packet { .. }) && relayable(r.codec, r.frame, p.relay_payload(r)) {
+                            source = Some((p, r));
+                            mixed_here += 1;
+                        }
+                    }
+                }
+            }
+            let c = l.codec.as_mut().expect("checked");
+            let stateful = !c.kind.is_g711();
+            if let Some(from) = l.relay.from {
+                if source.map(|(_, r)| r.leg) != Some(from) {
+                    // Relay ends: the listener's decoder continues on our encoder, which
+                    // holds the speaker's decoder state (G.722, kept warm below) or
+                    // starts a fresh stream (Opus); either way it stays personal.
+                    l.relay.from = None;
+                    if stateful {
+                        if c.kind != CodecKind::G722 {
+                            c.encoder.reset();
+                        }
+                        l.relay.own_encoder = true;
+                    }
+                }
+            }
+            match source {
+                Some((_, r)) if l.relay.from.is_none() => {
+                    // Mix to relay: the listener's decoder met our encoder's state and
+                    // now meets the speaker's; for a stateful codec do it in a pause.
+                    if !stateful || !r.talking || l.relay.waited >= RELAY_WAIT_TICKS {
+                        l.relay.from = Some(r.leg);
+                        l.relay.waited = 0;
+                    } else {
+                        l.relay.waited += 1;
+                    }
+                }
+                Some(_) => {}
+                None => l.relay.waited = 0,
+            }
+            if let (Some((p, r)), Some(_)) = (source, l.relay.from) {
+                let spf = c.samples_per_frame;
+                match r.frame {
+                    RelayFrame::Packet { .. } => {
+                        let payload = p.relay_payload(r);
+                        let header = l.tx.next_audio(c.payload_type, spf, payload.len());
+                        let dest = l.remote.expect("may_send");
+                        self.tx.push_rtp(l.id, Socket::Rtp, dest, &header, payload);
+                    }
+                    RelayFrame::Lost => l.tx.skip_lost(spf),
+                    RelayFrame::Nothing => l.tx.skip(spf),
+                }
+                // Keep our encoder where the listener's decoder is, for the hand-over.
+                if let Some((state, recent)) = p.relay_state(r) {
+                    c.encoder.continue_from(state, recent);
+                }
+                continue;
+            }
+            mixed_here += 1;
             // Which selected speakers this listener must not hear.
             let mut excluded: [&Candidate; mixer::MAX_SPEAKERS] = [&mixer::NO_SPEAKER; mixer::MAX_SPEAKERS];
             let mut n_ex = 0;
-            let personal = if l.deaf {
+            let personal = if l.deaf || l.relay.own_encoder {
                 true
             } else {
                 let check_topology = room.topology.has_exceptions(l.id);
@@ -643,6 +914,15 @@ impl MediaCore {
             };
             self.tx.push_rtp(id, Socket::Rtp, dest, &header, payload);
         }
+        room.mixed_last = mixed_here;
+        // Decoded speakers are needed next tick unless this is a room of two, both on
+        // relay, with nobody here mixing now and nobody anywhere mixing last tick.
+        room.skip_candidates = total_members == 2
+            && total_audible == 2
+            && sources_complete
+            && room.topology.is_default()
+            && mixed_before == 0
+            && mixed_here == 0;
     }
 
     /// One RFC 4733 packet per tick for each leg sending a digit; the leg's audio is

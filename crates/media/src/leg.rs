@@ -21,7 +21,7 @@
 //! [`JitterBuffer::played_frame`]); other codecs decode as they pull, so their frame
 //! waits in a second buffer.
 
-use crate::codec::{g711, new_decoder, new_encoder, AudioDecoder, AudioEncoder, CodecKind};
+use crate::codec::{g711, new_decoder, new_encoder, AudioDecoder, AudioEncoder, CodecKind, CodecState};
 use crate::dtmf::{DtmfReceiver, DtmfSender};
 use crate::engine::{Attachment, LegId, LegParams, MediaEvent};
 use crate::jitter::{JitterBuffer, Played, Pop};
@@ -47,6 +47,10 @@ pub(crate) struct LegCodec {
     /// Codecs that decode as they pull: the newest frame, mixed next tick (look-ahead).
     /// Here rather than in [`Leg`] so that G.711 legs, the many, stay small.
     pub ahead_frame: Box<Frame>,
+    /// Codecs with predictive state (G.722): the decoder's state right after decoding
+    /// the frame this tick mixes, i.e. before the look-ahead frame was decoded. What a
+    /// listener's decoder holds after that frame was forwarded to it (relay hand-over).
+    pub state: Option<CodecState>,
 }
 
 impl LegCodec {
@@ -63,6 +67,7 @@ impl LegCodec {
             jitter: JitterBuffer::new(clock_rate, samples_per_frame),
             decoded: Box::new([0; FRAME_SAMPLES * 6]),
             ahead_frame: Box::new(SILENCE),
+            state: None,
         }
     }
 }
@@ -75,6 +80,19 @@ pub(crate) struct EchoRewrite {
     pub ts_offset: u32,
 }
 
+/// The relay fast path as seen from a listener (see [`crate::engine`], "Relay fast path").
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Relay {
+    /// The speaker whose own frames this listener gets now; `None`: it gets a mix.
+    pub from: Option<LegId>,
+    /// Ticks a possible switch from mix to relay has waited for the speaker's pause.
+    pub waited: u16,
+    /// The listener's stream continues from its own encoder (handed the speaker's
+    /// decoder state when a relay ended): its mixes are encoded personally, never
+    /// from the room's shared encoder, whose state its decoder does not follow.
+    pub own_encoder: bool,
+}
+
 /// What [`Leg::pull`] took out of the jitter buffer, until it is decoded or dropped.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Pulled {
@@ -85,9 +103,10 @@ pub(crate) enum Pulled {
     Packet(Played),
     /// A G.711 gap to conceal.
     Lost,
-    /// Audio decoded (or concealed) at once, in `ahead_frame`: codecs with predictive
-    /// state decode every frame as it is pulled.
-    Decoded,
+    /// Audio decoded (or concealed: `None`) at once, in `ahead_frame`: codecs with
+    /// predictive state decode every frame as it is pulled. The packet stays named for
+    /// the relay path.
+    Decoded(Option<Played>),
 }
 
 pub(crate) struct Leg {
@@ -139,6 +158,8 @@ pub(crate) struct Leg {
     pub has_narrow: bool,
     /// Was this leg a selected speaker in its room last tick.
     pub selected: bool,
+    /// As a listener: relay or mix.
+    pub relay: Relay,
 }
 
 impl Leg {
@@ -178,6 +199,7 @@ impl Leg {
             narrow: NARROW_SILENCE,
             has_narrow: false,
             selected: false,
+            relay: Relay::default(),
         }
     }
 
@@ -192,6 +214,8 @@ impl Leg {
             self.codec = Some(LegCodec::new(p.codec, p.payload_type));
             // What was pulled names slots of the old jitter buffer.
             self.forget_pulled();
+            // A new codec is a new stream for the listener: start from the mix.
+            self.relay = Relay::default();
             // telephone-event runs on the audio codec's clock (RFC 4733 2.1).
             self.dtmf_rx = DtmfReceiver::with_clock_rate(p.codec.rtp_clock_rate());
         }
@@ -253,7 +277,7 @@ impl Leg {
         }
         self.current = std::mem::replace(&mut self.ahead, Pulled::Nothing);
         let Some(c) = self.codec.as_mut() else { return 0 };
-        if self.current == Pulled::Decoded {
+        if matches!(self.current, Pulled::Decoded(_)) {
             self.frame.copy_from_slice(&c.ahead_frame[..]);
         }
         let energy = match (c.jitter.pop(now), c.kind) {
@@ -273,14 +297,16 @@ impl Leg {
                 self.energy / 2
             }
             (pop, _) => {
-                let n = match pop {
-                    Pop::Frame(payload) => c.decoder.decode(payload, &mut c.decoded[..]),
-                    _ => c.decoder.conceal(&mut c.decoded[..]),
+                // The state after the frame this tick mixes, before the next is decoded.
+                c.state = c.decoder.state();
+                let (n, played) = match pop {
+                    Pop::Frame(payload) => (c.decoder.decode(payload, &mut c.decoded[..]), c.jitter.last_played()),
+                    _ => (c.decoder.conceal(&mut c.decoded[..]), None),
                 };
                 let mut has = false;
                 Self::take_decoded(&mut c.ahead_frame, &mut has, &c.decoded[..n]);
                 if has {
-                    self.ahead = Pulled::Decoded;
+                    self.ahead = Pulled::Decoded(played);
                     mixer::frame_energy(&c.ahead_frame)
                 } else {
                     0
@@ -302,7 +328,7 @@ impl Leg {
     pub fn decode_pulled(&mut self) {
         let law = match self.current {
             Pulled::Nothing => return,
-            Pulled::Decoded => {
+            Pulled::Decoded(_) => {
                 // Decoded when pulled; `pull` moved it into `frame`.
                 self.current = Pulled::Nothing;
                 self.has_frame = true;
@@ -343,6 +369,25 @@ impl Leg {
         self.current = Pulled::Nothing;
         Self::take_decoded(&mut self.frame, &mut self.has_frame, &c.decoded[..n]);
         self.has_narrow = self.has_frame;
+    }
+
+    /// Whether listeners can hear this leg at all (configured, not muted, receiving):
+    /// what the relay path counts to find a listener's only audible speaker.
+    pub fn audible(&self) -> bool {
+        self.codec.is_some() && !self.muted && self.may_receive()
+    }
+
+    /// The frame this tick mixes, as the relay path forwards it: `None` nothing to
+    /// play, `Some(None)` a gap, `Some(Some(payload))` the packet as received. Call
+    /// before [`decode_pulled`](Self::decode_pulled), which consumes it.
+    pub fn relay_frame(&self) -> Option<Option<&[u8]>> {
+        let c = self.codec.as_ref()?;
+        match self.current {
+            Pulled::Nothing => None,
+            Pulled::Lost | Pulled::Decoded(None) => Some(None),
+            // A slot reused since (more than a ring of packets in one tick) is a gap.
+            Pulled::Packet(p) | Pulled::Decoded(Some(p)) => Some(c.jitter.played_frame(p)),
+        }
     }
 
     /// Drop what was pulled and not mixed yet (the leg left its room, or its codec and

@@ -7,7 +7,9 @@
 //! - [`dtmf`]: RFC 4733 telephone-events, receive and send.
 //! - [`rtp`], [`rtcp`]: packet headers and per-stream bookkeeping.
 //! - [`mixer`], [`topology`]: who hears whom, and the 20 ms mix.
-//! - [`engine`]: the sans-IO media core that ties a leg's packets to its room.
+//! - [`engine`]: the sans-IO media core that ties a leg's packets to its room, and
+//!   forwards a lone speaker's own frames where that is all a listener hears (its
+//!   "Relay fast path" section: the design, and how switches mind codec state).
 //! - [`runtime`]: worker threads owning the RTP sockets and driving the core.
 
 /// Samples in one 20 ms frame at the 16 kHz mixing rate.

@@ -32,6 +32,7 @@
 //! speaker and has no topology exception hears exactly the same mix, which is encoded
 //! once per codec and sent to all of them.
 
+use crate::codec::{CodecKind, CodecState, CONTINUE_HISTORY};
 use crate::engine::{LegId, RoomId};
 use crate::FRAME_SAMPLES;
 use crate::fastmap::FastMap;
@@ -127,6 +128,53 @@ pub struct Candidate {
 pub static NO_SPEAKER: Candidate =
     Candidate { leg: LegId(0), level: 0, was_selected: false, frame: SILENCE, narrow: NARROW_SILENCE, has_narrow: false };
 
+/// What a relay source's jitter buffer gave for this tick (see [`RelaySource`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum RelayFrame {
+    /// Nothing to play (not started, idle, DTX): a listener on relay gets nothing.
+    Nothing,
+    /// A packet is missing: a listener on relay sees a one-packet gap.
+    Lost,
+    /// A packet: `len` bytes at `start` of the publication's relay arena.
+    Packet { start: u32, len: u32 },
+}
+
+/// One audible leg of a small room, offered so that a listener for whom it is the only
+/// audible speaker can get its own encoded frames (the relay fast path, see
+/// [`crate::engine`]).
+#[derive(Copy, Clone, Debug)]
+pub struct RelaySource {
+    pub leg: LegId,
+    pub codec: CodecKind,
+    /// The frame this tick mixes (the one pulled last tick: relay and mix forward the
+    /// same audio at the same time, so a switch between them neither skips nor repeats).
+    pub frame: RelayFrame,
+    /// The leg's talk detector says it is talking (a switch to relay waits for a pause).
+    pub talking: bool,
+    /// Index of its decoder state in the publication (`u32::MAX`: none).
+    state: u32,
+}
+
+/// Most relay sources a worker offers per room; a worker with more audible legs in a
+/// room offers none (only a topology can then leave a listener one audible speaker,
+/// and such a listener is mixed).
+pub const RELAY_SOURCES_MAX: usize = 4;
+
+#[derive(Copy, Clone, Default)]
+struct RoomEntry {
+    /// Range in `candidates`.
+    speakers: (u32, u32),
+    /// Range in `relays`.
+    relays: (u32, u32),
+    /// This worker's audible legs in the room (unmuted, configured, receiving).
+    audible: u32,
+    /// This worker's members in the room, its listeners that got a mix last tick, and
+    /// whether it left relayed speakers out of the candidates this tick.
+    members: u32,
+    mixed: u32,
+    skipped: bool,
+}
+
 /// The candidates one worker offers this tick, grouped by room. Cleared and refilled
 /// every tick; its vectors keep their capacity, so the steady state does not allocate.
 #[derive(Default)]
@@ -134,14 +182,24 @@ pub struct Publication {
     /// `candidates[..len]` are this tick's; the rest are slots kept from earlier ticks.
     candidates: Vec<Candidate>,
     len: usize,
-    /// Room -> range in `candidates`. Rooms are published contiguously.
-    rooms: FastMap<RoomId, (u32, u32)>,
-    open: Option<(RoomId, u32)>,
+    /// Relay sources of this tick, their payload bytes, and their decoder states with
+    /// the last samples decoded.
+    relays: Vec<RelaySource>,
+    relay_bytes: Vec<u8>,
+    relay_states: Vec<(CodecState, [i16; CONTINUE_HISTORY])>,
+    relay_states_len: usize,
+    /// Room -> its ranges. Rooms are published contiguously.
+    rooms: FastMap<RoomId, RoomEntry>,
+    /// The room being published, and where its relay bytes and states start.
+    open: Option<(RoomId, RoomEntry, (usize, usize))>,
 }
 
 impl Publication {
     pub fn clear(&mut self) {
         self.len = 0;
+        self.relays.clear();
+        self.relay_bytes.clear();
+        self.relay_states_len = 0;
         self.rooms.clear();
         self.open = None;
     }
@@ -149,7 +207,62 @@ impl Publication {
     /// Start publishing the candidates of `room` (call once per room per tick).
     pub fn begin_room(&mut self, room: RoomId) {
         self.end_room();
-        self.open = Some((room, self.len as u32));
+        let (c, r) = (self.len as u32, self.relays.len() as u32);
+        let rewind = (self.relay_bytes.len(), self.relay_states_len);
+        self.open = Some((room, RoomEntry { speakers: (c, c), relays: (r, r), ..RoomEntry::default() }, rewind));
+    }
+
+    /// Count one audible leg of the open room; returns whether it may be offered as a
+    /// relay source (the room has at most [`RELAY_SOURCES_MAX`] so far). Past the limit
+    /// the sources already offered for the room are withdrawn.
+    pub fn count_audible(&mut self) -> bool {
+        let Some((_, e, rewind)) = self.open.as_mut() else { return false };
+        e.audible += 1;
+        if e.audible as usize > RELAY_SOURCES_MAX {
+            self.relays.truncate(e.relays.0 as usize);
+            self.relay_bytes.truncate(rewind.0);
+            self.relay_states_len = rewind.1;
+            return false;
+        }
+        true
+    }
+
+    /// Offer a relay source for the open room (after [`count_audible`](Self::count_audible)
+    /// allowed it). Copies the payload (≤ 1,500 bytes) and, for codecs with predictive
+    /// state, the state and the last [`CONTINUE_HISTORY`] samples decoded.
+    pub fn push_relay(
+        &mut self,
+        leg: LegId,
+        codec: CodecKind,
+        talking: bool,
+        frame: Option<Option<&[u8]>>,
+        state: Option<(CodecState, &[i16])>,
+    ) {
+        let frame = match frame {
+            None => RelayFrame::Nothing,
+            Some(None) => RelayFrame::Lost,
+            Some(Some(p)) => {
+                let start = self.relay_bytes.len() as u32;
+                self.relay_bytes.extend_from_slice(p);
+                RelayFrame::Packet { start, len: p.len() as u32 }
+            }
+        };
+        let state = match state {
+            None => u32::MAX,
+            Some((st, recent)) => {
+                let mut tail = [0i16; CONTINUE_HISTORY];
+                let n = recent.len().min(CONTINUE_HISTORY);
+                tail[CONTINUE_HISTORY - n..].copy_from_slice(&recent[recent.len() - n..]);
+                if self.relay_states_len == self.relay_states.len() {
+                    self.relay_states.push((st, tail));
+                } else {
+                    self.relay_states[self.relay_states_len] = (st, tail);
+                }
+                self.relay_states_len += 1;
+                (self.relay_states_len - 1) as u32
+            }
+        };
+        self.relays.push(RelaySource { leg, codec, frame, talking, state });
     }
 
     /// Publish one candidate for the room opened by [`begin_room`](Self::begin_room).
@@ -181,11 +294,28 @@ impl Publication {
         self.len += 1;
     }
 
+    /// The open room's bookkeeping for the relay path: members here, listeners here
+    /// that got a mix last tick, and whether relayed speakers were left out of the
+    /// candidates (see the engine's "Relay fast path").
+    pub fn set_room_info(&mut self, members: u32, mixed_last_tick: u32, skipped: bool) {
+        if let Some((_, e, _)) = self.open.as_mut() {
+            e.members = members;
+            e.mixed = mixed_last_tick;
+            e.skipped = skipped;
+        }
+    }
+
+    /// What [`set_room_info`](Self::set_room_info) published for `room`.
+    pub fn room_info(&self, room: RoomId) -> (u32, u32, bool) {
+        self.rooms.get(&room).map(|e| (e.members, e.mixed, e.skipped)).unwrap_or((0, 0, false))
+    }
+
     pub fn end_room(&mut self) {
-        if let Some((room, start)) = self.open.take() {
-            let end = self.len as u32;
-            if end > start {
-                self.rooms.insert(room, (start, end));
+        if let Some((room, mut e, _)) = self.open.take() {
+            e.speakers.1 = self.len as u32;
+            e.relays.1 = self.relays.len() as u32;
+            if e.speakers.1 > e.speakers.0 || e.audible > 0 || e.members > 0 {
+                self.rooms.insert(room, e);
             }
         }
     }
@@ -193,9 +323,35 @@ impl Publication {
     /// This worker's candidates for `room`.
     pub fn room(&self, room: RoomId) -> &[Candidate] {
         match self.rooms.get(&room) {
-            Some(&(s, e)) => &self.candidates[s as usize..e as usize],
+            Some(e) => &self.candidates[e.speakers.0 as usize..e.speakers.1 as usize],
             None => &[],
         }
+    }
+
+    /// This worker's audible legs in `room` and the relay sources it offers: all of
+    /// them, or none when the count is above [`RELAY_SOURCES_MAX`] (or the worker chose
+    /// not to offer any).
+    pub fn relay_room(&self, room: RoomId) -> (u32, &[RelaySource]) {
+        match self.rooms.get(&room) {
+            Some(e) => (e.audible, &self.relays[e.relays.0 as usize..e.relays.1 as usize]),
+            None => (0, &[]),
+        }
+    }
+
+    /// The payload of a relay source's packet (empty unless [`RelayFrame::Packet`]).
+    pub fn relay_payload(&self, r: &RelaySource) -> &[u8] {
+        match r.frame {
+            RelayFrame::Packet { start, len } => &self.relay_bytes[start as usize..(start + len) as usize],
+            _ => &[],
+        }
+    }
+
+    /// A relay source's decoder state with its last samples decoded, if its codec has one.
+    pub fn relay_state(&self, r: &RelaySource) -> Option<(&CodecState, &[i16])> {
+        if r.state as usize >= self.relay_states_len {
+            return None;
+        }
+        self.relay_states.get(r.state as usize).map(|(s, t)| (s, &t[..]))
     }
 }
 

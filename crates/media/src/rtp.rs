@@ -148,6 +148,14 @@ impl RtpSendStream {
         self.marker_pending = true;
     }
 
+    /// A frame that was lost before it reached us, in a stream we forward: advance the
+    /// sequence number and the clock without sending, so that the receiver sees the
+    /// same one-packet gap (and conceals it) as it would on a direct call.
+    pub fn skip_lost(&mut self, samples: u32) {
+        self.sequence = self.sequence.wrapping_add(1);
+        self.timestamp = self.timestamp.wrapping_add(samples);
+    }
+
     /// The RTP timestamp the next frame will carry.
     pub fn next_timestamp(&self) -> u32 {
         self.timestamp

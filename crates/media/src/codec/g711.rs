@@ -262,6 +262,10 @@ impl AudioEncoder for G711Encoder {
         self.downsampler_stale = true;
         Some(n)
     }
+
+    fn reset(&mut self) {
+        *self = Self::new(self.law);
+    }
 }
 
 /// Expand a G.711 payload to 8 kHz linear samples (no resampling); returns the count.

@@ -185,6 +185,15 @@ impl SubBand {
     }
 }
 
+/// The backward-adaptive state of both sub-bands after some codes: the same in an
+/// encoder and in a decoder that saw the same codes (the Recommendation's design), so a
+/// decoder's state can be handed to an encoder ([`G722Encoder::continue_from`]).
+#[derive(Clone, Copy)]
+pub struct G722State {
+    low: SubBand,
+    high: SubBand,
+}
+
 /// G.722 64 kbit/s encoder: 16 kHz PCM in, one byte per two samples out.
 pub struct G722Encoder {
     /// Transmit QMF input history.
@@ -213,6 +222,20 @@ impl G722Encoder {
             qmf: [0; QMF_HISTORY],
             low: SubBand::new(low_det),
             high: SubBand::new(high_det),
+        }
+    }
+
+    /// Continue from a decoder's state: the next codes are what an encoder that had
+    /// produced the decoder's stream would send, so that decoder follows without a
+    /// seam. `recent` (the decoder's last output, any length) becomes the transmit QMF
+    /// history; when it is the true input, the codes are bit-exact with that encoder.
+    pub fn continue_from(&mut self, state: &G722State, recent: &[i16]) {
+        self.low = state.low;
+        self.high = state.high;
+        let n = recent.len().min(QMF_HISTORY);
+        self.qmf = [0; QMF_HISTORY];
+        for (h, &s) in self.qmf[QMF_HISTORY - n..].iter_mut().zip(&recent[recent.len() - n..]) {
+            *h = i32::from(s);
         }
     }
 
@@ -298,6 +321,16 @@ impl AudioEncoder for G722Encoder {
     fn encode(&mut self, frame: &[i16], out: &mut [u8]) -> usize {
         self.encode_samples(frame, out)
     }
+
+    fn continue_from(&mut self, state: &super::CodecState, recent: &[i16]) -> bool {
+        let super::CodecState::G722(state) = state;
+        G722Encoder::continue_from(self, state, recent);
+        true
+    }
+
+    fn reset(&mut self) {
+        *self = Self::new();
+    }
 }
 
 /// G.722 64 kbit/s decoder: one byte in, two 16 kHz samples out; repeat-and-fade
@@ -331,6 +364,11 @@ impl G722Decoder {
             high: SubBand::new(high_det),
             concealer: Concealer::new(),
         }
+    }
+
+    /// The sub-band state after the codes decoded so far (see [`G722State`]).
+    pub fn adpcm_state(&self) -> G722State {
+        G722State { low: self.low, high: self.high }
     }
 
     /// Decode `codes` into `out` (two samples per byte, capped by `out`) without
@@ -398,5 +436,9 @@ impl AudioDecoder for G722Decoder {
 
     fn conceal(&mut self, out: &mut [i16]) -> usize {
         self.concealer.conceal(out)
+    }
+
+    fn state(&self) -> Option<super::CodecState> {
+        Some(super::CodecState::G722(self.adpcm_state()))
     }
 }

@@ -96,6 +96,18 @@ impl CodecKind {
     }
 }
 
+/// A decoder's predictive state, which an encoder can continue from: see
+/// [`AudioEncoder::continue_from`]. Only codecs whose encoder and decoder share their
+/// state by construction have one (G.722's backward-adaptive ADPCM).
+#[derive(Clone, Copy)]
+pub enum CodecState {
+    G722(g722::G722State),
+}
+
+/// Input samples (16 kHz) an encoder wants with a [`CodecState`] to continue from: its
+/// analysis filter history (G.722's transmit QMF looks 22 samples back).
+pub const CONTINUE_HISTORY: usize = 24;
+
 /// Turns mixer frames into RTP payloads for one leg.
 pub trait AudioEncoder: Send {
     /// Encode one 20 ms frame of 16 kHz PCM (exactly `FRAME_SAMPLES`); returns
@@ -107,6 +119,17 @@ pub trait AudioEncoder: Send {
     fn encode_narrow(&mut self, _pcm8: &[i16], _out: &mut [u8]) -> Option<usize> {
         None
     }
+    /// Continue a stream that a listener's decoder has been decoding from another
+    /// encoder: take over `state`, the state of our own decoder of that same stream,
+    /// and `recent`, the last audio it decoded, as input history. The listener's
+    /// decoder then agrees with us from the next frame on, as if this encoder had
+    /// produced the stream all along (the relay fast path's hand-over, see
+    /// [`crate::engine`]). Returns false when this codec has no such state to take.
+    fn continue_from(&mut self, _state: &CodecState, _recent: &[i16]) -> bool {
+        false
+    }
+    /// Forget everything, as if newly made: the next frame starts a fresh stream.
+    fn reset(&mut self) {}
 }
 
 /// Turns one leg's RTP payloads back into 16 kHz PCM.
@@ -122,6 +145,11 @@ pub trait AudioDecoder: Send {
     /// history — so that audio resumes cleanly after frames that were not decoded.
     /// Codecs with predictive state (G.722, Opus) must see every frame and ignore it.
     fn reset(&mut self) {}
+    /// The predictive state after the last frame decoded, for an encoder to continue
+    /// from ([`AudioEncoder::continue_from`]); `None` for codecs without one.
+    fn state(&self) -> Option<CodecState> {
+        None
+    }
 }
 
 /// Encoder for `kind`, or `None` if this build lacks it (see [`CodecKind::available`]).

@@ -73,6 +73,13 @@ impl AudioEncoder for OpusEncoder {
             }
         }
     }
+
+    /// A fresh encoder (allocates: called at a relay hand-over, never per frame).
+    fn reset(&mut self) {
+        if let Ok(fresh) = new_encoder() {
+            self.inner = fresh;
+        }
+    }
 }
 
 pub struct OpusDecoder {

@@ -1,0 +1,315 @@
+//! Speech through Switchboard is as good as a direct call: PESQ (ITU-T P.862.2
+//! wideband, the `pesq` Python package, `tests/kit/audio/pesq_score.py`) of what a real
+//! client hears, for each codec, (a) on a direct pjsua2-to-pjsua2 call and (b) through a
+//! Switchboard room of two (`conf-<n>`). The room must score no less than the direct
+//! call minus 0.05.
+//!
+//! Why it holds: in a room of two each listener's only audible speaker has its codec,
+//! so the media core forwards that speaker's own frames (the relay fast path,
+//! `crates/media/src/engine.rs`) instead of decoding, mixing and re-encoding them; a
+//! capture of the RTP checks that the payloads the server sent the listener are the
+//! talker's, byte for byte.
+//!
+//! The speech is `tests/kit/audio/speech_16k.wav` (see the README there). The talker
+//! starts it a second after its media is up, so that it is in the room before it
+//! speaks; the listener records everything and the scorer finds the speech in it.
+//!
+//! pjsua2 has no Opus, so the Opus test uses baresip (the system's libopus) on both
+//! ends, each started here with its own config (auto-answer for the direct call's
+//! callee), playing and recording at 48 kHz; the scorer takes both to 16 kHz.
+//!
+//! These tests take the machine-wide media lock (see `support`).
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+/// Seconds of speech in the sample, and the talker's delay before it.
+const SPEECH_S: f64 = 10.0;
+const PLAY_DELAY_S: f64 = 1.0;
+/// How much worse than the direct call the room may score.
+const TOLERANCE: f64 = 0.05;
+
+fn speech() -> PathBuf {
+    kit_dir().join("audio/speech_16k.wav")
+}
+
+struct Score {
+    score: f64,
+    correlation: f64,
+}
+
+/// PESQ of `recording` against the speech sample.
+fn pesq(recording: &Path, mode: &str) -> Score {
+    let out = Command::new(venv_python())
+        .arg(kit_dir().join("audio/pesq_score.py"))
+        .arg(speech())
+        .arg(recording)
+        .args(["--mode", mode])
+        .output()
+        .expect("run pesq_score.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "pesq_score.py failed on {}: {stdout}\n{stderr}\n(the venv needs the `pesq` package: run scripts/install-test-deps)",
+        recording.display()
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("pesq_score.py said {stdout:?}: {e}"));
+    Score { score: v["score"].as_f64().expect("score"), correlation: v["correlation"].as_f64().expect("correlation") }
+}
+
+/// pjsua2 arguments common to both roles.
+fn pj_args(mode: &str, user: &str, sip_port: u16, rtp_port: u16, codec: &str) -> Vec<String> {
+    vec![
+        mode.into(),
+        "--user".into(),
+        user.into(),
+        "--sip-port".into(),
+        sip_port.to_string(),
+        "--rtp-port".into(),
+        rtp_port.to_string(),
+        "--rtp-range".into(),
+        "10".into(),
+        "--codec".into(),
+        codec.into(),
+    ]
+}
+
+/// The talker's arguments after `pj_args`: speech once, a second after media is up.
+fn talker_args(uri: String) -> Vec<String> {
+    vec![
+        uri,
+        "--play".into(),
+        speech().display().to_string(),
+        "--play-delay".into(),
+        PLAY_DELAY_S.to_string(),
+        "--duration".into(),
+        (PLAY_DELAY_S + SPEECH_S + 1.5).to_string(),
+        "--max-time".into(),
+        "40".into(),
+    ]
+}
+
+/// (a) The talker calls the listener directly; returns the listener's recording.
+fn direct_call(env: &TestEnv, codec: &str) -> PathBuf {
+    let rec = env.path("direct_listener_rx.wav");
+    env.report_on_failure(&rec);
+    let listener_sip = env.ports.peer_sip(0);
+    let mut args = pj_args("answer", "listener", listener_sip, env.ports.base + 10, codec);
+    args.extend(["--record".into(), rec.display().to_string(), "--max-time".into(), "40".into()]);
+    let mut listener = PjPeer::spawn(env, "direct_listener", &args);
+    listener.wait_ready(Duration::from_secs(20));
+    let mut args = pj_args("call", "talker", env.ports.peer_sip(1), env.ports.base + 20, codec);
+    args.extend(talker_args(format!("sip:listener@127.0.0.1:{listener_sip}")));
+    pj_peer(env, "direct_talker", &args).assert_ok();
+    listener.wait().assert_ok();
+    rec
+}
+
+/// (b) The listener and then the talker call into room `room`; returns the listener's
+/// recording and the RTP capture (talker -> server, server -> listener).
+fn through_room(env: &TestEnv, codec: &str, room: &str) -> (PathBuf, RtpFlow, RtpFlow) {
+    let server = Server::start(env);
+    let base = env.ports.base;
+    let capture = Capture::start(env, "room_rtp", &format!("udp and portrange {}-{}", base + 30, base + 49));
+    let rec = env.path("room_listener_rx.wav");
+    env.report_on_failure(&rec);
+    let uri = format!("sip:{room}@{}", server.sip);
+    let mut args = pj_args("call", "listener", env.ports.peer_sip(2), base + 30, codec);
+    let listen_s = PLAY_DELAY_S + SPEECH_S + 6.0;
+    args.extend([
+        uri.clone(),
+        "--record".into(),
+        rec.display().to_string(),
+        "--duration".into(),
+        listen_s.to_string(),
+        "--max-time".into(),
+        "40".into(),
+    ]);
+    let listener = PjPeer::spawn(env, "room_listener", &args);
+    wait_room_active(&server, 1);
+    let mut args = pj_args("call", "talker", env.ports.peer_sip(3), base + 40, codec);
+    args.extend(talker_args(uri));
+    pj_peer(env, "room_talker", &args).assert_ok();
+    listener.wait().assert_ok();
+    let packets = capture.stop();
+    let (lo, hi) = env.ports.server_rtp();
+    let server_ports = lo..=hi;
+    let talker_ports = base + 40..base + 50;
+    let listener_ports = base + 30..base + 40;
+    let sent = rtp_flow(&packets, |p| talker_ports.contains(&p.src.port()) && server_ports.contains(&p.dst.port()));
+    let got = rtp_flow(&packets, |p| server_ports.contains(&p.src.port()) && listener_ports.contains(&p.dst.port()));
+    server.wait_all_ended(Duration::from_secs(5));
+    (rec, sent, got)
+}
+
+/// The listener got the talker's payloads verbatim: a run of 200 packets (4 s) from
+/// the middle of what the server sent it appears, in order, in what the talker sent.
+fn assert_relayed(sent: &RtpFlow, got: &RtpFlow, codec: &str) {
+    assert!(got.payloads.len() > 400 && sent.payloads.len() > 400, "{codec}: {} packets sent, {} received", sent.payloads.len(), got.payloads.len());
+    let mid = got.payloads.len() / 2;
+    let run = &got.payloads[mid - 100..mid + 100];
+    let found = sent.payloads.windows(run.len()).any(|w| w == run);
+    assert!(found, "{codec}: the server's packets to the listener are not the talker's own payloads (not relayed)");
+}
+
+fn compare(name: &str, codec: &str, room: &str) {
+    let env = TestEnv::new(name);
+    let _media = env.media_lock();
+    let direct_rec = direct_call(&env, codec);
+    let (room_rec, sent, got) = through_room(&env, codec, room);
+    assert_relayed(&sent, &got, codec);
+    report_and_compare(name, codec, &direct_rec, &room_rec);
+}
+
+fn report_and_compare(name: &str, codec: &str, direct_rec: &Path, room_rec: &Path) {
+    let direct = pesq(direct_rec, "wb");
+    let room = pesq(room_rec, "wb");
+    eprintln!(
+        "[{name}] PESQ (P.862.2 wideband) {codec}: direct {:.3}, through Switchboard {:.3} (speech found with correlation {:.2} / {:.2})",
+        direct.score, room.score, direct.correlation, room.correlation
+    );
+    for (what, s) in [("direct", &direct), ("room", &room)] {
+        assert!(s.correlation > 0.5, "{codec} {what}: the speech is not in the recording (correlation {:.2})", s.correlation);
+    }
+    assert!(
+        room.score >= direct.score - TOLERANCE,
+        "{codec}: through Switchboard scores {:.3}, direct {:.3}: more than {TOLERANCE} worse",
+        room.score,
+        direct.score
+    );
+}
+
+#[test]
+fn pcmu_through_a_room_scores_as_a_direct_call() {
+    compare("speech_pcmu", "PCMU/8000", "conf-71");
+}
+
+#[test]
+fn g722_through_a_room_scores_as_a_direct_call() {
+    compare("speech_g722", "G722/16000", "conf-72");
+}
+
+/// A headless baresip with only Opus: plays `play` (48 kHz WAV, in a loop) into its call
+/// and writes what it hears to `<work>/<label>/rec/*-dec.wav`; dials `dial`, or answers
+/// the first call when `dial` is `None`; quits after `quit_after_s`.
+struct Baresip {
+    child: Child,
+    dir: PathBuf,
+    quit_after_s: u64,
+}
+
+impl Baresip {
+    fn spawn(env: &TestEnv, label: &str, sip_port: u16, rtp: (u16, u16), play: &Path, dial: Option<String>, quit_after_s: u64) -> Baresip {
+        let dir = env.path(label);
+        let rec = dir.join("rec");
+        fs::create_dir_all(&rec).expect("baresip dir");
+        let config = format!(
+            "poll_method\tepoll\nsip_listen\t127.0.0.1:{sip_port}\nnet_interface\t127.0.0.1\n\
+             audio_player\talsa,null\naudio_alert\talsa,null\naudio_source\taufile,{play}\n\
+             audio_srate\t48000\naudio_channels\t1\nrtp_ports\t{lo}-{hi}\n\
+             module_path\t/usr/lib/baresip/modules\nmodule\topus.so\nmodule\taufile.so\n\
+             module\talsa.so\nmodule\tsndfile.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n\
+             snd_path\t{rec}\nopus_stereo\tno\nopus_sprop_stereo\tno\n",
+            play = play.display(),
+            lo = rtp.0,
+            hi = rtp.1,
+            rec = rec.display(),
+        );
+        fs::write(dir.join("config"), config).expect("baresip config");
+        let answer = if dial.is_none() { ";answermode=auto" } else { "" };
+        fs::write(dir.join("accounts"), format!("<sip:{label}@127.0.0.1:{sip_port}>;regint=0;audio_codecs=opus{answer}\n"))
+            .expect("baresip accounts");
+        fs::write(dir.join("contacts"), "").expect("baresip contacts");
+        let out = env.path(&format!("{label}.out"));
+        env.report_on_failure(&out);
+        let log = fs::File::create(&out).expect("baresip output");
+        let mut cmd = Command::new(require_tool("baresip"));
+        cmd.arg("-f").arg(&dir).arg("-s");
+        if let Some(uri) = dial {
+            cmd.args(["-e", &format!("/dial {uri}")]);
+        }
+        let child = die_with_parent(&mut cmd)
+            .args(["-t", &quit_after_s.to_string()])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start baresip: {e}"));
+        Baresip { child, dir, quit_after_s }
+    }
+
+    /// Waits for it to quit; returns its recording of what it heard.
+    fn wait(mut self) -> PathBuf {
+        let status = wait_timeout(&mut self.child, Duration::from_secs(self.quit_after_s + 15));
+        assert!(matches!(status, Some(s) if s.success()), "baresip in {} failed: {}", self.dir.display(), describe(status));
+        let mut heard: Vec<PathBuf> = fs::read_dir(self.dir.join("rec"))
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        heard.retain(|p| p.to_string_lossy().ends_with("-dec.wav"));
+        heard.sort();
+        heard.pop().unwrap_or_else(|| panic!("baresip wrote no -dec.wav in {}", self.dir.display()))
+    }
+}
+
+/// 48 kHz versions of the speech sample and of silence, for baresip's aufile source.
+fn opus_sources(env: &TestEnv) -> (PathBuf, PathBuf) {
+    let (speech48, silence48) = (env.path("speech_48k.wav"), env.path("silence_48k.wav"));
+    let sox = require_tool("sox");
+    let ok = Command::new(&sox).arg(speech()).args(["-r", "48000"]).arg(&speech48).status().expect("sox");
+    assert!(ok.success(), "sox could not resample the speech");
+    let ok = Command::new(&sox).args(["-n", "-r", "48000", "-c", "1", "-b", "16"]).arg(&silence48).args(["trim", "0", "30"]).status().expect("sox");
+    assert!(ok.success(), "sox could not make silence");
+    (speech48, silence48)
+}
+
+/// Opus: baresip to baresip, direct and through a room of two.
+#[test]
+fn opus_through_a_room_scores_as_a_direct_call() {
+    let env = TestEnv::new("speech_opus");
+    let _media = env.media_lock();
+    let base = env.ports.base;
+    let (speech48, silence48) = opus_sources(&env);
+    // The talker's call: the sample once (10 s) and a little more; then it hangs up.
+    let talk_s = 13;
+
+    // (a) direct
+    let listener = Baresip::spawn(&env, "direct_listener", env.ports.peer_sip(0), (base + 10, base + 19), &silence48, None, talk_s + 6);
+    let port = env.ports.peer_sip(0);
+    poll(Duration::from_secs(10), "the direct listener's SIP socket", || std::net::UdpSocket::bind(("127.0.0.1", port)).is_err().then_some(()));
+    let talker = Baresip::spawn(
+        &env,
+        "direct_talker",
+        env.ports.peer_sip(1),
+        (base + 20, base + 29),
+        &speech48,
+        Some(format!("sip:direct_listener@127.0.0.1:{}", env.ports.peer_sip(0))),
+        talk_s,
+    );
+    talker.wait();
+    let direct_rec = listener.wait();
+
+    // (b) through a room of two
+    let server = Server::start(&env);
+    let capture = Capture::start(&env, "room_rtp", &format!("udp and portrange {}-{}", base + 30, base + 49));
+    let uri = format!("sip:conf-73@{}", server.sip);
+    let listener = Baresip::spawn(&env, "room_listener", env.ports.peer_sip(2), (base + 30, base + 39), &silence48, Some(uri.clone()), talk_s + 6);
+    wait_room_active(&server, 1);
+    let talker = Baresip::spawn(&env, "room_talker", env.ports.peer_sip(3), (base + 40, base + 49), &speech48, Some(uri), talk_s);
+    talker.wait();
+    let room_rec = listener.wait();
+    let packets = capture.stop();
+    let (lo, hi) = env.ports.server_rtp();
+    let server_ports = lo..=hi;
+    let sent = rtp_flow(&packets, |p| (base + 40..base + 50).contains(&p.src.port()) && server_ports.contains(&p.dst.port()));
+    let got = rtp_flow(&packets, |p| server_ports.contains(&p.src.port()) && (base + 30..base + 40).contains(&p.dst.port()));
+    server.wait_all_ended(Duration::from_secs(5));
+    assert_relayed(&sent, &got, "opus");
+    report_and_compare("speech_opus", "opus", &direct_rec, &room_rec);
+}
