@@ -19,5 +19,6 @@ pub use call::{CallId, CallInfo, CallState, Disposition, Party, Side, SuperviseM
 pub use directory::{RoomDirectory, RoomList};
 pub use events::{EventLog, LoggedEvent};
 pub use handle::{Command, DialOutRequest, EngineHandle};
+pub use legs::{DtmfMethod, Replaces};
 pub use leg::{Direction, LegId, LegInfo, LegState, Service};
 pub use room::{ParticipantInfo, ParticipantPatch, RoomInfo, RoomSnapshot, TopologyRule};
