@@ -347,6 +347,12 @@ impl Engine {
     /// legs, which may produce more; this runs until nothing is left.
     fn dispatch(&mut self, now: Instant) {
         loop {
+            if let Some((call, referrer, target)) = self.bridges.control.to_route.pop() {
+                // A phone's transfer target: routing is the engine's (directory, registrar).
+                let route = self.route_target(&target.to_string());
+                self.bridges.place_transfer(now, &mut self.legs, call, referrer, route);
+                continue;
+            }
             if let Some(NewRequest { tx, req, from }) = self.legs.poll_request() {
                 match req.method {
                     sip::Method::Register => self.on_register(now, tx, req, from),
@@ -426,6 +432,9 @@ impl Engine {
             return self.legs.reply(now, tx, &req, 503, Some(&local_tag));
         }
         let Ok(known_caller) = self.authenticate_caller(now, tx, &req, from, &local_tag) else { return };
+        if let Some(r) = crate::legs::Replaces::from_request(&req) {
+            return self.on_replacing_invite(now, tx, req, from, local_tag, r);
+        }
         let Some(service) = req.uri.user.as_deref().and_then(|u| Service::from_user(u, &self.cfg.room_prefix)) else {
             // Rooms and services are open to anyone; users' extensions only to
             // authenticated or trusted callers (unless `anonymous_may_call_users`).
@@ -570,5 +579,105 @@ impl Engine {
 
     pub fn change_topology(&mut self, confid: &str, rules: Vec<TopologyRule>) -> Result<Vec<TopologyRule>, EngineError> {
         self.rooms.change_topology(&self.legs, confid, rules)
+    }
+
+    // ---- mid-call control of two-party calls (apps/bridge/control.rs) -------------------
+
+    /// An INVITE with Replaces (RFC 3891): it takes the place of the leg it names,
+    /// which must be a party of a two-party call; anything else is 481.
+    fn on_replacing_invite(&mut self, now: Instant, tx: TxId, req: Request, from: Peer, local_tag: String, r: crate::legs::Replaces) {
+        let found = self.legs.find_replaced(&r).and_then(|old| match self.legs.get(&old).map(|l| (l.owner.clone(), l.state)) {
+            Some((Owner::Bridge(call), crate::legs::LegState::Active | crate::legs::LegState::Held)) => Some((call, old)),
+            _ => None,
+        });
+        let Some((call, old)) = found else {
+            return self.legs.reply_reason(now, tx, &req, 481, Some(&local_tag), "Replaced dialog not found");
+        };
+        let domain = self.domain_of_host(&req.uri.host);
+        let Some(new) = self.legs.incoming(now, tx, req, from, local_tag, Service::Call, Owner::Bridge(call), domain) else { return };
+        self.bridges.on_replacing_invite(now, &mut self.legs, call, new, old);
+    }
+
+    /// Where a transfer or supervisor target is: a directory user's device (by
+    /// extension, login, number or `sip:user@domain`, or a URI naming us by address),
+    /// else a SIP URI with an address.
+    pub fn route_target(&self, target: &str) -> Result<(Uri, Peer), EngineError> {
+        if let Some(r) = self.route_user(None, target) {
+            return r;
+        }
+        let uri = sip::parse::parse_uri(target.trim().trim_start_matches('<').trim_end_matches('>'))
+            .map_err(|_| EngineError::BadTarget(format!("{target}: not a user, number or SIP URI")))?;
+        let names_us = resolve_literal(&uri, Transport::Udp).is_some_and(|p| p.addr == self.cfg.sip_addr);
+        if names_us {
+            if let Some(r) = uri.user.as_deref().and_then(|u| self.route_user(None, u)) {
+                return r;
+            }
+        }
+        let peer = resolve_literal(&uri, Transport::Udp).ok_or_else(|| EngineError::Unroutable(format!("{uri}: only users and IP addresses can be called from here")))?;
+        Ok((uri, peer))
+    }
+
+    /// A URI a phone can call for `target`: a SIP URI as given, else the extension,
+    /// login or number at our SIP address (we route it when the phone calls).
+    pub fn dialable_uri(&self, target: &str) -> Result<Uri, EngineError> {
+        let t = target.trim().trim_start_matches('<').trim_end_matches('>');
+        if t.is_empty() {
+            return Err(EngineError::BadRequest("the transfer target is empty".into()));
+        }
+        if let Ok(u) = sip::parse::parse_uri(t) {
+            if matches!(u.scheme, sip::Scheme::Sip | sip::Scheme::Sips) {
+                return Ok(u);
+            }
+        }
+        if !t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.+*#".contains(&b)) {
+            return Err(EngineError::BadTarget(format!("{t}: not a user, number or SIP URI")));
+        }
+        let host = match self.cfg.sip_addr.ip() {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+        Ok(Uri::sip(Some(t), &host, Some(self.cfg.sip_addr.port())))
+    }
+
+    /// Puts one side of a call on hold (re-INVITE sendonly, or inactive).
+    pub fn hold_call(&mut self, now: Instant, id: crate::call::CallId, side: crate::call::Side, inactive: bool) -> Result<crate::call::CallInfo, EngineError> {
+        let r = self.bridges.hold(now, &mut self.legs, id, side, inactive);
+        self.dispatch(now);
+        r
+    }
+
+    /// Takes the held side of a call off hold.
+    pub fn unhold_call(&mut self, now: Instant, id: crate::call::CallId) -> Result<crate::call::CallInfo, EngineError> {
+        let r = self.bridges.unhold(now, &mut self.legs, id);
+        self.dispatch(now);
+        r
+    }
+
+    /// Transfers one side of a call: blind to `to`, or attended into call `replaces`
+    /// (the side's party replaces our leg in that call; `to` then defaults to us).
+    pub fn transfer_call(&mut self, now: Instant, id: crate::call::CallId, side: crate::call::Side, to: Option<&str>, replaces: Option<crate::call::CallId>) -> Result<crate::call::CallInfo, EngineError> {
+        let target = match (to, replaces) {
+            (Some(t), _) => self.dialable_uri(t)?,
+            (None, Some(_)) => self.dialable_uri("transfer")?,
+            (None, None) => return Err(EngineError::BadRequest("a transfer needs `to` (blind) or `replaces` (attended)".into())),
+        };
+        let r = self.bridges.transfer(now, &mut self.legs, id, side, target, replaces);
+        self.dispatch(now);
+        r
+    }
+
+    /// Sends DTMF digits to one side's party.
+    pub fn send_dtmf_call(&mut self, now: Instant, id: crate::call::CallId, side: crate::call::Side, digits: &str, method: crate::legs::DtmfMethod) -> Result<crate::call::CallInfo, EngineError> {
+        let r = self.bridges.send_dtmf(now, &mut self.legs, id, side, digits, method);
+        self.dispatch(now);
+        r
+    }
+
+    /// Calls a supervisor into a call (listen, whisper or barge).
+    pub fn supervise_call(&mut self, now: Instant, id: crate::call::CallId, to: &str, mode: crate::call::SuperviseMode) -> Result<crate::call::CallInfo, EngineError> {
+        let (uri, peer) = self.route_target(to)?;
+        let r = self.bridges.supervise(now, &mut self.legs, id, uri, peer, mode);
+        self.dispatch(now);
+        r
     }
 }
