@@ -680,4 +680,20 @@ impl Engine {
         self.dispatch(now);
         r
     }
+
+    /// Applies one mid-call control command (see [`crate::CallOp`]).
+    pub fn call_control(&mut self, now: Instant, id: crate::call::CallId, op: crate::handle::CallOp) -> Result<crate::call::CallInfo, EngineError> {
+        use crate::handle::CallOp;
+        match op {
+            CallOp::Inspect => self.bridges.calls.get(&id).map(|c| self.bridges.info(c, &self.legs)).ok_or(EngineError::LegNotFound),
+            CallOp::Hold { side, inactive } => self.hold_call(now, id, side, inactive),
+            CallOp::Unhold => self.unhold_call(now, id),
+            CallOp::Transfer { side, to, replaces } => self.transfer_call(now, id, side, to.as_deref(), replaces),
+            CallOp::Dtmf { side, digits, method } => self.send_dtmf_call(now, id, side, &digits, method),
+            CallOp::Supervise { to, mode } => self.supervise_call(now, id, &to, mode),
+            CallOp::RecordStart | CallOp::RecordStop | CallOp::Conference { .. } => {
+                Err(EngineError::BadRequest("not available yet".into()))
+            }
+        }
+    }
 }

@@ -10,6 +10,8 @@ use crate::events::{EventLog, LoggedEvent};
 use crate::leg::{LegId, LegInfo, Service};
 use crate::room::{ParticipantInfo, ParticipantPatch, RoomInfo, RoomSnapshot, TopologyRule};
 use crate::users::{Binding, DomainId};
+use crate::call::{CallId, CallInfo, Side, SuperviseMode};
+use crate::legs::DtmfMethod;
 use crate::Engine;
 use sip::{Peer, Transport, Uri};
 use std::sync::Arc;
@@ -35,6 +37,25 @@ pub enum Command {
     Registrations(oneshot::Sender<Vec<Binding>>),
     /// The routing lookup for a dial target (see [`Engine::route_user`]).
     RouteUser(Option<DomainId>, String, oneshot::Sender<Option<Result<(Uri, Peer), EngineError>>>),
+    /// Mid-call control of a two-party call (see `apps/bridge/control.rs`).
+    CallControl(CallId, CallOp, oneshot::Sender<Result<CallInfo, EngineError>>),
+}
+
+/// What mid-call control does to a call.
+#[derive(Debug, Clone)]
+pub enum CallOp {
+    /// Nothing: the call as it is (for checking who may see it).
+    Inspect,
+    Hold { side: Side, inactive: bool },
+    Unhold,
+    /// Blind (`to`) or attended (`replaces`: the other call).
+    Transfer { side: Side, to: Option<String>, replaces: Option<CallId> },
+    Dtmf { side: Side, digits: String, method: DtmfMethod },
+    Supervise { to: String, mode: SuperviseMode },
+    RecordStart,
+    RecordStop,
+    /// Into the room with this number (created if needed) or confid.
+    Conference { room: String },
 }
 
 impl Command {
@@ -80,6 +101,10 @@ impl Command {
             Command::Topology(confid, reply) => answer(reply, engine.topology(&confid), engine, rooms),
             Command::Registrations(reply) => answer(reply, engine.bindings(), engine, rooms),
             Command::RouteUser(domain, target, reply) => answer(reply, engine.route_user(domain, &target), engine, rooms),
+            Command::CallControl(id, op, reply) => {
+                let r = engine.call_control(now, id, op);
+                answer(reply, r, engine, rooms)
+            }
             Command::ChangeTopology(confid, rules, reply) => {
                 let r = engine.change_topology(&confid, rules);
                 answer(reply, r, engine, rooms)
@@ -203,6 +228,12 @@ impl EngineHandle {
     /// Applies rules in order (merging into the current topology); returns the result.
     pub async fn change_topology(&self, confid: &str, rules: Vec<TopologyRule>) -> Result<Vec<TopologyRule>, EngineError> {
         self.ask(|r| Command::ChangeTopology(confid.to_owned(), rules, r)).await?
+    }
+
+    /// Mid-call control of two-party call `id` (hold, transfer, DTMF, record, merge,
+    /// supervise); answers the call as it is after the command.
+    pub async fn call_control(&self, id: CallId, op: CallOp) -> Result<CallInfo, EngineError> {
+        self.ask(|r| Command::CallControl(id, op, r)).await?
     }
 
     /// Places a call. Host names in the target are resolved here (DNS A/AAAA; SRV

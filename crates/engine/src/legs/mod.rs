@@ -14,6 +14,8 @@
 pub mod leg;
 pub(crate) mod refer;
 pub(crate) mod session;
+#[cfg(test)]
+mod midcall_tests;
 pub(crate) use session::apply_negotiation;
 pub use refer::{DtmfMethod, Replaces};
 mod uac;
