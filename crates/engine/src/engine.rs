@@ -69,6 +69,8 @@ pub struct EngineConfig {
     pub registrar: crate::registrar::RegistrarConfig,
     /// `[security]`: lock-outs, scanners, trusted networks, what anonymous callers reach.
     pub security: crate::registrar::SecurityConfig,
+    /// The data dir: call recordings go under `recordings/` in it.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Default for EngineConfig {
@@ -86,6 +88,7 @@ impl Default for EngineConfig {
             site: "local".into(),
             registrar: Default::default(),
             security: Default::default(),
+            data_dir: std::path::PathBuf::from("."),
         }
     }
 }
@@ -691,7 +694,9 @@ impl Engine {
             CallOp::Transfer { side, to, replaces } => self.transfer_call(now, id, side, to.as_deref(), replaces),
             CallOp::Dtmf { side, digits, method } => self.send_dtmf_call(now, id, side, &digits, method),
             CallOp::Supervise { to, mode } => self.supervise_call(now, id, &to, mode),
-            CallOp::RecordStart | CallOp::RecordStop | CallOp::Conference { .. } => {
+            CallOp::RecordStart => self.bridges.record_start(&mut self.legs, id),
+            CallOp::RecordStop => self.bridges.record_stop(&mut self.legs, id),
+            CallOp::Conference { .. } => {
                 Err(EngineError::BadRequest("not available yet".into()))
             }
         }

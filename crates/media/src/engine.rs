@@ -125,6 +125,8 @@ pub enum Command {
     SetDeaf(LegId, bool),
     SendDtmf { leg: LegId, digit: char, duration_ms: u32 },
     Release(LegId),
+    /// Record the room's full mix into this tap (None: stop). See [`crate::recorder`].
+    Tap(RoomId, Option<crate::recorder::Tap>),
 }
 
 pub enum Input<'a> {
@@ -208,6 +210,8 @@ struct Room {
     members: Vec<usize>,
     topology: Topology,
     shared: Vec<SharedEncode>,
+    /// Recording of the room's mix (lane H hook, see `crate::recorder`).
+    tap: Option<crate::recorder::Tap>,
 }
 
 /// Max RTP payload we produce (Opus at 20 ms stays far below).
@@ -421,6 +425,7 @@ impl MediaCore {
                     l.deaf = d;
                 }
             }
+            Command::Tap(room, tap) => self.rooms.entry(room).or_default().tap = tap,
             Command::SendDtmf { leg, digit, duration_ms } => {
                 let Some(&slot) = self.index.get(&leg) else { return };
                 let l = self.legs[slot].as_mut().expect("indexed leg");
@@ -547,6 +552,9 @@ impl MediaCore {
             speakers[i] = mixer::selected_candidate(pubs, room_id, *s);
         }
         self.mix.compute_speakers(&speakers[..sel.len]);
+        if let Some(tap) = &room.tap {
+            tap.push_sum(&self.mix.sum);
+        }
 
         for &slot in &room.members {
             let l = self.legs[slot].as_mut().expect("room member");

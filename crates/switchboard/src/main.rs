@@ -237,6 +237,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             timers,
             registrar: cfg.registrar.engine_config()?,
             security: cfg.security.engine_config()?,
+            data_dir: cfg.data_dir.clone(),
             ..EngineConfig::default()
         },
         media.handle(),

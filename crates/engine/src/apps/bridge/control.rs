@@ -29,6 +29,8 @@ pub(crate) struct Control {
     refers: HashMap<LegId, (CallId, String)>,
     /// Transfer targets to resolve (the engine owns routing): (call, referrer leg, target).
     pub to_route: Vec<(CallId, LegId, Uri)>,
+    /// Recordings running: the media leg whose worker holds the tap, and the file.
+    recording: HashMap<CallId, (media::LegId, String)>,
 }
 
 struct Transfer {
@@ -344,6 +346,50 @@ impl Bridges {
         self.announce(legs, id, |info| EngineEvent::CallTransferred { info, target });
     }
 
+    // ---- recording ---------------------------------------------------------------------
+
+    /// Starts recording both parties (the call's media room mix) into
+    /// `recordings/<call id>-<n>.wav` under the data dir; listed in the call's
+    /// `recordings` at once (the media engine's writer thread makes the file).
+    pub fn record_start(&mut self, legs: &mut Legs, id: CallId) -> Result<CallInfo, EngineError> {
+        let call = self.answered_call(id)?;
+        if self.control.recording.contains_key(&id) {
+            return Err(EngineError::BadRequest("the call is already being recorded".into()));
+        }
+        let via = [call.caller_leg.as_ref(), call.callee_leg.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|l| legs.media_of(l))
+            .ok_or_else(|| EngineError::MediaUnavailable("the call has no media".into()))?;
+        let file = format!("recordings/{}-{}.wav", id, call.recordings.len() + 1);
+        let tap = media::recorder::start(&self.cfg.data_dir.join(&file)).map_err(|e| EngineError::MediaUnavailable(format!("cannot record: {e}")))?;
+        legs.media.tap_room(via, call.media_room, Some(tap));
+        self.control.recording.insert(id, (via, file.clone()));
+        self.calls.get_mut(&id).expect("checked").recordings.push(file.clone());
+        info!(call = %id, %file, "recording");
+        self.announce(legs, id, |info| EngineEvent::RecordingStarted { info, file });
+        Ok(self.info(&self.calls[&id], legs))
+    }
+
+    pub fn record_stop(&mut self, legs: &mut Legs, id: CallId) -> Result<CallInfo, EngineError> {
+        self.calls.get(&id).ok_or(EngineError::LegNotFound)?;
+        if !self.stop_recording(legs, id) {
+            return Err(EngineError::BadRequest("the call is not being recorded".into()));
+        }
+        Ok(self.info(&self.calls[&id], legs))
+    }
+
+    /// Stops a running recording (the file is finished by its writer); false if none.
+    fn stop_recording(&mut self, legs: &mut Legs, id: CallId) -> bool {
+        let Some((via, file)) = self.control.recording.remove(&id) else { return false };
+        if let Some(room) = self.calls.get(&id).map(|c| c.media_room) {
+            legs.media.tap_room(via, room, None);
+        }
+        info!(call = %id, %file, "recording stopped");
+        self.announce(legs, id, |info| EngineEvent::RecordingStopped { info, file });
+        true
+    }
+
     // ---- supervisors ------------------------------------------------------------------
 
     /// Calls a supervisor into the call: listen (hears both, heard by nobody), whisper
@@ -457,6 +503,8 @@ impl Bridges {
                         let _ = legs.hangup(now, &s);
                     }
                     self.control.refers.remove(&leg);
+                    // The recording ends with the call (before setup publishes its end).
+                    self.stop_recording(legs, id);
                 }
                 Some(ev)
             }
