@@ -696,8 +696,16 @@ impl Engine {
             CallOp::Supervise { to, mode } => self.supervise_call(now, id, &to, mode),
             CallOp::RecordStart => self.bridges.record_start(&mut self.legs, id),
             CallOp::RecordStop => self.bridges.record_stop(&mut self.legs, id),
-            CallOp::Conference { .. } => {
-                Err(EngineError::BadRequest("not available yet".into()))
+            CallOp::Conference { room } => {
+                // The room must be there (or be a number) before the call lets go.
+                if !room.bytes().all(|b| b.is_ascii_digit()) {
+                    self.rooms.topology(&room)?;
+                }
+                let before = self.call_control(now, id, CallOp::Inspect)?;
+                let (domain, members) = self.bridges.release_for_conference(now, &mut self.legs, id)?;
+                let r = self.rooms.adopt(&mut self.legs, &room, &domain, &members);
+                self.dispatch(now);
+                r.map(|_| crate::call::CallInfo { state: crate::call::CallState::Ended, ..before })
             }
         }
     }

@@ -390,6 +390,42 @@ impl Bridges {
         true
     }
 
+    // ---- merge into a conference ------------------------------------------------------
+
+    /// Hands the call's parties (and supervisors) to the room application: the call
+    /// ends here (its record says answered) and its legs live on as participants. The
+    /// caller checks the room exists first ([`super::super::room::Rooms::adopt`]).
+    pub fn release_for_conference(&mut self, now: Instant, legs: &mut Legs, id: CallId) -> Result<(String, Vec<LegId>), EngineError> {
+        let call = self.answered_call(id)?;
+        let mut members: Vec<LegId> = [call.caller_leg.clone(), call.callee_leg.clone()].into_iter().flatten().filter(|l| legs.get(l).is_some_and(|l| !l.is_over())).collect();
+        members.extend(call.supervisors.iter().map(|(l, _)| l.clone()));
+        let domain = call.domain.clone();
+        if let Some(side) = call.held {
+            // A held party would stay sendonly in the room: take it off hold first.
+            if let Some(l) = call.leg(side).cloned() {
+                let _ = legs.unhold(now, &l);
+            }
+        }
+        self.stop_recording(legs, id);
+        let call = self.calls.get_mut(&id).expect("checked");
+        call.held = None;
+        call.state = CallState::Ended;
+        call.ended_ms = Some(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0));
+        call.disposition = Some(Disposition::Answered);
+        self.announce(legs, id, EngineEvent::CallEnded);
+        if let Some(call) = self.calls.remove(&id) {
+            legs.media.set_blocked(call.media_room, Vec::new());
+            for l in [call.caller_leg, call.callee_leg].into_iter().flatten().chain(call.forks).chain(call.rung) {
+                self.by_leg.remove(&l);
+            }
+        }
+        for l in &members {
+            self.by_leg.remove(l);
+        }
+        info!(call = %id, "call merged into a conference");
+        Ok((domain, members))
+    }
+
     // ---- supervisors ------------------------------------------------------------------
 
     /// Calls a supervisor into the call: listen (hears both, heard by nobody), whisper
