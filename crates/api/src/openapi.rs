@@ -57,7 +57,7 @@ Every string input is checked against the `pattern` given here; what does not ma
         conferences::list_conferences, conferences::lookup_post, conferences::get_conference, conferences::end_conference,
         participants::list, participants::dial_out, participants::get_one, participants::kick, participants::patch,
         topology::get, topology::change,
-        calls::place, calls::list, calls::get_one, calls::hang_up,
+        calls::place, calls::list, calls::get_one, calls::hang_up, calls::redirect, calls::intercept,
         crate::status::status, crate::status::events,
         admin::list_domains, admin::create_domain, admin::get_domain, admin::patch_domain, admin::delete_domain,
         admin::list_users, admin::create_user, admin::get_user, admin::patch_user, admin::delete_user, admin::set_password,
@@ -67,7 +67,7 @@ Every string input is checked against the `pattern` given here; what does not ma
     components(schemas(
         ErrorBody, wire::Conference, wire::Participant, wire::ParticipantState, wire::CallDirection, wire::ConfidReply,
         wire::ParticipantRef, wire::Count, wire::DialOutBody, wire::ParticipantPatchBody, wire::TopologyRule,
-        lookup::LookupBody, lookup::FromMode, calls::PlaceCall,
+        lookup::LookupBody, lookup::FromMode, calls::PlaceCall, calls::RedirectBody, calls::InterceptBody,
         admin::DomainView, admin::NewDomainBody, admin::DomainPatchBody, admin::UserView, admin::NewUserBody, admin::UserPatchBody,
         admin::PasswordBody, admin::RoleName, admin::AppView, admin::NewAppBody, admin::AppPatchBody, admin::KeyView, admin::NewKeyView,
         admin::NewKeyBody, admin::RegistrationView,

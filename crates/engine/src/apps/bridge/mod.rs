@@ -10,6 +10,9 @@
 //! forking, ringback, answer and the end of calls; `control.rs` mid-call control
 //! (hold, transfer, record, DTMF, merge, supervise).
 
+mod setup;
+pub use setup::{CallerId, Reach, Target};
+
 use crate::call::*;
 use crate::engine::EngineConfig;
 use crate::legs::LegId;
@@ -44,6 +47,8 @@ pub(crate) struct Call {
     pub api_originated: bool,
     /// Supervisors listening, whispering or barging in, by leg.
     pub supervisors: Vec<(LegId, SuperviseMode)>,
+    /// Forking, ringback and caller-ID state (see `setup.rs`).
+    pub setup: setup::Setup,
 }
 
 impl Call {
@@ -126,8 +131,10 @@ impl Bridges {
 impl Bridges {
     /// Something happened to one of a call's legs.
     pub fn on_leg_event(&mut self, now: std::time::Instant, legs: &mut crate::legs::Legs, call: CallId, ev: crate::legs::LegEvent) {
-        // Lane B fills this in (setup.rs); until then, plain endpoint behaviour.
-        let _ = call;
-        super::default_handling(now, legs, ev);
+        // Setup and the end of calls first; what is left (in-dialog requests, DTMF,
+        // session changes) is mid-call control's, plain endpoint behaviour until then.
+        if let Some(ev) = self.on_setup_event(now, legs, call, ev) {
+            super::default_handling(now, legs, ev);
+        }
     }
 }
