@@ -75,13 +75,9 @@ fn phone_args(env: &TestEnv, server: &Server, mode: &str, user: &str, slot: u16,
 
 /// Waits until `n` contacts of `login` are registered.
 fn wait_registered(server: &Server, login: &str, n: usize) {
-    let uid = poll(Duration::from_secs(10), "user id", || {
-        let users: Value = server.get("/v1/users").json();
-        users.as_array()?.iter().find(|u| u["login"] == login)?["id"].as_i64()
-    });
     poll(Duration::from_secs(15), &format!("{login} registered {n} device(s)"), || {
         let regs: Value = server.get("/v1/registrations").json();
-        let count = regs.as_array()?.iter().filter(|r| r["user_id"].as_i64() == Some(uid)).count();
+        let count = regs.as_array()?.iter().filter(|r| r["login"] == login).count();
         (count >= n).then_some(())
     });
 }
@@ -153,7 +149,10 @@ fn users_call_each_other_by_extension_and_hear_each_other() {
     assert_eq!(call["caller_codec"], "PCMU", "{call}");
     // The caller ID bob saw is alice's, from the directory.
     let log = std::fs::read_to_string(env.path("bob.pj.log")).unwrap_or_default();
-    assert!(log.contains("From: \"alice\" <sip:3044@"), "bob's INVITE presents alice by her extension and name");
+    assert!(
+        log.lines().any(|l| l.starts_with("From:") && l.contains("alice") && l.contains("<sip:3044@")),
+        "bob's INVITE presents alice by her extension and name"
+    );
 
     let ev = events_of_call(&server, call_id);
     for t in ["call_started", "call_ringing", "call_answered", "call_ended"] {
