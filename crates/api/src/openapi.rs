@@ -57,7 +57,7 @@ Every string input is checked against the `pattern` given here; what does not ma
         conferences::list_conferences, conferences::lookup_post, conferences::get_conference, conferences::end_conference,
         participants::list, participants::dial_out, participants::get_one, participants::kick, participants::patch,
         topology::get, topology::change,
-        calls::place, calls::list, calls::get_one, calls::hang_up,
+        calls::place, calls::list, calls::get_one, calls::hang_up, calls::redirect, calls::intercept,
         crate::call_control::hold, crate::call_control::unhold, crate::call_control::transfer, crate::call_control::record, crate::call_control::record_stop, crate::call_control::dtmf, crate::call_control::conference, crate::call_control::supervise,
         crate::status::status, crate::status::events,
         admin::list_domains, admin::create_domain, admin::get_domain, admin::patch_domain, admin::delete_domain,
@@ -68,7 +68,7 @@ Every string input is checked against the `pattern` given here; what does not ma
     components(schemas(
         ErrorBody, wire::Conference, wire::Participant, wire::ParticipantState, wire::CallDirection, wire::ConfidReply,
         wire::ParticipantRef, wire::Count, wire::DialOutBody, wire::ParticipantPatchBody, wire::TopologyRule,
-        lookup::LookupBody, lookup::FromMode, calls::PlaceCall,
+        lookup::LookupBody, lookup::FromMode, calls::PlaceCall, calls::RedirectBody, calls::InterceptBody,
         crate::call_control::HoldBody, crate::call_control::HoldMode, crate::call_control::TransferBody, crate::call_control::DtmfBody, crate::call_control::ConferenceBody, crate::call_control::SuperviseBody,
         admin::DomainView, admin::NewDomainBody, admin::DomainPatchBody, admin::UserView, admin::NewUserBody, admin::UserPatchBody,
         admin::PasswordBody, admin::RoleName, admin::AppView, admin::NewAppBody, admin::AppPatchBody, admin::KeyView, admin::NewKeyView,

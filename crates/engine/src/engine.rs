@@ -25,7 +25,9 @@
 //! }
 //! ```
 
+use crate::apps::bridge::{CallerId, Reach, Target};
 use crate::apps::{self, room::Rooms, Owner};
+use crate::call::{CallId, CallInfo, Party};
 use crate::legs::{LegEvent, LegId, LegInfo, Legs, NewRequest, Service};
 use crate::room::{ParticipantInfo, ParticipantPatch, RoomInfo, RoomSnapshot, TopologyRule};
 use media::{MediaEvent, MediaHandle};
@@ -71,6 +73,10 @@ pub struct EngineConfig {
     pub security: crate::registrar::SecurityConfig,
     /// The data dir: call recordings go under `recordings/` in it.
     pub data_dir: std::path::PathBuf,
+    /// Two-party calls: how long the callee's devices ring before the caller gets 480.
+    pub ring_time: Duration,
+    /// `[routing] gateway`: where calls to numbers outside the directory go.
+    pub gateway: Option<Uri>,
 }
 
 impl Default for EngineConfig {
@@ -89,6 +95,8 @@ impl Default for EngineConfig {
             registrar: Default::default(),
             security: Default::default(),
             data_dir: std::path::PathBuf::from("."),
+            ring_time: Duration::from_secs(60),
+            gateway: None,
         }
     }
 }
@@ -439,20 +447,12 @@ impl Engine {
             return self.on_replacing_invite(now, tx, req, from, local_tag, r);
         }
         let Some(service) = req.uri.user.as_deref().and_then(|u| Service::from_user(u, &self.cfg.room_prefix)) else {
-            // Rooms and services are open to anyone; users' extensions only to
-            // authenticated or trusted callers (unless `anonymous_may_call_users`).
-            // Anyone else gets the same 404 as for a number nobody has, so extensions
-            // cannot be enumerated. Bridging calls to users' contacts is the two-party
-            // calls work; until then a reachable user answers 480.
-            let is_user = self
-                .directory
-                .domain_by_name(&req.uri.host)
-                .zip(req.uri.user.as_deref())
-                .is_some_and(|(d, k)| self.directory.user_by_key(d.id, k).is_some());
-            if is_user && (known_caller || self.cfg.security.anonymous_may_call_users) {
-                return self.legs.reply_reason(now, tx, &req, 480, Some(&local_tag), "Calls to users are not routed yet");
-            }
-            return self.legs.reply(now, tx, &req, 404, Some(&local_tag));
+            // Rooms and services are open to anyone; users' extensions and numbers
+            // only to authenticated or trusted callers (unless `anonymous_may_call_users`
+            // for users). Anyone else gets the same 404 as for a number nobody has, so
+            // extensions cannot be enumerated.
+            let may_call_users = known_caller || self.cfg.security.anonymous_may_call_users;
+            return self.route_to_bridge(now, tx, req, from, local_tag, known_caller, may_call_users);
         };
         let domain = self.domain_of_host(&req.uri.host);
         let owner = match &service {
@@ -532,6 +532,169 @@ impl Engine {
     pub fn shutdown(&mut self, now: Instant) {
         self.legs.shutdown(now);
         self.dispatch(now);
+    }
+
+    // ---- two-party calls (the bridge application) ------------------------------------
+
+    /// An INVITE to a directory user (extension, login or number) goes to the bridge,
+    /// which rings all the user's registered contacts; a number outside the directory
+    /// goes to the gateway; anything else is a 404.
+    #[allow(clippy::too_many_arguments)]
+    fn route_to_bridge(&mut self, now: Instant, tx: TxId, req: Request, from: Peer, local_tag: String, known_caller: bool, may_call_users: bool) {
+        let Some(key) = req.uri.user.clone() else {
+            return self.legs.reply(now, tx, &req, 404, Some(&local_tag));
+        };
+        let domain_id = self.directory.domain_by_name(&req.uri.host).map(|d| d.id).or_else(|| {
+            // A Request-URI naming us by address (not by domain) means the default domain.
+            let host = req.uri.host.trim_start_matches('[').trim_end_matches(']');
+            host.parse::<IpAddr>().ok().and_then(|_| self.default_domain(None))
+        });
+        let callee_user = domain_id.and_then(|d| self.directory.user_by_key(d, &key)).filter(|u| u.enabled).cloned();
+        let callee = match (&callee_user, domain_id) {
+            (Some(user), Some(d)) if may_call_users => self.reach_user(d, user),
+            (None, _) if known_caller && is_dialable_number(&key) => match self.reach_gateway(&key) {
+                Some(r) => r,
+                None => return self.legs.reply(now, tx, &req, 404, Some(&local_tag)),
+            },
+            _ => return self.legs.reply(now, tx, &req, 404, Some(&local_tag)),
+        };
+        let domain = match domain_id.and_then(|d| self.directory.domain(d)) {
+            Some(d) => d.name.to_ascii_lowercase(),
+            None => self.domain_of_host(&req.uri.host),
+        };
+        // The caller: a directory user of that domain when the From names one.
+        let from_hdr = &req.headers.from;
+        let caller_user = domain_id.zip(from_hdr.uri.user.as_deref()).and_then(|(d, k)| self.directory.user_by_key(d, k)).cloned();
+        let caller = match &caller_user {
+            Some(u) => party_of_user(u, from_hdr.uri.to_string()),
+            None => Party { uri: from_hdr.uri.to_string(), user_id: None, ext: None, display_name: from_hdr.display.clone() },
+        };
+        let caller_id = CallerId {
+            user: caller_user.as_ref().map(|u| u.ext.clone().unwrap_or_else(|| u.login.clone())).or_else(|| from_hdr.uri.user.clone()),
+            display: caller_user.as_ref().map(|u| u.caller_name()).or_else(|| from_hdr.display.clone()),
+        };
+        self.bridges.start(now, &mut self.legs, tx, req, from, local_tag, domain, caller, caller_id, callee);
+    }
+
+    /// A directory user and every registered contact of theirs.
+    fn reach_user(&self, _domain: crate::users::DomainId, user: &crate::users::User) -> Reach {
+        let mut targets = Vec::new();
+        for b in self.registrar.contacts_of(user.id) {
+            let Ok(uri) = sip::parse::parse_uri(&b.contact) else { continue };
+            let transport = if b.transport == "tcp" { Transport::Tcp } else { Transport::Udp };
+            let trusted = self.registrar.guard.is_trusted(b.source.ip());
+            targets.push(Target { uri, peer: Peer { addr: b.source, transport }, trusted });
+        }
+        Reach { party: party_of_user(user, format!("sip:{}@{}", user.ext.as_deref().unwrap_or(&user.login), self.directory.domain(user.domain_id).map(|d| d.name.as_str()).unwrap_or(&self.cfg.domain))), targets }
+    }
+
+    /// A number sent to the configured gateway (None: no gateway, or it is not an address).
+    fn reach_gateway(&self, number: &str) -> Option<Reach> {
+        let gw = self.cfg.gateway.as_ref()?;
+        let uri = Uri { user: Some(number.to_owned()), password: None, headers: Vec::new(), ..gw.clone() };
+        let peer = resolve_literal(&uri, Transport::Udp)?;
+        Some(Reach { party: Party { uri: uri.to_string(), ..Default::default() }, targets: vec![Target { uri, peer, trusted: true }] })
+    }
+
+    /// Who `target` is and where to ring them: a directory user (extension, login,
+    /// number or `sip:user@our-domain`), a number (the gateway) or a SIP URI.
+    fn reach(&self, domain: Option<crate::users::DomainId>, target: &str) -> Result<Reach, EngineError> {
+        let target = target.trim().trim_start_matches('<').trim_end_matches('>');
+        let parsed = sip::parse::parse_uri(target).ok();
+        // (domain to look the key up in, key, a SIP URI outside our domains)
+        let (dom, key, elsewhere) = match &parsed {
+            Some(u) if matches!(u.scheme, sip::Scheme::Sip | sip::Scheme::Sips) => match self.directory.domain_by_name(&u.host) {
+                Some(d) if domain.is_none_or(|x| x == d.id) => (Some(d.id), u.user.clone().unwrap_or_default(), None),
+                Some(_) => return Err(EngineError::BadTarget(format!("{target}: another domain's user"))),
+                None => (None, String::new(), Some(u.clone())),
+            },
+            Some(u) if u.scheme == sip::Scheme::Tel => (self.default_domain(domain), u.user.clone().unwrap_or_default(), None),
+            _ => (self.default_domain(domain), target.to_owned(), None),
+        };
+        if let Some(user) = dom.and_then(|d| self.directory.user_by_key(d, &key)).filter(|u| u.enabled) {
+            return Ok(self.reach_user(user.domain_id, user));
+        }
+        if let Some(u) = elsewhere {
+            let peer = resolve_literal(&u, Transport::Udp).ok_or_else(|| EngineError::Unroutable(format!("{u}: only IP addresses can be called from here")))?;
+            return Ok(Reach { party: Party { uri: u.to_string(), ..Default::default() }, targets: vec![Target { uri: u, peer, trusted: false }] });
+        }
+        if is_dialable_number(&key) {
+            return self.reach_gateway(&key).ok_or_else(|| EngineError::Unroutable(format!("no route to number {key}: no [routing] gateway")));
+        }
+        Err(EngineError::BadTarget(format!("{target}: not a user, number or SIP URI")))
+    }
+
+    /// The call ids continue above `floor` (the highest in the call log).
+    pub fn seed_call_ids(&mut self, floor: u64) {
+        self.bridges.seed_ids(floor);
+    }
+
+    /// Every two-party call, oldest first (ended ones until their legs are forgotten).
+    pub fn calls(&self) -> Vec<CallInfo> {
+        let mut v: Vec<CallInfo> = self.bridges.calls.values().map(|c| self.bridges.info(c, &self.legs)).collect();
+        v.sort_by_key(|c| c.call_id);
+        v
+    }
+
+    pub fn call(&self, id: CallId) -> Option<CallInfo> {
+        self.bridges.calls.get(&id).map(|c| self.bridges.info(c, &self.legs))
+    }
+
+    /// The call a leg belongs to (a party's, a fork's or a supervisor's leg).
+    pub fn call_of_leg(&self, leg: &LegId) -> Option<CallId> {
+        self.bridges.by_leg.get(leg).copied()
+    }
+
+    /// Click-to-call: rings `from` (a user's devices or a URI) presenting `to` as the
+    /// caller; when it answers, rings `to` and bridges the two.
+    pub fn make_call(&mut self, now: Instant, from: &str, to: &str, domain: Option<crate::users::DomainId>) -> Result<CallInfo, EngineError> {
+        let caller = self.reach(domain, from)?;
+        let callee = self.reach(domain, to)?;
+        let shown = |p: &Party, u: Option<&crate::users::User>| CallerId {
+            user: p.ext.clone().or_else(|| sip::parse::parse_uri(&p.uri).ok().and_then(|u| u.user)),
+            display: u.map(|u| u.caller_name()).or_else(|| p.display_name.clone()),
+        };
+        let user = |p: &Party| p.user_id.and_then(|id| self.directory.user(id)).cloned();
+        let caller_id = shown(&caller.party, user(&caller.party).as_ref());
+        let callee_id = shown(&callee.party, user(&callee.party).as_ref());
+        let dom = self
+            .default_domain(domain)
+            .and_then(|d| self.directory.domain(d))
+            .map(|d| d.name.to_ascii_lowercase())
+            .unwrap_or_else(|| self.cfg.domain.to_ascii_lowercase());
+        let id = self.bridges.make_call(now, &mut self.legs, dom, caller, callee, caller_id, callee_id)?;
+        self.dispatch(now);
+        self.call(id).ok_or(EngineError::LegNotFound)
+    }
+
+    /// Ends a call, ringing or answered.
+    pub fn clear_call(&mut self, now: Instant, id: CallId) -> Result<CallInfo, EngineError> {
+        let r = self.bridges.clear_call(now, &mut self.legs, id);
+        self.dispatch(now);
+        r
+    }
+
+    /// Rings `target` instead of the callee of an unanswered call.
+    pub fn redirect_call(&mut self, now: Instant, id: CallId, target: &str) -> Result<CallInfo, EngineError> {
+        let domain = self.call_domain(id)?;
+        let target = self.reach(domain, target)?;
+        let r = self.bridges.redirect_call(now, &mut self.legs, id, target);
+        self.dispatch(now);
+        r
+    }
+
+    /// Pickup: rings `device` (a user or a URI); when it answers it takes the call.
+    pub fn intercept_call(&mut self, now: Instant, id: CallId, device: &str) -> Result<CallInfo, EngineError> {
+        let domain = self.call_domain(id)?;
+        let device = self.reach(domain, device)?;
+        let r = self.bridges.intercept_call(now, &mut self.legs, id, device);
+        self.dispatch(now);
+        r
+    }
+
+    fn call_domain(&self, id: CallId) -> Result<Option<crate::users::DomainId>, EngineError> {
+        let call = self.bridges.calls.get(&id).ok_or(EngineError::LegNotFound)?;
+        Ok(self.directory.domain_by_name(&call.domain).map(|d| d.id))
     }
 
     // ---- rooms (the room application) ----------------------------------------------------
@@ -709,4 +872,14 @@ impl Engine {
             }
         }
     }
+}
+
+/// A number as dialled to a gateway: digits with an optional leading `+` (and `*`, `#`).
+fn is_dialable_number(key: &str) -> bool {
+    let digits = key.strip_prefix('+').unwrap_or(key);
+    !digits.is_empty() && digits.len() <= 32 && digits.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#') && digits.bytes().any(|b| b.is_ascii_digit())
+}
+
+fn party_of_user(u: &crate::users::User, uri: String) -> Party {
+    Party { uri, user_id: Some(u.id), ext: u.ext.clone(), display_name: Some(u.caller_name()) }
 }

@@ -4,13 +4,14 @@
 //! binary; [`EngineHandle`] sends it [`Command`]s and awaits the replies. Every API
 //! dialect goes through this handle and nothing else.
 
+use crate::call::{CallId, CallInfo};
 use crate::directory::{RoomDirectory, RoomList};
 use crate::engine::{resolve_literal, DialOut, EngineError, EngineStatus};
 use crate::events::{EventLog, LoggedEvent};
 use crate::leg::{LegId, LegInfo, Service};
 use crate::room::{ParticipantInfo, ParticipantPatch, RoomInfo, RoomSnapshot, TopologyRule};
 use crate::users::{Binding, DomainId};
-use crate::call::{CallId, CallInfo, Side, SuperviseMode};
+use crate::call::{Side, SuperviseMode};
 use crate::legs::DtmfMethod;
 use crate::Engine;
 use sip::{Peer, Transport, Uri};
@@ -37,6 +38,15 @@ pub enum Command {
     Registrations(oneshot::Sender<Vec<Binding>>),
     /// The routing lookup for a dial target (see [`Engine::route_user`]).
     RouteUser(Option<DomainId>, String, oneshot::Sender<Option<Result<(Uri, Peer), EngineError>>>),
+    // Two-party calls (the bridge).
+    ListCalls(oneshot::Sender<Vec<CallInfo>>),
+    GetCall(CallId, oneshot::Sender<Option<CallInfo>>),
+    CallOfLeg(LegId, oneshot::Sender<Option<CallId>>),
+    /// from, to, the API caller's domain.
+    MakeCall(String, String, Option<DomainId>, oneshot::Sender<Result<CallInfo, EngineError>>),
+    ClearCall(CallId, oneshot::Sender<Result<CallInfo, EngineError>>),
+    RedirectCall(CallId, String, oneshot::Sender<Result<CallInfo, EngineError>>),
+    InterceptCall(CallId, String, oneshot::Sender<Result<CallInfo, EngineError>>),
     /// Mid-call control of a two-party call (see `apps/bridge/control.rs`).
     CallControl(CallId, CallOp, oneshot::Sender<Result<CallInfo, EngineError>>),
 }
@@ -101,6 +111,25 @@ impl Command {
             Command::Topology(confid, reply) => answer(reply, engine.topology(&confid), engine, rooms),
             Command::Registrations(reply) => answer(reply, engine.bindings(), engine, rooms),
             Command::RouteUser(domain, target, reply) => answer(reply, engine.route_user(domain, &target), engine, rooms),
+            Command::ListCalls(reply) => answer(reply, engine.calls(), engine, rooms),
+            Command::GetCall(id, reply) => answer(reply, engine.call(id), engine, rooms),
+            Command::CallOfLeg(leg, reply) => answer(reply, engine.call_of_leg(&leg), engine, rooms),
+            Command::MakeCall(from, to, domain, reply) => {
+                let r = engine.make_call(now, &from, &to, domain);
+                answer(reply, r, engine, rooms)
+            }
+            Command::ClearCall(id, reply) => {
+                let r = engine.clear_call(now, id);
+                answer(reply, r, engine, rooms)
+            }
+            Command::RedirectCall(id, target, reply) => {
+                let r = engine.redirect_call(now, id, &target);
+                answer(reply, r, engine, rooms)
+            }
+            Command::InterceptCall(id, device, reply) => {
+                let r = engine.intercept_call(now, id, &device);
+                answer(reply, r, engine, rooms)
+            }
             Command::CallControl(id, op, reply) => {
                 let r = engine.call_control(now, id, op);
                 answer(reply, r, engine, rooms)
@@ -238,6 +267,38 @@ impl EngineHandle {
 
     /// Places a call. Host names in the target are resolved here (DNS A/AAAA; SRV
     /// and NAPTR are not used yet), so the engine only ever sees addresses.
+    /// Two-party calls, oldest first (ended ones for a while).
+    pub async fn calls(&self) -> Result<Vec<CallInfo>, EngineError> {
+        self.ask(Command::ListCalls).await
+    }
+
+    pub async fn call(&self, id: CallId) -> Result<Option<CallInfo>, EngineError> {
+        self.ask(|r| Command::GetCall(id, r)).await
+    }
+
+    /// The call a leg belongs to, if any.
+    pub async fn call_of_leg(&self, leg: LegId) -> Result<Option<CallId>, EngineError> {
+        self.ask(|r| Command::CallOfLeg(leg, r)).await
+    }
+
+    /// Click-to-call: rings `from`, then `to`, and bridges them. Targets are users
+    /// (extension, login, number), numbers (the gateway) or SIP URIs with IP hosts.
+    pub async fn make_call(&self, from: &str, to: &str, domain: Option<DomainId>) -> Result<CallInfo, EngineError> {
+        self.ask(|r| Command::MakeCall(from.to_owned(), to.to_owned(), domain, r)).await?
+    }
+
+    pub async fn clear_call(&self, id: CallId) -> Result<CallInfo, EngineError> {
+        self.ask(|r| Command::ClearCall(id, r)).await?
+    }
+
+    pub async fn redirect_call(&self, id: CallId, target: &str) -> Result<CallInfo, EngineError> {
+        self.ask(|r| Command::RedirectCall(id, target.to_owned(), r)).await?
+    }
+
+    pub async fn intercept_call(&self, id: CallId, device: &str) -> Result<CallInfo, EngineError> {
+        self.ask(|r| Command::InterceptCall(id, device.to_owned(), r)).await?
+    }
+
     pub async fn dial_out(&self, req: DialOutRequest) -> Result<LegInfo, EngineError> {
         let peer = match req.peer {
             Some(p) => p,

@@ -54,6 +54,23 @@ pub struct Config {
     pub mx: MxSection,
     /// HTTPS on the HTTP API listener (`[tls]`; the admin web uses it with `[mx] admin_tls`).
     pub tls: TlsSection,
+    /// Two-party calls (`[calls]`).
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+/// `[calls]`: two-party calls between users.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsSection {
+    /// How long the callee's devices ring before the caller gets 480 (voicemail later).
+    pub ring_time_s: u64,
+}
+
+impl Default for CallsSection {
+    fn default() -> Self {
+        CallsSection { ring_time_s: 60 }
+    }
 }
 
 /// `[registrar]`: RFC 3261 §10 registrations and their digest challenges.
@@ -300,6 +317,7 @@ impl Default for Config {
             oidc: OidcSection::default(),
             mx: MxSection::default(),
             tls: TlsSection::default(),
+            calls: CallsSection::default(),
         }
     }
 }

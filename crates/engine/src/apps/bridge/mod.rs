@@ -11,6 +11,8 @@
 //! (hold, transfer, record, DTMF, merge, supervise).
 
 pub(crate) mod control;
+mod setup;
+pub use setup::{CallerId, Reach, Target};
 
 use crate::call::*;
 use crate::engine::EngineConfig;
@@ -46,6 +48,8 @@ pub(crate) struct Call {
     pub api_originated: bool,
     /// Supervisors listening, whispering or barging in, by leg.
     pub supervisors: Vec<(LegId, SuperviseMode)>,
+    /// Forking, ringback and caller-ID state (see `setup.rs`).
+    pub setup: setup::Setup,
 }
 
 impl Call {
@@ -130,9 +134,11 @@ impl Bridges {
 impl Bridges {
     /// Something happened to one of a call's legs.
     pub fn on_leg_event(&mut self, now: std::time::Instant, legs: &mut crate::legs::Legs, call: CallId, ev: crate::legs::LegEvent) {
-        // Mid-call control first (transfer and supervisor legs, hold, REFER); lane B's
-        // setup takes the rest (setup.rs); until then, plain endpoint behaviour.
+        // Mid-call control first (transfer and supervisor legs, hold, REFER, recording),
+        // then setup and the end of calls; what is left gets plain endpoint behaviour.
         let Some(ev) = self.on_control_event(now, legs, call, ev) else { return };
-        super::default_handling(now, legs, ev);
+        if let Some(ev) = self.on_setup_event(now, legs, call, ev) {
+            super::default_handling(now, legs, ev);
+        }
     }
 }
