@@ -86,7 +86,9 @@ impl Phone {
         let mut peer = PjPeer::spawn(env, user, &args);
         peer.wait_ready(Duration::from_secs(15));
         let log = env.path(&format!("{user}.pj.log"));
-        Phone { peer, control, events, record, log }
+        let phone = Phone { peer, control, events, record, log };
+        phone.wait_event("registered", 15, |e| e["event"] == "reg" && e["code"] == 200);
+        phone
     }
 
     fn command(&self, line: &str) {
