@@ -128,11 +128,10 @@ async fn run(st: &AppState, scope: &Scope, raw: &str, op: CallOp) -> Result<Json
     st.engine.call_control(id, op).await.map(Json).map_err(map)
 }
 
-const ID: &str = "The call's integer id";
 
 /// Put one side of a call on hold.
 #[utoipa::path(post, path = "/v1/calls/{leg_id}/hold", operation_id = "hold_call", tag = "call control", request_body = HoldBody,
-    params(("leg_id" = u64, Path, description = ID)),
+    params(("leg_id" = u64, Path, description = "The call's integer id")),
     responses((status = 200, description = "The call; a re-INVITE (sendonly or inactive) is on its way, `call_held` follows", body = Object),
         (status = 400, description = "Bad input, the call is not answered, or the other side is already held", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
@@ -144,7 +143,7 @@ pub async fn hold(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPath
 
 /// Take the held side off hold.
 #[utoipa::path(post, path = "/v1/calls/{leg_id}/unhold", operation_id = "unhold_call", tag = "call control",
-    params(("leg_id" = u64, Path, description = ID)),
+    params(("leg_id" = u64, Path, description = "The call's integer id")),
     responses((status = 200, description = "The call; a re-INVITE (sendrecv) is on its way, `call_retrieved` follows", body = Object),
         (status = 400, description = "The call is not on hold", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
@@ -155,7 +154,7 @@ pub async fn unhold(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPa
 
 /// Transfer one side: blind (`to`) or attended (`replaces`).
 #[utoipa::path(post, path = "/v1/calls/{leg_id}/transfer", operation_id = "transfer_call", tag = "call control", request_body = TransferBody,
-    params(("leg_id" = u64, Path, description = ID)),
+    params(("leg_id" = u64, Path, description = "The call's integer id")),
     responses((status = 200, description = "The call; the REFER is sent, `call_transferred` follows when the party's new call is up", body = Object),
         (status = 400, description = "Bad input: neither `to` nor `replaces`, a bad target, the call not answered, a transfer already under way", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
@@ -174,7 +173,7 @@ pub async fn transfer(State(st): State<AppState>, scope: Scope, ApiPath(id): Api
 
 /// Start recording the call (both parties, one WAV).
 #[utoipa::path(post, path = "/v1/calls/{leg_id}/record", operation_id = "record_call", tag = "call control",
-    params(("leg_id" = u64, Path, description = ID)),
+    params(("leg_id" = u64, Path, description = "The call's integer id")),
     responses((status = 200, description = "The call; `recordings` lists the new file", body = Object),
         (status = 400, description = "Already recording, or the call is not answered", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
@@ -185,7 +184,7 @@ pub async fn record(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPa
 
 /// Stop recording the call.
 #[utoipa::path(post, path = "/v1/calls/{leg_id}/record/stop", operation_id = "stop_recording_call", tag = "call control",
-    params(("leg_id" = u64, Path, description = ID)),
+    params(("leg_id" = u64, Path, description = "The call's integer id")),
     responses((status = 200, description = "The call", body = Object),
         (status = 400, description = "Not recording", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
@@ -196,7 +195,7 @@ pub async fn record_stop(State(st): State<AppState>, scope: Scope, ApiPath(id): 
 
 /// Send DTMF digits to one side.
 #[utoipa::path(post, path = "/v1/calls/{leg_id}/dtmf", operation_id = "send_dtmf", tag = "call control", request_body = DtmfBody,
-    params(("leg_id" = u64, Path, description = ID)),
+    params(("leg_id" = u64, Path, description = "The call's integer id")),
     responses((status = 200, description = "The call; the digits are on their way", body = Object),
         (status = 400, description = "Bad input (digits, method), or the call is not answered", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
@@ -208,7 +207,7 @@ pub async fn dtmf(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPath
 
 /// Merge the call into a conference room.
 #[utoipa::path(post, path = "/v1/calls/{leg_id}/conference", operation_id = "conference_call", tag = "call control", request_body = ConferenceBody,
-    params(("leg_id" = u64, Path, description = ID)),
+    params(("leg_id" = u64, Path, description = "The call's integer id")),
     responses((status = 200, description = "The call (its parties are now the room's)", body = Object),
         (status = 400, description = "Bad input: neither or both of `confid` and `room`", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
@@ -226,7 +225,7 @@ pub async fn conference(State(st): State<AppState>, scope: Scope, ApiPath(id): A
 
 /// Call a supervisor into the call: listen, whisper or barge.
 #[utoipa::path(post, path = "/v1/calls/{leg_id}/supervise", operation_id = "supervise_call", tag = "call control", request_body = SuperviseBody,
-    params(("leg_id" = u64, Path, description = ID)),
+    params(("leg_id" = u64, Path, description = "The call's integer id")),
     responses((status = 200, description = "The call; the supervisor is being called", body = Object),
         (status = 400, description = "Bad input, or the call is not answered", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
