@@ -190,6 +190,7 @@ fn hold_over_rest_silences_the_held_party_and_unhold_restores_audio() {
     std::thread::sleep(Duration::from_secs(3));
     let end_b = phone_now(&bob);
     let end_a = phone_now(&alice);
+    let (bob_rec, alice_rec) = (bob.record.clone(), alice.record.clone());
     let alice_run = alice.quit();
     let bob_log = bob.log_text();
     let bob_run = bob.quit();
@@ -199,11 +200,11 @@ fn hold_over_rest_silences_the_held_party_and_unhold_restores_audio() {
     assert!(bob_log.contains("a=sendonly"), "the hold re-INVITE says sendonly (bob's pjsip log)");
     // Bob hears alice before the hold and after it, and nothing of her during it.
     let bw = |t: f64| t - b0;
-    tone_check(&bob.record).window(0.5, Some(bw(before) - 0.2)).expect(&[440]).assert("bob hears alice before the hold");
-    tone_check(&bob.record).window(bw(hold_t) + 0.5, Some(bw(unhold_req) - 0.2)).absent(&[440]).allow_silent("bob is held: silence is what he should get").assert("held bob hears nothing of alice");
-    tone_check(&bob.record).window(bw(resumed) + 0.7, Some(bw(end_b) - 0.3)).expect(&[440]).assert("bob hears alice after unhold");
+    tone_check(&bob_rec).window(0.5, Some(bw(before) - 0.2)).expect(&[440]).assert("bob hears alice before the hold");
+    tone_check(&bob_rec).window(bw(hold_t) + 0.5, Some(bw(unhold_req) - 0.2)).absent(&[440]).allow_silent("bob is held: silence is what he should get").assert("held bob hears nothing of alice");
+    tone_check(&bob_rec).window(bw(resumed) + 0.7, Some(bw(end_b) - 0.3)).expect(&[440]).assert("bob hears alice after unhold");
     // Alice hears bob after unhold (both ways restored).
-    tone_check(&alice.record).window(end_a - a0 - 2.0, Some(end_a - a0 - 0.3)).expect(&[1000]).assert("alice hears bob after unhold");
+    tone_check(&alice_rec).window(end_a - a0 - 2.0, Some(end_a - a0 - 0.3)).expect(&[1000]).assert("alice hears bob after unhold");
 }
 
 #[test]
