@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod auth;
 pub mod callcontroller;
+pub mod call_control;
 pub mod calls;
 pub mod conferences;
 pub mod error;
@@ -100,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .merge(conferences::routes())
         .merge(status::routes())
         .merge(admin::routes())
+        .merge(call_control::routes())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/health", get(health))

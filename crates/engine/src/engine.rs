@@ -25,7 +25,9 @@
 //! }
 //! ```
 
+use crate::apps::bridge::{CallerId, Reach, Target};
 use crate::apps::{self, room::Rooms, Owner};
+use crate::call::{CallId, CallInfo, Party};
 use crate::legs::{LegEvent, LegId, LegInfo, Legs, NewRequest, Service};
 use crate::room::{ParticipantInfo, ParticipantPatch, RoomInfo, RoomSnapshot, TopologyRule};
 use media::{MediaEvent, MediaHandle};
@@ -69,6 +71,12 @@ pub struct EngineConfig {
     pub registrar: crate::registrar::RegistrarConfig,
     /// `[security]`: lock-outs, scanners, trusted networks, what anonymous callers reach.
     pub security: crate::registrar::SecurityConfig,
+    /// The data dir: call recordings go under `recordings/` in it.
+    pub data_dir: std::path::PathBuf,
+    /// Two-party calls: how long the callee's devices ring before the caller gets 480.
+    pub ring_time: Duration,
+    /// `[routing] gateway`: where calls to numbers outside the directory go.
+    pub gateway: Option<Uri>,
 }
 
 impl Default for EngineConfig {
@@ -86,6 +94,9 @@ impl Default for EngineConfig {
             site: "local".into(),
             registrar: Default::default(),
             security: Default::default(),
+            data_dir: std::path::PathBuf::from("."),
+            ring_time: Duration::from_secs(60),
+            gateway: None,
         }
     }
 }
@@ -364,6 +375,12 @@ impl Engine {
                 self.controller_input(|c, cx| c.on_raw(cx, now, raw));
                 continue;
             }
+            if let Some((call, referrer, target)) = self.bridges.control.to_route.pop() {
+                // A phone's transfer target: routing is the engine's (directory, registrar).
+                let route = self.route_target(&target.to_string());
+                self.bridges.place_transfer(now, &mut self.legs, call, referrer, route);
+                continue;
+            }
             if let Some(NewRequest { tx, req, from }) = self.legs.poll_request() {
                 match req.method {
                     sip::Method::Register => self.on_register(now, tx, req, from),
@@ -443,21 +460,16 @@ impl Engine {
             return self.legs.reply(now, tx, &req, 503, Some(&local_tag));
         }
         let Ok(known_caller) = self.authenticate_caller(now, tx, &req, from, &local_tag) else { return };
+        if let Some(r) = crate::legs::Replaces::from_request(&req) {
+            return self.on_replacing_invite(now, tx, req, from, local_tag, r);
+        }
         let Some(service) = req.uri.user.as_deref().and_then(|u| Service::from_user(u, &self.cfg.room_prefix)) else {
-            // Rooms and services are open to anyone; users' extensions only to
-            // authenticated or trusted callers (unless `anonymous_may_call_users`).
-            // Anyone else gets the same 404 as for a number nobody has, so extensions
-            // cannot be enumerated. Bridging calls to users' contacts is the two-party
-            // calls work; until then a reachable user answers 480.
-            let is_user = self
-                .directory
-                .domain_by_name(&req.uri.host)
-                .zip(req.uri.user.as_deref())
-                .is_some_and(|(d, k)| self.directory.user_by_key(d.id, k).is_some());
-            if is_user && (known_caller || self.cfg.security.anonymous_may_call_users) {
-                return self.legs.reply_reason(now, tx, &req, 480, Some(&local_tag), "Calls to users are not routed yet");
-            }
-            return self.legs.reply(now, tx, &req, 404, Some(&local_tag));
+            // Rooms and services are open to anyone; users' extensions and numbers
+            // only to authenticated or trusted callers (unless `anonymous_may_call_users`
+            // for users). Anyone else gets the same 404 as for a number nobody has, so
+            // extensions cannot be enumerated.
+            let may_call_users = known_caller || self.cfg.security.anonymous_may_call_users;
+            return self.route_to_bridge(now, tx, req, from, local_tag, known_caller, may_call_users);
         };
         let domain = self.domain_of_host(&req.uri.host);
         let owner = match &service {
@@ -540,6 +552,169 @@ impl Engine {
         self.dispatch(now);
     }
 
+    // ---- two-party calls (the bridge application) ------------------------------------
+
+    /// An INVITE to a directory user (extension, login or number) goes to the bridge,
+    /// which rings all the user's registered contacts; a number outside the directory
+    /// goes to the gateway; anything else is a 404.
+    #[allow(clippy::too_many_arguments)]
+    fn route_to_bridge(&mut self, now: Instant, tx: TxId, req: Request, from: Peer, local_tag: String, known_caller: bool, may_call_users: bool) {
+        let Some(key) = req.uri.user.clone() else {
+            return self.legs.reply(now, tx, &req, 404, Some(&local_tag));
+        };
+        let domain_id = self.directory.domain_by_name(&req.uri.host).map(|d| d.id).or_else(|| {
+            // A Request-URI naming us by address (not by domain) means the default domain.
+            let host = req.uri.host.trim_start_matches('[').trim_end_matches(']');
+            host.parse::<IpAddr>().ok().and_then(|_| self.default_domain(None))
+        });
+        let callee_user = domain_id.and_then(|d| self.directory.user_by_key(d, &key)).filter(|u| u.enabled).cloned();
+        let callee = match (&callee_user, domain_id) {
+            (Some(user), Some(d)) if may_call_users => self.reach_user(d, user),
+            (None, _) if known_caller && is_dialable_number(&key) => match self.reach_gateway(&key) {
+                Some(r) => r,
+                None => return self.legs.reply(now, tx, &req, 404, Some(&local_tag)),
+            },
+            _ => return self.legs.reply(now, tx, &req, 404, Some(&local_tag)),
+        };
+        let domain = match domain_id.and_then(|d| self.directory.domain(d)) {
+            Some(d) => d.name.to_ascii_lowercase(),
+            None => self.domain_of_host(&req.uri.host),
+        };
+        // The caller: a directory user of that domain when the From names one.
+        let from_hdr = &req.headers.from;
+        let caller_user = domain_id.zip(from_hdr.uri.user.as_deref()).and_then(|(d, k)| self.directory.user_by_key(d, k)).cloned();
+        let caller = match &caller_user {
+            Some(u) => party_of_user(u, from_hdr.uri.to_string()),
+            None => Party { uri: from_hdr.uri.to_string(), user_id: None, ext: None, display_name: from_hdr.display.clone() },
+        };
+        let caller_id = CallerId {
+            user: caller_user.as_ref().map(|u| u.ext.clone().unwrap_or_else(|| u.login.clone())).or_else(|| from_hdr.uri.user.clone()),
+            display: caller_user.as_ref().map(|u| u.caller_name()).or_else(|| from_hdr.display.clone()),
+        };
+        self.bridges.start(now, &mut self.legs, tx, req, from, local_tag, domain, caller, caller_id, callee);
+    }
+
+    /// A directory user and every registered contact of theirs.
+    fn reach_user(&self, _domain: crate::users::DomainId, user: &crate::users::User) -> Reach {
+        let mut targets = Vec::new();
+        for b in self.registrar.contacts_of(user.id) {
+            let Ok(uri) = sip::parse::parse_uri(&b.contact) else { continue };
+            let transport = if b.transport == "tcp" { Transport::Tcp } else { Transport::Udp };
+            let trusted = self.registrar.guard.is_trusted(b.source.ip());
+            targets.push(Target { uri, peer: Peer { addr: b.source, transport }, trusted });
+        }
+        Reach { party: party_of_user(user, format!("sip:{}@{}", user.ext.as_deref().unwrap_or(&user.login), self.directory.domain(user.domain_id).map(|d| d.name.as_str()).unwrap_or(&self.cfg.domain))), targets }
+    }
+
+    /// A number sent to the configured gateway (None: no gateway, or it is not an address).
+    fn reach_gateway(&self, number: &str) -> Option<Reach> {
+        let gw = self.cfg.gateway.as_ref()?;
+        let uri = Uri { user: Some(number.to_owned()), password: None, headers: Vec::new(), ..gw.clone() };
+        let peer = resolve_literal(&uri, Transport::Udp)?;
+        Some(Reach { party: Party { uri: uri.to_string(), ..Default::default() }, targets: vec![Target { uri, peer, trusted: true }] })
+    }
+
+    /// Who `target` is and where to ring them: a directory user (extension, login,
+    /// number or `sip:user@our-domain`), a number (the gateway) or a SIP URI.
+    fn reach(&self, domain: Option<crate::users::DomainId>, target: &str) -> Result<Reach, EngineError> {
+        let target = target.trim().trim_start_matches('<').trim_end_matches('>');
+        let parsed = sip::parse::parse_uri(target).ok();
+        // (domain to look the key up in, key, a SIP URI outside our domains)
+        let (dom, key, elsewhere) = match &parsed {
+            Some(u) if matches!(u.scheme, sip::Scheme::Sip | sip::Scheme::Sips) => match self.directory.domain_by_name(&u.host) {
+                Some(d) if domain.is_none_or(|x| x == d.id) => (Some(d.id), u.user.clone().unwrap_or_default(), None),
+                Some(_) => return Err(EngineError::BadTarget(format!("{target}: another domain's user"))),
+                None => (None, String::new(), Some(u.clone())),
+            },
+            Some(u) if u.scheme == sip::Scheme::Tel => (self.default_domain(domain), u.user.clone().unwrap_or_default(), None),
+            _ => (self.default_domain(domain), target.to_owned(), None),
+        };
+        if let Some(user) = dom.and_then(|d| self.directory.user_by_key(d, &key)).filter(|u| u.enabled) {
+            return Ok(self.reach_user(user.domain_id, user));
+        }
+        if let Some(u) = elsewhere {
+            let peer = resolve_literal(&u, Transport::Udp).ok_or_else(|| EngineError::Unroutable(format!("{u}: only IP addresses can be called from here")))?;
+            return Ok(Reach { party: Party { uri: u.to_string(), ..Default::default() }, targets: vec![Target { uri: u, peer, trusted: false }] });
+        }
+        if is_dialable_number(&key) {
+            return self.reach_gateway(&key).ok_or_else(|| EngineError::Unroutable(format!("no route to number {key}: no [routing] gateway")));
+        }
+        Err(EngineError::BadTarget(format!("{target}: not a user, number or SIP URI")))
+    }
+
+    /// The call ids continue above `floor` (the highest in the call log).
+    pub fn seed_call_ids(&mut self, floor: u64) {
+        self.bridges.seed_ids(floor);
+    }
+
+    /// Every two-party call, oldest first (ended ones until their legs are forgotten).
+    pub fn calls(&self) -> Vec<CallInfo> {
+        let mut v: Vec<CallInfo> = self.bridges.calls.values().map(|c| self.bridges.info(c, &self.legs)).collect();
+        v.sort_by_key(|c| c.call_id);
+        v
+    }
+
+    pub fn call(&self, id: CallId) -> Option<CallInfo> {
+        self.bridges.calls.get(&id).map(|c| self.bridges.info(c, &self.legs))
+    }
+
+    /// The call a leg belongs to (a party's, a fork's or a supervisor's leg).
+    pub fn call_of_leg(&self, leg: &LegId) -> Option<CallId> {
+        self.bridges.by_leg.get(leg).copied()
+    }
+
+    /// Click-to-call: rings `from` (a user's devices or a URI) presenting `to` as the
+    /// caller; when it answers, rings `to` and bridges the two.
+    pub fn make_call(&mut self, now: Instant, from: &str, to: &str, domain: Option<crate::users::DomainId>) -> Result<CallInfo, EngineError> {
+        let caller = self.reach(domain, from)?;
+        let callee = self.reach(domain, to)?;
+        let shown = |p: &Party, u: Option<&crate::users::User>| CallerId {
+            user: p.ext.clone().or_else(|| sip::parse::parse_uri(&p.uri).ok().and_then(|u| u.user)),
+            display: u.map(|u| u.caller_name()).or_else(|| p.display_name.clone()),
+        };
+        let user = |p: &Party| p.user_id.and_then(|id| self.directory.user(id)).cloned();
+        let caller_id = shown(&caller.party, user(&caller.party).as_ref());
+        let callee_id = shown(&callee.party, user(&callee.party).as_ref());
+        let dom = self
+            .default_domain(domain)
+            .and_then(|d| self.directory.domain(d))
+            .map(|d| d.name.to_ascii_lowercase())
+            .unwrap_or_else(|| self.cfg.domain.to_ascii_lowercase());
+        let id = self.bridges.make_call(now, &mut self.legs, dom, caller, callee, caller_id, callee_id)?;
+        self.dispatch(now);
+        self.call(id).ok_or(EngineError::LegNotFound)
+    }
+
+    /// Ends a call, ringing or answered.
+    pub fn clear_call(&mut self, now: Instant, id: CallId) -> Result<CallInfo, EngineError> {
+        let r = self.bridges.clear_call(now, &mut self.legs, id);
+        self.dispatch(now);
+        r
+    }
+
+    /// Rings `target` instead of the callee of an unanswered call.
+    pub fn redirect_call(&mut self, now: Instant, id: CallId, target: &str) -> Result<CallInfo, EngineError> {
+        let domain = self.call_domain(id)?;
+        let target = self.reach(domain, target)?;
+        let r = self.bridges.redirect_call(now, &mut self.legs, id, target);
+        self.dispatch(now);
+        r
+    }
+
+    /// Pickup: rings `device` (a user or a URI); when it answers it takes the call.
+    pub fn intercept_call(&mut self, now: Instant, id: CallId, device: &str) -> Result<CallInfo, EngineError> {
+        let domain = self.call_domain(id)?;
+        let device = self.reach(domain, device)?;
+        let r = self.bridges.intercept_call(now, &mut self.legs, id, device);
+        self.dispatch(now);
+        r
+    }
+
+    fn call_domain(&self, id: CallId) -> Result<Option<crate::users::DomainId>, EngineError> {
+        let call = self.bridges.calls.get(&id).ok_or(EngineError::LegNotFound)?;
+        Ok(self.directory.domain_by_name(&call.domain).map(|d| d.id))
+    }
+
     // ---- rooms (the room application) ----------------------------------------------------
 
     pub fn rooms(&self) -> Vec<RoomSnapshot> {
@@ -589,4 +764,140 @@ impl Engine {
     pub fn change_topology(&mut self, confid: &str, rules: Vec<TopologyRule>) -> Result<Vec<TopologyRule>, EngineError> {
         self.rooms.change_topology(&self.legs, confid, rules)
     }
+
+    // ---- mid-call control of two-party calls (apps/bridge/control.rs) -------------------
+
+    /// An INVITE with Replaces (RFC 3891): it takes the place of the leg it names,
+    /// which must be a party of a two-party call; anything else is 481.
+    fn on_replacing_invite(&mut self, now: Instant, tx: TxId, req: Request, from: Peer, local_tag: String, r: crate::legs::Replaces) {
+        let found = self.legs.find_replaced(&r).and_then(|old| match self.legs.get(&old).map(|l| (l.owner.clone(), l.state)) {
+            Some((Owner::Bridge(call), crate::legs::LegState::Active | crate::legs::LegState::Held)) => Some((call, old)),
+            _ => None,
+        });
+        let Some((call, old)) = found else {
+            return self.legs.reply_reason(now, tx, &req, 481, Some(&local_tag), "Replaced dialog not found");
+        };
+        let domain = self.domain_of_host(&req.uri.host);
+        let Some(new) = self.legs.incoming(now, tx, req, from, local_tag, Service::Call, Owner::Bridge(call), domain) else { return };
+        self.bridges.on_replacing_invite(now, &mut self.legs, call, new, old);
+    }
+
+    /// Where a transfer or supervisor target is: a directory user's device (by
+    /// extension, login, number or `sip:user@domain`, or a URI naming us by address),
+    /// else a SIP URI with an address.
+    pub fn route_target(&self, target: &str) -> Result<(Uri, Peer), EngineError> {
+        if let Some(r) = self.route_user(None, target) {
+            return r;
+        }
+        let uri = sip::parse::parse_uri(target.trim().trim_start_matches('<').trim_end_matches('>'))
+            .map_err(|_| EngineError::BadTarget(format!("{target}: not a user, number or SIP URI")))?;
+        let names_us = resolve_literal(&uri, Transport::Udp).is_some_and(|p| p.addr == self.cfg.sip_addr);
+        if names_us {
+            if let Some(r) = uri.user.as_deref().and_then(|u| self.route_user(None, u)) {
+                return r;
+            }
+        }
+        let peer = resolve_literal(&uri, Transport::Udp).ok_or_else(|| EngineError::Unroutable(format!("{uri}: only users and IP addresses can be called from here")))?;
+        Ok((uri, peer))
+    }
+
+    /// A URI a phone can call for `target`: a SIP URI as given, else the extension,
+    /// login or number at our SIP address (we route it when the phone calls).
+    pub fn dialable_uri(&self, target: &str) -> Result<Uri, EngineError> {
+        let t = target.trim().trim_start_matches('<').trim_end_matches('>');
+        if t.is_empty() {
+            return Err(EngineError::BadRequest("the transfer target is empty".into()));
+        }
+        if let Ok(u) = sip::parse::parse_uri(t) {
+            if matches!(u.scheme, sip::Scheme::Sip | sip::Scheme::Sips) {
+                return Ok(u);
+            }
+        }
+        if !t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.+*#".contains(&b)) {
+            return Err(EngineError::BadTarget(format!("{t}: not a user, number or SIP URI")));
+        }
+        let host = match self.cfg.sip_addr.ip() {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+        Ok(Uri::sip(Some(t), &host, Some(self.cfg.sip_addr.port())))
+    }
+
+    /// Puts one side of a call on hold (re-INVITE sendonly, or inactive).
+    pub fn hold_call(&mut self, now: Instant, id: crate::call::CallId, side: crate::call::Side, inactive: bool) -> Result<crate::call::CallInfo, EngineError> {
+        let r = self.bridges.hold(now, &mut self.legs, id, side, inactive);
+        self.dispatch(now);
+        r
+    }
+
+    /// Takes the held side of a call off hold.
+    pub fn unhold_call(&mut self, now: Instant, id: crate::call::CallId) -> Result<crate::call::CallInfo, EngineError> {
+        let r = self.bridges.unhold(now, &mut self.legs, id);
+        self.dispatch(now);
+        r
+    }
+
+    /// Transfers one side of a call: blind to `to`, or attended into call `replaces`
+    /// (the side's party replaces our leg in that call; `to` then defaults to us).
+    pub fn transfer_call(&mut self, now: Instant, id: crate::call::CallId, side: crate::call::Side, to: Option<&str>, replaces: Option<crate::call::CallId>) -> Result<crate::call::CallInfo, EngineError> {
+        let target = match (to, replaces) {
+            (Some(t), _) => self.dialable_uri(t)?,
+            (None, Some(_)) => self.dialable_uri("transfer")?,
+            (None, None) => return Err(EngineError::BadRequest("a transfer needs `to` (blind) or `replaces` (attended)".into())),
+        };
+        let r = self.bridges.transfer(now, &mut self.legs, id, side, target, replaces);
+        self.dispatch(now);
+        r
+    }
+
+    /// Sends DTMF digits to one side's party.
+    pub fn send_dtmf_call(&mut self, now: Instant, id: crate::call::CallId, side: crate::call::Side, digits: &str, method: crate::legs::DtmfMethod) -> Result<crate::call::CallInfo, EngineError> {
+        let r = self.bridges.send_dtmf(now, &mut self.legs, id, side, digits, method);
+        self.dispatch(now);
+        r
+    }
+
+    /// Calls a supervisor into a call (listen, whisper or barge).
+    pub fn supervise_call(&mut self, now: Instant, id: crate::call::CallId, to: &str, mode: crate::call::SuperviseMode) -> Result<crate::call::CallInfo, EngineError> {
+        let (uri, peer) = self.route_target(to)?;
+        let r = self.bridges.supervise(now, &mut self.legs, id, uri, peer, mode);
+        self.dispatch(now);
+        r
+    }
+
+    /// Applies one mid-call control command (see [`crate::CallOp`]).
+    pub fn call_control(&mut self, now: Instant, id: crate::call::CallId, op: crate::handle::CallOp) -> Result<crate::call::CallInfo, EngineError> {
+        use crate::handle::CallOp;
+        match op {
+            CallOp::Inspect => self.bridges.calls.get(&id).map(|c| self.bridges.info(c, &self.legs)).ok_or(EngineError::LegNotFound),
+            CallOp::Hold { side, inactive } => self.hold_call(now, id, side, inactive),
+            CallOp::Unhold => self.unhold_call(now, id),
+            CallOp::Transfer { side, to, replaces } => self.transfer_call(now, id, side, to.as_deref(), replaces),
+            CallOp::Dtmf { side, digits, method } => self.send_dtmf_call(now, id, side, &digits, method),
+            CallOp::Supervise { to, mode } => self.supervise_call(now, id, &to, mode),
+            CallOp::RecordStart => self.bridges.record_start(&mut self.legs, id),
+            CallOp::RecordStop => self.bridges.record_stop(&mut self.legs, id),
+            CallOp::Conference { room } => {
+                // The room must be there (or be a number) before the call lets go.
+                if !room.bytes().all(|b| b.is_ascii_digit()) {
+                    self.rooms.topology(&room)?;
+                }
+                let before = self.call_control(now, id, CallOp::Inspect)?;
+                let (domain, members) = self.bridges.release_for_conference(now, &mut self.legs, id)?;
+                let r = self.rooms.adopt(&mut self.legs, &room, &domain, &members);
+                self.dispatch(now);
+                r.map(|_| crate::call::CallInfo { state: crate::call::CallState::Ended, ..before })
+            }
+        }
+    }
+}
+
+/// A number as dialled to a gateway: digits with an optional leading `+` (and `*`, `#`).
+fn is_dialable_number(key: &str) -> bool {
+    let digits = key.strip_prefix('+').unwrap_or(key);
+    !digits.is_empty() && digits.len() <= 32 && digits.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#') && digits.bytes().any(|b| b.is_ascii_digit())
+}
+
+fn party_of_user(u: &crate::users::User, uri: String) -> Party {
+    Party { uri, user_id: Some(u.id), ext: u.ext.clone(), display_name: Some(u.caller_name()) }
 }

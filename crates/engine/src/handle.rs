@@ -5,12 +5,15 @@
 //! dialect goes through this handle and nothing else.
 
 use crate::apps::controller::{ControllerError, ControllerRecord, ControllerRequest, Target, TransferRequest};
+use crate::call::{CallId, CallInfo};
 use crate::directory::{RoomDirectory, RoomList};
 use crate::engine::{resolve_literal, DialOut, EngineError, EngineStatus};
 use crate::events::{EventLog, LoggedEvent};
 use crate::leg::{LegId, LegInfo, Service};
 use crate::room::{ParticipantInfo, ParticipantPatch, RoomInfo, RoomSnapshot, TopologyRule};
 use crate::users::{Binding, DomainId};
+use crate::call::{Side, SuperviseMode};
+use crate::legs::DtmfMethod;
 use crate::Engine;
 use sip::{Peer, Transport, Uri};
 use std::sync::Arc;
@@ -40,6 +43,34 @@ pub enum Command {
     ControllerCall(ControllerRequest, oneshot::Sender<Result<(), ControllerError>>),
     ControllerTransfer(TransferRequest, oneshot::Sender<Result<(), ControllerError>>),
     ControllerRecord(String, oneshot::Sender<Option<ControllerRecord>>),
+    // Two-party calls (the bridge).
+    ListCalls(oneshot::Sender<Vec<CallInfo>>),
+    GetCall(CallId, oneshot::Sender<Option<CallInfo>>),
+    CallOfLeg(LegId, oneshot::Sender<Option<CallId>>),
+    /// from, to, the API caller's domain.
+    MakeCall(String, String, Option<DomainId>, oneshot::Sender<Result<CallInfo, EngineError>>),
+    ClearCall(CallId, oneshot::Sender<Result<CallInfo, EngineError>>),
+    RedirectCall(CallId, String, oneshot::Sender<Result<CallInfo, EngineError>>),
+    InterceptCall(CallId, String, oneshot::Sender<Result<CallInfo, EngineError>>),
+    /// Mid-call control of a two-party call (see `apps/bridge/control.rs`).
+    CallControl(CallId, CallOp, oneshot::Sender<Result<CallInfo, EngineError>>),
+}
+
+/// What mid-call control does to a call.
+#[derive(Debug, Clone)]
+pub enum CallOp {
+    /// Nothing: the call as it is (for checking who may see it).
+    Inspect,
+    Hold { side: Side, inactive: bool },
+    Unhold,
+    /// Blind (`to`) or attended (`replaces`: the other call).
+    Transfer { side: Side, to: Option<String>, replaces: Option<CallId> },
+    Dtmf { side: Side, digits: String, method: DtmfMethod },
+    Supervise { to: String, mode: SuperviseMode },
+    RecordStart,
+    RecordStop,
+    /// Into the room with this number (created if needed) or confid.
+    Conference { room: String },
 }
 
 impl Command {
@@ -95,6 +126,29 @@ impl Command {
             }
             Command::ControllerRecord(key, reply) => {
                 let r = crate::apps::controller::record(engine, now, &key);
+                answer(reply, r, engine, rooms)
+            }
+            Command::ListCalls(reply) => answer(reply, engine.calls(), engine, rooms),
+            Command::GetCall(id, reply) => answer(reply, engine.call(id), engine, rooms),
+            Command::CallOfLeg(leg, reply) => answer(reply, engine.call_of_leg(&leg), engine, rooms),
+            Command::MakeCall(from, to, domain, reply) => {
+                let r = engine.make_call(now, &from, &to, domain);
+                answer(reply, r, engine, rooms)
+            }
+            Command::ClearCall(id, reply) => {
+                let r = engine.clear_call(now, id);
+                answer(reply, r, engine, rooms)
+            }
+            Command::RedirectCall(id, target, reply) => {
+                let r = engine.redirect_call(now, id, &target);
+                answer(reply, r, engine, rooms)
+            }
+            Command::InterceptCall(id, device, reply) => {
+                let r = engine.intercept_call(now, id, &device);
+                answer(reply, r, engine, rooms)
+            }
+            Command::CallControl(id, op, reply) => {
+                let r = engine.call_control(now, id, op);
                 answer(reply, r, engine, rooms)
             }
             Command::ChangeTopology(confid, rules, reply) => {
@@ -222,8 +276,46 @@ impl EngineHandle {
         self.ask(|r| Command::ChangeTopology(confid.to_owned(), rules, r)).await?
     }
 
+    /// Mid-call control of two-party call `id` (hold, transfer, DTMF, record, merge,
+    /// supervise); answers the call as it is after the command.
+    pub async fn call_control(&self, id: CallId, op: CallOp) -> Result<CallInfo, EngineError> {
+        self.ask(|r| Command::CallControl(id, op, r)).await?
+    }
+
     /// Places a call. Host names in the target are resolved here (DNS A/AAAA; SRV
     /// and NAPTR are not used yet), so the engine only ever sees addresses.
+    /// Two-party calls, oldest first (ended ones for a while).
+    pub async fn calls(&self) -> Result<Vec<CallInfo>, EngineError> {
+        self.ask(Command::ListCalls).await
+    }
+
+    pub async fn call(&self, id: CallId) -> Result<Option<CallInfo>, EngineError> {
+        self.ask(|r| Command::GetCall(id, r)).await
+    }
+
+    /// The call a leg belongs to, if any.
+    pub async fn call_of_leg(&self, leg: LegId) -> Result<Option<CallId>, EngineError> {
+        self.ask(|r| Command::CallOfLeg(leg, r)).await
+    }
+
+    /// Click-to-call: rings `from`, then `to`, and bridges them. Targets are users
+    /// (extension, login, number), numbers (the gateway) or SIP URIs with IP hosts.
+    pub async fn make_call(&self, from: &str, to: &str, domain: Option<DomainId>) -> Result<CallInfo, EngineError> {
+        self.ask(|r| Command::MakeCall(from.to_owned(), to.to_owned(), domain, r)).await?
+    }
+
+    pub async fn clear_call(&self, id: CallId) -> Result<CallInfo, EngineError> {
+        self.ask(|r| Command::ClearCall(id, r)).await?
+    }
+
+    pub async fn redirect_call(&self, id: CallId, target: &str) -> Result<CallInfo, EngineError> {
+        self.ask(|r| Command::RedirectCall(id, target.to_owned(), r)).await?
+    }
+
+    pub async fn intercept_call(&self, id: CallId, device: &str) -> Result<CallInfo, EngineError> {
+        self.ask(|r| Command::InterceptCall(id, device.to_owned(), r)).await?
+    }
+
     pub async fn dial_out(&self, req: DialOutRequest) -> Result<LegInfo, EngineError> {
         let peer = match req.peer {
             Some(p) => p,

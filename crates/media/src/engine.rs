@@ -206,6 +206,8 @@ pub enum Command {
     SetDeaf(LegId, bool),
     SendDtmf { leg: LegId, digit: char, duration_ms: u32 },
     Release(LegId),
+    /// Record the room's full mix into this tap (None: stop). See [`crate::recorder`].
+    Tap(RoomId, Option<crate::recorder::Tap>),
 }
 
 pub enum Input<'a> {
@@ -298,6 +300,9 @@ struct Room {
     /// Leave relayed speakers out of the mix candidates next tick: a room of two with
     /// both on relay and nobody mixing needs no decoded speaker (see the module docs).
     skip_candidates: bool,
+    /// Recording of the room's mix (see `crate::recorder`); while set, the room's mix is
+    /// computed even when every listener is on the relay path.
+    tap: Option<crate::recorder::Tap>,
 }
 
 /// Ticks a switch from mix to relay waits for the speaker to pause (stateful codecs).
@@ -586,6 +591,7 @@ impl MediaCore {
                     l.deaf = d;
                 }
             }
+            Command::Tap(room, tap) => self.rooms.entry(room).or_default().tap = tap,
             Command::SendDtmf { leg, digit, duration_ms } => {
                 let Some(&slot) = self.index.get(&leg) else { return };
                 let l = self.legs[slot].as_mut().expect("indexed leg");
@@ -729,6 +735,9 @@ impl MediaCore {
             speakers[i] = mixer::selected_candidate(pubs, room_id, *s);
         }
         self.mix.compute_speakers(&speakers[..sel.len]);
+        if let Some(tap) = &room.tap {
+            tap.push_sum(&self.mix.sum);
+        }
 
         // Relay context: the room's audible legs, from every worker's publication.
         let mut total_audible = 0;
@@ -917,7 +926,9 @@ impl MediaCore {
         room.mixed_last = mixed_here;
         // Decoded speakers are needed next tick unless this is a room of two, both on
         // relay, with nobody here mixing now and nobody anywhere mixing last tick.
-        room.skip_candidates = total_members == 2
+        // A recording needs the decoded speakers too.
+        room.skip_candidates = room.tap.is_none()
+            && total_members == 2
             && total_audible == 2
             && sources_complete
             && room.topology.is_default()

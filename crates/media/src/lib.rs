@@ -27,6 +27,7 @@ pub mod jitter;
 pub mod engine;
 mod leg;
 pub mod mixer;
+pub mod recorder;
 pub mod rtcp;
 pub mod rtp;
 pub mod runtime;

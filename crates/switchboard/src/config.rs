@@ -58,6 +58,9 @@ pub struct Config {
     pub push: PushSection,
     /// The sipXcallController dialect (`[callcontroller]`).
     pub callcontroller: CallControllerSection,
+    /// Two-party calls (`[calls]`).
+    #[serde(default)]
+    pub calls: CallsSection,
 }
 
 /// `[push]`: where pushes go and which apps may register tokens (`PUT /tokens/…`).
@@ -104,6 +107,20 @@ pub struct CallControllerSection {
     pub listen: String,
     /// CIDRs whose requests need no PIN (e.g. `10.0.0.0/8`, `127.0.0.1/32`).
     pub trusted_networks: Vec<String>,
+}
+
+/// `[calls]`: two-party calls between users.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsSection {
+    /// How long the callee's devices ring before the caller gets 480 (voicemail later).
+    pub ring_time_s: u64,
+}
+
+impl Default for CallsSection {
+    fn default() -> Self {
+        CallsSection { ring_time_s: 60 }
+    }
 }
 
 /// `[registrar]`: RFC 3261 §10 registrations and their digest challenges.
@@ -352,6 +369,7 @@ impl Default for Config {
             tls: TlsSection::default(),
             push: PushSection::default(),
             callcontroller: CallControllerSection::default(),
+            calls: CallsSection::default(),
         }
     }
 }

@@ -239,6 +239,9 @@ async fn run(cfg: Config) -> Result<(), String> {
             timers,
             registrar: cfg.registrar.engine_config()?,
             security: cfg.security.engine_config()?,
+            data_dir: cfg.data_dir.clone(),
+            ring_time: std::time::Duration::from_secs(cfg.calls.ring_time_s.max(1)),
+            gateway: cfg.routing.gateway.as_deref().and_then(|g| sip::parse::parse_uri(g.trim()).ok()),
             ..EngineConfig::default()
         },
         media.handle(),

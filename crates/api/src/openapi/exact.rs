@@ -190,6 +190,7 @@ fn parameter(path: &str, p: &mut Value) {
         "domain" if path == "/v1/users" => domain_name(),
         "name" if path.starts_with("/v1/keys") => text(formats::LOGIN),
         "client_id" => text(formats::LOGIN),
+        "kind" if path == "/v1/calls" => json!({ "type": "string" }),
         "id" => json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX }),
         other => panic!("parameter {other} of {path} has no exact schema"),
     };

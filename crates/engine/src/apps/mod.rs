@@ -45,12 +45,17 @@ pub enum Owner {
 /// get the answer a plain endpoint gives (200 for INFO, MESSAGE; 405 for what we do
 /// not support in this leg's context), everything else is dropped.
 pub(crate) fn default_handling(now: Instant, legs: &mut Legs, ev: LegEvent) {
-    if let LegEvent::Request { tx, req, .. } = ev {
-        let status = match req.method {
-            Method::Info | Method::Message => 200,
-            _ => 405,
-        };
-        legs.respond(now, tx, &req, status);
+    match ev {
+        LegEvent::Request { tx, req, .. } => {
+            let status = match req.method {
+                Method::Info | Method::Message => 200,
+                _ => 405,
+            };
+            legs.respond(now, tx, &req, status);
+        }
+        // Nobody here carries out transfers: the referrer hears it declined.
+        LegEvent::Referred { leg, .. } => legs.notify_refer(now, &leg, 603, "Declined"),
+        _ => {}
     }
 }
 
@@ -65,6 +70,9 @@ pub(crate) fn leg_of(ev: &LegEvent) -> &LegId {
         | LegEvent::Response { leg, .. }
         | LegEvent::Dtmf { leg, .. }
         | LegEvent::Timer { leg, .. }
+        | LegEvent::HoldResult { leg, .. }
+        | LegEvent::ReferProgress { leg, .. }
+        | LegEvent::Referred { leg, .. }
         | LegEvent::Forgotten { leg, .. } => leg,
     }
 }

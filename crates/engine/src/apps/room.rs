@@ -294,6 +294,44 @@ impl Rooms {
         }
     }
 
+    /// Takes over answered legs another application hands over (a two-party call
+    /// merged into a conference): they join the room with confid `room`, or the room
+    /// numbered `room` in `domain` (created if needed), and the room decides for them
+    /// from now on. Returns the confid.
+    pub fn adopt(&mut self, legs: &mut Legs, room: &str, domain: &str, members: &[LegId]) -> Result<String, EngineError> {
+        let started_ms = epoch_ms(SystemTime::now());
+        let confid = if self.rooms.contains_key(room) {
+            self.live_room(room)?;
+            room.to_owned()
+        } else if !room.is_empty() && room.bytes().all(|b| b.is_ascii_digit()) {
+            let Some((first, rest)) = members.split_first() else { return Err(EngineError::BadRequest("nobody to merge".into())) };
+            let confid = self.join_by_number(legs, started_ms, domain, room, first);
+            for id in rest {
+                let r = self.rooms.get_mut(&confid).expect("just joined");
+                r.participants.push(Participant::new(id.clone()));
+            }
+            confid
+        } else {
+            return Err(EngineError::RoomNotFound);
+        };
+        let r = self.rooms.get_mut(&confid).expect("present");
+        for id in members {
+            if !r.participants.iter().any(|p| &p.leg == id) {
+                r.participants.push(Participant::new(id.clone()));
+            }
+        }
+        r.max_participants = r.max_participants.max(r.participants.len() as u32);
+        for id in members {
+            if let Some(l) = legs.get_mut(id) {
+                l.owner = Owner::Room(confid.clone());
+                l.service = Service::Room(self.rooms[&confid].info.confroomnum.clone());
+            }
+            self.attach(legs, &confid, id);
+        }
+        info!(confid = %confid, legs = members.len(), "legs merged into the room");
+        Ok(confid)
+    }
+
     /// The room a leg dialling `number` in `domain` joins, created if needed.
     fn join_by_number(&mut self, legs: &mut Legs, now_ms: u64, domain: &str, number: &str, id: &LegId) -> String {
         let key = (domain.to_owned(), number.to_owned());

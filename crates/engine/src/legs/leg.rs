@@ -168,6 +168,12 @@ pub(crate) struct Leg {
     /// Held by us (we sent sendonly/inactive) or by the remote party (it did).
     pub held_locally: bool,
     pub held_by_remote: bool,
+    /// Our hold is `inactive` rather than `sendonly` (only meaningful with `held_locally`).
+    pub hold_inactive: bool,
+    /// Our re-INVITE (hold or resume) while it is pending (see `legs/session.rs`).
+    pub reinvite: Option<super::session::Reinvite>,
+    /// The REFER subscriptions on this leg (see `legs/refer.rs`).
+    pub refer: super::refer::ReferState,
     /// Its domain, lowercase: set when the leg is inserted (inbound: from the
     /// Request-URI host; outbound: the API caller's domain or the room's).
     pub domain: String,
@@ -211,6 +217,9 @@ impl Leg {
             talking: false,
             held_locally: false,
             held_by_remote: false,
+            hold_inactive: false,
+            reinvite: None,
+            refer: Default::default(),
             domain: String::new(),
         }
     }

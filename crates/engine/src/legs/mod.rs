@@ -12,8 +12,12 @@
 //! are queued, and timers are deadlines the engine reports through `poll_timeout`.
 
 pub mod leg;
-mod session;
+pub(crate) mod refer;
+pub(crate) mod session;
+#[cfg(test)]
+mod midcall_tests;
 pub(crate) use session::apply_negotiation;
+pub use refer::{DtmfMethod, Replaces};
 mod uac;
 mod uas;
 
@@ -56,6 +60,15 @@ pub(crate) enum LegEvent {
     Dtmf { leg: LegId, digit: char, duration_ms: u32 },
     /// A timer the owner set with [`Legs::set_timer`].
     Timer { leg: LegId, tag: u32 },
+    /// The outcome of our hold or resume re-INVITE ([`Legs::hold`], [`Legs::unhold`]):
+    /// `status` 200 when the session changed, else the failure (the session is as before).
+    HoldResult { leg: LegId, hold: bool, status: u16 },
+    /// Progress of a REFER we sent ([`Legs::refer`]): the status line of a NOTIFY's
+    /// sipfrag, or the REFER's own failure. `done`: the subscription is over.
+    ReferProgress { leg: LegId, status: u16, reason: String, done: bool },
+    /// The remote party asked us to call `target` (REFER, already answered 202 with a
+    /// `100 Trying` NOTIFY). The owner reports the outcome with [`Legs::notify_refer`].
+    Referred { leg: LegId, target: sip::Uri, replaces: Option<Replaces>, referred_by: Option<String> },
     /// The ended leg is forgotten now (its retention is over).
     Forgotten { leg: LegId, owner: Owner },
 }
@@ -68,6 +81,8 @@ pub(crate) enum LegTimer {
     Purge,
     /// The owner's timer with this tag.
     Owner(u32),
+    /// Our re-INVITE met glare (491): send it again.
+    RetryReinvite { hold: bool, inactive: bool },
 }
 
 /// A SIP event of a signalling-only dialog an application drives itself, with no leg
@@ -166,6 +181,12 @@ impl Legs {
                     let _ = self.hangup(now, &id);
                 }
                 LegTimer::Purge => self.purge(&id),
+                LegTimer::RetryReinvite { hold, inactive } => {
+                    if let Err(e) = self.send_reinvite(now, &id, hold, inactive) {
+                        self.events.push_back(LegEvent::HoldResult { leg: id.clone(), hold, status: 491 });
+                        debug!(leg = %id, error = %e, "re-INVITE retry abandoned");
+                    }
+                }
                 LegTimer::Owner(tag) => {
                     if self.legs.contains_key(&id) {
                         self.events.push_back(LegEvent::Timer { leg: id, tag });
@@ -418,11 +439,19 @@ impl Legs {
                 }
                 if resp.headers.cseq.method == Method::Invite {
                     if let Some(id) = self.by_tx.get(&tx).cloned() {
-                        self.on_invite_response(now, tx, &id, resp);
+                        if self.is_our_reinvite(&id, tx) {
+                            self.on_reinvite_response(now, &id, resp);
+                        } else {
+                            self.on_invite_response(now, tx, &id, resp);
+                        }
                     }
                 } else if resp.status >= 200 {
                     if let Some((id, method)) = self.by_request_tx.remove(&tx) {
-                        self.events.push_back(LegEvent::Response { leg: id, method, status: resp.status, resp: Some(resp) });
+                        if method == Method::Refer {
+                            self.on_refer_response(&id, resp.status, &resp.reason);
+                        } else {
+                            self.events.push_back(LegEvent::Response { leg: id, method, status: resp.status, resp: Some(resp) });
+                        }
                     }
                 }
             }
@@ -431,9 +460,16 @@ impl Legs {
                 if let Some((id, method)) = self.by_request_tx.remove(&tx) {
                     // Reported as a 408, as RFC 3261 §8.1.3.1 has a UA do.
                     debug!(leg = %id, "in-dialog request timed out");
-                    self.events.push_back(LegEvent::Response { leg: id, method, status: 408, resp: None });
+                    if method == Method::Refer {
+                        self.on_refer_response(&id, 408, "Request Timeout");
+                    } else {
+                        self.events.push_back(LegEvent::Response { leg: id, method, status: 408, resp: None });
+                    }
                 }
                 if let Some(id) = self.by_tx.remove(&tx) {
+                    if self.is_our_reinvite(&id, tx) {
+                        self.on_reinvite_timeout(now, &id);
+                    }
                     let is_invite = self.legs.get(&id).is_some_and(|l| l.invite_tx == Some(tx));
                     if is_invite {
                         self.end_leg(now, &id, 408, "No answer from the remote party", true);
@@ -509,6 +545,10 @@ impl Legs {
             }
             Method::Invite | Method::Update => self.on_session_refresh(now, tx, &id, req),
             Method::Options => self.reply(now, tx, &req, 200, None),
+            Method::Refer => self.on_refer(now, tx, &id, req),
+            Method::Notify if self.legs.get(&id).is_some_and(|l| l.refer.outgoing) && refer::is_refer_notify(&req) => {
+                self.on_refer_notify(now, tx, &id, req)
+            }
             _ => self.events.push_back(LegEvent::Request { leg: id, tx, req }),
         }
     }

@@ -73,7 +73,16 @@ impl Legs {
                 leg.state = LegState::Ringing;
             }
             if status > 100 && !leg.is_over() {
-                let early_media = parse_sdp_body(&resp.headers, &resp.body).ok().flatten().is_some();
+                let early = parse_sdp_body(&resp.headers, &resp.body).ok().flatten();
+                let early_media = early.is_some();
+                // Early media (183 with SDP): point our media at the remote now, so its
+                // ringback or announcement can be heard before the answer. The offer
+                // stays pending: the 2xx carries the answer again (no 100rel here).
+                if let (Some(answer), Some(offer)) = (early, leg.pending_offer.as_ref()) {
+                    if let Ok(neg) = sdp::accept_answer(offer, &answer) {
+                        apply_negotiation(&self.media, &mut leg, &neg);
+                    }
+                }
                 self.events.push_back(LegEvent::Progress { leg: id.clone(), status, reason: resp.reason.clone(), early_media });
             }
         } else if status < 300 {

@@ -450,6 +450,12 @@ impl MediaHandle {
     }
 
     /// Send an RFC 4733 digit in the leg's stream (needs a telephone-event PT).
+    /// Records room `room`'s mix into `tap` (None: stops), on the worker of `via`, a
+    /// leg in the room (that worker mixes the room; one tap, so one copy of each frame).
+    pub fn tap_room(&self, via: LegId, room: RoomId, tap: Option<crate::recorder::Tap>) {
+        self.to_leg(via, Command::Tap(room, tap));
+    }
+
     pub fn send_dtmf(&self, leg: LegId, digit: char, duration_ms: u32) {
         self.to_leg(leg, Command::SendDtmf { leg, digit, duration_ms });
     }

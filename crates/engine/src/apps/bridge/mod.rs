@@ -10,6 +10,10 @@
 //! forking, ringback, answer and the end of calls; `control.rs` mid-call control
 //! (hold, transfer, record, DTMF, merge, supervise).
 
+pub(crate) mod control;
+mod setup;
+pub use setup::{CallerId, Reach, Target};
+
 use crate::call::*;
 use crate::engine::EngineConfig;
 use crate::legs::LegId;
@@ -44,6 +48,8 @@ pub(crate) struct Call {
     pub api_originated: bool,
     /// Supervisors listening, whispering or barging in, by leg.
     pub supervisors: Vec<(LegId, SuperviseMode)>,
+    /// Forking, ringback and caller-ID state (see `setup.rs`).
+    pub setup: setup::Setup,
 }
 
 impl Call {
@@ -74,11 +80,13 @@ pub(crate) struct Bridges {
     /// The next CallId; the shell seeds it above every id in the store.
     pub next_id: u64,
     next_media_room: u64,
+    /// Mid-call control's own state (see `control.rs`).
+    pub control: control::Control,
 }
 
 impl Bridges {
     pub fn new(cfg: Arc<EngineConfig>) -> Bridges {
-        Bridges { cfg, calls: HashMap::new(), by_leg: HashMap::new(), next_id: 1, next_media_room: MEDIA_ROOM_BASE }
+        Bridges { cfg, calls: HashMap::new(), by_leg: HashMap::new(), next_id: 1, next_media_room: MEDIA_ROOM_BASE, control: Default::default() }
     }
 
     /// Call ids continue above `floor` (the highest id in the call log), so they stay
@@ -126,8 +134,11 @@ impl Bridges {
 impl Bridges {
     /// Something happened to one of a call's legs.
     pub fn on_leg_event(&mut self, now: std::time::Instant, legs: &mut crate::legs::Legs, call: CallId, ev: crate::legs::LegEvent) {
-        // Lane B fills this in (setup.rs); until then, plain endpoint behaviour.
-        let _ = call;
-        super::default_handling(now, legs, ev);
+        // Mid-call control first (transfer and supervisor legs, hold, REFER, recording),
+        // then setup and the end of calls; what is left gets plain endpoint behaviour.
+        let Some(ev) = self.on_control_event(now, legs, call, ev) else { return };
+        if let Some(ev) = self.on_setup_event(now, legs, call, ev) {
+            super::default_handling(now, legs, ev);
+        }
     }
 }
