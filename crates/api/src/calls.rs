@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use axum::extract::Query;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use engine::{CallId, CallInfo, DialOutRequest, LegId, LegInfo, Service};
+use engine::{CallId, CallInfo, DialOutRequest, LegId, Service};
 use serde::Deserialize;
 use std::time::Duration;
 use utoipa::ToSchema;
