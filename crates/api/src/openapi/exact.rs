@@ -191,6 +191,7 @@ fn parameter(path: &str, p: &mut Value) {
         "name" if path.starts_with("/v1/keys") => text(formats::LOGIN),
         "client_id" => text(formats::LOGIN),
         "id" => json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX }),
+        "kind" if path == "/v1/calls" => json!({ "type": "string", "enum": ["leg", "call"] }),
         other => panic!("parameter {other} of {path} has no exact schema"),
     };
     p["schema"] = schema;
