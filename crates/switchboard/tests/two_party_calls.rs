@@ -95,7 +95,7 @@ fn events_of_call(server: &Server, call_id: u64) -> Vec<String> {
     let events: Value = server.get("/v1/events").json();
     events
         .as_array()
-        .map(|a| a.iter().filter(|e| e["call_id"].as_u64() == Some(call_id)).filter_map(|e| e["type"].as_str().map(str::to_owned)).collect())
+        .map(|a| a.iter().filter(|e| e["call_id"].as_u64() == Some(call_id) || e["info"]["call_id"].as_u64() == Some(call_id)).filter_map(|e| e["type"].as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
 }
 
