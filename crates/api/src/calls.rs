@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use axum::extract::Query;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use engine::{CallId, CallInfo, DialOutRequest, LegId, LegInfo, Service};
+use engine::{CallId, CallInfo, DialOutRequest, LegId, Service};
 use serde::Deserialize;
 use std::time::Duration;
 use utoipa::ToSchema;
@@ -56,8 +56,10 @@ pub struct PlaceCall {
     pub service: Option<String>,
     /// Click-to-call (`makeCall`): ring this party first (a user's extension, login or
     /// number, another number, or a SIP URI), presenting `to` as the caller; when it
-    /// answers, ring `to` and bridge the two. The answer is then the two-party call.
+    /// answers, ring `to` and bridge the two. The answer is then the two-party call
+    /// (`service`, `from_user` and `hangup_after_ms` do not apply and are ignored).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$")]
     pub from: Option<String>,
     /// User part of our From on a dial-out (without `from`).
     #[serde(default)]
@@ -87,9 +89,6 @@ fn opt_whole_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, 
 pub async fn place(State(st): State<AppState>, scope: Scope, body: Result<Json<PlaceCall>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
     let Json(p) = body?;
     if let Some(from) = p.from.as_deref() {
-        if p.service.is_some() || p.hangup_after_ms.is_some() || p.from_user.is_some() {
-            return Err(ApiError::bad_request("`from` places a two-party call: `service`, `from_user` and `hangup_after_ms` do not apply"));
-        }
         check_target("from", from)?;
         check_target("to", &p.to)?;
         let call = st.engine.make_call(from, &p.to, scope.principal.domain).await?;
@@ -189,6 +188,7 @@ pub async fn hang_up(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiP
 #[serde(deny_unknown_fields)]
 pub struct RedirectBody {
     /// Who to ring instead: a user's extension, login or number, a number, or a SIP URI.
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$")]
     pub to: String,
 }
 
@@ -196,6 +196,7 @@ pub struct RedirectBody {
 #[serde(deny_unknown_fields)]
 pub struct InterceptBody {
     /// The device (or user, whose devices all ring) picking the call up.
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$")]
     pub device: String,
 }
 
@@ -211,7 +212,7 @@ async fn ringing_call(st: &AppState, scope: &Scope, id: &str) -> Result<CallId, 
 }
 
 fn check_target(name: &str, v: &str) -> Result<(), ApiError> {
-    if v.trim().is_empty() || v.len() > 256 || v.chars().any(char::is_control) {
+    if v.trim().is_empty() || v.chars().count() > 256 || v.chars().any(char::is_control) {
         return Err(ApiError::bad_request(format!("`{name}` must be a user, a number or a SIP URI")));
     }
     Ok(())
@@ -227,9 +228,9 @@ fn check_target(name: &str, v: &str) -> Result<(), ApiError> {
         (status = 422, description = "No route to the target (a user with no registered device, a number with no gateway)", body = ErrorBody),
         (status = 503, description = "Out of RTP ports, or the server is shutting down", body = ErrorBody)))]
 pub async fn redirect(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPath<String>, body: Result<Json<RedirectBody>, axum::extract::rejection::JsonRejection>) -> Result<Json<CallInfo>, ApiError> {
+    let call_id = ringing_call(&st, &scope, &id).await?;
     let Json(b) = body?;
     check_target("to", &b.to)?;
-    let call_id = ringing_call(&st, &scope, &id).await?;
     Ok(Json(st.engine.redirect_call(call_id, &b.to).await?))
 }
 
@@ -243,8 +244,8 @@ pub async fn redirect(State(st): State<AppState>, scope: Scope, ApiPath(id): Api
         (status = 422, description = "No route to the device", body = ErrorBody),
         (status = 503, description = "Out of RTP ports, or the server is shutting down", body = ErrorBody)))]
 pub async fn intercept(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPath<String>, body: Result<Json<InterceptBody>, axum::extract::rejection::JsonRejection>) -> Result<Json<CallInfo>, ApiError> {
+    let call_id = ringing_call(&st, &scope, &id).await?;
     let Json(b) = body?;
     check_target("device", &b.device)?;
-    let call_id = ringing_call(&st, &scope, &id).await?;
     Ok(Json(st.engine.intercept_call(call_id, &b.device).await?))
 }

@@ -639,7 +639,8 @@ impl Engine {
         if is_dialable_number(&key) {
             return self.reach_gateway(&key).ok_or_else(|| EngineError::Unroutable(format!("no route to number {key}: no [routing] gateway")));
         }
-        Err(EngineError::BadTarget(format!("{target}: not a user, number or SIP URI")))
+        // Well-formed but nobody: no route (422), like a user with no device.
+        Err(EngineError::Unroutable(format!("{target}: not a user, a number or a SIP URI")))
     }
 
     /// The call ids continue above `floor` (the highest in the call log).

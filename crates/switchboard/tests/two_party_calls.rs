@@ -41,6 +41,11 @@ fn server(env: &TestEnv, ring_time_s: u64) -> Server {
 
 /// pj_peer.py arguments for a phone registered as `user` through the server.
 fn phone_args(env: &TestEnv, server: &Server, mode: &str, user: &str, slot: u16, extra: &[&str]) -> Vec<String> {
+    // RTP ports: the block's two pjsua2 ranges, then the (here unused) SIPp media ports.
+    let (rtp, range) = match slot {
+        0 | 1 => (env.ports.pj_rtp(slot), 10),
+        _ => (env.ports.sipp_media(2 * (slot - 2)), 8),
+    };
     let mut v: Vec<String> = vec![mode.into()];
     if let Some(uri) = extra.first().filter(|a| a.starts_with("sip:")) {
         v.push(uri.to_string());
@@ -60,9 +65,9 @@ fn phone_args(env: &TestEnv, server: &Server, mode: &str, user: &str, slot: u16,
             "--sip-port",
             &env.ports.peer_sip(slot).to_string(),
             "--rtp-port",
-            &env.ports.pj_rtp(slot).to_string(),
+            &rtp.to_string(),
             "--rtp-range",
-            "10",
+            &range.to_string(),
             "--codec",
             "PCMU/8000",
         ]
@@ -90,7 +95,7 @@ fn events_of_call(server: &Server, call_id: u64) -> Vec<String> {
     let events: Value = server.get("/v1/events").json();
     events
         .as_array()
-        .map(|a| a.iter().filter(|e| e["call_id"].as_u64() == Some(call_id)).filter_map(|e| e["type"].as_str().map(str::to_owned)).collect())
+        .map(|a| a.iter().filter(|e| e["call_id"].as_u64() == Some(call_id) || e["info"]["call_id"].as_u64() == Some(call_id)).filter_map(|e| e["type"].as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
 }
 
@@ -305,7 +310,7 @@ fn a_ringing_call_is_redirected_and_intercepted_over_rest() {
     assert_eq!(call["callee"]["ext"], "3046", "carol took the call: {call}");
     assert_eq!(call["disposition"], "answered", "{call}");
 
-    // Bad input gets a clear 4xx.
-    assert_eq!(server.post(&format!("/v1/calls/{id2}/redirect"), &json!({"to": ""})).status, 400);
+    // Bad input gets a clear 4xx: the call's state is checked first (409), then the body.
+    assert_eq!(server.post(&format!("/v1/calls/{id2}/redirect"), &json!({"to": ""})).status, 409);
     assert_eq!(server.post("/v1/calls/999999/redirect", &json!({"to": "3046"})).status, 404);
 }

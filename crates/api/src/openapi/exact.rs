@@ -81,10 +81,10 @@ pub(super) fn apply(doc: &mut Value) {
         (CONFERENCE, "get", "200", one_of("Conference", "ConferenceFields")),
         (PARTICIPANTS, "get", "200", list_of("Participant", "ParticipantFields")),
         (PARTICIPANT, "get", "200", one_of("Participant", "ParticipantFields")),
-        ("/v1/calls", "post", "201", schema_ref("Leg")),
-        ("/v1/calls", "get", "200", json!({ "type": "array", "items": schema_ref("Leg") })),
-        ("/v1/calls/{leg_id}", "get", "200", schema_ref("Leg")),
-        ("/v1/calls/{leg_id}", "delete", "200", schema_ref("Leg")),
+        ("/v1/calls", "post", "201", leg_or_call()),
+        ("/v1/calls", "get", "200", json!({ "type": "array", "items": leg_or_call() })),
+        ("/v1/calls/{leg_id}", "get", "200", leg_or_call()),
+        ("/v1/calls/{leg_id}", "delete", "200", leg_or_call()),
         ("/v1/status", "get", "200", schema_ref("Status")),
         ("/v1/events", "get", "200", json!({ "type": "array", "items": schema_ref("Event") })),
         (
@@ -192,9 +192,17 @@ fn parameter(path: &str, p: &mut Value) {
         "client_id" => text(formats::LOGIN),
         "kind" if path == "/v1/calls" => json!({ "type": "string" }),
         "id" => json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX }),
+        "kind" if path == "/v1/calls" => json!({ "type": "string", "enum": ["leg", "call"] }),
         other => panic!("parameter {other} of {path} has no exact schema"),
     };
     p["schema"] = schema;
+}
+
+/// `/v1/calls` answers with legs (UUID `leg_id`) or two-party calls (integer `call_id`).
+fn leg_or_call() -> Value {
+    let call = json!({ "type": "object", "required": ["call_id", "state", "caller", "callee", "started_ms"],
+        "properties": { "call_id": { "type": "integer", "minimum": 0 }, "state": { "type": "string", "enum": ["ringing", "active", "held", "ended"] } } });
+    json!({ "anyOf": [schema_ref("Leg"), call] })
 }
 
 fn text_or_number() -> Value {

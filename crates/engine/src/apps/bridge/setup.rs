@@ -330,8 +330,9 @@ impl Bridges {
         let (disposition, status, reason) = failure_of(&call.setup.fork_statuses);
         let caller = call.caller_leg.clone().expect("checked");
         info!(call = %id, status, "no device answered");
-        self.end_call(now, legs, id, disposition, None);
+        // The caller hears the forks' failure (end_call would answer a plain 480).
         let _ = legs.hangup_with(now, &caller, Some((status, reason)));
+        self.end_call(now, legs, id, disposition, None);
     }
 
     fn on_ring_timeout(&mut self, now: Instant, legs: &mut Legs, id: CallId, leg: &LegId, tag: u32) {
@@ -349,13 +350,13 @@ impl Bridges {
         let caller = call.caller_leg.clone();
         let forks: Vec<LegId> = call.forks.iter().chain(call.setup.caller_forks.iter()).cloned().collect();
         info!(call = %id, "ring time over");
-        self.end_call(now, legs, id, Disposition::NoAnswer, None);
-        for f in forks {
-            let _ = legs.hangup(now, &f);
-        }
         if let Some(c) = caller {
             let _ = legs.hangup_with(now, &c, Some((480, "No answer")));
         }
+        for f in forks {
+            let _ = legs.hangup(now, &f);
+        }
+        self.end_call(now, legs, id, Disposition::NoAnswer, None);
     }
 
     fn on_forgotten(&mut self, id: CallId, leg: &LegId) {
@@ -405,13 +406,12 @@ impl Bridges {
     /// Clears a call: cancels the forks and refuses or hangs up the parties.
     pub fn clear_call(&mut self, now: Instant, legs: &mut Legs, id: CallId) -> Result<CallInfo, EngineError> {
         let call = self.calls.get(&id).filter(|c| c.state != CallState::Ended).ok_or(EngineError::LegEnded)?;
-        let caller = call.caller_leg.clone();
-        self.end_call(now, legs, id, Disposition::Cancelled, None);
-        if let Some(c) = caller {
+        if let Some(c) = call.caller_leg.clone() {
             if legs.get(&c).is_some_and(|l| !l.is_over()) {
                 let _ = legs.hangup_with(now, &c, Some((480, "Call cleared")));
             }
         }
+        self.end_call(now, legs, id, Disposition::Cancelled, None);
         let call = self.calls.get(&id).expect("still listed");
         Ok(self.info(call, legs))
     }
