@@ -256,6 +256,8 @@ async fn run(cfg: Config) -> Result<(), String> {
     engine.set_directory(directory.borrow().clone());
     // Registrations survive restarts; lapsed ones are dropped (and forgotten by the store).
     engine.restore_bindings(std::time::Instant::now(), bindings);
+    // Call ids continue above the call log's, so MX clients never see one reused.
+    engine.seed_call_ids(db.next_call_id_floor().await.map_err(|e| format!("store: {e}"))?);
     let tokens = tokens::setup(&cfg, db.clone(), directory.clone(), directory_changed.clone()).await?;
     let push = push::PushSender::new(&cfg.push, db.clone(), tokens.service.cfg.node.clone());
     let (recorder, recorder_task) = store::spawn_recorder(db.clone());
@@ -293,7 +295,8 @@ async fn run(cfg: Config) -> Result<(), String> {
     tokens::spawn_admin(&cfg, &tokens, cfg.api_token.clone(), state.verifiers.clone(), shutdown_rx.clone()).await?;
     let cc_routes = callcontroller::routes(&cfg, state.clone())?;
     callcontroller::spawn_listener(&cfg, cc_routes.clone(), shutdown_rx.clone()).await?;
-    let app = api::router(state).merge(tokens.mx_routes.clone()).merge(cc_routes);
+    let mx_routes = api::mx::routes(api::mx::MxState { engine: Some(state.engine.clone()), ..tokens.mx_state.clone() });
+    let app = api::router(state).merge(mx_routes).merge(cc_routes);
     let api_tls = tokens.api_tls.clone();
     let mut http_stop = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {

@@ -18,7 +18,8 @@ pub struct Tokens {
     /// Goes into `AppState::verifiers`.
     pub verifier: Arc<dyn CredentialVerifier>,
     /// `/auth`, `/contacts`, `/debug/log`, `/.well-known/jwks.json`: merge into the API router.
-    pub mx_routes: axum::Router,
+    /// The MX dialect's state; its routes are made once the engine handle exists.
+    pub mx_state: api::mx::MxState,
     /// HTTPS for the API listener when `[tls]` asks for it.
     pub api_tls: Option<Arc<api::tls::ServerConfig>>,
     /// For the MX call log, call modes and push tokens (and the admin web's `/tokens`).
@@ -57,14 +58,14 @@ pub async fn setup(
     };
     let service = TokenService::start(tcfg, Arc::new(db.clone()), directory, oidc).await.map_err(|e| format!("tokens: {e}"))?;
     service.spawn_maintenance();
-    let mx_routes = api::mx::routes(api::mx::MxState {
+    let mx_state = api::mx::MxState {
         store: Some(db.clone()),
         push: Arc::new(crate::push::topics(&cfg.push)),
         directory_changed: Some(directory_changed),
         ..api::mx::MxState::new(service.clone(), cfg.mx.log_file.clone())
-    });
+    };
     let api_tls = if cfg.tls.http { tls_config(cfg)? } else { None };
-    Ok(Tokens { verifier: Arc::new(JwtVerifier(service.clone())), service, mx_routes, api_tls, store: db })
+    Ok(Tokens { verifier: Arc::new(JwtVerifier(service.clone())), service, mx_state, api_tls, store: db })
 }
 
 /// The `[tls]` certificate, if any is configured.

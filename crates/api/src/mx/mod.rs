@@ -11,6 +11,7 @@
 //! wrong password, so it tells nothing about which logins exist).
 
 pub mod admin;
+pub mod call_control;
 pub mod calls;
 pub mod csta;
 pub mod push;
@@ -43,12 +44,14 @@ pub struct MxState {
     /// Poked after a write that changes the directory snapshot (call mode, push
     /// tokens), so the shell reloads it at once rather than at its next poll.
     pub directory_changed: Option<Arc<tokio::sync::Notify>>,
+    /// The engine, for call control (None: those endpoints answer 503).
+    pub engine: Option<engine::EngineHandle>,
 }
 
 impl MxState {
     /// Just tokens and a log file: the call endpoints answer 503 and no push topic is known.
     pub fn new(tokens: Arc<TokenService>, log_file: Option<PathBuf>) -> MxState {
-        MxState { tokens, log_file, store: None, push: Arc::default(), directory_changed: None }
+        MxState { tokens, log_file, store: None, push: Arc::default(), directory_changed: None, engine: None }
     }
 
     fn directory_changed(&self) {
@@ -120,8 +123,23 @@ pub fn routes(state: MxState) -> Router {
         .route("/auth", with_405(get(get_auth).post(post_auth).delete(delete_auth), "GET, POST, DELETE"))
         .route("/auth/logout", with_405(axum::routing::delete(delete_auth), "DELETE"))
         .route("/contacts", with_405(get(contacts), "GET"))
-        .route("/calls", with_405(get(calls::call_log).patch(calls::set_call_mode), "GET, PATCH"))
-        .route("/calls/{name}", with_405(axum::routing::patch(calls::assign_device), "PATCH"))
+        .route("/calls", with_405(get(calls::call_log).patch(calls::set_call_mode).post(call_control::make_call), "GET, PATCH, POST"))
+        .route(
+            "/calls/{id}",
+            with_405(
+                axum::routing::patch(calls::assign_device)
+                    .get(call_control::call_info)
+                    .put(call_control::intercept)
+                    .post(call_control::transfer)
+                    .delete(call_control::clear),
+                "GET, PUT, POST, DELETE, PATCH",
+            ),
+        )
+        .route("/calls/{id}/hold", with_405(axum::routing::put(call_control::hold), "PUT"))
+        .route("/calls/{id}/unhold", with_405(axum::routing::put(call_control::unhold), "PUT"))
+        .route("/calls/{id}/record", with_405(axum::routing::post(call_control::record_start), "POST"))
+        .route("/calls/{id}/record/stop", with_405(axum::routing::post(call_control::record_stop), "POST"))
+        .route("/calls/{id}/conference", with_405(axum::routing::post(call_control::conference), "POST"))
         .route("/services", with_405(get(calls::services), "GET"))
         .route("/tokens/{kind}/{topic}/{token}", with_405(axum::routing::put(push::put_token).delete(push::delete_token), "PUT, DELETE"))
         .route("/debug/log", with_405(get(debug_log), "GET"))
