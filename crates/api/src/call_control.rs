@@ -1,12 +1,14 @@
 //! Mid-call control on the native API: `/v1/calls/{id}/hold`, `/unhold`, `/transfer`,
 //! `/record`, `/record/stop`, `/dtmf`, `/conference` and `/supervise`, where `{id}` is
-//! the two-party call's integer id (`call_id` of the call events and the call log).
+//! the two-party call's integer id (`call_id` of the call events and the call log), or
+//! one of its legs' ids.
 //!
 //! Each answers the call as it is once the command is under way (SIP work such as a
 //! re-INVITE or REFER completes afterwards and shows in `/v1/events`).
 
 use crate::auth::Scope;
 use crate::error::{ApiError, ApiPath, ErrorBody};
+use crate::formats;
 use crate::AppState;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
@@ -61,9 +63,9 @@ pub struct TransferBody {
     #[serde(default)]
     pub to: Option<String>,
     /// Attended transfer: the other call (by id) whose leg the party takes over.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::calls::opt_whole_u64")]
     #[schema(value_type = Option<u64>)]
-    pub replaces: Option<CallId>,
+    pub replaces: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -106,14 +108,22 @@ pub struct SuperviseBody {
     pub mode: SuperviseMode,
 }
 
-/// The call id from the path: a positive integer.
-fn call_id(raw: &str) -> Result<CallId, ApiError> {
-    raw.parse::<u64>().ok().filter(|n| *n > 0).map(CallId).ok_or_else(|| ApiError::bad_request(format!("`{raw}` is not a call id (a positive integer)")))
+/// A transfer or supervisor target, in [`formats::call_party`].
+fn check_party(what: &str, to: &str) -> Result<(), ApiError> {
+    if formats::matches(&formats::call_party(), to) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!("`{what}` must be a login, extension, number or SIP URI")))
+    }
 }
 
 /// Runs `op` on a call the caller may see; another domain's call is not found.
+/// `raw`: the call's integer id, or one of its legs' ids.
 async fn run(st: &AppState, scope: &Scope, raw: &str, op: CallOp) -> Result<Json<CallInfo>, ApiError> {
-    let id = call_id(raw)?;
+    run_on(st, scope, crate::calls::resolve_call_id(st, scope, raw).await?, op).await
+}
+
+async fn run_on(st: &AppState, scope: &Scope, id: CallId, op: CallOp) -> Result<Json<CallInfo>, ApiError> {
     let not_found = || ApiError::not_found("Call not found");
     let map = |e: engine::EngineError| match e {
         engine::EngineError::LegNotFound => not_found(),
@@ -131,11 +141,11 @@ async fn run(st: &AppState, scope: &Scope, raw: &str, op: CallOp) -> Result<Json
 
 /// Put one side of a call on hold.
 #[utoipa::path(post, path = "/v1/calls/{leg_id}/hold", operation_id = "hold_call", tag = "call control", request_body = HoldBody,
-    params(("leg_id" = u64, Path, description = "The call's integer id")),
+    params(("leg_id" = String, Path, description = "The call's integer id, or one of its leg ids")),
     responses((status = 200, description = "The call; a re-INVITE (sendonly or inactive) is on its way, `call_held` follows", body = Object),
-        (status = 400, description = "Bad input, the call is not answered, or the other side is already held", body = ErrorBody),
+        (status = 400, description = "Bad input (message says what)", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-        (status = 404, description = "Call not found", body = ErrorBody), (status = 409, description = "Call has already ended", body = ErrorBody)))]
+        (status = 404, description = "Call not found", body = ErrorBody), (status = 409, description = "The call has ended, is not answered yet, or its other side is already held", body = ErrorBody)))]
 pub async fn hold(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPath<String>, body: Result<Json<HoldBody>, JsonRejection>) -> Result<Json<CallInfo>, ApiError> {
     let Json(b) = body?;
     run(&st, &scope, &id, CallOp::Hold { side: b.side, inactive: matches!(b.mode, HoldMode::Inactive) }).await
@@ -143,71 +153,75 @@ pub async fn hold(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPath
 
 /// Take the held side off hold.
 #[utoipa::path(post, path = "/v1/calls/{leg_id}/unhold", operation_id = "unhold_call", tag = "call control",
-    params(("leg_id" = u64, Path, description = "The call's integer id")),
+    params(("leg_id" = String, Path, description = "The call's integer id, or one of its leg ids")),
     responses((status = 200, description = "The call; a re-INVITE (sendrecv) is on its way, `call_retrieved` follows", body = Object),
-        (status = 400, description = "The call is not on hold", body = ErrorBody),
-        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-        (status = 404, description = "Call not found", body = ErrorBody), (status = 409, description = "Call has already ended", body = ErrorBody)))]
+                (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 404, description = "Call not found", body = ErrorBody), (status = 409, description = "The call has ended or is not on hold", body = ErrorBody)))]
 pub async fn unhold(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPath<String>) -> Result<Json<CallInfo>, ApiError> {
     run(&st, &scope, &id, CallOp::Unhold).await
 }
 
 /// Transfer one side: blind (`to`) or attended (`replaces`).
 #[utoipa::path(post, path = "/v1/calls/{leg_id}/transfer", operation_id = "transfer_call", tag = "call control", request_body = TransferBody,
-    params(("leg_id" = u64, Path, description = "The call's integer id")),
+    params(("leg_id" = String, Path, description = "The call's integer id, or one of its leg ids")),
     responses((status = 200, description = "The call; the REFER is sent, `call_transferred` follows when the party's new call is up", body = Object),
-        (status = 400, description = "Bad input: neither `to` nor `replaces`, a bad target, the call not answered, a transfer already under way", body = ErrorBody),
+        (status = 400, description = "Bad input: neither `to` nor `replaces`, a malformed target", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-        (status = 404, description = "Call not found", body = ErrorBody), (status = 409, description = "Call has already ended", body = ErrorBody)))]
+        (status = 404, description = "Call not found", body = ErrorBody), (status = 409, description = "The call (or the one to replace) has ended or is not answered yet, or a transfer is already under way", body = ErrorBody),
+        (status = 422, description = "No route to the target", body = ErrorBody)))]
 pub async fn transfer(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPath<String>, body: Result<Json<TransferBody>, JsonRejection>) -> Result<Json<CallInfo>, ApiError> {
     let Json(b) = body?;
     if b.to.is_none() && b.replaces.is_none() {
         return Err(ApiError::bad_request("a transfer needs `to` (blind) or `replaces` (attended)"));
     }
+    if let Some(to) = b.to.as_deref() {
+        check_party("to", to)?;
+    }
     if let Some(other) = b.replaces {
         // the other call must be one this caller may see too
-        run(&st, &scope, &other.0.to_string(), CallOp::Inspect).await?;
+        run_on(&st, &scope, CallId(other), CallOp::Inspect).await?;
     }
-    run(&st, &scope, &id, CallOp::Transfer { side: b.side, to: b.to, replaces: b.replaces }).await
+    run(&st, &scope, &id, CallOp::Transfer { side: b.side, to: b.to, replaces: b.replaces.map(CallId) }).await
 }
 
 /// Start recording the call (both parties, one WAV).
 #[utoipa::path(post, path = "/v1/calls/{leg_id}/record", operation_id = "record_call", tag = "call control",
-    params(("leg_id" = u64, Path, description = "The call's integer id")),
+    params(("leg_id" = String, Path, description = "The call's integer id, or one of its leg ids")),
     responses((status = 200, description = "The call; `recordings` lists the new file", body = Object),
-        (status = 400, description = "Already recording, or the call is not answered", body = ErrorBody),
-        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-        (status = 404, description = "Call not found", body = ErrorBody), (status = 409, description = "Call has already ended", body = ErrorBody)))]
+                (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 404, description = "Call not found", body = ErrorBody), (status = 409, description = "The call has ended, is not answered yet, or is already being recorded", body = ErrorBody)))]
 pub async fn record(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPath<String>) -> Result<Json<CallInfo>, ApiError> {
     run(&st, &scope, &id, CallOp::RecordStart).await
 }
 
 /// Stop recording the call.
 #[utoipa::path(post, path = "/v1/calls/{leg_id}/record/stop", operation_id = "stop_recording_call", tag = "call control",
-    params(("leg_id" = u64, Path, description = "The call's integer id")),
+    params(("leg_id" = String, Path, description = "The call's integer id, or one of its leg ids")),
     responses((status = 200, description = "The call", body = Object),
-        (status = 400, description = "Not recording", body = ErrorBody),
-        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-        (status = 404, description = "Call not found", body = ErrorBody), (status = 409, description = "Call has already ended", body = ErrorBody)))]
+                (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 404, description = "Call not found", body = ErrorBody), (status = 409, description = "The call has ended or is not being recorded", body = ErrorBody)))]
 pub async fn record_stop(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPath<String>) -> Result<Json<CallInfo>, ApiError> {
     run(&st, &scope, &id, CallOp::RecordStop).await
 }
 
 /// Send DTMF digits to one side.
 #[utoipa::path(post, path = "/v1/calls/{leg_id}/dtmf", operation_id = "send_dtmf", tag = "call control", request_body = DtmfBody,
-    params(("leg_id" = u64, Path, description = "The call's integer id")),
+    params(("leg_id" = String, Path, description = "The call's integer id, or one of its leg ids")),
     responses((status = 200, description = "The call; the digits are on their way", body = Object),
-        (status = 400, description = "Bad input (digits, method), or the call is not answered", body = ErrorBody),
+        (status = 400, description = "Bad input (digits, method)", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-        (status = 404, description = "Call not found", body = ErrorBody), (status = 409, description = "Call has already ended", body = ErrorBody)))]
+        (status = 404, description = "Call not found", body = ErrorBody), (status = 409, description = "The call has ended or is not answered yet", body = ErrorBody)))]
 pub async fn dtmf(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPath<String>, body: Result<Json<DtmfBody>, JsonRejection>) -> Result<Json<CallInfo>, ApiError> {
     let Json(b) = body?;
+    if !formats::matches(formats::DTMF_DIGITS, &b.digits) {
+        return Err(ApiError::bad_request("`digits` must be 1 to 64 of 0-9, *, #, A-D"));
+    }
     run(&st, &scope, &id, CallOp::Dtmf { side: b.side, digits: b.digits, method: b.method }).await
 }
 
 /// Merge the call into a conference room.
 #[utoipa::path(post, path = "/v1/calls/{leg_id}/conference", operation_id = "conference_call", tag = "call control", request_body = ConferenceBody,
-    params(("leg_id" = u64, Path, description = "The call's integer id")),
+    params(("leg_id" = String, Path, description = "The call's integer id, or one of its leg ids")),
     responses((status = 200, description = "The call (its parties are now the room's)", body = Object),
         (status = 400, description = "Bad input: neither or both of `confid` and `room`", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
@@ -225,13 +239,14 @@ pub async fn conference(State(st): State<AppState>, scope: Scope, ApiPath(id): A
 
 /// Call a supervisor into the call: listen, whisper or barge.
 #[utoipa::path(post, path = "/v1/calls/{leg_id}/supervise", operation_id = "supervise_call", tag = "call control", request_body = SuperviseBody,
-    params(("leg_id" = u64, Path, description = "The call's integer id")),
+    params(("leg_id" = String, Path, description = "The call's integer id, or one of its leg ids")),
     responses((status = 200, description = "The call; the supervisor is being called", body = Object),
-        (status = 400, description = "Bad input, or the call is not answered", body = ErrorBody),
+        (status = 400, description = "Bad input (message says what)", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-        (status = 404, description = "Call not found", body = ErrorBody), (status = 409, description = "Call has already ended", body = ErrorBody),
-        (status = 422, description = "The supervisor cannot be reached (no registered device)", body = ErrorBody)))]
+        (status = 404, description = "Call not found", body = ErrorBody), (status = 409, description = "The call has ended or is not answered yet", body = ErrorBody),
+        (status = 422, description = "The supervisor cannot be reached (no registered device, no route)", body = ErrorBody)))]
 pub async fn supervise(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPath<String>, body: Result<Json<SuperviseBody>, JsonRejection>) -> Result<Json<CallInfo>, ApiError> {
     let Json(b) = body?;
+    check_party("to", &b.to)?;
     run(&st, &scope, &id, CallOp::Supervise { to: b.to, mode: b.mode }).await
 }

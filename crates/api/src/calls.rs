@@ -32,11 +32,20 @@ pub fn routes() -> Router<AppState> {
 
 /// `{id}` as a two-party call id: digits are the call id itself, anything else a leg
 /// id whose call is looked up. 404 when there is no such call or the caller may not
-/// see it (another domain's, or for a user, a call they are no party of).
+/// see it (another domain's, or for a user, a call they are no party of); 409 for a
+/// leg that is in no two-party call.
 pub async fn resolve_call_id(st: &AppState, scope: &Scope, id: &str) -> Result<CallId, ApiError> {
     let call_id = match parse_call_id(id) {
         Some(c) => c,
-        None => st.engine.call_of_leg(LegId(id.to_owned())).await?.ok_or_else(ApiError::participant_not_found)?,
+        None => match st.engine.call_of_leg(LegId(id.to_owned())).await? {
+            Some(c) => c,
+            // a leg of ours that is no party of a two-party call (an echo dial-out, a
+            // room's participant): it exists, the call operations do not apply to it
+            None => {
+                let leg = st.engine.leg(LegId(id.to_owned())).await?.filter(|l| scope.sees_leg(l)).ok_or_else(ApiError::participant_not_found)?;
+                return Err(ApiError::conflict(format!("leg {} is not a party of a two-party call", leg.leg_id)));
+            }
+        },
     };
     st.engine.call(call_id).await?.filter(|c| scope.sees_call(c)).map(|c| c.call_id).ok_or_else(ApiError::participant_not_found)
 }
@@ -57,7 +66,7 @@ pub struct PlaceCall {
     /// Click-to-call (`makeCall`): ring this party first (a user's extension, login or
     /// number, another number, or a SIP URI), presenting `to` as the caller; when it
     /// answers, ring `to` and bridge the two. The answer is then the two-party call
-    /// (`service`, `from_user` and `hangup_after_ms` do not apply and are ignored).
+    /// (`from_user` and `hangup_after_ms` do not apply and are ignored; `service` is still checked).
     #[serde(default)]
     #[schema(min_length = 1, max_length = 256, pattern = r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$")]
     pub from: Option<String>,
@@ -70,7 +79,7 @@ pub struct PlaceCall {
 }
 
 /// null, or a whole JSON number from 0 to 2^64-1 (`30000` or `30000.0`).
-fn opt_whole_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(crate) fn opt_whole_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     use serde::de::Error;
     match serde_json::Value::deserialize(d)? {
         serde_json::Value::Null => Ok(None),
@@ -88,6 +97,10 @@ fn opt_whole_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, 
         (status = 503, description = "Out of RTP ports, or the server is shutting down", body = ErrorBody)))]
 pub async fn place(State(st): State<AppState>, scope: Scope, body: Result<Json<PlaceCall>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
     let Json(p) = body?;
+    let service = match p.service.as_deref() {
+        None | Some("echo") => Service::Echo,
+        Some(other) => return Err(ApiError::bad_request(format!("unknown service `{other}` (known: echo)"))),
+    };
     if let Some(from) = p.from.as_deref() {
         check_target("from", from)?;
         check_target("to", &p.to)?;
@@ -102,10 +115,6 @@ pub async fn place(State(st): State<AppState>, scope: Scope, body: Result<Json<P
             (uri, Some(peer))
         }
         None => (st.routing.target(&p.to)?, None),
-    };
-    let service = match p.service.as_deref() {
-        None | Some("echo") => Service::Echo,
-        Some(other) => return Err(ApiError::bad_request(format!("unknown service `{other}` (known: echo)"))),
     };
     let leg = st
         .engine

@@ -85,6 +85,7 @@ impl From<EngineError> for ApiError {
             EngineError::RoomNotFound => ApiError::conference_not_found(),
             EngineError::ParticipantNotFound => ApiError::participant_not_found(),
             EngineError::BadRequest(m) => ApiError::bad_request(m),
+            EngineError::Conflict(m) => ApiError::conflict(m),
             EngineError::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Server is shutting down"),
         }
     }

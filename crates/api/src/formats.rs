@@ -10,6 +10,8 @@
 //! |---|---|---|
 //! | [`sip_uri`] | `sip:`/`sips:`, optional `user@`, host name, IPv4 or `[IPv6]`, optional `:port` and `;params` | inside the others |
 //! | [`dial_target`] | a number (digits, `*`, `#`, optional leading `+`, separators ` ().-`), `tel:<number>`, a SIP URI, `<SIP URI>` or `user@host` | dial-out `to`, `POST /v1/calls` `to` |
+//! | [`call_party`] | a login, or a [`dial_target`] | mid-call transfer and supervise `to` |
+//! | [`DTMF_DIGITS`] | 1-64 of `0-9 * # A-D` | mid-call DTMF |
 //! | [`lookup_uri`] | a SIP URI, `<SIP URI>` or `user@host` | LOOKUP `uri`, `confuri` |
 //! | [`FROM_NUMBER`] | digits, `*`, `#`, optional leading `+` | LOOKUP `from` with `mode` `number` |
 //! | [`conference_ref`] | a confid (no `=`), or a lookup expression `key=value` (`from=...&mode=...`) | `{confid}` path segments |
@@ -55,6 +57,9 @@ pub const FROM_NUMBER: &str = r"^\+?[0-9*#]+$";
 
 /// `Idempotency-Key`: 1-255 visible ASCII characters; spaces and tabs only inside.
 pub const IDEMPOTENCY_KEY: &str = r"^[!-~](?:[\t -~]{0,253}[!-~])?$";
+
+/// DTMF digits to send: 1 to 64 of `0-9 * # A-D`.
+pub const DTMF_DIGITS: &str = r"^[0-9*#A-Da-d]{1,64}$";
 
 /// The values `flat` and `countonly` take (empty = true, as in `?flat`).
 pub const FLAG_VALUES: [&str; 5] = ["true", "false", "1", "0", ""];
@@ -106,6 +111,12 @@ pub fn sip_uri() -> String {
 pub fn dial_target() -> String {
     let uri = uri_of("sip");
     format!(r"^(?:{DIALLED_NUMBER}|tel:\+?[0-9*#]+|<{uri}>|{uri}|{})$", bare_address())
+}
+
+/// Who to call into a call (transfer, supervise): a user's login (or extension or
+/// number), or anything [`dial_target`] takes.
+pub fn call_party() -> String {
+    format!("^(?:[A-Za-z0-9._-]{{1,64}}|{})$", dial_target().trim_start_matches('^').trim_end_matches('$'))
 }
 
 /// LOOKUP `uri` and `confuri`, unanchored.

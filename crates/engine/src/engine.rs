@@ -166,6 +166,9 @@ pub enum EngineError {
     ParticipantNotFound,
     /// The request makes no sense (unknown participant in a rule, etc.).
     BadRequest(String),
+    /// The request is fine but the call's state does not allow it now (not answered
+    /// yet, not on hold, already recording, a transfer under way).
+    Conflict(String),
     /// The server is shutting down.
     ShuttingDown,
 }
@@ -178,6 +181,7 @@ impl std::fmt::Display for EngineError {
             EngineError::BadTarget(s) => write!(f, "bad target: {s}"),
             EngineError::Unroutable(s) => write!(f, "no route: {s}"),
             EngineError::MediaUnavailable(s) => write!(f, "media unavailable: {s}"),
+            EngineError::Conflict(s) => f.write_str(s),
             EngineError::RoomNotFound => f.write_str("Conference not found"),
             EngineError::ParticipantNotFound => f.write_str("Call/Participant not found"),
             EngineError::BadRequest(m) => f.write_str(m),
@@ -790,8 +794,17 @@ impl Engine {
         if let Some(r) = self.route_user(None, target) {
             return r;
         }
-        let uri = sip::parse::parse_uri(target.trim().trim_start_matches('<').trim_end_matches('>'))
-            .map_err(|_| EngineError::BadTarget(format!("{target}: not a user, number or SIP URI")))?;
+        let bare = target.trim().trim_start_matches('<').trim_end_matches('>');
+        let Ok(uri) = sip::parse::parse_uri(bare) else {
+            if is_dialable_number(bare) {
+                if let Some(Reach { mut targets, .. }) = self.reach_gateway(bare) {
+                    let t = targets.remove(0);
+                    return Ok((t.uri, t.peer));
+                }
+                return Err(EngineError::Unroutable(format!("no route to number {bare}: no [routing] gateway")));
+            }
+            return Err(EngineError::Unroutable(format!("{target}: no such user, number or SIP URI")));
+        };
         let names_us = resolve_literal(&uri, Transport::Udp).is_some_and(|p| p.addr == self.cfg.sip_addr);
         if names_us {
             if let Some(r) = uri.user.as_deref().and_then(|u| self.route_user(None, u)) {

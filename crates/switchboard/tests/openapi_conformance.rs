@@ -52,7 +52,16 @@ const CALLERS: [(u16, &str); 4] = [(0, "1"), (1, "1"), (2, "2"), (3, "2")];
 /// participant that has ended stays readable (`state` `ended`, `end_status`,
 /// `end_reason`) for a while, so a GET after its DELETE is a 200 by design. (PATCH and
 /// a second DELETE of it are 404s, and are checked.)
+///
+/// 422 is a valid answer to a valid call request: "well-formed, but no route" (a user
+/// with no registered device, a number with no gateway, a name nobody has) depends on
+/// the directory and registrations, like 404 and 409 do.
 const CONFIG: &str = r#"
+[[operations]]
+include-path-regex = "^/v1/calls(/\\{leg_id\\}/(redirect|intercept|supervise|transfer))?$"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
+
 [[operations]]
 include-path = "/v1/calls/{leg_id}"
 include-method = "GET"

@@ -46,6 +46,8 @@ pub(super) fn apply(doc: &mut Value) {
     schemas.insert("ConferenceFilter".into(), filter_of(&schemas["Conference"], Conference::FIELDS, "conferences"));
     schemas.insert("ParticipantFilter".into(), filter_of(&schemas["Participant"], Participant::FIELDS, "participants"));
     schemas.insert("Leg".into(), leg());
+    schemas.insert("Call".into(), call());
+    call_control_bodies(schemas);
     schemas.insert("Event".into(), event());
     schemas.insert("Status".into(), status());
     lookup_body(&mut schemas["LookupBody"]);
@@ -102,6 +104,12 @@ pub(super) fn apply(doc: &mut Value) {
         let content = if status == "requestBody" { &mut op["requestBody"] } else { &mut op["responses"][status] };
         assert!(content.is_object(), "{method} {path}: no {status} to describe");
         content["content"]["application/json"]["schema"] = schema;
+    }
+    for op in ["hold", "unhold", "transfer", "record", "record/stop", "dtmf", "conference", "supervise", "redirect", "intercept"] {
+        let path = format!("/v1/calls/{{leg_id}}/{op}");
+        let response = &mut paths[&path]["post"]["responses"]["200"];
+        assert!(response.is_object(), "post {path}: no 200");
+        response["content"]["application/json"]["schema"] = schema_ref("Call");
     }
     links(paths);
 }
@@ -190,7 +198,6 @@ fn parameter(path: &str, p: &mut Value) {
         "domain" if path == "/v1/users" => domain_name(),
         "name" if path.starts_with("/v1/keys") => text(formats::LOGIN),
         "client_id" => text(formats::LOGIN),
-        "kind" if path == "/v1/calls" => json!({ "type": "string" }),
         "id" => json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX }),
         "kind" if path == "/v1/calls" => json!({ "type": "string", "enum": ["leg", "call"] }),
         other => panic!("parameter {other} of {path} has no exact schema"),
@@ -200,9 +207,70 @@ fn parameter(path: &str, p: &mut Value) {
 
 /// `/v1/calls` answers with legs (UUID `leg_id`) or two-party calls (integer `call_id`).
 fn leg_or_call() -> Value {
-    let call = json!({ "type": "object", "required": ["call_id", "state", "caller", "callee", "started_ms"],
-        "properties": { "call_id": { "type": "integer", "minimum": 0 }, "state": { "type": "string", "enum": ["ringing", "active", "held", "ended"] } } });
-    json!({ "anyOf": [schema_ref("Leg"), call] })
+    json!({ "anyOf": [schema_ref("Leg"), schema_ref("Call")] })
+}
+
+/// Properties of a two-party call (`CallInfo`), shared by `Call` and the call events.
+fn call_properties() -> Map<String, Value> {
+    let nullable_ms = || json!({ "type": ["integer", "null"], "minimum": 0, "maximum": u64::MAX });
+    let side = || json!({ "enum": ["caller", "callee", null] });
+    let party = object(
+        "One party: its SIP URI and, for a directory user, who it is.",
+        json!({
+            "uri": { "type": "string" }, "user_id": { "type": ["integer", "null"] }, "ext": nullable("string"),
+            "display_name": nullable("string"),
+        })
+        .as_object()
+        .expect("object")
+        .clone(),
+    );
+    let props = json!({
+        "call_id": { "type": "integer", "minimum": 1, "maximum": i64::MAX, "description": "The call's id, for `/v1/calls/{id}/…`." },
+        "domain": { "type": "string" },
+        "state": { "enum": ["ringing", "active", "held", "ended"] },
+        "caller": party, "callee": party,
+        "caller_leg": nullable("string"), "callee_leg": nullable("string"),
+        "ringing_legs": { "type": "array", "items": { "type": "string" }, "description": "Every leg rung for the callee (forking)." },
+        "started_ms": count(u64::MAX), "answered_ms": nullable_ms(), "ended_ms": nullable_ms(),
+        "disposition": { "enum": ["answered", "busy", "no_answer", "unavailable", "cancelled", "failed", null] },
+        "hangup_by": side(), "caller_codec": nullable("string"), "callee_codec": nullable("string"), "held": side(),
+        "recordings": { "type": "array", "items": { "type": "string" }, "description": "WAV files, relative to the data dir." },
+        "api_originated": { "type": "boolean" },
+    });
+    props.as_object().expect("object").clone()
+}
+
+fn call() -> Value {
+    object("A two-party call between users (or a user and the gateway).", call_properties())
+}
+
+/// Bodies of mid-call control: the enums and formats the server checks.
+fn call_control_bodies(schemas: &mut Map<String, Value>) {
+    let side = json!({ "enum": ["caller", "callee"] });
+    let call_id = json!({ "type": ["integer", "null"], "minimum": 1, "maximum": i64::MAX });
+    let target = || json!({ "type": "string", "pattern": formats::dial_target() });
+    schemas["HoldBody"]["properties"]["side"] = side.clone();
+    schemas["HoldBody"]["properties"]["mode"] = json!({ "enum": ["sendonly", "inactive"] });
+    schemas["TransferBody"]["properties"]["side"] = side.clone();
+    schemas["TransferBody"]["properties"]["to"] = or_null(target());
+    schemas["TransferBody"]["properties"]["replaces"] = call_id;
+    schemas["TransferBody"]["anyOf"] = json!([
+        { "required": ["to"], "properties": { "to": { "type": "string" } } },
+        { "required": ["replaces"], "properties": { "replaces": { "type": "integer" } } },
+    ]);
+    schemas["DtmfBody"]["properties"]["side"] = side;
+    schemas["DtmfBody"]["properties"]["digits"] = text(formats::DTMF_DIGITS);
+    schemas["DtmfBody"]["properties"]["method"] = json!({ "enum": ["rfc4733", "info"] });
+    schemas["SuperviseBody"]["properties"]["to"] = target();
+    schemas["SuperviseBody"]["properties"]["mode"] = json!({ "enum": ["listen", "whisper", "barge"] });
+    let room = json!({ "type": "string", "pattern": "^[0-9]{1,32}$" });
+    let confid = json!({ "type": "string", "pattern": formats::conference_ref() });
+    schemas["ConferenceBody"]["properties"]["room"] = or_null(room.clone());
+    schemas["ConferenceBody"]["properties"]["confid"] = or_null(confid.clone());
+    schemas["ConferenceBody"]["oneOf"] = json!([
+        { "required": ["confid"], "properties": { "confid": confid, "room": { "type": "null" } } },
+        { "required": ["room"], "properties": { "room": room, "confid": { "type": "null" } } },
+    ]);
 }
 
 fn text_or_number() -> Value {
@@ -365,9 +433,9 @@ fn leg_properties() -> Map<String, Value> {
         "direction": { "enum": ["inbound", "outbound"] },
         "state": { "enum": ["calling", "ringing", "active", "held", "ended"] },
         "service": {
-            "description": "What the leg is connected to: `echo`, `ring`, or `{\"room\": \"<room number>\"}`.",
+            "description": "What the leg is connected to: `echo`, `ring`, `call` (a party of a two-party call), or `{\"room\": \"<room number>\"}`.",
             "anyOf": [
-                { "enum": ["echo", "ring"] },
+                { "enum": ["echo", "ring", "call"] },
                 { "type": "object", "required": ["room"], "properties": { "room": { "type": "string" } }, "additionalProperties": false },
             ]
         },
@@ -446,6 +514,21 @@ fn event() -> Value {
     ended.insert("ended_ms".into(), count(u64::MAX));
     ended.insert("max_participants".into(), count(u32::MAX as u64));
     variants.push(object("`room_ended`: the room, when it ended, and its most participants at once.", ended));
+    for kind in ["call_started", "call_ringing", "call_answered", "call_held", "call_retrieved", "call_ended"] {
+        let mut m = head(kind);
+        m.extend(call_properties());
+        variants.push(object(&format!("`{kind}`: the call's fields."), m));
+    }
+    for (kind, field, what) in [
+        ("call_transferred", "target", "`call_transferred`: the call and where a party went."),
+        ("recording_started", "file", "`recording_started`: the call and the WAV file (relative to the data dir)."),
+        ("recording_stopped", "file", "`recording_stopped`: the call and the WAV file."),
+    ] {
+        let mut m = head(kind);
+        m.insert("info".into(), call());
+        m.insert(field.into(), json!({ "type": "string" }));
+        variants.push(object(what, m));
+    }
     json!({ "description": "An engine event: `seq`, `ts` (ms since the epoch), `type`, and the type's fields.", "oneOf": variants })
 }
 

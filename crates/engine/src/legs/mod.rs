@@ -384,7 +384,7 @@ impl Legs {
         }
         let fallback = leg.peer;
         let Some(dialog) = leg.dialog.as_mut() else {
-            return Err(EngineError::BadRequest("the call is not answered yet".into()));
+            return Err(EngineError::Conflict("the call is not answered yet".into()));
         };
         let mut req = dialog.request(method.clone(), via);
         for (name, value) in extra {

@@ -103,7 +103,7 @@ impl Legs {
     pub(crate) fn refer(&mut self, now: Instant, id: &LegId, target: &Uri, referred_by: Option<&str>) -> Result<(), EngineError> {
         let leg = self.legs.get(id).ok_or(EngineError::LegNotFound)?;
         if leg.refer.outgoing {
-            return Err(EngineError::BadRequest("a transfer is already in progress on this leg".into()));
+            return Err(EngineError::Conflict("a transfer is already in progress on this leg".into()));
         }
         let referred_by = referred_by.map(str::to_owned).unwrap_or_else(|| {
             let local = leg.dialog.as_ref().map(|d| d.local_uri.uri.to_string()).unwrap_or_else(|| format!("sip:switchboard@{}", self.cfg.domain));
@@ -234,7 +234,7 @@ impl Legs {
             return Err(EngineError::LegEnded);
         }
         if !matches!(leg.state, LegState::Active | LegState::Held) {
-            return Err(EngineError::BadRequest("the call is not answered yet".into()));
+            return Err(EngineError::Conflict("the call is not answered yet".into()));
         }
         match method {
             DtmfMethod::Rfc4733 => {

@@ -152,10 +152,10 @@ impl Legs {
             return Err(EngineError::LegEnded);
         }
         if !matches!(leg.state, LegState::Active | LegState::Held) || leg.dialog.is_none() {
-            return Err(EngineError::BadRequest("the call is not answered yet".into()));
+            return Err(EngineError::Conflict("the call is not answered yet".into()));
         }
         if leg.reinvite.as_ref().is_some_and(|r| !r.done) || leg.pending_offer.is_some() {
-            return Err(EngineError::BadRequest("a session change is already in progress on this leg; try again".into()));
+            return Err(EngineError::Conflict("a session change is already in progress on this leg; try again".into()));
         }
         let Some(addr) = leg.media_addr else {
             return Err(EngineError::MediaUnavailable("the leg has no media".into()));

@@ -45,7 +45,7 @@ impl Bridges {
         let call = self.calls.get(&id).ok_or(EngineError::LegNotFound)?;
         match call.state {
             CallState::Active | CallState::Held => Ok(call),
-            CallState::Ringing => Err(EngineError::BadRequest("the call is not answered yet".into())),
+            CallState::Ringing => Err(EngineError::Conflict("the call is not answered yet".into())),
             CallState::Ended => Err(EngineError::LegEnded),
         }
     }
@@ -94,7 +94,7 @@ impl Bridges {
     pub fn hold(&mut self, now: Instant, legs: &mut Legs, id: CallId, side: Side, inactive: bool) -> Result<CallInfo, EngineError> {
         let leg = self.party_leg(id, side)?;
         if let Some(other) = self.calls[&id].held.filter(|s| *s != side) {
-            return Err(EngineError::BadRequest(format!("the {} side is already on hold", side_name(other))));
+            return Err(EngineError::Conflict(format!("the {} side is already on hold", side_name(other))));
         }
         legs.hold(now, &leg, inactive)?;
         let call = self.calls.get_mut(&id).expect("checked");
@@ -107,7 +107,7 @@ impl Bridges {
 
     /// Takes the held side off hold: a re-INVITE offering sendrecv, paths restored.
     pub fn unhold(&mut self, now: Instant, legs: &mut Legs, id: CallId) -> Result<CallInfo, EngineError> {
-        let side = self.answered_call(id)?.held.ok_or_else(|| EngineError::BadRequest("the call is not on hold".into()))?;
+        let side = self.answered_call(id)?.held.ok_or_else(|| EngineError::Conflict("the call is not on hold".into()))?;
         let leg = self.party_leg(id, side)?;
         legs.unhold(now, &leg)?;
         let call = self.calls.get_mut(&id).expect("checked");
@@ -141,7 +141,7 @@ impl Bridges {
                 return Err(EngineError::BadRequest("a call cannot replace itself".into()));
             }
             let replaced = self.replaced_leg(legs, id, side, other)?;
-            let r = legs.replaces_for(&replaced).ok_or_else(|| EngineError::BadRequest("the other call is not answered".into()))?;
+            let r = legs.replaces_for(&replaced).ok_or_else(|| EngineError::Conflict("the other call is not answered".into()))?;
             target.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("Replaces"));
             target.headers.push(("Replaces".into(), r.to_header_value()));
         }
@@ -354,7 +354,7 @@ impl Bridges {
     pub fn record_start(&mut self, legs: &mut Legs, id: CallId) -> Result<CallInfo, EngineError> {
         let call = self.answered_call(id)?;
         if self.control.recording.contains_key(&id) {
-            return Err(EngineError::BadRequest("the call is already being recorded".into()));
+            return Err(EngineError::Conflict("the call is already being recorded".into()));
         }
         let via = [call.caller_leg.as_ref(), call.callee_leg.as_ref()]
             .into_iter()
@@ -374,7 +374,7 @@ impl Bridges {
     pub fn record_stop(&mut self, legs: &mut Legs, id: CallId) -> Result<CallInfo, EngineError> {
         self.calls.get(&id).ok_or(EngineError::LegNotFound)?;
         if !self.stop_recording(legs, id) {
-            return Err(EngineError::BadRequest("the call is not being recorded".into()));
+            return Err(EngineError::Conflict("the call is not being recorded".into()));
         }
         Ok(self.info(&self.calls[&id], legs))
     }

@@ -460,7 +460,7 @@ impl Bridges {
     fn ringing_callee_side(&mut self, id: CallId) -> Result<&mut Call, EngineError> {
         let call = self.calls.get_mut(&id).ok_or(EngineError::LegNotFound)?;
         if call.state != CallState::Ringing || call.caller_leg.is_none() {
-            return Err(EngineError::BadRequest("the call is not ringing its callee".into()));
+            return Err(EngineError::Conflict("the call is not ringing its callee".into()));
         }
         Ok(call)
     }
