@@ -844,7 +844,9 @@ impl MediaCore {
             // Which selected speakers this listener must not hear.
             let mut excluded: [&Candidate; mixer::MAX_SPEAKERS] = [&mixer::NO_SPEAKER; mixer::MAX_SPEAKERS];
             let mut n_ex = 0;
-            let personal = if l.deaf || l.relay.own_encoder {
+            // A listener with its own encoder (after a relay) still must not hear
+            // itself or a blocked speaker: the exclusions hold for every personal mix.
+            let personal = if l.deaf {
                 true
             } else {
                 let check_topology = room.topology.has_exceptions(l.id);
@@ -854,7 +856,7 @@ impl MediaCore {
                         n_ex += 1;
                     }
                 }
-                n_ex > 0
+                n_ex > 0 || l.relay.own_encoder
             };
             let c = l.codec.as_mut().expect("checked");
             let (pt, kind) = (c.payload_type, c.kind);

@@ -467,6 +467,37 @@ fn g722_hand_over_from_relay_to_mix_is_seamless() {
     }
 }
 
+/// After a G.722 relay ends, the listener keeps its own encoder (its decoder follows
+/// ours); its mix must still leave out itself and any speaker it may not hear. Here a
+/// two-party call is put on hold (both paths blocked): each must get silence, not the
+/// whole room (before the fix: the other's tone and its own echo).
+#[test]
+fn after_a_g722_relay_ends_the_mix_still_leaves_out_self_and_blocked_speakers() {
+    let mut r = Room::new();
+    r.join(1, CodecKind::G722, 9, Some(500.0));
+    r.join(2, CodecKind::G722, 9, Some(1000.0));
+    r.run(60);
+    let relayed = r.out.to(2).len();
+    assert!(r.sent_by(1).contains(&r.out.to(2)[relayed - 1].payload), "2 hears 1 on the relay path first");
+    r.command(Command::SetBlocked(RoomId(1), vec![(LegId(1), LegId(2)), (LegId(2), LegId(1))]));
+    r.run(40);
+    for listener in [1u64, 2] {
+        let got = r.out.to(listener);
+        let mut dec = g722::G722Decoder::new();
+        let mut pcm = Vec::new();
+        for p in &got {
+            let mut frame = [0i16; 320];
+            let n = dec.decode_samples(&p.payload, &mut frame);
+            pcm.push(frame[..n].to_vec());
+        }
+        // from five frames after the block on (the decoder's filters settle)
+        for (i, f) in pcm.iter().enumerate().skip(relayed + 5) {
+            let rms = (f.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / f.len() as f64).sqrt();
+            assert!(rms < 50.0, "listener {listener}, frame {i} after the block: rms {rms:.0} (500 Hz share {:.2}, 1000 Hz share {:.2})", tone_share(f, 500.0), tone_share(f, 1000.0));
+        }
+    }
+}
+
 /// The encoder hand-over itself: an encoder given a decoder's state and the true input
 /// history continues with exactly the codes of the encoder that made the stream.
 #[test]
