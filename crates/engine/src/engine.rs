@@ -567,9 +567,13 @@ impl Engine {
             return self.legs.reply(now, tx, &req, 404, Some(&local_tag));
         };
         let domain_id = self.directory.domain_by_name(&req.uri.host).map(|d| d.id).or_else(|| {
-            // A Request-URI naming us by address (not by domain) means the default domain.
+            // A Request-URI naming us by address (not by domain): an authenticated
+            // caller dials in its own domain (a phone following our REFER to
+            // `sip:3046@<our address>`), anyone else in the default domain.
             let host = req.uri.host.trim_start_matches('[').trim_end_matches(']');
-            host.parse::<IpAddr>().ok().and_then(|_| self.default_domain(None))
+            host.parse::<IpAddr>().ok()?;
+            let own = known_caller.then(|| self.directory.domain_by_name(&req.headers.from.uri.host).map(|d| d.id)).flatten();
+            own.or_else(|| self.default_domain(None))
         });
         let callee_user = domain_id.and_then(|d| self.directory.user_by_key(d, &key)).filter(|u| u.enabled).cloned();
         let callee = match (&callee_user, domain_id) {

@@ -66,6 +66,7 @@ impl Phone {
         let events = env.path(&format!("{user}.events"));
         let record = env.path(&format!("{user}_rx.wav"));
         std::fs::write(&control, "").unwrap();
+        let (rtp, rtp_range) = env.ports.phone_rtp(slot);
         let mut args: Vec<String> = vec![if call.is_some() { "call".into() } else { "answer".into() }];
         if let Some(ext) = call {
             args.push(format!("sip:{ext}@{DOMAIN}"));
@@ -75,7 +76,7 @@ impl Phone {
                 "--registrar", &format!("sip:{DOMAIN}"), "--proxy", &format!("sip:{};lr", server.sip), "--domain", DOMAIN,
                 "--user", user, "--password", PASSWORD,
                 "--sip-port", &env.ports.peer_sip(slot).to_string(),
-                "--rtp-port", &env.ports.pj_rtp(slot).to_string(), "--rtp-range", "10",
+                "--rtp-port", &rtp.to_string(), "--rtp-range", &rtp_range.to_string(),
                 "--play", &tone(env, hz).display().to_string(), "--loop",
                 "--record", &record.display().to_string(),
                 "--control", &control.display().to_string(), "--events", &events.display().to_string(),
@@ -254,7 +255,6 @@ fn dtmf_by_rfc4733_and_by_info_reach_the_phone() {
 }
 
 #[test]
-#[ignore = "not yet run against real peers (lane H ran out of time)"]
 fn blind_transfer_by_rest_the_phone_follows_and_the_new_pair_hear_each_other() {
     let env = TestEnv::new("midcall_blind_rest");
     let _media = env.media_lock();
@@ -284,7 +284,6 @@ fn blind_transfer_by_rest_the_phone_follows_and_the_new_pair_hear_each_other() {
 }
 
 #[test]
-#[ignore = "not yet run against real peers (lane H ran out of time)"]
 fn a_transfer_started_by_the_phone_connects_the_other_party() {
     let env = TestEnv::new("midcall_blind_phone");
     let _media = env.media_lock();
@@ -309,7 +308,6 @@ fn a_transfer_started_by_the_phone_connects_the_other_party() {
 }
 
 #[test]
-#[ignore = "not yet run against real peers (lane H ran out of time)"]
 fn attended_transfer_with_replaces_from_the_phone() {
     let env = TestEnv::new("midcall_attended_phone");
     let _media = env.media_lock();
@@ -336,7 +334,6 @@ fn attended_transfer_with_replaces_from_the_phone() {
 }
 
 #[test]
-#[ignore = "not yet run against real peers (lane H ran out of time)"]
 fn attended_transfer_by_rest_sends_replaces_and_the_invite_takes_over() {
     let env = TestEnv::new("midcall_attended_rest");
     let _media = env.media_lock();

@@ -41,11 +41,7 @@ fn server(env: &TestEnv, ring_time_s: u64) -> Server {
 
 /// pj_peer.py arguments for a phone registered as `user` through the server.
 fn phone_args(env: &TestEnv, server: &Server, mode: &str, user: &str, slot: u16, extra: &[&str]) -> Vec<String> {
-    // RTP ports: the block's two pjsua2 ranges, then the (here unused) SIPp media ports.
-    let (rtp, range) = match slot {
-        0 | 1 => (env.ports.pj_rtp(slot), 10),
-        _ => (env.ports.sipp_media(2 * (slot - 2)), 8),
-    };
+    let (rtp, range) = env.ports.phone_rtp(slot);
     let mut v: Vec<String> = vec![mode.into()];
     if let Some(uri) = extra.first().filter(|a| a.starts_with("sip:")) {
         v.push(uri.to_string());

@@ -170,6 +170,16 @@ impl PortBlock {
         assert!(i < 2, "pj_rtp index {i} out of the block");
         self.base + 30 + 10 * i
     }
+    /// RTP ports for pjsua2 phone `i` (0..4) as (first port, how many): phones 0 and 1
+    /// get their own ten, phones 2 and 3 borrow eight of the SIPp media ports (a test
+    /// with four phones runs no SIPp).
+    pub fn phone_rtp(&self, i: u16) -> (u16, u16) {
+        match i {
+            0 | 1 => (self.pj_rtp(i), 10),
+            2 | 3 => (self.sipp_media(2 * (i - 2)), 8),
+            _ => panic!("phone_rtp index {i} out of the block"),
+        }
+    }
     /// The server's RTP range, inclusive.
     pub fn server_rtp(&self) -> (u16, u16) {
         (self.base + 50, self.base + BLOCK_SIZE - 1)

@@ -176,7 +176,7 @@ impl Bridges {
     }
 
     /// A REFER of ours progressed.
-    fn on_refer_progress(&mut self, legs: &mut Legs, leg: &LegId, status: u16, done: bool) {
+    fn on_refer_progress(&mut self, now: Instant, legs: &mut Legs, leg: &LegId, status: u16, done: bool) {
         if !done {
             return;
         }
@@ -184,6 +184,9 @@ impl Bridges {
         if (200..300).contains(&status) {
             info!(call = %id, %target, "transferred");
             self.announce(legs, id, |info| EngineEvent::CallTransferred { info, target });
+            // As the transferor we end our dialog with the transferee (RFC 5589 §6);
+            // the call ends with it (the other party is hung up).
+            let _ = legs.hangup(now, leg);
         } else {
             info!(call = %id, status, "transfer failed");
         }
@@ -524,7 +527,7 @@ impl Bridges {
                 None
             }
             LegEvent::ReferProgress { status, done, .. } => {
-                self.on_refer_progress(legs, &leg, status, done);
+                self.on_refer_progress(now, legs, &leg, status, done);
                 None
             }
             LegEvent::Referred { target, replaces, .. } => {
