@@ -179,7 +179,7 @@ pub async fn transfer(State(st): State<AppState>, scope: Scope, ApiPath(id): Api
     }
     if let Some(other) = b.replaces {
         // the other call must be one this caller may see too
-        run_on(&st, &scope, CallId(other), CallOp::Inspect).await?;
+        let _ = run_on(&st, &scope, CallId(other), CallOp::Inspect).await?;
     }
     run(&st, &scope, &id, CallOp::Transfer { side: b.side, to: b.to, replaces: b.replaces.map(CallId) }).await
 }

@@ -77,6 +77,9 @@ pub struct EngineConfig {
     pub ring_time: Duration,
     /// `[routing] gateway`: where calls to numbers outside the directory go.
     pub gateway: Option<Uri>,
+    /// `[push] wake_wait_ms`: how long a call for a user with push tokens waits for
+    /// the woken app to register (its devices already registered ring meanwhile).
+    pub wake_wait: Duration,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +100,7 @@ impl Default for EngineConfig {
             data_dir: std::path::PathBuf::from("."),
             ring_time: Duration::from_secs(60),
             gateway: None,
+            wake_wait: Duration::from_secs(5),
         }
     }
 }
@@ -419,6 +423,14 @@ impl Engine {
             }
             self.legs.send_response(now, tx, resp);
         }
+        // A woken app registering: calls waiting for it ring it now.
+        for e in &ev {
+            if let EngineEvent::BindingSaved(b) = e {
+                if let Some(t) = self.target_of(b) {
+                    self.bridges.on_registered(now, &mut self.legs, b.user_id, &b.contact, t);
+                }
+            }
+        }
         self.legs.public.extend(ev);
     }
 
@@ -599,18 +611,22 @@ impl Engine {
             user: caller_user.as_ref().map(|u| u.ext.clone().unwrap_or_else(|| u.login.clone())).or_else(|| from_hdr.uri.user.clone()),
             display: caller_user.as_ref().map(|u| u.caller_name()).or_else(|| from_hdr.display.clone()),
         };
-        self.bridges.start(now, &mut self.legs, tx, req, from, local_tag, domain, caller, caller_id, callee);
+        // A user with push tokens: wake the app and ring what registers meanwhile.
+        let wake = callee_user.as_ref().filter(|u| u.has_push_tokens && may_call_users).map(|u| u.id);
+        self.bridges.start(now, &mut self.legs, tx, req, from, local_tag, domain, caller, caller_id, callee, wake);
+    }
+
+    /// Where to ring one registered contact (None: its Contact does not parse).
+    fn target_of(&self, b: &crate::users::Binding) -> Option<Target> {
+        let uri = sip::parse::parse_uri(&b.contact).ok()?;
+        let transport = if b.transport == "tcp" { Transport::Tcp } else { Transport::Udp };
+        let trusted = self.registrar.guard.is_trusted(b.source.ip());
+        Some(Target { uri, peer: Peer { addr: b.source, transport }, trusted })
     }
 
     /// A directory user and every registered contact of theirs.
     fn reach_user(&self, _domain: crate::users::DomainId, user: &crate::users::User) -> Reach {
-        let mut targets = Vec::new();
-        for b in self.registrar.contacts_of(user.id) {
-            let Ok(uri) = sip::parse::parse_uri(&b.contact) else { continue };
-            let transport = if b.transport == "tcp" { Transport::Tcp } else { Transport::Udp };
-            let trusted = self.registrar.guard.is_trusted(b.source.ip());
-            targets.push(Target { uri, peer: Peer { addr: b.source, transport }, trusted });
-        }
+        let targets = self.registrar.contacts_of(user.id).iter().filter_map(|b| self.target_of(b)).collect();
         Reach { party: party_of_user(user, format!("sip:{}@{}", user.ext.as_deref().unwrap_or(&user.login), self.directory.domain(user.domain_id).map(|d| d.name.as_str()).unwrap_or(&self.cfg.domain))), targets }
     }
 

@@ -925,7 +925,9 @@ impl MediaCore {
             };
             self.tx.push_rtp(id, Socket::Rtp, dest, &header, payload);
         }
-        room.mixed_last = mixed_here;
+        // A recording here counts as mixing: the other workers see it in this tick's
+        // publication and keep decoding their speakers for it (`skip_candidates`).
+        room.mixed_last = mixed_here + room.tap.is_some() as u32;
         // Decoded speakers are needed next tick unless this is a room of two, both on
         // relay, with nobody here mixing now and nobody anywhere mixing last tick.
         // A recording needs the decoded speakers too.

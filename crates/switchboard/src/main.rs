@@ -242,6 +242,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             data_dir: cfg.data_dir.clone(),
             ring_time: std::time::Duration::from_secs(cfg.calls.ring_time_s.max(1)),
             gateway: cfg.routing.gateway.as_deref().and_then(|g| sip::parse::parse_uri(g.trim()).ok()),
+            wake_wait: std::time::Duration::from_millis(cfg.push.wake_wait_ms),
             ..EngineConfig::default()
         },
         media.handle(),

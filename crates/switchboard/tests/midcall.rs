@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
+use support::phone::*;
 use support::*;
 
 const DOMAIN: &str = "alpha.test";
@@ -35,113 +36,6 @@ fn directory(env: &TestEnv) {
     });
 }
 
-fn tone(env: &TestEnv, hz: u32) -> PathBuf {
-    let wav = env.path(&format!("tone{hz}.wav"));
-    if !wav.exists() {
-        let sox = require_tool("sox");
-        let ok = Command::new(sox)
-            .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
-            .arg(&wav)
-            .args(["synth", "30", "sine", &hz.to_string(), "vol", "0.5"])
-            .status()
-            .expect("sox");
-        assert!(ok.success(), "sox made no tone");
-    }
-    wav
-}
-
-/// A registered pjsua2 phone driven through its control file.
-struct Phone {
-    peer: PjPeer,
-    control: PathBuf,
-    events: PathBuf,
-    record: PathBuf,
-    log: PathBuf,
-}
-
-impl Phone {
-    /// `call`: the extension to call once registered (None: answer every call).
-    fn start(env: &TestEnv, server: &Server, slot: u16, user: &str, hz: u32, call: Option<&str>) -> Phone {
-        let control = env.path(&format!("{user}.control"));
-        let events = env.path(&format!("{user}.events"));
-        let record = env.path(&format!("{user}_rx.wav"));
-        std::fs::write(&control, "").unwrap();
-        let (rtp, rtp_range) = env.ports.phone_rtp(slot);
-        let mut args: Vec<String> = vec![if call.is_some() { "call".into() } else { "answer".into() }];
-        if let Some(ext) = call {
-            args.push(format!("sip:{ext}@{DOMAIN}"));
-        }
-        args.extend(
-            [
-                "--registrar", &format!("sip:{DOMAIN}"), "--proxy", &format!("sip:{};lr", server.sip), "--domain", DOMAIN,
-                "--user", user, "--password", PASSWORD,
-                "--sip-port", &env.ports.peer_sip(slot).to_string(),
-                "--rtp-port", &rtp.to_string(), "--rtp-range", &rtp_range.to_string(),
-                "--play", &tone(env, hz).display().to_string(), "--loop",
-                "--record", &record.display().to_string(),
-                "--control", &control.display().to_string(), "--events", &events.display().to_string(),
-                "--max-time", "60",
-            ]
-            .map(String::from),
-        );
-        let mut peer = PjPeer::spawn(env, user, &args);
-        peer.wait_ready(Duration::from_secs(15));
-        let log = env.path(&format!("{user}.pj.log"));
-        let phone = Phone { peer, control, events, record, log };
-        phone.wait_event("registered", 15, |e| e["event"] == "reg" && e["code"] == 200);
-        phone
-    }
-
-    fn command(&self, line: &str) {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(&self.control).unwrap();
-        writeln!(f, "{line}").unwrap();
-    }
-
-    fn events(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.events).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-    }
-
-    /// Waits for an event matching `pred`; returns it.
-    fn wait_event(&self, what: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
-        poll(Duration::from_secs(secs), what, || self.events().into_iter().find(|e| pred(e)))
-    }
-
-    /// When the recording started (the first active media), in the phone's time.
-    fn record_t0(&self) -> f64 {
-        self.wait_event("media active", 20, |e| e["event"] == "media" && e["status"] == "active")["t"].as_f64().unwrap()
-    }
-
-    fn quit(self) -> PjRun {
-        self.command("quit");
-        self.peer.wait()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-/// The phones' own clock, now (the newest event time is a lower bound; a command
-/// echo gives a fresh one).
-fn phone_now(p: &Phone) -> f64 {
-    let n = p.events().len();
-    p.command("noop");
-    let e = poll(Duration::from_secs(5), "the phone's clock", || p.events().get(n..).and_then(|v| v.iter().find(|e| e["event"] == "error" || e["event"] == "command").cloned()));
-    e["t"].as_f64().unwrap()
-}
-
-/// Server events of `kind` so far.
-fn server_events(server: &Server, kind: &str) -> Vec<Value> {
-    let r = server.get("/v1/events?after=0&limit=10000");
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json().as_array().cloned().unwrap_or_default().into_iter().filter(|e| e["type"] == kind).collect()
-}
-
-fn wait_server_event(server: &Server, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    poll(Duration::from_secs(20), kind, || server_events(server, kind).into_iter().find(|e| pred(e)))
-}
-
 fn call_id_of(ev: &Value) -> u64 {
     ev["call_id"].as_u64().or_else(|| ev["info"]["call_id"].as_u64()).expect("call id")
 }
@@ -152,8 +46,8 @@ fn start_server(env: &TestEnv) -> Server {
 
 /// alice calls bob (both registered); returns the phones and the call id once answered.
 fn alice_calls_bob(env: &TestEnv, server: &Server) -> (Phone, Phone, u64) {
-    let bob = Phone::start(env, server, 1, "bob", 1000, None);
-    let alice = Phone::start(env, server, 0, "alice", 440, Some("3045"));
+    let bob = Phone::start(env, server, 1, ("bob", DOMAIN, PASSWORD), 1000, None, &[]);
+    let alice = Phone::start(env, server, 0, ("alice", DOMAIN, PASSWORD), 440, Some("3045"), &[]);
     let answered = wait_server_event(server, "call_answered", |_| true);
     alice.record_t0();
     bob.record_t0();
@@ -260,7 +154,7 @@ fn blind_transfer_by_rest_the_phone_follows_and_the_new_pair_hear_each_other() {
     let _media = env.media_lock();
     directory(&env);
     let server = start_server(&env);
-    let carol = Phone::start(&env, &server, 2, "carol", 1500, None);
+    let carol = Phone::start(&env, &server, 2, ("carol", DOMAIN, PASSWORD), 1500, None, &[]);
     let (alice, bob, id) = alice_calls_bob(&env, &server);
     // alice (the caller) is sent to carol; bob leaves.
     post(&server, &format!("/v1/calls/{id}/transfer"), json!({"side": "caller", "to": "3046"}));
@@ -289,7 +183,7 @@ fn a_transfer_started_by_the_phone_connects_the_other_party() {
     let _media = env.media_lock();
     directory(&env);
     let server = start_server(&env);
-    let carol = Phone::start(&env, &server, 2, "carol", 1500, None);
+    let carol = Phone::start(&env, &server, 2, ("carol", DOMAIN, PASSWORD), 1500, None, &[]);
     let (alice, bob, id) = alice_calls_bob(&env, &server);
     // bob transfers alice to carol.
     bob.command(&format!("xfer sip:3046@{DOMAIN}"));
@@ -313,7 +207,7 @@ fn attended_transfer_with_replaces_from_the_phone() {
     let _media = env.media_lock();
     directory(&env);
     let server = start_server(&env);
-    let carol = Phone::start(&env, &server, 2, "carol", 1500, None);
+    let carol = Phone::start(&env, &server, 2, ("carol", DOMAIN, PASSWORD), 1500, None, &[]);
     let (alice, bob, first) = alice_calls_bob(&env, &server);
     // alice consults carol on a second call, then joins bob and carol.
     alice.command(&format!("call sip:3046@{DOMAIN}"));
@@ -339,7 +233,7 @@ fn attended_transfer_by_rest_sends_replaces_and_the_invite_takes_over() {
     let _media = env.media_lock();
     directory(&env);
     let server = start_server(&env);
-    let carol = Phone::start(&env, &server, 2, "carol", 1500, None);
+    let carol = Phone::start(&env, &server, 2, ("carol", DOMAIN, PASSWORD), 1500, None, &[]);
     let (alice, bob, first) = alice_calls_bob(&env, &server);
     alice.command(&format!("call sip:3046@{DOMAIN}"));
     let second = call_id_of(&wait_server_event(&server, "call_answered", |e| e["call_id"].as_u64() != Some(first)));

@@ -40,6 +40,8 @@
 
 #![allow(dead_code)]
 
+pub mod phone;
+
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};

@@ -23,6 +23,8 @@ use tracing::info;
 pub(crate) const RING_TIMEOUT: u32 = 1;
 /// An API-placed call's callee side has rung too long (set on the caller's leg).
 pub(crate) const CALLEE_RING_TIMEOUT: u32 = 2;
+/// The woken app had its time to register (`wake_wait`).
+pub(crate) const WAKE_TIMEOUT: u32 = 3;
 
 /// Somewhere to send an INVITE for one party: a registered contact, a URI, the gateway.
 #[derive(Debug, Clone)]
@@ -72,13 +74,20 @@ pub(crate) struct Setup {
     pub alerted: bool,
     /// An intercepting device being rung: when it answers, it is the callee.
     pub interceptor: Option<(LegId, Party)>,
+    /// Waiting for the callee's app, woken by a push, to register: the user, and the
+    /// contacts already rung (a refresh of one of those is not the app).
+    pub waking: Option<(crate::users::UserId, Vec<String>)>,
 }
 
 impl Bridges {
     /// A new call from an inbound INVITE to `callee`. Creates the call, the caller's
     /// leg and one outgoing leg per target, forked in parallel.
     #[allow(clippy::too_many_arguments)]
-    pub fn start(&mut self, now: Instant, legs: &mut Legs, tx: sip::transaction::TxId, req: Request, from: Peer, local_tag: String, domain: String, caller: Party, caller_id: CallerId, callee: Reach) -> Option<CallId> {
+    ///
+    /// `wake`: the callee is this user, who has push tokens: `WakeUser` asks the shell
+    /// to push, and for `wake_wait` the call also rings every contact the user
+    /// registers (the woken app); with nothing registered it fails only after that.
+    pub fn start(&mut self, now: Instant, legs: &mut Legs, tx: sip::transaction::TxId, req: Request, from: Peer, local_tag: String, domain: String, caller: Party, caller_id: CallerId, callee: Reach, wake: Option<crate::users::UserId>) -> Option<CallId> {
         let id = self.new_call_id();
         let caller_leg = legs.incoming(now, tx, req, from, local_tag, Service::Call, Owner::Bridge(id), domain.clone())?;
         let media_room = self.new_media_room();
@@ -91,6 +100,13 @@ impl Bridges {
         info!(call = %id, callee = %callee.party.uri, forks = callee.targets.len(), "two-party call");
         let ring_time = self.cfg.ring_time;
         legs.set_timer(&caller_leg, now + ring_time, RING_TIMEOUT);
+        if let Some(user_id) = wake {
+            let rung = callee.targets.iter().map(|t| t.uri.to_string()).collect();
+            self.calls.get_mut(&id).expect("inserted").setup.waking = Some((user_id, rung));
+            self.publish(legs, id, |call| EngineEvent::WakeUser { user_id, call });
+            legs.set_timer(&caller_leg, now + self.cfg.wake_wait, WAKE_TIMEOUT);
+            info!(call = %id, user = user_id, "waking the callee's app");
+        }
         self.ring_callee(now, legs, id, callee.targets);
         self.check_forks(now, legs, id);
         Some(id)
@@ -189,6 +205,15 @@ impl Bridges {
             LegEvent::Answered { leg } => self.on_answered(now, legs, id, &leg),
             LegEvent::Ended { leg, status, by_remote, .. } => self.on_ended(now, legs, id, &leg, status, by_remote),
             LegEvent::Timer { leg, tag: tag @ (RING_TIMEOUT | CALLEE_RING_TIMEOUT) } => self.on_ring_timeout(now, legs, id, &leg, tag),
+            LegEvent::Timer { tag: WAKE_TIMEOUT, .. } => {
+                // The app had its time: from now on the call fails when no fork is left.
+                if let Some(call) = self.calls.get_mut(&id) {
+                    if call.setup.waking.take().is_some() {
+                        info!(call = %id, "wake wait over");
+                    }
+                }
+                self.check_forks(now, legs, id);
+            }
             LegEvent::Forgotten { leg, .. } => self.on_forgotten(id, &leg),
             ev => return Some(ev),
         }
@@ -324,7 +349,7 @@ impl Bridges {
     /// the best failure (6xx, then busy, then unavailable).
     fn check_forks(&mut self, now: Instant, legs: &mut Legs, id: CallId) {
         let Some(call) = self.calls.get(&id) else { return };
-        if call.state != CallState::Ringing || !call.forks.is_empty() || call.caller_leg.is_none() || call.setup.interceptor.is_some() {
+        if call.state != CallState::Ringing || !call.forks.is_empty() || call.caller_leg.is_none() || call.setup.interceptor.is_some() || call.setup.waking.is_some() {
             return;
         }
         let (disposition, status, reason) = failure_of(&call.setup.fork_statuses);
@@ -333,6 +358,24 @@ impl Bridges {
         // The caller hears the forks' failure (end_call would answer a plain 480).
         let _ = legs.hangup_with(now, &caller, Some((status, reason)));
         self.end_call(now, legs, id, disposition, None);
+    }
+
+    /// `user` registered `contact`: every ringing call waiting for that user's app
+    /// rings it too (once per contact).
+    pub fn on_registered(&mut self, now: Instant, legs: &mut Legs, user: crate::users::UserId, contact: &str, target: Target) {
+        let waiting: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.state == CallState::Ringing && c.setup.waking.as_ref().is_some_and(|(u, rung)| *u == user && !rung.iter().any(|r| r == contact)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            if let Some((_, rung)) = self.calls.get_mut(&id).and_then(|c| c.setup.waking.as_mut()) {
+                rung.push(contact.to_owned());
+            }
+            info!(call = %id, contact, "the woken app registered: ringing it");
+            self.ring_callee(now, legs, id, vec![target.clone()]);
+        }
     }
 
     fn on_ring_timeout(&mut self, now: Instant, legs: &mut Legs, id: CallId, leg: &LegId, tag: u32) {
