@@ -385,7 +385,7 @@ impl Engine {
             }
             if let Some((call, referrer, target)) = self.bridges.control.to_route.pop() {
                 // A phone's transfer target: routing is the engine's (directory, registrar).
-                let route = self.route_target(&target.to_string());
+                let route = self.route_target(self.call_domain_id(call), &target.to_string());
                 self.bridges.place_transfer(now, &mut self.legs, call, referrer, route);
                 continue;
             }
@@ -810,8 +810,9 @@ impl Engine {
     /// Where a transfer or supervisor target is: a directory user's device (by
     /// extension, login, number or `sip:user@domain`, or a URI naming us by address),
     /// else a SIP URI with an address.
-    pub fn route_target(&self, target: &str) -> Result<(Uri, Peer), EngineError> {
-        if let Some(r) = self.route_user(None, target) {
+    /// `domain`: the call's (its users first); None = the default domain.
+    pub fn route_target(&self, domain: Option<crate::users::DomainId>, target: &str) -> Result<(Uri, Peer), EngineError> {
+        if let Some(r) = self.route_user(domain, target) {
             return r;
         }
         let bare = target.trim().trim_start_matches('<').trim_end_matches('>');
@@ -827,12 +828,17 @@ impl Engine {
         };
         let names_us = resolve_literal(&uri, Transport::Udp).is_some_and(|p| p.addr == self.cfg.sip_addr);
         if names_us {
-            if let Some(r) = uri.user.as_deref().and_then(|u| self.route_user(None, u)) {
+            if let Some(r) = uri.user.as_deref().and_then(|u| self.route_user(domain, u)) {
                 return r;
             }
         }
         let peer = resolve_literal(&uri, Transport::Udp).ok_or_else(|| EngineError::Unroutable(format!("{uri}: only users and IP addresses can be called from here")))?;
         Ok((uri, peer))
+    }
+
+    /// The directory domain of two-party call `id`.
+    fn call_domain_id(&self, id: crate::call::CallId) -> Option<crate::users::DomainId> {
+        self.bridges.calls.get(&id).and_then(|c| self.directory.domain_by_name(&c.domain)).map(|d| d.id)
     }
 
     /// A URI a phone can call for `target`: a SIP URI as given, else the extension,
@@ -893,7 +899,7 @@ impl Engine {
 
     /// Calls a supervisor into a call (listen, whisper or barge).
     pub fn supervise_call(&mut self, now: Instant, id: crate::call::CallId, to: &str, mode: crate::call::SuperviseMode) -> Result<crate::call::CallInfo, EngineError> {
-        let (uri, peer) = self.route_target(to)?;
+        let (uri, peer) = self.route_target(self.call_domain_id(id), to)?;
         let r = self.bridges.supervise(now, &mut self.legs, id, uri, peer, mode);
         self.dispatch(now);
         r

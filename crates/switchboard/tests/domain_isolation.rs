@@ -153,6 +153,15 @@ fn a_domain_admin_cannot_see_or_touch_another_domain() {
                 | "get_call" | "hang_up_call" | "get_domain" | "delete_domain" | "get_user" | "delete_user" | "get_app"
                 | "delete_app" | "delete_key" => (None, Expect::NotFound),
                 "dial_out" => (Some(dial_target.clone()), Expect::NotFound),
+                // control of beta's call (by its leg id), with bodies that are valid
+                "hold_call" => (Some(json!({ "side": "caller" })), Expect::NotFound),
+                "unhold_call" | "record_call" | "stop_recording_call" => (None, Expect::NotFound),
+                "transfer_call" => (Some(json!({ "side": "caller", "to": "3046" })), Expect::NotFound),
+                "send_dtmf" => (Some(json!({ "side": "caller", "digits": "1" })), Expect::NotFound),
+                "conference_call" => (Some(json!({ "room": "1" })), Expect::NotFound),
+                "supervise_call" => (Some(json!({ "to": "3046", "mode": "listen" })), Expect::NotFound),
+                "redirect_call" => (Some(json!({ "to": "3046" })), Expect::NotFound),
+                "intercept_call" => (Some(json!({ "device": "3046" })), Expect::NotFound),
                 "patch_participant" => (Some(json!({ "muted": true })), Expect::NotFound),
                 "change_topology" => (Some(json!([{ "from": "*", "to": "*", "enabled": true }])), Expect::NotFound),
                 "patch_domain" => (Some(json!({ "enabled": false })), Expect::NotFound),

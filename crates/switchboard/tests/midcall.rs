@@ -7,12 +7,13 @@
 //! Phones are driven through pj_peer.py's control file and report through its events
 //! file (JSON lines, `t` = seconds since the phone started), which is also how a
 //! recording's time is known: the recorder starts when the call's media does.
+//!
+//! Also: a listening supervisor (hears both, heard by nobody), and a call merged into a
+//! conference room that a third phone then dials.
 
 mod support;
 
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 use support::phone::*;
 use support::*;
@@ -251,4 +252,53 @@ fn attended_transfer_by_rest_sends_replaces_and_the_invite_takes_over() {
     carol.quit();
     assert!(bob_log.contains("Replaces:"), "bob's INVITE carried Replaces");
     tone_check(&env.path("bob_rx.wav")).window(t - b0 + 0.3, Some(t_end - b0 - 0.2)).expect(&[1500]).absent(&[440]).assert("bob hears carol");
+}
+
+#[test]
+fn a_listening_supervisor_hears_both_and_is_heard_by_nobody() {
+    let env = TestEnv::new("midcall_supervise");
+    let _media = env.media_lock();
+    directory(&env);
+    let server = start_server(&env);
+    let carol = Phone::start(&env, &server, 2, ("carol", DOMAIN, PASSWORD), 1500, None, &[]);
+    let (alice, bob, id) = alice_calls_bob(&env, &server);
+    post(&server, &format!("/v1/calls/{id}/supervise"), json!({"to": "3046", "mode": "listen"}));
+    let c0 = carol.record_t0();
+    let (a0, b0) = (alice.record_t0(), bob.record_t0());
+    let (tc, ta, tb) = (phone_now(&carol), phone_now(&alice), phone_now(&bob));
+    std::thread::sleep(Duration::from_secs(3));
+    let (tc_end, ta_end, tb_end) = (phone_now(&carol), phone_now(&alice), phone_now(&bob));
+    alice.quit();
+    bob.quit();
+    carol.quit();
+    tone_check(&env.path("carol_rx.wav")).window(tc - c0 + 0.5, Some(tc_end - c0 - 0.2)).expect(&[440, 1000]).assert("the supervisor hears both parties");
+    tone_check(&env.path("alice_rx.wav")).window(ta - a0 + 0.5, Some(ta_end - a0 - 0.2)).expect(&[1000]).absent(&[1500]).assert("alice hears bob, not the supervisor");
+    tone_check(&env.path("bob_rx.wav")).window(tb - b0 + 0.5, Some(tb_end - b0 - 0.2)).expect(&[440]).absent(&[1500]).assert("bob hears alice, not the supervisor");
+}
+
+#[test]
+fn a_call_merged_into_a_conference_meets_a_third_caller_there() {
+    let env = TestEnv::new("midcall_conference");
+    let _media = env.media_lock();
+    directory(&env);
+    let server = start_server(&env);
+    let (alice, bob, id) = alice_calls_bob(&env, &server);
+    let merged = post(&server, &format!("/v1/calls/{id}/conference"), json!({"room": "4711"}));
+    assert_eq!(merged["state"], "ended", "the call hands its parties to the room: {merged}");
+    // carol dials the room (room prefix *9) and meets both
+    let carol = Phone::start(&env, &server, 2, ("carol", DOMAIN, PASSWORD), 1500, Some("*94711"), &[]);
+    let c0 = carol.record_t0();
+    let (a0, b0) = (alice.record_t0(), bob.record_t0());
+    std::thread::sleep(Duration::from_millis(500));
+    let (tc, ta, tb) = (phone_now(&carol), phone_now(&alice), phone_now(&bob));
+    std::thread::sleep(Duration::from_secs(3));
+    let (tc_end, ta_end, tb_end) = (phone_now(&carol), phone_now(&alice), phone_now(&bob));
+    let room = server.get("/rest/v1/uc/conferences");
+    alice.quit();
+    bob.quit();
+    carol.quit();
+    assert!(room.body.contains("4711"), "room 4711 is a conference: {}", room.body);
+    tone_check(&env.path("carol_rx.wav")).window(tc - c0 + 0.3, Some(tc_end - c0 - 0.2)).expect(&[440, 1000]).assert("carol hears alice and bob in the room");
+    tone_check(&env.path("alice_rx.wav")).window(ta - a0 + 0.3, Some(ta_end - a0 - 0.2)).expect(&[1000, 1500]).assert("alice hears bob and carol");
+    tone_check(&env.path("bob_rx.wav")).window(tb - b0 + 0.3, Some(tb_end - b0 - 0.2)).expect(&[440, 1500]).assert("bob hears alice and carol");
 }
