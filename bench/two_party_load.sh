@@ -7,9 +7,14 @@
 # relay path, PCMU <-> G.722 / Opus is transcoded. sb-load measures both directions (loss,
 # share of the nominal 50 pps received) and the server's CPU over the window; calls per
 # core = calls up / (server CPU-seconds per second). A fresh server per run.
+# Capacity of this kind of box: N calls are 2N RTP streams each way, and sb-load costs
+# about 0.25 core per 1,000 streams (BENCHMARKS.md, "Room load"), all on the same
+# machine as the server. So a 5,000-call run (10,000 streams) does not fit 2 cores; take
+# calls per core from the largest runs where the server kept up, not from N itself.
 #
-# Usage: bench/two_party_load.sh [CALLS...]      (default: 1000 2000 5000)
-#   CODECS="pcmu g722 opus" bench/two_party_load.sh 5000 6000
+# Usage: bench/two_party_load.sh [CALLS...]      (default: 500 1000 2000)
+#   NICE=-10 PORT_MODE=shared THREADS=2 bench/two_party_load.sh 500 1000 1500 2000
+#   CODECS="g722 opus" bench/two_party_load.sh 100 200 400
 #   CODECS=g722 SECS=10 bench/two_party_load.sh 20      (a quick functional check)
 # Env: CODECS   callee codecs, each a run per call count (default "pcmu g722 opus";
 #               also pcma); the callers always offer PCMU
@@ -28,9 +33,11 @@
 #      NICE (see bench/room_load.sh).
 # Needs: curl, a release build (cargo build --release -p switchboard -p loadgen).
 # Output: per run the full sb-load report in the work dir, and one table line:
-#   calls, codec pair, path, calls up, loss % callers/callees, % of nominal packets
-#   received callers/callees, server CPU % of one core, calls per server core
-#   ("-" when the server did not keep up: under 99 % of nominal received).
+#   calls, codec pair, path, verbatim % (share of the callers' packets that carry a
+#   callee's payload byte for byte: ~100 on the relay path, 0 when transcoded), calls up,
+#   loss % callers/callees, % of nominal packets received callers/callees, server CPU %
+#   of one core, calls per server core ("-" when the server did not keep up: under 99 %
+#   of nominal received by either side).
 set -euo pipefail
 if [ -n "${NICE:-}" ] && [ -z "${SB_OWN_SESSION:-}" ]; then
   SB_OWN_SESSION=1 exec setsid -w "$0" "$@"
@@ -45,7 +52,7 @@ LOAD=${SB_LOAD_BIN:-$T/release/sb-load}
 for b in "$BIN" "$LOAD"; do
   [ -x "$b" ] || { echo "build first: cargo build --release -p switchboard -p loadgen ($b missing)" >&2; exit 2; }
 done
-CALLS=("$@"); [ ${#CALLS[@]} -gt 0 ] || CALLS=(1000 2000 5000)
+CALLS=("$@"); [ ${#CALLS[@]} -gt 0 ] || CALLS=(500 1000 2000)
 read -r -a CODEC_LIST <<<"${CODECS:-pcmu g722 opus}"
 SECS=${SECS:-20}; WARMUP=${WARMUP:-3}; RATE=${RATE:-200}; THREADS=${THREADS:-1}; VOICE=${VOICE:-noise}
 WORKERS=${WORKERS:-1}; PORT_MODE=${PORT_MODE:-per-leg}
@@ -69,11 +76,15 @@ field() { grep -o "\"$1\":[^,}]*" | head -1 | cut -d: -f2 | tr -d '"'; }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "server: $BIN --media-workers $WORKERS --media-port-mode $PORT_MODE --gateway sip:$LOAD_IP:$GW_PORT; ${SECS} s window, ${RATE} setups/s, callees send $VOICE, sb-load $THREADS RTP thread(s)"
-printf "%6s %-12s %-9s %6s %15s %17s %8s %9s %6s\n" calls codecs path up "loss% a/b" "received% a/b" srv_cpu% calls/core load1
+printf "%6s %-10s %-9s %9s %6s %15s %17s %8s %10s %6s\n" calls codecs path verbatim% up "loss% a/b" "received% a/b" srv_cpu% calls/core load1
 for codec in "${CODEC_LIST[@]}"; do
   for n in "${CALLS[@]}"; do
     run="$WORK/${codec}_$n"
     mkdir -p "$run"
+    # Another server on our HTTP port would answer the health check below and be measured.
+    if curl -sf http://127.0.0.1:$HTTP_PORT/health >/dev/null 2>&1; then
+      echo "something already answers on 127.0.0.1:$HTTP_PORT (HTTP_PORT=...)" >&2; exit 1
+    fi
     "$BIN" serve --config "$WORK/sb.toml" --sip-listen 127.0.0.1:$SIP_PORT --http-listen 127.0.0.1:$HTTP_PORT \
       --gateway "sip:$LOAD_IP:$GW_PORT" --rtp-ports "$RTP_PORTS" --data-dir "$run/data" \
       --media-workers "$WORKERS" --media-port-mode "$PORT_MODE" 2>"$run/server.log" &
@@ -91,8 +102,8 @@ for codec in "${CODEC_LIST[@]}"; do
       echo "sb-load gave no RESULT for $n calls, $codec:"; tail -20 "$run/sb-load.out"; continue
     fi
     cpc=$(echo "$res" | field calls_per_server_core); [ "$cpc" != null ] || cpc=-
-    printf "%6s %-12s %-9s %6s %15s %17s %8s %9s %6s\n" "$n" "pcmu/$codec" "$(echo "$res" | field path)" \
-      "$(echo "$res" | field calls_up)" \
+    printf "%6s %-10s %-9s %9s %6s %15s %17s %8s %10s %6s\n" "$n" "pcmu/$codec" "$(echo "$res" | field path)" \
+      "$(echo "$res" | field caller_verbatim_pct)" "$(echo "$res" | field calls_up)" \
       "$(echo "$res" | field caller_loss_pct)/$(echo "$res" | field callee_loss_pct)" \
       "$(echo "$res" | field caller_delivered_pct)/$(echo "$res" | field callee_delivered_pct)" \
       "$(echo "$res" | field server_cpu_pct)" "$cpc" "$(cut -d' ' -f1 /proc/loadavg)"

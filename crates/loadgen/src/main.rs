@@ -387,6 +387,9 @@ fn run(a: args::Args) -> Result<(), String> {
     } else {
         Vec::new()
     };
+    let verbatim: u64 = reports.iter().map(|r| r.verbatim).sum();
+    let caller_rx: u64 = reports.iter().map(|r| r.rx_pt[0].iter().sum::<u64>()).sum();
+    let verbatim_pct = 100.0 * verbatim as f64 / caller_rx.max(1) as f64;
     let kept_up = delivered_pct >= 99.0 && groups.iter().all(|g| g.delivered_pct >= 99.0);
     let loss_pct = if expected > 0 {
         100.0 * (expected - got) as f64 / expected as f64
@@ -467,14 +470,16 @@ received {:.2} % of nominal (50 pps x {} streams)",
         ),
         _ => println!("server CPU: not measured (pass --server-pid)"),
     }
-    if let (Some(u), Some(cpc)) = (&uas, calls_per_core) {
+    if let Some(u) = &uas {
         println!(
-            "two-party calls: {} up in the window (PCMU <-> {}{}) -> {:.0} calls per server core{}",
+            "two-party calls: {} up in the window (PCMU <-> {}{}) -> {}",
             calls_at_start.min(callees_at_start as u64),
             a.callee_codec.to_uppercase(),
             if a.callee_codec == "pcmu" { ", relay path" } else { ", transcoded" },
-            cpc,
-            not_valid
+            match calls_per_core {
+                Some(cpc) => format!("{cpc:.0} calls per server core{not_valid}"),
+                None => "calls per server core not measured (pass --server-pid)".into(),
+            }
         );
         let pts = |g: usize| {
             let mut v = [0u64; 128];
@@ -488,7 +493,12 @@ received {:.2} % of nominal (50 pps x {} streams)",
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        println!("received payload types (whole run): callers {}; callees {}", pts(0), pts(1));
+        println!(
+            "received payload types (whole run): callers {}; callees {}; callers got {:.1} % of their packets with a callee's payload byte for byte (relay: ~100 %, transcoding: 0)",
+            pts(0),
+            pts(1),
+            verbatim_pct
+        );
         let k = &u.counters;
         println!(
             "callees: {} INVITEs, {} answered, {} ACKed, {} rejected, {} never ACKed, {} 200 retransmissions, {} INVITE retransmissions, {} BYEs from the server, {} other requests",
@@ -565,7 +575,7 @@ received {:.2} % of nominal (50 pps x {} streams)",
         c.remote_byes,
         if load_start.is_empty() { "null".into() } else { load_start },
         if load_end.is_empty() { "null".into() } else { load_end },
-        two_party_json(&a, &groups, uas.as_ref(), calls_at_start.min(callees_at_start as u64), calls_per_core.filter(|_| kept_up)),
+        two_party_json(&a, &groups, uas.as_ref(), calls_at_start.min(callees_at_start as u64), calls_per_core.filter(|_| kept_up), verbatim_pct),
     );
     Ok(())
 }
@@ -639,6 +649,7 @@ fn two_party_json(
     uas: Option<&uas::Uas>,
     calls_up: u64,
     calls_per_core: Option<f64>,
+    verbatim_pct: f64,
 ) -> String {
     let (Some(u), [c, e]) = (uas, groups) else {
         return String::new();
@@ -648,7 +659,7 @@ fn two_party_json(
         ",\"mode\":\"two-party\",\"caller_codec\":\"pcmu\",\"callee_codec\":\"{}\",\"path\":\"{}\",\"calls_up\":{},\
 \"calls_per_server_core\":{},\"caller_loss_pct\":{:.4},\"caller_delivered_pct\":{:.3},\"caller_worst_stream_loss_pct\":{:.3},\
 \"callee_loss_pct\":{:.4},\"callee_delivered_pct\":{:.3},\"callee_worst_stream_loss_pct\":{:.3},\
-\"callee_answered\":{},\"callee_acked\":{},\"callee_rejected\":{},\"callee_no_ack\":{},\"callee_byes\":{}",
+\"caller_verbatim_pct\":{:.2},\"callee_answered\":{},\"callee_acked\":{},\"callee_rejected\":{},\"callee_no_ack\":{},\"callee_byes\":{}",
         a.callee_codec,
         if a.callee_codec == "pcmu" { "relay" } else { "transcode" },
         calls_up,
@@ -659,6 +670,7 @@ fn two_party_json(
         e.loss_pct(),
         e.delivered_pct,
         100.0 * e.worst,
+        verbatim_pct,
         k.answered,
         k.confirmed,
         k.rejected,

@@ -21,6 +21,12 @@
 //! 4. every few ticks: `recvmmsg` on each socket (or each ready one, after
 //!    `epoll_wait(0)`); per packet: RTP parse, sequence bookkeeping, gap histogram.
 //!
+//! Two-party mode adds callee participants (group 1) that send their codec's frames
+//! from [`Tables::with_callee`] with the payload type their answer negotiated (packed
+//! into the remote address word, [`pack_pt`]); receiving is the same for both groups,
+//! plus a per-group payload-type count and, for callers, whether the payload is a
+//! callee's own bytes (relay path) or not (transcoded).
+//!
 //! Per packet cost on our side: send ≈ a 200-byte copy into the batch; receive ≈ a
 //! fifth of a `recvmmsg` call plus a header parse and a histogram increment.
 
@@ -111,6 +117,9 @@ pub struct Tables {
     /// Two-party mode: one second (50 frames) of the callees' audio, encoded once in
     /// their codec (G.711, G.722 or Opus), looped.
     callee: Vec<Vec<u8>>,
+    /// The first 8 bytes of each callee frame, sorted: a caller receiving one of them
+    /// got the callee's own payload, i.e. the server relayed it without transcoding.
+    callee_keys: Vec<u64>,
 }
 
 /// Tone frequencies: whole numbers of periods per second, so the table loops cleanly.
@@ -140,7 +149,7 @@ impl Tables {
                 ulaw_encode((x >> 16) as i16 >> 6)
             })
             .collect();
-        Tables { tones, noise, callee: Vec::new() }
+        Tables { tones, noise, callee: Vec::new(), callee_keys: Vec::new() }
     }
 
     /// Adds the callees' frames: `tone` = a 440 Hz tone at -12 dBFS, else noise at
@@ -168,6 +177,8 @@ impl Tables {
             // that; Opus at 24 kbit/s is about 60).
             self.callee.push(out[..len.min(SAMPLES)].to_vec());
         }
+        self.callee_keys = self.callee.iter().filter_map(|f| frame_key(f)).collect();
+        self.callee_keys.sort_unstable();
         Some(self)
     }
 
@@ -180,6 +191,10 @@ impl Tables {
             Voice::Callee => self.callee.get(n as usize % 50).map(|v| v.as_slice()),
         }
     }
+}
+
+fn frame_key(payload: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(payload.get(..8)?.try_into().ok()?))
 }
 
 pub fn voice_for(index_in_room: u32, speakers: u32, silence: &Silence, room: usize) -> Voice {
@@ -242,6 +257,9 @@ pub struct ThreadReport {
     /// Packets received per group and RTP payload type (whole run): shows which codec
     /// each side of a two-party call really got.
     pub rx_pt: [[u64; 128]; 2],
+    /// Two-party: packets the callers received carrying a callee's payload byte for
+    /// byte (the relay path; transcoding changes the bytes).
+    pub verbatim: u64,
 }
 
 pub struct Worker {
@@ -282,6 +300,7 @@ impl Worker {
             send_errors: 0,
             skipped_ticks: 0,
             rx_pt: [[0; 128]; 2],
+            verbatim: 0,
         };
         let (mut sent, mut received) = (0u64, 0u64);
         let mut window_base = (0u64, 0u64);
@@ -412,7 +431,7 @@ impl Worker {
     ) {
         if self.rx_poll == RxPoll::Scan {
             for part in self.parts.iter_mut() {
-                Self::drain_one(part, rxb, rep, received, measuring);
+                Self::drain_one(part, &self.tables, rxb, rep, received, measuring);
             }
             return;
         }
@@ -420,7 +439,7 @@ impl Worker {
             let n = epoll.poll_now(events);
             for ev in &events[..n] {
                 let part = &mut self.parts[ev.u64 as usize];
-                Self::drain_one(part, rxb, rep, received, measuring);
+                Self::drain_one(part, &self.tables, rxb, rep, received, measuring);
             }
             if n < events.len() {
                 break;
@@ -431,6 +450,7 @@ impl Worker {
     /// Reads everything queued on one participant's socket.
     fn drain_one(
         part: &mut Participant,
+        tables: &Tables,
         rxb: &mut sys::RxBatch,
         rep: &mut ThreadReport,
         received: &mut u64,
@@ -449,6 +469,11 @@ impl Worker {
                 };
                 *received += 1;
                 pts[pkt.header.payload_type as usize & 0x7f] += 1;
+                if part.group == 0 && !tables.callee_keys.is_empty() {
+                    if let Some(k) = frame_key(pkt.payload) {
+                        rep.verbatim += tables.callee_keys.binary_search(&k).is_ok() as u64;
+                    }
+                }
                 let gap = part.rx.on_packet(pkt.header.sequence, ts);
                 if measuring && gap > 0 {
                     rep.gaps.record(gap);

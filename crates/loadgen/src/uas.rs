@@ -156,7 +156,10 @@ impl Uas {
 
     /// Callees whose media is flowing (ACKed, not hung up).
     pub fn live(&self) -> usize {
-        self.legs.iter().filter(|l| l.state == LegState::Confirmed).count()
+        self.legs
+            .iter()
+            .filter(|l| l.state == LegState::Confirmed)
+            .count()
     }
 
     /// Reads and handles every datagram waiting on the SIP socket.
@@ -242,7 +245,12 @@ impl Uas {
         }
         self.counters.invites += 1;
         let number = r.uri.user.clone().unwrap_or_default();
-        let Some(i) = self.by_number.get(&number).copied().filter(|&i| self.legs[i].state == LegState::Idle) else {
+        let Some(i) = self
+            .by_number
+            .get(&number)
+            .copied()
+            .filter(|&i| self.legs[i].state == LegState::Idle)
+        else {
             self.counters.rejected += 1;
             return self.reply(&r, 404, from);
         };
@@ -273,7 +281,14 @@ impl Uas {
     fn answer(&mut self, r: &Request, i: usize) -> Option<(Vec<u8>, Option<(SocketAddrV4, u8)>)> {
         let offer = SessionDescription::parse(std::str::from_utf8(&r.body).ok()?).ok()?;
         let rtp = self.legs[i].rtp;
-        let (sdp, neg) = sdp::answer(&offer, &self.caps, SocketAddr::V4(rtp), Direction::SendRecv, &mut self.session).ok()?;
+        let (sdp, neg) = sdp::answer(
+            &offer,
+            &self.caps,
+            SocketAddr::V4(rtp),
+            Direction::SendRecv,
+            &mut self.session,
+        )
+        .ok()?;
         let media = match neg.remote {
             Some(SocketAddr::V4(a)) => Some((a, neg.codec.payload_type)),
             _ => None,
@@ -362,7 +377,9 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         let mut uas = Uas::new("127.0.0.1:0".parse().unwrap(), codec, 500_000_000).unwrap();
         uas.add_callee("+15550", "127.0.0.1:44100".parse().unwrap());
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-        server.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+        server
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
         (uas, server)
     }
 
@@ -395,7 +412,9 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         assert_eq!(a.addr, Some("127.0.0.1:44100".parse().unwrap()));
         assert_eq!(a.voice_codecs().next().unwrap().payload_type, 9);
         assert!(uas.events.is_empty(), "no media before the ACK");
-        server.send_to(&request("ACK", "c1", "+15550", 1), uas.local()).unwrap();
+        server
+            .send_to(&request("ACK", "c1", "+15550", 1), uas.local())
+            .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         uas.receive(0);
         match uas.events.as_slice() {
@@ -434,8 +453,14 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     #[test]
     fn unknown_number_is_404_and_unanswered_200_is_retransmitted_then_given_up() {
         let (mut uas, server) = setup("pcmu");
-        assert_eq!(exchange(&mut uas, &server, &invite("c4", "+19999", 1), 0).status, 404);
-        assert_eq!(exchange(&mut uas, &server, &invite("c5", "+15550", 1), 0).status, 200);
+        assert_eq!(
+            exchange(&mut uas, &server, &invite("c4", "+19999", 1), 0).status,
+            404
+        );
+        assert_eq!(
+            exchange(&mut uas, &server, &invite("c5", "+15550", 1), 0).status,
+            200
+        );
         uas.on_timers(500_000_000);
         assert_eq!(uas.counters.ok_retx, 1);
         uas.on_timers(64 * 500_000_000);
