@@ -331,12 +331,18 @@ fn run(a: args::Args) -> Result<(), String> {
 
     // Results.
     let mut gaps = stats::Histogram::default();
+    let mut group_gaps = [stats::Histogram::default(), stats::Histogram::default()];
     let mut late = stats::Histogram::default();
     let (mut expected, mut got, mut sent_w, mut recv_w, mut send_err, mut skipped) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut worst_loss, mut lossy_streams, mut silent_streams) = (0.0f64, 0u64, 0u64);
     for r in &reports {
         gaps.merge(&r.gaps);
+        gaps.merge(&r.callee_gaps);
+        if two_party {
+            group_gaps[0].merge(&r.gaps);
+            group_gaps[1].merge(&r.callee_gaps);
+        }
         late.merge(&r.late);
         sent_w += r.sent_in_window;
         recv_w += r.received_in_window;
@@ -456,10 +462,11 @@ received {:.2} % of nominal (50 pps x {} streams)",
         late.max_ms(),
         skipped
     );
-    for (g, name) in groups.iter().zip(["callers", "callees"]) {
+    for ((g, h), name) in groups.iter().zip(&group_gaps).zip(["callers", "callees"]) {
         println!(
-            "  {name}: {} live streams, loss {:.3} % ({} of {}), {} streams with loss, worst {:.2} %, {} silent; received {:.2} % of nominal",
-            g.live, g.loss_pct(), g.expected - g.got, g.expected, g.lossy, 100.0 * g.worst, g.silent, g.delivered_pct
+            "  {name}: {} live streams, loss {:.3} % ({} of {}), {} streams with loss, worst {:.2} %, {} silent; received {:.2} % of nominal; gap p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            g.live, g.loss_pct(), g.expected - g.got, g.expected, g.lossy, 100.0 * g.worst, g.silent, g.delivered_pct,
+            h.quantile_ms(0.5), h.quantile_ms(0.99), h.max_ms()
         );
     }
     let not_valid = if kept_up { "" } else { " (NOT VALID: the server did not keep up, see 'received % of nominal')" };
@@ -575,7 +582,7 @@ received {:.2} % of nominal (50 pps x {} streams)",
         c.remote_byes,
         if load_start.is_empty() { "null".into() } else { load_start },
         if load_end.is_empty() { "null".into() } else { load_end },
-        two_party_json(&a, &groups, uas.as_ref(), calls_at_start.min(callees_at_start as u64), calls_per_core.filter(|_| kept_up), verbatim_pct),
+        two_party_json(&a, &groups, &group_gaps, uas.as_ref(), calls_at_start.min(callees_at_start as u64), calls_per_core.filter(|_| kept_up), verbatim_pct),
     );
     Ok(())
 }
@@ -646,6 +653,7 @@ impl GroupRx {
 fn two_party_json(
     a: &args::Args,
     groups: &[GroupRx],
+    gaps: &[stats::Histogram; 2],
     uas: Option<&uas::Uas>,
     calls_up: u64,
     calls_per_core: Option<f64>,
@@ -659,7 +667,7 @@ fn two_party_json(
         ",\"mode\":\"two-party\",\"caller_codec\":\"pcmu\",\"callee_codec\":\"{}\",\"path\":\"{}\",\"calls_up\":{},\
 \"calls_per_server_core\":{},\"caller_loss_pct\":{:.4},\"caller_delivered_pct\":{:.3},\"caller_worst_stream_loss_pct\":{:.3},\
 \"callee_loss_pct\":{:.4},\"callee_delivered_pct\":{:.3},\"callee_worst_stream_loss_pct\":{:.3},\
-\"caller_verbatim_pct\":{:.2},\"callee_answered\":{},\"callee_acked\":{},\"callee_rejected\":{},\"callee_no_ack\":{},\"callee_byes\":{}",
+\"caller_gap_ms_p99\":{:.2},\"callee_gap_ms_p99\":{:.2},\"caller_verbatim_pct\":{:.2},\"callee_answered\":{},\"callee_acked\":{},\"callee_rejected\":{},\"callee_no_ack\":{},\"callee_byes\":{}",
         a.callee_codec,
         if a.callee_codec == "pcmu" { "relay" } else { "transcode" },
         calls_up,
@@ -670,6 +678,8 @@ fn two_party_json(
         e.loss_pct(),
         e.delivered_pct,
         100.0 * e.worst,
+        gaps[0].quantile_ms(0.99),
+        gaps[1].quantile_ms(0.99),
         verbatim_pct,
         k.answered,
         k.confirmed,

@@ -175,7 +175,8 @@ impl Tables {
             let len = enc.encode(&pcm, &mut out);
             // The raw send buffers hold 160 payload bytes (G.711/G.722 are exactly
             // that; Opus at 24 kbit/s is about 60).
-            self.callee.push(out[..len.min(SAMPLES)].to_vec());
+            assert!(len <= SAMPLES, "{kind:?} frame of {len} bytes does not fit the send buffers");
+            self.callee.push(out[..len].to_vec());
         }
         self.callee_keys = self.callee.iter().filter_map(|f| frame_key(f)).collect();
         self.callee_keys.sort_unstable();
@@ -246,7 +247,10 @@ impl Participant {
 
 /// What one thread measured inside the window.
 pub struct ThreadReport {
+    /// Inter-packet gaps of the callers (or of everyone outside two-party mode)…
     pub gaps: Histogram,
+    /// …and of the two-party callees.
+    pub callee_gaps: Histogram,
     pub late: Histogram,
     /// Per participant (group, expected, received) inside the window.
     pub streams: Vec<(u8, u64, u64)>,
@@ -293,6 +297,7 @@ impl Worker {
         let mut pkt = [0u8; 12 + SAMPLES];
         let mut rep = ThreadReport {
             gaps: Histogram::default(),
+            callee_gaps: Histogram::default(),
             late: Histogram::default(),
             streams: Vec::new(),
             sent_in_window: 0,
@@ -476,7 +481,11 @@ impl Worker {
                 }
                 let gap = part.rx.on_packet(pkt.header.sequence, ts);
                 if measuring && gap > 0 {
-                    rep.gaps.record(gap);
+                    if part.group == 0 {
+                        rep.gaps.record(gap);
+                    } else {
+                        rep.callee_gaps.record(gap);
+                    }
                 }
             }
             if k < sys::RX_BATCH {
@@ -492,4 +501,38 @@ fn flush_counted(txb: &mut sys::RawTxBatch, fd: std::os::fd::RawFd, sent: &mut u
     let ok = txb.flush(fd);
     *sent += ok as u64;
     *errors += (queued - ok) as u64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_keeps_the_payload_type_apart_from_the_address() {
+        let a: SocketAddrV4 = "127.0.0.1:44010".parse().unwrap();
+        let v = pack_pt(a, 111);
+        assert_eq!((unpack(v), unpack_pt(v)), (a, 111));
+        assert_eq!((unpack(pack(a)), unpack_pt(pack(a))), (a, PT_PCMU));
+        assert_ne!(pack(a), 0, "0 means 'not sending'");
+    }
+
+    #[test]
+    fn callee_tables_hold_a_second_of_frames_that_fit_the_send_buffers() {
+        for (kind, size) in [(CodecKind::Pcmu, Some(160)), (CodecKind::G722, Some(160)), (CodecKind::Opus, None)] {
+            for tone in [true, false] {
+                let t = Tables::new().with_callee(kind, tone).expect("codec in this build");
+                assert_eq!(t.callee.len(), 50);
+                for f in &t.callee {
+                    match size {
+                        Some(n) => assert_eq!(f.len(), n, "{kind:?}"),
+                        // Opus, VBR at 24 kbit/s: about 60 bytes.
+                        None => assert!((2..=120).contains(&f.len()), "{kind:?}: {} bytes", f.len()),
+                    }
+                }
+                assert!(t.frame(Voice::Callee, 73).is_some());
+                assert!(!t.callee_keys.is_empty());
+            }
+        }
+        assert!(Tables::new().frame(Voice::Callee, 0).is_none(), "no callee frames outside two-party mode");
+    }
 }
