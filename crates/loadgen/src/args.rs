@@ -1,14 +1,15 @@
 //! Command-line options of `sb-load` (hand-rolled: a dozen flags do not need a parser
 //! crate). `sb-load --help` prints [`USAGE`].
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 pub const USAGE: &str = "\
 sb-load: place N real SIP calls (UDP, INVITE with PCMU SDP -> 200 -> ACK, BYE at the end),
 stream G.711 RTP at 20 ms on every call, and measure what comes back.
 
-  --target URI            Request-URI; '{room}' is replaced by the room number,
+  --target URI            Request-URI; '{room}' is replaced by the room number and
+                          '{call}' by the call's index (0-based, six digits),
                           e.g. 'sip:conf-{room}@127.0.0.1:5060' or sip:echo@127.0.0.1:5060
   --rooms R --per-room K  R rooms of K participants (N = R*K); needs '{room}'
   --calls N               N calls to the target (no rooms)
@@ -43,6 +44,22 @@ stream G.711 RTP at 20 ms on every call, and measure what comes back.
   --report-every S        progress line every S seconds (default 5)
   --t1-ms MS              SIP T1 for INVITE/BYE retransmission (default 500); timer B = 64*T1
   --help
+
+Two-party calls (sb-load is both ends of every call):
+  --answer-on IP:PORT     also run the callees: a UAS on IP:PORT, which the server must
+                          use as its gateway ('--gateway sip:IP:PORT', and the callers'
+                          address in [security] trusted_networks so they may dial numbers
+                          without digest). Needs --calls N and a number target such as
+                          'sip:+1555{call}@127.0.0.1:5060': the server bridges call i to
+                          the gateway, callee i answers (200 + SDP; no 1xx), and its RTP
+                          flows from the ACK until the server's BYE. Both groups' streams
+                          are measured; with --server-pid the summary gives calls per
+                          server core (calls / CPU-seconds per second of the window).
+  --callee-codec C        what the callees answer with: pcmu (both legs PCMU: the
+                          server's relay path), pcma, g722 or opus (transcoded against
+                          the callers' PCMU). Default pcmu
+  --callee-voice V        what the callees send: noise (about -50 dBFS, a listening
+                          party; default) or tone (440 Hz). The callers send a tone
 Prints progress lines, a summary, and one final line 'RESULT {json}'.";
 
 #[derive(Debug, Clone)]
@@ -88,6 +105,10 @@ pub struct Args {
     pub t1: Duration,
     /// Where SIP goes: host:port of the target URI (must be an IPv4 literal).
     pub server: SocketAddr,
+    /// Two-party mode: the callees' SIP address (the server's gateway).
+    pub answer_on: Option<SocketAddrV4>,
+    pub callee_codec: String,
+    pub callee_tone: bool,
 }
 
 impl Args {
@@ -100,7 +121,9 @@ impl Args {
     /// The Request-URI for participant `i`.
     pub fn uri_for(&self, i: usize) -> String {
         let room = self.room_base as usize + i / self.per_room as usize;
-        self.target.replace("{room}", &room.to_string())
+        self.target
+            .replace("{room}", &room.to_string())
+            .replace("{call}", &format!("{i:06}"))
     }
 }
 
@@ -130,6 +153,9 @@ pub fn parse() -> Result<Args, String> {
         report_every: Duration::from_secs(5),
         t1: Duration::from_millis(500),
         server: "127.0.0.1:5060".parse().unwrap(),
+        answer_on: None,
+        callee_codec: "pcmu".into(),
+        callee_tone: false,
     };
     let mut speakers = None;
     while let Some(flag) = it.next() {
@@ -181,6 +207,22 @@ pub fn parse() -> Result<Args, String> {
             "--server-pid" => a.server_pid = Some(num(val()?)? as u32),
             "--report-every" => a.report_every = Duration::from_secs_f64(num(val()?)?),
             "--t1-ms" => a.t1 = Duration::from_millis(num(val()?)? as u64),
+            "--answer-on" => {
+                a.answer_on = Some(val()?.parse().map_err(|e| format!("--answer-on: IP:PORT, {e}"))?)
+            }
+            "--callee-codec" => {
+                a.callee_codec = val()?.to_ascii_lowercase();
+                if crate::uas::codec_named(&a.callee_codec).is_none() {
+                    return Err(format!("--callee-codec: pcmu, pcma, g722 or opus, not {}", a.callee_codec));
+                }
+            }
+            "--callee-voice" => {
+                a.callee_tone = match val()?.as_str() {
+                    "tone" => true,
+                    "noise" => false,
+                    v => return Err(format!("--callee-voice: tone or noise, not {v}")),
+                }
+            }
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -203,6 +245,9 @@ pub fn parse() -> Result<Args, String> {
     if a.calls() == 0 {
         return Err("no calls to place".into());
     }
+    if a.answer_on.is_some() && (a.rooms != 1 || !a.target.contains("{call}")) {
+        return Err("--answer-on needs --calls N and a target with '{call}' (e.g. 'sip:+1555{call}@127.0.0.1:5060'), so each call dials its own callee".into());
+    }
     a.speakers_per_room = match speakers {
         Some(s) => s,
         None if a.has_rooms() => 3,
@@ -211,7 +256,7 @@ pub fn parse() -> Result<Args, String> {
     if a.max_pending == 0 {
         a.max_pending = ((a.rate * 2.0) as usize).max(16);
     }
-    a.server = server_of(&a.target.replace("{room}", "0"))?;
+    a.server = server_of(&a.target.replace("{room}", "0").replace("{call}", "0"))?;
     Ok(a)
 }
 

@@ -274,15 +274,17 @@ impl Ua {
         true
     }
 
-    /// Waits up to `timeout_ms` for the SIP socket to become readable.
-    pub fn wait(&self, timeout_ms: i32) {
-        let mut p = libc::pollfd {
-            fd: self.sock.as_raw_fd(),
+    /// Waits up to `timeout_ms` for the SIP socket (or `also`, the two-party callees'
+    /// socket) to become readable.
+    pub fn wait(&self, also: Option<std::os::fd::RawFd>, timeout_ms: i32) {
+        let pfd = |fd| libc::pollfd {
+            fd,
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, timeout_ms) };
+        let mut p = [pfd(self.sock.as_raw_fd()), pfd(also.unwrap_or(-1))];
+        // SAFETY: valid pollfds (a negative fd is ignored by poll).
+        unsafe { libc::poll(p.as_mut_ptr(), 2, timeout_ms) };
     }
 
     /// Reads and handles every datagram waiting on the SIP socket.
