@@ -168,11 +168,18 @@ impl Store {
 
     /// Removes a push token; [`StoreError::NotFound`] if there is none.
     pub async fn remove_push_token(&self, kind: &str, topic: &str, token: &str) -> Result<(), StoreError> {
+        self.remove_push_token_of(None, kind, topic, token).await
+    }
+
+    /// Like [`Store::remove_push_token`], but only a token of `user` (None: anyone's):
+    /// `NotFound` when that user has no such token.
+    pub async fn remove_push_token_of(&self, user: Option<UserId>, kind: &str, topic: &str, token: &str) -> Result<(), StoreError> {
         let mut tx = self.directory_write().await?;
-        let done = sqlx::query("DELETE FROM push_tokens WHERE kind = $1 AND topic = $2 AND token = $3")
+        let done = sqlx::query("DELETE FROM push_tokens WHERE kind = $1 AND topic = $2 AND token = $3 AND ($4 IS NULL OR user_id = $4)")
             .bind(kind)
             .bind(topic)
             .bind(token)
+            .bind(user)
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {

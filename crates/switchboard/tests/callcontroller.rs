@@ -15,18 +15,8 @@ const NS: &str = "http://www.sipfoundry.org/sipX/schema/xml/call-status-00-00";
 
 /// alice has a PIN, bob has none; made in the store before the server starts.
 fn directory(env: &TestEnv) {
-    let data = env.path("data");
-    std::fs::create_dir_all(&data).expect("data dir");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
-        let db = store::Store::open(&data).await.expect("open store");
-        db.add_domain(DOMAIN, None).await.expect("add domain");
-        let alice = store::NewUser { domain: DOMAIN.into(), login: "alice".into(), ext: Some("201".into()), password: "pw-alice-1".into(), pin: Some(PIN.into()), ..Default::default() };
-        db.add_user(&alice).await.expect("add alice");
-        let bob = store::NewUser { domain: DOMAIN.into(), login: "bob".into(), ext: Some("202".into()), password: "pw-bob-1".into(), ..Default::default() };
-        db.add_user(&bob).await.expect("add bob");
-        db.close().await;
-    });
+    let alice = store::NewUser { pin: Some(PIN.into()), ..new_user(DOMAIN, "alice", "201", "pw-alice-1") };
+    seed_directory(env, DOMAIN, &[alice, new_user(DOMAIN, "bob", "202", "pw-bob-1")]);
 }
 
 struct Reply {

@@ -15,18 +15,7 @@ const PASSWORD: &str = "correct-horse-7";
 
 /// Users made with the store in the data dir before the server starts.
 fn directory(env: &TestEnv) {
-    let data = env.path("data");
-    std::fs::create_dir_all(&data).expect("data dir");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
-        let db = store::Store::open(&data).await.expect("open store");
-        db.add_domain(DOMAIN, None).await.expect("add domain");
-        for (login, ext) in [("alice", "3044"), ("bob", "3045")] {
-            let user = store::NewUser { domain: DOMAIN.into(), login: login.into(), ext: Some(ext.into()), password: PASSWORD.into(), ..Default::default() };
-            db.add_user(&user).await.expect("add user");
-        }
-        db.close().await;
-    });
+    seed_directory(env, DOMAIN, &[new_user(DOMAIN, "alice", "3044", PASSWORD), new_user(DOMAIN, "bob", "3045", PASSWORD)]);
 }
 
 fn strings(v: &[&str]) -> Vec<String> {

@@ -23,18 +23,7 @@ const PASSWORD: &str = "correct-horse-7";
 const USERS: [(&str, &str, u32); 3] = [("alice", "3044", 440), ("bob", "3045", 1000), ("carol", "3046", 1500)];
 
 fn directory(env: &TestEnv) {
-    let data = env.path("data");
-    std::fs::create_dir_all(&data).expect("data dir");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
-        let db = store::Store::open(&data).await.expect("open store");
-        db.add_domain(DOMAIN, None).await.expect("add domain");
-        for (login, ext, _) in USERS {
-            let user = store::NewUser { domain: DOMAIN.into(), login: login.into(), ext: Some(ext.into()), password: PASSWORD.into(), ..Default::default() };
-            db.add_user(&user).await.expect("add user");
-        }
-        db.close().await;
-    });
+    seed_directory(env, DOMAIN, &USERS.map(|(login, ext, _)| new_user(DOMAIN, login, ext, PASSWORD)));
 }
 
 fn call_id_of(ev: &Value) -> u64 {

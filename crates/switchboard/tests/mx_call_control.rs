@@ -13,7 +13,6 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use support::phone::*;
@@ -55,23 +54,9 @@ fn start_server(env: &TestEnv, apns: Option<&str>) -> Server {
     Server::start_with(env, ServerOptions { t1_ms: Some(100), extra_args: vec!["--config".into(), cfg.display().to_string()], ..Default::default() })
 }
 
-/// Runs the plan as `user` through mx_session.py (one login per plan); the results.
+/// Runs the plan as `user` (password `<user>-pw`) through mx_session.py (one login per plan).
 fn mx(server: &Server, user: &str, plan: Value) -> Vec<Value> {
-    let script = kit_dir().join("mx").join("mx_session.py");
-    let mut child = Command::new(venv_python())
-        .arg(&script)
-        .args([&format!("http://{}", server.http), CLIENT, SECRET, user, &format!("{user}-pw")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python");
-    child.stdin.take().unwrap().write_all(plan.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("mx_session.py: not JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    assert!(out.status.success(), "mx_session.py failed: {v}");
-    v["results"].as_array().unwrap().clone()
+    mx_session(server, (CLIENT, SECRET), (user, &format!("{user}-pw")), &plan)
 }
 
 /// One MX request; its (status, body).

@@ -10,9 +10,7 @@ mod support;
 
 use engine::call::{CallId, CallInfo, CallState, Disposition, Party, Side};
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use support::*;
 
 const CLIENT: &str = "phone-app";
@@ -105,24 +103,9 @@ fn write_config(env: &TestEnv) -> (PathBuf, u16) {
     (path, admin)
 }
 
-/// Runs the plan as `user` through mx_session.py; the results in order.
+/// Runs the plan as `user` (password `<user>-pw`) through mx_session.py.
 fn session(server: &Server, user: &str, plan: &Value) -> Vec<Value> {
-    let script = kit_dir().join("mx").join("mx_session.py");
-    let mut child = Command::new(venv_python())
-        .arg(&script)
-        .args([&format!("http://{}", server.http), CLIENT, SECRET, user, &format!("{user}-pw")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python");
-    child.stdin.take().unwrap().write_all(plan.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("mx_session.py: not JSON ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr)));
-    assert!(out.status.success(), "mx_session.py failed: {v}");
-    v["results"].as_array().unwrap().clone()
+    mx_session(server, (CLIENT, SECRET), (user, &format!("{user}-pw")), plan)
 }
 
 fn get(path: &str) -> Value {

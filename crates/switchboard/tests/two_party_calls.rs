@@ -18,18 +18,8 @@ const PASSWORD: &str = "correct-horse-7";
 
 /// alice 3044, bob 3045, carol 3046, made with the store before the server starts.
 fn directory(env: &TestEnv) {
-    let data = env.path("data");
-    std::fs::create_dir_all(&data).expect("data dir");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
-        let db = store::Store::open(&data).await.expect("open store");
-        db.add_domain(DOMAIN, None).await.expect("add domain");
-        for (login, ext) in [("alice", "3044"), ("bob", "3045"), ("carol", "3046")] {
-            let user = store::NewUser { domain: DOMAIN.into(), login: login.into(), ext: Some(ext.into()), password: PASSWORD.into(), ..Default::default() };
-            db.add_user(&user).await.expect("add user");
-        }
-        db.close().await;
-    });
+    let users = [("alice", "3044"), ("bob", "3045"), ("carol", "3046")].map(|(l, e)| new_user(DOMAIN, l, e, PASSWORD));
+    seed_directory(env, DOMAIN, &users);
 }
 
 /// A server whose calls ring for `ring_time_s` at most.

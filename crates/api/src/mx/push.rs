@@ -64,14 +64,28 @@ pub(super) async fn put_token(
     Path((kind, topic, token)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, MxError> {
-    let claims = bearer_claims(&state, &headers)?;
-    let topic = checked_topic(&state.push, &kind, &topic, query.as_deref())?;
-    checked_token(&token)?;
-    let store = state.store.as_ref().ok_or_else(|| MxError::unavailable("no store for push tokens".into()))?;
+    let (claims, topic, store) = token_request(&state, &headers, &kind, &topic, &token, query.as_deref())?;
     store.add_push_token(&kind, &topic, &token, claims.sb_uid).await.map_err(|e| MxError::unavailable(e.to_string()))?;
     state.directory_changed();
     tracing::info!(login = %claims.sub, %kind, %topic, "push token registered");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// What both token routes check, in MX's order: the bearer, the topic, the token; then
+/// the store they need.
+fn token_request<'s>(
+    state: &'s MxState,
+    headers: &HeaderMap,
+    kind: &str,
+    topic: &str,
+    token: &str,
+    query: Option<&str>,
+) -> Result<(crate::tokens::Claims, String, &'s store::Store), MxError> {
+    let claims = bearer_claims(state, headers)?;
+    let topic = checked_topic(&state.push, kind, topic, query)?;
+    checked_token(token)?;
+    let store = state.store.as_ref().ok_or_else(|| MxError::unavailable("no store for push tokens".into()))?;
+    Ok((claims, topic, store))
 }
 
 /// `DELETE /tokens/{kind}/{topic}/{token}` → 204, or 404 when the caller has no such token.
@@ -81,15 +95,8 @@ pub(super) async fn delete_token(
     Path((kind, topic, token)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, MxError> {
-    let claims = bearer_claims(&state, &headers)?;
-    let topic = checked_topic(&state.push, &kind, &topic, query.as_deref())?;
-    checked_token(&token)?;
-    let store = state.store.as_ref().ok_or_else(|| MxError::unavailable("no store for push tokens".into()))?;
-    let mine = store.push_tokens_of(claims.sb_uid).await.map_err(|e| MxError::unavailable(e.to_string()))?;
-    if !mine.iter().any(|t| t.kind == kind && t.topic == topic && t.token == token) {
-        return Err(MxError::not_found());
-    }
-    match store.remove_push_token(&kind, &topic, &token).await {
+    let (claims, topic, store) = token_request(&state, &headers, &kind, &topic, &token, query.as_deref())?;
+    match store.remove_push_token_of(Some(claims.sb_uid), &kind, &topic, &token).await {
         Ok(()) => {}
         Err(store::StoreError::NotFound(_)) => return Err(MxError::not_found()),
         Err(e) => return Err(MxError::unavailable(e.to_string())),

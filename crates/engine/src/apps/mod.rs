@@ -54,7 +54,16 @@ pub(crate) fn default_handling(now: Instant, legs: &mut Legs, ev: LegEvent) {
             legs.respond(now, tx, &req, status);
         }
         // Nobody here carries out transfers: the referrer hears it declined.
-        LegEvent::Referred { leg, .. } => legs.notify_refer(now, &leg, 603, "Declined"),
+        LegEvent::Referred { leg, target, referred_by, .. } => {
+            tracing::info!(%leg, %target, referred_by = referred_by.as_deref().unwrap_or("-"), "REFER declined: the leg's application does not transfer");
+            legs.notify_refer(now, &leg, 603, "Declined")
+        }
+        // Reported for applications that act on them (menus, controllers); noted here.
+        LegEvent::Dtmf { leg, digit, duration_ms } => tracing::debug!(%leg, %digit, duration_ms, "digit"),
+        LegEvent::Response { leg, method, status, resp } => {
+            tracing::debug!(%leg, ?method, status, timed_out = resp.is_none(), "in-dialog response")
+        }
+        LegEvent::ReferProgress { leg, status, reason, done } => tracing::debug!(%leg, status, %reason, done, "transfer progress"),
         _ => {}
     }
 }

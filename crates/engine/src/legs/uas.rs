@@ -120,7 +120,7 @@ impl Legs {
         };
         let tx = leg.invite_tx.expect("checked");
         let mut ok = leg.invite.response(200, Some(&leg.local_tag.clone()));
-        if !(leg.invite.headers.to.tag().is_none()) {
+        if leg.invite.headers.to.tag().is_some() {
             ok.headers.record_route.clear();
         }
         ok.headers.push("Server", self.cfg.user_agent.clone());

@@ -42,6 +42,50 @@
 
 pub mod phone;
 
+/// Runs an MX app session (tests/kit/mx/mx_session.py: the OAuth2 password grant with
+/// the app's credentials, then the plan's requests with the Bearer token) as `user`
+/// with `password`; the results in order (`status`, `content_type`, `allow`, `www`,
+/// `body`).
+pub fn mx_session(server: &Server, (client, secret): (&str, &str), (user, password): (&str, &str), plan: &Value) -> Vec<Value> {
+    let script = kit_dir().join("mx").join("mx_session.py");
+    let mut child = Command::new(venv_python())
+        .arg(&script)
+        .args([&format!("http://{}", server.http), client, secret, user, password])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python");
+    child.stdin.take().expect("stdin").write_all(plan.to_string().as_bytes()).expect("plan");
+    let out = child.wait_with_output().expect("mx_session.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("mx_session.py: not JSON ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "mx_session.py failed: {v}");
+    v["results"].as_array().cloned().unwrap_or_default()
+}
+
+/// A directory user with a login, an extension and a SIP/API password.
+pub fn new_user(domain: &str, login: &str, ext: &str, password: &str) -> store::NewUser {
+    store::NewUser { domain: domain.into(), login: login.into(), ext: Some(ext.into()), password: password.into(), ..Default::default() }
+}
+
+/// Makes `domain` and `users` with the store in the test's data dir, before the server
+/// starts (which then loads them).
+pub fn seed_directory(env: &TestEnv, domain: &str, users: &[store::NewUser]) {
+    let data = env.path("data");
+    fs::create_dir_all(&data).expect("data dir");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let db = store::Store::open(&data).await.expect("open store");
+        db.ensure_domain(domain).await.expect("domain");
+        for u in users {
+            db.add_user(u).await.unwrap_or_else(|e| panic!("add user {}: {e}", u.login));
+        }
+        db.close().await;
+    });
+}
+
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
