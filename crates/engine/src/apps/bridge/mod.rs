@@ -6,6 +6,10 @@
 //! [`crate::apps`] for why a call is a room of two), so hold, recording and the
 //! supervisor modes are topology changes on that room.
 //!
+//! A callee with push tokens (reference 001) is woken: `EngineEvent::WakeUser` asks the
+//! shell to push, and for `wake_wait` every contact that user registers (the woken app)
+//! is rung too; with nothing registered the call fails only after the wait.
+//!
 //! Files: `mod.rs` holds the call table and its bookkeeping; `setup.rs` routing,
 //! forking, ringback, answer and the end of calls; `control.rs` mid-call control
 //! (hold, transfer, record, DTMF, merge, supervise).
