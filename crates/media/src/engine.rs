@@ -186,6 +186,28 @@ pub enum MediaEvent {
     Talking { leg: LegId, talking: bool },
     RtpTimeout { leg: LegId },
     FirstPacket { leg: LegId, from: SocketAddr },
+    /// The leg's media is gone (after [`Command::Release`]); what it received and sent,
+    /// for the log (a call's audio problems are read off these).
+    Released { leg: LegId, stats: LegMediaStats },
+}
+
+/// A leg's RTP counters over its life: received and sent packets, and what its jitter
+/// buffer had to do (late, lost, dropped, restarts).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct LegMediaStats {
+    pub received: u32,
+    pub sent: u32,
+    /// Packets played out as missing (lost, or too late).
+    pub lost: u64,
+    /// Packets that came after their playout time.
+    pub late: u64,
+    /// Packets dropped to bound or reduce the delay.
+    pub discarded: u64,
+    /// Sequence or timestamp discontinuities the buffer restarted on.
+    pub resyncs: u64,
+    /// RFC 3550 interarrival jitter, and the playout delay the buffer aimed for at the end.
+    pub jitter_us: u32,
+    pub target_delay_ms: u32,
 }
 
 /// Which socket of the leg's port pair.
@@ -602,7 +624,11 @@ impl MediaCore {
             }
             Command::Release(leg) => {
                 self.attach(leg, Attachment::None);
+                let mut stats = LegMediaStats::default();
                 if let Some(slot) = self.index.remove(&leg) {
+                    if let Some(l) = &self.legs[slot] {
+                        stats = l.media_stats();
+                    }
                     self.legs[slot] = None;
                     self.free_slots.push(slot);
                     self.dtmf_legs.retain(|&s| s != slot);
@@ -610,6 +636,7 @@ impl MediaCore {
                 for r in self.rooms.values_mut() {
                     r.topology.remove_leg(leg);
                 }
+                self.events.push_back(MediaEvent::Released { leg, stats });
             }
         }
     }

@@ -23,7 +23,7 @@
 
 use crate::codec::{g711, new_decoder, new_encoder, AudioDecoder, AudioEncoder, CodecKind, CodecState};
 use crate::dtmf::{DtmfReceiver, DtmfSender};
-use crate::engine::{Attachment, LegId, LegParams, MediaEvent};
+use crate::engine::{Attachment, LegId, LegMediaStats, LegParams, MediaEvent};
 use crate::jitter::{JitterBuffer, Played, Pop};
 use crate::mixer::{self, Frame, NarrowFrame, TalkDetector, NARROW_SILENCE, SILENCE};
 use crate::rtcp::RemoteReport;
@@ -243,6 +243,20 @@ impl Leg {
 
     pub fn clock_rate(&self) -> u32 {
         self.codec.as_ref().map(|c| c.clock_rate).unwrap_or(8_000)
+    }
+
+    pub fn media_stats(&self) -> LegMediaStats {
+        let mut s = LegMediaStats { received: self.rx.received, sent: self.tx.packets_sent, ..Default::default() };
+        if let Some(c) = &self.codec {
+            let j = c.jitter.stats();
+            s.lost = j.lost;
+            s.late = j.late;
+            s.discarded = j.discarded;
+            s.resyncs = j.resyncs;
+            s.jitter_us = (j.jitter_ms * 1000.0) as u32;
+            s.target_delay_ms = j.target_delay_ms;
+        }
+        s
     }
 
     /// Symmetric RTP: latch to the source of the first packet (after each configure

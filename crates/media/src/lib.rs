@@ -35,5 +35,5 @@ pub mod topology;
 
 /// The negotiated codec (re-exported for `LegParams`).
 pub use codec::CodecKind;
-pub use engine::{Attachment, LegId, LegParams, MediaEvent, RoomId};
+pub use engine::{Attachment, LegId, LegMediaStats, LegParams, MediaEvent, RoomId};
 pub use runtime::{LegMedia, MediaConfig, MediaEngine, MediaError, MediaHandle, PortMode};

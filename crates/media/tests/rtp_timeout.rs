@@ -1,7 +1,8 @@
 //! RTP timeout in the sans-IO media core, under virtual time: a leg whose remote stops
 //! sending is reported once ([`MediaEvent::RtpTimeout`], on which the engine hangs the
 //! call up) when `rtp_timeout` has passed since its last packet, not before, and again
-//! only after packets resumed and stopped anew; legs that keep sending never are.
+//! only after packets resumed and stopped anew; legs that keep sending never are. Also:
+//! a released leg reports its counters ([`MediaEvent::Released`]).
 
 use media::engine::{Command, CoreConfig, Input, MediaCore, Output, Socket};
 use media::{Attachment, CodecKind, LegId, LegParams, MediaEvent, RoomId};
@@ -105,4 +106,42 @@ fn a_leg_that_never_sends_is_reported_after_rtp_timeout() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].0, MediaEvent::RtpTimeout { leg: LegId(7) });
     assert!(events[0].1 >= TIMEOUT && events[0].1 <= TIMEOUT + SWEEP + TICK, "{events:?}");
+}
+
+/// A released leg reports what it received and sent, and what its jitter buffer had to
+/// do: here 50 packets with two lost (never sent), in a room with a second leg.
+#[test]
+fn a_released_leg_reports_its_counters() {
+    let t0 = Instant::now();
+    let mut core = MediaCore::new(CoreConfig::default());
+    let room = RoomId(1);
+    add(&mut core, t0, 1, Attachment::Room(room));
+    add(&mut core, t0, 2, Attachment::Room(room));
+    let mut now = t0;
+    for k in 0..50u16 {
+        now += TICK;
+        for leg in [1u64, 2] {
+            if leg == 1 && (k == 20 || k == 30) {
+                continue;
+            }
+            let p = packet(leg, k);
+            core.handle_input(now, Input::Receive { leg: LegId(leg), socket: Socket::Rtp, from: remote_of(leg), data: &p });
+        }
+        core.handle_input(now, Input::Tick);
+        while core.poll_output().is_some() {}
+    }
+    core.handle_input(now, Input::Command(Command::Release(LegId(1))));
+    let mut released = Vec::new();
+    while let Some(out) = core.poll_output() {
+        if let Output::Event(MediaEvent::Released { leg, stats }) = out {
+            released.push((leg, stats));
+        }
+    }
+    assert_eq!(released.len(), 1, "one Released event: {released:?}");
+    let (leg, stats) = released[0];
+    assert_eq!(leg, LegId(1));
+    assert_eq!(stats.received, 48);
+    assert_eq!(stats.lost, 2, "{stats:?}");
+    assert!(stats.sent >= 45, "it was sent the room's audio every tick: {stats:?}");
+    assert_eq!((stats.late, stats.discarded, stats.resyncs), (0, 0, 0), "{stats:?}");
 }

@@ -115,6 +115,8 @@ pub struct Legs {
     by_dialog: HashMap<DialogId, LegId>,
     by_tx: HashMap<TxId, LegId>,
     by_media: HashMap<media::LegId, LegId>,
+    /// Media released, its final counters not yet reported (see `MediaEvent::Released`).
+    released_media: HashMap<media::LegId, LegId>,
     /// In-dialog non-INVITE requests we sent for an owner (REFER, NOTIFY, INFO).
     by_request_tx: HashMap<TxId, (LegId, Method)>,
     timers: BinaryHeap<Reverse<(Instant, LegTimer, LegId)>>,
@@ -147,6 +149,7 @@ impl Legs {
             by_dialog: HashMap::new(),
             by_tx: HashMap::new(),
             by_media: HashMap::new(),
+            released_media: HashMap::new(),
             by_request_tx: HashMap::new(),
             timers: BinaryHeap::new(),
             ended: VecDeque::new(),
@@ -216,6 +219,22 @@ impl Legs {
                     self.public.push_back(EngineEvent::Dtmf { leg_id: leg_id.clone(), digit, duration_ms, domain });
                     self.events.push_back(LegEvent::Dtmf { leg: leg_id, digit, duration_ms });
                 }
+            }
+            media::MediaEvent::Released { leg, stats: s } => {
+                let id = self.released_media.remove(&leg);
+                info!(
+                    leg = id.as_ref().map(|l| l.to_string()).unwrap_or_default(),
+                    media_leg = leg.0,
+                    received = s.received,
+                    sent = s.sent,
+                    lost = s.lost,
+                    late = s.late,
+                    discarded = s.discarded,
+                    resyncs = s.resyncs,
+                    jitter_ms = s.jitter_us as f64 / 1000.0,
+                    playout_delay_ms = s.target_delay_ms,
+                    "media ended"
+                );
             }
             _ => {}
         }
@@ -587,7 +606,10 @@ impl Legs {
     fn release_media(&mut self, leg: &mut Leg) {
         if let Some(m) = leg.media.take() {
             self.media.release(m);
-            self.by_media.remove(&m);
+            if let Some(id) = self.by_media.remove(&m) {
+                // Until the media core's Released event, which names the media leg only.
+                self.released_media.insert(m, id);
+            }
         }
     }
 
