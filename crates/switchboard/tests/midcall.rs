@@ -8,8 +8,9 @@
 //! file (JSON lines, `t` = seconds since the phone started), which is also how a
 //! recording's time is known: the recorder starts when the call's media does.
 //!
-//! Also: a listening supervisor (hears both, heard by nobody), and a call merged into a
-//! conference room that a third phone then dials.
+//! Also: a supervisor listening (hears both, heard by nobody), whispering (hears both,
+//! heard by the callee side only) and barging in (hears and heard by both), and a call
+//! merged into a conference room that a third phone then dials.
 
 mod support;
 
@@ -255,22 +256,49 @@ fn attended_transfer_by_rest_sends_replaces_and_the_invite_takes_over() {
     bob_heard.check(0.3).expect(&[1500]).absent(&[440]).assert("bob hears carol");
 }
 
+/// alice calls bob (so bob is the callee side, the agent), then carol (3046) is called
+/// in to supervise in `mode`; returns what carol, alice and bob heard over 3 s after.
+fn supervised_call(env: &TestEnv, mode: &str) -> [Heard; 3] {
+    directory(env);
+    let server = start_server(env);
+    let carol = Phone::start(env, &server, 2, ("carol", DOMAIN, PASSWORD), 1500, None, &[]);
+    let (alice, bob, id) = alice_calls_bob(env, &server);
+    post(&server, &format!("/v1/calls/{id}/supervise"), json!({"to": "3046", "mode": mode}));
+    let heard = hear([&carol, &alice, &bob], 3);
+    alice.quit();
+    bob.quit();
+    carol.quit();
+    heard
+}
+
 #[test]
 fn a_listening_supervisor_hears_both_and_is_heard_by_nobody() {
     let env = TestEnv::new("midcall_supervise");
     let _media = env.media_lock();
-    directory(&env);
-    let server = start_server(&env);
-    let carol = Phone::start(&env, &server, 2, ("carol", DOMAIN, PASSWORD), 1500, None, &[]);
-    let (alice, bob, id) = alice_calls_bob(&env, &server);
-    post(&server, &format!("/v1/calls/{id}/supervise"), json!({"to": "3046", "mode": "listen"}));
-    let [carol_heard, alice_heard, bob_heard] = hear([&carol, &alice, &bob], 3);
-    alice.quit();
-    bob.quit();
-    carol.quit();
+    let [carol_heard, alice_heard, bob_heard] = supervised_call(&env, "listen");
     carol_heard.check(0.5).expect(&[440, 1000]).assert("the supervisor hears both parties");
     alice_heard.check(0.5).expect(&[1000]).absent(&[1500]).assert("alice hears bob, not the supervisor");
     bob_heard.check(0.5).expect(&[440]).absent(&[1500]).assert("bob hears alice, not the supervisor");
+}
+
+#[test]
+fn a_whispering_supervisor_is_heard_by_the_callee_only_and_hears_both() {
+    let env = TestEnv::new("midcall_supervise_whisper");
+    let _media = env.media_lock();
+    let [carol_heard, alice_heard, bob_heard] = supervised_call(&env, "whisper");
+    carol_heard.check(0.5).expect(&[440, 1000]).assert("the supervisor hears both parties");
+    alice_heard.check(0.5).expect(&[1000]).absent(&[1500]).assert("alice (the caller) hears bob, not the supervisor");
+    bob_heard.check(0.5).expect(&[440, 1500]).assert("bob (the callee, the agent) hears alice and the supervisor");
+}
+
+#[test]
+fn a_barging_supervisor_hears_both_and_is_heard_by_both() {
+    let env = TestEnv::new("midcall_supervise_barge");
+    let _media = env.media_lock();
+    let [carol_heard, alice_heard, bob_heard] = supervised_call(&env, "barge");
+    carol_heard.check(0.5).expect(&[440, 1000]).assert("the supervisor hears both parties");
+    alice_heard.check(0.5).expect(&[1000, 1500]).assert("alice hears bob and the supervisor");
+    bob_heard.check(0.5).expect(&[440, 1500]).assert("bob hears alice and the supervisor");
 }
 
 #[test]
