@@ -9,22 +9,18 @@
 #      HTTP_PORT (7180), RTP_PORTS (54000-59999), NICE (see bench/room_load.sh).
 # Needs: sipp, bc, curl, a release build (cargo build --release -p switchboard).
 set -euo pipefail
-if [ -n "${NICE:-}" ] && [ -z "${SB_OWN_SESSION:-}" ]; then
-  SB_OWN_SESSION=1 exec setsid -w "$0" "$@"
-fi
-if [ -n "${NICE:-}" ]; then
-  echo "$NICE" > /proc/self/autogroup 2>/dev/null || echo "warning: could not set autogroup nice" >&2
-fi
+source "$(dirname "$0")/lib.sh"
+bench_own_session "$@"
 cd "$(dirname "$0")/.."
 BIN=${SB_BIN:-${CARGO_TARGET_DIR:-target}/release/switchboard}
-[ -x "$BIN" ] || { echo "build first: cargo build --release -p switchboard" >&2; exit 2; }
+bench_need_build "cargo build --release -p switchboard" "$BIN"
 RATES=("$@"); [ ${#RATES[@]} -gt 0 ] || RATES=(250 500 1000 1500)
 SECS=${SECS:-10}
 WORKERS=${WORKERS:-1}
 WORK=$(mktemp -d /tmp/sb-b2bua.XXXXXX)
 SIP_PORT=${SIP_PORT:-7160}; HTTP_PORT=${HTTP_PORT:-7180}
 UAS_PORT=25170; UAC_PORT=25171
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+bench_raise_fd_limit
 DOMAIN=bench.test
 "$BIN" users add uas --domain "$DOMAIN" --ext 2000 --password uas-secret --data-dir "$WORK/data" >/dev/null 2>&1 \
   || { "$BIN" domains add "$DOMAIN" --data-dir "$WORK/data" >/dev/null; "$BIN" users add uas --domain "$DOMAIN" --ext 2000 --password uas-secret --data-dir "$WORK/data" >/dev/null; }
@@ -40,13 +36,12 @@ TOML
 SRV=$!
 UASPID=
 trap 'kill $SRV $UASPID 2>/dev/null; wait $SRV 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -sf http://127.0.0.1:$HTTP_PORT/health >/dev/null 2>&1 && break; sleep 0.1; done
-kill -0 $SRV 2>/dev/null || { echo "server did not start:"; cat "$WORK/server.log"; exit 1; }
+bench_wait_for_server "$WORK/server.log"
 # Register the UAS's port as uas's contact (the REGISTER's source is where calls go).
 sipp 127.0.0.1:$SIP_PORT -sf tests/kit/sipp/uac_register.xml -s uas -key domain "$DOMAIN" -au uas -ap uas-secret \
   -i 127.0.0.1 -p $UAS_PORT -m 1 -nostdin -timeout 10s >"$WORK/register.out" 2>&1 || { echo "REGISTER failed"; cat "$WORK/register.out"; exit 1; }
 ticks=$(getconf CLK_TCK)
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_machine_line
 echo "server: $BIN --media-workers $WORKERS (pid $SRV); ${SECS} s per rate; work dir $WORK"
 printf "%6s %7s %7s %6s %8s %9s %8s %10s %6s\n" rate calls ok failed uas_fail achieved srv_cpu srv_us/call load1
 for r in "${RATES[@]}"; do
@@ -55,13 +50,13 @@ for r in "${RATES[@]}"; do
     -trace_stat -fd 1 -stf "$WORK/uas_$r.csv" >"$WORK/uas_$r.out" 2>&1 &
   UASPID=$!
   sleep 0.5
-  t0=$(awk '{print $14+$15}' /proc/$SRV/stat)
+  t0=$(bench_cpu_ticks $SRV)
   w0=$(date +%s.%N)
   sipp 127.0.0.1:$SIP_PORT -sf bench/uac_setup.xml -s 2000 -i 127.0.0.1 -p $UAC_PORT \
       -r "$r" -m "$n" -l $((r * 2)) -nostdin -timeout $((SECS * 3))s \
       -trace_stat -fd 1 -stf "$WORK/stat_$r.csv" >"$WORK/sipp_$r.out" 2>&1 || true
   w1=$(date +%s.%N)
-  t1=$(awk '{print $14+$15}' /proc/$SRV/stat)
+  t1=$(bench_cpu_ticks $SRV)
   wait $UASPID 2>/dev/null || true
   UASPID=
   last=$(tail -1 "$WORK/stat_$r.csv")

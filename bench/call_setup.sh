@@ -8,36 +8,31 @@
 #      NICE=-10: own session with that scheduler-autogroup nice (see bench/room_load.sh).
 # Needs: sipp, bc, curl, a release build (cargo build --release -p switchboard).
 set -euo pipefail
-if [ -n "${NICE:-}" ] && [ -z "${SB_OWN_SESSION:-}" ]; then
-  SB_OWN_SESSION=1 exec setsid -w "$0" "$@"
-fi
-if [ -n "${NICE:-}" ]; then
-  echo "$NICE" > /proc/self/autogroup 2>/dev/null || echo "warning: could not set autogroup nice" >&2
-fi
+source "$(dirname "$0")/lib.sh"
+bench_own_session "$@"
 cd "$(dirname "$0")/.."
 BIN=${SB_BIN:-${CARGO_TARGET_DIR:-target}/release/switchboard}
-[ -x "$BIN" ] || { echo "build first: cargo build --release -p switchboard" >&2; exit 2; }
+bench_need_build "cargo build --release -p switchboard" "$BIN"
 RATES=("$@"); [ ${#RATES[@]} -gt 0 ] || RATES=(500 1000 2000 3000 4000 5000)
 SECS=${SECS:-10}
 WORKERS=${WORKERS:-1}
 WORK=$(mktemp -d /tmp/sb-bench.XXXXXX)
 SIP_PORT=${SIP_PORT:-7060}; HTTP_PORT=${HTTP_PORT:-7080}
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+bench_raise_fd_limit
 "$BIN" serve --sip-listen 127.0.0.1:$SIP_PORT --http-listen 127.0.0.1:$HTTP_PORT \
   --rtp-ports ${RTP_PORTS:-50000-53999} --data-dir "$WORK/data" --media-workers "$WORKERS" 2>"$WORK/server.log" &
 SRV=$!
 trap 'kill $SRV 2>/dev/null; wait $SRV 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -sf http://127.0.0.1:$HTTP_PORT/health >/dev/null 2>&1 && break; sleep 0.1; done
-kill -0 $SRV 2>/dev/null || { echo "server did not start:"; cat "$WORK/server.log"; exit 1; }
+bench_wait_for_server "$WORK/server.log"
 ticks=$(getconf CLK_TCK)
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_machine_line
 echo "server: $BIN --media-workers $WORKERS (pid $SRV); ${SECS} s per rate; work dir $WORK"
 echo "scheduler: $(cat /proc/self/autogroup 2>/dev/null || echo 'no autogroup')"
 printf "%6s %7s %7s %6s %9s %8s %10s %8s %9s %6s\n" \
   rate calls ok failed achieved srv_cpu srv_us/call sipp_cpu retrans load1
 for r in "${RATES[@]}"; do
   n=$((r * SECS))
-  t0=$(awk '{print $14+$15}' /proc/$SRV/stat)
+  t0=$(bench_cpu_ticks $SRV)
   w0=$(date +%s.%N)
   # SIPp's own CPU: bash's `time` of the child (user+sys), in seconds.
   TIMEFORMAT='%U %S'
@@ -45,7 +40,7 @@ for r in "${RATES[@]}"; do
       -r "$r" -m "$n" -l $((r * 2)) -nostdin -timeout $((SECS * 3))s \
       -trace_stat -fd 1 -stf "$WORK/stat_$r.csv" >"$WORK/sipp_$r.out" 2>&1 || true ; } 2>"$WORK/time_$r"
   w1=$(date +%s.%N)
-  t1=$(awk '{print $14+$15}' /proc/$SRV/stat)
+  t1=$(bench_cpu_ticks $SRV)
   last=$(tail -1 "$WORK/stat_$r.csv")
   # Column numbers from the SIPp 3.6 stat header: 16 SuccessfulCall(C), 18 FailedCall(C),
   # 58 Retransmissions(C).

@@ -12,15 +12,16 @@
 #      SIP_PORT (7160), HTTP_PORT (7180).
 # Needs: sipp, bc, curl, a release build (cargo build --release -p switchboard).
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 BIN=${SB_BIN:-${CARGO_TARGET_DIR:-target}/release/switchboard}
-[ -x "$BIN" ] || { echo "build first: cargo build --release -p switchboard" >&2; exit 2; }
+bench_need_build "cargo build --release -p switchboard" "$BIN"
 RATES=("$@"); [ ${#RATES[@]} -gt 0 ] || RATES=(500 1000 2000 3000 4000)
 SECS=${SECS:-10}
 DOMAIN=bench.test
 WORK=$(mktemp -d /tmp/sb-regbench.XXXXXX)
 SIP_PORT=${SIP_PORT:-7160}; HTTP_PORT=${HTTP_PORT:-7180}
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+bench_raise_fd_limit
 
 "$BIN" domains add $DOMAIN --data-dir "$WORK/data" >/dev/null
 "$BIN" users add u5001 --domain $DOMAIN --ext 5001 --password pw-5001 --data-dir "$WORK/data" >/dev/null
@@ -35,23 +36,22 @@ RUST_LOG=warn "$BIN" serve --config "$WORK/switchboard.toml" --sip-listen 127.0.
   --http-listen 127.0.0.1:$HTTP_PORT --data-dir "$WORK/data" 2>"$WORK/server.log" &
 SRV=$!
 trap 'kill $SRV 2>/dev/null; wait $SRV 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -sf http://127.0.0.1:$HTTP_PORT/health >/dev/null 2>&1 && break; sleep 0.1; done
-kill -0 $SRV 2>/dev/null || { echo "server did not start:"; cat "$WORK/server.log"; exit 1; }
+bench_wait_for_server "$WORK/server.log"
 ticks=$(getconf CLK_TCK)
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_machine_line
 echo "server: $BIN (pid $SRV); ${SECS} s per rate; work dir $WORK"
 printf "%6s %7s %7s %6s %9s %8s %11s %8s %8s %6s\n" \
   rate regs ok failed achieved srv_cpu srv_us/reg sipp_cpu retrans load1
 for r in "${RATES[@]}"; do
   n=$((r * SECS))
-  t0=$(awk '{print $14+$15}' /proc/$SRV/stat)
+  t0=$(bench_cpu_ticks $SRV)
   w0=$(date +%s.%N)
   TIMEFORMAT='%U %S'
   { time sipp 127.0.0.1:$SIP_PORT -sf tests/kit/sipp/uac_register.xml -s u5001 -au u5001 -ap pw-5001 -key domain $DOMAIN \
       -i 127.0.0.1 -p 25161 -r "$r" -m "$n" -l $((r * 2)) -nostdin -timeout $((SECS * 3))s \
       -trace_stat -fd 1 -stf "$WORK/stat_$r.csv" >"$WORK/sipp_$r.out" 2>&1 || true ; } 2>"$WORK/time_$r"
   w1=$(date +%s.%N)
-  t1=$(awk '{print $14+$15}' /proc/$SRV/stat)
+  t1=$(bench_cpu_ticks $SRV)
   last=$(tail -1 "$WORK/stat_$r.csv")
   # SIPp 3.6 stat columns: 16 SuccessfulCall(C), 18 FailedCall(C), 58 Retransmissions(C).
   ok=$(echo "$last" | awk -F';' '{print $16}')

@@ -12,6 +12,7 @@
 # Usage: bench/rest_auth_latency.sh   (env: RATE=10000 DURATION=10 ROOMS=100 CONNS=32,
 #        SIP_PORT 7360, HTTP_PORT 7380, RTP_PORTS 47000-47999, KEEP=1 keeps the work dir)
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 RATE=${RATE:-10000}; DURATION=${DURATION:-10}; ROOMS=${ROOMS:-100}; CONNS=${CONNS:-32}
 SIP_PORT=${SIP_PORT:-7360}; HTTP_PORT=${HTTP_PORT:-7380}; SIPP_PORT=$((SIP_PORT + 1))
@@ -21,19 +22,13 @@ cargo build --release -q -p switchboard
 cargo build --release -q -p api --example rest_load
 WORK=$(mktemp -d /tmp/sb-rest-auth.XXXXXX)
 SRV=; SIPP=
-cleanup() {
-  [ -z "$SIPP" ] || { kill "$SIPP" 2>/dev/null; wait "$SIPP" 2>/dev/null || true; }
-  [ -z "$SRV" ] || { kill "$SRV" 2>/dev/null; wait "$SRV" 2>/dev/null || true; }
-  [ -n "${KEEP:-}" ] && echo "work dir: $WORK" || rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap bench_rest_cleanup EXIT
 api() { curl -sf -H "Authorization: Bearer $1" "${@:2}"; }
 start() {
   "$T/release/switchboard" serve --sip-listen 127.0.0.1:$SIP_PORT --http-listen 127.0.0.1:$HTTP_PORT \
     --rtp-ports "${RTP_PORTS:-47000-47999}" --data-dir "$WORK/data" --api-token $TOKEN 2>>"$WORK/server.log" &
   SRV=$!
-  for _ in $(seq 100); do curl -sf http://127.0.0.1:$HTTP_PORT/health >/dev/null 2>&1 && break; sleep 0.1; done
-  kill -0 $SRV || { echo "server did not start:"; cat "$WORK/server.log"; exit 1; }
+  bench_wait_for_server "$WORK/server.log"
 }
 start
 # the server's own domain (where rooms dialled at its address belong) and an admin key of it
@@ -53,20 +48,14 @@ kill $SRV; wait $SRV 2>/dev/null || true; start
 JWT=$(curl -sf -u bench-app:bench-secret-1 -d 'grant_type=password&username=benchadmin&password=bench-pass-1' \
   http://127.0.0.1:$HTTP_PORT/auth | python3 -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
 
-{ echo SEQUENTIAL; seq 1 "$ROOMS"; } > "$WORK/rooms.csv"
-python3 -c 'import random,sys; sys.stdout.buffer.write(bytes(0xD5 ^ random.randint(0, 3) for _ in range(8000)))' > "$WORK/quiet.alaw"
-SCENARIO=$PWD/bench/rest_rooms_uac.xml
-(cd "$WORK" && exec sipp 127.0.0.1:$SIP_PORT -sf "$SCENARIO" -inf "$WORK/rooms.csv" -m "$ROOMS" -l "$ROOMS" -r 50 \
-  -d 3600000 -i 127.0.0.1 -p $SIPP_PORT -mi 127.0.0.1 -mp $((SIPP_PORT + 10)) -nostdin \
-  -trace_err -error_file "$WORK/sipp_errors.log" >"$WORK/sipp.log" 2>&1) &
-SIPP=$!
+bench_start_room_callers
 count() { api "$1" "http://127.0.0.1:$HTTP_PORT/rest/v1/uc/conferences?countonly=true" | tr -dc 0-9; }
 for _ in $(seq 300); do [ "$(count $TOKEN)" = "$ROOMS" ] && break; sleep 0.1; done
 [ "$(count $TOKEN)" = "$ROOMS" ] || { echo "only $(count $TOKEN) of $ROOMS rooms came up"; tail "$WORK/server.log"; exit 1; }
 [ "$(count "$KEY")" = "$ROOMS" ] || { echo "the domain key sees $(count "$KEY") of $ROOMS rooms"; exit 1; }
 [ "$(count "$JWT")" = "$ROOMS" ] || { echo "the domain admin's JWT sees $(count "$JWT") of $ROOMS rooms"; exit 1; }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_machine_line
 echo "server: $ROOMS live rooms, one SIPp caller each; client: $CONNS connections, $RATE req/s for ${DURATION}s"
 load() { "$T/release/examples/rest_load" --addr 127.0.0.1:$HTTP_PORT --token "$1" --rate $RATE --seconds "${2:-$DURATION}" \
   --connections $CONNS --path /rest/v1/uc/conferences; }

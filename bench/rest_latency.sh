@@ -8,6 +8,7 @@
 #      the work dir. Needs sipp and curl. Builds with cargo (CARGO_TARGET_DIR honoured).
 # Output: one report + RESULT line per measured endpoint.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 RATE=${RATE:-10000}; DURATION=${DURATION:-10}; ROOMS=${ROOMS:-100}; CONNS=${CONNS:-32}
 SIP_PORT=${SIP_PORT:-7260}; HTTP_PORT=${HTTP_PORT:-7280}; SIPP_PORT=$((SIP_PORT + 1))
@@ -17,34 +18,21 @@ cargo build --release -q -p switchboard
 cargo build --release -q -p api --example rest_load
 WORK=$(mktemp -d /tmp/sb-rest.XXXXXX)
 SRV=; SIPP=
-cleanup() {
-  [ -z "$SIPP" ] || { kill "$SIPP" 2>/dev/null; wait "$SIPP" 2>/dev/null || true; }
-  [ -z "$SRV" ] || { kill "$SRV" 2>/dev/null; wait "$SRV" 2>/dev/null || true; }
-  [ -n "${KEEP:-}" ] && echo "work dir: $WORK" || rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap bench_rest_cleanup EXIT
 
 "$T/release/switchboard" serve --sip-listen 127.0.0.1:$SIP_PORT --http-listen 127.0.0.1:$HTTP_PORT \
   --rtp-ports "${RTP_PORTS:-46000-46999}" --data-dir "$WORK/data" --api-token $TOKEN 2>"$WORK/server.log" &
 SRV=$!
-for _ in $(seq 100); do curl -sf http://127.0.0.1:$HTTP_PORT/health >/dev/null 2>&1 && break; sleep 0.1; done
-kill -0 $SRV || { echo "server did not start:"; cat "$WORK/server.log"; exit 1; }
+bench_wait_for_server "$WORK/server.log"
 
-{ echo SEQUENTIAL; seq 1 "$ROOMS"; } > "$WORK/rooms.csv"
-# One second of low noise in A-law (SIPp loops it); SIPp reads it relative to its cwd.
-python3 -c 'import random,sys; sys.stdout.buffer.write(bytes(0xD5 ^ random.randint(0, 3) for _ in range(8000)))' > "$WORK/quiet.alaw"
-SCENARIO=$PWD/bench/rest_rooms_uac.xml
-(cd "$WORK" && exec sipp 127.0.0.1:$SIP_PORT -sf "$SCENARIO" -inf "$WORK/rooms.csv" -m "$ROOMS" -l "$ROOMS" -r 50 \
-  -d 3600000 -i 127.0.0.1 -p $SIPP_PORT -mi 127.0.0.1 -mp $((SIPP_PORT + 10)) -nostdin \
-  -trace_err -error_file "$WORK/sipp_errors.log" >"$WORK/sipp.log" 2>&1) &
-SIPP=$!
+bench_start_room_callers
 count() { curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$HTTP_PORT/rest/v1/uc/conferences?countonly=true" | tr -dc 0-9; }
 for _ in $(seq 300); do [ "$(count)" = "$ROOMS" ] && break; sleep 0.1; done
 [ "$(count)" = "$ROOMS" ] || { echo "only $(count) of $ROOMS rooms came up"; tail "$WORK/server.log"; exit 1; }
 curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$HTTP_PORT/rest/v1/uc/conferences?mask=confid" |
   python3 -c 'import sys,json; [print("/rest/v1/uc/conferences/"+r["confid"]) for r in json.load(sys.stdin)]' > "$WORK/get_paths"
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_machine_line
 echo "server: $ROOMS live rooms, one SIPp caller each; client: $CONNS connections, $RATE req/s for ${DURATION}s"
 LOAD="$T/release/examples/rest_load --addr 127.0.0.1:$HTTP_PORT --token $TOKEN --rate $RATE --seconds $DURATION --connections $CONNS"
 $LOAD --seconds 2 --path /rest/v1/uc/conferences >/dev/null   # warm-up

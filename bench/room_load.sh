@@ -18,34 +18,27 @@
 # Output: the sb-load report, its RESULT {json} line, and a server line with its peak RSS
 # and thread count.
 set -euo pipefail
-if [ -n "${NICE:-}" ] && [ -z "${SB_OWN_SESSION:-}" ]; then
-  SB_OWN_SESSION=1 exec setsid -w "$0" "$@"
-fi
-if [ -n "${NICE:-}" ]; then
-  echo "$NICE" > /proc/self/autogroup 2>/dev/null || echo "warning: could not set autogroup nice" >&2
-fi
+source "$(dirname "$0")/lib.sh"
+bench_own_session "$@"
 cd "$(dirname "$0")/.."
 T=${CARGO_TARGET_DIR:-target}
 BIN=${SB_BIN:-$T/release/switchboard}
 LOAD=${SB_LOAD_BIN:-$T/release/sb-load}
-for b in "$BIN" "$LOAD"; do
-  [ -x "$b" ] || { echo "build first: cargo build --release -p switchboard -p loadgen ($b missing)" >&2; exit 2; }
-done
+bench_need_build "cargo build --release -p switchboard -p loadgen" "$BIN" "$LOAD"
 WORKERS=${WORKERS:-1}
 PORT_MODE=${PORT_MODE:-per-leg}
 SIP_PORT=${SIP_PORT:-7160}; HTTP_PORT=${HTTP_PORT:-7180}
 WORK=$(mktemp -d /tmp/sb-room.XXXXXX)
 # Many legs: in per-leg mode one RTP+RTCP port pair and two fds per leg on the server;
 # one fd per participant in sb-load.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+bench_raise_fd_limit
 "$BIN" serve --sip-listen 127.0.0.1:$SIP_PORT --http-listen 127.0.0.1:$HTTP_PORT \
   --rtp-ports ${RTP_PORTS:-47000-64999} --data-dir "$WORK/data" --media-workers "$WORKERS" --media-port-mode "$PORT_MODE" 2>"$WORK/server.log" &
 SRV=$!
 cleanup() { kill $SRV 2>/dev/null; wait $SRV 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"; }
 trap cleanup EXIT
-for _ in $(seq 100); do curl -sf http://127.0.0.1:$HTTP_PORT/health >/dev/null 2>&1 && break; sleep 0.1; done
-kill -0 $SRV 2>/dev/null || { echo "server did not start:"; cat "$WORK/server.log"; exit 1; }
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_wait_for_server "$WORK/server.log"
+bench_machine_line
 echo "server: $BIN --media-workers $WORKERS --media-port-mode $PORT_MODE (pid $SRV)"
 args=()
 for x in "$@"; do args+=("${x//PORT/$SIP_PORT}"); done

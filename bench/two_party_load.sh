@@ -39,19 +39,13 @@
 #   of one core, calls per server core ("-" when the server did not keep up: under 99 %
 #   of nominal received by either side).
 set -euo pipefail
-if [ -n "${NICE:-}" ] && [ -z "${SB_OWN_SESSION:-}" ]; then
-  SB_OWN_SESSION=1 exec setsid -w "$0" "$@"
-fi
-if [ -n "${NICE:-}" ]; then
-  echo "$NICE" > /proc/self/autogroup 2>/dev/null || echo "warning: could not set autogroup nice" >&2
-fi
+source "$(dirname "$0")/lib.sh"
+bench_own_session "$@"
 cd "$(dirname "$0")/.."
 T=${CARGO_TARGET_DIR:-target}
 BIN=${SB_BIN:-$T/release/switchboard}
 LOAD=${SB_LOAD_BIN:-$T/release/sb-load}
-for b in "$BIN" "$LOAD"; do
-  [ -x "$b" ] || { echo "build first: cargo build --release -p switchboard -p loadgen ($b missing)" >&2; exit 2; }
-done
+bench_need_build "cargo build --release -p switchboard -p loadgen" "$BIN" "$LOAD"
 CALLS=("$@"); [ ${#CALLS[@]} -gt 0 ] || CALLS=(500 1000 2000)
 read -r -a CODEC_LIST <<<"${CODECS:-pcmu g722 opus}"
 SECS=${SECS:-20}; WARMUP=${WARMUP:-3}; RATE=${RATE:-200}; THREADS=${THREADS:-1}; VOICE=${VOICE:-noise}
@@ -60,7 +54,7 @@ SIP_PORT=${SIP_PORT:-7260}; HTTP_PORT=${HTTP_PORT:-7280}; GW_PORT=${GW_PORT:-302
 RTP_PORTS=${RTP_PORTS:-40000-64999}; LOAD_RTP_BASE=${LOAD_RTP_BASE:-31000}
 LOAD_IP=127.0.0.2
 WORK=$(mktemp -d /tmp/sb-two-party.XXXXXX)
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+bench_raise_fd_limit
 # The callers (sb-load on 127.0.0.2) are a trusted network: they dial numbers without
 # digest, and numbers go to the gateway, which is sb-load's callee UAS.
 cat >"$WORK/sb.toml" <<TOML
@@ -74,7 +68,7 @@ cleanup() { [ -z "$SRV" ] || { kill "$SRV" 2>/dev/null; wait "$SRV" 2>/dev/null 
 trap cleanup EXIT
 field() { grep -o "\"$1\":[^,}]*" | head -1 | cut -d: -f2 | tr -d '"'; }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_machine_line
 echo "server: $BIN --media-workers $WORKERS --media-port-mode $PORT_MODE --gateway sip:$LOAD_IP:$GW_PORT; ${SECS} s window, ${RATE} setups/s, callees send $VOICE, sb-load $THREADS RTP thread(s)"
 printf "%6s %-10s %-9s %9s %6s %15s %17s %8s %10s %6s\n" calls codecs path verbatim% up "loss% a/b" "received% a/b" srv_cpu% calls/core load1
 for codec in "${CODEC_LIST[@]}"; do
@@ -89,8 +83,7 @@ for codec in "${CODEC_LIST[@]}"; do
       --gateway "sip:$LOAD_IP:$GW_PORT" --rtp-ports "$RTP_PORTS" --data-dir "$run/data" \
       --media-workers "$WORKERS" --media-port-mode "$PORT_MODE" 2>"$run/server.log" &
     SRV=$!
-    for _ in $(seq 100); do curl -sf http://127.0.0.1:$HTTP_PORT/health >/dev/null 2>&1 && break; sleep 0.1; done
-    kill -0 $SRV 2>/dev/null || { echo "server did not start:"; cat "$run/server.log"; exit 1; }
+    bench_wait_for_server "$run/server.log"
     "$LOAD" --server-pid $SRV --target "sip:+1555{call}@127.0.0.1:$SIP_PORT" --calls "$n" \
       --answer-on "$LOAD_IP:$GW_PORT" --callee-codec "$codec" --callee-voice "$VOICE" \
       --local-ip $LOAD_IP --rtp-base "$LOAD_RTP_BASE" --rate "$RATE" --threads "$THREADS" \

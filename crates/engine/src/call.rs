@@ -130,3 +130,57 @@ pub struct CallInfo {
     /// `true` for calls the server placed for an API (`makeCall`, click-to-call).
     pub api_originated: bool,
 }
+
+/// Calls as tests build them. They live beside [`CallInfo`] because tests in several
+/// crates (store, api, the server's unit and end-to-end tests) need the same ones, and
+/// a test-only module cannot be shared between crates; nothing but tests calls them.
+#[doc(hidden)]
+pub mod fixtures {
+    use super::*;
+
+    /// A party; `user_id` and `ext` when it is a directory user.
+    pub fn party(uri: &str, user_id: Option<i64>, ext: Option<&str>, name: Option<&str>) -> Party {
+        Party { uri: uri.into(), user_id, ext: ext.map(Into::into), display_name: name.map(Into::into) }
+    }
+
+    /// Call `id` in alpha.test from `caller` to `callee`, ringing since `started_ms`:
+    /// no legs, no answer, no codecs yet.
+    pub fn ringing_call(id: u64, started_ms: u64, caller: Party, callee: Party) -> CallInfo {
+        CallInfo {
+            call_id: CallId(id),
+            domain: "alpha.test".into(),
+            state: CallState::Ringing,
+            caller,
+            callee,
+            caller_leg: None,
+            callee_leg: None,
+            ringing_legs: vec![],
+            started_ms,
+            answered_ms: None,
+            ended_ms: None,
+            disposition: None,
+            hangup_by: None,
+            caller_codec: None,
+            callee_codec: None,
+            held: None,
+            recordings: vec![],
+            api_originated: false,
+        }
+    }
+
+    /// The same call ended as a call record has it: answered 2 s after `started_ms` (or
+    /// never, then no answer), over at 10 s, hung up by the caller, PCMU both ways,
+    /// placed by a phone, nothing recorded.
+    pub fn ended_call(id: u64, started_ms: u64, caller: Party, callee: Party, answered: bool) -> CallInfo {
+        CallInfo {
+            state: CallState::Ended,
+            answered_ms: answered.then_some(started_ms + 2_000),
+            ended_ms: Some(started_ms + 10_000),
+            disposition: Some(if answered { Disposition::Answered } else { Disposition::NoAnswer }),
+            hangup_by: Some(Side::Caller),
+            caller_codec: Some("PCMU".into()),
+            callee_codec: answered.then(|| "PCMU".into()),
+            ..ringing_call(id, started_ms, caller, callee)
+        }
+    }
+}

@@ -22,6 +22,7 @@
 //! Output: progress lines, a human summary, then `RESULT {json}` (one line).
 
 mod args;
+mod endpoint;
 mod media;
 mod stats;
 mod sys;

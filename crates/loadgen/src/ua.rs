@@ -8,6 +8,7 @@
 //! are answered 200 so no call hangs on us. Messages are built with the `sip` crate's
 //! model and printer, and parsed with `sip::parse::parse_datagram`.
 
+use crate::endpoint;
 use crate::stats::Histogram;
 use crate::sys;
 use sip::sdp::{self, Codec, Direction, LocalCapabilities, SessionDescription, SessionState};
@@ -101,13 +102,7 @@ const T2_NS: u64 = 4_000_000_000;
 
 impl Ua {
     pub fn new(local: SocketAddrV4, server: SocketAddr, t1_ns: u64) -> std::io::Result<Ua> {
-        let sock = UdpSocket::bind(local)?;
-        sock.set_nonblocking(true)?;
-        sys::set_rcvbuf(sock.as_raw_fd(), 8 << 20);
-        let local = match sock.local_addr()? {
-            SocketAddr::V4(a) => a,
-            SocketAddr::V6(_) => unreachable!("bound to IPv4"),
-        };
+        let (sock, local) = endpoint::bind_sip_socket(local)?;
         let run_id = media::rtp::random_u32();
         Ok(Ua {
             sock,
@@ -133,11 +128,7 @@ impl Ua {
     }
 
     fn contact(&self) -> NameAddr {
-        NameAddr::new(Uri::sip(
-            Some("load"),
-            &self.local.ip().to_string(),
-            Some(self.local.port()),
-        ))
+        endpoint::contact("load", self.local)
     }
 
     fn via(&self, branch: &str) -> Via {
@@ -440,13 +431,13 @@ impl Ua {
                 }
             }
             Method::Invite => {
-                // Re-INVITE: answer with our offer again (PCMU, same port).
+                // Re-INVITE: answer with our offer again (PCMU, same port). Outside a
+                // dialog it gets the 481 below.
                 if let Some(i) = idx {
                     let rtp = self.calls[i].rtp;
-                    resp.body = self.offer(rtp);
-                    resp.headers.content_type = Some("application/sdp".into());
+                    let offer = self.offer(rtp);
+                    resp = endpoint::ok_with_sdp(&r, None, self.contact(), offer);
                 }
-                resp.headers.contact = vec![self.contact()];
                 self.counters.other_requests += 1;
             }
             _ => self.counters.other_requests += 1,

@@ -16,12 +16,12 @@
 //! side filled; callee `i` answers caller `i`'s call with its own RTP socket.
 
 use sip::sdp::{self, Codec, Direction, LocalCapabilities, SessionDescription, SessionState};
-use sip::{Message, Method, NameAddr, Request, Uri};
+use sip::{Message, Method, Request};
 use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::sys;
+use crate::endpoint;
 
 const T2_NS: u64 = 4_000_000_000;
 
@@ -99,13 +99,7 @@ impl Uas {
     /// A UAS on `local` answering with `codec` (its SDP spelling; the payload type on
     /// the wire is the one the offer gives it).
     pub fn new(local: SocketAddrV4, codec: Codec, t1_ns: u64) -> std::io::Result<Uas> {
-        let sock = UdpSocket::bind(local)?;
-        sock.set_nonblocking(true)?;
-        sys::set_rcvbuf(sock.as_raw_fd(), 8 << 20);
-        let local = match sock.local_addr()? {
-            SocketAddr::V4(a) => a,
-            SocketAddr::V6(_) => unreachable!("bound to IPv4"),
-        };
+        let (sock, local) = endpoint::bind_sip_socket(local)?;
         let run = media::rtp::random_u32();
         Ok(Uas {
             sock,
@@ -293,15 +287,13 @@ impl Uas {
             Some(SocketAddr::V4(a)) => Some((a, neg.codec.payload_type)),
             _ => None,
         };
-        let mut resp = r.response(200, Some(&self.tag));
-        resp.headers.contact = vec![NameAddr::new(Uri::sip(
-            Some("callee"),
-            &self.local.ip().to_string(),
-            Some(self.local.port()),
-        ))];
-        resp.headers.content_type = Some("application/sdp".into());
-        resp.body = sdp.to_string().into_bytes();
-        Some((resp.to_bytes(), media))
+        let ok = endpoint::ok_with_sdp(
+            r,
+            Some(&self.tag),
+            endpoint::contact("callee", self.local),
+            sdp.to_string().into_bytes(),
+        );
+        Some((ok.to_bytes(), media))
     }
 
     /// 200 retransmissions (timer G) and give-ups (timer H) due at `now`.

@@ -151,17 +151,7 @@ impl Store {
     /// Stores a push token for `user_id`, moving it from whoever had it.
     pub async fn add_push_token(&self, kind: &str, topic: &str, token: &str, user_id: UserId) -> Result<(), StoreError> {
         let mut tx = self.directory_write().await?;
-        sqlx::query(
-            "INSERT INTO push_tokens (kind, topic, token, user_id, created_ms) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (kind, topic, token) DO UPDATE SET user_id = excluded.user_id, created_ms = excluded.created_ms",
-        )
-        .bind(kind)
-        .bind(topic)
-        .bind(token)
-        .bind(user_id)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+        upsert_push_token(&mut *tx, kind, topic, token, user_id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -209,17 +199,7 @@ impl Store {
             .bind(old)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO push_tokens (kind, topic, token, user_id, created_ms) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (kind, topic, token) DO UPDATE SET user_id = excluded.user_id",
-        )
-        .bind(kind)
-        .bind(topic)
-        .bind(new)
-        .bind(user_id)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+        upsert_push_token(&mut *tx, kind, topic, new, user_id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -318,6 +298,29 @@ pub(crate) async fn load_user_extras(
         .map(|row| row.try_get::<i64, _>(0))
         .collect::<Result<_, _>>()?;
     Ok((modes, with_tokens))
+}
+
+/// Stores `token` for `user_id`, taking it from whoever had it: a token names one
+/// device, so it belongs to whoever registered it last, as of now.
+async fn upsert_push_token<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    kind: &str,
+    topic: &str,
+    token: &str,
+    user_id: UserId,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO push_tokens (kind, topic, token, user_id, created_ms) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (kind, topic, token) DO UPDATE SET user_id = excluded.user_id, created_ms = excluded.created_ms",
+    )
+    .bind(kind)
+    .bind(topic)
+    .bind(token)
+    .bind(user_id)
+    .bind(now_ms())
+    .execute(ex)
+    .await?;
+    Ok(())
 }
 
 async fn select_call_mode<'e>(ex: impl Executor<'e, Database = Any>, user_id: UserId) -> Result<Option<CallMode>, StoreError> {

@@ -4,7 +4,8 @@
 mod common;
 
 use common::TestDb;
-use engine::call::{CallId, CallInfo, CallState, Disposition, Party, Side};
+use engine::call::fixtures::{ended_call, party};
+use engine::call::{CallInfo, CallState, Party, Side};
 use engine::EngineEvent;
 use store::{NewUser, StoreError};
 
@@ -15,34 +16,6 @@ both_backends!(
     call_mode_and_device_persist_and_reach_the_directory_snapshot,
     push_tokens_move_between_users_are_listed_and_removed,
 );
-
-fn party(uri: &str, user_id: Option<i64>, ext: Option<&str>, name: Option<&str>) -> Party {
-    Party { uri: uri.into(), user_id, ext: ext.map(Into::into), display_name: name.map(Into::into) }
-}
-
-/// Alice (user 1) calls Bob (user 2); `answered` decides the disposition.
-fn call(id: u64, started_ms: u64, caller: Party, callee: Party, answered: bool) -> CallInfo {
-    CallInfo {
-        call_id: CallId(id),
-        domain: "Alpha.Test".into(),
-        state: CallState::Ended,
-        caller,
-        callee,
-        caller_leg: None,
-        callee_leg: None,
-        ringing_legs: vec![],
-        started_ms,
-        answered_ms: answered.then_some(started_ms + 2_000),
-        ended_ms: Some(started_ms + 10_000),
-        disposition: Some(if answered { Disposition::Answered } else { Disposition::NoAnswer }),
-        hangup_by: Some(if answered { Side::Callee } else { Side::Caller }),
-        caller_codec: Some("PCMU".into()),
-        callee_codec: answered.then(|| "G722".into()),
-        held: None,
-        recordings: if answered { vec!["recordings/7.wav".into(), "recordings/7b.wav".into()] } else { vec![] },
-        api_originated: !answered,
-    }
-}
 
 fn alice() -> Party {
     party("sip:alice@alpha.test", Some(1), Some("3044"), Some("Alice A"))
@@ -57,7 +30,14 @@ fn outsider() -> Party {
 async fn a_call_ended_event_becomes_one_record_through_the_recorder(db: &TestDb) {
     let s = &db.store;
     let (recorder, writer) = store::spawn_recorder(s.clone());
-    let info = call(7, 1_700_000_000_000, alice(), bob(), true);
+    // Set apart from the fixture's plain values, so that the record must keep them.
+    let info = CallInfo {
+        domain: "Alpha.Test".into(),
+        hangup_by: Some(Side::Callee),
+        callee_codec: Some("G722".into()),
+        recordings: vec!["recordings/7.wav".into(), "recordings/7b.wav".into()],
+        ..ended_call(7, 1_700_000_000_000, alice(), bob(), true)
+    };
     // Only the end is recorded; the other call events are not written.
     assert!(recorder.record(&EngineEvent::CallStarted(CallInfo { state: CallState::Ringing, ..info.clone() })));
     assert!(recorder.record(&EngineEvent::CallAnswered(info.clone())));
@@ -81,8 +61,7 @@ async fn a_call_ended_event_becomes_one_record_through_the_recorder(db: &TestDb)
     assert!(s.call_record(8).await.unwrap().is_none());
 
     // The same call recorded again is rewritten, not duplicated.
-    let mut again = call(7, 1_700_000_000_000, alice(), outsider(), false);
-    again.hangup_by = None;
+    let again = CallInfo { hangup_by: None, api_originated: true, ..ended_call(7, 1_700_000_000_000, alice(), outsider(), false) };
     s.record_call(&again).await.unwrap();
     let r = s.call_record(7).await.unwrap().unwrap();
     assert_eq!((r.disposition.as_str(), r.hangup_by.as_deref(), r.callee.user_id, r.api_originated), ("no_answer", None, None, true));
@@ -94,11 +73,11 @@ async fn the_call_log_is_one_users_calls_in_id_order_since_a_time(db: &TestDb) {
     let s = &db.store;
     let t = 1_700_000_000_000;
     // Written out of id order: the log orders by id.
-    s.record_call(&call(12, t + 60_000, bob(), alice(), false)).await.unwrap(); // alice missed bob's call
-    s.record_call(&call(10, t, alice(), bob(), true)).await.unwrap();
-    s.record_call(&call(11, t + 30_000, alice(), outsider(), true)).await.unwrap();
-    s.record_call(&call(13, t + 90_000, bob(), outsider(), true)).await.unwrap(); // not alice's
-    let mut other_domain = call(14, t + 90_000, alice(), bob(), true);
+    s.record_call(&ended_call(12, t + 60_000, bob(), alice(), false)).await.unwrap(); // alice missed bob's call
+    s.record_call(&ended_call(10, t, alice(), bob(), true)).await.unwrap();
+    s.record_call(&ended_call(11, t + 30_000, alice(), outsider(), true)).await.unwrap();
+    s.record_call(&ended_call(13, t + 90_000, bob(), outsider(), true)).await.unwrap(); // not alice's
+    let mut other_domain = ended_call(14, t + 90_000, alice(), bob(), true);
     other_domain.domain = "beta.test".into();
     s.record_call(&other_domain).await.unwrap();
 
@@ -116,11 +95,11 @@ async fn the_call_log_is_one_users_calls_in_id_order_since_a_time(db: &TestDb) {
 async fn next_call_id_floor_is_the_largest_recorded_id(db: &TestDb) {
     let s = &db.store;
     assert_eq!(s.next_call_id_floor().await.unwrap(), 0);
-    s.record_call(&call(41, 1_000, alice(), bob(), true)).await.unwrap();
-    s.record_call(&call(5, 2_000, alice(), bob(), true)).await.unwrap();
+    s.record_call(&ended_call(41, 1_000, alice(), bob(), true)).await.unwrap();
+    s.record_call(&ended_call(5, 2_000, alice(), bob(), true)).await.unwrap();
     assert_eq!(s.next_call_id_floor().await.unwrap(), 41);
     // An id the database cannot hold is refused, not wrapped.
-    let too_big = call(u64::MAX, 3_000, alice(), bob(), true);
+    let too_big = ended_call(u64::MAX, 3_000, alice(), bob(), true);
     assert!(matches!(s.record_call(&too_big).await, Err(StoreError::OutOfRange { field: "call_id", .. })));
     // Reopened (a restart), the floor is still there.
     let again = store::Store::open_url(&db.url).await.unwrap();

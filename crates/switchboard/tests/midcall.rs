@@ -8,12 +8,14 @@
 //! file (JSON lines, `t` = seconds since the phone started), which is also how a
 //! recording's time is known: the recorder starts when the call's media does.
 //!
-//! Also: a listening supervisor (hears both, heard by nobody), and a call merged into a
-//! conference room that a third phone then dials.
+//! Also: a supervisor listening (hears both, heard by nobody), whispering (hears both,
+//! heard by the callee side only) and barging in (hears and heard by both), and a call
+//! merged into a conference room that a third phone then dials.
 
 mod support;
 
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::time::Duration;
 use support::phone::*;
 use support::*;
@@ -48,6 +50,31 @@ fn post(server: &Server, path: &str, body: Value) -> Value {
     let r = server.post(path, &body);
     assert_eq!(r.status, 200, "POST {path} {body}: {} {}", r.status, r.body);
     r.json()
+}
+
+/// A stretch of what a phone heard, as seconds into its recording.
+struct Heard {
+    wav: PathBuf,
+    from: f64,
+    until: f64,
+}
+
+impl Heard {
+    /// A tone check of the stretch, less `settle` s at its start (the media path may
+    /// still be switching over) and 0.2 s at its end.
+    fn check(&self, settle: f64) -> ToneCheck {
+        tone_check(&self.wav).window(self.from + settle, Some(self.until - 0.2))
+    }
+}
+
+/// Lets `secs` of audio reach `phones` and says where that stretch lies in each one's
+/// recording (the phone's clock less the time its recording started).
+fn hear<const N: usize>(phones: [&Phone; N], secs: u64) -> [Heard; N] {
+    let t0 = phones.map(|p| p.record_t0());
+    let from = phones.map(phone_now);
+    std::thread::sleep(Duration::from_secs(secs));
+    let until = phones.map(phone_now);
+    std::array::from_fn(|i| Heard { wav: phones[i].record.clone(), from: from[i] - t0[i], until: until[i] - t0[i] })
 }
 
 #[test]
@@ -149,12 +176,8 @@ fn blind_transfer_by_rest_the_phone_follows_and_the_new_pair_hear_each_other() {
     // alice (the caller) is sent to carol; bob leaves.
     post(&server, &format!("/v1/calls/{id}/transfer"), json!({"side": "caller", "to": "3046"}));
     alice.wait_event("alice got the REFER", 10, |e| e["event"] == "transfer_request");
-    carol.record_t0();
     wait_server_event(&server, "call_transferred", |e| call_id_of(e) == id);
-    let t = phone_now(&carol);
-    std::thread::sleep(Duration::from_secs(3));
-    let t_end = phone_now(&carol);
-    let c0 = carol.record_t0();
+    let [carol_heard] = hear([&carol], 3);
     let alice_log = alice.log_text();
     alice.quit();
     bob.quit();
@@ -164,7 +187,7 @@ fn blind_transfer_by_rest_the_phone_follows_and_the_new_pair_hear_each_other() {
     assert!(alice_log.contains("Refer-To: <sip:3046@"), "Refer-To names carol");
     assert!(alice_log.contains("Referred-By:"), "Referred-By is set");
     assert!(alice_log.contains("message/sipfrag") && alice_log.contains("SIP/2.0 200"), "alice NOTIFYed the final sipfrag");
-    tone_check(&env.path("carol_rx.wav")).window(t - c0 + 0.3, Some(t_end - c0 - 0.2)).expect(&[440]).absent(&[1000]).assert("carol hears alice, not bob");
+    carol_heard.check(0.3).expect(&[440]).absent(&[1000]).assert("carol hears alice, not bob");
 }
 
 #[test]
@@ -179,16 +202,12 @@ fn a_transfer_started_by_the_phone_connects_the_other_party() {
     bob.command(&format!("xfer sip:3046@{DOMAIN}"));
     bob.wait_event("bob's transfer succeeded", 15, |e| e["event"] == "transfer_status" && e["final"] == true && e["code"] == 200);
     wait_server_event(&server, "call_transferred", |e| call_id_of(e) == id);
-    let c0 = carol.record_t0();
-    let a0 = alice.record_t0();
-    let (t, ta) = (phone_now(&carol), phone_now(&alice));
-    std::thread::sleep(Duration::from_secs(3));
-    let (t_end, ta_end) = (phone_now(&carol), phone_now(&alice));
+    let [carol_heard, alice_heard] = hear([&carol, &alice], 3);
     alice.quit();
     bob.quit();
     carol.quit();
-    tone_check(&env.path("carol_rx.wav")).window(t - c0 + 0.3, Some(t_end - c0 - 0.2)).expect(&[440]).absent(&[1000]).assert("carol hears alice");
-    tone_check(&env.path("alice_rx.wav")).window(ta - a0 + 0.3, Some(ta_end - a0 - 0.2)).expect(&[1500]).absent(&[1000]).assert("alice hears carol, no longer bob");
+    carol_heard.check(0.3).expect(&[440]).absent(&[1000]).assert("carol hears alice");
+    alice_heard.check(0.3).expect(&[1500]).absent(&[1000]).assert("alice hears carol, no longer bob");
 }
 
 #[test]
@@ -207,14 +226,11 @@ fn attended_transfer_with_replaces_from_the_phone() {
     alice.command("xfer_replaces");
     alice.wait_event("alice's attended transfer succeeded", 15, |e| e["event"] == "transfer_status" && e["final"] == true && e["code"] == 200);
     wait_server_event(&server, "call_transferred", |e| call_id_of(e) == second);
-    let b0 = bob.record_t0();
-    let t = phone_now(&bob);
-    std::thread::sleep(Duration::from_secs(3));
-    let t_end = phone_now(&bob);
+    let [bob_heard] = hear([&bob], 3);
     alice.quit();
     bob.quit();
     carol.quit();
-    tone_check(&env.path("bob_rx.wav")).window(t - b0 + 0.3, Some(t_end - b0 - 0.2)).expect(&[1500]).absent(&[440]).assert("bob hears carol, no longer alice");
+    bob_heard.check(0.3).expect(&[1500]).absent(&[440]).assert("bob hears carol, no longer alice");
 }
 
 #[test]
@@ -231,38 +247,58 @@ fn attended_transfer_by_rest_sends_replaces_and_the_invite_takes_over() {
     post(&server, &format!("/v1/calls/{first}/transfer"), json!({"side": "callee", "replaces": second}));
     bob.wait_event("bob followed the REFER", 10, |e| e["event"] == "transfer_request");
     wait_server_event(&server, "call_transferred", |e| call_id_of(e) == second);
-    let b0 = bob.record_t0();
-    let t = phone_now(&bob);
-    std::thread::sleep(Duration::from_secs(3));
-    let t_end = phone_now(&bob);
+    let [bob_heard] = hear([&bob], 3);
     let bob_log = bob.log_text();
     alice.quit();
     bob.quit();
     carol.quit();
     assert!(bob_log.contains("Replaces:"), "bob's INVITE carried Replaces");
-    tone_check(&env.path("bob_rx.wav")).window(t - b0 + 0.3, Some(t_end - b0 - 0.2)).expect(&[1500]).absent(&[440]).assert("bob hears carol");
+    bob_heard.check(0.3).expect(&[1500]).absent(&[440]).assert("bob hears carol");
+}
+
+/// alice calls bob (so bob is the callee side, the agent), then carol (3046) is called
+/// in to supervise in `mode`; returns what carol, alice and bob heard over 3 s after.
+fn supervised_call(env: &TestEnv, mode: &str) -> [Heard; 3] {
+    directory(env);
+    let server = start_server(env);
+    let carol = Phone::start(env, &server, 2, ("carol", DOMAIN, PASSWORD), 1500, None, &[]);
+    let (alice, bob, id) = alice_calls_bob(env, &server);
+    post(&server, &format!("/v1/calls/{id}/supervise"), json!({"to": "3046", "mode": mode}));
+    let heard = hear([&carol, &alice, &bob], 3);
+    alice.quit();
+    bob.quit();
+    carol.quit();
+    heard
 }
 
 #[test]
 fn a_listening_supervisor_hears_both_and_is_heard_by_nobody() {
     let env = TestEnv::new("midcall_supervise");
     let _media = env.media_lock();
-    directory(&env);
-    let server = start_server(&env);
-    let carol = Phone::start(&env, &server, 2, ("carol", DOMAIN, PASSWORD), 1500, None, &[]);
-    let (alice, bob, id) = alice_calls_bob(&env, &server);
-    post(&server, &format!("/v1/calls/{id}/supervise"), json!({"to": "3046", "mode": "listen"}));
-    let c0 = carol.record_t0();
-    let (a0, b0) = (alice.record_t0(), bob.record_t0());
-    let (tc, ta, tb) = (phone_now(&carol), phone_now(&alice), phone_now(&bob));
-    std::thread::sleep(Duration::from_secs(3));
-    let (tc_end, ta_end, tb_end) = (phone_now(&carol), phone_now(&alice), phone_now(&bob));
-    alice.quit();
-    bob.quit();
-    carol.quit();
-    tone_check(&env.path("carol_rx.wav")).window(tc - c0 + 0.5, Some(tc_end - c0 - 0.2)).expect(&[440, 1000]).assert("the supervisor hears both parties");
-    tone_check(&env.path("alice_rx.wav")).window(ta - a0 + 0.5, Some(ta_end - a0 - 0.2)).expect(&[1000]).absent(&[1500]).assert("alice hears bob, not the supervisor");
-    tone_check(&env.path("bob_rx.wav")).window(tb - b0 + 0.5, Some(tb_end - b0 - 0.2)).expect(&[440]).absent(&[1500]).assert("bob hears alice, not the supervisor");
+    let [carol_heard, alice_heard, bob_heard] = supervised_call(&env, "listen");
+    carol_heard.check(0.5).expect(&[440, 1000]).assert("the supervisor hears both parties");
+    alice_heard.check(0.5).expect(&[1000]).absent(&[1500]).assert("alice hears bob, not the supervisor");
+    bob_heard.check(0.5).expect(&[440]).absent(&[1500]).assert("bob hears alice, not the supervisor");
+}
+
+#[test]
+fn a_whispering_supervisor_is_heard_by_the_callee_only_and_hears_both() {
+    let env = TestEnv::new("midcall_supervise_whisper");
+    let _media = env.media_lock();
+    let [carol_heard, alice_heard, bob_heard] = supervised_call(&env, "whisper");
+    carol_heard.check(0.5).expect(&[440, 1000]).assert("the supervisor hears both parties");
+    alice_heard.check(0.5).expect(&[1000]).absent(&[1500]).assert("alice (the caller) hears bob, not the supervisor");
+    bob_heard.check(0.5).expect(&[440, 1500]).assert("bob (the callee, the agent) hears alice and the supervisor");
+}
+
+#[test]
+fn a_barging_supervisor_hears_both_and_is_heard_by_both() {
+    let env = TestEnv::new("midcall_supervise_barge");
+    let _media = env.media_lock();
+    let [carol_heard, alice_heard, bob_heard] = supervised_call(&env, "barge");
+    carol_heard.check(0.5).expect(&[440, 1000]).assert("the supervisor hears both parties");
+    alice_heard.check(0.5).expect(&[1000, 1500]).assert("alice hears bob and the supervisor");
+    bob_heard.check(0.5).expect(&[440, 1500]).assert("bob hears alice and the supervisor");
 }
 
 #[test]
@@ -276,18 +312,15 @@ fn a_call_merged_into_a_conference_meets_a_third_caller_there() {
     assert_eq!(merged["state"], "ended", "the call hands its parties to the room: {merged}");
     // carol dials the room (room prefix *9) and meets both
     let carol = Phone::start(&env, &server, 2, ("carol", DOMAIN, PASSWORD), 1500, Some("*94711"), &[]);
-    let c0 = carol.record_t0();
-    let (a0, b0) = (alice.record_t0(), bob.record_t0());
+    carol.record_t0(); // her media is up: she is in the room
     std::thread::sleep(Duration::from_millis(500));
-    let (tc, ta, tb) = (phone_now(&carol), phone_now(&alice), phone_now(&bob));
-    std::thread::sleep(Duration::from_secs(3));
-    let (tc_end, ta_end, tb_end) = (phone_now(&carol), phone_now(&alice), phone_now(&bob));
+    let [carol_heard, alice_heard, bob_heard] = hear([&carol, &alice, &bob], 3);
     let room = server.get("/rest/v1/uc/conferences");
     alice.quit();
     bob.quit();
     carol.quit();
     assert!(room.body.contains("4711"), "room 4711 is a conference: {}", room.body);
-    tone_check(&env.path("carol_rx.wav")).window(tc - c0 + 0.3, Some(tc_end - c0 - 0.2)).expect(&[440, 1000]).assert("carol hears alice and bob in the room");
-    tone_check(&env.path("alice_rx.wav")).window(ta - a0 + 0.3, Some(ta_end - a0 - 0.2)).expect(&[1000, 1500]).assert("alice hears bob and carol");
-    tone_check(&env.path("bob_rx.wav")).window(tb - b0 + 0.3, Some(tb_end - b0 - 0.2)).expect(&[440, 1500]).assert("bob hears alice and carol");
+    carol_heard.check(0.3).expect(&[440, 1000]).assert("carol hears alice and bob in the room");
+    alice_heard.check(0.3).expect(&[1000, 1500]).assert("alice hears bob and carol");
+    bob_heard.check(0.3).expect(&[440, 1500]).assert("bob hears alice and carol");
 }

@@ -8,7 +8,7 @@
 
 mod support;
 
-use engine::call::{CallId, CallInfo, CallState, Disposition, Party, Side};
+use engine::call::fixtures::{ended_call, party};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use support::*;
@@ -20,33 +20,6 @@ const T0: u64 = 1_700_000_000_000;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
-
-fn party(uri: &str, user_id: Option<i64>, ext: Option<&str>, name: Option<&str>) -> Party {
-    Party { uri: uri.into(), user_id, ext: ext.map(Into::into), display_name: name.map(Into::into) }
-}
-
-fn ended(id: u64, started_ms: u64, caller: Party, callee: Party, answered: bool) -> CallInfo {
-    CallInfo {
-        call_id: CallId(id),
-        domain: "alpha.test".into(),
-        state: CallState::Ended,
-        caller,
-        callee,
-        caller_leg: None,
-        callee_leg: None,
-        ringing_legs: vec![],
-        started_ms,
-        answered_ms: answered.then_some(started_ms + 2_000),
-        ended_ms: Some(started_ms + 10_000),
-        disposition: Some(if answered { Disposition::Answered } else { Disposition::NoAnswer }),
-        hangup_by: Some(Side::Caller),
-        caller_codec: Some("PCMU".into()),
-        callee_codec: answered.then(|| "PCMU".into()),
-        held: None,
-        recordings: vec![],
-        api_originated: false,
-    }
 }
 
 /// alpha.test with alice (user, 3044) and bob (admin, 3045), the app, and four calls:
@@ -79,10 +52,10 @@ fn seed(data: &Path) -> (i64, i64) {
         let alice = party("sip:alice@alpha.test", Some(a), Some("3044"), Some("Alice Example"));
         let bob = party("sip:3045@alpha.test", Some(b), Some("3045"), Some("Bob Example"));
         let number = party("sip:+15550100@gw.example;user=phone", None, None, None);
-        db.record_call(&ended(5, T0, alice.clone(), bob.clone(), true)).await.unwrap();
-        db.record_call(&ended(6, T0 + 60_000, bob.clone(), alice.clone(), false)).await.unwrap();
-        db.record_call(&ended(7, T0 + 120_000, alice, number.clone(), false)).await.unwrap();
-        db.record_call(&ended(8, T0 + 180_000, bob, number, true)).await.unwrap();
+        db.record_call(&ended_call(5, T0, alice.clone(), bob.clone(), true)).await.unwrap();
+        db.record_call(&ended_call(6, T0 + 60_000, bob.clone(), alice.clone(), false)).await.unwrap();
+        db.record_call(&ended_call(7, T0 + 120_000, alice, number.clone(), false)).await.unwrap();
+        db.record_call(&ended_call(8, T0 + 180_000, bob, number, true)).await.unwrap();
         db.close().await;
         (a, b)
     })

@@ -29,30 +29,12 @@ pub fn delivered(node: &str, call: &CallInfo, user: &User, timestamp_s: u64) -> 
 #[cfg(test)]
 mod unit {
     use super::*;
-    use engine::call::{CallId, CallState, Party};
+    use engine::call::fixtures::{party, ringing_call};
 
     #[test]
     fn delivered_has_every_field_mx_sends() {
-        let call = CallInfo {
-            call_id: CallId(42),
-            domain: "alpha.test".into(),
-            state: CallState::Ringing,
-            caller: Party { uri: "sip:alice@alpha.test".into(), user_id: Some(1), ext: Some("3044".into()), display_name: Some("Alice".into()) },
-            callee: Party { uri: "sip:bob@alpha.test".into(), user_id: Some(2), ext: Some("3045".into()), display_name: None },
-            caller_leg: None,
-            callee_leg: None,
-            ringing_legs: vec![],
-            started_ms: 1_000,
-            answered_ms: None,
-            ended_ms: None,
-            disposition: None,
-            hangup_by: None,
-            caller_codec: None,
-            callee_codec: None,
-            held: None,
-            recordings: vec![],
-            api_originated: false,
-        };
+        let alice = party("sip:alice@alpha.test", Some(1), Some("3044"), Some("Alice"));
+        let call = ringing_call(42, 1_000, alice, party("sip:bob@alpha.test", Some(2), Some("3045"), None));
         let bob = User { id: 2, login: "bob".into(), ext: Some("3045".into()), ..Default::default() };
         let ev = delivered("node1", &call, &bob, 1_700_000_000);
         assert_eq!(

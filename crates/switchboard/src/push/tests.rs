@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
+use engine::call::fixtures::{party, ringing_call};
 use std::sync::Mutex;
 
 /// One request the stand-in received.
@@ -162,26 +163,8 @@ async fn a_wake_sends_delivered_for_the_call_to_the_callees_tokens() {
     let directory = Arc::new(s.load_directory().await.unwrap());
     assert!(directory.user(alice).unwrap().has_push_tokens);
     let sender = PushSender::new(&section(&base), s.clone(), "node1".into());
-    let call = CallInfo {
-        call_id: engine::call::CallId(77),
-        domain: "alpha.test".into(),
-        state: engine::call::CallState::Ringing,
-        caller: engine::call::Party { uri: "sip:bob@alpha.test".into(), user_id: None, ext: Some("3045".into()), display_name: Some("Bob".into()) },
-        callee: engine::call::Party { uri: "sip:3044@alpha.test".into(), user_id: Some(alice), ext: Some("3044".into()), display_name: None },
-        caller_leg: None,
-        callee_leg: None,
-        ringing_legs: vec![],
-        started_ms: 1,
-        answered_ms: None,
-        ended_ms: None,
-        disposition: None,
-        hangup_by: None,
-        caller_codec: None,
-        callee_codec: None,
-        held: None,
-        recordings: vec![],
-        api_originated: false,
-    };
+    let bob = party("sip:bob@alpha.test", None, Some("3045"), Some("Bob"));
+    let call = ringing_call(77, 1, bob, party("sip:3044@alpha.test", Some(alice), Some("3044"), None));
     sender.wake(alice, call, directory);
     // The wake runs in the background: wait for the stand-in to see it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
