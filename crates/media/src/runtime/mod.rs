@@ -30,7 +30,10 @@
 //! is encoded in the low byte of its [`LegId`]; legs are spread round-robin.
 
 mod demux;
-mod sys;
+/// Public only for `examples/udp_floor.rs`, which measures the kernel's share of the
+/// relay path with the very batches the workers use.
+#[doc(hidden)]
+pub mod sys;
 
 use demux::Demux;
 
