@@ -14,6 +14,7 @@
 //! | [`routing`] | where a dial-out target goes (SIP URI as is, numbers to the gateway) |
 //! | [`formats`] | the text formats of inputs, checked here and published in the OpenAPI |
 //! | [`idempotency`] | `Idempotency-Key` replay cache |
+//! | [`xmlrpc`] | groundwork of the SEMS webconference XML-RPC dialect (issue 11): codec and method names |
 
 pub mod admin;
 pub mod auth;
@@ -30,6 +31,7 @@ pub mod status;
 pub mod tls;
 pub mod mx;
 pub mod tokens;
+pub mod xmlrpc;
 
 use axum::routing::get;
 use axum::{Json, Router};
