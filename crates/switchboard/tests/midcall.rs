@@ -1,7 +1,7 @@
 //! Mid-call control against real phones: pjsua2 users call each other by extension
 //! through the server, and the test drives the call over REST (hold, unhold, DTMF,
 //! blind and attended transfer) or makes the phones do it (their own hold, REFER,
-//! REFER with Replaces). Audio is checked on what each phone records (FFT, see
+//! REFER with Replaces, digits in the media and by INFO). Audio is checked on what each phone records (FFT, see
 //! `wav_tones.py`): alice plays 440 Hz, bob 1000 Hz, carol 1500 Hz.
 //!
 //! Phones are driven through pj_peer.py's control file and report through its events
@@ -141,7 +141,7 @@ fn a_phones_own_hold_is_answered_recvonly_and_reported() {
 }
 
 #[test]
-fn dtmf_by_rfc4733_and_by_info_reach_the_phone() {
+fn dtmf_by_rfc4733_and_by_info_both_ways() {
     let env = TestEnv::new("midcall_dtmf");
     let _media = env.media_lock();
     directory(&env);
@@ -157,6 +157,14 @@ fn dtmf_by_rfc4733_and_by_info_reach_the_phone() {
     assert_eq!(got("rfc4733", 2), vec!["1", "2"]);
     post(&server, &format!("/v1/calls/{id}/dtmf"), json!({"side": "callee", "digits": "3#", "method": "info"}));
     assert_eq!(got("info", 2), vec!["3", "#"]);
+    // The other way: the phone's digits, in the media and by INFO (application/dtmf-relay),
+    // reach the event log as the same `dtmf` events.
+    alice.command("dtmf 7");
+    wait_server_event(&server, "dtmf", |e| e["digit"] == "7");
+    alice.command("dtmf_info 4*");
+    wait_server_event(&server, "dtmf", |e| e["digit"] == "*");
+    let digits: Vec<Value> = server_events(&server, "dtmf").into_iter().map(|e| e["digit"].clone()).collect();
+    assert_eq!(digits, vec![json!("7"), json!("4"), json!("*")], "each digit once");
     // Bad digits are the caller's error, in our format.
     let r = server.post(&format!("/v1/calls/{id}/dtmf"), &json!({"side": "callee", "digits": "x"}));
     assert_eq!(r.status, 400, "{}", r.body);

@@ -300,3 +300,40 @@ fn replaces_finds_the_leg_either_tag_order_and_dtmf_checks_digits() {
     assert!(matches!(h.legs.send_dtmf(h.now, &id, "", DtmfMethod::Info), Err(EngineError::BadRequest(_))));
     h.legs.send_dtmf(h.now, &id, "1#", DtmfMethod::Rfc4733).unwrap();
 }
+
+/// Digits the phone sends by INFO, either content type, are answered 200 and reported
+/// as media digits are (to the owner and to the APIs); an INFO of either type that names
+/// no digit gets 400; any other INFO goes to the owner.
+#[test]
+fn digits_by_info_from_the_phone_are_reported() {
+    let mut h = H::new();
+    let id = h.answered_leg();
+    // Any request we sent gives the dialog's headers to build the phone's from.
+    h.legs.send_dtmf(h.now, &id, "1", DtmfMethod::Info).unwrap();
+    let ours = only_request(h.sent(), Method::Info);
+    let _ = h.events();
+    let _ = std::iter::from_fn(|| h.legs.public.pop_front()).count();
+
+    h.deliver(from_phone(&ours, Method::Info, 30, &[], Some("application/dtmf-relay"), "Signal=5\r\nDuration=120\r\n"));
+    h.deliver(from_phone(&ours, Method::Info, 31, &[], Some("application/dtmf"), "#"));
+    h.deliver(from_phone(&ours, Method::Info, 32, &[], Some("application/dtmf-relay"), "Signal=x\r\n"));
+    h.deliver(from_phone(&ours, Method::Info, 33, &[], Some("application/media_control+xml"), "<media_control/>"));
+    let statuses: Vec<(u32, u16)> = responses(&h.sent()).iter().map(|r| (r.headers.cseq.seq, r.status)).collect();
+    assert_eq!(statuses, vec![(30, 200), (31, 200), (32, 400)], "the fourth INFO is the owner's to answer");
+    let digits: Vec<(char, u32)> = h
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            LegEvent::Dtmf { leg, digit, duration_ms } if leg == id => Some((digit, duration_ms)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digits, vec![('5', 120), ('#', refer::DTMF_DURATION_MS)]);
+    let public: Vec<char> = std::iter::from_fn(|| h.legs.public.pop_front())
+        .filter_map(|e| match e {
+            EngineEvent::Dtmf { leg_id, digit, .. } if leg_id == id => Some(digit),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(public, vec!['5', '#']);
+}

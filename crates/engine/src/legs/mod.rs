@@ -214,10 +214,8 @@ impl Legs {
                 }
             }
             media::MediaEvent::Dtmf { leg, digit, duration_ms } => {
-                if let Some(l) = self.by_media.get(&leg).and_then(|id| self.legs.get(id)) {
-                    let (leg_id, domain) = (l.id.clone(), l.domain.clone());
-                    self.public.push_back(EngineEvent::Dtmf { leg_id: leg_id.clone(), digit, duration_ms, domain });
-                    self.events.push_back(LegEvent::Dtmf { leg: leg_id, digit, duration_ms });
+                if let Some(id) = self.by_media.get(&leg).cloned() {
+                    self.on_digit(&id, digit, duration_ms);
                 }
             }
             media::MediaEvent::Released { leg, stats: s } => {
@@ -239,6 +237,16 @@ impl Legs {
             _ => {}
         }
         self.pump(now);
+    }
+
+    /// A digit from the leg's remote party, in the media (RFC 4733) or by INFO: the same
+    /// event either way, for the APIs and for the leg's owner (menus, PIN entry).
+    fn on_digit(&mut self, id: &LegId, digit: char, duration_ms: u32) {
+        if let Some(l) = self.legs.get(id) {
+            let (leg_id, domain) = (l.id.clone(), l.domain.clone());
+            self.public.push_back(EngineEvent::Dtmf { leg_id: leg_id.clone(), digit, duration_ms, domain });
+            self.events.push_back(LegEvent::Dtmf { leg: leg_id, digit, duration_ms });
+        }
     }
 
     pub(crate) fn poll_event(&mut self) -> Option<LegEvent> {
@@ -568,6 +576,14 @@ impl Legs {
             Method::Notify if self.legs.get(&id).is_some_and(|l| l.refer.outgoing) && refer::is_refer_notify(&req) => {
                 self.on_refer_notify(now, tx, &id, req)
             }
+            Method::Info => match refer::info_digit(&req) {
+                Some(Some((digit, duration_ms))) => {
+                    self.reply(now, tx, &req, 200, None);
+                    self.on_digit(&id, digit, duration_ms);
+                }
+                Some(None) => self.reply(now, tx, &req, 400, None),
+                None => self.events.push_back(LegEvent::Request { leg: id, tx, req }),
+            },
             _ => self.events.push_back(LegEvent::Request { leg: id, tx, req }),
         }
     }

@@ -1,7 +1,8 @@
 //! Transfers and digits inside a dialog: REFER both ways (RFC 3515) with the implicit
 //! `refer` subscription and its `message/sipfrag` NOTIFYs, the Replaces header
 //! (RFC 3891) that turns an INVITE into a take-over of an existing dialog, and DTMF
-//! sent in the media (RFC 4733) or as SIP INFO (`application/dtmf-relay`).
+//! sent in the media (RFC 4733) or as SIP INFO (`application/dtmf-relay`), and taken
+//! from an INFO (`application/dtmf-relay` or `application/dtmf`).
 //!
 //! The leg layer speaks the protocol; what a transfer *means* (whom to call, which
 //! legs to join) is the owner's: it hears [`LegEvent::Referred`] and
@@ -94,6 +95,44 @@ pub(crate) fn sipfrag_status(body: &[u8]) -> Option<(u16, String)> {
 /// The body of an INFO carrying one digit.
 fn dtmf_relay_body(digit: char, duration_ms: u32) -> Vec<u8> {
     format!("Signal={digit}\r\nDuration={duration_ms}\r\n").into_bytes()
+}
+
+/// The digit an INFO carries, if it is a DTMF INFO: `application/dtmf-relay`
+/// (`Signal=5` and an optional `Duration=160` in ms, as most phones send; `Signal=10`
+/// and `11` are `*` and `#` for the phones that number them) or `application/dtmf` (the
+/// digit alone). `None`: not a DTMF INFO; `Some(None)`: one whose body names no digit.
+pub(crate) fn info_digit(req: &Request) -> Option<Option<(char, u32)>> {
+    let ctype = req.headers.content_type.as_deref()?;
+    let ctype = ctype.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let text = std::str::from_utf8(&req.body).unwrap_or_default();
+    let digit = |v: &str| -> Option<char> {
+        match v.trim() {
+            "10" => Some('*'),
+            "11" => Some('#'),
+            v => {
+                let mut chars = v.chars();
+                let d = chars.next()?.to_ascii_uppercase();
+                (chars.next().is_none() && matches!(d, '0'..='9' | '*' | '#' | 'A'..='D')).then_some(d)
+            }
+        }
+    };
+    match ctype.as_str() {
+        "application/dtmf-relay" => {
+            let mut signal = None;
+            let mut duration = DTMF_DURATION_MS;
+            for line in text.lines() {
+                let Some((name, value)) = line.split_once('=') else { continue };
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "signal" => signal = digit(value),
+                    "duration" => duration = value.trim().parse().unwrap_or(DTMF_DURATION_MS),
+                    _ => {}
+                }
+            }
+            Some(signal.map(|d| (d, duration)))
+        }
+        "application/dtmf" => Some(digit(text).map(|d| (d, DTMF_DURATION_MS))),
+        _ => None,
+    }
 }
 
 impl Legs {
@@ -267,6 +306,37 @@ mod tests {
         assert_eq!(Replaces::parse(&r.to_header_value()), Some(r));
         assert!(Replaces::parse("abc;to-tag=1;early-only").is_none());
         assert!(Replaces::parse("x;from-tag=2;to-tag=1;early-only").unwrap().early_only);
+    }
+
+    /// An INFO with this Content-Type (none if empty) and body, as the parser makes it.
+    fn info(ctype: &str, body: &str) -> Request {
+        let ctype = if ctype.is_empty() { String::new() } else { format!("Content-Type: {ctype}\r\n") };
+        let text = format!(
+            "INFO sip:u@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\nFrom: <sip:a@example.com>;tag=1\r\n\
+             To: <sip:u@example.com>;tag=2\r\nCall-ID: c1\r\nCSeq: 2 INFO\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        match sip::parse::parse_datagram(text.as_bytes()) {
+            Ok(sip::Message::Request(r)) => r,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn info_digits_of_both_content_types() {
+        assert_eq!(info_digit(&info("application/dtmf-relay", "Signal=5\r\nDuration=250\r\n")), Some(Some(('5', 250))));
+        assert_eq!(info_digit(&info("Application/DTMF-Relay", "signal= #\nduration=x")), Some(Some(('#', DTMF_DURATION_MS))));
+        assert_eq!(info_digit(&info("application/dtmf-relay", "Signal=10\r\n")), Some(Some(('*', DTMF_DURATION_MS))));
+        assert_eq!(info_digit(&info("application/dtmf-relay", "Signal=b\r\n")), Some(Some(('B', DTMF_DURATION_MS))));
+        assert_eq!(info_digit(&info("application/dtmf", "7")), Some(Some(('7', DTMF_DURATION_MS))));
+        assert_eq!(info_digit(&info("application/dtmf;charset=x", " 9\r\n")), Some(Some(('9', DTMF_DURATION_MS))));
+        // DTMF INFOs that name no digit
+        assert_eq!(info_digit(&info("application/dtmf-relay", "Signal=55\r\n")), Some(None));
+        assert_eq!(info_digit(&info("application/dtmf-relay", "Duration=160")), Some(None));
+        assert_eq!(info_digit(&info("application/dtmf", "x")), Some(None));
+        // Not DTMF
+        assert_eq!(info_digit(&info("application/media_control+xml", "<x/>")), None);
+        assert_eq!(info_digit(&info("", "")), None);
     }
 
     #[test]
