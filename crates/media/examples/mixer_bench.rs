@@ -23,6 +23,8 @@
 //! "lost". (Deterministic; a real deployment adds up to one tick of waiting for the
 //! tick, and the network.)
 
+mod support;
+use support::thread_cpu_time;
 use media::codec::{new_decoder, new_encoder, CodecKind};
 use media::engine::{Command, CoreConfig, Input, MediaCore, Output, Socket};
 use media::{Attachment, LegId, LegParams, RoomId};
@@ -84,15 +86,6 @@ fn setup(rooms: u64, per_room: u64, speaking: impl Fn(u64) -> bool) -> (MediaCor
         }
     }
     (core, senders)
-}
-
-/// CPU time of this thread: the machine may be shared, so throughput per core is
-/// measured in CPU time, not wall time.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Run `ticks` ticks; returns (CPU time used, frames produced).

@@ -14,13 +14,16 @@
 //!
 //! Run: `cargo run --release -p media --example udp_floor [seconds]` (default 5).
 
+mod support;
+
 use media::runtime::sys::{set_buffers, RecvBatch, SendBatch};
+use support::thread_cpu_time;
 use media::runtime::{RECV_BATCH, SEND_BATCH};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const PEERS: usize = 512;
 const IN_FLIGHT: u64 = 8192;
@@ -31,13 +34,6 @@ fn bind(ip: &str) -> UdpSocket {
     s.set_nonblocking(true).expect("non-blocking");
     set_buffers(s.as_raw_fd(), 4 << 20);
     s
-}
-
-fn thread_cpu() -> Duration {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 fn main() {
@@ -72,7 +68,7 @@ fn main() {
     let (mut inbound, mut outbound) = (RecvBatch::new(RECV_BATCH), SendBatch::new(SEND_BATCH));
     let fd = relay.as_raw_fd();
     let (mut count, mut next_peer) = (0u64, 0usize);
-    let (cpu0, t0) = (thread_cpu(), Instant::now());
+    let (cpu0, t0) = (thread_cpu_time(), Instant::now());
     while t0.elapsed().as_secs_f64() < secs {
         let n = inbound.recv(fd);
         if n == 0 {
@@ -95,7 +91,7 @@ fn main() {
         relayed.store(count, Relaxed);
     }
     outbound.flush();
-    let (cpu, wall) = (thread_cpu() - cpu0, t0.elapsed());
+    let (cpu, wall) = (thread_cpu_time() - cpu0, t0.elapsed());
     stop.store(true, Relaxed);
     feed.join().unwrap();
     let us = cpu.as_secs_f64() * 1e6 / count as f64;
