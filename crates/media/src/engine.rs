@@ -140,6 +140,7 @@ use crate::codec::CONTINUE_HISTORY;
 use crate::mixer::{self, Candidate, Frame, MixSum, NarrowFrame, Publication, RelayFrame, RelaySource, NARROW_SILENCE, SILENCE};
 use crate::rtcp;
 use crate::rtp;
+use crate::player::{Playing, PromptEnd, PromptId};
 use crate::topology::Topology;
 use crate::FRAME_SAMPLES;
 use std::collections::VecDeque;
@@ -189,6 +190,17 @@ pub enum MediaEvent {
     /// The leg's media is gone (after [`Command::Release`]); what it received and sent,
     /// for the log (a call's audio problems are read off these).
     Released { leg: LegId, stats: LegMediaStats },
+    /// A prompt is over (see [`crate::player`]). A room prompt is reported by every
+    /// worker that played it: the first report counts.
+    PromptEnded { target: PromptTarget, prompt: PromptId, end: PromptEnd },
+}
+
+/// Who hears a prompt: one leg (mixed over what it hears from its room, if any), or
+/// everyone in a room (mixed into the room's mix, so it passes topology and relay).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PromptTarget {
+    Leg(LegId),
+    Room(RoomId),
 }
 
 /// A leg's RTP counters over its life: received and sent packets, and what its jitter
@@ -218,7 +230,7 @@ pub enum Socket {
 }
 
 /// Control commands, queued by [`crate::runtime::MediaHandle`] to the owning worker.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum Command {
     AddLeg { leg: LegId, local_rtp: SocketAddr },
     Configure(LegId, LegParams),
@@ -230,6 +242,10 @@ pub enum Command {
     Release(LegId),
     /// Record the room's full mix into this tap (None: stop). See [`crate::recorder`].
     Tap(RoomId, Option<crate::recorder::Tap>),
+    /// Play a prompt (replacing the one playing there, which ends `Stopped`).
+    Play(PromptTarget, Box<Playing>),
+    /// Stop the prompt playing there, if it is this one (None: whichever).
+    StopPrompt(PromptTarget, Option<PromptId>),
 }
 
 pub enum Input<'a> {
@@ -325,6 +341,8 @@ struct Room {
     /// Recording of the room's mix (see `crate::recorder`); while set, the room's mix is
     /// computed even when every listener is on the relay path.
     tap: Option<crate::recorder::Tap>,
+    /// A prompt everyone in the room hears (join and leave sounds, announcements).
+    prompt: Option<Box<Playing>>,
 }
 
 /// Ticks a switch from mix to relay waits for the speaker to pause (stateful codecs).
@@ -418,6 +436,10 @@ pub struct MediaCore {
     rooms: FastMap<RoomId, Room>,
     /// Legs with DTMF being sent (checked every tick whatever their attachment).
     dtmf_legs: Vec<usize>,
+    /// Legs with a prompt playing (see `play_leg_prompts`).
+    prompt_legs: Vec<usize>,
+    /// This tick's prompt frame for the listener being mixed.
+    prompt_frame: Frame,
     events: VecDeque<MediaEvent>,
     tx: TxQueue,
     /// For single-worker ticks.
@@ -441,6 +463,8 @@ impl MediaCore {
             index: FastMap::default(),
             rooms: FastMap::default(),
             dtmf_legs: Vec::new(),
+            prompt_legs: Vec::new(),
+            prompt_frame: SILENCE,
             events: VecDeque::with_capacity(256),
             tx: TxQueue { bytes: Vec::with_capacity(64 * 1024), meta: Vec::with_capacity(1024), cursor: 0 },
             own_publication: Publication::default(),
@@ -545,6 +569,11 @@ impl MediaCore {
         if te_pt == Some(h.payload_type) {
             if let Some(d) = l.dtmf_rx.push(h.timestamp, h.marker, pkt.payload) {
                 self.events.push_back(MediaEvent::Dtmf { leg, digit: d.digit, duration_ms: d.duration_ms });
+                // Barge-in: the digit stops the prompt now, not a signalling round trip later.
+                if l.prompt.as_ref().is_some_and(|p| p.barge_in) {
+                    let p = l.prompt.take().expect("checked");
+                    self.events.push_back(MediaEvent::PromptEnded { target: PromptTarget::Leg(leg), prompt: p.id, end: PromptEnd::Interrupted(d.digit) });
+                }
             }
             if l.attachment != Attachment::Echo {
                 return;
@@ -614,6 +643,33 @@ impl MediaCore {
                 }
             }
             Command::Tap(room, tap) => self.rooms.entry(room).or_default().tap = tap,
+            Command::Play(target, playing) => {
+                let old = match target {
+                    PromptTarget::Leg(leg) => {
+                        let Some(&slot) = self.index.get(&leg) else { return };
+                        if !self.prompt_legs.contains(&slot) {
+                            self.prompt_legs.push(slot);
+                        }
+                        self.legs[slot].as_mut().expect("indexed leg").prompt.replace(playing)
+                    }
+                    PromptTarget::Room(room) => self.rooms.entry(room).or_default().prompt.replace(playing),
+                };
+                if let Some(old) = old {
+                    self.events.push_back(MediaEvent::PromptEnded { target, prompt: old.id, end: PromptEnd::Stopped });
+                }
+            }
+            Command::StopPrompt(target, id) => {
+                let slot = match target {
+                    PromptTarget::Leg(leg) => self.leg_mut(leg).map(|l| &mut l.prompt),
+                    PromptTarget::Room(room) => self.rooms.get_mut(&room).map(|r| &mut r.prompt),
+                };
+                if let Some(slot) = slot {
+                    if slot.as_ref().is_some_and(|p| id.is_none_or(|id| p.id == id)) {
+                        let p = slot.take().expect("checked");
+                        self.events.push_back(MediaEvent::PromptEnded { target, prompt: p.id, end: PromptEnd::Stopped });
+                    }
+                }
+            }
             Command::SendDtmf { leg, digit, duration_ms } => {
                 let Some(&slot) = self.index.get(&leg) else { return };
                 let l = self.legs[slot].as_mut().expect("indexed leg");
@@ -632,6 +688,7 @@ impl MediaCore {
                     self.legs[slot] = None;
                     self.free_slots.push(slot);
                     self.dtmf_legs.retain(|&s| s != slot);
+                    self.prompt_legs.retain(|&s| s != slot);
                 }
                 for r in self.rooms.values_mut() {
                     r.topology.remove_leg(leg);
@@ -663,7 +720,7 @@ impl MediaCore {
         if let Attachment::Room(r) = old {
             if let Some(room) = self.rooms.get_mut(&r) {
                 room.members.retain(|&s| s != slot);
-                if room.members.is_empty() && room.topology.is_default() {
+                if room.members.is_empty() && room.topology.is_default() && room.prompt.is_none() {
                     self.rooms.remove(&r);
                 }
             }
@@ -743,9 +800,17 @@ impl MediaCore {
         for (&room_id, room) in rooms.iter_mut() {
             if !room.members.is_empty() {
                 self.mix_room(now, tick, room_id, room, pubs);
+            } else if let Some(p) = &room.prompt {
+                // Nobody of the room here: the prompt still runs its course, so that
+                // it ends when it ends on the workers that play it.
+                if p.next_frame(&mut self.prompt_frame).is_none() {
+                    let p = room.prompt.take().expect("checked");
+                    self.events.push_back(MediaEvent::PromptEnded { target: PromptTarget::Room(room_id), prompt: p.id, end: p.end() });
+                }
             }
         }
         self.rooms = rooms;
+        self.play_leg_prompts();
         self.send_dtmf_packets();
         self.housekeeping(now);
     }
@@ -762,6 +827,21 @@ impl MediaCore {
             speakers[i] = mixer::selected_candidate(pubs, room_id, *s);
         }
         self.mix.compute_speakers(&speakers[..sel.len]);
+        // A room prompt is one more voice in everyone's mix (and in a recording). It
+        // is wideband, so the room's G.711 listeners take the 16 kHz path meanwhile.
+        let mut room_prompt = false;
+        if let Some(p) = &room.prompt {
+            match p.next_frame(&mut self.prompt_frame) {
+                Some(_) => {
+                    room_prompt = true;
+                    self.mix.add_frame(&self.prompt_frame);
+                }
+                None => {
+                    let p = room.prompt.take().expect("checked");
+                    self.events.push_back(MediaEvent::PromptEnded { target: PromptTarget::Room(room_id), prompt: p.id, end: p.end() });
+                }
+            }
+        }
         if let Some(tap) = &room.tap {
             tap.push_sum(&self.mix.sum);
         }
@@ -773,7 +853,8 @@ impl MediaCore {
         for p in pubs {
             let (audible, sources) = p.relay_room(room_id);
             total_audible += audible;
-            sources_complete &= audible as usize == sources.len();
+            // While a room prompt plays nobody can hear just one speaker: no relay.
+            sources_complete &= audible as usize == sources.len() && !room_prompt;
             let (members, mixed, skipped) = p.room_info(room_id);
             total_members += members;
             mixed_before += mixed;
@@ -795,14 +876,25 @@ impl MediaCore {
                 // send_dtmf_packets and the clock advances there.
                 continue;
             }
+            // A prompt for this listener alone: mixed over the room, personally.
+            let mut leg_prompt = false;
+            if let Some(p) = &l.prompt {
+                match p.next_frame(&mut self.prompt_frame) {
+                    Some(_) => leg_prompt = true,
+                    None => {
+                        let p = l.prompt.take().expect("checked");
+                        self.events.push_back(MediaEvent::PromptEnded { target: PromptTarget::Leg(l.id), prompt: p.id, end: p.end() });
+                    }
+                }
+            }
             // Relay fast path: one audible speaker with this listener's codec gets its
             // own frames forwarded (see the module docs for the switches).
-            let mut source = if sources_complete {
+            let mut source = if sources_complete && !leg_prompt {
                 only_audible_speaker(pubs, room_id, &room.topology, l, total_audible)
             } else {
                 None
             };
-            if let (Some(from), true, false) = (l.relay.from, any_skipped, l.deaf) {
+            if let (Some(from), true, false, false) = (l.relay.from, any_skipped, l.deaf, leg_prompt) {
                 // Relay ends in a tick whose candidates left relayed speakers out: the
                 // mix would lack the speaker, so forward it one tick more (the room's
                 // next candidates are complete: see `skip_candidates`).
@@ -884,10 +976,10 @@ impl MediaCore {
                     }
                 }
                 n_ex > 0 || l.relay.own_encoder
-            };
+            } || leg_prompt;
             let c = l.codec.as_mut().expect("checked");
             let (pt, kind) = (c.payload_type, c.kind);
-            let narrow = self.mix.narrow && kind.is_g711();
+            let narrow = self.mix.narrow && kind.is_g711() && !leg_prompt;
             let len;
             // The room's shared encode this listener gets, if not a personal mix.
             let mut shared_at = None;
@@ -913,6 +1005,9 @@ impl MediaCore {
                             *e = &c.frame;
                         }
                         self.mix.mix_without(&ex[..n_ex], &mut self.scratch_frame);
+                    }
+                    if leg_prompt {
+                        mixer::add_saturating(&mut self.scratch_frame, &self.prompt_frame);
                     }
                     c.encoder.encode(&self.scratch_frame, &mut self.scratch_payload)
                 };
@@ -959,12 +1054,53 @@ impl MediaCore {
         // relay, with nobody here mixing now and nobody anywhere mixing last tick.
         // A recording needs the decoded speakers too.
         room.skip_candidates = room.tap.is_none()
+            && room.prompt.is_none()
             && total_members == 2
             && total_audible == 2
             && sources_complete
             && room.topology.is_default()
             && mixed_before == 0
             && mixed_here == 0;
+    }
+
+    /// Prompts to legs that are not in a room (an IVR menu, voicemail): the prompt is
+    /// all they hear, encoded with the leg's own encoder. Room members' prompts are
+    /// mixed in `mix_room`.
+    fn play_leg_prompts(&mut self) {
+        let mut i = 0;
+        while i < self.prompt_legs.len() {
+            let slot = self.prompt_legs[i];
+            let Some(l) = self.legs[slot].as_mut() else {
+                self.prompt_legs.swap_remove(i);
+                continue;
+            };
+            let Some(p) = &l.prompt else {
+                self.prompt_legs.swap_remove(i);
+                continue;
+            };
+            i += 1;
+            if matches!(l.attachment, Attachment::Room(_)) {
+                continue;
+            }
+            let Some(_) = p.next_frame(&mut self.prompt_frame) else {
+                let p = l.prompt.take().expect("checked");
+                self.events.push_back(MediaEvent::PromptEnded { target: PromptTarget::Leg(l.id), prompt: p.id, end: p.end() });
+                continue;
+            };
+            // An echo leg sends what it receives; a leg sending a digit sends the event.
+            if l.attachment == Attachment::Echo || l.dtmf_tx.is_some() || !l.dtmf_queue.is_empty() {
+                continue;
+            }
+            if !l.may_send() || l.codec.is_none() {
+                l.tx.skip(l.samples_per_frame());
+                continue;
+            }
+            let c = l.codec.as_mut().expect("checked");
+            let len = c.encoder.encode(&self.prompt_frame, &mut self.scratch_payload);
+            let header = l.tx.next_audio(c.payload_type, c.samples_per_frame, len);
+            let dest = l.remote.expect("may_send");
+            self.tx.push_rtp(l.id, Socket::Rtp, dest, &header, &self.scratch_payload[..len]);
+        }
     }
 
     /// One RFC 4733 packet per tick for each leg sending a digit; the leg's audio is

@@ -160,6 +160,8 @@ pub(crate) struct Leg {
     pub selected: bool,
     /// As a listener: relay or mix.
     pub relay: Relay,
+    /// A prompt playing to this leg (boxed: most legs never have one).
+    pub prompt: Option<Box<crate::player::Playing>>,
 }
 
 impl Leg {
@@ -200,6 +202,7 @@ impl Leg {
             has_narrow: false,
             selected: false,
             relay: Relay::default(),
+            prompt: None,
         }
     }
 

@@ -27,6 +27,7 @@ pub mod jitter;
 pub mod engine;
 mod leg;
 pub mod mixer;
+pub mod player;
 pub mod recorder;
 pub mod rtcp;
 pub mod rtp;
@@ -35,5 +36,6 @@ pub mod topology;
 
 /// The negotiated codec (re-exported for `LegParams`).
 pub use codec::CodecKind;
-pub use engine::{Attachment, LegId, LegMediaStats, LegParams, MediaEvent, RoomId};
+pub use engine::{Attachment, LegId, LegMediaStats, LegParams, MediaEvent, PromptTarget, RoomId};
+pub use player::{PromptEnd, PromptId, PromptPart, PromptSpec};
 pub use runtime::{LegMedia, MediaConfig, MediaEngine, MediaError, MediaHandle, PortMode};

@@ -461,6 +461,13 @@ impl Default for MixSum {
     }
 }
 
+/// `out += add`, saturated (a prompt over a listener's mix).
+pub fn add_saturating(out: &mut Frame, add: &Frame) {
+    for (o, &a) in out.iter_mut().zip(add.iter()) {
+        *o = o.saturating_add(a);
+    }
+}
+
 fn saturate(a: i32) -> i16 {
     a.clamp(i16::MIN as i32, i16::MAX as i32) as i16
 }
@@ -491,6 +498,15 @@ impl MixSum {
             }
         }
         self.narrow = speakers.iter().all(|c| c.has_narrow);
+    }
+
+    /// Adds one more voice (a room prompt) to the 16 kHz sum; the 8 kHz sum no longer
+    /// matches, so `narrow` is cleared.
+    pub fn add_frame(&mut self, frame: &Frame) {
+        for (acc, &s) in self.sum.iter_mut().zip(frame.iter()) {
+            *acc += s as i32;
+        }
+        self.narrow = false;
     }
 
     /// The 8 kHz mix without the `excluded` speakers' frames, saturated to i16 (only

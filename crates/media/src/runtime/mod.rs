@@ -38,7 +38,9 @@ pub mod sys;
 use demux::Demux;
 
 use crate::engine::{Attachment, Command, CoreConfig, Input, LegId, LegParams, MediaCore, MediaEvent, Output, RoomId, Socket};
+use crate::engine::PromptTarget;
 use crate::mixer::Publication;
+use crate::player::{PromptId, PromptReader, PromptSpec};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -172,6 +174,9 @@ struct Shared {
     /// Shared-port mode: each worker's RTP address (what its legs put in SDP).
     worker_rtp: Vec<SocketAddr>,
     stopped: AtomicBool,
+    /// Reads prompts ahead of the workers (see [`crate::player`]).
+    prompts: PromptReader,
+    next_prompt: AtomicU64,
 }
 
 impl Shared {
@@ -281,6 +286,8 @@ impl MediaEngine {
             mode: cfg.port_mode,
             worker_rtp,
             stopped: AtomicBool::new(false),
+            prompts: PromptReader::start()?,
+            next_prompt: AtomicU64::new(1),
         });
         let start = Instant::now() + TICK;
         let mut threads = Vec::with_capacity(n);
@@ -457,6 +464,41 @@ impl MediaHandle {
     /// leg in the room (that worker mixes the room; one tap, so one copy of each frame).
     pub fn tap_room(&self, via: LegId, room: RoomId, tap: Option<crate::recorder::Tap>) {
         self.to_leg(via, Command::Tap(room, tap));
+    }
+
+    /// Plays a prompt to one leg, over whatever it hears (see [`crate::player`]); it
+    /// replaces a prompt playing there. Returns at once; the reader thread opens the
+    /// file. The end comes as [`MediaEvent::PromptEnded`].
+    pub fn play(&self, leg: LegId, spec: PromptSpec) -> PromptId {
+        let id = PromptId(self.shared.next_prompt.fetch_add(1, Ordering::Relaxed));
+        let playing = self.shared.prompts.open(id, spec);
+        self.to_leg(leg, Command::Play(PromptTarget::Leg(leg), Box::new(playing)));
+        id
+    }
+
+    /// Plays a prompt into a room's mix: everyone there hears it. Every worker mixes
+    /// its own share of the room, so each gets its own reading of the prompt (they run
+    /// in step: one frame per tick from the same start) and each reports the end.
+    pub fn play_to_room(&self, room: RoomId, mut spec: PromptSpec) -> PromptId {
+        spec.barge_in = false;
+        let id = PromptId(self.shared.next_prompt.fetch_add(1, Ordering::Relaxed));
+        for w in 0..self.shared.links.len() {
+            let playing = self.shared.prompts.open(id, spec.clone());
+            self.send(w, WorkerMsg::Core(Command::Play(PromptTarget::Room(room), Box::new(playing))));
+        }
+        id
+    }
+
+    /// Stops the leg's prompt if it is `id` (None: whichever plays).
+    pub fn stop_prompt(&self, leg: LegId, id: Option<PromptId>) {
+        self.to_leg(leg, Command::StopPrompt(PromptTarget::Leg(leg), id));
+    }
+
+    /// Stops the room's prompt if it is `id` (None: whichever plays).
+    pub fn stop_room_prompt(&self, room: RoomId, id: Option<PromptId>) {
+        for w in 0..self.shared.links.len() {
+            self.send(w, WorkerMsg::Core(Command::StopPrompt(PromptTarget::Room(room), id)));
+        }
     }
 
     pub fn send_dtmf(&self, leg: LegId, digit: char, duration_ms: u32) {
