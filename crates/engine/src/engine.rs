@@ -35,6 +35,7 @@ use sip::dialog::random_token;
 use sip::sdp::{Codec, LocalCapabilities};
 use sip::transaction::{TimerConfig, TxId};
 use sip::{Message, Peer, Request, Transport, Uri};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,6 +81,84 @@ pub struct EngineConfig {
     /// `[push] wake_wait_ms`: how long a call for a user with push tokens waits for
     /// the woken app to register (its devices already registered ring meanwhile).
     pub wake_wait: Duration,
+    /// `[ivr]`: the conference access number and direct room entry.
+    pub ivr: IvrConfig,
+    /// Where the prompts are (`prompts_dir`).
+    pub prompts: PromptSet,
+    /// `[rooms] join_leave_sounds`: rooms dialled directly (`conf-<n>`, the feature
+    /// code) play the first-participant prompt and join/leave sounds too. Rooms entered
+    /// through the access number (or `direct_room_re`) always do, as in SEMS.
+    pub join_leave_sounds: bool,
+}
+
+/// `[ivr]`: how callers reach a room through the conference access number.
+#[derive(Debug, Clone)]
+pub struct IvrConfig {
+    /// The Request-URI user of the access number (`sip:conference@our-domain`).
+    pub conference_number: String,
+    /// Callers whose Request-URI user matches (unanchored, as SEMS's POSIX regex) go
+    /// straight into the room named by that user part minus its first
+    /// `direct_room_strip` characters (the whole of it if not longer than that).
+    pub direct_room_re: Option<regex::Regex>,
+    pub direct_room_strip: usize,
+    /// Only rooms that exist (someone is in them, or they were created over an API)
+    /// can be entered; other numbers are refused with the wrong-PIN prompt.
+    pub private_rooms: bool,
+    /// PINs that rooms ask callers for before they may enter, by room number.
+    pub room_pins: HashMap<String, String>,
+    /// An entry is taken after this pause following a digit.
+    pub inter_digit_timeout: Duration,
+    /// The prompt is repeated after this long without a digit.
+    pub no_input_timeout: Duration,
+    /// An entry longer than this is taken as it is.
+    pub max_digits: usize,
+    /// Wrong entries and silent rounds before the goodbye prompt and BYE.
+    pub max_attempts: u32,
+}
+
+impl Default for IvrConfig {
+    fn default() -> Self {
+        IvrConfig {
+            conference_number: "conference".into(),
+            direct_room_re: None,
+            direct_room_strip: 0,
+            private_rooms: false,
+            room_pins: HashMap::new(),
+            inter_digit_timeout: Duration::from_secs(5),
+            no_input_timeout: Duration::from_secs(10),
+            max_digits: 32,
+            max_attempts: 5,
+        }
+    }
+}
+
+impl IvrConfig {
+    /// The room a caller dialling `user` goes straight into (`direct_room_re`).
+    pub fn direct_room(&self, user: &str) -> Option<String> {
+        let re = self.direct_room_re.as_ref()?;
+        if !re.is_match(user) {
+            return None;
+        }
+        let room = if user.chars().count() > self.direct_room_strip { user.chars().skip(self.direct_room_strip).collect() } else { user.to_owned() };
+        Some(room)
+    }
+}
+
+/// The prompt files: `<dir>/<name>.wav` (names as in SEMS's webconference, so a SEMS
+/// audio directory serves; see `prompts/README.md`).
+#[derive(Debug, Clone)]
+pub struct PromptSet {
+    pub dir: std::path::PathBuf,
+}
+
+impl PromptSet {
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.join(format!("{name}.wav"))
+    }
+
+    pub fn part(&self, name: &str) -> media::PromptPart {
+        media::PromptPart::File(self.path(name))
+    }
 }
 
 impl Default for EngineConfig {
@@ -101,6 +180,9 @@ impl Default for EngineConfig {
             ring_time: Duration::from_secs(60),
             gateway: None,
             wake_wait: Duration::from_secs(5),
+            ivr: IvrConfig::default(),
+            prompts: PromptSet { dir: std::path::PathBuf::from("prompts/en") },
+            join_leave_sounds: false,
         }
     }
 }
@@ -218,6 +300,8 @@ pub struct Engine {
     pub(crate) cfg: Arc<EngineConfig>,
     pub(crate) legs: Legs,
     pub(crate) rooms: Rooms,
+    /// The conference access number's menu (see [`crate::apps::ivr`]).
+    pub(crate) ivr: crate::apps::ivr::Ivr,
     pub(crate) bridges: crate::apps::bridge::Bridges,
     /// Domains, users and credentials as last loaded by the shell (see [`crate::users`]).
     pub(crate) directory: Arc<crate::users::DirectorySnapshot>,
@@ -247,6 +331,7 @@ impl Engine {
             registrar: crate::registrar::Registrar::new(cfg.registrar.clone(), cfg.security.clone(), Instant::now()),
             legs: Legs::new(cfg.clone(), media),
             rooms: Rooms::new(cfg.clone()),
+            ivr: crate::apps::ivr::Ivr::new(cfg.clone()),
             bridges: crate::apps::bridge::Bridges::new(cfg.clone()),
             cfg,
             directory: Default::default(),
@@ -403,6 +488,7 @@ impl Engine {
             };
             match owner {
                 Owner::Room(confid) => self.rooms.on_leg_event(now, &mut self.legs, &confid, ev),
+                Owner::Ivr => self.ivr.on_leg_event(now, &mut self.legs, &mut self.rooms, ev),
                 Owner::Bridge(call) => self.bridges.on_leg_event(now, &mut self.legs, call, ev),
                 Owner::Ring => apps::services::on_ring_event(now, &mut self.legs, ev),
                 Owner::Echo => apps::services::on_echo_event(now, &mut self.legs, ev),
@@ -479,7 +565,17 @@ impl Engine {
         if let Some(r) = crate::legs::Replaces::from_request(&req) {
             return self.on_replacing_invite(now, tx, req, from, local_tag, r);
         }
-        let Some(service) = req.uri.user.as_deref().and_then(|u| Service::from_user(u, &self.cfg.room_prefix)) else {
+        let user = req.uri.user.as_deref().unwrap_or("");
+        // The access number and direct room entry come first: they are configured, and
+        // may take numbers that would otherwise be extensions.
+        let (service, announced) = if user == self.cfg.ivr.conference_number {
+            (Some(Service::Ivr), false)
+        } else if let Some(room) = self.cfg.ivr.direct_room(user) {
+            (Some(Service::Room(room)), true)
+        } else {
+            (Service::from_user(user, &self.cfg.room_prefix), false)
+        };
+        let Some(service) = service else {
             // Rooms and services are open to anyone; users' extensions and numbers
             // only to authenticated or trusted callers (unless `anonymous_may_call_users`
             // for users). Anyone else gets the same 404 as for a number nobody has, so
@@ -491,13 +587,21 @@ impl Engine {
         let owner = match &service {
             Service::Echo => Owner::Echo,
             Service::Ring => Owner::Ring,
+            Service::Ivr => Owner::Ivr,
             Service::Room(_) | Service::Call => Owner::Nobody,
         };
         let Some(id) = self.legs.incoming(now, tx, req, from, local_tag, service.clone(), owner, domain) else { return };
+        if announced {
+            return match service {
+                Service::Room(number) => self.rooms.on_incoming_direct(now, &mut self.legs, &id, &number),
+                _ => unreachable!("direct entry is into a room"),
+            };
+        }
         match service {
             Service::Echo => apps::services::start_echo(now, &mut self.legs, &id),
             Service::Ring => apps::services::start_ring(now, &mut self.legs, &id),
             Service::Room(number) => self.rooms.on_incoming(now, &mut self.legs, &id, &number),
+            Service::Ivr => self.ivr.on_incoming(now, &mut self.legs, &id),
             Service::Call => {}
         }
     }

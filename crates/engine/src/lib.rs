@@ -41,7 +41,7 @@ pub mod registrar;
 pub mod room;
 pub mod users;
 
-pub use engine::{local_capabilities, DialOut, Engine, EngineConfig, EngineError, EngineEvent, EngineStatus, ALLOW};
+pub use engine::{local_capabilities, DialOut, Engine, EngineConfig, EngineError, EngineEvent, EngineStatus, IvrConfig, PromptSet, ALLOW};
 pub use call::{CallId, CallInfo, CallState, Disposition, Party, Side, SuperviseMode};
 pub use directory::{RoomDirectory, RoomList};
 pub use events::{EventLog, LoggedEvent};

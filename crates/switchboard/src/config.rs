@@ -61,6 +61,95 @@ pub struct Config {
     /// Two-party calls (`[calls]`).
     #[serde(default)]
     pub calls: CallsSection,
+    /// Prompt files (`<name>.wav`, the names of `prompts/README.md`); unset = the
+    /// built-in English set, written to `<data_dir>/prompts/en` at start.
+    #[serde(default)]
+    pub prompts_dir: Option<PathBuf>,
+    /// The conference access number (`[ivr]`).
+    #[serde(default)]
+    pub ivr: IvrSection,
+    /// Conference rooms (`[rooms]`).
+    #[serde(default)]
+    pub rooms: RoomsSection,
+}
+
+/// `[ivr]`: callers at the conference access number key in a room number (and the
+/// room's PIN where it has one); see `engine::apps::ivr`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IvrSection {
+    /// The access number: `sip:<conference_number>@<our domain>`.
+    pub conference_number: String,
+    /// Callers whose Request-URI user matches this regex (unanchored, as SEMS) go
+    /// straight into a room; empty = off. E.g. `^000777` with `direct_room_strip = 6`
+    /// puts `000777123` into room `123`.
+    pub direct_room_re: String,
+    pub direct_room_strip: usize,
+    /// Only existing rooms can be entered (others get the wrong-PIN prompt).
+    pub private_rooms: bool,
+    /// `"<room>" = "<PIN>"`: rooms that ask callers for a PIN before they enter.
+    pub room_pins: std::collections::BTreeMap<String, String>,
+    /// An entry is taken after this pause following a digit.
+    pub inter_digit_timeout_ms: u64,
+    /// The prompt is played again after this long without a digit.
+    pub no_input_timeout_ms: u64,
+    /// An entry of this many digits is taken without waiting for `#`.
+    pub max_digits: usize,
+    /// Wrong entries and silent rounds before the goodbye prompt and BYE.
+    pub max_attempts: u32,
+}
+
+impl Default for IvrSection {
+    fn default() -> Self {
+        let d = engine::engine::IvrConfig::default();
+        IvrSection {
+            conference_number: d.conference_number,
+            direct_room_re: String::new(),
+            direct_room_strip: 0,
+            private_rooms: false,
+            room_pins: Default::default(),
+            inter_digit_timeout_ms: d.inter_digit_timeout.as_millis() as u64,
+            no_input_timeout_ms: d.no_input_timeout.as_millis() as u64,
+            max_digits: d.max_digits,
+            max_attempts: d.max_attempts,
+        }
+    }
+}
+
+impl IvrSection {
+    pub fn engine_config(&self) -> Result<engine::engine::IvrConfig, String> {
+        let direct_room_re = match self.direct_room_re.trim() {
+            "" => None,
+            re => Some(regex::Regex::new(re).map_err(|e| format!("[ivr] direct_room_re: {e}"))?),
+        };
+        if self.conference_number.trim().is_empty() {
+            return Err("[ivr] conference_number is empty".into());
+        }
+        if let Some((room, _)) = self.room_pins.iter().find(|(_, pin)| pin.is_empty() || !pin.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(format!("[ivr] room_pins: the PIN of room `{room}` must be digits"));
+        }
+        Ok(engine::engine::IvrConfig {
+            conference_number: self.conference_number.trim().to_owned(),
+            direct_room_re,
+            direct_room_strip: self.direct_room_strip,
+            private_rooms: self.private_rooms,
+            room_pins: self.room_pins.clone().into_iter().collect(),
+            inter_digit_timeout: std::time::Duration::from_millis(self.inter_digit_timeout_ms.max(100)),
+            no_input_timeout: std::time::Duration::from_millis(self.no_input_timeout_ms.max(1000)),
+            max_digits: self.max_digits.clamp(1, 64),
+            max_attempts: self.max_attempts.max(1),
+        })
+    }
+}
+
+/// `[rooms]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsSection {
+    /// Rooms dialled directly (`conf-<n>`, the feature code) also play the
+    /// first-participant prompt and join/leave sounds; rooms entered through the
+    /// access number always do.
+    pub join_leave_sounds: bool,
 }
 
 /// `[push]`: where pushes go and which apps may register tokens (`PUT /tokens/…`).
@@ -370,6 +459,9 @@ impl Default for Config {
             push: PushSection::default(),
             callcontroller: CallControllerSection::default(),
             calls: CallsSection::default(),
+            prompts_dir: None,
+            ivr: IvrSection::default(),
+            rooms: RoomsSection::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ mod admin;
 mod callcontroller;
 mod config;
 mod directory_sync;
+mod prompts;
 mod push;
 mod signalling;
 mod tokens;
@@ -243,6 +244,9 @@ async fn run(cfg: Config) -> Result<(), String> {
             ring_time: std::time::Duration::from_secs(cfg.calls.ring_time_s.max(1)),
             gateway: cfg.routing.gateway.as_deref().and_then(|g| sip::parse::parse_uri(g.trim()).ok()),
             wake_wait: std::time::Duration::from_millis(cfg.push.wake_wait_ms),
+            ivr: cfg.ivr.engine_config()?,
+            prompts: engine::engine::PromptSet { dir: prompts::prepare(&cfg)? },
+            join_leave_sounds: cfg.rooms.join_leave_sounds,
             ..EngineConfig::default()
         },
         media.handle(),

@@ -21,6 +21,8 @@
 
 pub(crate) mod bridge;
 pub mod controller;
+pub(crate) mod digits;
+pub(crate) mod ivr;
 pub(crate) mod room;
 pub(crate) mod services;
 
@@ -39,6 +41,8 @@ pub enum Owner {
     Room(String),
     /// A party (or a ringing fork, or a supervisor) of this two-party call.
     Bridge(crate::call::CallId),
+    /// A caller at the conference access number (see [`ivr`]).
+    Ivr,
 }
 
 /// What an owner that does not care about an event does with it: in-dialog requests
@@ -64,6 +68,7 @@ pub(crate) fn default_handling(now: Instant, legs: &mut Legs, ev: LegEvent) {
             tracing::debug!(%leg, ?method, status, timed_out = resp.is_none(), "in-dialog response")
         }
         LegEvent::ReferProgress { leg, status, reason, done } => tracing::debug!(%leg, status, %reason, done, "transfer progress"),
+        LegEvent::PromptEnded { leg, prompt, end } => tracing::debug!(%leg, prompt = prompt.0, ?end, "prompt ended"),
         _ => {}
     }
 }
@@ -82,6 +87,7 @@ pub(crate) fn leg_of(ev: &LegEvent) -> &LegId {
         | LegEvent::HoldResult { leg, .. }
         | LegEvent::ReferProgress { leg, .. }
         | LegEvent::Referred { leg, .. }
+        | LegEvent::PromptEnded { leg, .. }
         | LegEvent::Forgotten { leg, .. } => leg,
     }
 }

@@ -53,6 +53,9 @@ pub(crate) struct Room {
     /// `end_room` was called: no new joins; gone when the last leg ends.
     pub ending: bool,
     pub max_participants: u32,
+    /// Joins and leaves are announced: the first participant hears the
+    /// first-participant prompt, the others a sound when someone joins or leaves.
+    pub announce: bool,
 }
 
 fn epoch_ms(t: SystemTime) -> u64 {
@@ -269,13 +272,91 @@ impl Rooms {
         if let Some(l) = legs.get_mut(id) {
             l.owner = Owner::Room(confid.clone());
         }
-        self.attach(legs, &confid, id);
+        if self.attach(legs, &confid, id) {
+            self.announce_join(legs, &confid, id);
+        }
+    }
+
+    /// A caller whose number `direct_room_re` matched: into the room at once, no
+    /// prompt, and the room announces joins and leaves (SEMS's direct access).
+    pub fn on_incoming_direct(&mut self, now: Instant, legs: &mut Legs, id: &LegId, number: &str) {
+        let Some(domain) = legs.get(id).map(|l| l.domain.clone()) else { return };
+        if self.cfg.ivr.private_rooms && !self.has_room(&domain, number) {
+            info!(leg = %id, room = number, "direct room entry refused: no such room (private rooms)");
+            legs.reject(now, id, 404, Some("No such room"));
+            legs.end_leg(now, id, 404, "No such room", false);
+            return;
+        }
+        if legs.answer(now, id).is_err() {
+            return;
+        }
+        if let Err(e) = self.adopt_announced(legs, number, &domain, std::slice::from_ref(id)) {
+            info!(leg = %id, room = number, error = %e, "direct room entry failed");
+            let _ = legs.hangup(now, id);
+        }
+    }
+
+    /// Whether room `number` of `domain` is live (someone is in it, or it was made).
+    pub fn has_room(&self, domain: &str, number: &str) -> bool {
+        self.by_number.get(&(domain.to_owned(), number.to_owned())).is_some_and(|c| self.rooms.get(c).is_some_and(|r| !r.ending))
+    }
+
+    /// The PIN callers must key to enter room `number`, if it has one.
+    pub fn entry_pin(&self, _domain: &str, number: &str) -> Option<String> {
+        self.cfg.ivr.room_pins.get(number).cloned()
+    }
+
+    /// [`Rooms::adopt`] into a room that announces joins and leaves from now on (the
+    /// conference access number's callers, SEMS-style rooms).
+    pub fn adopt_announced(&mut self, legs: &mut Legs, room: &str, domain: &str, members: &[LegId]) -> Result<String, EngineError> {
+        let key = (domain.to_owned(), room.to_owned());
+        if let Some(r) = self.by_number.get(&key).and_then(|c| self.rooms.get_mut(c)) {
+            r.announce = true;
+        }
+        let confid = self.adopt_quietly(legs, room, domain, members)?;
+        if let Some(r) = self.rooms.get_mut(&confid) {
+            r.announce = true;
+        }
+        for id in members {
+            self.announce_join(legs, &confid, id);
+        }
+        Ok(confid)
+    }
+
+    /// Someone joined: alone, they hear the first-participant prompt; otherwise those
+    /// already there hear the join sound (the newcomer hears nothing, as in SEMS).
+    fn announce_join(&mut self, legs: &mut Legs, confid: &str, id: &LegId) {
+        let Some(room) = self.rooms.get(confid).filter(|r| r.announce) else { return };
+        let others: Vec<LegId> = room
+            .participants
+            .iter()
+            .filter(|p| &p.leg != id && legs.get(&p.leg).is_some_and(|l| l.state == LegState::Active || l.state == LegState::Held))
+            .map(|p| p.leg.clone())
+            .collect();
+        if others.is_empty() {
+            legs.play(id, media::PromptSpec::once(vec![self.cfg.prompts.part("first_participant")]));
+        } else {
+            for o in others {
+                legs.play(&o, media::PromptSpec::once(vec![self.cfg.prompts.part("join")]));
+            }
+        }
+    }
+
+    /// Someone left: those remaining hear the leave sound.
+    fn announce_leave(&mut self, legs: &mut Legs, confid: &str) {
+        let Some(room) = self.rooms.get(confid).filter(|r| r.announce && !r.ending) else { return };
+        let present: Vec<LegId> = room.participants.iter().filter(|p| legs.get(&p.leg).is_some_and(|l| !l.is_over())).map(|p| p.leg.clone()).collect();
+        for p in present {
+            legs.play(&p, media::PromptSpec::once(vec![self.cfg.prompts.part("leave")]));
+        }
     }
 
     pub fn on_leg_event(&mut self, now: Instant, legs: &mut Legs, confid: &str, ev: LegEvent) {
         match ev {
             LegEvent::Answered { leg } => {
-                if !self.attach(legs, confid, &leg) {
+                if self.attach(legs, confid, &leg) {
+                    self.announce_join(legs, confid, &leg);
+                } else {
                     let _ = legs.hangup_with(now, &leg, Some((410, "Room ended before the call was answered")));
                 }
             }
@@ -299,6 +380,14 @@ impl Rooms {
     /// numbered `room` in `domain` (created if needed), and the room decides for them
     /// from now on. Returns the confid.
     pub fn adopt(&mut self, legs: &mut Legs, room: &str, domain: &str, members: &[LegId]) -> Result<String, EngineError> {
+        let confid = self.adopt_quietly(legs, room, domain, members)?;
+        for id in members {
+            self.announce_join(legs, &confid, id);
+        }
+        Ok(confid)
+    }
+
+    fn adopt_quietly(&mut self, legs: &mut Legs, room: &str, domain: &str, members: &[LegId]) -> Result<String, EngineError> {
         let started_ms = epoch_ms(SystemTime::now());
         let confid = if self.rooms.contains_key(room) {
             self.live_room(room)?;
@@ -361,6 +450,7 @@ impl Rooms {
                         blocked: Vec::new(),
                         ending: false,
                         max_participants: 0,
+                        announce: self.cfg.join_leave_sounds,
                     },
                 );
                 self.by_number.insert(key, confid.clone());
@@ -397,6 +487,7 @@ impl Rooms {
         if room.blocked.len() != before {
             self.push_topology(legs, confid);
         }
+        self.announce_leave(legs, confid);
         self.close_if_empty(legs, confid);
     }
 

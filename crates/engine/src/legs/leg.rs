@@ -75,6 +75,9 @@ pub enum Service {
     Room(String),
     /// One party of a two-party call (see [`crate::apps::bridge`]).
     Call,
+    /// A caller at the conference access number, keying in a room (see
+    /// [`crate::apps::ivr`]); a room participant once it has entered.
+    Ivr,
 }
 
 impl Service {

@@ -71,6 +71,8 @@ pub(crate) enum LegEvent {
     Referred { leg: LegId, target: sip::Uri, replaces: Option<Replaces>, referred_by: Option<String> },
     /// The ended leg is forgotten now (its retention is over).
     Forgotten { leg: LegId, owner: Owner },
+    /// A prompt played to the leg ([`Legs::play`]) is over.
+    PromptEnded { leg: LegId, prompt: media::PromptId, end: media::PromptEnd },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -218,6 +220,14 @@ impl Legs {
                     self.on_digit(&id, digit, duration_ms);
                 }
             }
+            media::MediaEvent::PromptEnded { target: media::PromptTarget::Leg(leg), prompt, end } => {
+                if let Some(id) = self.by_media.get(&leg).cloned() {
+                    self.events.push_back(LegEvent::PromptEnded { leg: id, prompt, end });
+                }
+            }
+            media::MediaEvent::PromptEnded { target: media::PromptTarget::Room(room), prompt, end } => {
+                debug!(room = room.0, prompt = prompt.0, ?end, "room prompt ended");
+            }
             media::MediaEvent::Released { leg, stats: s } => {
                 let id = self.released_media.remove(&leg);
                 info!(
@@ -344,6 +354,20 @@ impl Legs {
 
     pub(crate) fn media_of(&self, id: &LegId) -> Option<media::LegId> {
         self.legs.get(id).and_then(|l| l.media)
+    }
+
+    /// Plays a prompt to the leg (over its room, if it is in one). None: the leg has no
+    /// media. The end comes as [`LegEvent::PromptEnded`].
+    pub(crate) fn play(&mut self, id: &LegId, spec: media::PromptSpec) -> Option<media::PromptId> {
+        let m = self.media_of(id)?;
+        Some(self.media.play(m, spec))
+    }
+
+    /// Stops the leg's prompt if it is `prompt` (None: whichever plays).
+    pub(crate) fn stop_prompt(&mut self, id: &LegId, prompt: Option<media::PromptId>) {
+        if let Some(m) = self.media_of(id) {
+            self.media.stop_prompt(m, prompt);
+        }
     }
 
     pub(crate) fn set_timer(&mut self, id: &LegId, at: Instant, tag: u32) {

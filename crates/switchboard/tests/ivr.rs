@@ -1,0 +1,221 @@
+//! The conference access number with real phones (pjsua2): a caller dials
+//! `sip:conference@…`, hears the PIN prompt, keys a room number and joins that room,
+//! as in SEMS's webconference. Checked by ear: what the caller recorded before it
+//! joined is speech from our prompt set, not the room; after it joined it hears the
+//! other participant's tone, who heard the join sound and then the caller's tone.
+//! Private mode (a wrong room gets the wrong-PIN prompt, the retry works), a room
+//! PIN, and digits by SIP INFO are the second test.
+//!
+//! The tests take the machine-wide media lock (see `support`).
+
+mod support;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::*;
+
+/// 16-bit PCM samples and the rate of a WAV file (pjsua2's recordings).
+fn read_wav(path: &Path) -> (Vec<i16>, u32) {
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&data[0..4], b"RIFF", "{} is not a WAV", path.display());
+    let mut at = 12;
+    let mut rate = 0;
+    while at + 8 <= data.len() {
+        let id = &data[at..at + 4];
+        let size = u32::from_le_bytes(data[at + 4..at + 8].try_into().unwrap()) as usize;
+        let body = &data[at + 8..(at + 8 + size).min(data.len())];
+        if id == b"fmt " {
+            rate = u32::from_le_bytes(body[4..8].try_into().unwrap());
+            assert_eq!(u16::from_le_bytes([body[14], body[15]]), 16, "16-bit recordings");
+        } else if id == b"data" {
+            return (body.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect(), rate);
+        }
+        at += 8 + size + (size & 1);
+    }
+    panic!("{}: no data chunk", path.display());
+}
+
+/// Share of the power at `hz` in `s` (about 1 for a pure tone), Goertzel.
+fn share(s: &[i16], rate: u32, hz: f64) -> f64 {
+    let n = s.len() as f64;
+    let k = (0.5 + n * hz / rate as f64).floor();
+    let c = 2.0 * (2.0 * std::f64::consts::PI * k / n).cos();
+    let (mut s1, mut s2, mut e) = (0.0f64, 0.0f64, 0.0f64);
+    for &x in s {
+        let x = x as f64;
+        e += x * x;
+        let s0 = x + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    if e == 0.0 {
+        return 0.0;
+    }
+    2.0 * (s1 * s1 + s2 * s2 - c * s1 * s2) / (n * e)
+}
+
+fn rms(s: &[i16]) -> f64 {
+    (s.iter().map(|&x| x as f64 * x as f64).sum::<f64>() / s.len().max(1) as f64).sqrt()
+}
+
+/// A pjsua2 phone calling `uri`, playing `hz`, driven by its control file.
+struct Caller {
+    peer: PjPeer,
+    control: PathBuf,
+    events: PathBuf,
+    record: PathBuf,
+}
+
+impl Caller {
+    fn call(env: &TestEnv, slot: u16, user: &str, uri: &str, hz: u32) -> Caller {
+        let control = env.path(&format!("{user}.control"));
+        let events = env.path(&format!("{user}.events"));
+        let record = env.path(&format!("{user}_rx.wav"));
+        std::fs::write(&control, "").unwrap();
+        let (rtp, range) = env.ports.phone_rtp(slot);
+        let args: Vec<String> = [
+            "call", uri, "--user", user,
+            "--sip-port", &env.ports.peer_sip(slot).to_string(),
+            "--rtp-port", &rtp.to_string(), "--rtp-range", &range.to_string(),
+            "--play", &phone::tone(env, hz).display().to_string(), "--loop",
+            "--record", &record.display().to_string(),
+            "--control", &control.display().to_string(), "--events", &events.display().to_string(),
+            "--max-time", "60", "--codec", "PCMU",
+        ]
+        .map(String::from)
+        .to_vec();
+        env.report_on_failure(&record);
+        let mut peer = PjPeer::spawn(env, user, &args);
+        peer.wait_ready(Duration::from_secs(15));
+        Caller { peer, control, events, record }
+    }
+
+    fn command(&self, line: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&self.control).unwrap();
+        writeln!(f, "{line}").unwrap();
+    }
+
+    fn wait_media(&self) {
+        poll(Duration::from_secs(15), "media active", || {
+            std::fs::read_to_string(&self.events)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|e| e["event"] == "media" && e["status"] == "active")
+        });
+    }
+
+    /// Hangs up and ends the phone: its run, and its recording.
+    fn quit(self) -> (PjRun, PathBuf) {
+        self.command("quit");
+        (self.peer.wait(), self.record)
+    }
+}
+
+/// The participants of room `number` (REST, reference 000).
+fn participants(server: &Server, number: &str) -> Vec<Value> {
+    let rooms = server.get("/rest/v1/uc/conferences").json();
+    let Some(room) = rooms.as_array().and_then(|a| a.iter().find(|r| r["confroomnum"] == number)) else { return Vec::new() };
+    let confid = room["confid"].as_str().unwrap().to_owned();
+    let r = server.get(&format!("/rest/v1/uc/conferences/{confid}/participants"));
+    r.json().as_array().cloned().unwrap_or_default().into_iter().filter(|p| p["state"] == "active").collect()
+}
+
+fn wait_participants(server: &Server, number: &str, n: usize) {
+    poll(Duration::from_secs(20), &format!("{n} in room {number}"), || (participants(server, number).len() == n).then_some(()));
+}
+
+fn log_count(server: &Server, needle: &str) -> usize {
+    std::fs::read_to_string(&server.log).unwrap_or_default().matches(needle).count()
+}
+
+#[test]
+fn keying_a_room_number_at_the_access_number_joins_that_room() {
+    let env = TestEnv::new("ivr_rfc4733_entry");
+    let _media = env.media_lock();
+    let server = Server::start(&env);
+    // The prompt set was written into the data dir at start.
+    assert!(env.path("data/prompts/en/pin_prompt.wav").exists());
+
+    let bob = Caller::call(&env, 0, "bob", &format!("sip:conf-1234@{}", server.sip), 1000);
+    bob.wait_media();
+    wait_participants(&server, "1234", 1);
+
+    let alice = Caller::call(&env, 1, "alice", &format!("sip:conference@{}", server.sip), 400);
+    alice.wait_media();
+    // The PIN prompt plays for 2.5 s; the first digit cuts it short (barge-in).
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(participants(&server, "1234").len(), 1, "alice must not be in the room before keying it");
+    alice.command("dtmf 1234#");
+    // "Entering the conference", then she is in.
+    wait_participants(&server, "1234", 2);
+    std::thread::sleep(Duration::from_secs(5));
+    let (a, a_rec) = alice.quit();
+    a.assert_ok();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (b, b_rec) = bob.quit();
+    b.assert_ok();
+
+    assert_eq!(log_count(&server, "IVR: caller joined the room"), 1);
+    let (rec, rate) = read_wav(&a_rec);
+    let secs = |t: f64| (t * rate as f64) as usize;
+    // Before keying (0.3–2.3 s into the call): our prompt, i.e. speech, not the room.
+    let before = &rec[secs(0.3)..secs(2.3)];
+    assert!(rms(before) > 300.0, "alice heard no prompt before keying the room (rms {:.0})", rms(before));
+    assert!(share(before, rate, 1000.0) < 0.05, "alice heard the room before keying it");
+    // Her last 3 s: bob's tone.
+    let dur = rec.len() as f64 / rate as f64;
+    tone_check(&a_rec).window(dur - 3.3, Some(dur - 0.4)).expect(&[1000]).assert("alice hears bob after joining");
+
+    // Bob heard the join sound (660 Hz, then 880 Hz, 0.12 s each), then alice's tone.
+    let (rec, rate) = read_wav(&b_rec);
+    let win = (rate as usize) / 10;
+    let best = |hz: f64| rec.chunks(win / 2).collect::<Vec<_>>().windows(2).map(|w| share(&[w[0], w[1]].concat(), rate, hz)).fold(0.0, f64::max);
+    assert!(best(660.0) > 0.3 && best(880.0) > 0.3, "bob heard no join sound: 660 Hz {:.2}, 880 Hz {:.2}", best(660.0), best(880.0));
+    let dur = rec.len() as f64 / rate as f64;
+    // Alice was there for 5 s until about 3 s before bob's end (her hang-up, then 1.5 s).
+    tone_check(&b_rec).window(dur - 6.3, Some(dur - 4.0)).expect(&[400]).assert("bob hears alice once she joined");
+}
+
+#[test]
+fn private_rooms_refuse_unknown_numbers_and_room_pins_are_asked_for_with_info_digits() {
+    let env = TestEnv::new("ivr_private_pin_info");
+    let _media = env.media_lock();
+    let config = env.path("ivr.toml");
+    std::fs::write(&config, "[ivr]\nprivate_rooms = true\ninter_digit_timeout_ms = 3000\n[ivr.room_pins]\n\"77\" = \"4321\"\n").unwrap();
+    let server = Server::start_with(&env, ServerOptions { extra_args: vec!["--config".into(), config.display().to_string()], ..Default::default() });
+
+    let bob = Caller::call(&env, 0, "bob", &format!("sip:conf-77@{}", server.sip), 1000);
+    bob.wait_media();
+    wait_participants(&server, "77", 1);
+
+    let alice = Caller::call(&env, 1, "alice", &format!("sip:conference@{}", server.sip), 400);
+    alice.wait_media();
+    std::thread::sleep(Duration::from_millis(1000));
+    // A room nobody is in: refused in private mode; she may try again.
+    alice.command("dtmf_info 55#");
+    poll(Duration::from_secs(10), "the wrong room refused", || (log_count(&server, "IVR: no such room") == 1).then_some(()));
+    std::thread::sleep(Duration::from_millis(1000));
+    // The right room: it asks for its PIN. A wrong PIN first, then the right one.
+    alice.command("dtmf_info 77#");
+    std::thread::sleep(Duration::from_millis(1500));
+    alice.command("dtmf_info 1111#");
+    poll(Duration::from_secs(10), "the wrong PIN refused", || (log_count(&server, "IVR: wrong room PIN") == 1).then_some(()));
+    assert_eq!(participants(&server, "77").len(), 1);
+    std::thread::sleep(Duration::from_millis(1000));
+    // No terminator this time: the inter-digit timeout takes the entry.
+    alice.command("dtmf_info 4321");
+    wait_participants(&server, "77", 2);
+    std::thread::sleep(Duration::from_secs(4));
+    let (a, a_rec) = alice.quit();
+    a.assert_ok();
+    bob.quit().0.assert_ok();
+
+    let (rec, rate) = read_wav(&a_rec);
+    let dur = rec.len() as f64 / rate as f64;
+    tone_check(&a_rec).window(dur - 3.3, Some(dur - 0.4)).expect(&[1000]).assert("alice hears bob in room 77");
+    // Never in room 55: it was not made.
+    assert!(participants(&server, "55").is_empty());
+}
