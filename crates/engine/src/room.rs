@@ -31,7 +31,7 @@ pub struct RoomInfo {
 }
 
 /// A participant: one leg in a room.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ParticipantInfo {
     /// Stable for the participant's lifetime (UUID-shaped).
     pub participantid: String,
@@ -53,6 +53,9 @@ pub struct ParticipantInfo {
     pub inviteid: LegId,
     pub muted: bool,
     pub deaf: bool,
+    /// Gain on what the participant says and on what it hears, dB (0 = none).
+    pub gain_in_db: f32,
+    pub gain_out_db: f32,
     pub talking: bool,
     /// Milliseconds since the epoch.
     pub joined_ms: u64,
@@ -86,10 +89,18 @@ pub struct RoomSnapshot {
     pub participants: Vec<ParticipantInfo>,
 }
 
+/// Most gain a participant may get either way, in dB.
+pub const MAX_GAIN_DB: f32 = media::engine::MAX_GAIN_DB;
+
 /// Changes to one participant besides topology.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParticipantPatch {
     pub muted: Option<bool>,
     pub deaf: Option<bool>,
+    /// dB, within ±[`media::engine::MAX_GAIN_DB`]; 0 = none.
+    #[serde(default)]
+    pub gain_in_db: Option<f32>,
+    #[serde(default)]
+    pub gain_out_db: Option<f32>,
 }

@@ -246,6 +246,27 @@ pub enum Command {
     Play(PromptTarget, Box<Playing>),
     /// Stop the prompt playing there, if it is this one (None: whichever).
     StopPrompt(PromptTarget, Option<PromptId>),
+    /// Gain on what the leg says and on what it hears, in dB (see [`db_to_gain`]).
+    SetGain { leg: LegId, in_db: f32, out_db: f32 },
+}
+
+/// Most gain a leg may get either way, in dB: beyond this a quiet line is mostly
+/// noise, and a loud one is better muted.
+pub const MAX_GAIN_DB: f32 = 24.0;
+
+/// dB to a linear factor, clamped to ±[`MAX_GAIN_DB`]; 0 dB is exactly 1.0 (no work).
+pub fn db_to_gain(db: f32) -> f32 {
+    if db == 0.0 || !db.is_finite() {
+        return 1.0;
+    }
+    10f32.powf(db.clamp(-MAX_GAIN_DB, MAX_GAIN_DB) / 20.0)
+}
+
+/// Scales a frame by `gain`, saturating.
+fn apply_gain(frame: &mut [i16], gain: f32) {
+    for s in frame.iter_mut() {
+        *s = (*s as f32 * gain).clamp(i16::MIN as f32, i16::MAX as f32) as i16;
+    }
 }
 
 pub enum Input<'a> {
@@ -658,6 +679,12 @@ impl MediaCore {
                     self.events.push_back(MediaEvent::PromptEnded { target, prompt: old.id, end: PromptEnd::Stopped });
                 }
             }
+            Command::SetGain { leg, in_db, out_db } => {
+                if let Some(l) = self.leg_mut(leg) {
+                    l.gain_in = db_to_gain(in_db);
+                    l.gain_out = db_to_gain(out_db);
+                }
+            }
             Command::StopPrompt(target, id) => {
                 let slot = match target {
                     PromptTarget::Leg(leg) => self.leg_mut(leg).map(|l| &mut l.prompt),
@@ -756,11 +783,17 @@ impl MediaCore {
             let mut best = mixer::Best::default();
             for &slot in &room.members {
                 let l = legs[slot].as_mut().expect("room member");
-                let energy = l.pull(now);
+                let mut energy = l.pull(now);
+                if l.gain_in != 1.0 {
+                    // A quiet caller turned up must also be detected as talking.
+                    energy = (energy as f64 * (l.gain_in as f64).powi(2)) as u64;
+                }
                 if let Some(t) = l.talk.update(energy) {
                     events.push_back(MediaEvent::Talking { leg: l.id, talking: t });
                 }
-                if l.audible() && publication.count_audible() && offer_relays {
+                // A leg with input gain is counted but not offered: its own frames are
+                // not what the room must hear, so nobody can be relayed them.
+                if l.audible() && publication.count_audible() && offer_relays && l.gain_in == 1.0 {
                     let c = l.codec.as_ref().expect("audible legs have a codec");
                     let state = c.state.map(|s| (s, &l.frame[FRAME_SAMPLES - CONTINUE_HISTORY..]));
                     publication.push_relay(l.id, c.kind, l.talk.talking(), l.relay_frame(), state);
@@ -781,6 +814,12 @@ impl MediaCore {
                     }
                 }
                 l.decode_pulled();
+                if l.has_frame && l.gain_in != 1.0 {
+                    apply_gain(&mut l.frame, l.gain_in);
+                    if l.has_narrow {
+                        apply_gain(&mut l.narrow, l.gain_in);
+                    }
+                }
                 if l.has_frame {
                     let narrow = l.has_narrow.then_some(&l.narrow);
                     publication.push_with_narrow(l.id, l.talk.level(), l.selected, &l.frame, narrow);
@@ -889,12 +928,14 @@ impl MediaCore {
             }
             // Relay fast path: one audible speaker with this listener's codec gets its
             // own frames forwarded (see the module docs for the switches).
-            let mut source = if sources_complete && !leg_prompt {
+            // Output gain: a personal mix, scaled.
+            let gain_out = l.gain_out != 1.0;
+            let mut source = if sources_complete && !leg_prompt && !gain_out {
                 only_audible_speaker(pubs, room_id, &room.topology, l, total_audible)
             } else {
                 None
             };
-            if let (Some(from), true, false, false) = (l.relay.from, any_skipped, l.deaf, leg_prompt) {
+            if let (Some(from), true, false, false) = (l.relay.from, any_skipped, l.deaf, leg_prompt || gain_out) {
                 // Relay ends in a tick whose candidates left relayed speakers out: the
                 // mix would lack the speaker, so forward it one tick more (the room's
                 // next candidates are complete: see `skip_candidates`).
@@ -976,10 +1017,11 @@ impl MediaCore {
                     }
                 }
                 n_ex > 0 || l.relay.own_encoder
-            } || leg_prompt;
+            } || leg_prompt
+                || gain_out;
             let c = l.codec.as_mut().expect("checked");
             let (pt, kind) = (c.payload_type, c.kind);
-            let narrow = self.mix.narrow && kind.is_g711() && !leg_prompt;
+            let narrow = self.mix.narrow && kind.is_g711() && !leg_prompt && !gain_out;
             let len;
             // The room's shared encode this listener gets, if not a personal mix.
             let mut shared_at = None;
@@ -1005,6 +1047,9 @@ impl MediaCore {
                             *e = &c.frame;
                         }
                         self.mix.mix_without(&ex[..n_ex], &mut self.scratch_frame);
+                    }
+                    if gain_out {
+                        apply_gain(&mut self.scratch_frame, l.gain_out);
                     }
                     if leg_prompt {
                         mixer::add_saturating(&mut self.scratch_frame, &self.prompt_frame);

@@ -162,6 +162,10 @@ pub(crate) struct Leg {
     pub relay: Relay,
     /// A prompt playing to this leg (boxed: most legs never have one).
     pub prompt: Option<Box<crate::player::Playing>>,
+    /// Linear gain on what the leg says (into the room) and on what it hears; 1.0 =
+    /// none. Either one off 1.0 takes the leg off the relay fast path.
+    pub gain_in: f32,
+    pub gain_out: f32,
 }
 
 impl Leg {
@@ -203,6 +207,8 @@ impl Leg {
             selected: false,
             relay: Relay::default(),
             prompt: None,
+            gain_in: 1.0,
+            gain_out: 1.0,
         }
     }
 

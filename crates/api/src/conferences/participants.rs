@@ -160,10 +160,19 @@ pub async fn patch(
     body: Result<Json<ParticipantPatchBody>, JsonRejection>,
 ) -> Result<Json<Participant>, ApiError> {
     let Json(body) = body?;
-    if body.muted.is_none() && body.deaf.is_none() {
-        return Err(ApiError::bad_request("nothing to change: give `muted` and/or `deaf`"));
+    if body.muted.is_none() && body.deaf.is_none() && body.gain_in_db.is_none() && body.gain_out_db.is_none() {
+        return Err(ApiError::bad_request("nothing to change: give `muted`, `deaf`, `gain_in_db` and/or `gain_out_db`"));
+    }
+    let max = engine::room::MAX_GAIN_DB;
+    for (name, g) in [("gain_in_db", body.gain_in_db), ("gain_out_db", body.gain_out_db)] {
+        if let Some(g) = g {
+            if !g.is_finite() || g.abs() > max {
+                return Err(ApiError::bad_request(format!("`{name}` must be a number from -{max} to {max} (dB)")));
+            }
+        }
     }
     let confid = ConfRef::parse(&conf)?.confid(&st, &scope).await?;
-    let p = st.engine.patch_participant(&confid, &pid, ParticipantPatch { muted: body.muted, deaf: body.deaf }).await?;
+    let patch = ParticipantPatch { muted: body.muted, deaf: body.deaf, gain_in_db: body.gain_in_db, gain_out_db: body.gain_out_db };
+    let p = st.engine.patch_participant(&confid, &pid, patch).await?;
     Ok(Json(Participant::from(&p)))
 }

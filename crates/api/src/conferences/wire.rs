@@ -150,6 +150,10 @@ pub struct Participant {
     pub muted: bool,
     /// (ours) This participant hears nobody.
     pub deaf: bool,
+    /// (ours) Gain on what the participant says, in dB (0: none).
+    pub gain_in_db: f32,
+    /// (ours) Gain on what the participant hears, in dB (0: none).
+    pub gain_out_db: f32,
     /// (ours) Voice activity right now.
     pub talking: bool,
     /// (ours) Milliseconds since the epoch when the participant's INVITE was sent or received.
@@ -166,7 +170,7 @@ impl Participant {
     /// Every field, for validating `filter` and `order`.
     pub const FIELDS: &'static [&'static str] = &[
         "participantid", "state", "callid", "luri", "ltag", "ruri", "rtag", "confid", "direction", "dialogid", "inviteid",
-        "muted", "deaf", "talking", "joined_ms", "ended_ms", "end_status", "end_reason",
+        "muted", "deaf", "gain_in_db", "gain_out_db", "talking", "joined_ms", "ended_ms", "end_status", "end_reason",
     ];
 }
 
@@ -186,6 +190,8 @@ impl From<&ParticipantInfo> for Participant {
             inviteid: p.inviteid.0.clone(),
             muted: p.muted,
             deaf: p.deaf,
+            gain_in_db: p.gain_in_db,
+            gain_out_db: p.gain_out_db,
             talking: p.talking,
             joined_ms: p.joined_ms,
             ended_ms: p.ended_ms,
@@ -247,6 +253,11 @@ pub struct ParticipantPatchBody {
     pub muted: Option<bool>,
     /// true: this participant hears nobody; false: undo.
     pub deaf: Option<bool>,
+    /// Gain on what the participant says, in dB from -24 to 24 (0: none): for a quiet
+    /// or loud caller. Everyone hears the change.
+    pub gain_in_db: Option<f32>,
+    /// Gain on what the participant hears, in dB from -24 to 24 (0: none).
+    pub gain_out_db: Option<f32>,
 }
 
 /// One who-hears-whom rule. `{"from":A,"to":B,"enabled":false}`: B no longer hears A.

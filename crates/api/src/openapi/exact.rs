@@ -319,8 +319,20 @@ fn patch_body(schema: &mut Value) {
     schema["anyOf"] = json!([
         { "required": ["muted"], "properties": { "muted": { "type": "boolean" } } },
         { "required": ["deaf"], "properties": { "deaf": { "type": "boolean" } } },
+        { "required": ["gain_in_db"], "properties": { "gain_in_db": gain_db() } },
+        { "required": ["gain_out_db"], "properties": { "gain_out_db": gain_db() } },
     ]);
-    schema["description"] = json!("Body of PATCH on a participant (ours): `muted` and/or `deaf`, at least one of them not null.");
+    for key in ["gain_in_db", "gain_out_db"] {
+        let description = schema["properties"][key]["description"].clone();
+        schema["properties"][key] = gain_db();
+        schema["properties"][key]["description"] = description;
+    }
+    schema["description"] = json!("Body of PATCH on a participant (ours): `muted`, `deaf`, `gain_in_db` and/or `gain_out_db`, at least one of them not null.");
+}
+
+/// A gain in dB, as PATCH on a participant takes it.
+fn gain_db() -> Value {
+    json!({ "type": ["number", "null"], "minimum": -24, "maximum": 24 })
 }
 
 fn place_call_body(schema: &mut Value) {

@@ -27,6 +27,8 @@ pub(crate) struct Participant {
     pub dialog_key: String,
     pub muted: bool,
     pub deaf: bool,
+    pub gain_in_db: f32,
+    pub gain_out_db: f32,
 }
 
 impl Participant {
@@ -37,6 +39,8 @@ impl Participant {
             dialog_key: format!("rDL-{}", sip::dialog::random_token(12)),
             muted: false,
             deaf: false,
+            gain_in_db: 0.0,
+            gain_out_db: 0.0,
         }
     }
 }
@@ -85,6 +89,8 @@ pub(crate) fn participant_info(leg: &Leg, p: &Participant, confid: &str) -> Part
         inviteid: leg.id.clone(),
         muted: p.muted,
         deaf: p.deaf,
+        gain_in_db: p.gain_in_db,
+        gain_out_db: p.gain_out_db,
         talking: leg.talking && !leg.is_over(),
         joined_ms: l.started_ms,
         ended_ms: l.ended_ms,
@@ -217,6 +223,18 @@ impl Rooms {
             p.deaf = d;
             if let Some(media) = media {
                 legs.media.set_deaf(media, d);
+            }
+        }
+        if patch.gain_in_db.is_some() || patch.gain_out_db.is_some() {
+            let max = media::engine::MAX_GAIN_DB;
+            if let Some(g) = patch.gain_in_db {
+                p.gain_in_db = g.clamp(-max, max);
+            }
+            if let Some(g) = patch.gain_out_db {
+                p.gain_out_db = g.clamp(-max, max);
+            }
+            if let Some(media) = media {
+                legs.media.set_gain(media, p.gain_in_db, p.gain_out_db);
             }
         }
         self.participant_info_of(legs, confid, &id)
@@ -475,6 +493,9 @@ impl Rooms {
         }
         if p.deaf {
             legs.media.set_deaf(m, true);
+        }
+        if p.gain_in_db != 0.0 || p.gain_out_db != 0.0 {
+            legs.media.set_gain(m, p.gain_in_db, p.gain_out_db);
         }
         true
     }

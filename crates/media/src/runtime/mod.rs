@@ -489,6 +489,11 @@ impl MediaHandle {
         id
     }
 
+    /// Gain on what the leg says (into its room) and on what it hears, in dB; 0 = none.
+    pub fn set_gain(&self, leg: LegId, in_db: f32, out_db: f32) {
+        self.to_leg(leg, Command::SetGain { leg, in_db, out_db });
+    }
+
     /// Stops the leg's prompt if it is `id` (None: whichever plays).
     pub fn stop_prompt(&self, leg: LegId, id: Option<PromptId>) {
         self.to_leg(leg, Command::StopPrompt(PromptTarget::Leg(leg), id));

@@ -1,7 +1,8 @@
 //! Prompts in the sans-IO media core, under virtual ticks: a prompt to a leg alone
 //! (an IVR caller) is all it hears and ends with `PromptEnded`; a digit stops a
 //! barge-in prompt at once; a prompt to one room member is mixed over the room for it
-//! alone; a room prompt reaches everyone, relay fast path or not.
+//! alone; a room prompt reaches everyone, relay fast path or not. And per-participant
+//! gain, in and out.
 //!
 //! The prompt reader is a real thread: each test lets it read ahead (its queue holds
 //! 500 ms) before the ticks start, so prompts up to that length never underrun.
@@ -215,4 +216,44 @@ fn a_member_prompt_is_for_that_listener_and_a_room_prompt_for_everyone() {
     assert_eq!(ended(&heard), vec![(PromptTarget::Room(room), PromptId(12), PromptEnd::Stopped)]);
     let a = &heard.audio[&2];
     assert!(share(a, 1_400.0) < 0.01, "the room prompt went on after stop");
+}
+
+/// Per-participant gain: what a leg says is scaled for everyone (`in`), what it hears
+/// is scaled for it alone (`out`); either takes the pair off the relay fast path.
+#[test]
+fn gain_in_and_out_scale_what_a_participant_says_and_hears() {
+    let mut now = Instant::now();
+    let mut core = MediaCore::new(CoreConfig::default());
+    let room = RoomId(1);
+    add(&mut core, now, 1, Attachment::Room(room));
+    add(&mut core, now, 2, Attachment::Room(room));
+    let mut seq = 0u16;
+    // Leg 2 says 600 Hz at about -12 dBFS; leg 1 is silent. Returns leg 1's level.
+    let mut level_at_1 = |core: &mut MediaCore, now: &mut Instant| {
+        let mut heard = Heard::default();
+        for _ in 0..60 {
+            *now += TICK;
+            for (leg, tone) in [(1u64, 0.0), (2, 600.0)] {
+                let p = packet(leg, seq, tone);
+                core.handle_input(*now, Input::Receive { leg: LegId(leg), socket: Socket::Rtp, from: remote_of(leg), data: &p });
+            }
+            seq += 1;
+            core.handle_input(*now, Input::Tick);
+            drain(core, &mut heard);
+        }
+        let a = &heard.audio[&1][20 * 160..];
+        assert!(share(a, 600.0) > 0.9, "leg 1 hears leg 2's tone");
+        (a.iter().map(|&s| s as f64 * s as f64).sum::<f64>() / a.len() as f64).sqrt()
+    };
+    let plain = level_at_1(&mut core, &mut now);
+    core.handle_input(now, Input::Command(Command::SetGain { leg: LegId(2), in_db: 6.0, out_db: 0.0 }));
+    let louder = level_at_1(&mut core, &mut now);
+    core.handle_input(now, Input::Command(Command::SetGain { leg: LegId(2), in_db: 0.0, out_db: 0.0 }));
+    core.handle_input(now, Input::Command(Command::SetGain { leg: LegId(1), in_db: 0.0, out_db: -6.0 }));
+    let softer = level_at_1(&mut core, &mut now);
+    let db = |x: f64| 20.0 * (x / plain).log10();
+    assert!((db(louder) - 6.0).abs() < 0.5, "+6 dB in: {:.2} dB", db(louder));
+    assert!((db(softer) + 6.0).abs() < 0.5, "-6 dB out: {:.2} dB", db(softer));
+    assert_eq!(media::engine::db_to_gain(0.0), 1.0);
+    assert!((media::engine::db_to_gain(100.0) - media::engine::db_to_gain(media::engine::MAX_GAIN_DB)).abs() < 1e-6);
 }
