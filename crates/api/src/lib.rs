@@ -65,6 +65,9 @@ pub struct AppState {
     /// Notified after every directory write through the API: the shell's reload loop
     /// waits on it (besides its poll) to republish the directory at once.
     pub directory_changed: Arc<tokio::sync::Notify>,
+    /// The server's data dir (room recordings are files under it); None in tests of
+    /// the call APIs alone.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl AppState {
@@ -80,6 +83,7 @@ impl AppState {
             directory: tokio::sync::watch::channel(Arc::default()).1,
             api_keys: Default::default(),
             directory_changed: Default::default(),
+            data_dir: None,
         }
     }
 

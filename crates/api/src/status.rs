@@ -101,6 +101,11 @@ pub async fn events(
         | EngineEvent::RecordingStopped { info: c, .. } => scope.sees_call(c),
         // a wake-up is the push sender's business, never logged (see the shell)
         EngineEvent::WakeUser { .. } => false,
+        // rooms' prompts and recordings: for those who may see the room's domain
+        EngineEvent::PromptEnded { domain, .. } | EngineEvent::RecordingCompleted { domain, .. } => {
+            !scope.is_user() && scope.sees_domain_name(domain)
+        }
+        EngineEvent::RoomRecordingStarted(r) | EngineEvent::RoomRecordingStopped(r) => !scope.is_user() && scope.sees_domain_name(&r.domain),
     };
     let events = st.engine.events_after(after, usize::MAX);
     Ok(Json(events.into_iter().filter(|e| visible(e)).take(limit as usize).collect()))

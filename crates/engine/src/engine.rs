@@ -43,6 +43,14 @@ use tracing::debug;
 
 pub use crate::legs::resolve_literal;
 
+/// What to do with a room's recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOp {
+    Start { tracks: bool },
+    Pause(bool),
+    Stop,
+}
+
 /// Methods we answer; sent in Allow.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REGISTER, REFER, NOTIFY";
 
@@ -217,6 +225,13 @@ pub enum EngineEvent {
     /// `file`: relative to the data dir.
     RecordingStarted { info: crate::call::CallInfo, file: String },
     RecordingStopped { info: crate::call::CallInfo, file: String },
+    /// A prompt started over an API ended (`end`: finished, interrupted by <digit>,
+    /// stopped, failed). `participantid` None: it played to the whole room.
+    PromptEnded { confid: String, participantid: Option<String>, prompt_id: u64, end: String, domain: String },
+    RoomRecordingStarted(crate::room::RoomRecordingInfo),
+    RoomRecordingStopped(crate::room::RoomRecordingInfo),
+    /// A file of a room recording is complete (`file` relative to the data dir).
+    RecordingCompleted { confid: String, participantid: Option<String>, file: String, duration_ms: u64, dropped_frames: u64, failed: bool, domain: String },
     /// A call is for `user_id`, who has push tokens (`User::has_push_tokens`): the shell
     /// sends the push (reference 001 §8); the engine waits for the app to register.
     WakeUser { user_id: crate::users::UserId, call: crate::call::CallInfo },
@@ -478,6 +493,16 @@ impl Engine {
                 match req.method {
                     sip::Method::Register => self.on_register(now, tx, req, from),
                     _ => self.on_new_invite(now, tx, req, from),
+                }
+                continue;
+            }
+            if let Some(ev) = self.legs.poll_room_media() {
+                match ev {
+                    MediaEvent::PromptEnded { prompt, end, .. } => self.rooms.prompt_ended(&mut self.legs, prompt, end),
+                    MediaEvent::RecordingFinished { recording, samples, dropped, failed } => {
+                        self.rooms.recording_finished(&mut self.legs, recording, samples, dropped, failed)
+                    }
+                    _ => {}
                 }
                 continue;
             }
@@ -888,6 +913,29 @@ impl Engine {
 
     pub fn patch_participant(&mut self, confid: &str, participantid: &str, patch: ParticipantPatch) -> Result<ParticipantInfo, EngineError> {
         self.rooms.patch_participant(&mut self.legs, confid, participantid, patch)
+    }
+
+    /// Plays a prompt to a room or one participant (see [`crate::room::PromptRequest`]).
+    pub fn play_prompt(&mut self, confid: &str, participantid: Option<&str>, req: &crate::room::PromptRequest) -> Result<u64, EngineError> {
+        self.rooms.play(&mut self.legs, confid, participantid, req)
+    }
+
+    pub fn stop_prompt(&mut self, confid: &str, participantid: Option<&str>) -> Result<(), EngineError> {
+        self.rooms.stop_prompt(&mut self.legs, confid, participantid)
+    }
+
+    pub fn room_recording(&self, confid: &str) -> Result<Option<crate::room::RoomRecordingInfo>, EngineError> {
+        self.rooms.recording(confid)
+    }
+
+    pub fn room_record(&mut self, now: Instant, confid: &str, op: RecordOp) -> Result<crate::room::RoomRecordingInfo, EngineError> {
+        let r = match op {
+            RecordOp::Start { tracks } => self.rooms.record_start(&mut self.legs, confid, tracks),
+            RecordOp::Pause(p) => self.rooms.record_pause(confid, p),
+            RecordOp::Stop => self.rooms.record_stop(&mut self.legs, confid),
+        };
+        self.dispatch(now);
+        r
     }
 
     pub fn change_topology(&mut self, confid: &str, rules: Vec<TopologyRule>) -> Result<Vec<TopologyRule>, EngineError> {

@@ -54,6 +54,11 @@ pub enum Command {
     InterceptCall(CallId, String, oneshot::Sender<Result<CallInfo, EngineError>>),
     /// Mid-call control of a two-party call (see `apps/bridge/control.rs`).
     CallControl(CallId, CallOp, oneshot::Sender<Result<CallInfo, EngineError>>),
+    /// A prompt to a room (participant None) or a participant; stopping one.
+    PlayPrompt(String, Option<String>, crate::room::PromptRequest, oneshot::Sender<Result<u64, EngineError>>),
+    StopPrompt(String, Option<String>, oneshot::Sender<Result<(), EngineError>>),
+    RoomRecording(String, oneshot::Sender<Result<Option<crate::room::RoomRecordingInfo>, EngineError>>),
+    RoomRecord(String, crate::engine::RecordOp, oneshot::Sender<Result<crate::room::RoomRecordingInfo, EngineError>>),
 }
 
 /// What mid-call control does to a call.
@@ -149,6 +154,19 @@ impl Command {
             }
             Command::CallControl(id, op, reply) => {
                 let r = engine.call_control(now, id, op);
+                answer(reply, r, engine, rooms)
+            }
+            Command::PlayPrompt(confid, pid, req, reply) => {
+                let r = engine.play_prompt(&confid, pid.as_deref(), &req);
+                answer(reply, r, engine, rooms)
+            }
+            Command::StopPrompt(confid, pid, reply) => {
+                let r = engine.stop_prompt(&confid, pid.as_deref());
+                answer(reply, r, engine, rooms)
+            }
+            Command::RoomRecording(confid, reply) => answer(reply, engine.room_recording(&confid), engine, rooms),
+            Command::RoomRecord(confid, op, reply) => {
+                let r = engine.room_record(now, &confid, op);
                 answer(reply, r, engine, rooms)
             }
             Command::ChangeTopology(confid, rules, reply) => {
@@ -265,6 +283,26 @@ impl EngineHandle {
 
     pub async fn patch_participant(&self, confid: &str, participantid: &str, patch: ParticipantPatch) -> Result<ParticipantInfo, EngineError> {
         self.ask(|r| Command::PatchParticipant(confid.to_owned(), participantid.to_owned(), patch, r)).await?
+    }
+
+    /// Plays a prompt to a room, or to one of its participants; returns the prompt id
+    /// (its end comes as a `prompt_ended` event).
+    pub async fn play_prompt(&self, confid: &str, participantid: Option<&str>, req: crate::room::PromptRequest) -> Result<u64, EngineError> {
+        self.ask(|r| Command::PlayPrompt(confid.to_owned(), participantid.map(str::to_owned), req, r)).await?
+    }
+
+    pub async fn stop_prompt(&self, confid: &str, participantid: Option<&str>) -> Result<(), EngineError> {
+        self.ask(|r| Command::StopPrompt(confid.to_owned(), participantid.map(str::to_owned), r)).await?
+    }
+
+    /// The room's running recording (None: none).
+    pub async fn room_recording(&self, confid: &str) -> Result<Option<crate::room::RoomRecordingInfo>, EngineError> {
+        self.ask(|r| Command::RoomRecording(confid.to_owned(), r)).await?
+    }
+
+    /// Starts, pauses/resumes or stops the room's recording.
+    pub async fn room_record(&self, confid: &str, op: crate::engine::RecordOp) -> Result<crate::room::RoomRecordingInfo, EngineError> {
+        self.ask(|r| Command::RoomRecord(confid.to_owned(), op, r)).await?
     }
 
     pub async fn topology(&self, confid: &str) -> Result<Vec<TopologyRule>, EngineError> {

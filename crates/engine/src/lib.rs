@@ -41,11 +41,11 @@ pub mod registrar;
 pub mod room;
 pub mod users;
 
-pub use engine::{local_capabilities, DialOut, Engine, EngineConfig, EngineError, EngineEvent, EngineStatus, IvrConfig, PromptSet, ALLOW};
+pub use engine::{local_capabilities, DialOut, Engine, EngineConfig, EngineError, EngineEvent, EngineStatus, IvrConfig, PromptSet, RecordOp, ALLOW};
 pub use call::{CallId, CallInfo, CallState, Disposition, Party, Side, SuperviseMode};
 pub use directory::{RoomDirectory, RoomList};
 pub use events::{EventLog, LoggedEvent};
 pub use handle::{CallOp, Command, DialOutRequest, EngineHandle};
 pub use legs::{DtmfMethod, Replaces};
 pub use leg::{Direction, LegId, LegInfo, LegState, Service};
-pub use room::{ParticipantInfo, ParticipantPatch, RoomInfo, RoomSnapshot, TopologyRule};
+pub use room::{ParticipantInfo, ParticipantPatch, PromptRequest, RecordingFile, RoomInfo, RoomRecordingInfo, RoomSnapshot, TopologyRule};

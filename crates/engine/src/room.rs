@@ -89,6 +89,41 @@ pub struct RoomSnapshot {
     pub participants: Vec<ParticipantInfo>,
 }
 
+/// A prompt to play to a room or a participant: a prompt of the set by name, tones
+/// (`440+480/2000,0/4000`), or both one after the other.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PromptRequest {
+    pub prompt: Option<String>,
+    pub tones: Option<String>,
+    #[serde(default)]
+    pub repeat: bool,
+    /// A digit from the participant stops it (participant prompts only).
+    #[serde(default)]
+    pub barge_in: bool,
+}
+
+/// One file of a room recording (relative to the data dir).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RecordingFile {
+    /// None: the room's mix; else that participant's own voice.
+    pub participantid: Option<String>,
+    pub file: String,
+}
+
+/// A room's recording.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RoomRecordingInfo {
+    pub confid: String,
+    /// The recording's number in its room (files are `<number>-mix.wav`, ...).
+    pub number: u32,
+    pub started_ms: u64,
+    pub paused: bool,
+    /// One file per participant besides the mix.
+    pub tracks: bool,
+    pub files: Vec<RecordingFile>,
+    pub domain: String,
+}
+
 /// Most gain a participant may get either way, in dB.
 pub const MAX_GAIN_DB: f32 = media::engine::MAX_GAIN_DB;
 

@@ -193,6 +193,9 @@ pub enum MediaEvent {
     /// A prompt is over (see [`crate::player`]). A room prompt is reported by every
     /// worker that played it: the first report counts.
     PromptEnded { target: PromptTarget, prompt: PromptId, end: PromptEnd },
+    /// A recording file started with [`crate::MediaHandle::start_recording`] is complete
+    /// (`failed`: it could not be written; see the log).
+    RecordingFinished { recording: u64, samples: u64, dropped: u64, failed: bool },
 }
 
 /// Who hears a prompt: one leg (mixed over what it hears from its room, if any), or
@@ -248,6 +251,8 @@ pub enum Command {
     StopPrompt(PromptTarget, Option<PromptId>),
     /// Gain on what the leg says and on what it hears, in dB (see [`db_to_gain`]).
     SetGain { leg: LegId, in_db: f32, out_db: f32 },
+    /// Record what the leg says (its own track of a room recording; None: stop).
+    RecordLeg(LegId, Option<crate::recorder::Tap>),
 }
 
 /// Most gain a leg may get either way, in dB: beyond this a quiet line is mostly
@@ -679,6 +684,11 @@ impl MediaCore {
                     self.events.push_back(MediaEvent::PromptEnded { target, prompt: old.id, end: PromptEnd::Stopped });
                 }
             }
+            Command::RecordLeg(leg, tap) => {
+                if let Some(l) = self.leg_mut(leg) {
+                    l.record = tap;
+                }
+            }
             Command::SetGain { leg, in_db, out_db } => {
                 if let Some(l) = self.leg_mut(leg) {
                     l.gain_in = db_to_gain(in_db);
@@ -824,6 +834,21 @@ impl MediaCore {
                     let narrow = l.has_narrow.then_some(&l.narrow);
                     publication.push_with_narrow(l.id, l.talk.level(), l.selected, &l.frame, narrow);
                 }
+            }
+            // Participants' own tracks: every tick, talking or not, what they said.
+            for &slot in &room.members {
+                let l = legs[slot].as_mut().expect("room member");
+                if l.record.is_none() {
+                    continue;
+                }
+                if !l.has_frame {
+                    l.decode_pulled();
+                    if l.has_frame && l.gain_in != 1.0 {
+                        apply_gain(&mut l.frame, l.gain_in);
+                    }
+                }
+                let frame = if l.has_frame && !l.muted { &l.frame } else { &SILENCE };
+                l.record.as_ref().expect("checked").push(frame);
             }
             publication.set_room_info(room.members.len() as u32, room.mixed_last, skipped);
             publication.end_room();

@@ -166,6 +166,8 @@ pub(crate) struct Leg {
     /// none. Either one off 1.0 takes the leg off the relay fast path.
     pub gain_in: f32,
     pub gain_out: f32,
+    /// Its own track of a room recording: what it says, every tick.
+    pub record: Option<crate::recorder::Tap>,
 }
 
 impl Leg {
@@ -209,6 +211,7 @@ impl Leg {
             prompt: None,
             gain_in: 1.0,
             gain_out: 1.0,
+            record: None,
         }
     }
 

@@ -8,12 +8,15 @@
 //! writer then finishes the file (the sizes in the RIFF header) and ends.
 //!
 //! The WAV is 16 kHz, 16-bit, mono (the mixing format, [`crate::MIX_RATE`]).
+//!
+//! A tap can be paused (frames are then left out of the file, so the recording skips
+//! the paused stretch), and [`start_notify`] reports when the file is complete.
 
 use crate::FRAME_SAMPLES;
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
@@ -25,11 +28,15 @@ const QUEUE_FRAMES: usize = 500;
 pub struct Tap {
     tx: SyncSender<[i16; FRAME_SAMPLES]>,
     dropped: Arc<AtomicU64>,
+    paused: Arc<AtomicBool>,
 }
 
 impl Tap {
     /// Queues one frame; never blocks (a full queue drops the frame).
     pub fn push(&self, frame: &[i16; FRAME_SAMPLES]) {
+        if self.paused.load(Ordering::Relaxed) {
+            return;
+        }
         if let Err(TrySendError::Full(_)) = self.tx.try_send(*frame) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -48,6 +55,27 @@ impl Tap {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+
+    /// Leaves frames out of the file while paused (every clone of the tap pauses).
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+}
+
+/// What a finished recording holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordingSummary {
+    pub path: PathBuf,
+    /// Samples written (16 kHz).
+    pub samples: u64,
+    /// Frames lost to a full queue (a disk too slow).
+    pub dropped: u64,
+    /// Why the file could not be written, if it could not.
+    pub error: Option<String>,
 }
 
 /// Starts a recording into `path`: returns the tap to give the media engine at once.
@@ -55,17 +83,33 @@ impl Tap {
 /// I/O (the engine calling this is sans-IO). The file is complete once every clone of
 /// the tap is gone.
 pub fn start(path: &Path) -> io::Result<Tap> {
-    let (tx, rx) = sync_channel(QUEUE_FRAMES);
-    let owned: PathBuf = path.to_owned();
-    std::thread::Builder::new().name("recorder".into()).spawn(move || {
-        if let Err(e) = write_frames(&owned, rx) {
-            tracing::warn!(file = %owned.display(), error = %e, "recording failed");
-        }
-    })?;
-    Ok(Tap { tx, dropped: Arc::new(AtomicU64::new(0)) })
+    start_notify(path, |_| {})
 }
 
-fn write_frames(path: &Path, rx: Receiver<[i16; FRAME_SAMPLES]>) -> io::Result<()> {
+/// [`start`], and `done` is called on the writer thread once the file is complete
+/// (every clone of the tap dropped) or has failed.
+pub fn start_notify(path: &Path, done: impl FnOnce(RecordingSummary) + Send + 'static) -> io::Result<Tap> {
+    let (tx, rx) = sync_channel(QUEUE_FRAMES);
+    let owned: PathBuf = path.to_owned();
+    let dropped = Arc::new(AtomicU64::new(0));
+    let dropped_seen = dropped.clone();
+    std::thread::Builder::new().name("recorder".into()).spawn(move || {
+        let result = write_frames(&owned, rx);
+        if let Err(e) = &result {
+            tracing::warn!(file = %owned.display(), error = %e, "recording failed");
+        }
+        done(RecordingSummary {
+            path: owned,
+            samples: *result.as_ref().unwrap_or(&0),
+            dropped: dropped_seen.load(Ordering::Relaxed),
+            error: result.err().map(|e| e.to_string()),
+        });
+    })?;
+    Ok(Tap { tx, dropped, paused: Arc::new(AtomicBool::new(false)) })
+}
+
+/// Writes every frame until the queue closes; returns the samples written.
+fn write_frames(path: &Path, rx: Receiver<[i16; FRAME_SAMPLES]>) -> io::Result<u64> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -84,7 +128,8 @@ fn write_frames(path: &Path, rx: Receiver<[i16; FRAME_SAMPLES]>) -> io::Result<(
     let data_bytes = (samples * 2).min(u32::MAX as u64 - 36) as u32;
     file.seek(SeekFrom::Start(0))?;
     write_header(&mut file, data_bytes)?;
-    file.flush()
+    file.flush()?;
+    Ok(samples)
 }
 
 /// The 44-byte RIFF/WAVE header of 16 kHz 16-bit mono PCM with `data_bytes` of samples.

@@ -121,6 +121,12 @@ impl Recorder {
             | EngineEvent::RecordingStarted { .. }
             | EngineEvent::RecordingStopped { .. }
             | EngineEvent::WakeUser { .. } => true,
+            // Room recordings are files under the data dir, listed from there; prompts
+            // are transient.
+            EngineEvent::PromptEnded { .. }
+            | EngineEvent::RoomRecordingStarted(_)
+            | EngineEvent::RoomRecordingStopped(_)
+            | EngineEvent::RecordingCompleted { .. } => true,
         }
     }
 

@@ -296,6 +296,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         .with_routing(routing)
         .with_directory(db, directory);
     state.directory_changed = directory_changed;
+    state.data_dir = Some(cfg.data_dir.clone());
     state.verifiers.push(tokens.verifier.clone());
     tokens::spawn_admin(&cfg, &tokens, cfg.api_token.clone(), state.verifiers.clone(), shutdown_rx.clone()).await?;
     let cc_routes = callcontroller::routes(&cfg, state.clone())?;

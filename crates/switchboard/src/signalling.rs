@@ -183,5 +183,11 @@ fn log_event(ev: &EngineEvent) {
         EngineEvent::RecordingStarted { info: c, file } => info!(call = %c.call_id, %file, "recording started"),
         EngineEvent::RecordingStopped { info: c, file } => info!(call = %c.call_id, %file, "recording stopped"),
         EngineEvent::WakeUser { user_id, call } => info!(user = user_id, call = %call.call_id, "waking the user's app by push"),
+        EngineEvent::PromptEnded { confid, participantid, prompt_id, end, .. } => {
+            debug!(%confid, participant = participantid.as_deref().unwrap_or("*"), prompt_id, %end, "prompt ended")
+        }
+        EngineEvent::RoomRecordingStarted(r) => info!(confid = %r.confid, number = r.number, tracks = r.tracks, "room recording started"),
+        EngineEvent::RoomRecordingStopped(r) => info!(confid = %r.confid, number = r.number, "room recording stopped"),
+        EngineEvent::RecordingCompleted { file, duration_ms, failed, .. } => info!(%file, duration_ms, failed, "recording complete"),
     }
 }

@@ -10,6 +10,7 @@
 //! | [`lookup`] | LOOKUP keys and the "from a script" `{confid}` = `key=value` expressions |
 //! | [`participants`] | participants: list, dial-out, get, kick, mute/deaf |
 //! | [`topology`] | who hears whom |
+//! | [`media`] | (ours) prompts to a room or participant; room recordings and their files |
 //! | [`wire`] | the JSON shapes (and their OpenAPI schemas) |
 //!
 //! Nothing is cached here: every request asks the engine, so a room or dial-out is
@@ -22,6 +23,7 @@
 
 pub mod list;
 pub mod lookup;
+pub mod media;
 pub mod participants;
 pub mod topology;
 pub mod wire;
@@ -59,6 +61,17 @@ pub fn routes() -> Router<AppState> {
             get(participants::get_one).delete(participants::kick).patch(participants::patch),
         )
         .route("/rest/v1/uc/conferences/{confid}/topology", get(topology::get).post(topology::change))
+        .route("/rest/v1/uc/conferences/{confid}/prompts", post(media::play_room).delete(media::stop_room))
+        .route(
+            "/rest/v1/uc/conferences/{confid}/participants/{participantid}/prompts",
+            post(media::play_participant).delete(media::stop_participant),
+        )
+        .route(
+            "/rest/v1/uc/conferences/{confid}/recording",
+            get(media::get_recording).post(media::start_recording).patch(media::pause_recording).delete(media::stop_recording),
+        )
+        .route("/v1/recordings", get(media::list_recordings))
+        .route("/v1/recordings/{recording_id}", get(media::download_recording))
 }
 
 /// List active conferences.

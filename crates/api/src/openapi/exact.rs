@@ -29,7 +29,7 @@ pub(super) fn apply(doc: &mut Value) {
     // Response objects: every field is always present (options are null), no other is.
     for name in [
         "ErrorBody", "Conference", "Participant", "ConfidReply", "ParticipantRef", "Count", "TopologyRule", "DomainView", "UserView",
-        "AppView", "KeyView", "RegistrationView",
+        "AppView", "KeyView", "RegistrationView", "PromptStarted", "RoomRecording", "RecordingFileView", "RecordingView",
     ] {
         close(schemas.get_mut(name).unwrap_or_else(|| panic!("schema {name}")));
     }
@@ -541,6 +541,38 @@ fn event() -> Value {
         m.insert(field.into(), json!({ "type": "string" }));
         variants.push(object(what, m));
     }
+    let string = || json!({ "type": "string" });
+    let nullable_string = || json!({ "type": ["string", "null"] });
+    let mut prompt = head("prompt_ended");
+    prompt.insert("confid".into(), string());
+    prompt.insert("participantid".into(), nullable_string());
+    prompt.insert("prompt_id".into(), count(u64::MAX));
+    prompt.insert("end".into(), string());
+    prompt.insert("domain".into(), string());
+    variants.push(object("`prompt_ended`: a prompt started over the API is over (`end`: finished, interrupted by <digit>, stopped, failed).", prompt));
+    for kind in ["room_recording_started", "room_recording_stopped"] {
+        let mut m = head(kind);
+        m.insert("confid".into(), string());
+        m.insert("number".into(), count(u32::MAX as u64));
+        m.insert("started_ms".into(), count(u64::MAX));
+        m.insert("paused".into(), json!({ "type": "boolean" }));
+        m.insert("tracks".into(), json!({ "type": "boolean" }));
+        let mut file = Map::new();
+        file.insert("participantid".into(), nullable_string());
+        file.insert("file".into(), string());
+        m.insert("files".into(), json!({ "type": "array", "items": object("A file (relative to the data dir).", file) }));
+        m.insert("domain".into(), string());
+        variants.push(object(&format!("`{kind}`: the room's recording."), m));
+    }
+    let mut done = head("recording_completed");
+    done.insert("confid".into(), string());
+    done.insert("participantid".into(), nullable_string());
+    done.insert("file".into(), string());
+    done.insert("duration_ms".into(), count(u64::MAX));
+    done.insert("dropped_frames".into(), count(u64::MAX));
+    done.insert("failed".into(), json!({ "type": "boolean" }));
+    done.insert("domain".into(), string());
+    variants.push(object("`recording_completed`: a room recording's file is complete.", done));
     json!({ "description": "An engine event: `seq`, `ts` (ms since the epoch), `type`, and the type's fields.", "oneOf": variants })
 }
 

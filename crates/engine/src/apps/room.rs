@@ -7,6 +7,8 @@
 //! A `*` in a command is expanded when the command is applied, which is what makes
 //! later joiners hear and be heard by everyone.
 
+mod audio;
+
 use super::Owner;
 use crate::engine::{DialOut, EngineConfig, EngineError, EngineEvent};
 use crate::legs::{Leg, LegEvent, LegId, LegState, Legs, Service};
@@ -60,6 +62,8 @@ pub(crate) struct Room {
     /// Joins and leaves are announced: the first participant hears the
     /// first-participant prompt, the others a sound when someone joins or leaves.
     pub announce: bool,
+    /// The room's recording, while one runs (and its numbering after).
+    pub(crate) recording: Option<audio::Recording>,
 }
 
 fn epoch_ms(t: SystemTime) -> u64 {
@@ -108,11 +112,23 @@ pub(crate) struct Rooms {
     next_media_room: u64,
     /// Bumped when a room starts, is being ended, or ends (see [`crate::RoomDirectory`]).
     generation: u64,
+    /// Prompts started over an API, until their end is published.
+    api_prompts: HashMap<media::PromptId, audio::ApiPrompt>,
+    /// Recording files not yet complete, by media recording id.
+    pending_files: Vec<(u64, audio::PendingFile)>,
 }
 
 impl Rooms {
     pub fn new(cfg: Arc<EngineConfig>) -> Rooms {
-        Rooms { cfg, rooms: HashMap::new(), by_number: HashMap::new(), next_media_room: 0, generation: 0 }
+        Rooms {
+            cfg,
+            rooms: HashMap::new(),
+            by_number: HashMap::new(),
+            next_media_room: 0,
+            generation: 0,
+            api_prompts: HashMap::new(),
+            pending_files: Vec::new(),
+        }
     }
 
     // ---- queries ------------------------------------------------------------------
@@ -291,7 +307,7 @@ impl Rooms {
             l.owner = Owner::Room(confid.clone());
         }
         if self.attach(legs, &confid, id) {
-            self.announce_join(legs, &confid, id);
+            self.on_joined(legs, &confid, id);
         }
     }
 
@@ -336,14 +352,15 @@ impl Rooms {
             r.announce = true;
         }
         for id in members {
-            self.announce_join(legs, &confid, id);
+            self.on_joined(legs, &confid, id);
         }
         Ok(confid)
     }
 
     /// Someone joined: alone, they hear the first-participant prompt; otherwise those
     /// already there hear the join sound (the newcomer hears nothing, as in SEMS).
-    fn announce_join(&mut self, legs: &mut Legs, confid: &str, id: &LegId) {
+    fn on_joined(&mut self, legs: &mut Legs, confid: &str, id: &LegId) {
+        self.record_joiner(legs, confid, id);
         let Some(room) = self.rooms.get(confid).filter(|r| r.announce) else { return };
         let others: Vec<LegId> = room
             .participants
@@ -373,7 +390,7 @@ impl Rooms {
         match ev {
             LegEvent::Answered { leg } => {
                 if self.attach(legs, confid, &leg) {
-                    self.announce_join(legs, confid, &leg);
+                    self.on_joined(legs, confid, &leg);
                 } else {
                     let _ = legs.hangup_with(now, &leg, Some((410, "Room ended before the call was answered")));
                 }
@@ -384,6 +401,7 @@ impl Rooms {
                     self.participant_left(legs, confid, &pid);
                 }
             }
+            LegEvent::PromptEnded { prompt, end, .. } => self.prompt_ended(legs, prompt, end),
             LegEvent::Forgotten { leg, .. } => {
                 if let Some(room) = self.rooms.get_mut(confid) {
                     room.participants.retain(|p| p.leg != leg);
@@ -400,7 +418,7 @@ impl Rooms {
     pub fn adopt(&mut self, legs: &mut Legs, room: &str, domain: &str, members: &[LegId]) -> Result<String, EngineError> {
         let confid = self.adopt_quietly(legs, room, domain, members)?;
         for id in members {
-            self.announce_join(legs, &confid, id);
+            self.on_joined(legs, &confid, id);
         }
         Ok(confid)
     }
@@ -469,6 +487,7 @@ impl Rooms {
                         ending: false,
                         max_participants: 0,
                         announce: self.cfg.join_leave_sounds,
+                        recording: None,
                     },
                 );
                 self.by_number.insert(key, confid.clone());
@@ -502,6 +521,9 @@ impl Rooms {
 
     /// A participant's leg ended: its voice paths go, and the room may end.
     fn participant_left(&mut self, legs: &mut Legs, confid: &str, participantid: &str) {
+        if let Some(leg) = self.rooms.get(confid).and_then(|r| r.participants.iter().find(|p| p.participant_id == participantid)).map(|p| p.leg.clone()) {
+            self.record_leaver(legs, confid, &leg);
+        }
         let Some(room) = self.rooms.get_mut(confid) else { return };
         let before = room.blocked.len();
         room.blocked.retain(|(f, t)| f != participantid && t != participantid);
@@ -518,6 +540,7 @@ impl Rooms {
         if live {
             return;
         }
+        self.stop_recording(legs, confid);
         let room = self.rooms.remove(confid).expect("present");
         self.generation += 1;
         let key = (room.info.domain.clone(), room.info.confroomnum.clone());

@@ -127,6 +127,8 @@ pub struct Legs {
     ended: VecDeque<LegId>,
     transmits: VecDeque<(Peer, Arc<[u8]>)>,
     events: VecDeque<LegEvent>,
+    /// Media events about rooms (see [`Legs::poll_room_media`]).
+    room_media: VecDeque<media::MediaEvent>,
     requests: VecDeque<NewRequest>,
     /// What the APIs and the recorder hear, from the legs and the applications, in the
     /// order it happened (a room's start before its participants' ends).
@@ -157,6 +159,7 @@ impl Legs {
             ended: VecDeque::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            room_media: VecDeque::new(),
             requests: VecDeque::new(),
             public: VecDeque::new(),
             byes: HashSet::new(),
@@ -225,8 +228,9 @@ impl Legs {
                     self.events.push_back(LegEvent::PromptEnded { leg: id, prompt, end });
                 }
             }
-            media::MediaEvent::PromptEnded { target: media::PromptTarget::Room(room), prompt, end } => {
-                debug!(room = room.0, prompt = prompt.0, ?end, "room prompt ended");
+            // About rooms, not legs: for the room application (see `poll_room_media`).
+            ev @ (media::MediaEvent::PromptEnded { target: media::PromptTarget::Room(_), .. } | media::MediaEvent::RecordingFinished { .. }) => {
+                self.room_media.push_back(ev);
             }
             media::MediaEvent::Released { leg, stats: s } => {
                 let id = self.released_media.remove(&leg);
@@ -257,6 +261,11 @@ impl Legs {
             self.public.push_back(EngineEvent::Dtmf { leg_id: leg_id.clone(), digit, duration_ms, domain });
             self.events.push_back(LegEvent::Dtmf { leg: leg_id, digit, duration_ms });
         }
+    }
+
+    /// Media events about rooms rather than legs (room prompts, recording files).
+    pub(crate) fn poll_room_media(&mut self) -> Option<media::MediaEvent> {
+        self.room_media.pop_front()
     }
 
     pub(crate) fn poll_event(&mut self) -> Option<LegEvent> {

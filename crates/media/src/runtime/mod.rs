@@ -177,6 +177,9 @@ struct Shared {
     /// Reads prompts ahead of the workers (see [`crate::player`]).
     prompts: PromptReader,
     next_prompt: AtomicU64,
+    next_recording: AtomicU64,
+    /// Where workers' events go; recordings report their end here too.
+    events: EventSink,
 }
 
 impl Shared {
@@ -288,6 +291,8 @@ impl MediaEngine {
             stopped: AtomicBool::new(false),
             prompts: PromptReader::start()?,
             next_prompt: AtomicU64::new(1),
+            next_recording: AtomicU64::new(1),
+            events: events.clone(),
         });
         let start = Instant::now() + TICK;
         let mut threads = Vec::with_capacity(n);
@@ -487,6 +492,24 @@ impl MediaHandle {
             self.send(w, WorkerMsg::Core(Command::Play(PromptTarget::Room(room), Box::new(playing))));
         }
         id
+    }
+
+    /// Starts a WAV file (see [`crate::recorder`]): the tap to give [`Self::tap_room`]
+    /// or [`Self::record_leg`], and the id its [`MediaEvent::RecordingFinished`] will
+    /// carry once every clone of the tap is dropped. The writer thread creates the file.
+    pub fn start_recording(&self, path: &std::path::Path) -> io::Result<(u64, crate::recorder::Tap)> {
+        let id = self.shared.next_recording.fetch_add(1, Ordering::Relaxed);
+        let events = self.shared.events.clone();
+        let tap = crate::recorder::start_notify(path, move |s| {
+            events(MediaEvent::RecordingFinished { recording: id, samples: s.samples, dropped: s.dropped, failed: s.error.is_some() })
+        })?;
+        Ok((id, tap))
+    }
+
+    /// Records what the leg says into `tap` (None: stops), every tick while it is in a
+    /// room (a participant's own track).
+    pub fn record_leg(&self, leg: LegId, tap: Option<crate::recorder::Tap>) {
+        self.to_leg(leg, Command::RecordLeg(leg, tap));
     }
 
     /// Gain on what the leg says (into its room) and on what it hears, in dB; 0 = none.
