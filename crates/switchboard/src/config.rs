@@ -61,6 +61,50 @@ pub struct Config {
     /// Two-party calls (`[calls]`).
     #[serde(default)]
     pub calls: CallsSection,
+    /// The SEMS webconference XML-RPC dialect (`[xmlrpc]`, reference 003).
+    #[serde(default)]
+    pub xmlrpc: XmlRpcSection,
+}
+
+/// `[xmlrpc]`: the SEMS webconference dialect on a listener of its own (SEMS's
+/// xmlrpc2di port), with webconference.conf's keys of the same names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XmlRpcSection {
+    /// Plain HTTP, any path; empty = the dialect is off.
+    pub listen: String,
+    /// Rooms must exist beforehand (roomCreate, predefined_rooms); no other call creates one.
+    pub private_rooms: bool,
+    /// No adminpin checks.
+    pub ignore_pin: bool,
+    /// For getRoomPassword and listRooms; empty = they always refuse.
+    pub master_password: String,
+    /// Feedback (vq*Feedback) is appended to this file; unset = not written.
+    pub feedback_file: Option<PathBuf>,
+    /// `room:pin;room2:pin2`, opened at start.
+    pub predefined_rooms: String,
+    /// An empty room idle this long (seconds) is deleted; 0 = never.
+    pub rooms_expire_delay: u64,
+    /// A finished participant leaves roomInfo after this long (seconds); 0 = never.
+    pub participants_expire_delay: u64,
+    /// roomCreate's timeout argument ends the room when it passes.
+    pub support_rooms_timeout: bool,
+}
+
+impl Default for XmlRpcSection {
+    fn default() -> Self {
+        XmlRpcSection {
+            listen: "127.0.0.1:8090".into(),
+            private_rooms: false,
+            ignore_pin: false,
+            master_password: String::new(),
+            feedback_file: None,
+            predefined_rooms: String::new(),
+            rooms_expire_delay: 7200,
+            participants_expire_delay: 10,
+            support_rooms_timeout: false,
+        }
+    }
 }
 
 /// `[push]`: where pushes go and which apps may register tokens (`PUT /tokens/…`).
@@ -370,6 +414,7 @@ impl Default for Config {
             push: PushSection::default(),
             callcontroller: CallControllerSection::default(),
             calls: CallsSection::default(),
+            xmlrpc: XmlRpcSection::default(),
         }
     }
 }
@@ -394,6 +439,9 @@ impl Config {
             shown.api_token = Some("<redacted>".into());
         }
         shown.database_url = shown.database_url.as_deref().map(redact_url_password);
+        if !shown.xmlrpc.master_password.is_empty() {
+            shown.xmlrpc.master_password = "<redacted>".into();
+        }
         for key in shown.push.fcm.values_mut() {
             *key = "<redacted>".into();
         }
