@@ -903,3 +903,102 @@ fn open_feedback(path: &Path, truncate: bool) -> std::io::Result<BufWriter<File>
 fn engine_fault(e: EngineError) -> Fault {
     Fault::exception(&e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::LegId;
+
+    fn participant(direction: Direction, state: LegState, progress: Option<(u16, &str)>) -> ParticipantInfo {
+        ParticipantInfo {
+            participantid: "p".into(),
+            confid: "c".into(),
+            state,
+            callid: "call".into(),
+            luri: "sip:conf@x".into(),
+            ltag: "tag".into(),
+            ruri: "sip:bob@y".into(),
+            rtag: String::new(),
+            direction,
+            dialogid: "d".into(),
+            inviteid: LegId("l".into()),
+            muted: false,
+            deaf: false,
+            talking: false,
+            joined_ms: 0,
+            ended_ms: None,
+            end_status: None,
+            end_reason: None,
+            progress_status: progress.map(|(c, _)| c),
+            progress_reason: progress.map(|(_, r)| r.to_owned()),
+        }
+    }
+
+    #[test]
+    fn statuses_follow_the_dial_out() {
+        use Direction::*;
+        let st = |d, s, p, k| participant_status(&participant(d, s, p), k);
+        assert_eq!(st(Outbound, LegState::Calling, None, false), (1, "INVITE".into()));
+        assert_eq!(st(Outbound, LegState::Calling, Some((100, "Trying")), false), (1, "100 Trying".into()));
+        assert_eq!(st(Outbound, LegState::Ringing, Some((180, "Ringing")), false), (2, "180 Ringing".into()));
+        assert_eq!(st(Outbound, LegState::Ringing, Some((183, "Session Progress")), false), (2, "183 Session Progress".into()));
+        assert_eq!(st(Outbound, LegState::Active, Some((200, "OK")), false), (3, "200 OK".into()));
+        assert_eq!(st(Outbound, LegState::Held, Some((200, "OK")), false), (3, "200 OK".into()));
+        assert_eq!(st(Outbound, LegState::Active, Some((200, "OK")), true), (4, "disconnect".into()));
+        assert_eq!(st(Outbound, LegState::Ringing, Some((180, "Ringing")), true), (4, "disconnect".into()));
+        // session destroyed: 5 with an empty reason, whatever the last response was
+        assert_eq!(st(Outbound, LegState::Ended, Some((486, "Busy Here")), false), (5, String::new()));
+        assert_eq!(st(Outbound, LegState::Ended, Some((200, "OK")), true), (5, String::new()));
+        assert_eq!(st(Inbound, LegState::Active, None, false), (3, "direct access: entered".into()));
+    }
+
+    #[test]
+    fn feedback_lines_as_sems_writes_them() {
+        assert_eq!(room_feedback_line("4711", "123", 5, 1700000000), "RO 4711|||123|||5|||1700000000|||\n");
+        assert_eq!(call_feedback_line("4711", "123", "t-1", -2, 7), "CA|||4711|||123|||t-1|||-2|||7|||\n");
+        assert_eq!(conference_feedback_line("4711", "", "bob", "so so", 3, 7), "CO|||4711||||||3|||bob|||so so|||7|||\n");
+    }
+
+    #[test]
+    fn dialout_headers() {
+        assert_eq!(parse_extra_headers(""), Some(vec![]));
+        assert_eq!(
+            parse_extra_headers("X-A: 1|X-B:two words|"),
+            Some(vec![("X-A".into(), "1".into()), ("X-B".into(), "two words".into())])
+        );
+        // no way to smuggle a line break or a bad name into the INVITE
+        assert_eq!(parse_extra_headers("X-A: 1\r\nVia: evil"), None);
+        assert_eq!(parse_extra_headers("no colon"), None);
+        assert_eq!(parse_extra_headers("Bad Name: x"), None);
+    }
+
+    #[test]
+    fn predefined_rooms() {
+        assert_eq!(parse_predefined_rooms(""), vec![]);
+        assert_eq!(
+            parse_predefined_rooms("100:1234; 200:;300"),
+            vec![("100".into(), "1234".into()), ("200".into(), String::new()), ("300".into(), String::new())]
+        );
+    }
+
+    #[test]
+    fn arguments_as_sems_checks_them() {
+        let args = [Value::string("a"), Value::Int(3), Value::Double(1.0)];
+        let a = Args(&args);
+        assert_eq!(a.string(0), Ok("a"));
+        assert_eq!(a.string(1), Err(Fault::type_mismatch()));
+        assert_eq!(a.int(1), Ok(3));
+        assert_eq!(a.int(0), Err(Fault::type_mismatch()));
+        assert_eq!(a.string(3), Err(Fault::too_few_args()));
+        assert_eq!(a.opt_string(2), None, "another type falls back to the default");
+        assert_eq!(a.opt_string(9), None);
+    }
+
+    #[test]
+    fn pins_are_six_digits() {
+        for _ in 0..200 {
+            let p = new_pin();
+            assert!(p.len() == 6 && p.bytes().all(|b| b.is_ascii_digit()), "{p}");
+        }
+    }
+}
