@@ -89,6 +89,10 @@ struct RoomState {
     invited: Vec<Invited>,
     /// roomCreate's timeout (with `support_rooms_timeout`): ended then.
     ends_at: Option<Instant>,
+    /// Call tag → participant ID given to its dialout.
+    participant_ids: HashMap<String, String>,
+    /// Call tags kicked whose legs have not ended yet (status 4 `disconnect`).
+    kicked: HashSet<String>,
 }
 
 /// The serverInfo counters and the built-ins' load figures, kept from the engine's
@@ -128,10 +132,6 @@ struct Knobs {
 
 struct State {
     rooms: HashMap<String, RoomState>,
-    /// Call tag → participant ID given to its dialout.
-    participant_ids: HashMap<String, String>,
-    /// Call tags kicked and not yet ended (status 4 `disconnect`).
-    kicked: HashSet<String>,
     feedback: Option<BufWriter<File>>,
     observed: Observed,
     knobs: Knobs,
@@ -294,8 +294,6 @@ impl WebConference {
             platform: super::platform().into(),
             state: Arc::new(Mutex::new(State {
                 rooms: HashMap::new(),
-                participant_ids: HashMap::new(),
-                kicked: HashSet::new(),
                 feedback,
                 observed: Observed::default(),
                 knobs: Knobs { loglevel: 2, shutdown_mode: false, cps_limit: 0 },
@@ -483,24 +481,27 @@ impl WebConference {
         let expire = self.settings.participants_expire_delay.as_millis() as u64;
         let now = epoch_ms();
         let mut st = self.lock();
-        st.kicked.retain(|tag| snap.participants.iter().all(|p| p.ltag != *tag || p.state != LegState::Ended));
+        let mut empty = RoomState::default();
+        let r = st.rooms.get_mut(room).unwrap_or(&mut empty);
+        // forget what is about calls no longer in the engine's record, or over
+        r.kicked.retain(|tag| snap.participants.iter().any(|p| p.ltag == *tag && p.state != LegState::Ended));
+        r.participant_ids.retain(|tag, _| snap.participants.iter().any(|p| p.ltag == *tag));
+        let r = &*r;
         let mut out = Vec::new();
         for p in &snap.participants {
             if expire > 0 && p.ended_ms.is_some_and(|e| now.saturating_sub(e) > expire) {
                 continue;
             }
-            let (status, reason) = participant_status(p, st.kicked.contains(&p.ltag));
+            let (status, reason) = participant_status(p, r.kicked.contains(&p.ltag));
             let number = match p.direction {
                 Direction::Outbound => p.ruri.clone(),
                 Direction::Inbound => format!("<{}>", p.ruri),
             };
-            let pid = st.participant_ids.get(&p.ltag).cloned().unwrap_or_default();
+            let pid = r.participant_ids.get(&p.ltag).cloned().unwrap_or_default();
             out.push(Value::Array(vec![s(p.ltag.clone()), s(number), Value::Int(status), s(reason), Value::Int(p.muted as i32), s(pid)]));
         }
-        if let Some(r) = st.rooms.get(room) {
-            for inv in r.invited.iter().filter(|i| i.tag.is_none()) {
-                out.push(Value::Array(vec![s(""), s(inv.number.clone()), Value::Int(0), s(""), Value::Int(0), s(inv.participant_id.clone())]));
-            }
+        for inv in r.invited.iter().filter(|i| i.tag.is_none()) {
+            out.push(Value::Array(vec![s(""), s(inv.number.clone()), Value::Int(0), s(""), Value::Int(0), s(inv.participant_id.clone())]));
         }
         out
     }
@@ -751,13 +752,12 @@ impl WebConference {
             }
         };
         let tag = p.ltag.clone();
-        let mut st = self.lock();
         if !participant_id.is_empty() {
-            st.participant_ids.insert(tag.clone(), participant_id.to_owned());
-            if let Some(r) = st.rooms.get_mut(room) {
-                if let Some(inv) = r.invited.iter_mut().find(|i| i.participant_id == participant_id && i.tag.is_none()) {
-                    inv.tag = Some(tag.clone());
-                }
+            let mut st = self.lock();
+            let r = st.rooms.entry(room.to_owned()).or_default();
+            r.participant_ids.insert(tag.clone(), participant_id.to_owned());
+            if let Some(inv) = r.invited.iter_mut().find(|i| i.participant_id == participant_id && i.tag.is_none()) {
+                inv.tag = Some(tag.clone());
             }
         }
         Ok(vec![Value::Int(0), s("OK"), s(tag)])
@@ -809,7 +809,7 @@ impl WebConference {
             Ok(Some(p)) => match self.engine.kick(&snap.room.confid, &p.participantid).await {
                 Ok(after) => {
                     if after.state != LegState::Ended {
-                        self.lock().kicked.insert(tag.to_owned());
+                        self.lock().rooms.entry(room.to_owned()).or_default().kicked.insert(tag.to_owned());
                     }
                     Ok(vec![Value::Int(0), s("OK")])
                 }
