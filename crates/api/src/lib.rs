@@ -14,7 +14,7 @@
 //! | [`routing`] | where a dial-out target goes (SIP URI as is, numbers to the gateway) |
 //! | [`formats`] | the text formats of inputs, checked here and published in the OpenAPI |
 //! | [`idempotency`] | `Idempotency-Key` replay cache |
-//! | [`xmlrpc`] | groundwork of the SEMS webconference XML-RPC dialect (issue 11): codec and method names |
+//! | [`xmlrpc`] | the SEMS webconference XML-RPC dialect (issue 11), on its own listener (`[xmlrpc] listen`) |
 
 pub mod admin;
 pub mod auth;

@@ -309,6 +309,10 @@ pub struct DialOut {
     pub from_display: Option<String>,
     /// Extra headers on the INVITE (e.g. P-Asserted-Identity toward trusted peers).
     pub extra_headers: Vec<(String, String)>,
+    /// Host part of our From; defaults to our domain.
+    pub from_host: Option<String>,
+    /// Answer a 401/407 to the INVITE with these (see [`crate::legs::DigestCredentials`]).
+    pub credentials: Option<crate::legs::DigestCredentials>,
 }
 
 pub struct Engine {
@@ -891,6 +895,20 @@ impl Engine {
 
     pub fn topology(&self, confid: &str) -> Result<Vec<TopologyRule>, EngineError> {
         self.rooms.topology(confid)
+    }
+
+    /// Opens room `number` in `domain` (None = ours), created empty if needed; it then
+    /// stays while empty, until ended. True when created.
+    pub fn open_room(&mut self, now: Instant, domain: Option<&str>, number: &str) -> Result<(RoomInfo, bool), EngineError> {
+        let domain = domain.unwrap_or(&self.cfg.domain).to_owned();
+        let r = self.rooms.open_room(&mut self.legs, &domain, number);
+        self.dispatch(now);
+        r
+    }
+
+    /// The live room numbered `number` in `domain` (None = ours), however it started.
+    pub fn room_by_number(&self, domain: Option<&str>, number: &str) -> Result<RoomSnapshot, EngineError> {
+        self.rooms.by_number(&self.legs, domain.unwrap_or(&self.cfg.domain), number)
     }
 
     pub fn end_room(&mut self, now: Instant, confid: &str) -> Result<RoomInfo, EngineError> {

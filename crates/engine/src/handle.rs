@@ -34,6 +34,9 @@ pub enum Command {
     Kick(String, String, oneshot::Sender<Result<ParticipantInfo, EngineError>>),
     PatchParticipant(String, String, ParticipantPatch, oneshot::Sender<Result<ParticipantInfo, EngineError>>),
     Topology(String, oneshot::Sender<Result<Vec<TopologyRule>, EngineError>>),
+    /// domain (None = ours), room number.
+    OpenRoom(Option<String>, String, oneshot::Sender<Result<(RoomInfo, bool), EngineError>>),
+    RoomByNumber(Option<String>, String, oneshot::Sender<Result<RoomSnapshot, EngineError>>),
     ChangeTopology(String, Vec<TopologyRule>, oneshot::Sender<Result<Vec<TopologyRule>, EngineError>>),
     /// Every registered contact.
     Registrations(oneshot::Sender<Vec<Binding>>),
@@ -119,6 +122,11 @@ impl Command {
                 answer(reply, r, engine, rooms)
             }
             Command::Topology(confid, reply) => answer(reply, engine.topology(&confid), engine, rooms),
+            Command::OpenRoom(domain, number, reply) => {
+                let r = engine.open_room(now, domain.as_deref(), &number);
+                answer(reply, r, engine, rooms)
+            }
+            Command::RoomByNumber(domain, number, reply) => answer(reply, engine.room_by_number(domain.as_deref(), &number), engine, rooms),
             Command::Registrations(reply) => answer(reply, engine.bindings(), engine, rooms),
             Command::RouteUser(domain, target, reply) => answer(reply, engine.route_user(domain, &target), engine, rooms),
             Command::ControllerCall(req, reply) => {
@@ -175,6 +183,22 @@ impl Command {
             }
         }
     }
+}
+
+/// A dial-out into a room with the caller's own identity and credentials (what a
+/// conference controller asks for); the handle resolves the target.
+#[derive(Debug, Clone)]
+pub struct RoomDialOutRequest {
+    /// Request-URI and To.
+    pub to: Uri,
+    /// Where to send the INVITE; None = resolve the host of `to`.
+    pub peer: Option<Peer>,
+    /// From `sip:<from_user>@<from_host>`; None = `switchboard` / our domain.
+    pub from_user: Option<String>,
+    pub from_host: Option<String>,
+    pub extra_headers: Vec<(String, String)>,
+    /// Answer a 401/407 to the INVITE with these.
+    pub credentials: Option<crate::legs::DigestCredentials>,
 }
 
 /// What an API asks for when it places a call; the handle resolves the target.
@@ -272,8 +296,42 @@ impl EngineHandle {
             Some(p) => p,
             None => resolve(&to).await?,
         };
-        let d = DialOut { to, peer, from_user, service: Service::Echo, hangup_after: None, domain: None, from_display: None, extra_headers: Vec::new() };
+        let d = DialOut { to, peer, from_user, service: Service::Echo, hangup_after: None, domain: None, from_display: None, extra_headers: Vec::new(), from_host: None, credentials: None };
         self.ask(|r| Command::DialIntoRoom(confid.to_owned(), d, r)).await?
+    }
+
+    /// As [`EngineHandle::dial_into_room`], with From, extra headers and credentials.
+    pub async fn dial_into_room_as(&self, confid: &str, req: RoomDialOutRequest) -> Result<ParticipantInfo, EngineError> {
+        let peer = match req.peer {
+            Some(p) => p,
+            None => resolve(&req.to).await?,
+        };
+        let d = DialOut {
+            to: req.to,
+            peer,
+            from_user: req.from_user,
+            service: Service::Echo,
+            hangup_after: None,
+            domain: None,
+            from_display: None,
+            extra_headers: req.extra_headers,
+            from_host: req.from_host,
+            credentials: req.credentials,
+        };
+        self.ask(|r| Command::DialIntoRoom(confid.to_owned(), d, r)).await?
+    }
+
+    /// Opens room `number` in `domain` (None = the server's): created with nobody in it
+    /// if needed, and from now on kept while empty, until [`EngineHandle::end_room`].
+    /// True when it was created.
+    pub async fn open_room(&self, domain: Option<&str>, number: &str) -> Result<(RoomInfo, bool), EngineError> {
+        self.ask(|r| Command::OpenRoom(domain.map(str::to_owned), number.to_owned(), r)).await?
+    }
+
+    /// The live room numbered `number` in `domain` (None = the server's), whether a
+    /// caller or an API started it.
+    pub async fn room_by_number(&self, domain: Option<&str>, number: &str) -> Result<RoomSnapshot, EngineError> {
+        self.ask(|r| Command::RoomByNumber(domain.map(str::to_owned), number.to_owned(), r)).await?
     }
 
     /// Removes a participant: BYE, or CANCEL while its dial-out is unanswered.
@@ -359,7 +417,7 @@ impl EngineHandle {
             Some(p) => p,
             None => resolve(&req.to).await?,
         };
-        let d = DialOut { to: req.to, peer, from_user: req.from_user, service: req.service, hangup_after: req.hangup_after, domain: req.domain, from_display: None, extra_headers: Vec::new() };
+        let d = DialOut { to: req.to, peer, from_user: req.from_user, service: req.service, hangup_after: req.hangup_after, domain: req.domain, from_display: None, extra_headers: Vec::new(), from_host: None, credentials: None };
         self.ask(|r| Command::DialOut(d, r)).await?
     }
 }

@@ -1,7 +1,9 @@
 //! Conference rooms and their participants, as the APIs see them.
 //!
 //! A room is created by the first INVITE to `conf-<room>` (or the feature-code prefix
-//! plus the room number) and ends when its last participant leaves. Each participant
+//! plus the room number) and ends when its last participant leaves; or it is opened
+//! by an API ([`crate::EngineHandle::open_room`]), and then it exists with nobody in
+//! it until it is ended. Each participant
 //! is one leg; its media joins the room's mix in the media engine. Who hears whom is
 //! the room's topology: an ordered list of `{from, to, enabled}` rules whose first,
 //! fixed rule is "everyone hears everyone"; `*` in a rule means "every participant
@@ -62,6 +64,12 @@ pub struct ParticipantInfo {
     pub ended_ms: Option<u64>,
     pub end_status: Option<u16>,
     pub end_reason: Option<String>,
+    /// Dial-outs: the last response to the INVITE, e.g. `180` `Ringing`, `200` `OK`,
+    /// `486` `Busy Here` (None before any, and for dial-ins). Not on the REST wire.
+    #[serde(skip)]
+    pub progress_status: Option<u16>,
+    #[serde(skip)]
+    pub progress_reason: Option<String>,
 }
 
 /// One who-hears-whom rule: `from` is the speaker, `to` the listener; each is a

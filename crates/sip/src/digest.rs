@@ -279,6 +279,55 @@ impl fmt::Display for Challenge {
     }
 }
 
+impl Challenge {
+    /// Parses a `WWW-Authenticate` / `Proxy-Authenticate` value as a client reads it
+    /// (RFC 3261 §22.2). Returns the challenge and whether it offers `qop=auth`. An
+    /// algorithm we do not speak is an error: the client tries the next header.
+    pub fn parse(value: &str) -> Result<(Challenge, bool), CredentialsError> {
+        let v = value.trim_start();
+        let scheme_end = v.find(|c: char| c.is_ascii_whitespace()).ok_or(CredentialsError("challenge without parameters"))?;
+        if !v[..scheme_end].eq_ignore_ascii_case("digest") {
+            return Err(CredentialsError("only the Digest scheme is supported"));
+        }
+        let (mut realm, mut nonce, mut opaque, mut algorithm, mut stale, mut qop_auth) = (None, None, None, Algorithm::Md5, false, false);
+        for (name, val) in auth_params(&v[scheme_end..])? {
+            match name.to_ascii_lowercase().as_str() {
+                "realm" => realm = Some(val),
+                "nonce" => nonce = Some(val),
+                "opaque" => opaque = Some(val),
+                "algorithm" => algorithm = Algorithm::from_token(&val).ok_or(CredentialsError("unsupported digest algorithm"))?,
+                "stale" => stale = val.eq_ignore_ascii_case("true"),
+                // a list such as "auth,auth-int"
+                "qop" => qop_auth = val.split(',').any(|q| q.trim().eq_ignore_ascii_case("auth")),
+                _ => {}
+            }
+        }
+        let (Some(realm), Some(nonce)) = (realm, nonce) else { return Err(CredentialsError("challenge without realm or nonce")) };
+        Ok((Challenge { realm, nonce, opaque, algorithm, stale }, qop_auth))
+    }
+
+    /// The `Authorization` value answering this challenge for `method` on `uri` with a
+    /// password (a UAC's side). With `qop_auth`, `cnonce` and nonce count `nc` are used.
+    #[allow(clippy::too_many_arguments)]
+    pub fn answer(&self, qop_auth: bool, username: &str, password: &str, method: &str, uri: &str, cnonce: &str, nc: u32) -> String {
+        let h = ha1(self.algorithm, username, &self.realm, password);
+        let nc = format!("{nc:08x}");
+        let mut out = format!("Digest username={}, realm={}, nonce={}, uri={}", quote(username), quote(&self.realm), quote(&self.nonce), quote(uri));
+        if qop_auth {
+            let response = response_qop_auth(self.algorithm, &h, &self.nonce, &nc, cnonce, method, uri);
+            out += &format!(", response=\"{response}\", qop=auth, nc={nc}, cnonce={}", quote(cnonce));
+        } else {
+            let response = response_no_qop(self.algorithm, &h, &self.nonce, method, uri);
+            out += &format!(", response=\"{response}\"");
+        }
+        out += &format!(", algorithm={}", self.algorithm);
+        if let Some(o) = &self.opaque {
+            out += &format!(", opaque={}", quote(o));
+        }
+        out
+    }
+}
+
 fn quote(s: &str) -> String {
     let mut q = String::with_capacity(s.len() + 2);
     q.push('"');
@@ -356,6 +405,25 @@ mod tests {
         assert!(!c.verify(Algorithm::Sha256, &h, "INVITE"));
         let ch = Challenge { realm: "al\"pha".into(), nonce: "N".into(), opaque: None, algorithm: Algorithm::Sha256, stale: true };
         assert_eq!(ch.to_string(), r#"Digest realm="al\"pha", nonce="N", stale=true, algorithm=SHA-256, qop="auth""#);
+    }
+
+    #[test]
+    fn client_answers_a_challenge_the_server_accepts() {
+        let (ch, qop) = Challenge::parse(r#"Digest realm="biloxi.com", qop="auth,auth-int", nonce="dcd98b", opaque="5ccc", algorithm=MD5"#).unwrap();
+        assert!(qop);
+        assert_eq!((ch.realm.as_str(), ch.nonce.as_str(), ch.opaque.as_deref(), ch.algorithm), ("biloxi.com", "dcd98b", Some("5ccc"), Algorithm::Md5));
+        for qop in [true, false] {
+            let value = ch.answer(qop, "bob", "zanzibar", "INVITE", "sip:bob@biloxi.com", "0a4f113b", 1);
+            let c = Credentials::parse(&value).unwrap();
+            assert_eq!(c.opaque.as_deref(), Some("5ccc"));
+            assert!(c.verify(Algorithm::Md5, &ha1(Algorithm::Md5, "bob", "biloxi.com", "zanzibar"), "INVITE"), "{value}");
+            assert!(!c.verify(Algorithm::Md5, &ha1(Algorithm::Md5, "bob", "biloxi.com", "wrong"), "INVITE"));
+        }
+        let (ch, qop) = Challenge::parse("Digest realm=r, nonce=n, algorithm=sha-256, stale=TRUE").unwrap();
+        assert_eq!((ch.algorithm, ch.stale, qop), (Algorithm::Sha256, true, false));
+        assert!(Challenge::parse("Digest realm=r, nonce=n, algorithm=SHA-512-256").is_err());
+        assert!(Challenge::parse("Digest realm=r").is_err());
+        assert!(Challenge::parse("Basic realm=r").is_err());
     }
 
     /// RFC 7616 §3.9.1's worked example (an HTTP one, but the hashing is the same).

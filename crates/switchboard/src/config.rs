@@ -71,6 +71,9 @@ pub struct Config {
     /// Conference rooms (`[rooms]`).
     #[serde(default)]
     pub rooms: RoomsSection,
+    /// The SEMS webconference XML-RPC dialect (`[xmlrpc]`, reference 003).
+    #[serde(default)]
+    pub xmlrpc: XmlRpcSection,
 }
 
 /// `[ivr]`: callers at the conference access number key in a room number (and the
@@ -150,6 +153,47 @@ pub struct RoomsSection {
     /// first-participant prompt and join/leave sounds; rooms entered through the
     /// access number always do.
     pub join_leave_sounds: bool,
+}
+
+/// `[xmlrpc]`: the SEMS webconference dialect on a listener of its own (SEMS's
+/// xmlrpc2di port), with webconference.conf's keys of the same names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XmlRpcSection {
+    /// Plain HTTP, any path; empty = the dialect is off.
+    pub listen: String,
+    /// Rooms must exist beforehand (roomCreate, predefined_rooms); no other call creates one.
+    pub private_rooms: bool,
+    /// No adminpin checks.
+    pub ignore_pin: bool,
+    /// For getRoomPassword and listRooms; empty = they always refuse.
+    pub master_password: String,
+    /// Feedback (vq*Feedback) is appended to this file; unset = not written.
+    pub feedback_file: Option<PathBuf>,
+    /// `room:pin;room2:pin2`, opened at start.
+    pub predefined_rooms: String,
+    /// An empty room idle this long (seconds) is deleted; 0 = never.
+    pub rooms_expire_delay: u64,
+    /// A finished participant leaves roomInfo after this long (seconds); 0 = never.
+    pub participants_expire_delay: u64,
+    /// roomCreate's timeout argument ends the room when it passes.
+    pub support_rooms_timeout: bool,
+}
+
+impl Default for XmlRpcSection {
+    fn default() -> Self {
+        XmlRpcSection {
+            listen: "127.0.0.1:8090".into(),
+            private_rooms: false,
+            ignore_pin: false,
+            master_password: String::new(),
+            feedback_file: None,
+            predefined_rooms: String::new(),
+            rooms_expire_delay: 7200,
+            participants_expire_delay: 10,
+            support_rooms_timeout: false,
+        }
+    }
 }
 
 /// `[push]`: where pushes go and which apps may register tokens (`PUT /tokens/…`).
@@ -462,6 +506,7 @@ impl Default for Config {
             prompts_dir: None,
             ivr: IvrSection::default(),
             rooms: RoomsSection::default(),
+            xmlrpc: XmlRpcSection::default(),
         }
     }
 }
@@ -486,6 +531,9 @@ impl Config {
             shown.api_token = Some("<redacted>".into());
         }
         shown.database_url = shown.database_url.as_deref().map(redact_url_password);
+        if !shown.xmlrpc.master_password.is_empty() {
+            shown.xmlrpc.master_password = "<redacted>".into();
+        }
         for key in shown.push.fcm.values_mut() {
             *key = "<redacted>".into();
         }

@@ -14,6 +14,7 @@ mod push;
 mod signalling;
 mod tokens;
 mod transport;
+mod xmlrpc;
 
 use clap::{Parser, Subcommand};
 use config::Config;
@@ -102,6 +103,18 @@ struct ServeArgs {
     /// `[media]` flags.
     #[command(flatten)]
     media: MediaFlags,
+    /// `[xmlrpc]` flags.
+    #[command(flatten)]
+    xmlrpc: XmlRpcFlags,
+}
+
+/// Flags of the `[xmlrpc]` section (nested like [`RoutingFlags`]).
+#[derive(clap::Args, Serialize)]
+struct XmlRpcFlags {
+    /// SEMS webconference XML-RPC address, empty = off ([xmlrpc] listen) [default: 127.0.0.1:8090]
+    #[arg(long = "xmlrpc-listen")]
+    #[serde(rename = "listen", skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
 }
 
 /// Flags of the `[routing]` section. They serialize nested (`{"routing":{"gateway":..}}`)
@@ -301,6 +314,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     tokens::spawn_admin(&cfg, &tokens, cfg.api_token.clone(), state.verifiers.clone(), shutdown_rx.clone()).await?;
     let cc_routes = callcontroller::routes(&cfg, state.clone())?;
     callcontroller::spawn_listener(&cfg, cc_routes.clone(), shutdown_rx.clone()).await?;
+    xmlrpc::spawn_listener(&cfg, state.engine.clone(), shutdown_rx.clone()).await?;
     let mx_routes = api::mx::routes(api::mx::MxState { engine: Some(state.engine.clone()), ..tokens.mx_state.clone() });
     let app = api::router(state).merge(mx_routes).merge(cc_routes);
     let api_tls = tokens.api_tls.clone();

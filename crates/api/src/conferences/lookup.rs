@@ -422,6 +422,8 @@ mod tests {
             ended_ms: None,
             end_status: None,
             end_reason: None,
+            progress_status: None,
+            progress_reason: None,
         }
     }
 

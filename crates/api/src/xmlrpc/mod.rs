@@ -1,7 +1,8 @@
-//! Groundwork for the SEMS webconference dialect over XML-RPC (issue 11; reference
-//! notes `sems-webconference.md`): the wire codec and the method names. The room
-//! functions themselves are not here.
+//! The SEMS webconference dialect over XML-RPC (issue 11; reference notes
+//! `sems-webconference.md`).
 //!
+//! - [`http`]: the listener (any path; every answer 200, faults included).
+//! - [`service`]: the webconference functions and xmlrpc2di's built-ins on the engine.
 //! - [`codec`]: reading a `<methodCall>`, writing a reply or a fault.
 //! - [`resolve`]: one method call, in whichever form SEMS's xmlrpc2di accepts it,
 //!   turned into an [`Invocation`]: a webconference [`Function`] with its arguments, a
@@ -15,6 +16,8 @@
 //! `_list` have the last two forms; the others are reached through `di` alone.
 
 pub mod codec;
+pub mod http;
+pub mod service;
 
 #[cfg(test)]
 mod tests;

@@ -58,6 +58,8 @@ pub(crate) struct Room {
     pub blocked: Vec<(String, String)>,
     /// `end_room` was called: no new joins; gone when the last leg ends.
     pub ending: bool,
+    /// Opened by an API: stays when its last participant leaves, until ended.
+    pub kept_open: bool,
     pub max_participants: u32,
     /// Joins and leaves are announced: the first participant hears the
     /// first-participant prompt, the others a sound when someone joins or leaves.
@@ -100,6 +102,8 @@ pub(crate) fn participant_info(leg: &Leg, p: &Participant, confid: &str) -> Part
         ended_ms: l.ended_ms,
         end_status: l.end_status,
         end_reason: l.end_reason,
+        progress_status: leg.last_response.as_ref().map(|(s, _)| *s),
+        progress_reason: leg.last_response.as_ref().map(|(_, r)| r.clone()),
     }
 }
 
@@ -459,8 +463,38 @@ impl Rooms {
 
     /// The room a leg dialling `number` in `domain` joins, created if needed.
     fn join_by_number(&mut self, legs: &mut Legs, now_ms: u64, domain: &str, number: &str, id: &LegId) -> String {
+        let confid = self.room_for_number(legs, now_ms, domain, number);
+        let room = self.rooms.get_mut(&confid).expect("present");
+        room.participants.push(Participant::new(id.clone()));
+        room.max_participants = room.max_participants.max(room.participants.len() as u32);
+        confid
+    }
+
+    /// Opens room `number` in `domain` for an API: created (with nobody in it) if it
+    /// does not exist. Either way it now stays open when empty, until ended. True
+    /// when it was created.
+    pub fn open_room(&mut self, legs: &mut Legs, domain: &str, number: &str) -> Result<(RoomInfo, bool), EngineError> {
+        if number.is_empty() || number.len() > 64 || !number.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            return Err(EngineError::BadRequest("a room number is 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'".into()));
+        }
+        let domain = domain.to_ascii_lowercase();
+        let existed = self.by_number.contains_key(&(domain.clone(), number.to_owned()));
+        let confid = self.room_for_number(legs, epoch_ms(SystemTime::now()), &domain, number);
+        let room = self.rooms.get_mut(&confid).expect("present");
+        room.kept_open = true;
+        Ok(((*room.info).clone(), !existed))
+    }
+
+    /// The live room numbered `number` in `domain`.
+    pub fn by_number(&self, legs: &Legs, domain: &str, number: &str) -> Result<RoomSnapshot, EngineError> {
+        let confid = self.by_number.get(&(domain.to_ascii_lowercase(), number.to_owned())).ok_or(EngineError::RoomNotFound)?;
+        self.snapshot(legs, confid)
+    }
+
+    /// The confid of room `number` in `domain`, created (empty) if needed.
+    fn room_for_number(&mut self, legs: &mut Legs, now_ms: u64, domain: &str, number: &str) -> String {
         let key = (domain.to_owned(), number.to_owned());
-        let confid = match self.by_number.get(&key) {
+        match self.by_number.get(&key) {
             Some(c) => c.clone(),
             None => {
                 let confnumber = new_confnumber();
@@ -485,6 +519,7 @@ impl Rooms {
                         participants: Vec::new(),
                         blocked: Vec::new(),
                         ending: false,
+                        kept_open: false,
                         max_participants: 0,
                         announce: self.cfg.join_leave_sounds,
                         recording: None,
@@ -494,11 +529,7 @@ impl Rooms {
                 self.generation += 1;
                 confid
             }
-        };
-        let room = self.rooms.get_mut(&confid).expect("present");
-        room.participants.push(Participant::new(id.clone()));
-        room.max_participants = room.max_participants.max(room.participants.len() as u32);
-        confid
+        }
     }
 
     /// Connects an answered participant's media to its room. False if the room is gone.
@@ -536,6 +567,9 @@ impl Rooms {
 
     fn close_if_empty(&mut self, legs: &mut Legs, confid: &str) {
         let Some(room) = self.rooms.get(confid) else { return };
+        if room.kept_open && !room.ending {
+            return;
+        }
         let live = room.participants.iter().filter_map(|p| legs.get(&p.leg)).any(|l| l.state != LegState::Ended);
         if live {
             return;

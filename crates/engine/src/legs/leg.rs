@@ -177,6 +177,13 @@ pub(crate) struct Leg {
     pub reinvite: Option<super::session::Reinvite>,
     /// The REFER subscriptions on this leg (see `legs/refer.rs`).
     pub refer: super::refer::ReferState,
+    /// Outbound: the last response to our INVITE (status, reason phrase), provisional
+    /// or final, e.g. `(180, "Ringing")`: how far the call got.
+    pub last_response: Option<(u16, String)>,
+    /// Outbound: what answers a 401/407 to our INVITE (see `legs/uac.rs`).
+    pub credentials: Option<super::DigestCredentials>,
+    /// Outbound: INVITEs re-sent with credentials so far.
+    pub auth_attempts: u8,
     /// Its domain, lowercase: set when the leg is inserted (inbound: from the
     /// Request-URI host; outbound: the API caller's domain or the room's).
     pub domain: String,
@@ -223,6 +230,9 @@ impl Leg {
             hold_inactive: false,
             reinvite: None,
             refer: Default::default(),
+            last_response: None,
+            credentials: None,
+            auth_attempts: 0,
             domain: String::new(),
         }
     }

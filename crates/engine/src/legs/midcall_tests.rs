@@ -67,6 +67,8 @@ impl H {
             domain: None,
             from_display: None,
             extra_headers: Vec::new(),
+            from_host: None,
+            credentials: None,
         };
         let id = self.legs.place(self.now, d, Owner::Nobody).expect("placed");
         let invite = only_request(self.sent(), Method::Invite);
@@ -336,4 +338,91 @@ fn digits_by_info_from_the_phone_are_reported() {
         })
         .collect();
     assert_eq!(public, vec!['5', '#']);
+}
+
+/// A dial-out with credentials answers the peer's 401 by sending the INVITE again
+/// (CSeq + 1, same Call-ID and From tag) with an `Authorization` the peer can verify;
+/// a second 401 to that ends the leg. The last response is kept for the APIs.
+#[test]
+fn challenged_invite_is_sent_again_with_credentials_once() {
+    use sip::digest::{ha1, Algorithm, Credentials};
+    let mut h = H::new();
+    let d = DialOut {
+        to: Uri::sip(Some("phone"), "127.0.0.1", Some(PHONE.port())),
+        peer: Peer { addr: PHONE, transport: Transport::Udp },
+        from_user: Some("alice".into()),
+        service: Service::Call,
+        hangup_after: None,
+        domain: None,
+        from_display: None,
+        extra_headers: vec![("X-Room".into(), "4711".into())],
+        from_host: Some("voip.example".into()),
+        credentials: Some(DigestCredentials { username: "alice".into(), password: "s3cret".into() }),
+    };
+    let id = h.legs.place(h.now, d, Owner::Nobody).expect("placed");
+    let first = only_request(h.sent(), Method::Invite);
+    assert_eq!(first.headers.from.uri.to_string(), "sip:alice@voip.example");
+    assert_eq!(first.headers.get("X-Room"), Some("4711"));
+    let mut challenge = first.response(401, Some("peer1"));
+    challenge.headers.push("WWW-Authenticate", r#"Digest realm="voip.example", nonce="abc123", qop="auth", algorithm=MD5"#);
+    h.deliver(Message::Response(challenge));
+    let sent = h.sent();
+    assert!(sent.iter().any(|m| matches!(m, Message::Request(r) if r.method == Method::Ack)), "the 401 is ACKed");
+    let second = only_request(sent, Method::Invite);
+    assert_eq!(second.headers.cseq.seq, first.headers.cseq.seq + 1);
+    assert_eq!(second.headers.call_id, first.headers.call_id);
+    assert_eq!(second.headers.from.tag(), first.headers.from.tag());
+    assert_ne!(second.headers.via[0].branch(), first.headers.via[0].branch());
+    assert_eq!(second.body, first.body, "the same offer");
+    let creds = Credentials::parse(second.headers.get("Authorization").expect("Authorization")).expect("well-formed");
+    assert_eq!((creds.username.as_str(), creds.realm.as_str(), creds.uri.as_str()), ("alice", "voip.example", "sip:phone@127.0.0.1:5998"));
+    assert!(creds.verify(Algorithm::Md5, &ha1(Algorithm::Md5, "alice", "voip.example", "s3cret"), "INVITE"));
+    assert_eq!(h.legs.get(&id).unwrap().last_response, Some((401, "Unauthorized".into())));
+    assert!(!h.legs.get(&id).unwrap().is_over(), "still calling");
+
+    // refused again: no third INVITE, the leg ends with the 401
+    let mut again = second.response(401, Some("peer2"));
+    again.headers.push("WWW-Authenticate", r#"Digest realm="voip.example", nonce="def456", algorithm=MD5"#);
+    h.deliver(Message::Response(again));
+    let sent = h.sent();
+    assert!(!sent.iter().any(|m| matches!(m, Message::Request(r) if r.method == Method::Invite)), "gave up");
+    let leg = h.legs.get(&id).unwrap();
+    assert!(leg.is_over());
+    assert_eq!(leg.end_status, Some(401));
+}
+
+/// Answered after the challenge: the dialog is the second INVITE's, the last response 200.
+#[test]
+fn challenged_invite_answered() {
+    let mut h = H::new();
+    let d = DialOut {
+        to: Uri::sip(Some("phone"), "127.0.0.1", Some(PHONE.port())),
+        peer: Peer { addr: PHONE, transport: Transport::Udp },
+        from_user: None,
+        service: Service::Call,
+        hangup_after: None,
+        domain: None,
+        from_display: None,
+        extra_headers: Vec::new(),
+        from_host: None,
+        credentials: Some(DigestCredentials { username: "u".into(), password: "p".into() }),
+    };
+    let id = h.legs.place(h.now, d, Owner::Nobody).expect("placed");
+    let first = only_request(h.sent(), Method::Invite);
+    let mut challenge = first.response(407, Some("proxy"));
+    challenge.headers.push("Proxy-Authenticate", r#"Digest realm="p.example", nonce="n1""#);
+    h.deliver(Message::Response(challenge));
+    let second = only_request(h.sent(), Method::Invite);
+    assert!(second.headers.get("Proxy-Authorization").is_some_and(|v| v.contains(r#"realm="p.example""#)));
+    let mut ringing = answer(&second, 180, "");
+    ringing.reason = "Ringing".into();
+    h.deliver(Message::Response(ringing));
+    assert_eq!(h.legs.get(&id).unwrap().last_response, Some((180, "Ringing".into())));
+    h.deliver(Message::Response(answer(&second, 200, PHONE_SDP)));
+    let sent = h.sent();
+    let ack = only_request(sent, Method::Ack);
+    assert_eq!(ack.headers.cseq.seq, second.headers.cseq.seq);
+    let leg = h.legs.get(&id).unwrap();
+    assert_eq!(leg.state, LegState::Active);
+    assert_eq!(leg.last_response, Some((200, "OK".into())));
 }

@@ -19,6 +19,7 @@ mod midcall_tests;
 pub(crate) use session::apply_negotiation;
 pub use refer::{DtmfMethod, Replaces};
 mod uac;
+pub use uac::DigestCredentials;
 mod uas;
 
 pub use leg::*;

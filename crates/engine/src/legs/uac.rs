@@ -1,9 +1,31 @@
-//! Legs we place: the INVITE out, its provisional and final responses, CANCEL races.
+//! Legs we place: the INVITE out, its provisional and final responses, CANCEL races,
+//! and digest authentication toward a peer that challenges our INVITE (RFC 3261
+//! §22.2: the INVITE is sent again, CSeq + 1, with `Authorization` or
+//! `Proxy-Authorization`).
 
 use super::*;
 use crate::engine::DialOut;
 use sip::sdp::{self, SessionState};
 use sip::CSeq;
+
+/// A username and password for the peers a dial-out reaches: a 401/407 to our INVITE
+/// is answered with them, for whatever realm the challenge names.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DigestCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for DigestCredentials {
+    // never the password in logs
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DigestCredentials").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+/// Re-sent INVITEs per leg: one per challenge, and a second only for a `stale` nonce;
+/// a peer that keeps challenging is refusing our credentials.
+const MAX_AUTH_ATTEMPTS: u8 = 2;
 
 impl Legs {
     /// Sends an INVITE for a new outbound leg owned by `owner`, with our SDP offer.
@@ -25,7 +47,8 @@ impl Legs {
         let from_user = d.from_user.clone().unwrap_or_else(|| "switchboard".into());
         let mut to_uri = d.to.clone();
         to_uri.headers.clear();
-        let mut from = NameAddr::new(Uri::sip(Some(&from_user), &self.cfg.domain, None)).with_tag(&local_tag);
+        let from_host = d.from_host.as_deref().filter(|h| !h.is_empty()).unwrap_or(&self.cfg.domain);
+        let mut from = NameAddr::new(Uri::sip(Some(&from_user), from_host, None)).with_tag(&local_tag);
         from.display = d.from_display.clone();
         let mut invite = Request {
             method: Method::Invite,
@@ -57,6 +80,7 @@ impl Legs {
         leg.sdp_session = sdp_session;
         leg.pending_offer = Some(offer);
         leg.hangup_after = d.hangup_after;
+        leg.credentials = d.credentials;
         leg.owner = owner;
         leg.domain = d.domain.map(|n| n.to_ascii_lowercase()).unwrap_or_else(|| self.cfg.domain.to_ascii_lowercase());
         info!(leg = %id, to = %d.to, "dialling out");
@@ -68,6 +92,16 @@ impl Legs {
     pub(super) fn on_invite_response(&mut self, now: Instant, tx: TxId, id: &LegId, resp: Response) {
         let Some(mut leg) = self.legs.remove(id) else { return };
         let status = resp.status;
+        if leg.invite_tx == Some(tx) || status < 300 {
+            leg.last_response = Some((status, resp.reason.clone()));
+        }
+        if matches!(status, 401 | 407) && leg.invite_tx == Some(tx) && !leg.cancel_requested && !leg.is_over() {
+            if let Some(new_tx) = self.resend_with_credentials(now, &mut leg, &resp) {
+                self.by_tx.insert(new_tx, id.clone());
+                self.legs.insert(id.clone(), leg);
+                return;
+            }
+        }
         if status < 200 {
             if status > 100 && leg.state == LegState::Calling {
                 leg.state = LegState::Ringing;
@@ -95,6 +129,44 @@ impl Legs {
             return;
         }
         self.legs.insert(id.clone(), leg);
+    }
+
+    /// Answers a challenge to our INVITE: the same INVITE (same Call-ID, From tag and
+    /// offer) with CSeq + 1, a new branch and the credentials. None when there is
+    /// nothing to answer with: no credentials, no usable challenge, or the peer has
+    /// already refused what we sent (then the 401/407 ends the leg as any failure does).
+    fn resend_with_credentials(&mut self, now: Instant, leg: &mut Leg, resp: &Response) -> Option<TxId> {
+        let creds = leg.credentials.as_ref()?;
+        let (challenge_header, answer_header) = match resp.status {
+            401 => ("WWW-Authenticate", "Authorization"),
+            _ => ("Proxy-Authenticate", "Proxy-Authorization"),
+        };
+        // RFC 8760 §2.4: one header per algorithm, in the server's order; take the
+        // first we speak.
+        let (challenge, qop_auth) = resp
+            .headers
+            .extra
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(challenge_header))
+            .find_map(|(_, v)| sip::digest::Challenge::parse(v).ok())?;
+        let limit = if challenge.stale { MAX_AUTH_ATTEMPTS } else { 1 };
+        if leg.auth_attempts >= limit {
+            return None;
+        }
+        leg.auth_attempts += 1;
+        let mut invite = leg.invite.clone();
+        invite.headers.cseq.seq += 1;
+        invite.headers.via = vec![self.via(leg.peer.transport)];
+        invite.headers.remove("Authorization");
+        invite.headers.remove("Proxy-Authorization");
+        let uri = invite.uri.to_string();
+        let value = challenge.answer(qop_auth, &creds.username, &creds.password, "INVITE", &uri, &random_token(16), 1);
+        invite.headers.push(answer_header, value);
+        let tx = self.txl.send_request(now, invite.clone(), leg.peer);
+        debug!(leg = %leg.id, status = resp.status, realm = %challenge.realm, "INVITE challenged: sent again with credentials");
+        leg.invite = invite;
+        leg.invite_tx = Some(tx);
+        Some(tx)
     }
 
     /// A 2xx to our INVITE: build the dialog on the first one, ACK every one (they are

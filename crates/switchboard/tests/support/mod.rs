@@ -470,6 +470,9 @@ impl Server {
         if !opts.extra_args.iter().any(|a| a == "--config") {
             cmd.env("SWITCHBOARD_MX__ADMIN_LISTEN", "");
         }
+        // The same for the XML-RPC dialect's 127.0.0.1:8090, config file or not: a test
+        // that wants it passes `--xmlrpc-listen`, which overrides the environment.
+        cmd.env("SWITCHBOARD_XMLRPC__LISTEN", "");
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "debug");
         }

@@ -249,6 +249,8 @@ impl Bridges {
             domain: Some(call.domain.clone()),
             from_display: None,
             extra_headers: Vec::new(),
+            from_host: None,
+            credentials: None,
         };
         match legs.place(now, d, Owner::Bridge(id)) {
             Ok(leg) => {
@@ -444,6 +446,8 @@ impl Bridges {
             domain: Some(call.domain.clone()),
             from_display: None,
             extra_headers: Vec::new(),
+            from_host: None,
+            credentials: None,
         };
         let leg = legs.place(now, d, Owner::Bridge(id))?;
         self.by_leg.insert(leg.clone(), id);

@@ -191,6 +191,8 @@ impl Bridges {
             domain,
             from_display: shown.display.clone(),
             extra_headers: extra,
+            from_host: None,
+            credentials: None,
         };
         let leg = legs.place(now, d, Owner::Bridge(id))?;
         self.by_leg.insert(leg.clone(), id);
