@@ -33,7 +33,7 @@ fn post_raw(server: &Server, content_type: Option<&str>, body: &str) -> HttpResp
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    HttpResponse { status, headers, body: body.to_string() }
+    HttpResponse { status, headers, body: body.to_string(), bytes: body.as_bytes().to_vec() }
 }
 
 /// `resp` is exactly `status` with a JSON error body `{"error_code": 1000 + status,

@@ -657,6 +657,6 @@ fn raw_http(server: &Server, request: &str) -> HttpResponse {
     let mut lines = head.split("\r\n");
     let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).expect("status");
     let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
-    HttpResponse { status, headers, body: body.to_string() }
+    HttpResponse { status, headers, body: body.to_string(), bytes: body.as_bytes().to_vec() }
 }
 

@@ -110,7 +110,7 @@ fn request(addr: std::net::SocketAddr, method: &str, path: &str, authorization: 
     let mut lines = head.split("\r\n");
     let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
     let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
-    HttpResponse { status, headers, body: body.to_string() }
+    HttpResponse { status, headers, body: body.to_string(), bytes: body.as_bytes().to_vec() }
 }
 
 fn basic(user: &str, pw: &str) -> String {

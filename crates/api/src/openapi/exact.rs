@@ -200,6 +200,7 @@ fn parameter(path: &str, p: &mut Value) {
         "client_id" => text(formats::LOGIN),
         "id" => json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX }),
         "kind" if path == "/v1/calls" => json!({ "type": "string", "enum": ["leg", "call"] }),
+        "recording_id" => json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}~[A-Za-z0-9._-]{1,128}$", "example": "rCF-001-PhKjyX~1-mix" }),
         other => panic!("parameter {other} of {path} has no exact schema"),
     };
     p["schema"] = schema;

@@ -657,6 +657,8 @@ pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body as received (for binary downloads).
+    pub bytes: Vec<u8>,
 }
 
 impl HttpResponse {
@@ -739,6 +741,7 @@ fn parse_http_response(raw: &[u8]) -> Result<HttpResponse, String> {
         status,
         headers,
         body: String::from_utf8_lossy(&body).to_string(),
+        bytes: body,
     })
 }
 

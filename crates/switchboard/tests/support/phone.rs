@@ -118,3 +118,102 @@ pub fn wait_server_event(server: &Server, kind: &str, pred: impl Fn(&Value) -> b
     poll(Duration::from_secs(20), kind, || server_events(server, kind).into_iter().find(|e| pred(e)))
 }
 
+/// 16-bit PCM samples and the rate of a WAV file (pjsua2's recordings).
+pub fn read_wav(path: &Path) -> (Vec<i16>, u32) {
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&data[0..4], b"RIFF", "{} is not a WAV", path.display());
+    let mut at = 12;
+    let mut rate = 0;
+    while at + 8 <= data.len() {
+        let id = &data[at..at + 4];
+        let size = u32::from_le_bytes(data[at + 4..at + 8].try_into().unwrap()) as usize;
+        let body = &data[at + 8..(at + 8 + size).min(data.len())];
+        if id == b"fmt " {
+            rate = u32::from_le_bytes(body[4..8].try_into().unwrap());
+            assert_eq!(u16::from_le_bytes([body[14], body[15]]), 16, "16-bit recordings");
+        } else if id == b"data" {
+            return (body.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect(), rate);
+        }
+        at += 8 + size + (size & 1);
+    }
+    panic!("{}: no data chunk", path.display());
+}
+
+/// Share of the power at `hz` in `s` (about 1 for a pure tone), Goertzel.
+pub fn share(s: &[i16], rate: u32, hz: f64) -> f64 {
+    let n = s.len() as f64;
+    let k = (0.5 + n * hz / rate as f64).floor();
+    let c = 2.0 * (2.0 * std::f64::consts::PI * k / n).cos();
+    let (mut s1, mut s2, mut e) = (0.0f64, 0.0f64, 0.0f64);
+    for &x in s {
+        let x = x as f64;
+        e += x * x;
+        let s0 = x + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    if e == 0.0 {
+        return 0.0;
+    }
+    2.0 * (s1 * s1 + s2 * s2 - c * s1 * s2) / (n * e)
+}
+
+pub fn rms(s: &[i16]) -> f64 {
+    (s.iter().map(|&x| x as f64 * x as f64).sum::<f64>() / s.len().max(1) as f64).sqrt()
+}
+
+/// A pjsua2 phone calling `uri` (no registration), playing `hz`, driven by its control
+/// file: `dtmf 12#`, `dtmf_info 12#`, `quit`.
+pub struct Caller {
+    peer: PjPeer,
+    control: PathBuf,
+    events: PathBuf,
+    record: PathBuf,
+}
+
+impl Caller {
+    pub fn call(env: &TestEnv, slot: u16, user: &str, uri: &str, hz: u32) -> Caller {
+        let control = env.path(&format!("{user}.control"));
+        let events = env.path(&format!("{user}.events"));
+        let record = env.path(&format!("{user}_rx.wav"));
+        std::fs::write(&control, "").unwrap();
+        let (rtp, range) = env.ports.phone_rtp(slot);
+        let args: Vec<String> = [
+            "call", uri, "--user", user,
+            "--sip-port", &env.ports.peer_sip(slot).to_string(),
+            "--rtp-port", &rtp.to_string(), "--rtp-range", &range.to_string(),
+            "--play", &phone::tone(env, hz).display().to_string(), "--loop",
+            "--record", &record.display().to_string(),
+            "--control", &control.display().to_string(), "--events", &events.display().to_string(),
+            "--max-time", "60", "--codec", "PCMU",
+        ]
+        .map(String::from)
+        .to_vec();
+        env.report_on_failure(&record);
+        let mut peer = PjPeer::spawn(env, user, &args);
+        peer.wait_ready(Duration::from_secs(15));
+        Caller { peer, control, events, record }
+    }
+
+    pub fn command(&self, line: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&self.control).unwrap();
+        writeln!(f, "{line}").unwrap();
+    }
+
+    pub fn wait_media(&self) {
+        poll(Duration::from_secs(15), "media active", || {
+            std::fs::read_to_string(&self.events)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|e| e["event"] == "media" && e["status"] == "active")
+        });
+    }
+
+    /// Hangs up and ends the phone: its run, and its recording.
+    pub fn quit(self) -> (PjRun, PathBuf) {
+        self.command("quit");
+        (self.peer.wait(), self.record)
+    }
+}
