@@ -68,7 +68,7 @@ pub struct PlaceCall {
     /// answers, ring `to` and bridge the two. The answer is then the two-party call
     /// (`from_user` and `hangup_after_ms` do not apply and are ignored; `service` is still checked).
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$")]
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$")]
     pub from: Option<String>,
     /// User part of our From on a dial-out (without `from`).
     #[serde(default)]
@@ -197,7 +197,7 @@ pub async fn hang_up(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiP
 #[serde(deny_unknown_fields)]
 pub struct RedirectBody {
     /// Who to ring instead: a user's extension, login or number, a number, or a SIP URI.
-    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$")]
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$")]
     pub to: String,
 }
 
@@ -205,7 +205,7 @@ pub struct RedirectBody {
 #[serde(deny_unknown_fields)]
 pub struct InterceptBody {
     /// The device (or user, whose devices all ring) picking the call up.
-    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$")]
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$")]
     pub device: String,
 }
 

@@ -110,6 +110,11 @@ pub struct PromptRequest {
     pub barge_in: bool,
 }
 
+/// Whether a tone sequence can be played (see [`PromptRequest::tones`]).
+pub fn check_tones(tones: &str) -> Result<(), String> {
+    media::player::parse_tones(tones).map(|_| ())
+}
+
 /// One file of a room recording (relative to the data dir).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RecordingFile {

@@ -54,10 +54,15 @@ fn prompts_and_a_recording_with_tracks_over_rest() {
     let base = format!("/rest/v1/uc/conferences/{confid}");
 
     // Bad requests first: nothing changes.
-    for (body, why) in [(json!({}), "no prompt"), (json!({"prompt": "../../etc/passwd"}), "a path"), (json!({"tones": "440/0"}), "a bad step")] {
+    for (body, why, status) in [
+        (json!({}), "no prompt", 400),
+        (json!({"prompt": "../../etc/passwd"}), "a path", 400),
+        (json!({"tones": "440/0"}), "a step of 0 ms", 422),
+        (json!({"tones": "9000/100"}), "a frequency too high", 422),
+    ] {
         let r = server.post(&format!("{base}/prompts"), &body);
-        assert_eq!(r.status, 400, "{why}: {}", r.body);
-        assert_eq!(r.json()["error_code"], 1400);
+        assert_eq!(r.status, status, "{why}: {}", r.body);
+        assert_eq!(r.json()["error_code"], 1000 + status);
     }
     assert_eq!(server.request("PATCH", &format!("{base}/recording"), Some(r#"{"paused":true}"#)).status, 409);
     assert_eq!(server.get(&format!("{base}/recording")).status, 404);

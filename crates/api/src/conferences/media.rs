@@ -49,6 +49,10 @@ fn request(body: PromptBody) -> Result<PromptRequest, ApiError> {
     if body.prompt.is_none() && body.tones.is_none() {
         return Err(ApiError::bad_request("give `prompt` (a prompt name) and/or `tones`"));
     }
+    // Well-formed steps out of range (a frequency above 7900 Hz, 0 ms) cannot be played.
+    if let Some(t) = &body.tones {
+        engine::room::check_tones(t).map_err(|e| ApiError::unprocessable(format!("tones: {e}")))?;
+    }
     Ok(PromptRequest { prompt: body.prompt, tones: body.tones, repeat: body.repeat, barge_in: body.barge_in })
 }
 
@@ -58,6 +62,7 @@ fn request(body: PromptBody) -> Result<PromptRequest, ApiError> {
     request_body = PromptBody,
     responses((status = 202, description = "Playing; the end comes as a `prompt_ended` event", body = PromptStarted),
         (status = 400, description = "Bad JSON, no prompt or tones, a bad prompt name or tone step", body = ErrorBody),
+        (status = 422, description = "A tone step out of range (above 7900 Hz; 0 ms or over 600000 ms)", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "Conference not found", body = ErrorBody), (status = 503, description = "Server is shutting down", body = ErrorBody)))]
 pub async fn play_room(
@@ -92,6 +97,7 @@ pub async fn stop_room(State(st): State<AppState>, scope: Scope, ApiPath(conf): 
     request_body = PromptBody,
     responses((status = 202, description = "Playing; the end comes as a `prompt_ended` event", body = PromptStarted),
         (status = 400, description = "Bad JSON, no prompt or tones, a bad prompt name or tone step", body = ErrorBody),
+        (status = 422, description = "A tone step out of range (above 7900 Hz; 0 ms or over 600000 ms)", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "Conference not found / Call/Participant not found", body = ErrorBody), (status = 503, description = "Server is shutting down", body = ErrorBody)))]
 pub async fn play_participant(
@@ -201,12 +207,13 @@ pub async fn start_recording(
     State(st): State<AppState>,
     scope: Scope,
     ApiPath(conf): ApiPath<String>,
-    body: Option<Json<serde_json::Value>>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<RoomRecording>), ApiError> {
-    // An empty body means the defaults.
-    let body: RecordBody = match body {
-        Some(Json(v)) => serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("bad body: {e}")))?,
-        None => RecordBody::default(),
+    // No body at all means the defaults.
+    let body: RecordBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RecordBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
     };
     let confid = ConfRef::parse(&conf)?.confid(&st, &scope).await?;
     let r = st.engine.room_record(&confid, RecordOp::Start { tracks: body.tracks }).await?;

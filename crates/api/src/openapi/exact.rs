@@ -53,6 +53,7 @@ pub(super) fn apply(doc: &mut Value) {
     lookup_body(&mut schemas["LookupBody"]);
     dial_out_body(&mut schemas["DialOutBody"]);
     patch_body(&mut schemas["ParticipantPatchBody"]);
+    prompt_body(&mut schemas["PromptBody"]);
     place_call_body(&mut schemas["PlaceCall"]);
     admin_schemas(schemas);
 
@@ -105,6 +106,8 @@ pub(super) fn apply(doc: &mut Value) {
         assert!(content.is_object(), "{method} {path}: no {status} to describe");
         content["content"]["application/json"]["schema"] = schema;
     }
+    // Starting a recording with no body at all means the defaults.
+    paths["/rest/v1/uc/conferences/{confid}/recording"]["post"]["requestBody"]["required"] = json!(false);
     for op in ["hold", "unhold", "transfer", "record", "record/stop", "dtmf", "conference", "supervise", "redirect", "intercept"] {
         let path = format!("/v1/calls/{{leg_id}}/{op}");
         let response = &mut paths[&path]["post"]["responses"]["200"];
@@ -320,8 +323,8 @@ fn patch_body(schema: &mut Value) {
     schema["anyOf"] = json!([
         { "required": ["muted"], "properties": { "muted": { "type": "boolean" } } },
         { "required": ["deaf"], "properties": { "deaf": { "type": "boolean" } } },
-        { "required": ["gain_in_db"], "properties": { "gain_in_db": gain_db() } },
-        { "required": ["gain_out_db"], "properties": { "gain_out_db": gain_db() } },
+        { "required": ["gain_in_db"], "properties": { "gain_in_db": { "type": "number" } } },
+        { "required": ["gain_out_db"], "properties": { "gain_out_db": { "type": "number" } } },
     ]);
     for key in ["gain_in_db", "gain_out_db"] {
         let description = schema["properties"][key]["description"].clone();
@@ -329,6 +332,19 @@ fn patch_body(schema: &mut Value) {
         schema["properties"][key]["description"] = description;
     }
     schema["description"] = json!("Body of PATCH on a participant (ours): `muted`, `deaf`, `gain_in_db` and/or `gain_out_db`, at least one of them not null.");
+}
+
+/// `prompt` and/or `tones`, each in its exact syntax (a tone step out of range is a 422).
+fn prompt_body(schema: &mut Value) {
+    // null is "not given": at least one of the two must be a string.
+    schema["anyOf"] = json!([
+        { "required": ["prompt"], "properties": { "prompt": { "type": "string" } } },
+        { "required": ["tones"], "properties": { "tones": { "type": "string" } } },
+    ]);
+    let props = &mut schema["properties"];
+    props["prompt"] = json!({ "type": ["string", "null"], "pattern": "^[A-Za-z0-9_-]{1,64}$", "example": "beep" });
+    let step = r"[0-9]{1,4}(\+[0-9]{1,4})?/[0-9]{1,6}";
+    props["tones"] = json!({ "type": ["string", "null"], "pattern": format!(r"^ *{step}( *, *{step})* *$"), "example": "440+480/2000,0/4000" });
 }
 
 /// A gain in dB, as PATCH on a participant takes it.
