@@ -101,6 +101,8 @@ pub async fn events(
         | EngineEvent::RecordingStopped { info: c, .. } => scope.sees_call(c),
         // a wake-up is the push sender's business, never logged (see the shell)
         EngineEvent::WakeUser { .. } => false,
+        // mailbox work is the voicemail shell's, never logged either
+        EngineEvent::VoicemailRecorded { .. } | EngineEvent::VoicemailLogin { .. } | EngineEvent::VoicemailPlayed { .. } => false,
     };
     let events = st.engine.events_after(after, usize::MAX);
     Ok(Json(events.into_iter().filter(|e| visible(e)).take(limit as usize).collect()))

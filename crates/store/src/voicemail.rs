@@ -185,6 +185,12 @@ const MARGIN_FRAMES: usize = 5;
 /// Waits (polling, up to `wait`) until the recorder has closed `path` (its header holds
 /// the real size), then trims silence as [`trim_silence`]. Returns the duration left.
 pub fn finish_recording(path: &Path, wait: Duration) -> io::Result<Duration> {
+    wait_closed(path, wait)?;
+    trim_silence(path, SILENCE_PEAK)
+}
+
+/// Waits (polling, up to `wait`) until the recorder has closed `path`.
+pub fn wait_closed(path: &Path, wait: Duration) -> io::Result<()> {
     let deadline = Instant::now() + wait;
     loop {
         if is_complete(path)? {
@@ -195,7 +201,13 @@ pub fn finish_recording(path: &Path, wait: Duration) -> io::Result<Duration> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    trim_silence(path, SILENCE_PEAK)
+    Ok(())
+}
+
+/// The duration of a complete 16 kHz 16-bit mono WAV, from its size.
+pub fn wav_duration(path: &Path) -> io::Result<Duration> {
+    let len = std::fs::metadata(path)?.len().saturating_sub(HEADER);
+    Ok(Duration::from_micros(len / 2 * 1_000_000 / RATE as u64))
 }
 
 /// The writer rewrites the header with the sizes as its last act.

@@ -14,6 +14,7 @@ mod push;
 mod signalling;
 mod tokens;
 mod transport;
+mod voicemail;
 
 use clap::{Parser, Subcommand};
 use config::Config;
@@ -247,6 +248,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             ivr: cfg.ivr.engine_config()?,
             prompts: engine::engine::PromptSet { dir: prompts::prepare(&cfg)? },
             join_leave_sounds: cfg.rooms.join_leave_sounds,
+            voicemail: cfg.voicemail.engine_config()?,
             ..EngineConfig::default()
         },
         media.handle(),
@@ -287,6 +289,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             recorder,
             directory: directory.clone(),
             push: Some(push),
+            voicemail: voicemail::Mailboxes::new(db.clone(), cfg.data_dir.clone(), cmd_tx.clone(), directory.clone()),
         }
             .run(),
     );
