@@ -106,6 +106,8 @@ pub async fn events(
             !scope.is_user() && scope.sees_domain_name(domain)
         }
         EngineEvent::RoomRecordingStarted(r) | EngineEvent::RoomRecordingStopped(r) => !scope.is_user() && scope.sees_domain_name(&r.domain),
+        // mailbox work is the voicemail shell's, never logged either
+        EngineEvent::VoicemailRecorded { .. } | EngineEvent::VoicemailLogin { .. } | EngineEvent::VoicemailPlayed { .. } => false,
     };
     let events = st.engine.events_after(after, usize::MAX);
     Ok(Json(events.into_iter().filter(|e| visible(e)).take(limit as usize).collect()))

@@ -97,6 +97,8 @@ pub struct EngineConfig {
     /// code) play the first-participant prompt and join/leave sounds too. Rooms entered
     /// through the access number (or `direct_room_re`) always do, as in SEMS.
     pub join_leave_sounds: bool,
+    /// `[voicemail]`: mailboxes and the voicemail number.
+    pub voicemail: crate::apps::voicemail::VoicemailConfig,
 }
 
 /// `[ivr]`: how callers reach a room through the conference access number.
@@ -191,6 +193,7 @@ impl Default for EngineConfig {
             ivr: IvrConfig::default(),
             prompts: PromptSet { dir: std::path::PathBuf::from("prompts/en") },
             join_leave_sounds: false,
+            voicemail: Default::default(),
         }
     }
 }
@@ -235,6 +238,25 @@ pub enum EngineEvent {
     /// A call is for `user_id`, who has push tokens (`User::has_push_tokens`): the shell
     /// sends the push (reference 001 §8); the engine waits for the app to register.
     WakeUser { user_id: crate::users::UserId, call: crate::call::CallInfo },
+    /// A voicemail message for `user_id` was recorded into `file` (relative to the data
+    /// dir; complete once the media engine's writer has closed it): the shell trims and
+    /// measures it, stores it and sends MWI. `to`: the owner's extension or login.
+    VoicemailRecorded { user_id: crate::users::UserId, to: String, caller: crate::call::Party, call_id: Option<CallId>, file: String, started_ms: u64 },
+    /// A caller at the voicemail number keyed `pin` for a mailbox: `user_id` (the
+    /// authenticated caller's own), or 0 and the extension `ext` keyed in `domain`. The
+    /// shell checks it (argon2: slow, so not here) and answers with
+    /// [`Engine::voicemail_login`]. The PIN is never serialised or shown.
+    VoicemailLogin {
+        leg_id: LegId,
+        user_id: crate::users::UserId,
+        ext: Option<String>,
+        domain: String,
+        #[serde(skip)]
+        pin: crate::apps::voicemail::Pin,
+    },
+    /// Message `id` of `user_id` was played at the voicemail number: the shell marks it
+    /// read (and sends MWI).
+    VoicemailPlayed { user_id: crate::users::UserId, id: i64 },
 }
 
 /// What the engine is holding right now.
@@ -328,6 +350,8 @@ pub struct Engine {
     pub(crate) registrar: crate::registrar::Registrar,
     /// Third-party call control (reference 002): records and signalling-only dialogs.
     pub(crate) controller: crate::apps::controller::Controller,
+    /// Mailboxes: messages and the voicemail number (see [`crate::apps::voicemail`]).
+    pub(crate) voicemail: crate::apps::voicemail::Voicemail,
 }
 
 /// The codecs we offer and accept, best first, limited to what the media build has.
@@ -352,6 +376,7 @@ impl Engine {
             rooms: Rooms::new(cfg.clone()),
             ivr: crate::apps::ivr::Ivr::new(cfg.clone()),
             bridges: crate::apps::bridge::Bridges::new(cfg.clone()),
+            voicemail: crate::apps::voicemail::Voicemail::new(cfg.clone()),
             cfg,
             directory: Default::default(),
             controller: Default::default(),
@@ -363,6 +388,8 @@ impl Engine {
     /// Replaces the directory (the shell loads it from the store at start and after
     /// every change). Calls in progress keep what they resolved.
     pub fn set_directory(&mut self, directory: Arc<crate::users::DirectorySnapshot>) {
+        // The bridge reads users' voicemail delays (call modes) from it.
+        self.bridges.directory = directory.clone();
         self.directory = directory;
     }
 
@@ -493,6 +520,11 @@ impl Engine {
                 self.bridges.place_transfer(now, &mut self.legs, call, referrer, route);
                 continue;
             }
+            if let Some((leg, mailbox)) = self.bridges.to_voicemail.pop() {
+                // A caller the callee did not take: the voicemail app takes the message.
+                self.voicemail.deposit(now, &mut self.legs, &leg, mailbox);
+                continue;
+            }
             if let Some(NewRequest { tx, req, from }) = self.legs.poll_request() {
                 match req.method {
                     sip::Method::Register => self.on_register(now, tx, req, from),
@@ -518,6 +550,13 @@ impl Engine {
             match owner {
                 Owner::Room(confid) => self.rooms.on_leg_event(now, &mut self.legs, &confid, ev),
                 Owner::Ivr => self.ivr.on_leg_event(now, &mut self.legs, &mut self.rooms, ev),
+                Owner::Voicemail => {
+                    // A caller the bridge handed over: its call is done with once it is forgotten.
+                    if let LegEvent::Forgotten { leg, .. } = &ev {
+                        self.bridges.forget_leg(leg);
+                    }
+                    self.voicemail.on_leg_event(now, &mut self.legs, ev)
+                }
                 Owner::Bridge(call) => self.bridges.on_leg_event(now, &mut self.legs, call, ev),
                 Owner::Ring => apps::services::on_ring_event(now, &mut self.legs, ev),
                 Owner::Echo => apps::services::on_echo_event(now, &mut self.legs, ev),
@@ -599,6 +638,8 @@ impl Engine {
         // may take numbers that would otherwise be extensions.
         let (service, announced) = if user == self.cfg.ivr.conference_number {
             (Some(Service::Ivr), false)
+        } else if user == self.cfg.voicemail.number {
+            (Some(Service::Voicemail), false)
         } else if let Some(room) = self.cfg.ivr.direct_room(user) {
             (Some(Service::Room(room)), true)
         } else {
@@ -617,7 +658,17 @@ impl Engine {
             Service::Echo => Owner::Echo,
             Service::Ring => Owner::Ring,
             Service::Ivr => Owner::Ivr,
+            Service::Voicemail => Owner::Voicemail,
             Service::Room(_) | Service::Call => Owner::Nobody,
+        };
+        // At the voicemail number an authenticated caller opens its own mailbox.
+        let vm_caller = match (&service, known_caller) {
+            (Service::Voicemail, true) => {
+                let f = &req.headers.from.uri;
+                let d = self.directory.domain_by_name(&f.host).map(|d| d.id);
+                d.zip(f.user.as_deref()).and_then(|(d, u)| self.directory.user_by_key(d, u)).map(|u| u.id)
+            }
+            _ => None,
         };
         let Some(id) = self.legs.incoming(now, tx, req, from, local_tag, service.clone(), owner, domain) else { return };
         if announced {
@@ -631,6 +682,7 @@ impl Engine {
             Service::Ring => apps::services::start_ring(now, &mut self.legs, &id),
             Service::Room(number) => self.rooms.on_incoming(now, &mut self.legs, &id, &number),
             Service::Ivr => self.ivr.on_incoming(now, &mut self.legs, &id),
+            Service::Voicemail => self.voicemail.on_incoming(now, &mut self.legs, &id, vm_caller),
             Service::Call => {}
         }
     }
@@ -871,6 +923,30 @@ impl Engine {
     fn call_domain(&self, id: CallId) -> Result<Option<crate::users::DomainId>, EngineError> {
         let call = self.bridges.calls.get(&id).ok_or(EngineError::LegNotFound)?;
         Ok(self.directory.domain_by_name(&call.domain).map(|d| d.id))
+    }
+
+    // ---- voicemail (apps/voicemail.rs) ---------------------------------------------------
+
+    /// The shell's answer to [`EngineEvent::VoicemailLogin`]: None = wrong PIN or no
+    /// such mailbox; else the mailbox's user and its new messages (id, file relative to
+    /// the data dir), oldest first.
+    pub fn voicemail_login(&mut self, now: Instant, leg: &LegId, result: Option<(crate::users::UserId, Vec<crate::apps::voicemail::MessageRef>)>) {
+        self.voicemail.login_result(&mut self.legs, leg, result);
+        self.dispatch(now);
+    }
+
+    /// Message-waiting indication (RFC 3842): an unsolicited `message-summary` NOTIFY
+    /// to every registered contact of the user with its `new` and `old` voicemails.
+    pub fn notify_mwi(&mut self, now: Instant, user_id: crate::users::UserId, new: u32, old: u32) {
+        let Some(user) = self.directory.user(user_id).cloned() else { return };
+        let domain = self.directory.domain(user.domain_id).map(|d| d.name.clone()).unwrap_or_else(|| self.cfg.domain.clone());
+        let account = format!("sip:{}@{domain}", user.ext.as_deref().unwrap_or(&user.login));
+        for b in self.registrar.contacts_of(user_id) {
+            let Some(t) = self.target_of(&b) else { continue };
+            let req = crate::apps::voicemail::mwi_notify(&self.legs, &account, t.uri, t.peer.transport, new, old);
+            self.legs.send_raw_request(now, req, t.peer);
+        }
+        self.dispatch(now);
     }
 
     // ---- rooms (the room application) ----------------------------------------------------

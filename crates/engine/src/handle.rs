@@ -62,6 +62,10 @@ pub enum Command {
     StopPrompt(String, Option<String>, oneshot::Sender<Result<(), EngineError>>),
     RoomRecording(String, oneshot::Sender<Result<Option<crate::room::RoomRecordingInfo>, EngineError>>),
     RoomRecord(String, crate::engine::RecordOp, oneshot::Sender<Result<crate::room::RoomRecordingInfo, EngineError>>),
+    /// The shell's answer to `EngineEvent::VoicemailLogin` (see [`Engine::voicemail_login`]).
+    VoicemailLogin(LegId, Option<(crate::users::UserId, Vec<crate::apps::voicemail::MessageRef>)>),
+    /// Sends MWI to a user's devices: (user, new, old) (see [`Engine::notify_mwi`]).
+    NotifyMwi(crate::users::UserId, u32, u32),
 }
 
 /// What mid-call control does to a call.
@@ -144,6 +148,8 @@ impl Command {
             Command::ListCalls(reply) => answer(reply, engine.calls(), engine, rooms),
             Command::GetCall(id, reply) => answer(reply, engine.call(id), engine, rooms),
             Command::CallOfLeg(leg, reply) => answer(reply, engine.call_of_leg(&leg), engine, rooms),
+            Command::VoicemailLogin(leg, result) => engine.voicemail_login(now, &leg, result),
+            Command::NotifyMwi(user, new, old) => engine.notify_mwi(now, user, new, old),
             Command::MakeCall(from, to, domain, reply) => {
                 let r = engine.make_call(now, &from, &to, domain);
                 answer(reply, r, engine, rooms)
@@ -242,6 +248,16 @@ impl EngineHandle {
 
     pub async fn status(&self) -> Result<EngineStatus, EngineError> {
         self.ask(Command::Status).await
+    }
+
+    /// Answers a voicemail PIN check (see [`Engine::voicemail_login`]).
+    pub async fn voicemail_login(&self, leg: LegId, result: Option<(crate::users::UserId, Vec<crate::apps::voicemail::MessageRef>)>) -> Result<(), EngineError> {
+        self.tx.send(Command::VoicemailLogin(leg, result)).await.map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// Tells a user's devices how many voicemails wait (see [`Engine::notify_mwi`]).
+    pub async fn notify_mwi(&self, user: crate::users::UserId, new: u32, old: u32) -> Result<(), EngineError> {
+        self.tx.send(Command::NotifyMwi(user, new, old)).await.map_err(|_| EngineError::ShuttingDown)
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, EngineError> {

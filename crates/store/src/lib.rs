@@ -2,8 +2,9 @@
 //! (`database_url = "postgres://…"`): the directory (domains, users and their secrets,
 //! apps, API keys; see [`directory`]), registrar bindings, token signing keys and
 //! revocations, call detail records (one row per leg, written when it ends), room
-//! history (one row per room), and two-party call records, call modes and push tokens
-//! (see [`calls`]).
+//! history (one row per room), two-party call records, call modes and push tokens
+//! (see [`calls`]), and mailboxes: voicemail messages and call recordings (see
+//! [`voicemail`]).
 //!
 //! Two ways in:
 //! - [`Store`]: async reads and writes (`record_leg`, `recent_calls`, …) for code
@@ -35,6 +36,7 @@ pub mod error;
 pub mod recorder;
 pub mod records;
 pub mod store;
+pub mod voicemail;
 
 pub use error::StoreError;
 pub use recorder::{spawn_recorder, spawn_recorder_with_capacity, Recorder, RecorderStats};
@@ -43,3 +45,4 @@ pub use calls::{CallRecordRow, PushToken};
 pub use directory::{ApiKey, App, NewUser, Role, SigningKey, UserPatch, UserSecrets, API_KEY_PREFIX};
 pub use engine::users::{Binding, DirectorySnapshot, Domain, DomainId, SipCredential, User, UserId};
 pub use store::{Backend, Store};
+pub use voicemail::{NewVoicemail, Voicemail};

@@ -112,6 +112,8 @@ impl Recorder {
             // A call's record is written once, from its final snapshot (which carries
             // its answer and end, codecs and recordings).
             EngineEvent::CallEnded(info) => self.offer(Write::Call(Box::new(info.clone()))),
+            // Messages are stored by the shell once their file is complete and trimmed.
+            EngineEvent::VoicemailRecorded { .. } | EngineEvent::VoicemailLogin { .. } | EngineEvent::VoicemailPlayed { .. } => true,
             EngineEvent::CallStarted(_)
             | EngineEvent::CallRinging(_)
             | EngineEvent::CallAnswered(_)

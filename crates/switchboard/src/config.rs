@@ -74,6 +74,48 @@ pub struct Config {
     /// The SEMS webconference XML-RPC dialect (`[xmlrpc]`, reference 003).
     #[serde(default)]
     pub xmlrpc: XmlRpcSection,
+    /// Mailboxes and the voicemail number (`[voicemail]`).
+    #[serde(default)]
+    pub voicemail: VoicemailSection,
+}
+
+/// `[voicemail]`: calls users do not take go to their mailbox; see `engine::apps::voicemail`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VoicemailSection {
+    /// Unanswered (after the user's `vmDelay`), busy and unreachable calls to users go
+    /// to voicemail instead of failing.
+    pub enabled: bool,
+    /// The voicemail access number (Request-URI user).
+    pub number: String,
+    /// Ringing before voicemail for users who never set `vmDelay` (MX `PATCH /calls`).
+    pub default_delay_s: u64,
+    /// A message is cut at this length.
+    pub max_message_s: u64,
+}
+
+impl Default for VoicemailSection {
+    fn default() -> Self {
+        VoicemailSection { enabled: false, number: "voicemail".into(), default_delay_s: 30, max_message_s: 120 }
+    }
+}
+
+impl VoicemailSection {
+    pub fn engine_config(&self) -> Result<engine::apps::voicemail::VoicemailConfig, String> {
+        if self.number.is_empty() || !self.number.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.*#+".contains(&b)) {
+            return Err(format!("[voicemail] number {:?}: expected a SIP user part (letters, digits, -_.*#+)", self.number));
+        }
+        if self.max_message_s == 0 || self.max_message_s > 3600 {
+            return Err("[voicemail] max_message_s: expected 1..3600".into());
+        }
+        Ok(engine::apps::voicemail::VoicemailConfig {
+            enabled: self.enabled,
+            number: self.number.clone(),
+            default_delay: std::time::Duration::from_secs(self.default_delay_s.max(1)),
+            max_message: std::time::Duration::from_secs(self.max_message_s),
+            ..Default::default()
+        })
+    }
 }
 
 /// `[ivr]`: callers at the conference access number key in a room number (and the
@@ -246,7 +288,7 @@ pub struct CallControllerSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CallsSection {
-    /// How long the callee's devices ring before the caller gets 480 (voicemail later).
+    /// How long the callee's devices ring before the caller gets 480 (or voicemail).
     pub ring_time_s: u64,
 }
 
@@ -507,6 +549,7 @@ impl Default for Config {
             ivr: IvrSection::default(),
             rooms: RoomsSection::default(),
             xmlrpc: XmlRpcSection::default(),
+            voicemail: VoicemailSection::default(),
         }
     }
 }

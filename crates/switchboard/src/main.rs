@@ -15,6 +15,7 @@ mod signalling;
 mod tokens;
 mod transport;
 mod xmlrpc;
+mod voicemail;
 
 use clap::{Parser, Subcommand};
 use config::Config;
@@ -260,6 +261,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             ivr: cfg.ivr.engine_config()?,
             prompts: engine::engine::PromptSet { dir: prompts::prepare(&cfg)? },
             join_leave_sounds: cfg.rooms.join_leave_sounds,
+            voicemail: cfg.voicemail.engine_config()?,
             ..EngineConfig::default()
         },
         media.handle(),
@@ -300,6 +302,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             recorder,
             directory: directory.clone(),
             push: Some(push),
+            voicemail: voicemail::Mailboxes::new(db.clone(), cfg.data_dir.clone(), cmd_tx.clone(), directory.clone()),
         }
             .run(),
     );

@@ -38,6 +38,8 @@ pub struct Signalling {
     pub directory: watch::Receiver<Arc<engine::users::DirectorySnapshot>>,
     /// Sends the wake-up pushes `EngineEvent::WakeUser` asks for (None: no pushes).
     pub push: Option<crate::push::PushSender>,
+    /// Stores voicemail messages, checks mailbox PINs and sends MWI, off this task.
+    pub voicemail: crate::voicemail::Mailboxes,
 }
 
 impl Signalling {
@@ -102,10 +104,13 @@ impl Signalling {
                 if let (EngineEvent::WakeUser { user_id, call }, Some(push)) = (&ev, &self.push) {
                     push.wake(*user_id, call.clone(), self.directory.borrow().clone());
                 }
+                self.voicemail.on_event(&ev);
                 // Registrations are the registrar's bookkeeping (persisted above, listed
                 // by /v1/registrations) and wake-ups the push sender's, not call events:
                 // /v1/events stays calls and rooms.
-                if !matches!(ev, EngineEvent::BindingSaved(_) | EngineEvent::BindingRemoved { .. } | EngineEvent::WakeUser { .. }) {
+                // Mailbox work (a login carries the PIN) is the voicemail shell's alone.
+                let mailbox = matches!(ev, EngineEvent::VoicemailRecorded { .. } | EngineEvent::VoicemailLogin { .. } | EngineEvent::VoicemailPlayed { .. });
+                if !mailbox && !matches!(ev, EngineEvent::BindingSaved(_) | EngineEvent::BindingRemoved { .. } | EngineEvent::WakeUser { .. }) {
                     self.events.push(ev);
                 }
             }
@@ -189,5 +194,8 @@ fn log_event(ev: &EngineEvent) {
         EngineEvent::RoomRecordingStarted(r) => info!(confid = %r.confid, number = r.number, tracks = r.tracks, "room recording started"),
         EngineEvent::RoomRecordingStopped(r) => info!(confid = %r.confid, number = r.number, "room recording stopped"),
         EngineEvent::RecordingCompleted { file, duration_ms, failed, .. } => info!(%file, duration_ms, failed, "recording complete"),
+        EngineEvent::VoicemailRecorded { user_id, file, .. } => info!(user = user_id, %file, "voicemail recorded"),
+        EngineEvent::VoicemailLogin { leg_id, user_id, .. } => info!(leg = %leg_id, user = user_id, "voicemail login"),
+        EngineEvent::VoicemailPlayed { user_id, id } => debug!(user = user_id, id, "voicemail played"),
     }
 }

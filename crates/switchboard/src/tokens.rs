@@ -62,6 +62,7 @@ pub async fn setup(
         store: Some(db.clone()),
         push: Arc::new(crate::push::topics(&cfg.push)),
         directory_changed: Some(directory_changed),
+        data_dir: Some(cfg.data_dir.clone()),
         ..api::mx::MxState::new(service.clone(), cfg.mx.log_file.clone())
     };
     let api_tls = if cfg.tls.http { tls_config(cfg)? } else { None };

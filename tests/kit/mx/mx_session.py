@@ -9,6 +9,7 @@ JSON object: {"token": "...", "results": [{"status", "content_type", "allow", "w
 The plan is a JSON list on stdin; each item is
   {"method": "GET", "path": "/calls?timestamp=0", "json": {...}?, "form": {...}?,
    "data": "raw"?, "content_type": "..."?, "auth": false?, "base": "http://..."?}
+`save: "<file>"` writes the raw body to that file (a download);
 `auth: false` sends no Authorization header; `base` sends to another listener (the
 admin web) with `basic: [user, password]` credentials instead of the token.
 
@@ -49,15 +50,21 @@ def main():
         if "data" in step:
             kwargs["data"] = step["data"]
         resp = s.request(step["method"], step.get("base", base) + step["path"], **kwargs)
-        try:
-            body = resp.json()
-        except ValueError:
-            body = resp.text
+        if "save" in step:
+            with open(step["save"], "wb") as f:
+                f.write(resp.content)
+            body = len(resp.content)
+        else:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = resp.text
         results.append({
             "status": resp.status_code,
             "content_type": resp.headers.get("Content-Type", ""),
             "allow": resp.headers.get("Allow", ""),
             "www": resp.headers.get("WWW-Authenticate", ""),
+            "disposition": resp.headers.get("Content-Disposition", ""),
             "body": body,
         })
     print(json.dumps({"token": token, "results": results}))

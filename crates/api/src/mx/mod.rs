@@ -1,6 +1,6 @@
 //! The MX Proxy dialect (reference 001): OAuth2 `/auth`, `/contacts`, `/debug/log`, and
 //! our `/.well-known/jwks.json`, served at the root of the HTTP listener; the call log,
-//! call mode and services ([`calls`]); push tokens ([`push`]); the admin web on its own
+//! call mode and services ([`calls`]); voicemail ([`voicemail`]); push tokens ([`push`]); the admin web on its own
 //! listener ([`admin`]).
 //!
 //! MX conventions kept here, not the native API's: every error body is
@@ -15,6 +15,7 @@ pub mod call_control;
 pub mod calls;
 pub mod csta;
 pub mod push;
+pub mod voicemail;
 
 use crate::tokens::{AppInfo, Claims, Issued, TokenService};
 use axum::body::Bytes;
@@ -46,12 +47,14 @@ pub struct MxState {
     pub directory_changed: Option<Arc<tokio::sync::Notify>>,
     /// The engine, for call control (None: those endpoints answer 503).
     pub engine: Option<engine::EngineHandle>,
+    /// The data dir: voicemail files are under it (None: `GET /voicemails/{id}` is 503).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl MxState {
     /// Just tokens and a log file: the call endpoints answer 503 and no push topic is known.
     pub fn new(tokens: Arc<TokenService>, log_file: Option<PathBuf>) -> MxState {
-        MxState { tokens, log_file, store: None, push: Arc::default(), directory_changed: None, engine: None }
+        MxState { tokens, log_file, store: None, push: Arc::default(), directory_changed: None, engine: None, data_dir: None }
     }
 
     fn directory_changed(&self) {
@@ -141,6 +144,8 @@ pub fn routes(state: MxState) -> Router {
         .route("/calls/{id}/record/stop", with_405(axum::routing::post(call_control::record_stop), "POST"))
         .route("/calls/{id}/conference", with_405(axum::routing::post(call_control::conference), "POST"))
         .route("/services", with_405(get(calls::services), "GET"))
+        .route("/voicemails", with_405(get(voicemail::list), "GET"))
+        .route("/voicemails/{id}", with_405(get(voicemail::download).delete(voicemail::delete).patch(voicemail::patch), "GET, DELETE, PATCH"))
         .route("/tokens/{kind}/{topic}/{token}", with_405(axum::routing::put(push::put_token).delete(push::delete_token), "PUT, DELETE"))
         .route("/debug/log", with_405(get(debug_log), "GET"))
         .route("/.well-known/jwks.json", with_405(get(jwks), "GET"))

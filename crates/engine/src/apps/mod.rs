@@ -9,6 +9,8 @@
 //! - [`services`]: `echo` (hear yourself) and `ring` (rings, never answers).
 //! - [`room`]: conference rooms, their participants and the who-hears-whom topology.
 //! - [`bridge`]: two-party calls between users, phones and numbers (B2BUA).
+//! - [`voicemail`]: messages for users who did not take a call (the bridge hands the
+//!   caller over), and the voicemail number where users hear them.
 //! - [`controller`]: third-party call control (reference 002, sipXcallController):
 //!   signalling-only dialogs it drives itself (see [`crate::legs::RawSip`]).
 //!
@@ -25,6 +27,7 @@ pub(crate) mod digits;
 pub(crate) mod ivr;
 pub(crate) mod room;
 pub(crate) mod services;
+pub mod voicemail;
 
 use crate::legs::{LegEvent, LegId, Legs};
 use sip::Method;
@@ -43,6 +46,8 @@ pub enum Owner {
     Bridge(crate::call::CallId),
     /// A caller at the conference access number (see [`ivr`]).
     Ivr,
+    /// A caller leaving a message, or at the voicemail number (see [`voicemail`]).
+    Voicemail,
 }
 
 /// What an owner that does not care about an event does with it: in-dialog requests

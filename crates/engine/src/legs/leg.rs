@@ -78,6 +78,9 @@ pub enum Service {
     /// A caller at the conference access number, keying in a room (see
     /// [`crate::apps::ivr`]); a room participant once it has entered.
     Ivr,
+    /// A caller at the voicemail number (see [`crate::apps::voicemail`]). A caller
+    /// leaving a message stays `Call`: it is the caller of a two-party call.
+    Voicemail,
 }
 
 impl Service {

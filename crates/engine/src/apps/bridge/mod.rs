@@ -11,7 +11,7 @@
 //! is rung too; with nothing registered the call fails only after the wait.
 //!
 //! Files: `mod.rs` holds the call table and its bookkeeping; `setup.rs` routing,
-//! forking, ringback, answer and the end of calls; `control.rs` mid-call control
+//! forking, ringback, answer, voicemail for calls not taken, and the end of calls; `control.rs` mid-call control
 //! (hold, transfer, record, DTMF, merge, supervise).
 
 pub(crate) mod control;
@@ -86,11 +86,15 @@ pub(crate) struct Bridges {
     next_media_room: u64,
     /// Mid-call control's own state (see `control.rs`).
     pub control: control::Control,
+    /// The directory as the engine last got it: users' voicemail delays (call modes).
+    pub directory: Arc<crate::users::DirectorySnapshot>,
+    /// Callers to hand to the voicemail application (the engine does, in dispatch).
+    pub to_voicemail: Vec<(LegId, crate::apps::voicemail::Mailbox)>,
 }
 
 impl Bridges {
     pub fn new(cfg: Arc<EngineConfig>) -> Bridges {
-        Bridges { cfg, calls: HashMap::new(), by_leg: HashMap::new(), next_id: 1, next_media_room: MEDIA_ROOM_BASE, control: Default::default() }
+        Bridges { cfg, calls: HashMap::new(), by_leg: HashMap::new(), next_id: 1, next_media_room: MEDIA_ROOM_BASE, control: Default::default(), directory: Default::default(), to_voicemail: Vec::new() }
     }
 
     /// Call ids continue above `floor` (the highest id in the call log), so they stay

@@ -25,6 +25,8 @@ pub(crate) const RING_TIMEOUT: u32 = 1;
 pub(crate) const CALLEE_RING_TIMEOUT: u32 = 2;
 /// The woken app had its time to register (`wake_wait`).
 pub(crate) const WAKE_TIMEOUT: u32 = 3;
+/// The callee's voicemail delay (MX `vmDelay`) is over: voicemail takes the call.
+pub(crate) const VOICEMAIL_TIMEOUT: u32 = 4;
 
 /// Somewhere to send an INVITE for one party: a registered contact, a URI, the gateway.
 #[derive(Debug, Clone)]
@@ -77,6 +79,10 @@ pub(crate) struct Setup {
     /// Waiting for the callee's app, woken by a push, to register: the user, and the
     /// contacts already rung (a refresh of one of those is not the app).
     pub waking: Option<(crate::users::UserId, Vec<String>)>,
+    /// The callee has a mailbox: a call it does not take goes there.
+    pub voicemail: Option<crate::users::UserId>,
+    /// The caller's leg, handed to the voicemail application: no longer ours to end.
+    pub voicemail_leg: Option<LegId>,
 }
 
 impl Bridges {
@@ -100,6 +106,10 @@ impl Bridges {
         info!(call = %id, callee = %callee.party.uri, forks = callee.targets.len(), "two-party call");
         let ring_time = self.cfg.ring_time;
         legs.set_timer(&caller_leg, now + ring_time, RING_TIMEOUT);
+        if let Some((user_id, delay)) = self.voicemail_of(&callee.party) {
+            self.calls.get_mut(&id).expect("inserted").setup.voicemail = Some(user_id);
+            legs.set_timer(&caller_leg, now + delay, VOICEMAIL_TIMEOUT);
+        }
         if let Some(user_id) = wake {
             let rung = callee.targets.iter().map(|t| t.uri.to_string()).collect();
             self.calls.get_mut(&id).expect("inserted").setup.waking = Some((user_id, rung));
@@ -206,7 +216,7 @@ impl Bridges {
             LegEvent::Progress { leg, status, early_media, .. } => self.on_progress(now, legs, id, &leg, status, early_media),
             LegEvent::Answered { leg } => self.on_answered(now, legs, id, &leg),
             LegEvent::Ended { leg, status, by_remote, .. } => self.on_ended(now, legs, id, &leg, status, by_remote),
-            LegEvent::Timer { leg, tag: tag @ (RING_TIMEOUT | CALLEE_RING_TIMEOUT) } => self.on_ring_timeout(now, legs, id, &leg, tag),
+            LegEvent::Timer { leg, tag: tag @ (RING_TIMEOUT | CALLEE_RING_TIMEOUT | VOICEMAIL_TIMEOUT) } => self.on_ring_timeout(now, legs, id, &leg, tag),
             LegEvent::Timer { tag: WAKE_TIMEOUT, .. } => {
                 // The app had its time: from now on the call fails when no fork is left.
                 if let Some(call) = self.calls.get_mut(&id) {
@@ -357,6 +367,10 @@ impl Bridges {
         let (disposition, status, reason) = failure_of(&call.setup.fork_statuses);
         let caller = call.caller_leg.clone().expect("checked");
         info!(call = %id, status, "no device answered");
+        // Busy or unreachable (a decline is the callee's choice, and is respected).
+        if status != 603 && self.to_voicemail(now, legs, id, disposition) {
+            return;
+        }
         // The caller hears the forks' failure (end_call would answer a plain 480).
         let _ = legs.hangup_with(now, &caller, Some((status, reason)));
         self.end_call(now, legs, id, disposition, None);
@@ -390,8 +404,12 @@ impl Bridges {
         if call.state != CallState::Ringing || !current {
             return;
         }
-        // Voicemail hook (issue 11): an unanswered call goes to the callee's mailbox
-        // here instead of 480, once mailboxes exist.
+        // The voicemail delay only ever moves a call to voicemail; the ring time ends
+        // it there too when the callee has a mailbox.
+        if self.to_voicemail(now, legs, id, Disposition::NoAnswer) || tag == VOICEMAIL_TIMEOUT {
+            return;
+        }
+        let Some(call) = self.calls.get(&id) else { return };
         let caller = call.caller_leg.clone();
         let forks: Vec<LegId> = call.forks.iter().chain(call.setup.caller_forks.iter()).cloned().collect();
         info!(call = %id, "ring time over");
@@ -402,6 +420,41 @@ impl Bridges {
             let _ = legs.hangup(now, &f);
         }
         self.end_call(now, legs, id, Disposition::NoAnswer, None);
+    }
+
+    /// The callee's mailbox and voicemail delay, if calls to it go to voicemail: its
+    /// call mode's `vmDelay` (MX), else `[voicemail] default_delay_s`.
+    fn voicemail_of(&self, callee: &Party) -> Option<(crate::users::UserId, std::time::Duration)> {
+        let vm = &self.cfg.voicemail;
+        let user = self.directory.user(callee.user_id?).filter(|_| vm.enabled)?;
+        let delay = user.call_mode.as_ref().map(|m| std::time::Duration::from_secs(m.vm_delay_s.max(1).into())).unwrap_or(vm.default_delay);
+        Some((user.id, delay))
+    }
+
+    /// The callee did not take the call (no answer, busy, nothing registered): if it
+    /// has a mailbox, the call ends here as `disposition` (forks cancelled) and its
+    /// caller is handed to the voicemail application. False: no mailbox, nothing done.
+    fn to_voicemail(&mut self, now: Instant, legs: &mut Legs, id: CallId, disposition: Disposition) -> bool {
+        let Some(call) = self.calls.get_mut(&id) else { return false };
+        let Some(user_id) = call.setup.voicemail.take() else { return false };
+        let Some(caller) = call.caller_leg.clone() else { return false };
+        if call.api_originated || !legs.get(&caller).is_some_and(|l| l.direction == Direction::Inbound && !l.is_over()) {
+            return false;
+        }
+        call.setup.voicemail_leg = Some(caller.clone());
+        let owner = call.callee.ext.clone().or_else(|| self.directory.user(user_id).map(|u| u.login.clone())).unwrap_or_default();
+        let mailbox = crate::apps::voicemail::Mailbox { user_id, owner, caller: call.caller.clone(), call: Some(id) };
+        info!(call = %id, user = user_id, "to voicemail");
+        self.end_call(now, legs, id, disposition, None);
+        self.to_voicemail.push((caller, mailbox));
+        true
+    }
+
+    /// A leg handed to another application was forgotten: drop it from the call.
+    pub(crate) fn forget_leg(&mut self, leg: &LegId) {
+        if let Some(id) = self.by_leg.get(leg).copied() {
+            self.on_forgotten(id, leg);
+        }
     }
 
     fn on_forgotten(&mut self, id: CallId, leg: &LegId) {
@@ -425,7 +478,7 @@ impl Bridges {
         call.disposition = Some(if answered { Disposition::Answered } else { disposition });
         call.hangup_by = hangup_by;
         let mut up: Vec<LegId> = call.forks.drain(..).chain(call.setup.caller_forks.drain(..)).collect();
-        up.extend(call.caller_leg.iter().cloned());
+        up.extend(call.caller_leg.iter().filter(|l| call.setup.voicemail_leg.as_ref() != Some(*l)).cloned());
         up.extend(call.callee_leg.iter().cloned());
         up.extend(call.supervisors.iter().map(|(l, _)| l.clone()));
         call.setup.interceptor = None;
