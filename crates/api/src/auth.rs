@@ -373,6 +373,8 @@ mod tests {
                 inviteid: LegId("l".into()),
                 muted: false,
                 deaf: false,
+                gain_in_db: 0.0,
+                gain_out_db: 0.0,
                 talking: false,
                 joined_ms: 0,
                 ended_ms: None,

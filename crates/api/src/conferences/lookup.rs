@@ -417,6 +417,8 @@ mod tests {
             inviteid: LegId(format!("inv{n}")),
             muted: false,
             deaf: false,
+            gain_in_db: 0.0,
+            gain_out_db: 0.0,
             talking: false,
             joined_ms: 1000 + n as u64,
             ended_ms: None,
