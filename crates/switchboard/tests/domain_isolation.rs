@@ -134,6 +134,7 @@ fn a_domain_admin_cannot_see_or_touch_another_domain() {
             .replace("{participantid}", &beta_pid)
             .replace("{leg_id}", &beta_leg_id)
             .replace("{client_id}", beta.app)
+            .replace("{recording_id}", &format!("{beta_conf}~1-mix"))
             .replace("{id}", &beta_user)
             .replace("/v1/domains/{name}", &format!("/v1/domains/{}", beta.domain))
             .replace("/v1/keys/{name}", &format!("/v1/keys/{}", beta.key_name))
@@ -163,6 +164,13 @@ fn a_domain_admin_cannot_see_or_touch_another_domain() {
                 "redirect_call" => (Some(json!({ "to": "3046" })), Expect::NotFound),
                 "intercept_call" => (Some(json!({ "device": "3046" })), Expect::NotFound),
                 "patch_participant" => (Some(json!({ "muted": true })), Expect::NotFound),
+                // prompts and recordings of beta's room
+                "play_room_prompt" | "play_participant_prompt" => (Some(json!({ "tones": "440/100" })), Expect::NotFound),
+                "stop_room_prompt" | "stop_participant_prompt" | "get_room_recording" | "stop_room_recording" => (None, Expect::NotFound),
+                "start_room_recording" => (Some(json!({ "tracks": true })), Expect::NotFound),
+                "pause_room_recording" => (Some(json!({ "paused": true })), Expect::NotFound),
+                "get_recording" => (None, Expect::NotFound),
+                "list_recordings" => (None, Expect::NoLeak),
                 "change_topology" => (Some(json!([{ "from": "*", "to": "*", "enabled": true }])), Expect::NotFound),
                 "patch_domain" => (Some(json!({ "enabled": false })), Expect::NotFound),
                 "patch_user" => (Some(json!({ "first_name": "Mallory" })), Expect::NotFound),

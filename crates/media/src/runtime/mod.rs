@@ -684,13 +684,24 @@ impl Worker {
     /// keeps its pace; the rest is read right after it) or after SHARED_DRAIN_CALLS
     /// calls; returns true then.
     fn read_shared(&mut self, now: Instant) -> bool {
-        let LegIo::Shared { pair, demux, reported_unmatched } = &mut self.io else { return false };
+        let fds = match &self.io {
+            LegIo::Shared { pair, .. } => [pair.rtp.as_raw_fd(), pair.rtcp.as_raw_fd()],
+            LegIo::PerLeg { .. } => return false,
+        };
         let mut backlog = false;
-        for socket in [Socket::Rtp, Socket::Rtcp] {
-            let fd = if socket == Socket::Rtp { pair.rtp.as_raw_fd() } else { pair.rtcp.as_raw_fd() };
+        for (socket, fd) in [(Socket::Rtp, fds[0]), (Socket::Rtcp, fds[1])] {
             let mut calls = 0;
             loop {
                 let n = self.recv.recv(fd);
+                if n > 0 {
+                    // A leg's setup queued before its phone's packet was sent is in the
+                    // queue by now: apply it before matching, or a packet that arrived
+                    // between the command drain and this read would find no leg.
+                    while let Ok(msg) = self.commands.try_recv() {
+                        self.control(now, msg);
+                    }
+                }
+                let LegIo::Shared { demux, .. } = &mut self.io else { return false };
                 for i in 0..n {
                     let (from, data) = self.recv.get(i);
                     let Some(from) = from else { continue };
@@ -709,6 +720,7 @@ impl Worker {
                 }
             }
         }
+        let LegIo::Shared { demux, reported_unmatched, .. } = &mut self.io else { return backlog };
         // Rate-limited: at most one line per 1,000 unmatched datagrams.
         if demux.unmatched >= *reported_unmatched + 1_000 || (*reported_unmatched == 0 && demux.unmatched > 0) {
             tracing::debug!(worker = self.index, unmatched = demux.unmatched, legs = demux.len(), "media: datagrams from unknown sources dropped");
