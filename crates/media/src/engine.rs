@@ -464,6 +464,8 @@ pub struct MediaCore {
     dtmf_legs: Vec<usize>,
     /// Legs with a prompt playing (see `play_leg_prompts`).
     prompt_legs: Vec<usize>,
+    /// Legs recording their own track: rooms skip the per-member track pass at 0.
+    recording_legs: usize,
     /// This tick's prompt frame for the listener being mixed.
     prompt_frame: Frame,
     events: VecDeque<MediaEvent>,
@@ -490,6 +492,7 @@ impl MediaCore {
             rooms: FastMap::default(),
             dtmf_legs: Vec::new(),
             prompt_legs: Vec::new(),
+            recording_legs: 0,
             prompt_frame: SILENCE,
             events: VecDeque::with_capacity(256),
             tx: TxQueue { bytes: Vec::with_capacity(64 * 1024), meta: Vec::with_capacity(1024), cursor: 0 },
@@ -685,8 +688,11 @@ impl MediaCore {
                 }
             }
             Command::RecordLeg(leg, tap) => {
-                if let Some(l) = self.leg_mut(leg) {
+                if let Some(&slot) = self.index.get(&leg) {
+                    let l = self.legs[slot].as_mut().expect("indexed leg");
+                    let (was, is) = (l.record.is_some(), tap.is_some());
                     l.record = tap;
+                    self.recording_legs = self.recording_legs + is as usize - was as usize;
                 }
             }
             Command::SetGain { leg, in_db, out_db } => {
@@ -721,6 +727,7 @@ impl MediaCore {
                 if let Some(slot) = self.index.remove(&leg) {
                     if let Some(l) = &self.legs[slot] {
                         stats = l.media_stats();
+                        self.recording_legs -= l.record.is_some() as usize;
                     }
                     self.legs[slot] = None;
                     self.free_slots.push(slot);
@@ -784,6 +791,7 @@ impl MediaCore {
         publication.clear();
         let legs = &mut self.legs;
         let events = &mut self.events;
+        let any_tracks = self.recording_legs > 0;
         for (&room_id, room) in self.rooms.iter() {
             if room.members.is_empty() {
                 continue;
@@ -836,7 +844,7 @@ impl MediaCore {
                 }
             }
             // Participants' own tracks: every tick, talking or not, what they said.
-            for &slot in &room.members {
+            for &slot in room.members.iter().filter(|_| any_tracks) {
                 let l = legs[slot].as_mut().expect("room member");
                 if l.record.is_none() {
                     continue;

@@ -18,9 +18,9 @@ use support::*;
 
 /// 16 kHz mono 16-bit samples of a WAV we wrote.
 fn samples(wav: &[u8]) -> Vec<i16> {
-    assert_eq!(&wav[0..4], b"RIFF");
-    assert_eq!(u32::from_le_bytes(wav[24..28].try_into().unwrap()), 16_000);
-    wav[44..].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+    let (rate, samples) = support::phone::wav_samples(wav);
+    assert_eq!(rate, 16_000);
+    samples
 }
 
 /// Whether `hz` is the strongest of the given tones in some 100 ms of `s`, at

@@ -13,7 +13,7 @@
 mod support;
 
 use std::time::Duration;
-use support::phone::Phone;
+use support::phone::{wav_samples, Phone};
 use support::*;
 
 const DOMAIN: &str = "switchboard.test";
@@ -52,22 +52,6 @@ fn prompt_secs(name: &str) -> f64 {
     let bytes = std::fs::read(workspace_root().join("prompts/en").join(format!("{name}.wav"))).unwrap();
     let (rate, samples) = wav_samples(&bytes);
     samples.len() as f64 / rate as f64
-}
-
-/// (rate, mono 16-bit samples) of a PCM WAV.
-fn wav_samples(bytes: &[u8]) -> (u32, Vec<i16>) {
-    assert_eq!(&bytes[0..4], b"RIFF", "a WAV file");
-    let rate = u32::from_le_bytes(bytes[24..28].try_into().unwrap());
-    let mut i = 12;
-    while i + 8 <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[i + 4..i + 8].try_into().unwrap()) as usize;
-        if &bytes[i..i + 4] == b"data" {
-            let end = (i + 8 + len).min(bytes.len());
-            return (rate, bytes[i + 8..end].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect());
-        }
-        i += 8 + len;
-    }
-    panic!("no data chunk");
 }
 
 /// Power of `f` in `x` (Goertzel), normalised by length.

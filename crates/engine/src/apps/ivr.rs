@@ -81,7 +81,7 @@ impl Ivr {
     pub fn on_leg_event(&mut self, now: Instant, legs: &mut Legs, rooms: &mut Rooms, ev: LegEvent) {
         match ev {
             LegEvent::Dtmf { leg, digit, .. } => self.on_digit(now, legs, rooms, &leg, digit),
-            LegEvent::Timer { leg, tag } => self.on_timer(now, legs, rooms, &leg, tag),
+            LegEvent::Timer { leg, tag } => self.on_timer(legs, rooms, &leg, tag),
             LegEvent::PromptEnded { leg, prompt, end } => self.on_prompt_ended(now, legs, rooms, &leg, prompt, end),
             LegEvent::Ended { leg, .. } => {
                 self.callers.remove(&leg);
@@ -110,18 +110,18 @@ impl Ivr {
                 if let Some(p) = c.prompt.take() {
                     legs.stop_prompt(id, Some(p));
                 }
-                self.submit(now, legs, rooms, id, entry);
+                self.submit(legs, rooms, id, entry);
             }
         }
     }
 
-    fn on_timer(&mut self, now: Instant, legs: &mut Legs, rooms: &mut Rooms, id: &LegId, tag: u32) {
+    fn on_timer(&mut self, legs: &mut Legs, rooms: &mut Rooms, id: &LegId, tag: u32) {
         let Some(c) = self.callers.get_mut(id) else { return };
         if tag != c.timer || !matches!(c.stage, Stage::RoomNumber | Stage::RoomPin { .. }) {
             return;
         }
         if let Some(entry) = c.digits.timeout() {
-            return self.submit(now, legs, rooms, id, entry);
+            return self.submit(legs, rooms, id, entry);
         }
         // Nothing keyed since the prompt ended: ask again, up to the limit.
         c.attempts += 1;
@@ -139,7 +139,7 @@ impl Ivr {
         }
         c.prompt = None;
         match c.stage.clone() {
-            Stage::Entering { room } => self.join(now, legs, rooms, id, &room),
+            Stage::Entering { room } => self.join(legs, rooms, id, &room),
             Stage::Goodbye => {
                 self.callers.remove(id);
                 let _ = legs.hangup(now, id);
@@ -158,7 +158,7 @@ impl Ivr {
     }
 
     /// A complete entry in the current stage.
-    fn submit(&mut self, _now: Instant, legs: &mut Legs, rooms: &mut Rooms, id: &LegId, entry: String) {
+    fn submit(&mut self, legs: &mut Legs, rooms: &mut Rooms, id: &LegId, entry: String) {
         let Some(domain) = legs.get(id).map(|l| l.domain.clone()) else { return };
         let Some(c) = self.callers.get_mut(id) else { return };
         match c.stage.clone() {
@@ -213,7 +213,7 @@ impl Ivr {
     }
 
     /// Hands the caller to the room application.
-    fn join(&mut self, now: Instant, legs: &mut Legs, rooms: &mut Rooms, id: &LegId, room: &str) {
+    fn join(&mut self, legs: &mut Legs, rooms: &mut Rooms, id: &LegId, room: &str) {
         let Some(domain) = legs.get(id).map(|l| l.domain.clone()) else { return };
         match rooms.adopt_announced(legs, room, &domain, std::slice::from_ref(id)) {
             Ok(confid) => {
@@ -224,7 +224,6 @@ impl Ivr {
                 // The room went away meanwhile (ended, or a private room deleted).
                 info!(leg = %id, room, error = %e, "IVR: the room cannot be joined");
                 self.goodbye(legs, id);
-                let _ = now;
             }
         }
     }

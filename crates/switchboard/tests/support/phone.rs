@@ -121,7 +121,13 @@ pub fn wait_server_event(server: &Server, kind: &str, pred: impl Fn(&Value) -> b
 /// 16-bit PCM samples and the rate of a WAV file (pjsua2's recordings).
 pub fn read_wav(path: &Path) -> (Vec<i16>, u32) {
     let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(&data[0..4], b"RIFF", "{} is not a WAV", path.display());
+    let (rate, samples) = wav_samples(&data);
+    (samples, rate)
+}
+
+/// The rate and 16-bit PCM samples of a WAV file's bytes (recordings, downloads).
+pub fn wav_samples(data: &[u8]) -> (u32, Vec<i16>) {
+    assert_eq!(&data[0..4], b"RIFF", "not a WAV");
     let mut at = 12;
     let mut rate = 0;
     while at + 8 <= data.len() {
@@ -132,30 +138,16 @@ pub fn read_wav(path: &Path) -> (Vec<i16>, u32) {
             rate = u32::from_le_bytes(body[4..8].try_into().unwrap());
             assert_eq!(u16::from_le_bytes([body[14], body[15]]), 16, "16-bit recordings");
         } else if id == b"data" {
-            return (body.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect(), rate);
+            return (rate, body.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect());
         }
         at += 8 + size + (size & 1);
     }
-    panic!("{}: no data chunk", path.display());
+    panic!("no data chunk");
 }
 
-/// Share of the power at `hz` in `s` (about 1 for a pure tone), Goertzel.
+/// Share of the power at `hz` in `s` (about 1 for a pure tone; 0 for silence).
 pub fn share(s: &[i16], rate: u32, hz: f64) -> f64 {
-    let n = s.len() as f64;
-    let k = (0.5 + n * hz / rate as f64).floor();
-    let c = 2.0 * (2.0 * std::f64::consts::PI * k / n).cos();
-    let (mut s1, mut s2, mut e) = (0.0f64, 0.0f64, 0.0f64);
-    for &x in s {
-        let x = x as f64;
-        e += x * x;
-        let s0 = x + c * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    if e == 0.0 {
-        return 0.0;
-    }
-    2.0 * (s1 * s1 + s2 * s2 - c * s1 * s2) / (n * e)
+    media::dsp::goertzel::tone_share(s, rate, hz, 0.0)
 }
 
 pub fn rms(s: &[i16]) -> f64 {
