@@ -1174,6 +1174,7 @@ impl Engine {
                 self.dispatch(now);
                 r.map(|_| crate::call::CallInfo { state: crate::call::CallState::Ended, ..before })
             }
+            CallOp::JoinScheduled { .. } => Err(EngineError::Conflict("scheduled conferences are not joined this way yet".into())),
         }
     }
 }

@@ -83,6 +83,10 @@ pub enum CallOp {
     RecordStop,
     /// Into the room with this number (created if needed) or confid.
     Conference { room: String },
+    /// Into the scheduled conference with this access id (see [`crate::schedule`]),
+    /// on behalf of `user`: its window is enforced (Conflict outside it), and the
+    /// call's party that is `user` counts as the owner when `user` booked it.
+    JoinScheduled { access_id: u64, user: crate::users::UserId },
 }
 
 impl Command {

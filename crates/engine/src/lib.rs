@@ -39,6 +39,7 @@ pub mod legs;
 pub use legs::leg;
 pub mod registrar;
 pub mod room;
+pub mod schedule;
 pub mod users;
 
 pub use engine::{local_capabilities, DialOut, Engine, EngineConfig, EngineError, EngineEvent, EngineStatus, IvrConfig, PromptSet, RecordOp, ALLOW};

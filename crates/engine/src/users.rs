@@ -152,6 +152,10 @@ pub struct DirectorySnapshot {
     pub domains: Vec<Domain>,
     pub users: Vec<User>,
     pub credentials: Vec<SipCredential>,
+    /// Scheduled conferences (see [`crate::schedule`]), set by [`Self::with_conferences`].
+    pub conferences: Vec<crate::schedule::ScheduledConference>,
+    /// (domain, access id) → index into `conferences`.
+    conference_by_access: HashMap<(DomainId, u64), usize>,
     domain_by_name: HashMap<String, usize>,
     domain_by_id: HashMap<DomainId, usize>,
     user_by_id: HashMap<UserId, usize>,
@@ -185,6 +189,18 @@ impl DirectorySnapshot {
             }
         }
         s
+    }
+
+    /// The snapshot with these scheduled conferences.
+    pub fn with_conferences(mut self, conferences: Vec<crate::schedule::ScheduledConference>) -> DirectorySnapshot {
+        self.conference_by_access = conferences.iter().enumerate().map(|(i, c)| ((c.domain_id, c.access_id), i)).collect();
+        self.conferences = conferences;
+        self
+    }
+
+    /// The scheduled conference a caller of `domain` reaches by keying `access_id`.
+    pub fn conference_by_access(&self, domain: DomainId, access_id: u64) -> Option<&crate::schedule::ScheduledConference> {
+        self.conference_by_access.get(&(domain, access_id)).map(|&i| &self.conferences[i])
     }
 
     pub fn shared(self) -> Arc<DirectorySnapshot> {
