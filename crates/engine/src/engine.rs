@@ -124,6 +124,8 @@ pub struct IvrConfig {
     pub max_digits: usize,
     /// Wrong entries and silent rounds before the goodbye prompt and BYE.
     pub max_attempts: u32,
+    /// A scheduled conference may be entered this many seconds before it starts.
+    pub early_join_s: i64,
 }
 
 impl Default for IvrConfig {
@@ -138,6 +140,7 @@ impl Default for IvrConfig {
             no_input_timeout: Duration::from_secs(10),
             max_digits: 32,
             max_attempts: 5,
+            early_join_s: 300,
         }
     }
 }
@@ -343,6 +346,7 @@ pub struct Engine {
     pub(crate) rooms: Rooms,
     /// The conference access number's menu (see [`crate::apps::ivr`]).
     pub(crate) ivr: crate::apps::ivr::Ivr,
+    pub(crate) scheduled: crate::apps::scheduled::Scheduled,
     pub(crate) bridges: crate::apps::bridge::Bridges,
     /// Domains, users and credentials as last loaded by the shell (see [`crate::users`]).
     pub(crate) directory: Arc<crate::users::DirectorySnapshot>,
@@ -375,6 +379,7 @@ impl Engine {
             legs: Legs::new(cfg.clone(), media),
             rooms: Rooms::new(cfg.clone()),
             ivr: crate::apps::ivr::Ivr::new(cfg.clone()),
+            scheduled: crate::apps::scheduled::Scheduled::new(cfg.clone()),
             bridges: crate::apps::bridge::Bridges::new(cfg.clone()),
             voicemail: crate::apps::voicemail::Voicemail::new(cfg.clone()),
             cfg,
@@ -390,6 +395,8 @@ impl Engine {
     pub fn set_directory(&mut self, directory: Arc<crate::users::DirectorySnapshot>) {
         // The bridge reads users' voicemail delays (call modes) from it.
         self.bridges.directory = directory.clone();
+        // The IVR reads scheduled conferences' access ids from it.
+        self.ivr.directory = directory.clone();
         self.directory = directory;
     }
 
@@ -549,7 +556,8 @@ impl Engine {
             };
             match owner {
                 Owner::Room(confid) => self.rooms.on_leg_event(now, &mut self.legs, &confid, ev),
-                Owner::Ivr => self.ivr.on_leg_event(now, &mut self.legs, &mut self.rooms, ev),
+                Owner::Ivr => self.ivr.on_leg_event(now, &mut self.legs, &mut self.rooms, &mut self.scheduled, ev),
+                Owner::Scheduled => self.scheduled.on_leg_event(now, &mut self.legs, ev),
                 Owner::Voicemail => {
                     // A caller the bridge handed over: its call is done with once it is forgotten.
                     if let LegEvent::Forgotten { leg, .. } = &ev {
@@ -636,6 +644,10 @@ impl Engine {
         let user = req.uri.user.as_deref().unwrap_or("");
         // The access number and direct room entry come first: they are configured, and
         // may take numbers that would otherwise be extensions.
+        let domain_id = self.directory.domain_by_name(&req.uri.host).map(|d| d.id);
+        // A scheduled conference's access id dialled as a room number (`*9<id>`, or
+        // `<id>` as a direct room) enters it the way the access number does.
+        let mut scheduled_entry = None;
         let (service, announced) = if user == self.cfg.ivr.conference_number {
             (Some(Service::Ivr), false)
         } else if user == self.cfg.voicemail.number {
@@ -644,6 +656,13 @@ impl Engine {
             (Some(Service::Room(room)), true)
         } else {
             (Service::from_user(user, &self.cfg.room_prefix), false)
+        };
+        let (service, announced) = match service {
+            Some(Service::Room(number)) if domain_id.and_then(|d| number.parse().ok().and_then(|n| self.directory.conference_by_access(d, n))).is_some() => {
+                scheduled_entry = Some(number);
+                (Some(Service::Ivr), false)
+            }
+            s => (s, announced),
         };
         let Some(service) = service else {
             // Rooms and services are open to anyone; users' extensions and numbers
@@ -661,9 +680,10 @@ impl Engine {
             Service::Voicemail => Owner::Voicemail,
             Service::Room(_) | Service::Call => Owner::Nobody,
         };
-        // At the voicemail number an authenticated caller opens its own mailbox.
+        // At the voicemail number an authenticated caller opens its own mailbox; at the
+        // conference number the owner of a scheduled conference is recognised.
         let vm_caller = match (&service, known_caller) {
-            (Service::Voicemail, true) => {
+            (Service::Voicemail | Service::Ivr, true) => {
                 let f = &req.headers.from.uri;
                 let d = self.directory.domain_by_name(&f.host).map(|d| d.id);
                 d.zip(f.user.as_deref()).and_then(|(d, u)| self.directory.user_by_key(d, u)).map(|u| u.id)
@@ -681,7 +701,10 @@ impl Engine {
             Service::Echo => apps::services::start_echo(now, &mut self.legs, &id),
             Service::Ring => apps::services::start_ring(now, &mut self.legs, &id),
             Service::Room(number) => self.rooms.on_incoming(now, &mut self.legs, &id, &number),
-            Service::Ivr => self.ivr.on_incoming(now, &mut self.legs, &id),
+            Service::Ivr => match scheduled_entry {
+                Some(entry) => self.ivr.on_incoming_entry(now, &mut self.legs, &mut self.rooms, &id, vm_caller, entry),
+                None => self.ivr.on_incoming(now, &mut self.legs, &id, vm_caller),
+            },
             Service::Voicemail => self.voicemail.on_incoming(now, &mut self.legs, &id, vm_caller),
             Service::Call => {}
         }
@@ -1174,8 +1197,39 @@ impl Engine {
                 self.dispatch(now);
                 r.map(|_| crate::call::CallInfo { state: crate::call::CallState::Ended, ..before })
             }
-            CallOp::JoinScheduled { .. } => Err(EngineError::Conflict("scheduled conferences are not joined this way yet".into())),
+            CallOp::JoinScheduled { access_id, user } => self.join_scheduled(now, id, access_id, user),
         }
+    }
+}
+
+impl Engine {
+    /// Both parties of call `id` go into the scheduled conference `access_id` of the
+    /// call's domain; the party that is `user` is its owner if `user` booked it.
+    fn join_scheduled(&mut self, now: Instant, id: crate::call::CallId, access_id: u64, user: crate::users::UserId) -> Result<crate::call::CallInfo, EngineError> {
+        use crate::schedule::Window;
+        let before = self.call_control(now, id, crate::handle::CallOp::Inspect)?;
+        let domain_id = self.directory.domain_by_name(&before.domain).map(|d| d.id).ok_or(EngineError::RoomNotFound)?;
+        let conf = self.directory.conference_by_access(domain_id, access_id).cloned().ok_or(EngineError::RoomNotFound)?;
+        match conf.window(crate::schedule::unix_now_s(), self.cfg.ivr.early_join_s) {
+            Window::Open => {}
+            Window::NotStarted { .. } => return Err(EngineError::Conflict("conference has not started".into())),
+            Window::Ended => return Err(EngineError::Conflict("conference has ended".into())),
+        }
+        // Which leg is the owner's: the side whose party is the booking user.
+        let owner_leg = if user == conf.owner_id {
+            let call = self.bridges.calls.get(&id).ok_or(EngineError::LegNotFound)?;
+            [(&before.caller, &call.caller_leg), (&before.callee, &call.callee_leg)]
+                .into_iter()
+                .find(|(party, _)| party.user_id == Some(user))
+                .and_then(|(_, leg)| leg.clone())
+        } else {
+            None
+        };
+        let (domain, members) = self.bridges.release_for_conference(now, &mut self.legs, id)?;
+        let members: Vec<(LegId, bool)> = members.into_iter().map(|l| (l.clone(), Some(&l) == owner_leg.as_ref())).collect();
+        let r = self.scheduled.enter(&mut self.legs, &mut self.rooms, &conf, &domain, &members);
+        self.dispatch(now);
+        r.map(|_| crate::call::CallInfo { state: crate::call::CallState::Ended, ..before })
     }
 }
 

@@ -17,6 +17,11 @@
 
 use crate::users::{DomainId, UserId};
 
+/// Now in Unix seconds (the windows are wall-clock times).
+pub fn unix_now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
 /// How a conference repeats. MX shows only `Once`; the others are ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recurrence {

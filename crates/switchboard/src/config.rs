@@ -142,6 +142,9 @@ pub struct IvrSection {
     pub max_digits: usize,
     /// Wrong entries and silent rounds before the goodbye prompt and BYE.
     pub max_attempts: u32,
+    /// A scheduled conference (reference 001) may be entered this many seconds before
+    /// its start.
+    pub early_join_s: u32,
 }
 
 impl Default for IvrSection {
@@ -157,6 +160,7 @@ impl Default for IvrSection {
             no_input_timeout_ms: d.no_input_timeout.as_millis() as u64,
             max_digits: d.max_digits,
             max_attempts: d.max_attempts,
+            early_join_s: d.early_join_s as u32,
         }
     }
 }
@@ -183,6 +187,7 @@ impl IvrSection {
             no_input_timeout: std::time::Duration::from_millis(self.no_input_timeout_ms.max(1000)),
             max_digits: self.max_digits.clamp(1, 64),
             max_attempts: self.max_attempts.max(1),
+            early_join_s: i64::from(self.early_join_s),
         })
     }
 }

@@ -25,6 +25,7 @@ const BUILT_IN: &[(&str, &[u8])] = &[
     ("first_participant", include_bytes!("../../../prompts/en/first_participant.wav")),
     ("join", include_bytes!("../../../prompts/en/join.wav")),
     ("leave", include_bytes!("../../../prompts/en/leave.wav")),
+    ("music", include_bytes!("../../../prompts/en/music.wav")),
     ("participant_pin", include_bytes!("../../../prompts/en/participant_pin.wav")),
     ("pin_prompt", include_bytes!("../../../prompts/en/pin_prompt.wav")),
     ("vm_enter_pin", include_bytes!("../../../prompts/en/vm_enter_pin.wav")),

@@ -11,6 +11,11 @@
 //!                               entries or silence: wrong_pin_bye, then BYE
 //! ```
 //!
+//! An entry that is the access id of a scheduled conference (see [`crate::schedule`])
+//! is checked against that conference's window: outside it the caller hears
+//! `conference_not_started` or `conference_ended` and a BYE; inside it the caller is
+//! handed to [`super::scheduled`] after the entering prompt.
+//!
 //! Once in the room the caller belongs to [`super::room`], which plays the
 //! first-participant prompt and the join and leave sounds of rooms entered this way.
 //! Unlike SEMS there is an inter-digit timeout (an entry is taken after a pause) and a
@@ -18,6 +23,9 @@
 
 use super::digits::{DigitCollector, Entry};
 use super::room::Rooms;
+use super::scheduled::Scheduled;
+use crate::schedule::Window;
+use crate::users::{DirectorySnapshot, UserId};
 use crate::engine::EngineConfig;
 use crate::legs::{LegEvent, LegId, Legs};
 use media::{PromptEnd, PromptId, PromptSpec};
@@ -31,8 +39,9 @@ use tracing::info;
 enum Stage {
     RoomNumber,
     RoomPin { room: String, pin: String },
-    /// The entering prompt plays; the caller joins when it ends.
-    Entering { room: String },
+    /// The entering prompt plays; the caller joins when it ends (the scheduled
+    /// conference with this store id, when it is one).
+    Entering { room: String, scheduled: Option<i64> },
     /// The goodbye prompt plays; BYE when it ends.
     Goodbye,
 }
@@ -46,20 +55,37 @@ struct Caller {
     timer: u32,
     /// Wrong entries and silent rounds so far.
     attempts: u32,
+    /// The directory user the caller authenticated as (the owner of a scheduled
+    /// conference is recognised by it).
+    user: Option<UserId>,
 }
 
 pub(crate) struct Ivr {
     cfg: Arc<EngineConfig>,
     callers: HashMap<LegId, Caller>,
+    /// For scheduled conferences' access ids; replaced with every directory change.
+    pub directory: Arc<DirectorySnapshot>,
 }
 
 impl Ivr {
     pub fn new(cfg: Arc<EngineConfig>) -> Ivr {
-        Ivr { cfg, callers: HashMap::new() }
+        Ivr { cfg, callers: HashMap::new(), directory: Default::default() }
+    }
+
+    /// A call that dialled a scheduled conference's access id as a room number: as if
+    /// it had keyed that id at the access number.
+    pub fn on_incoming_entry(&mut self, now: Instant, legs: &mut Legs, rooms: &mut Rooms, id: &LegId, user: Option<UserId>, entry: String) {
+        self.on_incoming(now, legs, id, user);
+        if let Some(c) = self.callers.get_mut(id) {
+            if let Some(p) = c.prompt.take() {
+                legs.stop_prompt(id, Some(p));
+            }
+        }
+        self.submit(legs, rooms, id, entry);
     }
 
     /// A call to the access number: answer it and ask for the room number.
-    pub fn on_incoming(&mut self, now: Instant, legs: &mut Legs, id: &LegId) {
+    pub fn on_incoming(&mut self, now: Instant, legs: &mut Legs, id: &LegId, user: Option<UserId>) {
         if legs.answer(now, id).is_err() {
             return;
         }
@@ -72,17 +98,18 @@ impl Ivr {
                 prompt: None,
                 timer: 0,
                 attempts: 0,
+                user,
             },
         );
         info!(leg = %id, "conference access number: asking for the room number");
         self.prompt(legs, id, "pin_prompt", true);
     }
 
-    pub fn on_leg_event(&mut self, now: Instant, legs: &mut Legs, rooms: &mut Rooms, ev: LegEvent) {
+    pub fn on_leg_event(&mut self, now: Instant, legs: &mut Legs, rooms: &mut Rooms, scheduled: &mut Scheduled, ev: LegEvent) {
         match ev {
             LegEvent::Dtmf { leg, digit, .. } => self.on_digit(now, legs, rooms, &leg, digit),
             LegEvent::Timer { leg, tag } => self.on_timer(legs, rooms, &leg, tag),
-            LegEvent::PromptEnded { leg, prompt, end } => self.on_prompt_ended(now, legs, rooms, &leg, prompt, end),
+            LegEvent::PromptEnded { leg, prompt, end } => self.on_prompt_ended(now, legs, rooms, scheduled, &leg, prompt, end),
             LegEvent::Ended { leg, .. } => {
                 self.callers.remove(&leg);
             }
@@ -126,20 +153,22 @@ impl Ivr {
         // Nothing keyed since the prompt ended: ask again, up to the limit.
         c.attempts += 1;
         if c.attempts >= self.cfg.ivr.max_attempts {
-            return self.goodbye(legs, id);
+            return self.goodbye(legs, id, "wrong_pin_bye");
         }
         let name = if matches!(c.stage, Stage::RoomPin { .. }) { "participant_pin" } else { "pin_prompt" };
         self.prompt(legs, id, name, true);
     }
 
-    fn on_prompt_ended(&mut self, now: Instant, legs: &mut Legs, rooms: &mut Rooms, id: &LegId, prompt: PromptId, end: PromptEnd) {
+    #[allow(clippy::too_many_arguments)]
+    fn on_prompt_ended(&mut self, now: Instant, legs: &mut Legs, rooms: &mut Rooms, scheduled: &mut Scheduled, id: &LegId, prompt: PromptId, end: PromptEnd) {
         let Some(c) = self.callers.get_mut(id) else { return };
         if c.prompt != Some(prompt) {
             return; // stopped by a digit, or replaced
         }
         c.prompt = None;
         match c.stage.clone() {
-            Stage::Entering { room } => self.join(legs, rooms, id, &room),
+            Stage::Entering { room, scheduled: None } => self.join(legs, rooms, id, &room),
+            Stage::Entering { scheduled: Some(conf), .. } => self.join_scheduled(legs, rooms, scheduled, id, conf),
             Stage::Goodbye => {
                 self.callers.remove(id);
                 let _ = legs.hangup(now, id);
@@ -163,6 +192,24 @@ impl Ivr {
         let Some(c) = self.callers.get_mut(id) else { return };
         match c.stage.clone() {
             Stage::RoomNumber => {
+                if let Some(conf) = scheduled_conference(&self.directory, &domain, &entry) {
+                    let now_s = crate::schedule::unix_now_s();
+                    return match conf.window(now_s, self.cfg.ivr.early_join_s) {
+                        Window::Open => {
+                            info!(leg = %id, conference = conf.id, room = %entry, "IVR: scheduled conference");
+                            let (room, conf) = (conf.room_number(), conf.id);
+                            self.enter(legs, id, room, Some(conf))
+                        }
+                        Window::NotStarted { opens_s } => {
+                            info!(leg = %id, conference = conf.id, opens_in_s = opens_s - now_s, "IVR: scheduled conference not started");
+                            self.goodbye(legs, id, "conference_not_started")
+                        }
+                        Window::Ended => {
+                            info!(leg = %id, conference = conf.id, "IVR: scheduled conference ended");
+                            self.goodbye(legs, id, "conference_ended")
+                        }
+                    };
+                }
                 let valid = !entry.is_empty() && (!self.cfg.ivr.private_rooms || rooms.has_room(&domain, &entry));
                 if !valid {
                     info!(leg = %id, entry = %entry, "IVR: no such room");
@@ -174,12 +221,12 @@ impl Ivr {
                         c.attempts = 0;
                         self.prompt(legs, id, "participant_pin", true);
                     }
-                    None => self.enter(legs, id, entry),
+                    None => self.enter(legs, id, entry, None),
                 }
             }
             Stage::RoomPin { room, pin } => {
                 if entry == pin {
-                    self.enter(legs, id, room);
+                    self.enter(legs, id, room, None);
                 } else {
                     info!(leg = %id, room = %room, "IVR: wrong room PIN");
                     self.wrong(legs, id);
@@ -194,22 +241,44 @@ impl Ivr {
         c.digits.clear();
         c.attempts += 1;
         if c.attempts >= self.cfg.ivr.max_attempts {
-            return self.goodbye(legs, id);
+            return self.goodbye(legs, id, "wrong_pin_bye");
         }
         self.prompt(legs, id, "wrong_pin", true);
     }
 
-    fn enter(&mut self, legs: &mut Legs, id: &LegId, room: String) {
+    fn enter(&mut self, legs: &mut Legs, id: &LegId, room: String, scheduled: Option<i64>) {
         let Some(c) = self.callers.get_mut(id) else { return };
         info!(leg = %id, room = %room, "IVR: entering the room");
-        c.stage = Stage::Entering { room };
+        c.stage = Stage::Entering { room, scheduled };
         self.prompt(legs, id, "entering_conference", false);
     }
 
-    fn goodbye(&mut self, legs: &mut Legs, id: &LegId) {
+    /// Plays `prompt`, then BYE.
+    fn goodbye(&mut self, legs: &mut Legs, id: &LegId, prompt: &str) {
         let Some(c) = self.callers.get_mut(id) else { return };
         c.stage = Stage::Goodbye;
-        self.prompt(legs, id, "wrong_pin_bye", false);
+        self.prompt(legs, id, prompt, false);
+    }
+
+    /// Hands the caller to the scheduled-conference application.
+    fn join_scheduled(&mut self, legs: &mut Legs, rooms: &mut Rooms, scheduled: &mut Scheduled, id: &LegId, conf_id: i64) {
+        let Some(domain) = legs.get(id).map(|l| l.domain.clone()) else { return };
+        let user = self.callers.get(id).and_then(|c| c.user);
+        // Deleted or changed while the entering prompt played: look it up afresh.
+        let Some(conf) = self.directory.conferences.iter().find(|c| c.id == conf_id).cloned() else {
+            info!(leg = %id, conference = conf_id, "IVR: the scheduled conference was deleted");
+            return self.goodbye(legs, id, "conference_ended");
+        };
+        let owner = user == Some(conf.owner_id);
+        match scheduled.enter(legs, rooms, &conf, &domain, &[(id.clone(), owner)]) {
+            Ok(_) => {
+                self.callers.remove(id);
+            }
+            Err(e) => {
+                info!(leg = %id, conference = conf_id, error = %e, "IVR: the scheduled conference cannot be joined");
+                self.goodbye(legs, id, "conference_ended");
+            }
+        }
     }
 
     /// Hands the caller to the room application.
@@ -223,7 +292,7 @@ impl Ivr {
             Err(e) => {
                 // The room went away meanwhile (ended, or a private room deleted).
                 info!(leg = %id, room, error = %e, "IVR: the room cannot be joined");
-                self.goodbye(legs, id);
+                self.goodbye(legs, id, "wrong_pin_bye");
             }
         }
     }
@@ -236,4 +305,14 @@ impl Ivr {
         // A new prompt: no timer runs until it has ended.
         c.timer += 1;
     }
+}
+
+/// The scheduled conference of `domain` whose access id is exactly `entry`.
+pub(crate) fn scheduled_conference<'a>(directory: &'a DirectorySnapshot, domain: &str, entry: &str) -> Option<&'a crate::schedule::ScheduledConference> {
+    let n: u64 = entry.parse().ok()?;
+    if n.to_string() != entry {
+        return None; // leading zeros, a sign: not what the conference was booked with
+    }
+    let d = directory.domain_by_name(domain)?;
+    directory.conference_by_access(d.id, n)
 }

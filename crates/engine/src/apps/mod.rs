@@ -11,6 +11,8 @@
 //! - [`bridge`]: two-party calls between users, phones and numbers (B2BUA).
 //! - [`voicemail`]: messages for users who did not take a call (the bridge hands the
 //!   caller over), and the voicemail number where users hear them.
+//! - [`scheduled`]: scheduled conferences (reference 001): entry windows, callers
+//!   waiting for the owner, and rooms that end when the owner leaves.
 //! - [`controller`]: third-party call control (reference 002, sipXcallController):
 //!   signalling-only dialogs it drives itself (see [`crate::legs::RawSip`]).
 //!
@@ -26,6 +28,7 @@ pub mod controller;
 pub(crate) mod digits;
 pub(crate) mod ivr;
 pub(crate) mod room;
+pub(crate) mod scheduled;
 pub(crate) mod services;
 pub mod voicemail;
 
@@ -48,6 +51,8 @@ pub enum Owner {
     Ivr,
     /// A caller leaving a message, or at the voicemail number (see [`voicemail`]).
     Voicemail,
+    /// A caller waiting for the owner of a scheduled conference (see [`scheduled`]).
+    Scheduled,
 }
 
 /// What an owner that does not care about an event does with it: in-dialog requests

@@ -66,6 +66,10 @@ pub(crate) struct Room {
     pub announce: bool,
     /// The room's recording, while one runs (and its numbering after).
     pub(crate) recording: Option<audio::Recording>,
+    /// The owner's leg, in a scheduled conference (see [`super::scheduled`]).
+    pub owner: Option<LegId>,
+    /// The room ends when `owner` leaves (MX `delOnOwnerLeave`).
+    pub end_with_owner: bool,
 }
 
 fn epoch_ms(t: SystemTime) -> u64 {
@@ -339,6 +343,15 @@ impl Rooms {
         self.by_number.get(&(domain.to_owned(), number.to_owned())).is_some_and(|c| self.rooms.get(c).is_some_and(|r| !r.ending))
     }
 
+    /// Makes `leg`, a participant of room `confid`, its owner; with `end_with_owner`
+    /// the room ends when that leg leaves.
+    pub fn set_owner(&mut self, confid: &str, leg: &LegId, end_with_owner: bool) {
+        if let Some(r) = self.rooms.get_mut(confid).filter(|r| r.participants.iter().any(|p| &p.leg == leg)) {
+            r.owner = Some(leg.clone());
+            r.end_with_owner = end_with_owner;
+        }
+    }
+
     /// The PIN callers must key to enter room `number`, if it has one.
     pub fn entry_pin(&self, _domain: &str, number: &str) -> Option<String> {
         self.cfg.ivr.room_pins.get(number).cloned()
@@ -403,6 +416,14 @@ impl Rooms {
                 let pid = self.rooms.get(confid).and_then(|r| r.participants.iter().find(|p| p.leg == leg)).map(|p| p.participant_id.clone());
                 if let Some(pid) = pid {
                     self.participant_left(legs, confid, &pid);
+                }
+                let owner_left = self.rooms.get_mut(confid).filter(|r| r.owner.as_ref() == Some(&leg)).map(|r| {
+                    r.owner = None;
+                    r.end_with_owner && !r.ending
+                });
+                if owner_left == Some(true) {
+                    info!(confid, "the owner left: ending the room");
+                    let _ = self.end_room(now, legs, confid);
                 }
             }
             LegEvent::PromptEnded { prompt, end, .. } => self.prompt_ended(legs, prompt, end),
@@ -523,6 +544,8 @@ impl Rooms {
                         max_participants: 0,
                         announce: self.cfg.join_leave_sounds,
                         recording: None,
+                        owner: None,
+                        end_with_owner: false,
                     },
                 );
                 self.by_number.insert(key, confid.clone());

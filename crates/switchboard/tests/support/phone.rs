@@ -203,6 +203,15 @@ impl Caller {
         });
     }
 
+    pub fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.events).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Waits until the call is over (hung up by the far end, or failed).
+    pub fn wait_disconnected(&self, secs: u64) -> Value {
+        poll(Duration::from_secs(secs), "the call is disconnected", || self.events().into_iter().find(|e| e["event"] == "state" && e["state"] == "DISCONNECTED"))
+    }
+
     /// Hangs up and ends the phone: its run, and its recording.
     pub fn quit(self) -> (PjRun, PathBuf) {
         self.command("quit");
