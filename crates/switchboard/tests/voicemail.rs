@@ -7,6 +7,8 @@
 //!   800 Hz tone (Goertzel), not bob's 1000 Hz ringing-side tone;
 //! - bob's phone got an unsolicited MWI NOTIFY (`Messages-Waiting: yes`, `1/0`), and
 //!   `Messages-Waiting: no` (`0/1`) once the message is marked read;
+//! - bob calls the voicemail number from his phone (authenticated, so his own mailbox),
+//!   keys his PIN and hears the message: alice's tone is in what he recorded;
 //! - `PATCH` echoes only the keys sent, neither is 400 `bad request`; `DELETE` is 204
 //!   then 404; a bad id or media gets MX's error body.
 
@@ -22,6 +24,8 @@ const CLIENT: &str = "phone-app";
 const SECRET: &str = "app-secret-1";
 /// Alice's tone; bob's phone plays 1000 Hz (which must not be in the message).
 const TONE: u32 = 800;
+/// The directory PIN the voicemail number asks for.
+const BOB_PIN: &str = "2468";
 
 fn seed(env: &TestEnv) {
     let data = env.path("data");
@@ -31,7 +35,12 @@ fn seed(env: &TestEnv) {
         let db = store::Store::open(&data).await.expect("store");
         let d = db.ensure_domain(DOMAIN).await.unwrap();
         for (login, ext, first) in [("alice", "3044", "Alice"), ("bob", "3045", "Bob")] {
-            let u = store::NewUser { first_name: Some(first.into()), last_name: Some("Example".into()), ..new_user(DOMAIN, login, ext, PASSWORD) };
+            let u = store::NewUser {
+                first_name: Some(first.into()),
+                last_name: Some("Example".into()),
+                pin: Some(BOB_PIN.into()),
+                ..new_user(DOMAIN, login, ext, PASSWORD)
+            };
             db.add_user(&u).await.unwrap();
         }
         db.add_app(CLIENT, SECRET, Some("Phone"), Some(d.id)).await.unwrap();
@@ -147,6 +156,22 @@ fn an_unanswered_call_leaves_a_message_listed_downloaded_marked_and_deleted_with
     let off = goertzel(&samples, rate, 1900.0);
     assert!(tone > 100.0 * other && tone > 100.0 * off, "the message is alice's {TONE} Hz: {tone:.1} vs 1000 Hz {other:.1}, 1900 Hz {off:.1}");
 
+    // The voicemail number: bob's phone is authenticated, so his own mailbox opens;
+    // after his PIN he hears the count, then the message, alice's tone.
+    bob.command(&format!("call sip:voicemail@{DOMAIN}"));
+    bob.record_t0();
+    std::thread::sleep(Duration::from_millis(1500));
+    bob.command(&format!("dtmf {BOB_PIN}#"));
+    poll(Duration::from_secs(15), "bob's mailbox opens", || {
+        std::fs::read_to_string(&server.log).unwrap_or_default().contains("voicemail: mailbox opened").then_some(())
+    });
+    let count = prompt_secs("vm_you_have") + prompt_secs("1") + prompt_secs("vm_new_message") + prompt_secs("vm_message") + prompt_secs("1");
+    std::thread::sleep(Duration::from_secs_f64(count + 4.0));
+    bob.command("hangup");
+    std::thread::sleep(Duration::from_millis(500));
+    // (What bob heard is checked at the end: pjsua finishes the WAV when it quits.)
+    let bob_rec = bob.record.clone();
+
     // PATCH: only the keys sent come back; read clears the lamp.
     let r = session(&server, "bob", &json!([
         {"method": "PATCH", "path": format!("/voicemails/{id}"), "json": {"read": true}},
@@ -184,4 +209,8 @@ fn an_unanswered_call_leaves_a_message_listed_downloaded_marked_and_deleted_with
     assert_eq!(sb(&r[2]), (200, json!({"voiceMails": []})));
     assert_eq!(files(&bob_dir), 0, "the message's file is deleted with it");
     bob.quit();
+    let (rate, heard) = wav_samples(&std::fs::read(&bob_rec).unwrap());
+    let half = rate as usize / 2;
+    let toned = heard.chunks(half).filter(|c| c.len() == half && goertzel(c, rate, TONE as f64) > 20.0 * goertzel(c, rate, 1000.0).max(goertzel(c, rate, 1900.0))).count();
+    assert!(toned >= 4, "bob heard his message at the voicemail number: {toned} half-seconds of alice's tone");
 }
