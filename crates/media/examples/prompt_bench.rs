@@ -11,6 +11,13 @@
 //!    track per participant. Printed: the core's CPU per tick and the writer threads'
 //!    CPU per recorded second.
 //!
+//! 3. Join and leave sounds: `rooms` rooms of ten G.711 legs, three of them talking,
+//!    ticked in real time for `secs` seconds, first as they are, then with a join or
+//!    leave sound (`prompts/en/join.wav`, 0.24 s) played to every participant of each
+//!    room once a second (rooms staggered across the second): far more churn than a
+//!    real bridge sees. Printed: the core's CPU per participant per tick both ways, and
+//!    participants per core, and the reader's CPU.
+//!
 //! Run: `cargo run --release -p media --example prompt_bench [legs] [secs] [rooms]`
 //! (defaults 1000, 5, 100).
 
@@ -158,6 +165,74 @@ fn recordings(rooms: u64, record: u8, ticks: u32) -> (Duration, Duration) {
     (core_cpu, writers)
 }
 
+/// `rooms` rooms of ten legs (three talking), ticked in real time for `secs`; with
+/// `sounds`, every participant of a room hears `join.wav` once a second. Returns the
+/// core's CPU, the reader's CPU and how many sounds were started.
+fn room_sounds(rooms: u64, secs: u64, sounds: bool) -> (Duration, Duration, u64) {
+    const PER_ROOM: u64 = 10;
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../prompts/en/join.wav");
+    let reader = PromptReader::start().expect("reader thread");
+    let mut now = Instant::now();
+    let mut core = MediaCore::new(CoreConfig::default());
+    let mut enc = new_encoder(CodecKind::Pcmu);
+    let mut senders = Vec::new();
+    for r in 0..rooms {
+        for i in 0..PER_ROOM {
+            let id = r * PER_ROOM + i + 1;
+            let from = add_leg(&mut core, now, id, Attachment::Room(RoomId(r)));
+            if i < 3 {
+                let f = 300.0 + 150.0 * i as f64;
+                let frame: [i16; 320] = std::array::from_fn(|k| (6000.0 * (2.0 * std::f64::consts::PI * f * k as f64 / 16_000.0).sin()) as i16);
+                let mut payload = [0u8; 1500];
+                let n = enc.encode(&frame, &mut payload);
+                let mut packet = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, id as u8];
+                packet.extend_from_slice(&payload[..n]);
+                senders.push((LegId(id), from, packet));
+            }
+        }
+    }
+    let ticks = secs * 50;
+    let (mut core_cpu, mut started) = (Duration::ZERO, 0u64);
+    let proc_start = process_cpu_time();
+    let mut next = Instant::now();
+    for k in 0..ticks {
+        next += TICK;
+        now += TICK;
+        let t0 = thread_cpu_time();
+        for (leg, from, packet) in senders.iter_mut() {
+            packet[2..4].copy_from_slice(&(k as u16).to_be_bytes());
+            packet[4..8].copy_from_slice(&((k * 160) as u32).to_be_bytes());
+            core.handle_input(now, Input::Receive { leg: *leg, socket: Socket::Rtp, from: *from, data: packet });
+        }
+        core_cpu += thread_cpu_time() - t0;
+        // Opening a prompt is the signalling side's work (the reader reads it); only
+        // the Play command is the core's.
+        let mut plays = Vec::new();
+        if sounds {
+            for r in (0..rooms).filter(|r| r % 50 == k % 50) {
+                for i in 0..PER_ROOM {
+                    let id = r * PER_ROOM + i + 1;
+                    started += 1;
+                    let spec = PromptSpec { parts: vec![PromptPart::File(file.clone())], repeat: false, barge_in: false };
+                    plays.push((LegId(id), reader.open(PromptId(started), spec)));
+                }
+            }
+        }
+        let t0 = thread_cpu_time();
+        for (leg, playing) in plays {
+            core.handle_input(now, Input::Command(Command::Play(PromptTarget::Leg(leg), Box::new(playing))));
+        }
+        core.handle_input(now, Input::Tick);
+        while core.poll_output().is_some() {}
+        core_cpu += thread_cpu_time() - t0;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let reader_cpu = (process_cpu_time() - proc_start).saturating_sub(core_cpu);
+    (core_cpu, reader_cpu, started)
+}
+
 fn main() {
     let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let legs = args.first().copied().unwrap_or(1000);
@@ -179,4 +254,19 @@ fn main() {
         );
     }
     println!("baseline: {rooms} rooms of 3, no recording: core {:.3} ms per tick", base.as_secs_f64() * 1e3 / ticks as f64);
+
+    let participants = rooms * 10;
+    let ticks = (secs * 50) as f64;
+    let (quiet, _, _) = room_sounds(rooms, secs, false);
+    let (busy, reader, n) = room_sounds(rooms, secs, true);
+    let per = |cpu: Duration| cpu.as_secs_f64() * 1e6 / ticks / participants as f64;
+    println!(
+        "rooms: {rooms} rooms of 10 (3 talking), {secs} s: core {:.2} µs per participant per tick without sounds ({:.0} per core), \
+         {:.2} µs with a join/leave sound to everyone once a second ({:.0} per core; {n} sounds, reader {:.1} % of a core)",
+        per(quiet),
+        20_000.0 / per(quiet),
+        per(busy),
+        20_000.0 / per(busy),
+        reader.as_secs_f64() * 100.0 / secs as f64,
+    );
 }
