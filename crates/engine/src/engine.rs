@@ -126,6 +126,11 @@ pub struct IvrConfig {
     pub max_attempts: u32,
     /// A scheduled conference may be entered this many seconds before it starts.
     pub early_join_s: i64,
+    /// SEMS's `lonely_user_timer`: a participant left alone in a room this long is hung up.
+    pub lonely_user_timer: Option<Duration>,
+    /// SEMS's `loop_first_participant_prompt`: the first participant hears that prompt
+    /// again and again until someone joins (rooms that announce joins).
+    pub loop_first_participant_prompt: bool,
 }
 
 impl Default for IvrConfig {
@@ -141,6 +146,8 @@ impl Default for IvrConfig {
             max_digits: 32,
             max_attempts: 5,
             early_join_s: 300,
+            lonely_user_timer: None,
+            loop_first_participant_prompt: false,
         }
     }
 }

@@ -145,6 +145,11 @@ pub struct IvrSection {
     /// A scheduled conference (reference 001) may be entered this many seconds before
     /// its start.
     pub early_join_s: u32,
+    /// SEMS's `lonely_user_timer`: seconds a participant left alone in a room may stay
+    /// before being hung up (0: never).
+    pub lonely_user_timer_s: u32,
+    /// SEMS's `loop_first_participant_prompt`.
+    pub loop_first_participant_prompt: bool,
 }
 
 impl Default for IvrSection {
@@ -161,6 +166,8 @@ impl Default for IvrSection {
             max_digits: d.max_digits,
             max_attempts: d.max_attempts,
             early_join_s: d.early_join_s as u32,
+            lonely_user_timer_s: 0,
+            loop_first_participant_prompt: false,
         }
     }
 }
@@ -188,6 +195,8 @@ impl IvrSection {
             max_digits: self.max_digits.clamp(1, 64),
             max_attempts: self.max_attempts.max(1),
             early_join_s: i64::from(self.early_join_s),
+            lonely_user_timer: (self.lonely_user_timer_s > 0).then(|| std::time::Duration::from_secs(self.lonely_user_timer_s.into())),
+            loop_first_participant_prompt: self.loop_first_participant_prompt,
         })
     }
 }

@@ -4,7 +4,8 @@
 //! joined is speech from our prompt set, not the room; after it joined it hears the
 //! other participant's tone, who heard the join sound and then the caller's tone.
 //! Private mode (a wrong room gets the wrong-PIN prompt, the retry works), a room
-//! PIN, and digits by SIP INFO are the second test.
+//! PIN, digits by SIP INFO, and the lonely-user timer (bob, left alone, is hung up)
+//! are the second test.
 //!
 //! The tests take the machine-wide media lock (see `support`).
 
@@ -85,7 +86,7 @@ fn private_rooms_refuse_unknown_numbers_and_room_pins_are_asked_for_with_info_di
     let env = TestEnv::new("ivr_private_pin_info");
     let _media = env.media_lock();
     let config = env.path("ivr.toml");
-    std::fs::write(&config, "[ivr]\nprivate_rooms = true\ninter_digit_timeout_ms = 3000\n[ivr.room_pins]\n\"77\" = \"4321\"\n").unwrap();
+    std::fs::write(&config, "[ivr]\nprivate_rooms = true\ninter_digit_timeout_ms = 3000\nlonely_user_timer_s = 3\n[ivr.room_pins]\n\"77\" = \"4321\"\n").unwrap();
     let server = Server::start_with(&env, ServerOptions { extra_args: vec!["--config".into(), config.display().to_string()], ..Default::default() });
 
     let bob = Caller::call(&env, 0, "bob", &format!("sip:conf-77@{}", server.sip), 1000);
@@ -110,8 +111,13 @@ fn private_rooms_refuse_unknown_numbers_and_room_pins_are_asked_for_with_info_di
     alice.command("dtmf_info 4321");
     wait_participants(&server, "77", 2);
     std::thread::sleep(Duration::from_secs(4));
+    // Left alone once alice hangs up, bob is hung up after the lonely-user time (3 s).
+    let alone = std::time::Instant::now();
     let (a, a_rec) = alice.quit();
     a.assert_ok();
+    bob.wait_disconnected(15);
+    assert!(alone.elapsed() > Duration::from_millis(2500), "bob was hung up before his lonely-user time: {:?}", alone.elapsed());
+    assert_eq!(log_count(&server, "alone in the room for the lonely-user time"), 1);
     bob.quit().0.assert_ok();
 
     let (rec, rate) = read_wav(&a_rec);

@@ -70,7 +70,15 @@ pub(crate) struct Room {
     pub owner: Option<LegId>,
     /// The room ends when `owner` leaves (MX `delOnOwnerLeave`).
     pub end_with_owner: bool,
+    /// The looping first-participant prompt (`loop_first_participant_prompt`), stopped
+    /// when someone joins.
+    first_prompt: Option<(LegId, media::PromptId)>,
+    /// Since when one participant has been left alone (`lonely_user_timer`).
+    alone_since: Option<Instant>,
 }
+
+/// The timer tag of the lonely-user check.
+const LONELY_TIMER: u32 = 0x4c4e;
 
 fn epoch_ms(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -378,7 +386,11 @@ impl Rooms {
     /// already there hear the join sound (the newcomer hears nothing, as in SEMS).
     fn on_joined(&mut self, legs: &mut Legs, confid: &str, id: &LegId) {
         self.record_joiner(legs, confid, id);
-        let Some(room) = self.rooms.get(confid).filter(|r| r.announce) else { return };
+        let Some(room) = self.rooms.get_mut(confid) else { return };
+        room.alone_since = None;
+        if !room.announce {
+            return;
+        }
         let others: Vec<LegId> = room
             .participants
             .iter()
@@ -386,11 +398,42 @@ impl Rooms {
             .map(|p| p.leg.clone())
             .collect();
         if others.is_empty() {
-            legs.play(id, media::PromptSpec::once(vec![self.cfg.prompts.part("first_participant")]));
+            let mut spec = media::PromptSpec::once(vec![self.cfg.prompts.part("first_participant")]);
+            // SEMS's loop_first_participant_prompt: until someone joins.
+            spec.repeat = self.cfg.ivr.loop_first_participant_prompt;
+            let repeat = spec.repeat;
+            let p = legs.play(id, spec);
+            if repeat {
+                room.first_prompt = p.map(|p| (id.clone(), p));
+            }
         } else {
+            if let Some((leg, p)) = room.first_prompt.take() {
+                legs.stop_prompt(&leg, Some(p));
+            }
             for o in others {
                 legs.play(&o, media::PromptSpec::once(vec![self.cfg.prompts.part("join")]));
             }
+        }
+    }
+
+    /// A participant may be left alone: with `lonely_user_timer`, a check is due then.
+    fn maybe_alone(&mut self, now: Instant, legs: &mut Legs, confid: &str) {
+        let Some(after) = self.cfg.ivr.lonely_user_timer else { return };
+        let Some(room) = self.rooms.get_mut(confid).filter(|r| !r.ending) else { return };
+        let mut live = room.participants.iter().filter(|p| legs.get(&p.leg).is_some_and(|l| !l.is_over()));
+        let (Some(only), None) = (live.next(), live.next()) else { return };
+        let only = only.leg.clone();
+        room.alone_since = Some(now);
+        legs.set_timer(&only, now + after, LONELY_TIMER);
+    }
+
+    /// The lonely-user check: still alone for the whole time, the participant is hung up.
+    fn lonely_check(&mut self, now: Instant, legs: &mut Legs, confid: &str, leg: &LegId) {
+        let Some(after) = self.cfg.ivr.lonely_user_timer else { return };
+        let Some(room) = self.rooms.get(confid).filter(|r| !r.ending) else { return };
+        if room.alone_since.is_some_and(|t| now >= t + after) && room.participants.iter().any(|p| &p.leg == leg) {
+            info!(confid, %leg, "alone in the room for the lonely-user time: hanging up");
+            let _ = legs.hangup(now, leg);
         }
     }
 
@@ -417,6 +460,7 @@ impl Rooms {
                 if let Some(pid) = pid {
                     self.participant_left(legs, confid, &pid);
                 }
+                self.maybe_alone(now, legs, confid);
                 let owner_left = self.rooms.get_mut(confid).filter(|r| r.owner.as_ref() == Some(&leg)).map(|r| {
                     r.owner = None;
                     r.end_with_owner && !r.ending
@@ -427,6 +471,7 @@ impl Rooms {
                 }
             }
             LegEvent::PromptEnded { prompt, end, .. } => self.prompt_ended(legs, prompt, end),
+            LegEvent::Timer { leg, tag: LONELY_TIMER } => self.lonely_check(now, legs, confid, &leg),
             LegEvent::Forgotten { leg, .. } => {
                 if let Some(room) = self.rooms.get_mut(confid) {
                     room.participants.retain(|p| p.leg != leg);
@@ -546,6 +591,8 @@ impl Rooms {
                         recording: None,
                         owner: None,
                         end_with_owner: false,
+                        first_prompt: None,
+                        alone_since: None,
                     },
                 );
                 self.by_number.insert(key, confid.clone());
