@@ -180,8 +180,9 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let conferences = crate::conferences::select_all(&mut tx).await?;
         tx.commit().await?;
-        Ok(DirectorySnapshot::new(version, domains, users, credentials))
+        Ok(DirectorySnapshot::new(version, domains, users, credentials).with_conferences(conferences))
     }
 
     /// True when someone can administer the server: an enabled admin user or an admin
@@ -278,8 +279,8 @@ impl Store {
         self.remove_domain(id, false).await
     }
 
-    /// Deletes a domain and everything in it: users, their credentials and bindings,
-    /// its aliases, apps and API keys.
+    /// Deletes a domain and everything in it: users, their credentials, bindings and
+    /// scheduled conferences, its aliases, apps and API keys.
     pub async fn delete_domain_cascade(&self, id: DomainId) -> Result<(), StoreError> {
         self.remove_domain(id, true).await
     }
@@ -299,6 +300,7 @@ impl Store {
             "DELETE FROM bindings WHERE domain_id = $1",
             "DELETE FROM call_modes WHERE user_id IN (SELECT id FROM users WHERE domain_id = $1)",
             "DELETE FROM push_tokens WHERE user_id IN (SELECT id FROM users WHERE domain_id = $1)",
+            "DELETE FROM scheduled_conferences WHERE domain_id = $1",
             "DELETE FROM users WHERE domain_id = $1",
             "DELETE FROM apps WHERE domain_id = $1",
             "DELETE FROM api_keys WHERE domain_id = $1",
@@ -546,13 +548,15 @@ impl Store {
         self.update_user(id, &UserPatch { enabled: Some(enabled), ..Default::default() }).await.map(drop)
     }
 
-    /// Deletes a user with its credentials (device ones too) and bindings.
+    /// Deletes a user with its credentials (device ones too), bindings, call mode, push
+    /// tokens and scheduled conferences.
     pub async fn delete_user(&self, id: UserId) -> Result<(), StoreError> {
         let mut tx = self.directory_write().await?;
         sqlx::query("DELETE FROM sip_credentials WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM bindings WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM call_modes WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM push_tokens WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM scheduled_conferences WHERE owner_id = $1").bind(id).execute(&mut *tx).await?;
         let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
             return Err(user_not_found(id));
@@ -965,7 +969,7 @@ pub(crate) async fn delete_binding<'e>(ex: impl Executor<'e, Database = Any>, us
     Ok(())
 }
 
-async fn next_id(tx: &mut Transaction<'static, Any>) -> Result<i64, StoreError> {
+pub(crate) async fn next_id(tx: &mut Transaction<'static, Any>) -> Result<i64, StoreError> {
     let row = sqlx::query("UPDATE directory_meta SET last_id = last_id + 1 WHERE id = 1 RETURNING last_id").fetch_one(&mut **tx).await?;
     Ok(row.try_get(0)?)
 }
@@ -997,7 +1001,7 @@ async fn select_domains(conn: &mut sqlx::AnyConnection, id: Option<DomainId>) ->
     Ok(domains)
 }
 
-async fn select_user(tx: &mut Transaction<'static, Any>, id: UserId) -> Result<Option<User>, StoreError> {
+pub(crate) async fn select_user(tx: &mut Transaction<'static, Any>, id: UserId) -> Result<Option<User>, StoreError> {
     let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")).bind(id).fetch_optional(&mut **tx).await?;
     row.as_ref().map(user_from_row).transpose()
 }
@@ -1134,11 +1138,11 @@ fn parse_role(s: &str) -> Result<Role, StoreError> {
     }
 }
 
-fn flag(b: bool) -> i64 {
+pub(crate) fn flag(b: bool) -> i64 {
     i64::from(b)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
@@ -1146,7 +1150,7 @@ fn domain_not_found(id: DomainId) -> StoreError {
     StoreError::NotFound(format!("domain {id} not found"))
 }
 
-fn user_not_found(id: UserId) -> StoreError {
+pub(crate) fn user_not_found(id: UserId) -> StoreError {
     StoreError::NotFound(format!("user {id} not found"))
 }
 

@@ -3,8 +3,8 @@
 //! apps, API keys; see [`directory`]), registrar bindings, token signing keys and
 //! revocations, call detail records (one row per leg, written when it ends), room
 //! history (one row per room), two-party call records, call modes and push tokens
-//! (see [`calls`]), and mailboxes: voicemail messages and call recordings (see
-//! [`voicemail`]).
+//! (see [`calls`]), mailboxes: voicemail messages and call recordings (see
+//! [`voicemail`]), and scheduled conferences (see [`conferences`]).
 //!
 //! Two ways in:
 //! - [`Store`]: async reads and writes (`record_leg`, `recent_calls`, …) for code
@@ -31,6 +31,7 @@
 //! module docs. The queue, batching and dropping: [`recorder`]'s.
 
 pub mod calls;
+pub mod conferences;
 pub mod directory;
 pub mod error;
 pub mod recorder;
@@ -42,6 +43,7 @@ pub use error::StoreError;
 pub use recorder::{spawn_recorder, spawn_recorder_with_capacity, Recorder, RecorderStats};
 pub use records::{CallRecord, RoomRecord};
 pub use calls::{CallRecordRow, PushToken};
+pub use conferences::ConferenceInput;
 pub use directory::{ApiKey, App, NewUser, Role, SigningKey, UserPatch, UserSecrets, API_KEY_PREFIX};
 pub use engine::users::{Binding, DirectorySnapshot, Domain, DomainId, SipCredential, User, UserId};
 pub use store::{Backend, Store};

@@ -473,11 +473,43 @@ pub struct MxSection {
     pub log_file: Option<PathBuf>,
     /// What `GET /auth` reports as `mx`; unset = the host name.
     pub node: Option<String>,
+    /// What `GET /conferences/info` shows (`[mx.conferences]`).
+    #[serde(default)]
+    pub conferences: MxConferencesSection,
 }
 
 impl Default for MxSection {
     fn default() -> Self {
-        MxSection { admin_listen: "127.0.0.1:8043".into(), admin_tls: false, log_file: None, node: None }
+        MxSection { admin_listen: "127.0.0.1:8043".into(), admin_tls: false, log_file: None, node: None, conferences: MxConferencesSection::default() }
+    }
+}
+
+/// `[mx.conferences]`: what `GET /conferences/info` shows apps for inviting people to a
+/// scheduled conference. Its `ext` is `[ivr] conference_number`. The templates are
+/// filled in by the app (`%Date%`, `%Time%`, `%Timezone%`, `%Subject%`, `%Duration%`,
+/// `%DID%`, `%Extension%`, `%ID%`); unset = reference 001's sample texts.
+/// ```toml
+/// [mx.conferences]
+/// did = "+1 555 0100"
+/// meeting = "Join the web session at https://meet.example.com/join?id=%ID%"
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MxConferencesSection {
+    /// The number outside callers dial to reach the conference number; empty = none.
+    pub did: String,
+    /// The invitation's subject line.
+    pub subject: String,
+    /// The invitation's text.
+    pub body: String,
+    /// The web-meeting line.
+    pub meeting: String,
+}
+
+impl Default for MxConferencesSection {
+    fn default() -> Self {
+        let d = api::mx::conferences::ConferenceInfo::default();
+        MxConferencesSection { did: d.did, subject: d.subject, body: d.body, meeting: d.meeting }
     }
 }
 

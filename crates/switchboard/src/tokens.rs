@@ -22,7 +22,8 @@ pub struct Tokens {
     pub mx_state: api::mx::MxState,
     /// HTTPS for the API listener when `[tls]` asks for it.
     pub api_tls: Option<Arc<api::tls::ServerConfig>>,
-    /// For the MX call log, call modes and push tokens (and the admin web's `/tokens`).
+    /// For the MX call log, call modes, push tokens, voicemail and scheduled conferences
+    /// (and the admin web's `/tokens`).
     pub store: store::Store,
 }
 
@@ -63,6 +64,13 @@ pub async fn setup(
         push: Arc::new(crate::push::topics(&cfg.push)),
         directory_changed: Some(directory_changed),
         data_dir: Some(cfg.data_dir.clone()),
+        conferences: Arc::new(api::mx::conferences::ConferenceInfo {
+            ext: cfg.ivr.conference_number.trim().to_owned(),
+            did: cfg.mx.conferences.did.trim().to_owned(),
+            subject: cfg.mx.conferences.subject.clone(),
+            body: cfg.mx.conferences.body.clone(),
+            meeting: cfg.mx.conferences.meeting.clone(),
+        }),
         ..api::mx::MxState::new(service.clone(), cfg.mx.log_file.clone())
     };
     let api_tls = if cfg.tls.http { tls_config(cfg)? } else { None };

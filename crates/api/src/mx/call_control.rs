@@ -24,12 +24,12 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// The engine, which MX state carries once the shell has one.
-fn engine(state: &MxState) -> Result<&EngineHandle, MxError> {
+pub(super) fn engine(state: &MxState) -> Result<&EngineHandle, MxError> {
     state.engine.as_ref().ok_or_else(|| MxError::new(StatusCode::SERVICE_UNAVAILABLE, "service unavailable"))
 }
 
 /// The token's user, or MX's 401.
-fn user_of(state: &MxState, headers: &HeaderMap) -> Result<(Claims, User, Arc<DirectorySnapshot>), MxError> {
+pub(super) fn user_of(state: &MxState, headers: &HeaderMap) -> Result<(Claims, User, Arc<DirectorySnapshot>), MxError> {
     let claims = bearer_claims(state, headers)?;
     let dir = state.tokens.directory();
     let user = dir.user(claims.sb_uid).filter(|u| u.enabled).cloned().ok_or_else(|| MxError::bearer("active mx connection unavailable"))?;
@@ -37,7 +37,7 @@ fn user_of(state: &MxState, headers: &HeaderMap) -> Result<(Claims, User, Arc<Di
 }
 
 /// `{id}` as Go's `strconv.ParseInt` would take it; MX answers 404 with its message.
-fn parse_id(raw: &str) -> Result<CallId, MxError> {
+pub(super) fn parse_id(raw: &str) -> Result<CallId, MxError> {
     match raw.parse::<i64>() {
         Ok(n) if n >= 0 => Ok(CallId(n as u64)),
         Ok(_) => Err(MxError::new(StatusCode::NOT_FOUND, "not found")),
@@ -69,13 +69,23 @@ fn side_of(call: &CallInfo, user: &User) -> Option<Side> {
 }
 
 /// The user's call `id`, live; MX's 404 otherwise (another user's call is not found).
-async fn live_call_of(state: &MxState, user: &User, id: CallId) -> Result<(CallInfo, Side), MxError> {
+pub(super) async fn live_call_of(state: &MxState, user: &User, id: CallId) -> Result<(CallInfo, Side), MxError> {
     let call = engine(state)?.call(id).await.map_err(engine_error)?.ok_or_else(MxError::not_found)?;
     let side = side_of(&call, user).ok_or_else(MxError::not_found)?;
     if call.state == CallState::Ended {
         return Err(MxError::not_found());
     }
     Ok((call, side))
+}
+
+/// An error of [`CallOp::JoinScheduled`]: outside the conference's window is 403 with
+/// the reason (not started, ended), an unknown access id 404 `conference not found`.
+pub(super) fn scheduled_error(e: EngineError) -> MxError {
+    match e {
+        EngineError::Conflict(text) => MxError::forbidden(text),
+        EngineError::RoomNotFound => MxError::new(StatusCode::NOT_FOUND, "conference not found"),
+        other => engine_error(other),
+    }
 }
 
 fn engine_error(e: EngineError) -> MxError {
@@ -285,11 +295,15 @@ pub(super) async fn record_stop(State(state): State<MxState>, Path(id): Path<Str
 struct ConferenceBody {
     #[serde(default, rename = "ownerCallId")]
     owner_call_id: Option<i64>,
+    /// Ours: a scheduled conference to join instead of an ad-hoc room.
+    #[serde(default, rename = "accessId")]
+    access_id: Option<i64>,
 }
 
 /// `POST /calls/{id}/conference`: the call joins a conference room together with the
 /// owner call (`ownerCallId`, default the same call): both calls' parties end up in
-/// one room (204).
+/// one room (204). With `accessId` (ours, not MX's), the room is that scheduled
+/// conference's, with its window enforced (errors as `POST /conferences/{id}`).
 pub(super) async fn conference(State(state): State<MxState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response, MxError> {
     let (_, user, _) = user_of(&state, &headers)?;
     let id = parse_id(&id)?;
@@ -303,6 +317,15 @@ pub(super) async fn conference(State(state): State<MxState>, Path(id): Path<Stri
     if owner != id {
         live_call_of(&state, &user, owner).await?;
     }
+    if let Some(access_id) = b.access_id {
+        let access_id = u64::try_from(access_id).ok().filter(|a| *a > 0).ok_or_else(|| MxError::bad_request("bad request: bad accessId"))?;
+        let join = CallOp::JoinScheduled { access_id, user: user.id };
+        engine(&state)?.call_control(owner, join.clone()).await.map_err(scheduled_error)?;
+        if owner != id {
+            engine(&state)?.call_control(id, join).await.map_err(scheduled_error)?;
+        }
+        return Ok(no_content());
+    }
     // MX's conference has no room number: ours is 88 followed by the owner call's id.
     let room = format!("88{}", owner.0);
     engine(&state)?.call_control(owner, CallOp::Conference { room: room.clone() }).await.map_err(engine_error)?;
@@ -312,7 +335,7 @@ pub(super) async fn conference(State(state): State<MxState>, Path(id): Path<Stri
     Ok(no_content())
 }
 
-fn no_content() -> Response {
+pub(super) fn no_content() -> Response {
     let mut r = Response::new(axum::body::Body::empty());
     *r.status_mut() = StatusCode::NO_CONTENT;
     r

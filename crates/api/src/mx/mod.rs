@@ -1,7 +1,7 @@
 //! The MX Proxy dialect (reference 001): OAuth2 `/auth`, `/contacts`, `/debug/log`, and
 //! our `/.well-known/jwks.json`, served at the root of the HTTP listener; the call log,
-//! call mode and services ([`calls`]); voicemail ([`voicemail`]); push tokens ([`push`]); the admin web on its own
-//! listener ([`admin`]).
+//! call mode and services ([`calls`]); voicemail ([`voicemail`]); scheduled conferences
+//! ([`conferences`]); push tokens ([`push`]); the admin web on its own listener ([`admin`]).
 //!
 //! MX conventions kept here, not the native API's: every error body is
 //! `{"error":"<text>"}`, JSON is indented by 4 spaces with `charset=utf-8`, bearer
@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod call_control;
 pub mod calls;
+pub mod conferences;
 pub mod csta;
 pub mod push;
 pub mod voicemail;
@@ -43,18 +44,29 @@ pub struct MxState {
     /// The push topics `PUT /tokens` accepts (`[push]`).
     pub push: Arc<push::PushTopics>,
     /// Poked after a write that changes the directory snapshot (call mode, push
-    /// tokens), so the shell reloads it at once rather than at its next poll.
+    /// tokens, scheduled conferences), so the shell reloads it at once rather than at its next poll.
     pub directory_changed: Option<Arc<tokio::sync::Notify>>,
     /// The engine, for call control (None: those endpoints answer 503).
     pub engine: Option<engine::EngineHandle>,
     /// The data dir: voicemail files are under it (None: `GET /voicemails/{id}` is 503).
     pub data_dir: Option<PathBuf>,
+    /// What `GET /conferences/info` shows (`[mx.conferences]`).
+    pub conferences: Arc<conferences::ConferenceInfo>,
 }
 
 impl MxState {
     /// Just tokens and a log file: the call endpoints answer 503 and no push topic is known.
     pub fn new(tokens: Arc<TokenService>, log_file: Option<PathBuf>) -> MxState {
-        MxState { tokens, log_file, store: None, push: Arc::default(), directory_changed: None, engine: None, data_dir: None }
+        MxState {
+            tokens,
+            log_file,
+            store: None,
+            push: Arc::default(),
+            directory_changed: None,
+            engine: None,
+            data_dir: None,
+            conferences: Arc::default(),
+        }
     }
 
     fn directory_changed(&self) {
@@ -143,6 +155,12 @@ pub fn routes(state: MxState) -> Router {
         .route("/calls/{id}/record", with_405(axum::routing::post(call_control::record_start), "POST"))
         .route("/calls/{id}/record/stop", with_405(axum::routing::post(call_control::record_stop), "POST"))
         .route("/calls/{id}/conference", with_405(axum::routing::post(call_control::conference), "POST"))
+        .route("/conferences", with_405(get(conferences::list).post(conferences::create), "GET, POST"))
+        .route("/conferences/info", with_405(get(conferences::info), "GET"))
+        .route(
+            "/conferences/{id}",
+            with_405(axum::routing::put(conferences::update).post(conferences::join).delete(conferences::delete), "PUT, POST, DELETE"),
+        )
         .route("/services", with_405(get(calls::services), "GET"))
         .route("/voicemails", with_405(get(voicemail::list), "GET"))
         .route("/voicemails/{id}", with_405(get(voicemail::download).delete(voicemail::delete).patch(voicemail::patch), "GET, DELETE, PATCH"))

@@ -174,3 +174,131 @@ async fn https_with_a_self_signed_certificate() {
     assert!(plain);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// (status, Allow, body) of a JSON request with a bearer token.
+async fn call_json(method: &'static str, url: String, bearer: Option<String>, body: Option<Value>) -> (u16, Option<String>, Value) {
+    tokio::task::spawn_blocking(move || {
+        let mut req = ureq::request(method, &url);
+        if let Some(b) = &bearer {
+            req = req.set("Authorization", &format!("Bearer {b}"));
+        }
+        let resp = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        let resp = match resp {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{url}: {e}"),
+        };
+        let status = resp.status();
+        let allow = resp.header("Allow").map(String::from);
+        let text = resp.into_string().unwrap();
+        (status, allow, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) })
+    })
+    .await
+    .unwrap()
+}
+
+async fn poked(n: &tokio::sync::Notify) {
+    tokio::time::timeout(std::time::Duration::from_secs(2), n.notified()).await.expect("the directory reload is poked");
+}
+
+/// Scheduled conferences on the real store (SQLite in memory): MX's item shape, the
+/// owner's list only, 404 for another's, 403 for another ownerId, the store's 400s,
+/// `/conferences/info`, and every write poking the directory reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_conferences_are_booked_listed_replaced_and_deleted() {
+    let db = store::Store::open_url("sqlite::memory:").await.unwrap();
+    db.ensure_domain("alpha.test").await.unwrap();
+    let new = |login: &str, ext: &str| store::NewUser { domain: "alpha.test".into(), login: login.into(), password: "pw".into(), ext: Some(ext.into()), ..Default::default() };
+    let alice = db.add_user(&new("alice", "3044")).await.unwrap();
+    let bob = db.add_user(&new("bob", "3045")).await.unwrap();
+    let rx = tokio::sync::watch::channel(Arc::new(db.load_directory().await.unwrap())).1;
+    let svc = TokenService::start(TokenConfig { default_domain: "alpha.test".into(), ..TokenConfig::default() }, Arc::new(db.clone()), rx, None).await.unwrap();
+    let poke = Arc::new(tokio::sync::Notify::new());
+    let info = conferences::ConferenceInfo { ext: "7000".into(), did: "+15550100".into(), ..Default::default() };
+    let state = MxState { store: Some(db.clone()), directory_changed: Some(poke.clone()), conferences: Arc::new(info), ..MxState::new(svc.clone(), None) };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(crate::tls::serve(listener, routes(state), None, std::future::pending()));
+    let u = |p: &str| format!("http://{addr}{p}");
+    let a = Some(svc.issue(&alice, "alpha.test").await.unwrap().access_token);
+    let b = Some(svc.issue(&bob, "alpha.test").await.unwrap().access_token);
+
+    let (s, _, body) = call_json("GET", u("/conferences"), a.clone(), None).await;
+    assert_eq!((s, body), (200, json!({ "conferences": null })));
+    let (s, _, body) = call_json("GET", u("/conferences"), None, None).await;
+    assert_eq!((s, body), (401, json!({ "error": "unauthorized" })));
+
+    let sample = json!({"Id": "", "ownerId": 0, "name": "Test Conf", "accessId": 47281964, "type": "Once", "startDate": 1516021200,
+        "duration": 30, "waitForOwner": false, "delOnOwnerLeave": false, "ws": "None", "wsType": "Undefined"});
+    let (s, _, body) = call_json("POST", u("/conferences"), a.clone(), Some(sample.clone())).await;
+    assert_eq!(s, 200, "{body}");
+    poked(&poke).await;
+    let conf = body["conference"].clone();
+    let id = conf["Id"].as_str().expect("Id is a string").to_owned();
+    assert_eq!(
+        conf,
+        json!({"Id": id, "ownerId": alice.id, "name": "Test Conf", "accessId": 47281964, "type": "Once", "startDate": 1516021200,
+            "duration": 30, "waitForOwner": false, "delOnOwnerLeave": false, "ws": "None", "wsType": "Undefined"})
+    );
+    let keys: Vec<&String> = conf.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["Id", "ownerId", "name", "accessId", "type", "startDate", "duration", "waitForOwner", "delOnOwnerLeave", "ws", "wsType"], "MX's order");
+    let (s, _, body) = call_json("GET", u("/conferences"), a.clone(), None).await;
+    assert_eq!((s, body), (200, json!({ "conferences": [conf.clone()] })));
+    let (_, _, body) = call_json("GET", u("/conferences"), b.clone(), None).await;
+    assert_eq!(body, json!({ "conferences": null }), "only the owner's");
+
+    // Refusals: the store's text, nothing written.
+    let with = |k: &str, v: Value| {
+        let mut x = sample.clone();
+        x[k] = v;
+        x
+    };
+    for (body, text) in [
+        (with("type", json!("Monthly")), "invalid type \"Monthly\": expected one of Once, Daily, Weekly, Permanent"),
+        (with("duration", json!(0)), "invalid duration 0: expected 1 to 1440 minutes (0 only for a Permanent conference)"),
+        (with("accessId", json!(47281964)), "accessId 47281964 is already used by another conference in this domain"),
+        (with("name", json!("")), "the conference name must not be empty"),
+    ] {
+        let (s, _, got) = call_json("POST", u("/conferences"), b.clone(), Some(body)).await;
+        assert_eq!((s, got), (400, json!({ "error": text })));
+    }
+    let (s, _, got) = call_json("POST", u("/conferences"), b.clone(), Some(with("ownerId", json!(alice.id)))).await;
+    assert_eq!((s, got), (403, json!({ "error": "forbidden" })));
+
+    // PUT replaces; description shows once set; another's is 404.
+    let mut put = with("description", json!("agenda"));
+    put["duration"] = json!(45);
+    put["ownerId"] = json!(alice.id);
+    let (s, _, got) = call_json("PUT", u(&format!("/conferences/{id}")), a.clone(), Some(put.clone())).await;
+    assert_eq!(s, 200, "{got}");
+    poked(&poke).await;
+    assert_eq!((got["conference"]["Id"].as_str(), got["conference"]["description"].as_str(), got["conference"]["duration"].as_u64()), (Some(id.as_str()), Some("agenda"), Some(45)));
+    let (s, _, got) = call_json("PUT", u(&format!("/conferences/{id}")), b.clone(), Some(put.clone())).await;
+    assert_eq!((s, got), (404, json!({ "error": "not found" })));
+    let (s, _, _) = call_json("PUT", u("/conferences/99999"), a.clone(), Some(put)).await;
+    assert_eq!(s, 404);
+    let (s, _, got) = call_json("DELETE", u(&format!("/conferences/{id}")), b.clone(), None).await;
+    assert_eq!((s, got), (404, json!({ "error": "not found" })));
+
+    let (s, _, got) = call_json("GET", u("/conferences/info"), a.clone(), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(got["conferences"]["ext"], "7000");
+    assert_eq!(got["conferences"]["did"], "+15550100");
+    assert_eq!(got["conferences"]["subject"], conferences::DEFAULT_SUBJECT);
+    let (s, allow, got) = call_json("PATCH", u("/conferences"), a.clone(), Some(json!({}))).await;
+    assert_eq!((s, allow.as_deref(), got), (405, Some("GET, POST"), json!({ "error": "method not allowed" })));
+    // The join needs the engine.
+    let (s, _, _) = call_json("POST", u("/conferences/12"), a.clone(), Some(json!({"accessId": 47281964}))).await;
+    assert_eq!(s, 503);
+
+    let (s, _, got) = call_json("DELETE", u(&format!("/conferences/{id}")), a.clone(), None).await;
+    assert_eq!((s, got), (204, Value::Null));
+    poked(&poke).await;
+    let (s, _, _) = call_json("DELETE", u(&format!("/conferences/{id}")), a.clone(), None).await;
+    assert_eq!(s, 404);
+    let (_, _, body) = call_json("GET", u("/conferences"), a, None).await;
+    assert_eq!(body, json!({ "conferences": null }));
+}
