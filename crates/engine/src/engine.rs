@@ -651,7 +651,7 @@ impl Engine {
         let user = req.uri.user.as_deref().unwrap_or("");
         // The access number and direct room entry come first: they are configured, and
         // may take numbers that would otherwise be extensions.
-        let domain_id = self.directory.domain_by_name(&req.uri.host).map(|d| d.id);
+        let domain_id = self.directory.domain_by_name(&self.domain_of_host(&req.uri.host)).map(|d| d.id);
         // A scheduled conference's access id dialled as a room number (`*9<id>`, or
         // `<id>` as a direct room) enters it the way the access number does.
         let mut scheduled_entry = None;
