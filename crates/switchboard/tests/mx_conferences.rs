@@ -4,7 +4,8 @@
 //! `GET /auth`'s `jid`, `description` only when set), `null` for an empty list, another
 //! user's conference 404, another `ownerId` 403, the store's 400s, `/conferences/info`
 //! from `[mx.conferences]` and `[ivr]`, 405 with `Allow`, and the join of
-//! `POST /conferences/{callId}` reaching the engine (an unknown call is 404, not 500).
+//! the directory snapshot carrying them at once, and `POST /conferences/{callId}`
+//! reaching the engine (an unknown call is 404, not 500).
 //! The join of a live call into a conference is the engine's test (scheduled_conference.rs).
 
 mod support;
@@ -108,6 +109,11 @@ fn scheduled_conferences_are_booked_listed_replaced_and_deleted_over_mx() {
     let random = daily["accessId"].as_u64().unwrap();
     assert!((10_000_000..=99_999_999).contains(&random), "accessId 0: a random 8-digit number: {daily}");
     let daily_id = daily["Id"].as_str().unwrap().to_owned();
+    // Each write pokes the directory reload: the engine's snapshot has both at once.
+    poll(std::time::Duration::from_secs(2), "the directory snapshot carries both conferences", || {
+        let log = std::fs::read_to_string(&server.log).unwrap();
+        log.lines().any(|l| l.contains("directory reloaded") && l.contains("conferences=2")).then_some(())
+    });
 
     // bob: the access id is taken in the domain; alice's conference is not found.
     let path = format!("/conferences/{id}");
