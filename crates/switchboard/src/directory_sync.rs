@@ -27,7 +27,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// `poke`: a write through the admin API asks for a reload at once instead of at the next poll.
 pub async fn start(store: Store, poke: Arc<tokio::sync::Notify>) -> Result<(watch::Receiver<Arc<DirectorySnapshot>>, tokio::task::JoinHandle<()>), StoreError> {
     let first = store.load_directory().await?;
-    info!(version = first.version, domains = first.domains.len(), users = first.users.len(), "directory loaded");
+    info!(version = first.version, domains = first.domains.len(), users = first.users.len(), conferences = first.conferences.len(), "directory loaded");
     let (tx, rx) = watch::channel(first.shared());
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(POLL_INTERVAL);
@@ -46,6 +46,7 @@ pub async fn start(store: Store, poke: Arc<tokio::sync::Notify>) -> Result<(watc
                         version = snapshot.version,
                         domains = snapshot.domains.len(),
                         users = snapshot.users.len(),
+                        conferences = snapshot.conferences.len(),
                         "directory reloaded (version {})",
                         snapshot.version
                     );
