@@ -14,7 +14,12 @@
 //!   BYE; dave dials the ended one's id as a room (`conf-<id>`) and hears
 //!   `conference_ended`, then BYE.
 //!
-//! The test takes the machine-wide media lock (see `support`).
+//! A second test moves a live call into a booked conference: alice calls carol
+//! (MX `POST /calls`), then `POST /conferences/{callId}` with the accessId puts both
+//! in the room at once, alice counting as the owner (nobody waits), and the room ends
+//! when she hangs up; outside the window the join is 403 with the reason.
+//!
+//! The tests take the machine-wide media lock (see `support`).
 
 mod support;
 
@@ -42,6 +47,7 @@ fn seed(env: &TestEnv) {
         let db = store::Store::open(&data).await.expect("store");
         let d = db.ensure_domain(DOMAIN).await.unwrap();
         db.add_user(&new_user(DOMAIN, "alice", "3044", PASSWORD)).await.unwrap();
+        db.add_user(&new_user(DOMAIN, "carol", "3046", PASSWORD)).await.unwrap();
         db.add_app(CLIENT, SECRET, Some("Phone"), Some(d.id)).await.unwrap();
         db.close().await;
     });
@@ -167,4 +173,50 @@ fn a_booked_conference_waits_for_its_owner_ends_with_the_owner_and_keeps_its_win
         assert!(rms(&rec[rec.len() - n..]) > 300.0, "{who} heard no prompt before the BYE");
     }
     assert!(!room_exists(&server, &FUTURE.to_string()) && !room_exists(&server, &PAST.to_string()));
+}
+
+#[test]
+fn a_call_moved_into_a_booked_conference_brings_its_owner() {
+    let env = TestEnv::new("scheduled_from_call");
+    let _media = env.media_lock();
+    seed(&env);
+    let cfg = env.path("switchboard.toml");
+    std::fs::write(&cfg, "[mx]\nadmin_listen = \"\"\n[calls]\nring_time_s = 30\n").unwrap();
+    let server = Server::start_with(&env, ServerOptions { extra_args: vec!["--config".into(), cfg.display().to_string()], ..Default::default() });
+    let mx = |plan: Value| mx_session(&server, (CLIENT, SECRET), ("alice", PASSWORD), &plan);
+
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let r = mx(json!([
+        {"method": "POST", "path": "/conferences", "json": booking("Call", OPEN, now - 60, 30)},
+        {"method": "POST", "path": "/conferences", "json": booking("Later", FUTURE, now + 3600, 30)},
+    ]));
+    assert!(r.iter().all(|r| r["status"] == 200), "{r:?}");
+    let alice = Phone::start(&env, &server, 0, ("alice", DOMAIN, PASSWORD), ALICE_HZ, None, &[]);
+    let carol = Phone::start(&env, &server, 1, ("carol", DOMAIN, PASSWORD), 1000, None, &[]);
+
+    // makeCall: alice's phone rings first, then carol's; both answer.
+    let r = mx(json!([{"method": "POST", "path": "/calls", "json": {"to": "3046"}}]));
+    let id = r[0]["body"]["makeCall"]["callId"].as_u64().unwrap_or_else(|| panic!("{}", r[0]));
+    support::phone::wait_server_event(&server, "call_answered", |e| e["call_id"] == id);
+
+    let r = mx(json!([
+        {"method": "POST", "path": format!("/conferences/{id}"), "json": {"accessId": FUTURE}},
+        {"method": "POST", "path": format!("/conferences/{id}"), "json": {"accessId": 999}},
+        {"method": "POST", "path": format!("/conferences/{id}"), "json": {"accessId": OPEN}},
+    ]));
+    assert_eq!((r[0]["status"].as_u64(), &r[0]["body"]), (Some(403), &json!({"error": "conference has not started"})));
+    assert_eq!(r[1]["status"], 404, "{}", r[1]);
+    assert_eq!(r[2]["status"], 204, "{}", r[2]);
+    // Alice is the owner, so nobody waits: both are in the room at once.
+    poll(Duration::from_secs(10), "alice and carol in the room", || (participants(&server, &OPEN.to_string()).len() == 2).then_some(()));
+    assert_eq!(log_count(&server, "the owner joined the scheduled conference"), 1);
+    assert_eq!(log_count(&server, "waiting for the owner"), 0);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // delOnOwnerLeave: alice hangs up, carol gets a BYE and the room is gone.
+    alice.command("hangup");
+    carol.wait_event("carol is hung up with the room", 10, |e| e["event"] == "state" && e["state"] == "DISCONNECTED");
+    poll(Duration::from_secs(10), "the room is gone", || (!room_exists(&server, &OPEN.to_string())).then_some(()));
+    alice.quit();
+    carol.quit();
 }
