@@ -4,7 +4,8 @@
 //! revocations, call detail records (one row per leg, written when it ends), room
 //! history (one row per room), two-party call records, call modes and push tokens
 //! (see [`calls`]), mailboxes: voicemail messages and call recordings (see
-//! [`voicemail`]), and scheduled conferences (see [`conferences`]).
+//! [`voicemail`]), scheduled conferences (see [`conferences`]), and the event outbox
+//! with its webhooks (see [`events`]).
 //!
 //! Two ways in:
 //! - [`Store`]: async reads and writes (`record_leg`, `recent_calls`, …) for code
@@ -34,12 +35,14 @@ pub mod calls;
 pub mod conferences;
 pub mod directory;
 pub mod error;
+pub mod events;
 pub mod recorder;
 pub mod records;
 pub mod store;
 pub mod voicemail;
 
 pub use error::StoreError;
+pub use events::{Attempt, NewEvent, StoredEvent, Webhook};
 pub use recorder::{spawn_recorder, spawn_recorder_with_capacity, Recorder, RecorderStats};
 pub use records::{CallRecord, RoomRecord};
 pub use calls::{CallRecordRow, PushToken};
