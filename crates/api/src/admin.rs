@@ -62,7 +62,7 @@ impl From<StoreError> for ApiError {
     }
 }
 
-fn domain_not_found() -> ApiError {
+pub(crate) fn domain_not_found() -> ApiError {
     ApiError::not_found("Domain not found")
 }
 fn user_not_found() -> ApiError {
@@ -76,12 +76,12 @@ fn key_not_found() -> ApiError {
 }
 
 /// The store, or 503 when the server runs without a directory (tests of the call APIs).
-fn store_of(st: &AppState) -> Result<&Store, ApiError> {
+pub(crate) fn store_of(st: &AppState) -> Result<&Store, ApiError> {
     st.store.as_ref().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "No directory store configured"))
 }
 
 /// `value` in `format`, or a 400 naming `field`.
-fn check(field: &str, format: &str, value: &str) -> Result<(), ApiError> {
+pub(crate) fn check(field: &str, format: &str, value: &str) -> Result<(), ApiError> {
     if formats::matches(format, value) {
         Ok(())
     } else {
@@ -93,7 +93,7 @@ fn check_opt(field: &str, format: &str, value: &Option<String>) -> Result<(), Ap
     value.as_deref().map_or(Ok(()), |v| check(field, format, v))
 }
 
-fn check_domain_name(field: &str, v: &str) -> Result<(), ApiError> {
+pub(crate) fn check_domain_name(field: &str, v: &str) -> Result<(), ApiError> {
     if v.len() > formats::DOMAIN_NAME_MAX {
         return Err(ApiError::bad_request(format!("`{field}` is longer than {} characters", formats::DOMAIN_NAME_MAX)));
     }
@@ -109,7 +109,7 @@ fn check_secret(field: &str, v: &str) -> Result<(), ApiError> {
 }
 
 /// Numeric ids in paths: 400 when not one.
-fn parse_id(s: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_id(s: &str) -> Result<i64, ApiError> {
     s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| ApiError::bad_request(format!("`{s}` is not an id (an integer from 0)")))
 }
 
@@ -118,7 +118,7 @@ fn after_write(st: &AppState) {
 }
 
 /// The domain `name` if the caller sees it, else 404 (missing and foreign alike).
-async fn visible_domain(st: &AppState, scope: &Scope, name: &str) -> Result<Domain, ApiError> {
+pub(crate) async fn visible_domain(st: &AppState, scope: &Scope, name: &str) -> Result<Domain, ApiError> {
     check_domain_name("name", name)?;
     let d = store_of(st)?.domain_by_name(&name.to_ascii_lowercase()).await?;
     d.filter(|d| scope.sees_domain_id(d.id)).ok_or_else(domain_not_found)

@@ -21,6 +21,7 @@
 //! | [`DOMAIN_NAME`] | a hostname (labels of letters, digits, inner `-`), at most 253 characters | admin: domain names and aliases |
 //! | [`LOGIN`] | 1-64 of letters, digits, `.`, `_`, `-` | admin: logins, client ids, key names |
 //! | [`EXTENSION`], [`PHONE`], [`PIN`] | 1-16 digits; `+` and 1-20 digits; 1-32 digits | admin: users |
+//! | [`WEBHOOK_URL`], [`EVENT_TYPE`] | `http(s)://host[:port][/path]`, up to 2000 characters; lowercase letters and `_` | webhooks |
 //! | [`PERSON_NAME`], [`REALM`], [`EMAIL`] | printable ASCII (names up to 128, realm without quotes or backslashes, trimmed), `local@host` | admin |
 
 use regex::Regex;
@@ -82,6 +83,13 @@ pub const REALM: &str = r"^[!#-\[\]-~](?:[ !#-\[\]-~]{0,126}[!#-\[\]-~])?$";
 pub const EMAIL: &str = r"^[!-?A-~]{1,64}@[!-~]{1,189}$";
 /// Passwords and app secrets: 1 to [`SECRET_MAX`] characters of any kind.
 pub const SECRET_MAX: usize = 64;
+/// A webhook's URL: `http://` or `https://`, a host name, IPv4 or `[IPv6]`, an optional
+/// port, then an optional path and query of visible ASCII.
+pub const WEBHOOK_URL: &str = r"^https?://(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(?:[/?][!-~]*)?$";
+/// Longest webhook URL.
+pub const WEBHOOK_URL_MAX: usize = 2000;
+/// An event type (`leg_started`, `dtmf`, ...), in a webhook's filter.
+pub const EVENT_TYPE: &str = r"^[a-z_]{1,64}$";
 
 /// The LOOKUP keys whose value is any text (no `&` in a path expression).
 const TEXT_KEYS: &str =

@@ -8,6 +8,8 @@
 //! | [`calls`] | single calls (`/v1/calls`) |
 //! | [`callcontroller`] | the sipXcallController dialect (`/callcontroller/{calling}/{called}`, reference 002) |
 //! | [`status`] | server status and recent engine events (`/v1/status`, `/v1/events`) |
+//! | [`event_stream`] | the durable event outbox as Server-Sent Events (`/v1/events/stream`) |
+//! | [`webhooks`] | webhooks of the outbox (`/v1/webhooks`) and how deliveries are signed |
 //! | [`auth`] | bearer credentials on everything but `/health`, `/openapi.json`, `/docs`; who sees what |
 //! | [`admin`] | the directory's administration (`/v1/domains`, `/v1/users`, `/v1/apps`, `/v1/keys`, `/v1/registrations`) |
 //! | [`openapi`] | the OpenAPI 3.1 description and Swagger UI |
@@ -23,6 +25,7 @@ pub mod call_control;
 pub mod calls;
 pub mod conferences;
 pub mod error;
+pub mod event_stream;
 pub mod formats;
 pub mod idempotency;
 pub mod openapi;
@@ -31,6 +34,7 @@ pub mod status;
 pub mod tls;
 pub mod mx;
 pub mod tokens;
+pub mod webhooks;
 pub mod xmlrpc;
 
 use axum::routing::get;
@@ -68,6 +72,9 @@ pub struct AppState {
     /// The server's data dir (room recordings are files under it); None in tests of
     /// the call APIs alone.
     pub data_dir: Option<std::path::PathBuf>,
+    /// The durable event outbox: its live feed, the webhook master key, the default
+    /// domain (all None without an outbox).
+    pub events: event_stream::EventsState,
 }
 
 impl AppState {
@@ -84,6 +91,7 @@ impl AppState {
             api_keys: Default::default(),
             directory_changed: Default::default(),
             data_dir: None,
+            events: Default::default(),
         }
     }
 
@@ -108,6 +116,8 @@ pub fn router(state: AppState) -> Router {
         .merge(status::routes())
         .merge(admin::routes())
         .merge(call_control::routes())
+        .merge(webhooks::routes())
+        .route("/v1/events/stream", get(event_stream::stream))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/health", get(health))

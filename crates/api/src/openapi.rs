@@ -62,7 +62,9 @@ Every string input is checked against the `pattern` given here; what does not ma
         conferences::media::list_recordings, conferences::media::download_recording,
         calls::place, calls::list, calls::get_one, calls::hang_up, calls::redirect, calls::intercept,
         crate::call_control::hold, crate::call_control::unhold, crate::call_control::transfer, crate::call_control::record, crate::call_control::record_stop, crate::call_control::dtmf, crate::call_control::conference, crate::call_control::supervise,
-        crate::status::status, crate::status::events,
+        crate::status::status, crate::status::events, crate::event_stream::stream,
+        crate::webhooks::list_webhooks, crate::webhooks::create_webhook, crate::webhooks::get_webhook, crate::webhooks::patch_webhook,
+        crate::webhooks::delete_webhook, crate::webhooks::rotate_webhook,
         admin::list_domains, admin::create_domain, admin::get_domain, admin::patch_domain, admin::delete_domain,
         admin::list_users, admin::create_user, admin::get_user, admin::patch_user, admin::delete_user, admin::set_password,
         admin::list_apps, admin::create_app, admin::get_app, admin::patch_app, admin::delete_app,
@@ -78,6 +80,7 @@ Every string input is checked against the `pattern` given here; what does not ma
         admin::NewKeyBody, admin::RegistrationView,
         conferences::media::PromptBody, conferences::media::PromptStarted, conferences::media::RoomRecording, conferences::media::RecordingFileView,
         conferences::media::RecordBody, conferences::media::RecordPatchBody, conferences::media::RecordingView,
+        crate::webhooks::WebhookView, crate::webhooks::NewWebhookView, crate::webhooks::NewWebhookBody, crate::webhooks::WebhookPatchBody,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -88,6 +91,7 @@ Every string input is checked against the `pattern` given here; what does not ma
         (name = "media", description = "(ours) Prompts to rooms and participants; room recordings and their files"),
         (name = "calls", description = "Single calls (legs)"),
         (name = "service", description = "Liveness, status, events"),
+        (name = "events", description = "(ours) The durable event outbox: Server-Sent Events and signed webhooks"),
         (name = "admin", description = "The directory: domains, users, apps, API keys, registrations (admin credentials)"),
     )
 )]

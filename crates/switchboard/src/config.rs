@@ -77,6 +77,9 @@ pub struct Config {
     /// Mailboxes and the voicemail number (`[voicemail]`).
     #[serde(default)]
     pub voicemail: VoicemailSection,
+    /// The durable event outbox and webhooks (`[events]`, docs/events.md).
+    #[serde(default)]
+    pub events: EventsSection,
 }
 
 /// `[voicemail]`: calls users do not take go to their mailbox; see `engine::apps::voicemail`.
@@ -198,6 +201,42 @@ impl IvrSection {
             lonely_user_timer: (self.lonely_user_timer_s > 0).then(|| std::time::Duration::from_secs(self.lonely_user_timer_s.into())),
             loop_first_participant_prompt: self.loop_first_participant_prompt,
         })
+    }
+}
+
+/// `[events]`: the durable outbox of engine events (SSE `/v1/events/stream`) and the
+/// webhooks that deliver it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSection {
+    /// Delivered events older than this are deleted (an enabled webhook's undelivered
+    /// ones are kept).
+    pub retention_hours: u64,
+    /// Events waiting to be written; beyond that new ones are dropped (logged, counted)
+    /// rather than the signalling task waiting.
+    pub queue: usize,
+    /// The writer collects events for up to this long into one transaction.
+    pub batch_ms: u64,
+    /// …or this many.
+    pub batch_max: usize,
+    /// Time limit of one webhook POST.
+    pub webhook_timeout_ms: u64,
+    /// Back-off after a failed delivery: first wait, doubling up to the max (with jitter).
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        EventsSection {
+            retention_hours: 72,
+            queue: 65_536,
+            batch_ms: 20,
+            batch_max: 500,
+            webhook_timeout_ms: 10_000,
+            retry_initial_ms: 1_000,
+            retry_max_ms: 300_000,
+        }
     }
 }
 
@@ -596,6 +635,7 @@ impl Default for Config {
             rooms: RoomsSection::default(),
             xmlrpc: XmlRpcSection::default(),
             voicemail: VoicemailSection::default(),
+            events: EventsSection::default(),
         }
     }
 }

@@ -9,11 +9,13 @@ mod admin;
 mod callcontroller;
 mod config;
 mod directory_sync;
+mod outbox;
 mod prompts;
 mod push;
 mod signalling;
 mod tokens;
 mod transport;
+mod webhooks;
 mod xmlrpc;
 mod voicemail;
 
@@ -272,7 +274,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     // background task so signalling never waits on the disk.
     let db = open_store(&cfg).await?;
     let directory_changed = Arc::new(tokio::sync::Notify::new());
-    let (directory, bindings) = start_directory(&cfg, &db, directory_changed.clone()).await?;
+    let (directory, bindings, default_domain) = start_directory(&cfg, &db, directory_changed.clone()).await?;
     engine.set_directory(directory.borrow().clone());
     // Registrations survive restarts; lapsed ones are dropped (and forgotten by the store).
     engine.restore_bindings(std::time::Instant::now(), bindings);
@@ -282,6 +284,41 @@ async fn run(cfg: Config) -> Result<(), String> {
     let push = push::PushSender::new(&cfg.push, db.clone(), tokens.service.cfg.node.clone());
     let (recorder, recorder_task) = store::spawn_recorder(db.clone());
     let events = engine::EventLog::default();
+    // The durable outbox (SSE, webhooks): written off the signalling path, see outbox.rs.
+    let events_state = api::event_stream::EventsState {
+        live: Some(tokio::sync::broadcast::channel(outbox::LIVE_CAPACITY).0),
+        master_key: Some(Arc::new(
+            api::webhooks::load_or_create_master_key(&cfg.data_dir).map_err(|e| format!("webhook master key in {}: {e}", cfg.data_dir.display()))?,
+        )),
+        default_domain: Some(default_domain),
+        ..Default::default()
+    };
+    let (commits_tx, commits_rx) = watch::channel(0u64);
+    let (outbox, outbox_task) = outbox::spawn(
+        outbox::Writer {
+            store: db.clone(),
+            directory: directory.clone(),
+            default_domain,
+            live: events_state.live.clone().expect("made above"),
+            commits: commits_tx,
+            batch: Duration::from_millis(cfg.events.batch_ms),
+            batch_max: cfg.events.batch_max.max(1),
+        },
+        cfg.events.queue,
+        events_state.dropped.clone(),
+    );
+    outbox::spawn_pruner(db.clone(), Duration::from_secs(cfg.events.retention_hours.saturating_mul(3600)));
+    webhooks::spawn(
+        db.clone(),
+        events_state.master_key.clone().expect("made above"),
+        commits_rx,
+        events_state.webhooks_changed.clone(),
+        webhooks::Settings {
+            timeout: Duration::from_millis(cfg.events.webhook_timeout_ms.max(1)),
+            retry_initial: Duration::from_millis(cfg.events.retry_initial_ms.max(1)),
+            retry_max: Duration::from_millis(cfg.events.retry_max_ms.max(1)),
+        },
+    );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
@@ -303,6 +340,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             directory: directory.clone(),
             push: Some(push),
             voicemail: voicemail::Mailboxes::new(db.clone(), cfg.data_dir.clone(), cmd_tx.clone(), directory.clone()),
+            outbox,
         }
             .run(),
     );
@@ -313,6 +351,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         .with_directory(db, directory);
     state.directory_changed = directory_changed;
     state.data_dir = Some(cfg.data_dir.clone());
+    state.events = events_state;
     state.verifiers.push(tokens.verifier.clone());
     tokens::spawn_admin(&cfg, &tokens, cfg.api_token.clone(), state.verifiers.clone(), shutdown_rx.clone()).await?;
     let cc_routes = callcontroller::routes(&cfg, state.clone())?;
@@ -341,6 +380,8 @@ async fn run(cfg: Config) -> Result<(), String> {
     tokio::task::spawn_blocking(move || media.shutdown()).await.map_err(|e| e.to_string())?;
     // The signalling task has dropped its recorder: the writer drains and finishes.
     let _ = tokio::time::timeout(Duration::from_secs(5), recorder_task).await;
+    // …and so does the event outbox's.
+    let _ = tokio::time::timeout(Duration::from_secs(5), outbox_task).await;
     info!("stopped");
     Ok(())
 }
@@ -359,7 +400,7 @@ async fn start_directory(
     cfg: &Config,
     db: &store::Store,
     directory_changed: Arc<tokio::sync::Notify>,
-) -> Result<(watch::Receiver<Arc<store::DirectorySnapshot>>, Vec<store::Binding>), String> {
+) -> Result<(watch::Receiver<Arc<store::DirectorySnapshot>>, Vec<store::Binding>, store::DomainId), String> {
     let domain = db.ensure_domain(&cfg.domain).await.map_err(|e| format!("domain {:?}: {e}", cfg.domain))?;
     if !db.has_admin().await.map_err(|e| format!("database: {e}"))? {
         let place = match &cfg.database_url {
@@ -375,7 +416,7 @@ async fn start_directory(
     let (directory, _task) = directory_sync::start(db.clone(), directory_changed.clone()).await.map_err(|e| format!("directory: {e}"))?;
     let bindings = db.load_bindings().await.map_err(|e| format!("bindings: {e}"))?;
     info!(bindings = bindings.len(), "persisted bindings loaded");
-    Ok((directory, bindings))
+    Ok((directory, bindings, domain.id))
 }
 
 /// What a newcomer needs on start: where to reach us, where data goes, a first call.

@@ -40,6 +40,8 @@ pub struct Signalling {
     pub push: Option<crate::push::PushSender>,
     /// Stores voicemail messages, checks mailbox PINs and sends MWI, off this task.
     pub voicemail: crate::voicemail::Mailboxes,
+    /// The durable event outbox (crate::outbox): queued without waiting, written in batches.
+    pub outbox: crate::outbox::Outbox,
 }
 
 impl Signalling {
@@ -99,6 +101,7 @@ impl Signalling {
             }
             while let Some(ev) = self.engine.poll_event() {
                 log_event(&ev);
+                self.outbox.push(&ev);
                 self.recorder.record(&ev);
                 // A wake-up is sent in the background; the engine waits for the app's REGISTER.
                 if let (EngineEvent::WakeUser { user_id, call }, Some(push)) = (&ev, &self.push) {

@@ -29,7 +29,7 @@ pub(super) fn apply(doc: &mut Value) {
     // Response objects: every field is always present (options are null), no other is.
     for name in [
         "ErrorBody", "Conference", "Participant", "ConfidReply", "ParticipantRef", "Count", "TopologyRule", "DomainView", "UserView",
-        "AppView", "KeyView", "RegistrationView", "PromptStarted", "RoomRecording", "RecordingFileView", "RecordingView",
+        "AppView", "KeyView", "RegistrationView", "PromptStarted", "RoomRecording", "RecordingFileView", "RecordingView", "WebhookView",
     ] {
         close(schemas.get_mut(name).unwrap_or_else(|| panic!("schema {name}")));
     }
@@ -56,6 +56,7 @@ pub(super) fn apply(doc: &mut Value) {
     prompt_body(&mut schemas["PromptBody"]);
     place_call_body(&mut schemas["PlaceCall"]);
     admin_schemas(schemas);
+    webhook_schemas(schemas);
 
     let paths = doc["paths"].as_object_mut().expect("paths");
     for (path, item) in paths.iter_mut() {
@@ -140,6 +141,40 @@ fn links(paths: &mut Map<String, Value>) {
     }
 }
 
+/// Webhooks: the bodies' formats, and the answer that shows a secret.
+fn webhook_schemas(schemas: &mut Map<String, Value>) {
+    let url = || json!({ "type": "string", "pattern": formats::WEBHOOK_URL, "maxLength": formats::WEBHOOK_URL_MAX, "example": "https://hooks.example.com/switchboard" });
+    let types = || json!({ "type": "array", "items": text(formats::EVENT_TYPE), "maxItems": 64, "example": ["call_started", "call_ended"] });
+    let flag = || json!({ "type": ["boolean", "null"] });
+    for (name, props) in [
+        ("NewWebhookBody", json!({ "url": url(), "events": or_null(types()), "enabled": flag(), "domain": or_null(domain_name()) })),
+        ("WebhookPatchBody", json!({ "url": or_null(url()), "events": or_null(types()), "enabled": flag() })),
+    ] {
+        let schema = &mut schemas[name];
+        for (k, v) in props.as_object().expect("object") {
+            assert!(schema["properties"].get(k).is_some(), "no field {k} in {name}");
+            let description = schema["properties"][k].get("description").cloned();
+            schema["properties"][k] = v.clone();
+            if let Some(d) = description {
+                schema["properties"][k]["description"] = d;
+            }
+        }
+        assert_eq!(schema["properties"].as_object().map(|p| p.len()), props.as_object().map(|p| p.len()), "{name}: every field described");
+        schema["additionalProperties"] = json!(false);
+    }
+    schemas["NewWebhookBody"]["required"] = json!(["url"]);
+    schemas["WebhookPatchBody"]["anyOf"] = json!([
+        { "required": ["url"], "properties": { "url": { "type": "string" } } },
+        { "required": ["events"], "properties": { "events": { "type": "array" } } },
+        { "required": ["enabled"], "properties": { "enabled": { "type": "boolean" } } },
+    ]);
+    let mut new = schemas["WebhookView"].clone();
+    new["properties"]["secret"] = json!({ "type": "string", "pattern": "^[0-9a-f]{64}$", "description": "The signing secret (its hex text is the HMAC key); shown only this once." });
+    close(&mut new);
+    new["description"] = json!("A webhook just made or rotated: its view and, this once, its signing secret.");
+    schemas.insert("NewWebhookView".into(), new);
+}
+
 /// All properties required, no others allowed.
 fn close(schema: &mut Value) {
     let names: Vec<Value> = schema["properties"].as_object().expect("object schema").keys().cloned().map(Value::String).collect();
@@ -201,7 +236,10 @@ fn parameter(path: &str, p: &mut Value) {
         "domain" if path == "/v1/users" => domain_name(),
         "name" if path.starts_with("/v1/keys") => text(formats::LOGIN),
         "client_id" => text(formats::LOGIN),
-        "id" => json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX }),
+        "id" | "webhook_id" => json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX }),
+        "Last-Event-ID" => count(u64::MAX),
+        "domain" if path == "/v1/events/stream" => domain_name(),
+        "follow" => json!({ "type": "string", "enum": ["true", "false", "1", "0"] }),
         "kind" if path == "/v1/calls" => json!({ "type": "string", "enum": ["leg", "call"] }),
         "recording_id" => json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}~[A-Za-z0-9._-]{1,128}$", "example": "rCF-001-PhKjyX~1-mix" }),
         other => panic!("parameter {other} of {path} has no exact schema"),
