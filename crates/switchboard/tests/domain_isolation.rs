@@ -124,6 +124,11 @@ fn a_domain_admin_cannot_see_or_touch_another_domain() {
     assert_eq!(beta_leg["domain"], "beta.test");
     let beta_leg_id = beta_leg["leg_id"].as_str().unwrap().to_owned();
 
+    // a webhook of beta's, made with beta's key
+    let r = as_key(&server, &beta.key, "POST", "/v1/webhooks", Some(&json!({ "url": format!("http://{sink}/beta-hook") })));
+    assert_eq!(r.status, 201, "{r:?}");
+    let beta_hook = json_of(&r)["id"].as_i64().unwrap().to_string();
+
     // Every operation of the document, aimed at beta's objects. The table says what each
     // path parameter is and which body makes the request valid apart from the domain.
     let doc = json_of(&server.get("/openapi.json"));
@@ -133,6 +138,7 @@ fn a_domain_admin_cannot_see_or_touch_another_domain() {
         path.replace("{confid}", &beta_conf)
             .replace("{participantid}", &beta_pid)
             .replace("{leg_id}", &beta_leg_id)
+            .replace("{webhook_id}", &beta_hook)
             .replace("{client_id}", beta.app)
             .replace("{recording_id}", &format!("{beta_conf}~1-mix"))
             .replace("{id}", &beta_user)
@@ -145,7 +151,7 @@ fn a_domain_admin_cannot_see_or_touch_another_domain() {
             let id = op["operationId"].as_str().expect("operationId").to_owned();
             seen.insert(id.clone());
             let method = method.to_uppercase();
-            let url = fill(path);
+            let mut url = fill(path);
             // (body, what alpha must get)
             let (body, expect): (Option<Value>, Expect) = match id.as_str() {
                 "health" => continue,
@@ -188,10 +194,19 @@ fn a_domain_admin_cannot_see_or_touch_another_domain() {
                 | "list_keys" | "list_registrations" => (None, Expect::NoLeak),
                 // a call alpha places is alpha's
                 "place_call" => (Some(dial_target.clone()), Expect::Created),
+                // beta's webhooks and event stream
+                "get_webhook" | "delete_webhook" | "rotate_webhook" => (None, Expect::NotFound),
+                "patch_webhook" => (Some(json!({ "url": "http://127.0.0.1:9/mallory" })), Expect::NotFound),
+                "create_webhook" => (Some(json!({ "url": "http://127.0.0.1:9/mallory", "domain": beta.domain })), Expect::NotFound),
+                "list_webhooks" => (None, Expect::NoLeak),
+                "stream_events" => {
+                    url.push_str(&format!("?follow=false&domain={}", beta.domain));
+                    (None, Expect::NotFound)
+                }
                 other => panic!("operation {other} ({method} {path}) is new: say here what alpha may do with beta's objects through it"),
             };
             let r = as_key(&server, &alpha.key, &method, &url, body.as_ref());
-            check(&id, &r, &expect, &[&beta_conf, &beta_pid, &beta_leg_id, &beta_callid, beta.domain, beta.app, &beta.key_name, beta.user_login]);
+            check(&id, &r, &expect, &[&beta_conf, &beta_pid, &beta_leg_id, &beta_callid, beta.domain, beta.app, &beta.key_name, beta.user_login, "beta-hook"]);
             if expect == Expect::Created {
                 assert_eq!(json_of(&r)["domain"], "alpha.test", "{id}: the call is alpha's");
                 let leg = json_of(&r)["leg_id"].as_str().unwrap().to_owned();
@@ -200,6 +215,14 @@ fn a_domain_admin_cannot_see_or_touch_another_domain() {
             }
         }
     }
+    // alpha's own stream and webhooks hold nothing of beta's (beta's calls made events)
+    let own = as_key(&server, &alpha.key, "GET", "/v1/events/stream?follow=false", None);
+    check("stream_events (own)", &own, &Expect::NoLeak, &[&beta_conf, &beta_pid, &beta_leg_id, &beta_callid, beta.domain]);
+    assert!(own.body.contains("alpha.test"), "alpha's own events are there: {}", own.body);
+    let beta_stream = as_key(&server, &beta.key, "GET", "/v1/events/stream?follow=false", None);
+    assert!(beta_stream.body.contains(&beta_leg_id), "beta's stream has beta's leg: {}", beta_stream.body);
+    let r = as_key(&server, &beta.key, "GET", &format!("/v1/webhooks/{beta_hook}"), None);
+    assert_eq!((r.status, json_of(&r)["url"].clone()), (200, json!(format!("http://{sink}/beta-hook"))), "beta's webhook unchanged: {r:?}");
     for must in ["list_conferences", "lookup_conferences", "end_conference", "place_call", "create_domain", "list_registrations", "create_key"] {
         assert!(seen.contains(must), "{must} missing from /openapi.json");
     }
