@@ -73,9 +73,9 @@ pub struct StreamQuery {
 /// `data: <the event's JSON>`; seqs are per domain, from 1, without gaps.
 #[utoipa::path(get, path = "/v1/events/stream", operation_id = "stream_events", tag = "events", params(StreamQuery,
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this seq (wins over `after`)")),
-    responses((status = 200, description = "An endless `text/event-stream` (ends after the backlog with `follow=false`)",
-            content_type = "text/event-stream", body = String,
-            example = "id: 7\nevent: dtmf\ndata: {\"seq\":7,\"ts\":1795349968214,\"type\":\"dtmf\",\"leg_id\":\"9274845f\",\"digit\":\"5\",\"duration_ms\":160,\"domain\":\"switchboard.local\"}\n\n"),
+    responses((status = 200, description = "An endless `text/event-stream` (ends after the backlog with `follow=false`): \
+            events `id: <seq>`, `event: <type>`, `data: <the event's JSON>`, and a comment line every 15 s",
+            content_type = "text/event-stream", body = String),
         (status = 400, description = "Bad query or `Last-Event-ID`", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 403, description = "A user credential (admins only)", body = ErrorBody),

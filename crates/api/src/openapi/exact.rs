@@ -107,6 +107,18 @@ pub(super) fn apply(doc: &mut Value) {
         assert!(content.is_object(), "{method} {path}: no {status} to describe");
         content["content"]["application/json"]["schema"] = schema;
     }
+    // One server-sent event of the stream (as Schemathesis and SSE-aware clients read it).
+    paths["/v1/events/stream"]["get"]["responses"]["200"]["content"]["text/event-stream"]["schema"] = json!({
+        "type": "object",
+        "description": "One event: `id` its seq, `event` its type, `data` the event's JSON (schema `Event`, plus `seq`).",
+        "required": ["id", "event", "data"],
+        "properties": {
+            "id": { "type": "string", "pattern": "^[1-9][0-9]{0,18}$" },
+            "event": { "type": "string", "pattern": formats::EVENT_TYPE },
+            "data": { "type": "string", "contentMediaType": "application/json", "minLength": 2 },
+            "retry": { "type": "integer" },
+        },
+    });
     // Starting a recording with no body at all means the defaults.
     paths["/rest/v1/uc/conferences/{confid}/recording"]["post"]["requestBody"]["required"] = json!(false);
     for op in ["hold", "unhold", "transfer", "record", "record/stop", "dtmf", "conference", "supervise", "redirect", "intercept"] {
