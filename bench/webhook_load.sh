@@ -31,7 +31,7 @@ cat > "$WORK/receiver.py" <<'PY'
 import hashlib, hmac, http.server, json, os, socketserver, sys, time
 port_file, secret_file, log_file, ok_file = sys.argv[1:5]
 secret = None
-log = open(log_file, "a", buffering=1 << 16)
+log = open(log_file, "a", buffering=1)  # line-buffered: the report reads it while we run
 class Hook(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_POST(self):
