@@ -22,8 +22,9 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/status", get(status)).route("/v1/events", get(events))
 }
 
-/// Live legs, rooms, SIP transactions and RTP ports in use. For a credential of one
-/// domain: only `live_legs`, `legs`, `rooms` (its own) and `shutting_down`.
+/// Live legs, rooms, SIP transactions and RTP ports in use, and the engine events the
+/// durable outbox had to drop (`events_dropped`, see docs/events.md). For a credential
+/// of one domain: only `live_legs`, `legs`, `rooms` (its own) and `shutting_down`.
 #[utoipa::path(get, path = "/v1/status", operation_id = "get_status", tag = "service",
     responses((status = 200, description = "Counts", body = Object,
         example = json!({"live_legs": 3, "legs": 5, "rooms": 1, "transactions": 2, "rtp_ports_in_use": 6, "shutting_down": false})),
@@ -32,7 +33,11 @@ pub fn routes() -> Router<AppState> {
 pub async fn status(State(st): State<AppState>, scope: Scope) -> Result<Json<serde_json::Value>, ApiError> {
     let all = st.engine.status().await?;
     if scope.is_superuser() {
-        return Ok(Json(serde_json::to_value(all).unwrap_or_default()));
+        let mut v = serde_json::to_value(all).unwrap_or_default();
+        if st.events.live.is_some() {
+            v["events_dropped"] = st.events.dropped.load(std::sync::atomic::Ordering::Relaxed).into();
+        }
+        return Ok(Json(v));
     }
     let legs = st.engine.legs().await?;
     let mine = legs.iter().filter(|l| scope.sees_leg(l));

@@ -247,6 +247,7 @@ fn webhook_deliveries_survive_kill_9_exactly_once() {
     assert_eq!(server.get("/v1/webhooks").json().as_array().map(|a| a.len()), Some(1));
     assert_eq!(server.delete(&format!("/v1/webhooks/{id}")).status, 204);
     assert_eq!(server.get(&format!("/v1/webhooks/{id}")).status, 404);
+    assert_eq!(server.get("/v1/status").json()["events_dropped"], 0, "no event dropped by the outbox queue");
     server.assert_alive();
 }
 

@@ -547,10 +547,11 @@ fn status() -> Value {
     let props = json!({
         "live_legs": n(), "legs": n(), "rooms": n(), "transactions": n(), "rtp_ports_in_use": n(),
         "shutting_down": { "type": "boolean" },
+        "events_dropped": { "type": "integer", "minimum": 0, "description": "Engine events the durable outbox's queue could not take since start (should stay 0)." },
     });
     let mut schema = object(
         "What the server holds right now. A credential of one domain gets its own counts and no server-wide figures \
-         (`transactions`, `rtp_ports_in_use`).",
+         (`transactions`, `rtp_ports_in_use`, `events_dropped`).",
         props.as_object().expect("object").clone(),
     );
     schema["required"] = json!(["live_legs", "legs", "rooms", "shutting_down"]);
