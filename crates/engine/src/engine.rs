@@ -689,7 +689,7 @@ impl Engine {
         };
         // At the voicemail number an authenticated caller opens its own mailbox; at the
         // conference number the owner of a scheduled conference is recognised.
-        let vm_caller = match (&service, known_caller) {
+        let authenticated_user = match (&service, known_caller) {
             (Service::Voicemail | Service::Ivr, true) => {
                 let f = &req.headers.from.uri;
                 let d = self.directory.domain_by_name(&f.host).map(|d| d.id);
@@ -709,10 +709,10 @@ impl Engine {
             Service::Ring => apps::services::start_ring(now, &mut self.legs, &id),
             Service::Room(number) => self.rooms.on_incoming(now, &mut self.legs, &id, &number),
             Service::Ivr => match scheduled_entry {
-                Some(entry) => self.ivr.on_incoming_entry(now, &mut self.legs, &mut self.rooms, &id, vm_caller, entry),
-                None => self.ivr.on_incoming(now, &mut self.legs, &id, vm_caller),
+                Some(entry) => self.ivr.on_incoming_entry(now, &mut self.legs, &mut self.rooms, &id, authenticated_user, entry),
+                None => self.ivr.on_incoming(now, &mut self.legs, &id, authenticated_user),
             },
-            Service::Voicemail => self.voicemail.on_incoming(now, &mut self.legs, &id, vm_caller),
+            Service::Voicemail => self.voicemail.on_incoming(now, &mut self.legs, &id, authenticated_user),
             Service::Call => {}
         }
     }

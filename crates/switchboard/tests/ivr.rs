@@ -11,26 +11,12 @@
 
 mod support;
 
-use serde_json::Value;
 use std::time::Duration;
 use support::phone::{read_wav, rms, share, Caller};
 use support::*;
 
-/// The participants of room `number` (REST, reference 000).
-fn participants(server: &Server, number: &str) -> Vec<Value> {
-    let rooms = server.get("/rest/v1/uc/conferences").json();
-    let Some(room) = rooms.as_array().and_then(|a| a.iter().find(|r| r["confroomnum"] == number)) else { return Vec::new() };
-    let confid = room["confid"].as_str().unwrap().to_owned();
-    let r = server.get(&format!("/rest/v1/uc/conferences/{confid}/participants"));
-    r.json().as_array().cloned().unwrap_or_default().into_iter().filter(|p| p["state"] == "active").collect()
-}
-
 fn wait_participants(server: &Server, number: &str, n: usize) {
-    poll(Duration::from_secs(20), &format!("{n} in room {number}"), || (participants(server, number).len() == n).then_some(()));
-}
-
-fn log_count(server: &Server, needle: &str) -> usize {
-    std::fs::read_to_string(&server.log).unwrap_or_default().matches(needle).count()
+    poll(Duration::from_secs(20), &format!("{n} in room {number}"), || (room_participants(server, number).len() == n).then_some(()));
 }
 
 #[test]
@@ -49,7 +35,7 @@ fn keying_a_room_number_at_the_access_number_joins_that_room() {
     alice.wait_media();
     // The PIN prompt plays for 2.5 s; the first digit cuts it short (barge-in).
     std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(participants(&server, "1234").len(), 1, "alice must not be in the room before keying it");
+    assert_eq!(room_participants(&server, "1234").len(), 1, "alice must not be in the room before keying it");
     alice.command("dtmf 1234#");
     // "Entering the conference", then she is in.
     wait_participants(&server, "1234", 2);
@@ -105,7 +91,7 @@ fn private_rooms_refuse_unknown_numbers_and_room_pins_are_asked_for_with_info_di
     std::thread::sleep(Duration::from_millis(1500));
     alice.command("dtmf_info 1111#");
     poll(Duration::from_secs(10), "the wrong PIN refused", || (log_count(&server, "IVR: wrong room PIN") == 1).then_some(()));
-    assert_eq!(participants(&server, "77").len(), 1);
+    assert_eq!(room_participants(&server, "77").len(), 1);
     std::thread::sleep(Duration::from_millis(1000));
     // No terminator this time: the inter-digit timeout takes the entry.
     alice.command("dtmf_info 4321");
@@ -124,5 +110,5 @@ fn private_rooms_refuse_unknown_numbers_and_room_pins_are_asked_for_with_info_di
     let dur = rec.len() as f64 / rate as f64;
     tone_check(&a_rec).window(dur - 3.3, Some(dur - 0.4)).expect(&[1000]).assert("alice hears bob in room 77");
     // Never in room 55: it was not made.
-    assert!(participants(&server, "55").is_empty());
+    assert!(room_participants(&server, "55").is_empty());
 }

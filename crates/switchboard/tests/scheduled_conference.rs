@@ -53,21 +53,8 @@ fn seed(env: &TestEnv) {
     });
 }
 
-/// The active participants of room `number` (REST, reference 000).
-fn participants(server: &Server, number: &str) -> Vec<Value> {
-    let rooms = server.get("/rest/v1/uc/conferences").json();
-    let Some(room) = rooms.as_array().and_then(|a| a.iter().find(|r| r["confroomnum"] == number)) else { return Vec::new() };
-    let confid = room["confid"].as_str().unwrap().to_owned();
-    let r = server.get(&format!("/rest/v1/uc/conferences/{confid}/participants"));
-    r.json().as_array().cloned().unwrap_or_default().into_iter().filter(|p| p["state"] == "active").collect()
-}
-
 fn room_exists(server: &Server, number: &str) -> bool {
     server.get("/rest/v1/uc/conferences").json().as_array().is_some_and(|a| a.iter().any(|r| r["confroomnum"] == number))
-}
-
-fn log_count(server: &Server, needle: &str) -> usize {
-    std::fs::read_to_string(&server.log).unwrap_or_default().matches(needle).count()
 }
 
 fn booking(name: &str, access_id: u64, start: u64, minutes: u64) -> Value {
@@ -119,7 +106,7 @@ fn a_booked_conference_waits_for_its_owner_ends_with_the_owner_and_keeps_its_win
     poll(Duration::from_secs(15), "bob waits for the owner", || (log_count(&server, "waiting for the owner of the scheduled conference") == 1).then_some(()));
     // The announcement (about 3.5 s) and a few seconds of music.
     std::thread::sleep(Duration::from_secs(8));
-    assert!(participants(&server, &OPEN.to_string()).is_empty(), "nobody is in the room before the owner");
+    assert!(room_participants(&server, &OPEN.to_string()).is_empty(), "nobody is in the room before the owner");
     assert!(!room_exists(&server, &OPEN.to_string()), "the room starts with its owner");
     let owner_calls = bob_t0.elapsed().as_secs_f64();
 
@@ -128,7 +115,7 @@ fn a_booked_conference_waits_for_its_owner_ends_with_the_owner_and_keeps_its_win
     alice.record_t0();
     std::thread::sleep(Duration::from_millis(1000));
     alice.command(&format!("dtmf {OPEN}#"));
-    poll(Duration::from_secs(20), "alice and bob in the room", || (participants(&server, &OPEN.to_string()).len() == 2).then_some(()));
+    poll(Duration::from_secs(20), "alice and bob in the room", || (room_participants(&server, &OPEN.to_string()).len() == 2).then_some(()));
     let joined = bob_t0.elapsed().as_secs_f64();
     assert_eq!(log_count(&server, "the owner joined the scheduled conference"), 1);
     assert_eq!(log_count(&server, "the lobby joins the scheduled conference"), 1);
@@ -208,7 +195,7 @@ fn a_call_moved_into_a_booked_conference_brings_its_owner() {
     assert_eq!(r[1]["status"], 404, "{}", r[1]);
     assert_eq!(r[2]["status"], 204, "{}", r[2]);
     // Alice is the owner, so nobody waits: both are in the room at once.
-    poll(Duration::from_secs(10), "alice and carol in the room", || (participants(&server, &OPEN.to_string()).len() == 2).then_some(()));
+    poll(Duration::from_secs(10), "alice and carol in the room", || (room_participants(&server, &OPEN.to_string()).len() == 2).then_some(()));
     assert_eq!(log_count(&server, "the owner joined the scheduled conference"), 1);
     assert_eq!(log_count(&server, "waiting for the owner"), 0);
     std::thread::sleep(Duration::from_secs(2));

@@ -75,19 +75,23 @@ impl Ivr {
     /// A call that dialled a scheduled conference's access id as a room number: as if
     /// it had keyed that id at the access number.
     pub fn on_incoming_entry(&mut self, now: Instant, legs: &mut Legs, rooms: &mut Rooms, id: &LegId, user: Option<UserId>, entry: String) {
-        self.on_incoming(now, legs, id, user);
-        if let Some(c) = self.callers.get_mut(id) {
-            if let Some(p) = c.prompt.take() {
-                legs.stop_prompt(id, Some(p));
-            }
+        if self.answer(now, legs, id, user) {
+            self.submit(legs, rooms, id, entry);
         }
-        self.submit(legs, rooms, id, entry);
     }
 
     /// A call to the access number: answer it and ask for the room number.
     pub fn on_incoming(&mut self, now: Instant, legs: &mut Legs, id: &LegId, user: Option<UserId>) {
+        if self.answer(now, legs, id, user) {
+            info!(leg = %id, "conference access number: asking for the room number");
+            self.prompt(legs, id, "pin_prompt", true);
+        }
+    }
+
+    /// Answers the call and starts its menu at the room number; false if it cannot be answered.
+    fn answer(&mut self, now: Instant, legs: &mut Legs, id: &LegId, user: Option<UserId>) -> bool {
         if legs.answer(now, id).is_err() {
-            return;
+            return false;
         }
         let ivr = &self.cfg.ivr;
         self.callers.insert(
@@ -101,8 +105,7 @@ impl Ivr {
                 user,
             },
         );
-        info!(leg = %id, "conference access number: asking for the room number");
-        self.prompt(legs, id, "pin_prompt", true);
+        true
     }
 
     pub fn on_leg_event(&mut self, now: Instant, legs: &mut Legs, rooms: &mut Rooms, scheduled: &mut Scheduled, ev: LegEvent) {

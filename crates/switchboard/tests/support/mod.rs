@@ -2175,3 +2175,19 @@ impl Drop for BaresipPeer {
         }
     }
 }
+
+/// The active participants of room `number` (REST, reference 000); none if no such room.
+#[allow(dead_code)]
+pub fn room_participants(server: &Server, number: &str) -> Vec<Value> {
+    let rooms = server.get("/rest/v1/uc/conferences").json();
+    let Some(room) = rooms.as_array().and_then(|a| a.iter().find(|r| r["confroomnum"] == number)) else { return Vec::new() };
+    let confid = room["confid"].as_str().unwrap().to_owned();
+    let r = server.get(&format!("/rest/v1/uc/conferences/{confid}/participants"));
+    r.json().as_array().cloned().unwrap_or_default().into_iter().filter(|p| p["state"] == "active").collect()
+}
+
+/// How often `needle` occurs in the server's log so far.
+#[allow(dead_code)]
+pub fn log_count(server: &Server, needle: &str) -> usize {
+    fs::read_to_string(&server.log).unwrap_or_default().matches(needle).count()
+}
