@@ -655,11 +655,13 @@ pub struct AppView {
     pub domain_id: Option<i64>,
     pub enabled: bool,
     pub created_ms: u64,
+    /// Web Call Server hooks: POSTed to this URL + "/" + method (null: none).
+    pub rest_url: Option<String>,
 }
 
 impl From<App> for AppView {
     fn from(a: App) -> Self {
-        AppView { id: a.id, client_id: a.client_id, name: a.name, domain_id: a.domain_id, enabled: a.enabled, created_ms: a.created_ms }
+        AppView { id: a.id, client_id: a.client_id, name: a.name, domain_id: a.domain_id, enabled: a.enabled, created_ms: a.created_ms, rest_url: a.rest_url }
     }
 }
 
@@ -668,8 +670,14 @@ impl From<App> for AppView {
 #[serde(deny_unknown_fields)]
 pub struct NewAppBody {
     pub client_id: String,
-    /// The client secret (kept as argon2; never shown).
-    pub secret: String,
+    /// The client secret (kept as argon2; never shown). May be left out for a Web Call
+    /// Server app (one with `rest_url`): nobody logs in with it.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Web Call Server hooks (reference 004): the app's client id is the `appKey`
+    /// browsers connect with, and `<rest_url>/<method>` is POSTed for their sessions.
+    #[serde(default)]
+    pub rest_url: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
     /// Its domain: the caller's by default; the superuser may leave it out (any domain).
@@ -686,6 +694,16 @@ pub struct AppPatchBody {
     /// A new client secret.
     #[serde(default)]
     pub secret: Option<String>,
+    /// A new WCS REST URL; "" removes it.
+    #[serde(default)]
+    pub rest_url: Option<String>,
+}
+
+/// A random value for secrets nobody is told (ring's system RNG, as the tokens').
+fn rand_u128() -> Result<u128, ApiError> {
+    let mut b = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).map_err(|_| ApiError::unavailable("no system randomness"))?;
+    Ok(u128::from_le_bytes(b))
 }
 
 async fn visible_app(st: &AppState, scope: &Scope, client_id: &str) -> Result<App, ApiError> {
@@ -724,13 +742,29 @@ pub async fn create_app(
     scope.require_admin()?;
     let Json(b) = body?;
     check("client_id", formats::LOGIN, &b.client_id)?;
-    check_secret("secret", &b.secret)?;
+    let secret = match (&b.secret, &b.rest_url) {
+        (Some(s), _) => {
+            check_secret("secret", s)?;
+            s.clone()
+        }
+        // A WCS-only app: its OAuth2 secret is random and told to nobody.
+        (None, Some(_)) => format!("{:032x}", rand_u128()?),
+        (None, None) => return Err(ApiError::bad_request("`secret` is required (or `rest_url`, for a Web Call Server app)")),
+    };
+    if let Some(u) = &b.rest_url {
+        store::valid_rest_url(u).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
     check_opt("name", formats::PERSON_NAME, &b.name)?;
     if let Some(d) = &b.domain {
         check_domain_name("domain", d)?;
     }
     let domain = target_domain(&st, &scope, b.domain.as_deref(), false).await?;
-    let a = store_of(&st)?.add_app(&b.client_id, &b.secret, b.name.as_deref(), domain).await?;
+    let store = store_of(&st)?;
+    let mut a = store.add_app(&b.client_id, &secret, b.name.as_deref(), domain).await?;
+    if let Some(u) = &b.rest_url {
+        store.set_app_rest_url(&a.client_id, Some(u)).await?;
+        a = store.app(&a.client_id).await?.ok_or_else(app_not_found)?;
+    }
     after_write(&st);
     Ok((StatusCode::CREATED, Json(a.into())))
 }
@@ -767,13 +801,18 @@ pub async fn patch_app(
     scope.require_admin()?;
     let Json(b) = body?;
     let a = visible_app(&st, &scope, &client_id).await?;
-    if b.enabled.is_none() && b.secret.is_none() {
-        return Err(ApiError::bad_request("nothing to change: give `enabled` and/or `secret`"));
+    if b.enabled.is_none() && b.secret.is_none() && b.rest_url.is_none() {
+        return Err(ApiError::bad_request("nothing to change: give `enabled`, `secret` and/or `rest_url`"));
     }
     if let Some(s) = &b.secret {
         check_secret("secret", s)?;
     }
+    let rest_url = b.rest_url.as_deref().map(str::trim).map(|u| if u.is_empty() { Ok(None) } else { store::valid_rest_url(u).map(Some) });
+    let rest_url = rest_url.transpose().map_err(|e| ApiError::bad_request(e.to_string()))?;
     let store = store_of(&st)?;
+    if let Some(u) = &rest_url {
+        store.set_app_rest_url(&a.client_id, u.as_deref()).await?;
+    }
     if let Some(s) = &b.secret {
         store.set_app_secret(&a.client_id, s).await?;
     }

@@ -91,6 +91,9 @@ pub struct App {
     pub domain_id: Option<DomainId>,
     pub enabled: bool,
     pub created_ms: u64,
+    /// Web Call Server hooks (reference 004): where `<rest_url>/<method>` is POSTed
+    /// for sessions that connect with this app's client id as their `appKey`.
+    pub rest_url: Option<String>,
 }
 
 /// An API key's description; the key itself is shown once, when created.
@@ -128,7 +131,7 @@ const API_KEY_SHOWN: usize = API_KEY_PREFIX.len() + 8;
 
 const USER_COLUMNS: &str = "id, domain_id, login, display_name, first_name, last_name, ext, did, cell_phone, \
      home_phone, email, role, enabled";
-const APP_COLUMNS: &str = "id, client_id, name, domain_id, enabled, created_ms";
+const APP_COLUMNS: &str = "id, client_id, name, domain_id, enabled, created_ms, rest_url";
 const KEY_COLUMNS: &str = "id, name, domain_id, role, prefix, created_ms";
 
 impl Store {
@@ -683,7 +686,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(App { id, client_id, name, domain_id: domain, enabled: true, created_ms: from_db("apps.created_ms", created)? })
+        Ok(App { id, client_id, name, domain_id: domain, enabled: true, created_ms: from_db("apps.created_ms", created)?, rest_url: None })
     }
 
     /// Apps bound to `domain` (and, with `None`, every app), by client id.
@@ -730,6 +733,13 @@ impl Store {
 
     pub async fn set_app_enabled(&self, client_id: &str, enabled: bool) -> Result<(), StoreError> {
         self.app_update(client_id, "UPDATE apps SET enabled = $1 WHERE client_id = $2", flag(enabled)).await
+    }
+
+    /// Sets (or with None clears) the app's WCS REST URL: `http://` or `https://`,
+    /// without a trailing slash (hook names are appended after one).
+    pub async fn set_app_rest_url(&self, client_id: &str, url: Option<&str>) -> Result<(), StoreError> {
+        let url = url.map(valid_rest_url).transpose()?;
+        self.app_update(client_id, "UPDATE apps SET rest_url = $1 WHERE client_id = $2", url).await
     }
 
     async fn app_update<T>(&self, client_id: &str, sql: &str, value: T) -> Result<(), StoreError>
@@ -1107,6 +1117,16 @@ fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
     })
 }
 
+/// A hook base URL: absolute http(s), no query or fragment, trailing `/` dropped.
+pub fn valid_rest_url(url: &str) -> Result<String, StoreError> {
+    let u = url.trim();
+    let rest = u.strip_prefix("http://").or_else(|| u.strip_prefix("https://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !u.contains(['?', '#', ' ']) && u.len() <= 2000 => Ok(u.trim_end_matches('/').to_owned()),
+        _ => Err(StoreError::Invalid(format!("the REST URL must be an http:// or https:// URL without query or fragment, not {url:?}"))),
+    }
+}
+
 fn app_from_row(row: &AnyRow) -> Result<App, StoreError> {
     Ok(App {
         id: row.try_get("id")?,
@@ -1115,6 +1135,7 @@ fn app_from_row(row: &AnyRow) -> Result<App, StoreError> {
         domain_id: row.try_get("domain_id")?,
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         created_ms: from_db("apps.created_ms", row.try_get("created_ms")?)?,
+        rest_url: row.try_get("rest_url")?,
     })
 }
 

@@ -202,17 +202,28 @@ pub struct AppsCmd {
 
 #[derive(Subcommand, Debug)]
 enum AppAction {
-    /// Add an app (an OAuth2 client).
+    /// Add an app: an OAuth2 client, a Web Call Server application (its client id is
+    /// the `appKey` browsers connect with), or both.
     Add {
         client_id: String,
-        /// Its secret (argon2); `-` reads stdin
+        /// Its OAuth2 secret (argon2); `-` reads stdin. Optional for a WCS app.
         #[arg(long)]
-        secret: String,
+        secret: Option<String>,
         /// Only this domain's users log in through it
         #[arg(long)]
         domain: Option<String>,
         #[arg(long)]
         name: Option<String>,
+        /// Web Call Server hooks: POSTed to this URL + "/" + method name
+        #[arg(long)]
+        rest_url: Option<String>,
+    },
+    /// Set (or with --clear, remove) a WCS app's REST URL.
+    RestUrl {
+        client_id: String,
+        url: Option<String>,
+        #[arg(long, conflicts_with = "url")]
+        clear: bool,
     },
     /// List apps.
     List {
@@ -686,12 +697,25 @@ async fn app_named(store: &Store, client_id: &str) -> Result<store::App, Failure
 
 async fn apps(store: &Store, out: &Out, action: AppAction) -> Outcome {
     match action {
-        AppAction::Add { client_id, secret: s, domain, name } => {
+        AppAction::Add { client_id, secret: s, domain, name, rest_url } => {
             let domain_id = match domain {
                 Some(n) => Some(domain_named(store, &n).await?.id),
                 None => None,
             };
-            let app = store.add_app(&client_id, &secret(&s)?, name.as_deref(), domain_id).await?;
+            if let Some(u) = &rest_url {
+                store::valid_rest_url(u)?;
+            }
+            let secret = match (s, &rest_url) {
+                (Some(s), _) => secret(&s)?,
+                // A WCS-only app: nobody logs in with it, so its secret is random and unknown.
+                (None, Some(_)) => random_secret(),
+                (None, None) => return Err(Failure("--secret is required (or --rest-url, for a Web Call Server app)".into())),
+            };
+            let mut app = store.add_app(&client_id, &secret, name.as_deref(), domain_id).await?;
+            if let Some(u) = rest_url.as_deref() {
+                store.set_app_rest_url(&client_id, Some(u)).await?;
+                app.rest_url = store.app(&client_id).await?.and_then(|a| a.rest_url);
+            }
             let view = app_view(store, &app).await?;
             out.show(&view, || {
                 let scope = view.domain.as_deref().map(|d| format!(" for domain {d}")).unwrap_or_default();
@@ -726,18 +750,30 @@ async fn apps(store: &Store, out: &Out, action: AppAction) -> Outcome {
             let view = app_view(store, &app).await?;
             out.show(&view, || {
                 format!(
-                    "client_id: {}\nid:        {}\nname:      {}\ndomain:    {}\nenabled:   {}\nsecret:    set (argon2id)",
+                    "client_id: {}\nid:        {}\nname:      {}\ndomain:    {}\nenabled:   {}\nsecret:    set (argon2id)\nrest_url:  {}",
                     app.client_id,
                     app.id,
                     app.name.as_deref().unwrap_or("-"),
                     view.domain.as_deref().unwrap_or("(any)"),
-                    yes_no(app.enabled)
+                    yes_no(app.enabled),
+                    app.rest_url.as_deref().unwrap_or("-")
                 )
             });
         }
         AppAction::Passwd { client_id, secret: s } => {
             store.set_app_secret(&client_id, &secret(&s)?).await?;
             out.show(&serde_json::json!({"app": client_id, "changed": "secret"}), || format!("secret of app {client_id} changed"));
+        }
+        AppAction::RestUrl { client_id, url, clear } => {
+            if url.is_none() && !clear {
+                return Err(Failure("give the URL, or --clear".into()));
+            }
+            store.set_app_rest_url(&client_id, url.as_deref()).await?;
+            let shown = store.app(&client_id).await?.and_then(|a| a.rest_url);
+            out.show(&serde_json::json!({"app": client_id, "rest_url": shown}), || match &shown {
+                Some(u) => format!("app {client_id}: hooks go to {u}"),
+                None => format!("app {client_id}: no hooks"),
+            });
         }
         AppAction::Disable { client_id } => set_app_enabled(store, out, &client_id, false).await?,
         AppAction::Enable { client_id } => set_app_enabled(store, out, &client_id, true).await?,
@@ -793,4 +829,10 @@ async fn keys(store: &Store, out: &Out, action: KeyAction) -> Outcome {
         }
     }
     Ok(())
+}
+
+/// A secret nobody is told: for apps that only carry WCS hooks.
+fn random_secret() -> String {
+    let bytes: [u8; 24] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
