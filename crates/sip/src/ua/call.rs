@@ -410,6 +410,8 @@ impl UserAgent {
         }
         call.state = CallState::Ended;
         self.events.push_back(UaEvent::Ended { call: CallRef(c), status, reason: reason.to_owned(), by_remote, raw });
+        // Kept while a transaction of it lives (late 2xx to re-ACK...), else dropped now.
+        self.forget_call_if_done(c);
     }
 
     /// Drops an ended call once none of its transactions is left.

@@ -366,6 +366,10 @@ fn outgoing_call_with_407_ringing_answer_reack_and_bye() {
     assert!(h.events().is_empty());
     h.feed(bye.response(200, None), PEER);
     assert!(matches!(h.events().as_slice(), [UaEvent::Ended { status: 200, by_remote: false, .. }]));
+    // Once its transactions are over, the call is forgotten.
+    assert!(!h.ua.calls.is_empty(), "kept while the INVITE transaction may see a 2xx");
+    h.advance(Duration::from_secs(40));
+    assert!(h.ua.calls.is_empty() && h.ua.client_txs.is_empty());
 }
 
 #[test]
@@ -499,6 +503,9 @@ fn incoming_bye_and_cancel_end_calls() {
     h.feed(bye, PEER);
     assert_eq!(h.responses().len(), 1);
     assert!(h.events().is_empty());
+    h.advance(Duration::from_secs(40));
+    assert!(h.ua.calls.is_empty(), "ended calls are forgotten");
+    h.sent();
 
     // CANCEL of an unanswered call: 200 + 487 from the layer, Ended 487 by the remote.
     let invite = peer_request(Method::Invite, "in-3", 1, "t3", None);
