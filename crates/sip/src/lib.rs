@@ -11,6 +11,7 @@
 //! - [`dialog`]: dialog state (tags, CSeq, route set, remote target) for UAC and UAS.
 //! - [`digest`]: RFC 8760 digest hashes (HA1, responses) for the registrar and callers.
 //! - [`sdp`]: session descriptions and RFC 3264 offer/answer for audio.
+//! - [`ua`]: a user agent for one SIP identity (REGISTER, calls, MESSAGE) on top of the rest.
 
 pub mod dialog;
 pub mod digest;
@@ -18,6 +19,7 @@ pub mod message;
 pub mod parse;
 pub mod sdp;
 pub mod transaction;
+pub mod ua;
 pub mod uri;
 
 pub use message::*;
