@@ -702,7 +702,7 @@ pub struct AppPatchBody {
 /// A random value for secrets nobody is told (ring's system RNG, as the tokens').
 fn rand_u128() -> Result<u128, ApiError> {
     let mut b = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).map_err(|_| ApiError::unavailable("no system randomness"))?;
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no system randomness"))?;
     Ok(u128::from_le_bytes(b))
 }
 
