@@ -16,6 +16,7 @@
 //! | [`routing`] | where a dial-out target goes (SIP URI as is, numbers to the gateway) |
 //! | [`formats`] | the text formats of inputs, checked here and published in the OpenAPI |
 //! | [`idempotency`] | `Idempotency-Key` replay cache |
+//! | [`wcs`] | the Web Call Server dialect (reference 004): browsers over WebSocket at `/`, REST hooks, `/rest-api/call/*` |
 //! | [`xmlrpc`] | the SEMS webconference XML-RPC dialect (issue 11), on its own listener (`[xmlrpc] listen`) |
 
 pub mod admin;
@@ -34,6 +35,7 @@ pub mod status;
 pub mod tls;
 pub mod mx;
 pub mod tokens;
+pub mod wcs;
 pub mod webhooks;
 pub mod xmlrpc;
 
@@ -75,6 +77,8 @@ pub struct AppState {
     /// The durable event outbox: its live feed, the webhook master key, the default
     /// domain (all None without an outbox).
     pub events: event_stream::EventsState,
+    /// The Web Call Server dialect (None: `[wcs]` off).
+    pub wcs: Option<wcs::WcsState>,
 }
 
 impl AppState {
@@ -92,6 +96,7 @@ impl AppState {
             directory_changed: Default::default(),
             data_dir: None,
             events: Default::default(),
+            wcs: None,
         }
     }
 
@@ -111,7 +116,13 @@ impl AppState {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let protected = calls::routes()
+    let mut protected = calls::routes();
+    let mut open = Router::new();
+    if let Some(w) = &state.wcs {
+        protected = protected.merge(wcs::rest_routes(w.clone()));
+        open = open.merge(wcs::socket_routes(w.clone()));
+    }
+    let protected = protected
         .merge(conferences::routes())
         .merge(status::routes())
         .merge(admin::routes())
@@ -121,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/health", get(health))
+        .merge(open)
         .merge(openapi::routes())
         .merge(protected)
         .fallback(error::not_found)

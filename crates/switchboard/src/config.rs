@@ -80,6 +80,57 @@ pub struct Config {
     /// The durable event outbox and webhooks (`[events]`, docs/events.md).
     #[serde(default)]
     pub events: EventsSection,
+    /// The Web Call Server dialect: browsers with the Flashphoner Web SDK (`[wcs]`,
+    /// reference 004).
+    #[serde(default)]
+    pub wcs: WcsSection,
+}
+
+/// `[wcs]`: browsers running `@flashphoner/websdk` connect to `ws://<http_listen>/`
+/// (and to `listen`, if set) and call over WebRTC; hooks go to their app's REST URL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WcsSection {
+    /// Off: no WebSocket at `/`, no `/rest-api`.
+    pub enabled: bool,
+    /// A listener of its own besides the HTTP API's (WCS's `ws://host:8080`); empty = none.
+    pub listen: String,
+    /// `defaultApp`'s REST URL (hooks); unset = no hooks for it.
+    pub rest_url: Option<String>,
+    /// Origins allowed to open the WebSocket; empty = any.
+    pub allowed_origins: Vec<String>,
+    /// Codecs offered to and accepted from browsers, in preference order (opus, PCMU, PCMA).
+    pub codecs: Vec<String>,
+    /// Time limit of one hook POST (WCS's `rest_request_timeout`).
+    pub hook_timeout_s: u64,
+    /// Server pings every this long; a client that misses `ping_probes` is dropped.
+    pub ping_interval_s: u64,
+    pub ping_probes: u32,
+    /// The UDP port browsers' ICE, DTLS and SRTP arrive on (0: any free port).
+    pub ice_port: u16,
+    /// Addresses advertised to browsers as ICE candidates; empty = the SIP address and
+    /// this host's outward address.
+    pub candidates: Vec<String>,
+    /// A browser leg with no media for this long is reported dead and hung up.
+    pub media_timeout_s: u64,
+}
+
+impl Default for WcsSection {
+    fn default() -> Self {
+        WcsSection {
+            enabled: true,
+            listen: String::new(),
+            rest_url: None,
+            allowed_origins: Vec::new(),
+            codecs: vec!["opus".into(), "PCMU".into(), "PCMA".into()],
+            hook_timeout_s: 15,
+            ping_interval_s: 5,
+            ping_probes: 10,
+            ice_port: 0,
+            candidates: Vec::new(),
+            media_timeout_s: 10,
+        }
+    }
 }
 
 /// `[voicemail]`: calls users do not take go to their mailbox; see `engine::apps::voicemail`.
@@ -636,6 +687,7 @@ impl Default for Config {
             xmlrpc: XmlRpcSection::default(),
             voicemail: VoicemailSection::default(),
             events: EventsSection::default(),
+            wcs: WcsSection::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ mod push;
 mod signalling;
 mod tokens;
 mod transport;
+mod wcs;
 mod webhooks;
 mod xmlrpc;
 mod voicemail;
@@ -346,9 +347,12 @@ async fn run(cfg: Config) -> Result<(), String> {
     );
 
     let routing = api::routing::Routing::with_gateway(cfg.routing.gateway.as_deref())?;
+    let wcs_state = wcs::setup(&cfg, advertised, db.clone())?;
+    wcs::spawn_listener(&cfg, wcs_state.clone(), shutdown_rx.clone()).await?;
     let mut state = api::AppState::new(EngineHandle::new(cmd_tx, events.clone(), rooms), cfg.api_token.clone())
         .with_routing(routing)
         .with_directory(db, directory);
+    state.wcs = wcs_state;
     state.directory_changed = directory_changed;
     state.data_dir = Some(cfg.data_dir.clone());
     state.events = events_state;

@@ -1,0 +1,149 @@
+//! The Web Call Server dialect (reference 004): browsers running Flashphoner's
+//! `@flashphoner/websdk` connect over a WebSocket at `/` on the HTTP listener (the
+//! SDK dials `ws://host:port` with no path) and place and take SIP calls; every
+//! action and event is POSTed to the app's backend ([`hooks`]).
+//!
+//! Shape, as WCS itself: each browser session is a SIP user agent of its own
+//! ([`agent`], the `sip` crate's `UserAgent`) that registers with the session's
+//! `sipLogin` (to us, or to an outside registrar), and each call's media goes through
+//! the WebRTC gateway ([`media`]), which relays the browser's RTP unchanged to a plain
+//! RTP socket that the SIP leg offers. So a browser call is, to the engine, a call
+//! from a registered phone like any other: it is routed through the directory, bridged
+//! (a G.711 browser to a G.711 phone without transcoding), held, transferred and
+//! recorded as any call is. Hold and transfer are done on the SIP side; the browser is
+//! negotiated once (the SDK breaks on a second `setRemoteSDP`).
+//!
+//! | file | what |
+//! |---|---|
+//! | [`protocol`] | the `{"message","data":[..]}` framing and status names |
+//! | [`session`] | one browser connection: `connection`, calls, hooks, keep-alive |
+//! | [`hooks`] | REST hooks and `restClientConfig` |
+//! | [`agent`] | the session's SIP user agent on its own socket |
+//! | [`media`] | the WebRTC gateway interface and the SIP SDP of a plain side |
+
+pub mod agent;
+#[cfg(feature = "webrtc")]
+pub mod gateway;
+pub mod hooks;
+pub mod media;
+pub mod protocol;
+pub mod session;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use media::{MediaGateway, MediaNote};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The gateway as the sessions share it.
+pub type MediaGatewayBox = Arc<dyn MediaGateway>;
+
+/// `[wcs]`: how browsers reach us.
+#[derive(Debug, Clone)]
+pub struct WcsConfig {
+    /// `defaultApp`'s REST URL (the app exists without being in the directory).
+    pub rest_url: Option<String>,
+    /// Our SIP listener: where a session's UA registers and calls when the page names
+    /// no outbound proxy and its domain is ours.
+    pub sip_server: SocketAddr,
+    /// The address a session's UA binds (its Contact).
+    pub sip_bind_ip: IpAddr,
+    /// `sipDomain` when the page gives none.
+    pub default_domain: String,
+    /// Our domains: a `sipDomain` among them registers with us.
+    pub our_domains: Vec<String>,
+    /// Codecs offered to browsers, in preference order.
+    pub codecs: Vec<String>,
+    pub hook_timeout: Duration,
+    /// `ping` every this long; a client that misses `ping_probes` pongs in a row is dropped.
+    pub ping_interval: Duration,
+    pub ping_probes: u32,
+    /// Allowed `Origin`s of the WebSocket upgrade; empty: any (the SDK's pages are
+    /// served from anywhere).
+    pub allowed_origins: Vec<String>,
+    /// `nodeId` of every hook: `<random>@<server ip>`.
+    pub node_id: String,
+    pub user_agent: String,
+}
+
+/// What every WCS connection shares.
+#[derive(Clone)]
+pub struct WcsState {
+    pub cfg: Arc<WcsConfig>,
+    pub gateway: Option<Arc<dyn MediaGateway>>,
+    /// WebRTC leg id → the session that owns it.
+    media_routes: Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<MediaNote>>>>,
+    /// Live calls by `callId`, for `/rest-api/call/*`.
+    pub(crate) calls: Arc<Mutex<HashMap<String, session::CallEntry>>>,
+    pub store: Option<store::Store>,
+}
+
+impl WcsState {
+    pub fn new(cfg: WcsConfig, gateway: Option<Arc<dyn MediaGateway>>, store: Option<store::Store>) -> WcsState {
+        WcsState { cfg: Arc::new(cfg), gateway, media_routes: Default::default(), calls: Default::default(), store }
+    }
+
+    /// Routes a gateway note to the session owning the leg (the shell's media-event
+    /// thread calls this).
+    pub fn media_note(&self, note: MediaNote) {
+        let id = match &note {
+            MediaNote::Connected(i) | MediaNote::Failed(i, _) | MediaNote::Closed(i) => *i,
+        };
+        let mut routes = self.media_routes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = routes.get(&id) {
+            let _ = tx.send(note.clone());
+        }
+        if matches!(note, MediaNote::Closed(_)) {
+            routes.remove(&id);
+        }
+    }
+
+    pub(crate) fn route_media(&self, id: u64, tx: mpsc::UnboundedSender<MediaNote>) {
+        self.media_routes.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
+    }
+
+    pub(crate) fn unroute_media(&self, id: u64) {
+        self.media_routes.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+}
+
+/// `GET /`: the WebSocket upgrade (open: the backend's `connect` hook is the
+/// authentication point, as in WCS).
+pub fn socket_routes<S: Clone + Send + Sync + 'static>(state: WcsState) -> Router<S> {
+    Router::new().route("/", get(upgrade)).with_state(state)
+}
+
+/// `/rest-api/call/*` (behind the API's bearer credentials, unlike WCS's open default).
+pub fn rest_routes<S: Clone + Send + Sync + 'static>(state: WcsState) -> Router<S> {
+    session::rest_api_routes().with_state(state)
+}
+
+async fn upgrade(
+    State(st): State<WcsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(ws) = ws else {
+        return (
+            axum::http::StatusCode::UPGRADE_REQUIRED,
+            Json(serde_json::json!({"error_code": 426, "error_message": "this is the Web Call Server WebSocket endpoint: connect with ws:// (the Flashphoner Web SDK's urlServer)"})),
+        )
+            .into_response();
+    };
+    if !st.cfg.allowed_origins.is_empty() {
+        let origin = headers.get("origin").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !st.cfg.allowed_origins.iter().any(|o| o == origin) {
+            return (axum::http::StatusCode::FORBIDDEN, Json(serde_json::json!({"error_code": 403, "error_message": format!("origin {origin:?} is not allowed ([wcs] allowed_origins)")}))).into_response();
+        }
+    }
+    let local = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_owned();
+    ws.max_message_size(1 << 20).on_upgrade(move |socket| session::run(st, socket, peer, local))
+}

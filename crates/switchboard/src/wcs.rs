@@ -1,0 +1,122 @@
+//! The Web Call Server dialect's shell: builds its state from `[wcs]`, starts the
+//! WebRTC gateway (when built with it) and routes the gateway's notes to the sessions,
+//! and serves `[wcs] listen` when set. The dialect itself is `api::wcs`.
+
+use crate::config::Config;
+use api::wcs::{MediaGatewayBox, WcsConfig, WcsState};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::info;
+
+/// The dialect's state, or None when `[wcs] enabled = false`.
+pub fn setup(cfg: &Config, sip: SocketAddr, store: store::Store) -> Result<Option<WcsState>, String> {
+    let w = &cfg.wcs;
+    if !w.enabled {
+        return Ok(None);
+    }
+    if let Some(u) = &w.rest_url {
+        store::valid_rest_url(u).map_err(|e| format!("[wcs] rest_url: {e}"))?;
+    }
+    for c in &w.codecs {
+        if !["opus", "PCMU", "PCMA"].iter().any(|k| k.eq_ignore_ascii_case(c)) {
+            return Err(format!("[wcs] codecs: {c:?} is not one of opus, PCMU, PCMA"));
+        }
+    }
+    let mut candidates = Vec::new();
+    for c in &w.candidates {
+        candidates.push(c.parse::<IpAddr>().map_err(|e| format!("[wcs] candidates: {c:?}: {e}"))?);
+    }
+    if candidates.is_empty() {
+        candidates.push(sip.ip());
+        // Browsers on this host pair their own interface address with ours; advertise
+        // the outward one too (learnt without sending anything).
+        if let Some(ip) = outward_ip() {
+            if ip != sip.ip() {
+                candidates.push(ip);
+            }
+        }
+    }
+    let gateway = start_gateway(cfg, sip.ip(), candidates)?;
+    let node_ip = sip.ip();
+    let config = WcsConfig {
+        rest_url: w.rest_url.as_deref().map(|u| u.trim_end_matches('/').to_owned()),
+        sip_server: sip,
+        sip_bind_ip: sip.ip(),
+        default_domain: cfg.domain.clone(),
+        our_domains: vec![cfg.domain.clone(), sip.ip().to_string(), sip.to_string()],
+        codecs: w.codecs.clone(),
+        hook_timeout: Duration::from_secs(w.hook_timeout_s.max(1)),
+        ping_interval: Duration::from_secs(w.ping_interval_s.max(1)),
+        ping_probes: w.ping_probes.max(1),
+        allowed_origins: w.allowed_origins.clone(),
+        node_id: format!("{:08x}@{node_ip}", rand::random::<u32>()),
+        user_agent: format!("Switchboard/{} WCS", env!("CARGO_PKG_VERSION")),
+    };
+    let (gw, notes) = match gateway {
+        Some((g, n)) => (Some(g), Some(n)),
+        None => (None, None),
+    };
+    let state = WcsState::new(config, gw, Some(store));
+    if let Some(notes) = notes {
+        let st = state.clone();
+        std::thread::Builder::new()
+            .name("wcs-media-notes".into())
+            .spawn(move || {
+                while let Ok(n) = notes.recv() {
+                    st.media_note(n);
+                }
+            })
+            .map_err(|e| format!("[wcs] thread: {e}"))?;
+    }
+    Ok(Some(state))
+}
+
+/// The address this host would use toward the outside (a connected UDP socket's
+/// local address; nothing is sent).
+fn outward_ip() -> Option<IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
+#[cfg(feature = "webrtc")]
+fn start_gateway(cfg: &Config, relay_ip: IpAddr, candidates: Vec<IpAddr>) -> Result<Option<(MediaGatewayBox, std::sync::mpsc::Receiver<api::wcs::media::MediaNote>)>, String> {
+    let (g, notes) = api::wcs::gateway::start(
+        SocketAddr::new([0, 0, 0, 0].into(), cfg.wcs.ice_port),
+        candidates,
+        relay_ip,
+        Duration::from_secs(cfg.wcs.media_timeout_s.max(1)),
+    )
+    .map_err(|e| format!("[wcs] WebRTC gateway: {e}"))?;
+    info!(ice = %g.1, "WebRTC gateway ready");
+    Ok(Some((g.0, notes)))
+}
+
+#[cfg(not(feature = "webrtc"))]
+fn start_gateway(_: &Config, _: IpAddr, _: Vec<IpAddr>) -> Result<Option<(MediaGatewayBox, std::sync::mpsc::Receiver<api::wcs::media::MediaNote>)>, String> {
+    Ok(None)
+}
+
+/// `[wcs] listen`: the same WebSocket on a listener of its own.
+pub async fn spawn_listener(cfg: &Config, state: Option<WcsState>, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+    let listen = cfg.wcs.listen.trim();
+    let Some(state) = state else { return Ok(()) };
+    if listen.is_empty() {
+        return Ok(());
+    }
+    let addr: SocketAddr = listen.parse().map_err(|e| format!("[wcs] listen `{listen}`: {e}"))?;
+    let listener = TcpListener::bind(addr).await.map_err(|e| format!("[wcs] listen {addr}: {e}"))?;
+    let app = api::wcs::socket_routes::<()>(state).into_make_service_with_connect_info::<SocketAddr>();
+    info!(%addr, "WCS WebSocket listening");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    Ok(())
+}
