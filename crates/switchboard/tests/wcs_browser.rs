@@ -1,0 +1,330 @@
+//! Browsers as callers (issue 12, reference 004): headless Chromium runs a page written
+//! against the unmodified `@flashphoner/websdk` (installed from npm by
+//! scripts/install-test-deps), which connects to Switchboard's WebSocket at `/` and
+//! calls real pjsua2 phones through it; a backend written here receives the REST hooks.
+//!
+//! - a browser calls a SIP phone: each hears the other's tone (the phone's recording,
+//!   the page's WebAudio analyser), the page sees ESTABLISHED, hangs up and sees
+//!   FINISH, the phone gets BYE, and the backend got `connect`, `call` and every
+//!   `CallStatusEvent` with `nodeId`, `sessionId` and `appKey`;
+//! - the backend refuses `call` (403): the call fails and no INVITE goes out; the
+//!   backend rewrites `callee`: the INVITE goes to the new target;
+//! - a SIP phone calls the browser's SIP identity: the page answers, and both
+//!   directions carry audio.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::*;
+
+const DOMAIN: &str = "switchboard.test";
+const PASSWORD: &str = "correct-horse-7";
+
+fn node_dir() -> PathBuf {
+    std::env::var_os("SWITCHBOARD_TEST_NODE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/switchboard/node"))
+}
+
+/// The page server and hook receiver: GET /phone.html, GET /sdk/<file> (the npm
+/// package's bundles), POST /hooks/<method> (recorded, answered from `answers`, else 200
+/// with the body echoed).
+struct Backend {
+    addr: SocketAddr,
+    hooks: Arc<Mutex<Vec<(String, Value)>>>,
+    answers: Arc<Mutex<HashMap<String, (u16, Value)>>>,
+}
+
+impl Backend {
+    fn start() -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+        let addr = listener.local_addr().unwrap();
+        let hooks: Arc<Mutex<Vec<(String, Value)>>> = Default::default();
+        let answers: Arc<Mutex<HashMap<String, (u16, Value)>>> = Default::default();
+        let (h, a) = (hooks.clone(), answers.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (h, a) = (h.clone(), a.clone());
+                std::thread::spawn(move || serve(conn, &h, &a));
+            }
+        });
+        Backend { addr, hooks, answers }
+    }
+
+    fn answer(&self, method: &str, status: u16, body: Value) {
+        self.answers.lock().unwrap().insert(method.into(), (status, body));
+    }
+
+    fn got(&self, method: &str) -> Vec<Value> {
+        self.hooks.lock().unwrap().iter().filter(|(m, _)| m == method).map(|(_, b)| b.clone()).collect()
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.hooks.lock().unwrap().iter().map(|(m, _)| m.clone()).collect()
+    }
+}
+
+fn serve(mut conn: TcpStream, hooks: &Mutex<Vec<(String, Value)>>, answers: &Mutex<HashMap<String, (u16, Value)>>) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; len];
+    let _ = reader.read_exact(&mut body);
+    let reply = |conn: &mut TcpStream, status: u16, ctype: &str, body: &[u8]| {
+        let head = format!("HTTP/1.1 {status} {}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", if status == 200 { "OK" } else { "Refused" }, body.len());
+        let _ = conn.write_all(head.as_bytes());
+        let _ = conn.write_all(body);
+    };
+    let path_only = path.split('?').next().unwrap_or("").to_owned();
+    if method == "GET" && path_only == "/phone.html" {
+        let page = std::fs::read(kit_dir().join("wcs/phone.html")).expect("phone.html");
+        return reply(&mut conn, 200, "text/html", &page);
+    }
+    if method == "GET" && path_only.starts_with("/sdk/") {
+        let file = node_dir().join("node_modules/@flashphoner/websdk").join(path_only.trim_start_matches("/sdk/"));
+        return match std::fs::read(&file) {
+            Ok(js) => reply(&mut conn, 200, "application/javascript", &js),
+            Err(_) => reply(&mut conn, 404, "text/plain", b"no such file"),
+        };
+    }
+    if method == "POST" && path_only.starts_with("/hooks/") {
+        let name = path_only.trim_start_matches("/hooks/").to_owned();
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        hooks.lock().unwrap().push((name.clone(), v.clone()));
+        let (status, answer) = answers.lock().unwrap().get(&name).cloned().unwrap_or((200, v));
+        return reply(&mut conn, status, "application/json", answer.to_string().as_bytes());
+    }
+    reply(&mut conn, 404, "text/plain", b"not here")
+}
+
+fn server(env: &TestEnv, backend: &Backend) -> Server {
+    let cfg = env.path("switchboard.toml");
+    std::fs::write(&cfg, format!("[mx]\nadmin_listen = \"\"\n[wcs]\nrest_url = \"http://{}/hooks\"\nhook_timeout_s = 5\n", backend.addr)).expect("config");
+    Server::start_with(env, ServerOptions { extra_args: vec!["--config".into(), cfg.display().to_string()], ..Default::default() })
+}
+
+fn directory(env: &TestEnv) {
+    let users = [("alice", "3044"), ("bob", "3045"), ("carol", "3046")].map(|(l, e)| new_user(DOMAIN, l, e, PASSWORD));
+    seed_directory(env, DOMAIN, &users);
+}
+
+/// A 600 Hz tone for the browser's fake microphone (48 kHz, long enough to loop rarely).
+fn browser_tone(env: &TestEnv) -> PathBuf {
+    let wav = env.path("browser600.wav");
+    if !wav.exists() {
+        let ok = Command::new(require_tool("sox"))
+            .args(["-n", "-r", "48000", "-c", "1", "-b", "16"])
+            .arg(&wav)
+            .args(["synth", "30", "sine", "600", "vol", "0.5"])
+            .status()
+            .expect("sox");
+        assert!(ok.success(), "sox made the browser's tone");
+    }
+    wav
+}
+
+/// Opens the phone page in headless Chromium; returns its `__result`.
+fn run_page(env: &TestEnv, backend: &Backend, server: &Server, query: &str, timeout_ms: u64) -> Value {
+    let node = require_tool("node");
+    let sdk = node_dir().join("node_modules/@flashphoner/websdk/flashphoner-webrtc-only.js");
+    assert!(sdk.exists(), "the npm package @flashphoner/websdk is not installed at {} (run scripts/install-test-deps)", sdk.display());
+    let url = format!("http://{}/phone.html?ws=ws://{}&domain={DOMAIN}&password={PASSWORD}&timeout={}&{query}", backend.addr, server.http, timeout_ms.saturating_sub(3000));
+    let out = Command::new(node)
+        .arg(workspace_root().join("tests/kit/browser/run-page.mjs"))
+        .arg(&url)
+        .arg(timeout_ms.to_string())
+        .env("FAKE_AUDIO_WAV", browser_tone(env))
+        .output()
+        .expect("node run-page.mjs");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    std::fs::write(env.path("page.log"), &stderr).ok();
+    assert!(out.status.success(), "run-page failed: {}\n{}", out.status, tail_str(&stderr, 60));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("page result: {e}\n{}", tail_str(&stderr, 60)));
+    eprintln!("page result: {v}");
+    v
+}
+
+fn tail_str(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn statuses(page: &Value) -> Vec<String> {
+    page["statuses"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+}
+
+fn phone_args(env: &TestEnv, server: &Server, mode: &str, user: &str, slot: u16, extra: &[&str]) -> Vec<String> {
+    let (rtp, range) = env.ports.phone_rtp(slot);
+    let mut v: Vec<String> = vec![mode.into()];
+    if let Some(uri) = extra.first().filter(|a| a.starts_with("sip:")) {
+        v.push(uri.to_string());
+    }
+    v.extend(
+        [
+            "--registrar", &format!("sip:{DOMAIN}"), "--proxy", &format!("sip:{};lr", server.sip), "--domain", DOMAIN, "--user", user, "--password", PASSWORD,
+            "--sip-port", &env.ports.peer_sip(slot).to_string(), "--rtp-port", &rtp.to_string(), "--rtp-range", &range.to_string(), "--codec", "PCMU/8000",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    v.extend(extra.iter().filter(|a| !a.starts_with("sip:")).map(|s| s.to_string()));
+    v
+}
+
+fn wait_registered(server: &Server, login: &str) {
+    poll(Duration::from_secs(15), &format!("{login} registered"), || {
+        let regs: Value = server.get("/v1/registrations").json();
+        regs.as_array()?.iter().any(|r| r["login"] == login).then_some(())
+    });
+}
+
+fn near(hz: Option<i64>, want: i64) -> bool {
+    hz.is_some_and(|h| (h - want).abs() <= 30)
+}
+
+#[test]
+fn a_browser_calls_a_sip_phone_and_the_backend_hears_every_step() {
+    let env = TestEnv::new("wcs_browser_calls_phone");
+    let _media = env.media_lock();
+    env.make_tones();
+    directory(&env);
+    let backend = Backend::start();
+    let server = server(&env, &backend);
+
+    let bob_rx = env.path("bob_rx.wav");
+    env.report_on_failure(&bob_rx);
+    let tone1000 = env.path("tone1000.wav").display().to_string();
+    let mut bob = PjPeer::spawn(&env, "bob", &phone_args(&env, &server, "answer", "bob", 0, &["--answer-after", "1", "--play", &tone1000, "--loop", "--record", &bob_rx.display().to_string(), "--max-time", "60"]));
+    bob.wait_ready(Duration::from_secs(10));
+    wait_registered(&server, "bob");
+
+    let page = run_page(&env, &backend, &server, "mode=call&login=alice&callee=bob&talk=3", 40_000);
+    let st = statuses(&page);
+    assert!(st.contains(&"TRYING".into()) && st.contains(&"ESTABLISHED".into()), "the page saw TRYING and ESTABLISHED: {page}");
+    assert_eq!(st.last().map(String::as_str), Some("FINISH"), "the page's call ended with FINISH: {page}");
+    assert!(near(page["peakHz"].as_i64(), 1000), "the browser hears bob's 1000 Hz: {page}");
+
+    // The page hung up: bob got a BYE and his pjsua2 exits on its own.
+    bob.wait().assert_ok();
+    tone_check(&bob_rx).window(1.5, Some(3.5)).expect(&[600]).absent(&[1000]).assert("bob hears the browser's 600 Hz");
+
+    let names = backend.names();
+    for m in ["connect", "call", "CallStatusEvent", "ConnectionStatusEvent"] {
+        assert!(names.iter().any(|n| n == m), "the backend got {m}: {names:?}");
+    }
+    let call = &backend.got("call")[0];
+    assert_eq!(call["callee"], "bob", "{call}");
+    assert_eq!(call["caller"], "alice", "{call}");
+    let statuses_seen: Vec<String> = backend.got("CallStatusEvent").iter().map(|e| e["status"].as_str().unwrap_or("").to_owned()).collect();
+    for s in ["TRYING", "ESTABLISHED", "FINISH"] {
+        assert!(statuses_seen.iter().any(|x| x == s), "CallStatusEvent {s} reached the backend: {statuses_seen:?}");
+    }
+    for (m, b) in backend.hooks.lock().unwrap().iter() {
+        for k in ["nodeId", "sessionId", "appKey"] {
+            assert!(b[k].as_str().is_some_and(|v| !v.is_empty()), "{m} carries {k}: {b}");
+        }
+        assert_eq!(b["appKey"], "defaultApp", "{m}: {b}");
+    }
+    let established = backend.got("CallStatusEvent").into_iter().find(|e| e["status"] == "ESTABLISHED").unwrap();
+    assert!(established["sipMessageRaw"].as_str().is_some_and(|r| r.starts_with("SIP/2.0 200")), "ESTABLISHED carries the raw 200: {established}");
+    // The call is an engine call like any other: in the call log.
+    let calls: Value = server.get("/v1/calls?kind=call").json();
+    assert!(calls.as_array().is_some_and(|a| a.iter().any(|c| c["caller"]["login"] == "alice" || c["caller"]["ext"] == "3044")), "the browser's call is in /v1/calls: {calls}");
+}
+
+#[test]
+fn the_backend_refuses_a_call_or_sends_it_elsewhere() {
+    let env = TestEnv::new("wcs_hooks_refuse_alter");
+    let _media = env.media_lock();
+    env.make_tones();
+    directory(&env);
+    let backend = Backend::start();
+    let server = server(&env, &backend);
+    let mut bob = PjPeer::spawn(&env, "bob", &phone_args(&env, &server, "answer", "bob", 0, &["--answer-after", "1", "--max-time", "25"]));
+    bob.wait_ready(Duration::from_secs(10));
+    let mut carol = PjPeer::spawn(&env, "carol", &phone_args(&env, &server, "answer", "carol", 1, &["--answer-after", "1", "--hangup-after", "3", "--max-time", "60"]));
+    carol.wait_ready(Duration::from_secs(10));
+    wait_registered(&server, "bob");
+    wait_registered(&server, "carol");
+
+    // 1. 403 to `call`: the page's call fails and no INVITE leaves.
+    backend.answer("call", 403, json!({"status": 403, "reason": "no credit left"}));
+    let page = run_page(&env, &backend, &server, "mode=call&login=alice&callee=bob&talk=2", 30_000);
+    assert_eq!(statuses(&page).last().map(String::as_str), Some("FAILED"), "{page}");
+    let failed = backend.got("CallStatusEvent").into_iter().find(|e| e["status"] == "FAILED").expect("FAILED reached the backend");
+    assert_eq!(failed["info"], "no credit left", "the backend's own reason: {failed}");
+    let calls: Value = server.get("/v1/calls?kind=call").json();
+    assert_eq!(calls.as_array().map(Vec::len), Some(0), "no INVITE went out, so no call: {calls}");
+
+    // 2. The backend redirects the call to carol (OVERWRITE of `callee`).
+    backend.answer("connect", 200, json!({"restClientConfig": {"call": {"restPolicy": "OVERWRITE", "restOverwrite": "callee"}}}));
+    backend.answer("call", 200, json!({"callee": "carol"}));
+    let page = run_page(&env, &backend, &server, "mode=call&login=alice&callee=bob&talk=0", 30_000);
+    assert!(statuses(&page).contains(&"ESTABLISHED".into()), "{page}");
+    carol.wait().assert_ok();
+    let calls: Value = server.get("/v1/calls?kind=call").json();
+    let c = &calls.as_array().expect("calls")[0];
+    assert_eq!(c["callee"]["login"], "carol", "the INVITE went to carol: {c}");
+    // bob waits out his max-time without a call.
+    let _ = bob.wait();
+    let log = std::fs::read_to_string(env.path("bob.pj.log")).unwrap_or_default();
+    assert!(!log.contains("INVITE sip:bob") && !log.contains("INVITE sip:3045"), "bob never got an INVITE");
+}
+
+#[test]
+fn a_sip_phone_calls_the_browser_which_answers() {
+    let env = TestEnv::new("wcs_phone_calls_browser");
+    let _media = env.media_lock();
+    env.make_tones();
+    directory(&env);
+    let backend = Backend::start();
+    let server = server(&env, &backend);
+    let bob_rx = env.path("bob_rx.wav");
+    env.report_on_failure(&bob_rx);
+    let tone1000 = env.path("tone1000.wav").display().to_string();
+
+    // The page registers as alice and waits; once alice is registered, bob calls her.
+    let url_query = "mode=answer&login=alice&talk=0";
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let v = run_page(&env, &backend, &server, url_query, 45_000);
+            tx.send(v).ok();
+        });
+        wait_registered(&server, "alice");
+        let bob = PjPeer::spawn(
+            &env,
+            "bob",
+            &phone_args(&env, &server, "call", "bob", 0, &[&format!("sip:alice@{DOMAIN}"), "--play", &tone1000, "--loop", "--record", &bob_rx.display().to_string(), "--duration", "6", "--max-time", "40"]),
+        );
+        bob.wait().assert_ok();
+    });
+    let page = rx.recv().expect("page result");
+    let st = statuses(&page);
+    assert!(st.contains(&"RING".into()) && st.contains(&"ESTABLISHED".into()), "{page}");
+    assert_eq!(st.last().map(String::as_str), Some("FINISH"), "bob's BYE ended the page's call: {page}");
+    assert!(near(page["peakHz"].as_i64(), 1000), "the browser hears bob's 1000 Hz: {page}");
+    tone_check(&bob_rx).window(2.5, Some(5.5)).expect(&[600]).absent(&[1000]).assert("bob hears the browser's 600 Hz");
+    let names = backend.names();
+    assert!(names.iter().any(|n| n == "OnCallEvent"), "the backend was asked about the incoming call: {names:?}");
+    assert!(names.iter().any(|n| n == "RegistrationStatusEvent"), "{names:?}");
+}
