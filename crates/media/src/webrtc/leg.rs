@@ -96,6 +96,9 @@ pub struct WebRtcLeg {
     /// Payload types the browser negotiated (codecs and telephone-event); RTP from SIP
     /// with any other is dropped, as str0m could not send it.
     pts: Vec<u8>,
+    /// When we offered: the SIP side's payload type order, which the plain side keeps
+    /// whatever order the browser answers in.
+    offer_order: Vec<u8>,
     telephone_event: Option<(u8, u32)>,
     plain: PlainTx,
     to_browser: SeqExtend,
@@ -204,7 +207,11 @@ impl WebRtcLeg {
         let (offer, pending) = change.apply().ok_or_else(|| GatewayError::Sdp("nothing to offer".into()))?;
         let mut leg = WebRtcLeg::new(id, now, setup, rtc, mid, State::Offered);
         leg.pending_offer = Some(pending);
-        Ok((leg, offer.to_sdp_string()))
+        let mut order: Vec<u8> = codecs.iter().map(|c| c.pt).collect();
+        order.extend(telephone_event.map(|t| t.0));
+        let offer = order_formats(&offer.to_sdp_string(), &order);
+        leg.offer_order = order;
+        Ok((leg, offer))
     }
 
     /// The browser's answer to [`WebRtcLeg::create_offer`].
@@ -234,6 +241,7 @@ impl WebRtcLeg {
             last_browser_rtp: now,
             rtc_timeout: now,
             pts: Vec::new(),
+            offer_order: Vec::new(),
             telephone_event: None,
             plain: PlainTx {
                 remote: None,
@@ -273,6 +281,11 @@ impl WebRtcLeg {
                 Codec::Tele => tes.push((*pt, spec.clock_rate.get())),
                 _ => {}
             }
+        }
+        if !self.offer_order.is_empty() {
+            let order = &self.offer_order;
+            self.pts.sort_by_key(|pt| order.iter().position(|o| o == pt).unwrap_or(usize::MAX));
+            first_clock = self.pts.first().and_then(|pt| config.find(|p| *p.pt() == *pt)).map(wire_clock);
         }
         // One telephone-event for the plain side: the one on the first codec's clock.
         let te = tes.iter().find(|(_, hz)| Some(*hz) == first_clock).or(tes.first()).copied();
@@ -700,6 +713,31 @@ fn plain_codec(p: &PayloadParams) -> PlainCodec {
         _ => ("unknown", 1, None),
     };
     PlainCodec { pt: *p.pt(), name: name.into(), clock: wire_clock(p), channels, fmtp }
+}
+
+/// Put the audio m-line's payload types in the SIP side's preference order (str0m
+/// writes them sorted by its own rules); types not in `order` keep their place after.
+fn order_formats(sdp: &str, order: &[u8]) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive("\r\n") {
+        let body = line.trim_end_matches("\r\n");
+        match body.strip_prefix("m=audio ") {
+            Some(rest) => {
+                let mut parts: Vec<&str> = rest.split(' ').collect();
+                if parts.len() > 2 {
+                    let mut fmts = parts.split_off(2);
+                    let rank = |f: &&str| f.parse::<u8>().ok().and_then(|pt| order.iter().position(|o| *o == pt)).unwrap_or(usize::MAX);
+                    fmts.sort_by_key(rank);
+                    parts.extend(fmts);
+                }
+                out.push_str("m=audio ");
+                out.push_str(&parts.join(" "));
+                out.push_str(&line[body.len()..]);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// The `a=mid` of the first audio m-line (str0m answers by mid; we need it at once).
