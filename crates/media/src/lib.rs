@@ -11,6 +11,8 @@
 //!   forwards a lone speaker's own frames where that is all a listener hears (its
 //!   "Relay fast path" section: the design, and how switches mind codec state).
 //! - [`runtime`]: worker threads owning the RTP sockets and driving the core.
+//! - [`webrtc`] (feature `webrtc`): the WebRTC <-> plain RTP gateway for browser legs
+//!   (ICE-lite + DTLS-SRTP through str0m, RTP relayed unchanged).
 
 /// Samples in one 20 ms frame at the 16 kHz mixing rate.
 pub const FRAME_SAMPLES: usize = 320;
@@ -33,6 +35,8 @@ pub mod rtcp;
 pub mod rtp;
 pub mod runtime;
 pub mod topology;
+#[cfg(feature = "webrtc")]
+pub mod webrtc;
 
 /// The negotiated codec (re-exported for `LegParams`).
 pub use codec::CodecKind;

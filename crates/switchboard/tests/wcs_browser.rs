@@ -144,19 +144,23 @@ fn browser_tone(env: &TestEnv) -> PathBuf {
 
 /// Opens the phone page in headless Chromium; returns its `__result`.
 fn run_page(env: &TestEnv, backend: &Backend, server: &Server, query: &str, timeout_ms: u64) -> Value {
+    run_page_at(&browser_tone(env), &env.path("page.log"), backend.addr, server.http, query, timeout_ms)
+}
+
+fn run_page_at(tone: &std::path::Path, log: &std::path::Path, backend: SocketAddr, http: SocketAddr, query: &str, timeout_ms: u64) -> Value {
     let node = require_tool("node");
     let sdk = node_dir().join("node_modules/@flashphoner/websdk/flashphoner-webrtc-only.js");
     assert!(sdk.exists(), "the npm package @flashphoner/websdk is not installed at {} (run scripts/install-test-deps)", sdk.display());
-    let url = format!("http://{}/phone.html?ws=ws://{}&domain={DOMAIN}&password={PASSWORD}&timeout={}&{query}", backend.addr, server.http, timeout_ms.saturating_sub(3000));
+    let url = format!("http://{backend}/phone.html?ws=ws://{http}&domain={DOMAIN}&password={PASSWORD}&timeout={}&{query}", timeout_ms.saturating_sub(3000));
     let out = Command::new(node)
         .arg(workspace_root().join("tests/kit/browser/run-page.mjs"))
         .arg(&url)
         .arg(timeout_ms.to_string())
-        .env("FAKE_AUDIO_WAV", browser_tone(env))
+        .env("FAKE_AUDIO_WAV", tone)
         .output()
         .expect("node run-page.mjs");
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    std::fs::write(env.path("page.log"), &stderr).ok();
+    std::fs::write(log, &stderr).ok();
     assert!(out.status.success(), "run-page failed: {}\n{}", out.status, tail_str(&stderr, 60));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("page result: {e}\n{}", tail_str(&stderr, 60)));
     eprintln!("page result: {v}");
@@ -305,9 +309,10 @@ fn a_sip_phone_calls_the_browser_which_answers() {
     // The page registers as alice and waits; once alice is registered, bob calls her.
     let url_query = "mode=answer&login=alice&talk=0";
     let (tx, rx) = std::sync::mpsc::channel();
+    let (tone, log, backend_addr, http) = (browser_tone(&env), env.path("page.log"), backend.addr, server.http);
     std::thread::scope(|s| {
-        s.spawn(|| {
-            let v = run_page(&env, &backend, &server, url_query, 45_000);
+        s.spawn(move || {
+            let v = run_page_at(&tone, &log, backend_addr, http, url_query, 45_000);
             tx.send(v).ok();
         });
         wait_registered(&server, "alice");
