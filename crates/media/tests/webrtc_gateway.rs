@@ -494,3 +494,21 @@ fn the_handle_is_clone_send_sync() {
     fn check<T: Clone + Send + Sync + 'static>() {}
     check::<WebRtcGateway>();
 }
+
+#[test]
+fn a_leg_we_offered_may_ring_longer_than_the_connect_timeout() {
+    let (gw, events) = gateway(Duration::from_secs(10), Duration::from_millis(500));
+    let codecs = [PlainCodec { pt: 0, name: "PCMU".into(), clock: 8000, channels: 1, fmtp: None }];
+    let (id, offer) = gw.create_offer(&codecs, None).unwrap();
+    // The browser rings; its answer comes after twice the connect timeout.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(events.try_recv().is_err(), "the connect timer runs from the answer");
+    let mut b = Browser::new();
+    let answer = b.answer(&offer);
+    gw.accept_answer(id, &answer).unwrap();
+    assert_eq!(wait_event(&events, &mut b, Duration::from_secs(5)), GatewayEvent::Connected(id));
+    // A bad answer kills the leg without an event: the caller has the error.
+    let (id2, _) = gw.create_offer(&codecs, None).unwrap();
+    assert!(gw.accept_answer(id2, "v=0\r\nnonsense\r\n").is_err());
+    assert!(gw.stats(id2).is_none());
+}

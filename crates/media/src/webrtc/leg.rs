@@ -86,6 +86,9 @@ pub struct WebRtcLeg {
     state: State,
     pending_offer: Option<SdpPendingOffer>,
     media_timeout: Duration,
+    connect_timeout: Duration,
+    /// ICE + DTLS must be up by then. Runs from the end of negotiation: a leg we offered
+    /// may ring in the browser for a long time before its answer comes.
     connect_deadline: Instant,
     /// The ICE agent has been connected at least once (tells an ICE from a DTLS failure).
     ice_was_connected: bool,
@@ -214,12 +217,14 @@ impl WebRtcLeg {
         Ok((leg, offer))
     }
 
-    /// The browser's answer to [`WebRtcLeg::create_offer`].
-    pub fn accept_answer(&mut self, answer: &str) -> Result<(), GatewayError> {
+    /// The browser's answer to [`WebRtcLeg::create_offer`]. On an error the leg is of no
+    /// further use: the caller drops it ([`WebRtcLeg::discard`]).
+    pub fn accept_answer(&mut self, now: Instant, answer: &str) -> Result<(), GatewayError> {
         let pending = self.pending_offer.take().ok_or_else(|| GatewayError::Sdp("no offer outstanding".into()))?;
         let parsed = SdpAnswer::from_sdp_string(answer).map_err(|e| GatewayError::Sdp(e.to_string()))?;
         self.rtc.sdp_api().accept_answer(pending, parsed).map_err(|e| GatewayError::Sdp(e.to_string()))?;
         self.state = State::Connecting;
+        self.connect_deadline = now + self.connect_timeout;
         self.learn_codecs();
         if self.codecs().is_empty() {
             return Err(GatewayError::NoCommonCodecs);
@@ -235,6 +240,7 @@ impl WebRtcLeg {
             state,
             pending_offer: None,
             media_timeout: setup.media_timeout,
+            connect_timeout: setup.connect_timeout,
             connect_deadline: now + setup.connect_timeout,
             ice_was_connected: false,
             ice_lost_at: None,
@@ -332,9 +338,23 @@ impl WebRtcLeg {
     /// by the browser's address). Only asked on a cache miss of the driver's address map.
     pub fn accepts(&self, now: Instant, from: SocketAddr, to: SocketAddr, bytes: &[u8]) -> bool {
         match Receive::new(Protocol::Udp, from, to, bytes) {
-            Ok(r) => self.state != State::Dead && self.rtc.accepts(&Input::Receive(now, r)),
+            Ok(r) => self.accepts_input(&Input::Receive(now, r)),
             Err(_) => false,
         }
+    }
+
+    /// [`WebRtcLeg::accepts`] for a datagram parsed once and asked of many legs.
+    pub fn accepts_input(&self, input: &Input) -> bool {
+        self.state != State::Dead && self.rtc.accepts(input)
+    }
+
+    /// [`WebRtcLeg::handle_datagram`] for a datagram already parsed.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        if self.state == State::Dead {
+            return;
+        }
+        let res = self.rtc.handle_input(input);
+        self.check(now, res);
     }
 
     /// A datagram from the browser side (STUN, DTLS, SRTP, SRTCP).
@@ -379,7 +399,7 @@ impl WebRtcLeg {
             return;
         }
         match self.state {
-            State::Offered | State::Connecting if now >= self.connect_deadline => {
+            State::Connecting if now >= self.connect_deadline => {
                 let reason = if self.ice_was_connected { FailReason::Dtls } else { FailReason::Ice };
                 return self.fail(reason);
             }
@@ -417,6 +437,11 @@ impl WebRtcLeg {
         if self.dtmf.next_tick.is_none() {
             self.dtmf.next_tick = Some(now);
         }
+    }
+
+    /// Drop the leg without an event (its creator already has the error).
+    pub fn discard(&mut self) {
+        self.state = State::Dead;
     }
 
     /// Close toward the browser (DTLS close_notify, RTCP BYE), then report `Closed`.
@@ -483,7 +508,8 @@ impl WebRtcLeg {
     fn deadline(&self) -> Instant {
         let mut d = self.rtc_timeout;
         match self.state {
-            State::Offered | State::Connecting => d = d.min(self.connect_deadline),
+            State::Offered => {}
+            State::Connecting => d = d.min(self.connect_deadline),
             State::Connected => d = d.min(self.last_browser_rtp + self.media_timeout),
             State::Dead => return self.rtc_timeout + Duration::from_secs(3600),
         }

@@ -23,6 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use str0m::net::{Protocol, Receive};
+use str0m::Input;
 
 const WAKE_TOKEN: u64 = u64::MAX;
 /// Tokens of ICE sockets: this bit plus the socket's index. Leg ids stay below it.
@@ -310,10 +312,15 @@ impl Worker {
             let now = Instant::now();
             for i in 0..n {
                 let (Some(from), data) = self.batch.get(i) else { continue };
+                // Parsed once (str0m's Receive borrows the datagram), routed, then handled.
+                let Ok(r) = Receive::new(Protocol::Udp, from, to, data) else { continue };
+                let input = Input::Receive(now, r);
                 let id = match self.by_source.get(&from) {
                     Some(id) if self.legs.contains_key(id) => Some(*id),
                     _ => {
-                        let found = self.legs.iter().find(|(_, e)| e.leg.accepts(now, from, to, data)).map(|(id, _)| *id);
+                        // A new address: STUN is matched by ufrag, the rest by the pairs
+                        // ICE has seen. Linear in legs, once per browser address.
+                        let found = self.legs.iter().find(|(_, e)| e.leg.accepts_input(&input)).map(|(id, _)| *id);
                         if let Some(id) = found {
                             self.by_source.insert(from, id);
                         }
@@ -322,7 +329,7 @@ impl Worker {
                 };
                 let Some(id) = id else { continue };
                 if let Some(e) = self.legs.get_mut(&id) {
-                    e.leg.handle_datagram(now, from, to, data);
+                    e.leg.handle_input(now, input);
                 }
                 self.drain(id);
             }
@@ -400,7 +407,13 @@ impl Worker {
                 Command::AcceptAnswer { id, sdp, reply } => {
                     let r = match self.legs.get_mut(&id.0) {
                         None => Err(GatewayError::UnknownLeg(id)),
-                        Some(e) => e.leg.accept_answer(&sdp).and_then(|()| Ok(plain_side(&e.leg, e.plain.local_addr()?))),
+                        Some(e) => {
+                            let r = e.leg.accept_answer(now, &sdp).and_then(|()| Ok(plain_side(&e.leg, e.plain.local_addr()?)));
+                            if r.is_err() {
+                                e.leg.discard();
+                            }
+                            r
+                        }
                     };
                     let _ = reply.send(r);
                     self.drain(id.0);
