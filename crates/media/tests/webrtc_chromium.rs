@@ -64,6 +64,19 @@ fn machine_ip() -> Option<std::net::IpAddr> {
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
+/// The machine-wide lock the end-to-end media tests take (crates/switchboard/tests/
+/// support: `TestEnv::media_lock`, same file), so that on a 2-core machine Chromium does
+/// not compete with a pjsua2 audio test for the CPU.
+fn media_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join("switchboard-e2e-media.lock");
+    let file = std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(&path).expect("open media lock");
+    // SAFETY: flock on a file descriptor we own; blocks until the lock is free.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {}", path.display());
+    file
+}
+
 struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -84,6 +97,7 @@ fn chromium_hears_its_own_audio_through_the_gateway() {
         eprintln!("\n*** NOT RUN (SWITCHBOARD_SKIP_BROWSER_TESTS is set): {msg} ***\n");
         return;
     }
+    let _media = media_lock();
     // Advertise the machine's address too, as a deployment would: Chromium pairs its
     // non-loopback host address with each, and picks what answers.
     let mut cmd = Command::new(loopback_example());
