@@ -96,6 +96,8 @@ pub struct WebRtcLeg {
     ice_lost_at: Option<Instant>,
     last_browser_rtp: Instant,
     rtc_timeout: Instant,
+    /// The time of the latest input: what str0m's events during the drain happened at.
+    now: Instant,
     /// Payload types the browser negotiated (codecs and telephone-event); RTP from SIP
     /// with any other is dropped, as str0m could not send it.
     pts: Vec<u8>,
@@ -246,6 +248,7 @@ impl WebRtcLeg {
             ice_lost_at: None,
             last_browser_rtp: now,
             rtc_timeout: now,
+            now,
             pts: Vec::new(),
             offer_order: Vec::new(),
             telephone_event: None,
@@ -353,6 +356,7 @@ impl WebRtcLeg {
         if self.state == State::Dead {
             return;
         }
+        self.now = now;
         let res = self.rtc.handle_input(input);
         self.check(now, res);
     }
@@ -363,6 +367,7 @@ impl WebRtcLeg {
             return;
         }
         let Ok(r) = Receive::new(Protocol::Udp, from, to, bytes) else { return };
+        self.now = now;
         let res = self.rtc.handle_input(Input::Receive(now, r));
         self.check(now, res);
     }
@@ -373,6 +378,7 @@ impl WebRtcLeg {
             return;
         }
         let Some(p) = rtp::parse(bytes) else { return };
+        self.now = now;
         let h = p.header;
         if !self.pts.contains(&h.payload_type) {
             return;
@@ -398,6 +404,7 @@ impl WebRtcLeg {
         if self.state == State::Dead {
             return;
         }
+        self.now = now;
         match self.state {
             State::Connecting if now >= self.connect_deadline => {
                 let reason = if self.ice_was_connected { FailReason::Dtls } else { FailReason::Ice };
@@ -469,7 +476,7 @@ impl WebRtcLeg {
             let out = match self.rtc.poll_output() {
                 Ok(o) => o,
                 Err(e) => {
-                    let now = self.rtc_timeout;
+                    let now = self.now;
                     self.check(now, Err(e));
                     return match self.events.pop_front() {
                         Some(e) => LegOutput::Event(e),
@@ -527,7 +534,7 @@ impl WebRtcLeg {
             Event::Connected => {
                 if self.state == State::Connecting {
                     self.state = State::Connected;
-                    self.last_browser_rtp = self.rtc_timeout.max(self.last_browser_rtp);
+                    self.last_browser_rtp = self.now.max(self.last_browser_rtp);
                     self.events.push_back(GatewayEvent::Connected(self.id));
                 }
             }
@@ -537,7 +544,7 @@ impl WebRtcLeg {
                     self.ice_lost_at = None;
                 }
                 IceConnectionState::Disconnected if self.ice_was_connected => {
-                    self.ice_lost_at.get_or_insert(self.rtc_timeout);
+                    self.ice_lost_at.get_or_insert(self.now);
                 }
                 _ => {}
             },
