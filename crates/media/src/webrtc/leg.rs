@@ -531,12 +531,10 @@ impl WebRtcLeg {
 
     fn on_event(&mut self, e: Event) {
         match e {
-            Event::Connected => {
-                if self.state == State::Connecting {
-                    self.state = State::Connected;
-                    self.last_browser_rtp = self.now.max(self.last_browser_rtp);
-                    self.events.push_back(GatewayEvent::Connected(self.id));
-                }
+            Event::Connected if self.state == State::Connecting => {
+                self.state = State::Connected;
+                self.last_browser_rtp = self.now.max(self.last_browser_rtp);
+                self.events.push_back(GatewayEvent::Connected(self.id));
             }
             Event::IceConnectionStateChange(s) => match s {
                 IceConnectionState::Connected | IceConnectionState::Completed => {
