@@ -5,7 +5,11 @@
 //! Why one thread: a leg is a few hundred packets a second, and a WebRTC leg costs
 //! mostly crypto (SRTP both ways), which does not get cheaper by spreading; one thread
 //! keeps the ICE demultiplexing (by source address, then `Rtc::accepts`) lock-free.
-//! `examples/webrtc_bench.rs` measures how many legs that thread carries.
+//! `examples/webrtc_bench.rs` measures how many legs that thread carries: about 2.5 ms
+//! of CPU per leg-second (50 packets each way), ~400 legs per core. In a profile a good
+//! share is the kernel waking the thread per datagram; capping wakes at 1 kHz to batch
+//! them made no measurable difference at 200 legs, so the thread simply wakes per
+//! datagram and adds no delay.
 //!
 //! Control calls that must answer with SDP at once ([`WebRtcGateway::accept_offer`],
 //! [`WebRtcGateway::create_offer`]) build the leg on the caller's thread and hand it
@@ -254,7 +258,7 @@ struct Worker {
 
 impl Worker {
     fn new(ice: Vec<(UdpSocket, SocketAddr)>, waker: Arc<Waker>, commands: mpsc::Receiver<Command>, events: mpsc::Sender<GatewayEvent>) -> io::Result<Worker> {
-        let epoll = Epoll::new(256)?;
+        let epoll = Epoll::new(1024)?;
         epoll.add(waker.raw(), WAKE_TOKEN)?;
         for (i, (s, _)) in ice.iter().enumerate() {
             epoll.add(s.as_raw_fd(), ICE_TOKEN | i as u64)?;
