@@ -457,6 +457,14 @@ fn chromium_offer_keeps_its_payload_types() {
     assert_eq!(side.codecs[0].fmtp.as_deref(), Some("minptime=10;useinbandfec=1"));
     assert_eq!((side.telephone_event, side.telephone_event_clock), (Some(110), 48_000));
 
+    // Our preference order wins over the offer's, in the answer and on the plain side;
+    // the telephone-event follows the first codec's clock.
+    let (_, answer, side) = gw.accept_offer(CHROMIUM_OFFER, &["PCMA", "opus"]).unwrap();
+    assert!(answer.contains("m=audio 9 UDP/TLS/RTP/SAVPF 8 111 126 110\r\n"), "{answer}");
+    let pts: Vec<u8> = side.codecs.iter().map(|c| c.pt).collect();
+    assert_eq!(pts, [8, 111]);
+    assert_eq!((side.telephone_event, side.telephone_event_clock), (Some(126), 8000));
+
     // G.722 alone: its 8000 Hz RTP clock, and the 8 kHz telephone-event to match it.
     let (_, answer, side) = gw.accept_offer(CHROMIUM_OFFER, &["G722"]).unwrap();
     assert!(answer.contains("a=rtpmap:9 G722/8000"), "{answer}");

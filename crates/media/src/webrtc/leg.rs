@@ -101,8 +101,8 @@ pub struct WebRtcLeg {
     /// Payload types the browser negotiated (codecs and telephone-event); RTP from SIP
     /// with any other is dropped, as str0m could not send it.
     pts: Vec<u8>,
-    /// When we offered: the SIP side's payload type order, which the plain side keeps
-    /// whatever order the browser answers in.
+    /// The order the plain side lists codecs in, whatever order the browser's SDP had:
+    /// the SIP side's when we offered, `allowed`'s when we answered.
     offer_order: Vec<u8>,
     telephone_event: Option<(u8, u32)>,
     plain: PlainTx,
@@ -176,10 +176,19 @@ impl WebRtcLeg {
         let answer = rtc.sdp_api().accept_offer(parsed).map_err(|e| GatewayError::Sdp(e.to_string()))?;
         let mut leg = WebRtcLeg::new(id, now, setup, rtc, mid, State::Connecting);
         leg.learn_codecs();
-        if leg.codecs().is_empty() {
+        let codecs = leg.codecs();
+        if codecs.is_empty() {
             return Err(GatewayError::NoCommonCodecs);
         }
-        Ok((leg, answer.to_sdp_string()))
+        // Our preference, not the offer's, decides what the browser sends: str0m answers
+        // in the offer's order, so reorder the answer (and the plain side with it).
+        let rank = |c: &PlainCodec| allowed.iter().position(|a| a.eq_ignore_ascii_case(&c.name)).unwrap_or(usize::MAX);
+        let mut preferred = codecs;
+        preferred.sort_by_key(rank);
+        leg.offer_order = preferred.iter().map(|c| c.pt).collect();
+        leg.learn_codecs();
+        let answer = order_formats(&answer.to_sdp_string(), &leg.pts);
+        Ok((leg, answer))
     }
 
     /// SIP offered first: offer the browser exactly these codecs and payload types.
