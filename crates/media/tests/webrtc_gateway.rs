@@ -520,3 +520,17 @@ fn a_leg_we_offered_may_ring_longer_than_the_connect_timeout() {
     assert!(gw.accept_answer(id2, "v=0\r\nnonsense\r\n").is_err());
     assert!(gw.stats(id2).is_none());
 }
+
+/// A browser that vanishes (no STUN consent checks, no RTP) with the media timeout out of
+/// the way: str0m's ICE-lite agent drops the pair after 15 s without a binding request,
+/// and the leg fails by ICE after its grace. Takes ~17 s.
+#[test]
+fn a_browser_that_goes_silent_fails_by_ice() {
+    let (gw, events) = gateway(Duration::from_secs(120), Duration::from_secs(15));
+    let (b, id, _, _) = connected_call(&gw, &events, &["opus"]);
+    let t0 = Instant::now();
+    drop(b);
+    let e = events.recv_timeout(Duration::from_secs(30)).expect("no failure within 30 s");
+    assert_eq!(e, GatewayEvent::Failed { id, reason: FailReason::Ice });
+    assert!(t0.elapsed() >= Duration::from_secs(10), "too early: {:?}", t0.elapsed());
+}
