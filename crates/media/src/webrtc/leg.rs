@@ -103,7 +103,7 @@ pub struct WebRtcLeg {
     pts: Vec<u8>,
     /// The order the plain side lists codecs in, whatever order the browser's SDP had:
     /// the SIP side's when we offered, `allowed`'s when we answered.
-    offer_order: Vec<u8>,
+    plain_order: Vec<u8>,
     telephone_event: Option<(u8, u32)>,
     plain: PlainTx,
     to_browser: SeqExtend,
@@ -185,7 +185,7 @@ impl WebRtcLeg {
         let rank = |c: &PlainCodec| allowed.iter().position(|a| a.eq_ignore_ascii_case(&c.name)).unwrap_or(usize::MAX);
         let mut preferred = codecs;
         preferred.sort_by_key(rank);
-        leg.offer_order = preferred.iter().map(|c| c.pt).collect();
+        leg.plain_order = preferred.iter().map(|c| c.pt).collect();
         leg.learn_codecs();
         let answer = order_formats(&answer.to_sdp_string(), &leg.pts);
         Ok((leg, answer))
@@ -224,7 +224,7 @@ impl WebRtcLeg {
         let mut order: Vec<u8> = codecs.iter().map(|c| c.pt).collect();
         order.extend(telephone_event.map(|t| t.0));
         let offer = order_formats(&offer.to_sdp_string(), &order);
-        leg.offer_order = order;
+        leg.plain_order = order;
         Ok((leg, offer))
     }
 
@@ -259,7 +259,7 @@ impl WebRtcLeg {
             rtc_timeout: now,
             now,
             pts: Vec::new(),
-            offer_order: Vec::new(),
+            plain_order: Vec::new(),
             telephone_event: None,
             plain: PlainTx {
                 remote: None,
@@ -300,8 +300,8 @@ impl WebRtcLeg {
                 _ => {}
             }
         }
-        if !self.offer_order.is_empty() {
-            let order = &self.offer_order;
+        if !self.plain_order.is_empty() {
+            let order = &self.plain_order;
             self.pts.sort_by_key(|pt| order.iter().position(|o| o == pt).unwrap_or(usize::MAX));
             first_clock = self.pts.first().and_then(|pt| config.find(|p| *p.pt() == *pt)).map(wire_clock);
         }
