@@ -12,7 +12,7 @@
 //! - `POST /offer` the SDP offer in the body, the answer back (opus, PCMU, PCMA).
 //!
 //! Prints `READY http://ADDR/` on stdout once listening, and the gateway's events on
-//! stderr. `tests/webrtc_chromium.rs` drives it with headless Chromium.
+//! stderr (with `WEBRTC_LOOPBACK_SDP=1` the offers and answers too). `tests/webrtc_chromium.rs` drives it with headless Chromium.
 
 use media::webrtc::{GatewayConfig, WebRtcGateway};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -148,7 +148,13 @@ fn serve(conn: TcpStream, gw: &WebRtcGateway) -> std::io::Result<()> {
 
 /// Answer the browser and put an RTP echo on the leg's plain side.
 fn answer(gw: &WebRtcGateway, offer: &str) -> Result<String, String> {
+    if std::env::var_os("WEBRTC_LOOPBACK_SDP").is_some() {
+        eprintln!("OFFER\n{offer}");
+    }
     let (id, answer, side) = gw.accept_offer(offer, &["opus", "PCMU", "PCMA"]).map_err(|e| e.to_string())?;
+    if std::env::var_os("WEBRTC_LOOPBACK_SDP").is_some() {
+        eprintln!("ANSWER\n{answer}");
+    }
     eprintln!("LEG {id} plain {} codecs {:?} te {:?}", side.local, side.codecs, side.telephone_event);
     let echo = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     gw.set_plain_remote(id, echo.local_addr().unwrap());

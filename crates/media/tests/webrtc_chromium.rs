@@ -56,6 +56,27 @@ fn loopback_example() -> PathBuf {
     bin
 }
 
+/// The address this machine would reach the outside from (no packet is sent).
+fn machine_ip() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+/// The machine-wide lock the end-to-end media tests take (crates/switchboard/tests/
+/// support: `TestEnv::media_lock`, same file), so that on a 2-core machine Chromium does
+/// not compete with a pjsua2 audio test for the CPU.
+fn media_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join("switchboard-e2e-media.lock");
+    let file = std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(&path).expect("open media lock");
+    // SAFETY: flock on a file descriptor we own; blocks until the lock is free.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {}", path.display());
+    file
+}
+
 struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -76,7 +97,15 @@ fn chromium_hears_its_own_audio_through_the_gateway() {
         eprintln!("\n*** NOT RUN (SWITCHBOARD_SKIP_BROWSER_TESTS is set): {msg} ***\n");
         return;
     }
-    let mut server = Killed(Command::new(loopback_example()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start webrtc_loopback"));
+    let _media = media_lock();
+    // Advertise the machine's address too, as a deployment would: Chromium pairs its
+    // non-loopback host address with each, and picks what answers.
+    let mut cmd = Command::new(loopback_example());
+    cmd.args(["--candidate", "127.0.0.1"]);
+    if let Some(ip) = machine_ip() {
+        cmd.args(["--candidate", &ip.to_string()]);
+    }
+    let mut server = Killed(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start webrtc_loopback"));
     let mut ready = String::new();
     BufReader::new(server.0.stdout.take().unwrap()).read_line(&mut ready).unwrap();
     let url = ready.strip_prefix("READY ").unwrap_or_else(|| panic!("webrtc_loopback said {ready:?}")).trim().to_string();

@@ -86,6 +86,9 @@ pub struct WebRtcLeg {
     state: State,
     pending_offer: Option<SdpPendingOffer>,
     media_timeout: Duration,
+    connect_timeout: Duration,
+    /// ICE + DTLS must be up by then. Runs from the end of negotiation: a leg we offered
+    /// may ring in the browser for a long time before its answer comes.
     connect_deadline: Instant,
     /// The ICE agent has been connected at least once (tells an ICE from a DTLS failure).
     ice_was_connected: bool,
@@ -93,12 +96,14 @@ pub struct WebRtcLeg {
     ice_lost_at: Option<Instant>,
     last_browser_rtp: Instant,
     rtc_timeout: Instant,
+    /// The time of the latest input: what str0m's events during the drain happened at.
+    now: Instant,
     /// Payload types the browser negotiated (codecs and telephone-event); RTP from SIP
     /// with any other is dropped, as str0m could not send it.
     pts: Vec<u8>,
-    /// When we offered: the SIP side's payload type order, which the plain side keeps
-    /// whatever order the browser answers in.
-    offer_order: Vec<u8>,
+    /// The order the plain side lists codecs in, whatever order the browser's SDP had:
+    /// the SIP side's when we offered, `allowed`'s when we answered.
+    plain_order: Vec<u8>,
     telephone_event: Option<(u8, u32)>,
     plain: PlainTx,
     to_browser: SeqExtend,
@@ -171,10 +176,19 @@ impl WebRtcLeg {
         let answer = rtc.sdp_api().accept_offer(parsed).map_err(|e| GatewayError::Sdp(e.to_string()))?;
         let mut leg = WebRtcLeg::new(id, now, setup, rtc, mid, State::Connecting);
         leg.learn_codecs();
-        if leg.codecs().is_empty() {
+        let codecs = leg.codecs();
+        if codecs.is_empty() {
             return Err(GatewayError::NoCommonCodecs);
         }
-        Ok((leg, answer.to_sdp_string()))
+        // Our preference, not the offer's, decides what the browser sends: str0m answers
+        // in the offer's order, so reorder the answer (and the plain side with it).
+        let rank = |c: &PlainCodec| allowed.iter().position(|a| a.eq_ignore_ascii_case(&c.name)).unwrap_or(usize::MAX);
+        let mut preferred = codecs;
+        preferred.sort_by_key(rank);
+        leg.plain_order = preferred.iter().map(|c| c.pt).collect();
+        leg.learn_codecs();
+        let answer = order_formats(&answer.to_sdp_string(), &leg.pts);
+        Ok((leg, answer))
     }
 
     /// SIP offered first: offer the browser exactly these codecs and payload types.
@@ -210,16 +224,18 @@ impl WebRtcLeg {
         let mut order: Vec<u8> = codecs.iter().map(|c| c.pt).collect();
         order.extend(telephone_event.map(|t| t.0));
         let offer = order_formats(&offer.to_sdp_string(), &order);
-        leg.offer_order = order;
+        leg.plain_order = order;
         Ok((leg, offer))
     }
 
-    /// The browser's answer to [`WebRtcLeg::create_offer`].
-    pub fn accept_answer(&mut self, answer: &str) -> Result<(), GatewayError> {
+    /// The browser's answer to [`WebRtcLeg::create_offer`]. On an error the leg is of no
+    /// further use: the caller drops it ([`WebRtcLeg::discard`]).
+    pub fn accept_answer(&mut self, now: Instant, answer: &str) -> Result<(), GatewayError> {
         let pending = self.pending_offer.take().ok_or_else(|| GatewayError::Sdp("no offer outstanding".into()))?;
         let parsed = SdpAnswer::from_sdp_string(answer).map_err(|e| GatewayError::Sdp(e.to_string()))?;
         self.rtc.sdp_api().accept_answer(pending, parsed).map_err(|e| GatewayError::Sdp(e.to_string()))?;
         self.state = State::Connecting;
+        self.connect_deadline = now + self.connect_timeout;
         self.learn_codecs();
         if self.codecs().is_empty() {
             return Err(GatewayError::NoCommonCodecs);
@@ -235,13 +251,15 @@ impl WebRtcLeg {
             state,
             pending_offer: None,
             media_timeout: setup.media_timeout,
+            connect_timeout: setup.connect_timeout,
             connect_deadline: now + setup.connect_timeout,
             ice_was_connected: false,
             ice_lost_at: None,
             last_browser_rtp: now,
             rtc_timeout: now,
+            now,
             pts: Vec::new(),
-            offer_order: Vec::new(),
+            plain_order: Vec::new(),
             telephone_event: None,
             plain: PlainTx {
                 remote: None,
@@ -282,8 +300,8 @@ impl WebRtcLeg {
                 _ => {}
             }
         }
-        if !self.offer_order.is_empty() {
-            let order = &self.offer_order;
+        if !self.plain_order.is_empty() {
+            let order = &self.plain_order;
             self.pts.sort_by_key(|pt| order.iter().position(|o| o == pt).unwrap_or(usize::MAX));
             first_clock = self.pts.first().and_then(|pt| config.find(|p| *p.pt() == *pt)).map(wire_clock);
         }
@@ -332,9 +350,24 @@ impl WebRtcLeg {
     /// by the browser's address). Only asked on a cache miss of the driver's address map.
     pub fn accepts(&self, now: Instant, from: SocketAddr, to: SocketAddr, bytes: &[u8]) -> bool {
         match Receive::new(Protocol::Udp, from, to, bytes) {
-            Ok(r) => self.state != State::Dead && self.rtc.accepts(&Input::Receive(now, r)),
+            Ok(r) => self.accepts_input(&Input::Receive(now, r)),
             Err(_) => false,
         }
+    }
+
+    /// [`WebRtcLeg::accepts`] for a datagram parsed once and asked of many legs.
+    pub fn accepts_input(&self, input: &Input) -> bool {
+        self.state != State::Dead && self.rtc.accepts(input)
+    }
+
+    /// [`WebRtcLeg::handle_datagram`] for a datagram already parsed.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        if self.state == State::Dead {
+            return;
+        }
+        self.now = now;
+        let res = self.rtc.handle_input(input);
+        self.check(now, res);
     }
 
     /// A datagram from the browser side (STUN, DTLS, SRTP, SRTCP).
@@ -343,6 +376,7 @@ impl WebRtcLeg {
             return;
         }
         let Ok(r) = Receive::new(Protocol::Udp, from, to, bytes) else { return };
+        self.now = now;
         let res = self.rtc.handle_input(Input::Receive(now, r));
         self.check(now, res);
     }
@@ -353,6 +387,7 @@ impl WebRtcLeg {
             return;
         }
         let Some(p) = rtp::parse(bytes) else { return };
+        self.now = now;
         let h = p.header;
         if !self.pts.contains(&h.payload_type) {
             return;
@@ -378,8 +413,9 @@ impl WebRtcLeg {
         if self.state == State::Dead {
             return;
         }
+        self.now = now;
         match self.state {
-            State::Offered | State::Connecting if now >= self.connect_deadline => {
+            State::Connecting if now >= self.connect_deadline => {
                 let reason = if self.ice_was_connected { FailReason::Dtls } else { FailReason::Ice };
                 return self.fail(reason);
             }
@@ -419,6 +455,11 @@ impl WebRtcLeg {
         }
     }
 
+    /// Drop the leg without an event (its creator already has the error).
+    pub fn discard(&mut self) {
+        self.state = State::Dead;
+    }
+
     /// Close toward the browser (DTLS close_notify, RTCP BYE), then report `Closed`.
     pub fn close(&mut self) {
         if self.state == State::Dead {
@@ -444,7 +485,7 @@ impl WebRtcLeg {
             let out = match self.rtc.poll_output() {
                 Ok(o) => o,
                 Err(e) => {
-                    let now = self.rtc_timeout;
+                    let now = self.now;
                     self.check(now, Err(e));
                     return match self.events.pop_front() {
                         Some(e) => LegOutput::Event(e),
@@ -483,7 +524,8 @@ impl WebRtcLeg {
     fn deadline(&self) -> Instant {
         let mut d = self.rtc_timeout;
         match self.state {
-            State::Offered | State::Connecting => d = d.min(self.connect_deadline),
+            State::Offered => {}
+            State::Connecting => d = d.min(self.connect_deadline),
             State::Connected => d = d.min(self.last_browser_rtp + self.media_timeout),
             State::Dead => return self.rtc_timeout + Duration::from_secs(3600),
         }
@@ -498,12 +540,10 @@ impl WebRtcLeg {
 
     fn on_event(&mut self, e: Event) {
         match e {
-            Event::Connected => {
-                if self.state == State::Connecting {
-                    self.state = State::Connected;
-                    self.last_browser_rtp = self.rtc_timeout.max(self.last_browser_rtp);
-                    self.events.push_back(GatewayEvent::Connected(self.id));
-                }
+            Event::Connected if self.state == State::Connecting => {
+                self.state = State::Connected;
+                self.last_browser_rtp = self.now.max(self.last_browser_rtp);
+                self.events.push_back(GatewayEvent::Connected(self.id));
             }
             Event::IceConnectionStateChange(s) => match s {
                 IceConnectionState::Connected | IceConnectionState::Completed => {
@@ -511,7 +551,7 @@ impl WebRtcLeg {
                     self.ice_lost_at = None;
                 }
                 IceConnectionState::Disconnected if self.ice_was_connected => {
-                    self.ice_lost_at.get_or_insert(self.rtc_timeout);
+                    self.ice_lost_at.get_or_insert(self.now);
                 }
                 _ => {}
             },
