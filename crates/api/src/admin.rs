@@ -807,7 +807,7 @@ pub async fn patch_app(
     if let Some(s) = &b.secret {
         check_secret("secret", s)?;
     }
-    let rest_url = b.rest_url.as_deref().map(str::trim).map(|u| if u.is_empty() { Ok(None) } else { store::valid_rest_url(u).map(Some) });
+    let rest_url = b.rest_url.as_deref().map(|u| if u.is_empty() { Ok(None) } else { store::valid_rest_url(u).map(Some) });
     let rest_url = rest_url.transpose().map_err(|e| ApiError::bad_request(e.to_string()))?;
     let store = store_of(&st)?;
     if let Some(u) = &rest_url {

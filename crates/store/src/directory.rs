@@ -1119,10 +1119,12 @@ fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
 
 /// A hook base URL: absolute http(s), no query or fragment, trailing `/` dropped.
 pub fn valid_rest_url(url: &str) -> Result<String, StoreError> {
-    let u = url.trim();
+    let u = url;
     let rest = u.strip_prefix("http://").or_else(|| u.strip_prefix("https://"));
     match rest {
-        Some(r) if !r.is_empty() && !r.starts_with('/') && !u.contains(['?', '#', ' ']) && u.len() <= 2000 => Ok(u.trim_end_matches('/').to_owned()),
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !u.contains(['?', '#']) && !u.chars().any(char::is_whitespace) && u.len() <= 2000 => {
+            Ok(u.trim_end_matches('/').to_owned())
+        }
         _ => Err(StoreError::Invalid(format!("the REST URL must be an http:// or https:// URL without query or fragment, not {url:?}"))),
     }
 }

@@ -421,6 +421,11 @@ fn domain_name() -> Value {
     json!({ "type": "string", "pattern": formats::DOMAIN_NAME, "maxLength": formats::DOMAIN_NAME_MAX, "example": "alpha.example.com" })
 }
 
+/// A WCS app's hook base URL (store::valid_rest_url).
+fn rest_url() -> Value {
+    json!({ "type": "string", "pattern": "^https?://[^/?#\\s][^?#\\s]*$", "maxLength": 2000 })
+}
+
 fn secret() -> Value {
     json!({ "type": "string", "minLength": 1, "maxLength": formats::SECRET_MAX })
 }
@@ -489,10 +494,11 @@ fn admin_schemas(schemas: &mut Map<String, Value>) {
     set_props(&mut schemas["PasswordBody"], json!({ "password": secret() }));
     set_props(
         &mut schemas["NewAppBody"],
-        json!({ "client_id": text(formats::LOGIN), "secret": secret(), "name": or_null(person()), "domain": or_null(domain_name()) }),
+        json!({ "client_id": text(formats::LOGIN), "secret": or_null(secret()), "name": or_null(person()), "domain": or_null(domain_name()), "rest_url": or_null(rest_url()) }),
     );
-    set_props(&mut schemas["AppPatchBody"], json!({ "enabled": { "type": ["boolean", "null"] }, "secret": or_null(secret()) }));
-    schemas["AppPatchBody"]["anyOf"] = must_change(&[("enabled", json!({ "type": "boolean" })), ("secret", json!({ "type": "string" }))]);
+    schemas["NewAppBody"]["anyOf"] = must_change(&[("secret", secret()), ("rest_url", rest_url())]);
+    set_props(&mut schemas["AppPatchBody"], json!({ "enabled": { "type": ["boolean", "null"] }, "secret": or_null(secret()), "rest_url": clearable(rest_url()) }));
+    schemas["AppPatchBody"]["anyOf"] = must_change(&[("enabled", json!({ "type": "boolean" })), ("secret", json!({ "type": "string" })), ("rest_url", json!({ "type": "string" }))]);
     set_props(&mut schemas["NewKeyBody"], json!({ "name": text(formats::LOGIN), "role": role_or_null(), "domain": or_null(domain_name()) }));
     // the answer that creates a key: its description and, this once, the key
     let mut new_key = schemas["KeyView"].clone();

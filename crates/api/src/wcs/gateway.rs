@@ -19,6 +19,7 @@ fn plain_media(p: PlainSide) -> PlainMedia {
             .map(|c| Codec { payload_type: c.pt, name: c.name, clock_rate: c.clock, channels: c.channels, fmtp: c.fmtp })
             .collect(),
         telephone_event: p.telephone_event,
+        telephone_event_clock: p.telephone_event_clock,
     }
 }
 

@@ -13,8 +13,10 @@ pub struct PlainMedia {
     pub local: SocketAddr,
     /// Kept codecs, with the browser's payload types, in preference order.
     pub codecs: Vec<Codec>,
-    /// The telephone-event payload type (8 kHz), if negotiated.
+    /// The telephone-event payload type, if negotiated...
     pub telephone_event: Option<u8>,
+    /// ...and its clock (8000, or 48000 beside Opus).
+    pub telephone_event_clock: u32,
 }
 
 /// What happened to a WebRTC leg.
@@ -67,7 +69,7 @@ pub fn sip_sdp(plain: &PlainMedia, session_id: u64, version: u64, direction: &st
         }
     }
     if let Some(te) = plain.telephone_event {
-        s.push_str(&format!("a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-15\r\n"));
+        s.push_str(&format!("a=rtpmap:{te} telephone-event/{}\r\na=fmtp:{te} 0-15\r\n", plain.telephone_event_clock));
     }
     s.push_str("a=ptime:20\r\n");
     s.push_str(&format!("a={direction}\r\n"));
@@ -91,7 +93,7 @@ mod tests {
     fn sip_sdp_lists_the_kept_codecs_at_the_plain_socket() {
         let mut opus = Codec::new(111, "opus", 48000, 2);
         opus.fmtp = Some("minptime=10;useinbandfec=1".into());
-        let p = PlainMedia { local: "127.0.0.1:40000".parse().unwrap(), codecs: vec![opus, Codec::pcmu()], telephone_event: Some(126) };
+        let p = PlainMedia { local: "127.0.0.1:40000".parse().unwrap(), codecs: vec![opus, Codec::pcmu()], telephone_event: Some(126), telephone_event_clock: 8000 };
         let s = sip_sdp(&p, 7, 1, "sendrecv", &["a=x-test:1".into(), "m=video 0".into()]);
         let d = sip::sdp::SessionDescription::parse(&s).unwrap();
         let a = d.audio().unwrap();
