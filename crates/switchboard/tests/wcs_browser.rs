@@ -287,7 +287,7 @@ fn the_backend_refuses_a_call_or_sends_it_elsewhere() {
     carol.wait().assert_ok();
     let calls: Value = server.get("/v1/calls?kind=call").json();
     let c = &calls.as_array().expect("calls")[0];
-    assert_eq!(c["callee"]["login"], "carol", "the INVITE went to carol: {c}");
+    assert_eq!(c["callee"]["ext"], "3046", "the INVITE went to carol: {c}");
     // bob waits out his max-time without a call.
     let _ = bob.wait();
     let log = std::fs::read_to_string(env.path("bob.pj.log")).unwrap_or_default();
@@ -329,6 +329,11 @@ fn a_sip_phone_calls_the_browser_which_answers() {
     assert_eq!(st.last().map(String::as_str), Some("FINISH"), "bob's BYE ended the page's call: {page}");
     assert!(near(page["peakHz"].as_i64(), 1000), "the browser hears bob's 1000 Hz: {page}");
     tone_check(&bob_rx).window(2.5, Some(5.5)).expect(&[600]).absent(&[1000]).assert("bob hears the browser's 600 Hz");
+    // bob's phone offers only PCMU, so the browser leg is G.711 too: the bridge relays
+    // it without transcoding.
+    let calls: Value = server.get("/v1/calls?kind=call").json();
+    let c = &calls.as_array().expect("calls")[0];
+    assert_eq!((c["caller_codec"].as_str(), c["callee_codec"].as_str()), (Some("PCMU"), Some("PCMU")), "{c}");
     let names = backend.names();
     assert!(names.iter().any(|n| n == "OnCallEvent"), "the backend was asked about the incoming call: {names:?}");
     assert!(names.iter().any(|n| n == "RegistrationStatusEvent"), "{names:?}");

@@ -30,6 +30,14 @@ const MAX_AUTH_ATTEMPTS: u8 = 2;
 impl Legs {
     /// Sends an INVITE for a new outbound leg owned by `owner`, with our SDP offer.
     pub(crate) fn place(&mut self, now: Instant, d: DialOut, owner: Owner) -> Result<LegId, EngineError> {
+        self.place_preferring(now, d, owner, None)
+    }
+
+    /// [`Legs::place`], offering `prefer` first when we have it: a bridge offers the
+    /// callee the caller's codec, so that two legs that can agree carry the same one and
+    /// the bridge relays their frames instead of transcoding (a G.711 browser to a
+    /// G.711 phone, say).
+    pub(crate) fn place_preferring(&mut self, now: Instant, d: DialOut, owner: Owner, prefer: Option<&str>) -> Result<LegId, EngineError> {
         if self.shutting_down {
             return Err(EngineError::ShuttingDown);
         }
@@ -42,7 +50,15 @@ impl Legs {
         }
         let media = self.media.allocate().map_err(|e| EngineError::MediaUnavailable(e.to_string()))?;
         let mut sdp_session = SessionState { session_id: rand::random::<u32>() as u64, version: 1, username: "switchboard".into() };
-        let offer = sdp::offer(&self.caps, media.rtp_addr, sdp::Direction::SendRecv, &mut sdp_session);
+        let offer = match prefer.and_then(|p| self.caps.codecs.iter().position(|c| c.name.eq_ignore_ascii_case(p))) {
+            Some(i) if i > 0 => {
+                let mut caps = self.caps.clone();
+                let c = caps.codecs.remove(i);
+                caps.codecs.insert(0, c);
+                sdp::offer(&caps, media.rtp_addr, sdp::Direction::SendRecv, &mut sdp_session)
+            }
+            _ => sdp::offer(&self.caps, media.rtp_addr, sdp::Direction::SendRecv, &mut sdp_session),
+        };
         let local_tag = random_token(10);
         let from_user = d.from_user.clone().unwrap_or_else(|| "switchboard".into());
         let mut to_uri = d.to.clone();

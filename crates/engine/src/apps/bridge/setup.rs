@@ -204,7 +204,16 @@ impl Bridges {
             from_host: None,
             credentials: None,
         };
-        let leg = legs.place(now, d, Owner::Bridge(id))?;
+        // The caller's codec: negotiated, or (still ringing) the first of its offer we have.
+        let caller = self.calls.get(&id).and_then(|c| c.caller_leg.as_ref()).and_then(|l| legs.get(l));
+        let caller_codec = caller.and_then(|l| {
+            l.codec.clone().or_else(|| {
+                let offer = l.remote_offer.as_ref()?.audio()?;
+                let first = offer.voice_codecs().find(|c| legs.caps.codecs.iter().any(|k| k.name.eq_ignore_ascii_case(&c.name))).map(|c| c.name.clone());
+                first
+            })
+        });
+        let leg = legs.place_preferring(now, d, Owner::Bridge(id), caller_codec.as_deref())?;
         self.by_leg.insert(leg.clone(), id);
         Ok(leg)
     }
