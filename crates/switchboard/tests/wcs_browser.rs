@@ -338,3 +338,34 @@ fn a_sip_phone_calls_the_browser_which_answers() {
     assert!(names.iter().any(|n| n == "OnCallEvent"), "the backend was asked about the incoming call: {names:?}");
     assert!(names.iter().any(|n| n == "RegistrationStatusEvent"), "{names:?}");
 }
+
+/// Not a test: the measurement behind BENCHMARKS.md's "call setup from the browser"
+/// (`bench/wcs_call_setup.sh` runs it). Each run is a fresh page that registers and calls
+/// a pjsua2 phone answering at once; the time is the page's own, from `call()` to
+/// ESTABLISHED.
+#[test]
+#[ignore]
+fn measure_call_setup() {
+    let runs: usize = std::env::var("WCS_SETUP_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let env = TestEnv::new("wcs_measure_setup");
+    let _media = env.media_lock();
+    env.make_tones();
+    directory(&env);
+    let backend = Backend::start();
+    let server = server(&env, &backend);
+    let mut setup_ms = Vec::new();
+    for i in 0..runs {
+        let mut bob = PjPeer::spawn(&env, &format!("bob{i}"), &phone_args(&env, &server, "answer", "bob", 0, &["--hangup-after", "1", "--max-time", "20"]));
+        bob.wait_ready(Duration::from_secs(10));
+        wait_registered(&server, "bob");
+        let page = run_page(&env, &backend, &server, "mode=call&login=alice&callee=bob&talk=0", 30_000);
+        let at = |v: &str| page["events"].as_array().and_then(|a| a.iter().find(|e| e["v"] == v)).and_then(|e| e["t"].as_f64());
+        if let (Some(a), Some(b)) = (at("call"), at("ESTABLISHED")) {
+            setup_ms.push(b - a);
+        }
+        let _ = bob.wait();
+    }
+    setup_ms.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| setup_ms[((setup_ms.len() - 1) as f64 * p).round() as usize];
+    println!("call() -> ESTABLISHED over {} calls: min {:.0} ms, median {:.0} ms, p90 {:.0} ms, max {:.0} ms", setup_ms.len(), setup_ms[0], pct(0.5), pct(0.9), setup_ms[setup_ms.len() - 1]);
+}
