@@ -5,5 +5,5 @@
 #   bench/wcs_call_setup.sh [runs]      (default 10; the dev profile, as the tests build it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export WCS_SETUP_RUNS=${1:-10}
+export WCS_SETUP_RUNS=${1:-${WCS_SETUP_RUNS:-10}}
 cargo test -p switchboard --test wcs_browser measure_call_setup -- --ignored --nocapture 2>&1 | grep -E "ESTABLISHED over|test result"

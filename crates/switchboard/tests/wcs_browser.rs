@@ -359,8 +359,8 @@ fn measure_call_setup() {
         bob.wait_ready(Duration::from_secs(10));
         wait_registered(&server, "bob");
         let page = run_page(&env, &backend, &server, "mode=call&login=alice&callee=bob&talk=0", 30_000);
-        let at = |v: &str| page["events"].as_array().and_then(|a| a.iter().find(|e| e["v"] == v)).and_then(|e| e["t"].as_f64());
-        if let (Some(a), Some(b)) = (at("call"), at("ESTABLISHED")) {
+        let at = |kind: &str, v: &str| page["events"].as_array().and_then(|a| a.iter().find(|e| e["kind"] == kind && e["v"] == v)).and_then(|e| e["t"].as_f64());
+        if let (Some(a), Some(b)) = (at("page", "call"), at("call", "ESTABLISHED")) {
             setup_ms.push(b - a);
         }
         let _ = bob.wait();
