@@ -339,6 +339,39 @@ fn a_sip_phone_calls_the_browser_which_answers() {
     assert!(names.iter().any(|n| n == "RegistrationStatusEvent"), "{names:?}");
 }
 
+#[test]
+fn the_browser_sends_dtmf_holds_and_transfers_on_the_sip_side() {
+    let env = TestEnv::new("wcs_dtmf_hold_transfer");
+    let _media = env.media_lock();
+    env.make_tones();
+    directory(&env);
+    let backend = Backend::start();
+    let server = server(&env, &backend);
+    // bob: a phone reporting what it hears (events file), answering every call.
+    let bob = support::phone::Phone::start(&env, &server, 0, ("bob", DOMAIN, PASSWORD), 1000, None, &[]);
+    let mut carol = PjPeer::spawn(&env, "carol", &phone_args(&env, &server, "answer", "carol", 1, &["--hangup-after", "2", "--max-time", "40"]));
+    carol.wait_ready(Duration::from_secs(10));
+    wait_registered(&server, "bob");
+    wait_registered(&server, "carol");
+
+    // alice calls bob, keys 5, holds and resumes, then transfers bob to carol.
+    let page = run_page(&env, &backend, &server, "mode=call&login=alice&callee=bob&dtmf=5&hold=1&transfer=carol&talk=0", 40_000);
+    let st = statuses(&page);
+    assert!(st.contains(&"HOLD".into()), "the page saw HOLD (the SIP side's re-INVITE succeeded): {page}");
+    let after_hold = st.iter().skip_while(|s| *s != "HOLD").any(|s| s == "ESTABLISHED");
+    assert!(after_hold, "and ESTABLISHED again after unhold: {page}");
+    assert_eq!(st.last().map(String::as_str), Some("FINISH"), "the transfer ended the browser's call: {page}");
+
+    // carol answered bob's transferred call and hung up.
+    carol.wait().assert_ok();
+    let digits: Vec<Value> = bob.events().into_iter().filter(|e| e["event"] == "dtmf").collect();
+    assert!(digits.iter().any(|d| d["digit"] == "5" && d["method"] == "rfc4733"), "bob received the browser's 5 (RFC 4733): {digits:?}");
+    drop(bob.quit());
+    let transfer: Vec<String> = backend.got("TransferStatusEvent").iter().map(|e| e["status"].as_str().unwrap_or("").to_owned()).collect();
+    assert!(transfer.iter().any(|s| s == "ACCEPTED"), "the backend heard the transfer accepted: {transfer:?}");
+    assert!(backend.names().iter().any(|n| n == "hold") && backend.names().iter().any(|n| n == "transfer"), "{:?}", backend.names());
+}
+
 /// Not a test: the measurement behind BENCHMARKS.md's "call setup from the browser"
 /// (`bench/wcs_call_setup.sh` runs it). Each run is a fresh page that registers and calls
 /// a pjsua2 phone answering at once; the time is the page's own, from `call()` to

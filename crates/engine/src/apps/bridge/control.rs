@@ -534,6 +534,18 @@ impl Bridges {
                 self.on_refer_progress(now, legs, &leg, status, done);
                 None
             }
+            LegEvent::Dtmf { digit, .. } => {
+                // A party's digit goes on to the other (RFC 4733), as a phone's would on
+                // a wire: the IVR or browser behind a call hears what was keyed.
+                let other = self.calls.get(&id).and_then(|c| match c.side_of(&leg)? {
+                    Side::Caller => c.callee_leg.clone(),
+                    Side::Callee => c.caller_leg.clone(),
+                });
+                if let Some(o) = other {
+                    let _ = legs.send_dtmf(now, &o, &digit.to_string(), crate::legs::DtmfMethod::Rfc4733);
+                }
+                Some(ev)
+            }
             LegEvent::Referred { target, replaces, .. } => {
                 self.on_referred(now, legs, id, leg, target, replaces);
                 None
