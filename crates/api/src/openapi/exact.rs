@@ -423,7 +423,7 @@ fn domain_name() -> Value {
 
 /// A WCS app's hook base URL (store::valid_rest_url).
 fn rest_url() -> Value {
-    json!({ "type": "string", "pattern": "^https?://[^/?#\\s][^?#\\s]*$", "maxLength": 2000 })
+    json!({ "type": "string", "pattern": "^https?://[!-\"$-.0->@-~][!-\"$->@-~]*$", "maxLength": 2000 })
 }
 
 fn secret() -> Value {
