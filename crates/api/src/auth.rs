@@ -261,6 +261,12 @@ impl Scope {
         }
     }
 
+    /// A user's own things (messages, mailbox) are seen by that user and their domain's
+    /// admins.
+    pub fn sees_user(&self, user_id: engine::users::UserId, domain: DomainId) -> bool {
+        self.sees_domain_id(domain) && (!self.is_user() || self.principal.user_id == Some(user_id))
+    }
+
     fn names_user(&self, keys: &[String], uri: &str) -> bool {
         crate::conferences::lookup::parse_loose_uri(uri)
             .and_then(|u| u.user)

@@ -113,6 +113,11 @@ pub async fn events(
         EngineEvent::RoomRecordingStarted(r) | EngineEvent::RoomRecordingStopped(r) => !scope.is_user() && scope.sees_domain_name(&r.domain),
         // mailbox work is the voicemail shell's, never logged either
         EngineEvent::VoicemailRecorded { .. } | EngineEvent::VoicemailLogin { .. } | EngineEvent::VoicemailPlayed { .. } => false,
+        // a message is its recipient's, and their domain admins'
+        EngineEvent::MessageAccepted(m) => scope.sees_user(m.user_id, m.domain_id),
+        EngineEvent::MessageDelivered { user_id, .. } | EngineEvent::MessageDeferred { user_id, .. } | EngineEvent::MessageFailed { user_id, .. } => {
+            dir.user(*user_id).is_some_and(|u| scope.sees_user(u.id, u.domain_id))
+        }
     };
     let events = st.engine.events_after(after, usize::MAX);
     Ok(Json(events.into_iter().filter(|e| visible(e)).take(limit as usize).collect()))

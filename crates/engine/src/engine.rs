@@ -52,7 +52,7 @@ pub enum RecordOp {
 }
 
 /// Methods we answer; sent in Allow.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REGISTER, REFER, NOTIFY";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REGISTER, REFER, NOTIFY, MESSAGE";
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -267,6 +267,16 @@ pub enum EngineEvent {
     /// Message `id` of `user_id` was played at the voicemail number: the shell marks it
     /// read (and sends MWI).
     VoicemailPlayed { user_id: crate::users::UserId, id: i64 },
+    /// A new instant message for a user, from a phone or the API: the shell stores it
+    /// (see [`crate::apps::messages`]).
+    MessageAccepted(crate::apps::messages::MessageInfo),
+    /// A device of the recipient took the message (`status`: its 2xx).
+    MessageDelivered { message_id: String, user_id: crate::users::UserId, domain: String, status: u16 },
+    /// Nobody could take it now (no device, or none answered): kept for the user's
+    /// next registration.
+    MessageDeferred { message_id: String, user_id: crate::users::UserId, domain: String, reason: String },
+    /// Every device refused it: not tried again.
+    MessageFailed { message_id: String, user_id: crate::users::UserId, domain: String, status: u16, reason: String },
 }
 
 /// What the engine is holding right now.
@@ -363,6 +373,8 @@ pub struct Engine {
     pub(crate) controller: crate::apps::controller::Controller,
     /// Mailboxes: messages and the voicemail number (see [`crate::apps::voicemail`]).
     pub(crate) voicemail: crate::apps::voicemail::Voicemail,
+    /// Instant messages on their way to users' devices (see [`crate::apps::messages`]).
+    pub(crate) messages: crate::apps::messages::Messaging,
 }
 
 /// The codecs we offer and accept, best first, limited to what the media build has.
@@ -392,6 +404,7 @@ impl Engine {
             cfg,
             directory: Default::default(),
             controller: Default::default(),
+            messages: Default::default(),
         }
     }
 
@@ -525,7 +538,9 @@ impl Engine {
     pub(crate) fn dispatch(&mut self, now: Instant) {
         loop {
             if let Some(raw) = self.legs.poll_raw() {
-                self.controller_input(|c, cx| c.on_raw(cx, now, raw));
+                if let Some(raw) = self.messages.on_raw(&mut self.legs, raw) {
+                    self.controller_input(|c, cx| c.on_raw(cx, now, raw));
+                }
                 continue;
             }
             if let Some((call, referrer, target)) = self.bridges.control.to_route.pop() {
@@ -542,6 +557,7 @@ impl Engine {
             if let Some(NewRequest { tx, req, from }) = self.legs.poll_request() {
                 match req.method {
                     sip::Method::Register => self.on_register(now, tx, req, from),
+                    sip::Method::Message => self.on_message(now, tx, req, from),
                     _ => self.on_new_invite(now, tx, req, from),
                 }
                 continue;
@@ -601,6 +617,78 @@ impl Engine {
             }
         }
         self.legs.public.extend(ev);
+    }
+
+    /// An instant message from a phone (see [`crate::apps::messages`]): the sender is
+    /// checked as a caller is, the recipient must be a user of ours (a 404 otherwise,
+    /// as for calls, so users cannot be enumerated), and the sender gets 202 at once.
+    fn on_message(&mut self, now: Instant, tx: TxId, req: Request, from: Peer) {
+        use crate::apps::messages::{is_composing, new_message_id, unix_ms, valid_content_type, MessageInfo, MessageOrigin, MAX_BODY};
+        let tag = random_token(10);
+        let Ok(known_sender) = self.authenticate_caller(now, tx, &req, from, &tag) else { return };
+        let domain = self.domain_of_host(&req.uri.host);
+        let recipient = self
+            .directory
+            .domain_by_name(&domain)
+            .zip(req.uri.user.as_deref())
+            .and_then(|(d, key)| self.directory.user_by_key(d.id, key))
+            .filter(|u| u.enabled)
+            .filter(|_| known_sender || self.cfg.security.anonymous_may_call_users)
+            .cloned();
+        let Some(user) = recipient else { return self.legs.reply(now, tx, &req, 404, Some(&tag)) };
+        let content_type = req.headers.content_type.clone().unwrap_or_else(|| "text/plain".into());
+        if !valid_content_type(&content_type) {
+            return self.legs.reply_reason(now, tx, &req, 415, Some(&tag), "Unsupported Media Type");
+        }
+        if req.body.len() > MAX_BODY {
+            return self.legs.reply(now, tx, &req, 413, Some(&tag));
+        }
+        // Bodies are relayed and stored as text; anything else is refused whole rather
+        // than altered.
+        let Ok(body) = String::from_utf8(req.body.clone()) else {
+            return self.legs.reply_reason(now, tx, &req, 415, Some(&tag), "Body Is Not UTF-8 Text");
+        };
+        let contacts = self.contacts_of(user.id);
+        if contacts.is_empty() && is_composing(&content_type) {
+            return self.legs.reply(now, tx, &req, 480, Some(&tag));
+        }
+        let f = &req.headers.from.uri;
+        let from_user_id = known_sender
+            .then(|| self.directory.domain_by_name(&f.host).zip(f.user.as_deref()).and_then(|(d, u)| self.directory.user_by_key(d.id, u)))
+            .flatten()
+            .map(|u| u.id);
+        let mut sender = f.clone();
+        sender.params.clear();
+        sender.headers.clear();
+        let info = MessageInfo {
+            message_id: new_message_id(),
+            to: self.aor_of(&user),
+            domain,
+            domain_id: user.domain_id,
+            user_id: user.id,
+            from: sender.to_string(),
+            from_user_id,
+            content_type,
+            body,
+            origin: MessageOrigin::Sip,
+            created_ms: unix_ms(),
+        };
+        self.legs.reply(now, tx, &req, 202, Some(&tag));
+        if !is_composing(&info.content_type) {
+            self.legs.public.push_back(EngineEvent::MessageAccepted(info.clone()));
+        }
+        self.messages.deliver(now, &mut self.legs, info, contacts);
+    }
+
+    /// Where a user's devices are: each registered contact's URI and address.
+    fn contacts_of(&self, user_id: crate::users::UserId) -> Vec<(Uri, Peer)> {
+        self.registrar.contacts_of(user_id).iter().filter_map(|b| self.target_of(b)).map(|t| (t.uri, t.peer)).collect()
+    }
+
+    /// `sip:<extension or login>@<domain>`.
+    fn aor_of(&self, user: &crate::users::User) -> String {
+        let domain = self.directory.domain(user.domain_id).map(|d| d.name.as_str()).unwrap_or(&self.cfg.domain);
+        format!("sip:{}@{domain}", user.ext.as_deref().unwrap_or(&user.login))
     }
 
     fn authenticate_caller(&mut self, now: Instant, tx: TxId, req: &Request, from: Peer, local_tag: &str) -> Result<bool, ()> {
@@ -953,6 +1041,72 @@ impl Engine {
     fn call_domain(&self, id: CallId) -> Result<Option<crate::users::DomainId>, EngineError> {
         let call = self.bridges.calls.get(&id).ok_or(EngineError::LegNotFound)?;
         Ok(self.directory.domain_by_name(&call.domain).map(|d| d.id))
+    }
+
+    // ---- instant messages (apps/messages.rs) -------------------------------------------
+
+    /// An API message for user `user_id` (of `domain`, when the caller is scoped to
+    /// one): sent to the user's devices now, or deferred until they register. `from`:
+    /// a user of the domain (login, extension) or a SIP URI; None = the server.
+    pub fn send_message(
+        &mut self,
+        now: Instant,
+        domain: Option<crate::users::DomainId>,
+        user_id: crate::users::UserId,
+        from: Option<&str>,
+        content_type: &str,
+        body: String,
+    ) -> Result<crate::apps::messages::MessageInfo, EngineError> {
+        use crate::apps::messages::{new_message_id, unix_ms, valid_content_type, MessageInfo, MessageOrigin, MAX_BODY};
+        let user = self.directory.user(user_id).filter(|u| domain.is_none_or(|d| d == u.domain_id)).cloned().ok_or(EngineError::LegNotFound)?;
+        if !valid_content_type(content_type) {
+            return Err(EngineError::BadRequest(format!("content_type {content_type:?} is not a media type (type/subtype)")));
+        }
+        if body.len() > MAX_BODY {
+            return Err(EngineError::BadRequest(format!("the body is {} bytes; at most {MAX_BODY}", body.len())));
+        }
+        let domain_name = self.directory.domain(user.domain_id).map(|d| d.name.to_ascii_lowercase()).unwrap_or_else(|| self.cfg.domain.to_ascii_lowercase());
+        let (from, from_user_id) = match from.map(str::trim).filter(|f| !f.is_empty()) {
+            None => (format!("sip:switchboard@{domain_name}"), None),
+            Some(f) => match self.directory.user_by_key(user.domain_id, f) {
+                Some(u) => (self.aor_of(u), Some(u.id)),
+                None => match sip::parse::parse_uri(f) {
+                    Ok(u) if matches!(u.scheme, sip::Scheme::Sip | sip::Scheme::Sips) => (u.to_string(), None),
+                    _ => return Err(EngineError::BadRequest(format!("from {f:?}: not a user of the domain nor a sip: URI"))),
+                },
+            },
+        };
+        let info = MessageInfo {
+            message_id: new_message_id(),
+            to: self.aor_of(&user),
+            domain: domain_name,
+            domain_id: user.domain_id,
+            user_id: user.id,
+            from,
+            from_user_id,
+            content_type: content_type.to_owned(),
+            body,
+            origin: MessageOrigin::Api,
+            created_ms: unix_ms(),
+        };
+        self.legs.public.push_back(EngineEvent::MessageAccepted(info.clone()));
+        let contacts = self.contacts_of(user.id);
+        self.messages.deliver(now, &mut self.legs, info.clone(), contacts);
+        self.dispatch(now);
+        Ok(info)
+    }
+
+    /// A stored message, tried again (the shell calls this when its recipient
+    /// registers). Its outcome comes as the same events; it is not accepted anew.
+    pub fn deliver_stored_message(&mut self, now: Instant, info: crate::apps::messages::MessageInfo) {
+        let contacts = self.contacts_of(info.user_id);
+        self.messages.deliver(now, &mut self.legs, info, contacts);
+        self.dispatch(now);
+    }
+
+    /// Instant messages waiting for a device's answer.
+    pub fn messages_in_flight(&self) -> usize {
+        self.messages.in_flight()
     }
 
     // ---- voicemail (apps/voicemail.rs) ---------------------------------------------------

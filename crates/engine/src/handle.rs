@@ -66,6 +66,21 @@ pub enum Command {
     VoicemailLogin(LegId, Option<(crate::users::UserId, Vec<crate::apps::voicemail::MessageRef>)>),
     /// Sends MWI to a user's devices: (user, new, old) (see [`Engine::notify_mwi`]).
     NotifyMwi(crate::users::UserId, u32, u32),
+    /// An instant message for a user (see [`Engine::send_message`]).
+    SendMessage(OutgoingMessage, oneshot::Sender<Result<crate::apps::messages::MessageInfo, EngineError>>),
+    /// A stored message, tried again (see [`Engine::deliver_stored_message`]).
+    DeliverStoredMessage(crate::apps::messages::MessageInfo),
+}
+
+/// What `POST /v1/users/{id}/messages` asks for.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    /// The API caller's domain (None: any).
+    pub domain: Option<DomainId>,
+    pub user_id: crate::users::UserId,
+    pub from: Option<String>,
+    pub content_type: String,
+    pub body: String,
 }
 
 /// What mid-call control does to a call.
@@ -154,6 +169,11 @@ impl Command {
             Command::CallOfLeg(leg, reply) => answer(reply, engine.call_of_leg(&leg), engine, rooms),
             Command::VoicemailLogin(leg, result) => engine.voicemail_login(now, &leg, result),
             Command::NotifyMwi(user, new, old) => engine.notify_mwi(now, user, new, old),
+            Command::SendMessage(m, reply) => {
+                let r = engine.send_message(now, m.domain, m.user_id, m.from.as_deref(), &m.content_type, m.body);
+                answer(reply, r, engine, rooms)
+            }
+            Command::DeliverStoredMessage(info) => engine.deliver_stored_message(now, info),
             Command::MakeCall(from, to, domain, reply) => {
                 let r = engine.make_call(now, &from, &to, domain);
                 answer(reply, r, engine, rooms)
@@ -262,6 +282,11 @@ impl EngineHandle {
     /// Tells a user's devices how many voicemails wait (see [`Engine::notify_mwi`]).
     pub async fn notify_mwi(&self, user: crate::users::UserId, new: u32, old: u32) -> Result<(), EngineError> {
         self.tx.send(Command::NotifyMwi(user, new, old)).await.map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// Sends an instant message to a user's devices, or has it kept for them.
+    pub async fn send_message(&self, m: OutgoingMessage) -> Result<crate::apps::messages::MessageInfo, EngineError> {
+        self.ask(|r| Command::SendMessage(m, r)).await?
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, EngineError> {

@@ -46,7 +46,8 @@ pub use engine::{local_capabilities, DialOut, Engine, EngineConfig, EngineError,
 pub use call::{CallId, CallInfo, CallState, Disposition, Party, Side, SuperviseMode};
 pub use directory::{RoomDirectory, RoomList};
 pub use events::{EventLog, LoggedEvent};
-pub use handle::{CallOp, Command, DialOutRequest, EngineHandle, RoomDialOutRequest};
+pub use apps::messages::{MessageInfo, MessageOrigin};
+pub use handle::{CallOp, Command, DialOutRequest, EngineHandle, OutgoingMessage, RoomDialOutRequest};
 pub use legs::{DigestCredentials, DtmfMethod, Replaces};
 pub use leg::{Direction, LegId, LegInfo, LegState, Service};
 pub use room::{ParticipantInfo, ParticipantPatch, PromptRequest, RecordingFile, RoomInfo, RoomRecordingInfo, RoomSnapshot, TopologyRule};

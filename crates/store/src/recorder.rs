@@ -114,6 +114,8 @@ impl Recorder {
             EngineEvent::CallEnded(info) => self.offer(Write::Call(Box::new(info.clone()))),
             // Messages are stored by the shell once their file is complete and trimmed.
             EngineEvent::VoicemailRecorded { .. } | EngineEvent::VoicemailLogin { .. } | EngineEvent::VoicemailPlayed { .. } => true,
+            // Instant messages are stored by the shell (it also reads them back).
+            EngineEvent::MessageAccepted(_) | EngineEvent::MessageDelivered { .. } | EngineEvent::MessageDeferred { .. } | EngineEvent::MessageFailed { .. } => true,
             EngineEvent::CallStarted(_)
             | EngineEvent::CallRinging(_)
             | EngineEvent::CallAnswered(_)

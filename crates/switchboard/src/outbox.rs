@@ -143,6 +143,8 @@ pub fn domain_of(dir: &DirectorySnapshot, ev: &EngineEvent) -> Option<DomainId> 
         EngineEvent::RoomRecordingStarted(r) | EngineEvent::RoomRecordingStopped(r) => by_name(&r.domain),
         EngineEvent::WakeUser { call, .. } => by_name(&call.domain),
         EngineEvent::VoicemailLogin { domain, .. } => by_name(domain),
+        EngineEvent::MessageAccepted(m) => Some(m.domain_id),
+        EngineEvent::MessageDelivered { domain, .. } | EngineEvent::MessageDeferred { domain, .. } | EngineEvent::MessageFailed { domain, .. } => by_name(domain),
     }
 }
 

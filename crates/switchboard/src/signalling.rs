@@ -200,5 +200,9 @@ fn log_event(ev: &EngineEvent) {
         EngineEvent::VoicemailRecorded { user_id, file, .. } => info!(user = user_id, %file, "voicemail recorded"),
         EngineEvent::VoicemailLogin { leg_id, user_id, .. } => info!(leg = %leg_id, user = user_id, "voicemail login"),
         EngineEvent::VoicemailPlayed { user_id, id } => debug!(user = user_id, id, "voicemail played"),
+        EngineEvent::MessageAccepted(m) => info!(message = %m.message_id, user = m.user_id, from = %m.from, origin = ?m.origin, "message accepted"),
+        EngineEvent::MessageDelivered { message_id, user_id, .. } => info!(message = %message_id, user = user_id, "message delivered"),
+        EngineEvent::MessageDeferred { message_id, user_id, reason, .. } => info!(message = %message_id, user = user_id, %reason, "message kept for the next registration"),
+        EngineEvent::MessageFailed { message_id, user_id, status, reason, .. } => info!(message = %message_id, user = user_id, status, %reason, "message refused by every device"),
     }
 }

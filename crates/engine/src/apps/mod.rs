@@ -13,6 +13,7 @@
 //!   caller over), and the voicemail number where users hear them.
 //! - [`scheduled`]: scheduled conferences (reference 001): entry windows, callers
 //!   waiting for the owner, and rooms that end when the owner leaves.
+//! - [`messages`]: instant messages (SIP MESSAGE) to users, stored for those offline.
 //! - [`controller`]: third-party call control (reference 002, sipXcallController):
 //!   signalling-only dialogs it drives itself (see [`crate::legs::RawSip`]).
 //!
@@ -27,6 +28,7 @@ pub(crate) mod bridge;
 pub mod controller;
 pub(crate) mod digits;
 pub(crate) mod ivr;
+pub mod messages;
 pub(crate) mod room;
 pub(crate) mod scheduled;
 pub(crate) mod services;

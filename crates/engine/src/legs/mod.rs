@@ -566,7 +566,7 @@ impl Legs {
             return self.raw.push_back(RawSip::Request { tx, req });
         }
         match (&req.method, in_dialog) {
-            (Method::Register, _) | (Method::Invite, false) => self.requests.push_back(NewRequest { tx, req, from }),
+            (Method::Register, _) | (Method::Invite | Method::Message, false) => self.requests.push_back(NewRequest { tx, req, from }),
             (Method::Options, false) => self.reply(now, tx, &req, 200, None),
             (Method::Invite | Method::Bye | Method::Update | Method::Info | Method::Options | Method::Refer | Method::Notify | Method::Message, true) => {
                 self.on_in_dialog(now, tx, req)
