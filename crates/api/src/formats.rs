@@ -90,6 +90,17 @@ pub const WEBHOOK_URL: &str = r"^https?://(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])
 pub const WEBHOOK_URL_MAX: usize = 2000;
 /// An event type (`leg_started`, `dtmf`, ...), in a webhook's filter.
 pub const EVENT_TYPE: &str = r"^[a-z_]{1,64}$";
+/// An instant message's media type: `type/subtype`, optionally `;` and parameters
+/// (the engine checks SIP MESSAGEs' Content-Type the same way).
+pub const CONTENT_TYPE: &str = r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}(?:;[ -~]{0,128})?$";
+/// An instant message's sender: a name in the domain (a user's login or extension,
+/// or any other name), or `sip:`/`sips:` name `@` host.
+pub const MESSAGE_FROM: &str = r"^(?:[A-Za-z0-9._-]{1,64}|sips?:[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)$";
+/// An instant message's text: any but NUL.
+pub const MESSAGE_BODY: &str = r"^[^\x00]*$";
+/// Longest API message text, in characters (4 bytes each at most: the engine's
+/// 64 KiB body limit holds).
+pub const MESSAGE_BODY_MAX: usize = 16 * 1024;
 
 /// The LOOKUP keys whose value is any text (no `&` in a path expression).
 const TEXT_KEYS: &str =

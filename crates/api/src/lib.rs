@@ -29,6 +29,7 @@ pub mod error;
 pub mod event_stream;
 pub mod formats;
 pub mod idempotency;
+pub mod messages;
 pub mod openapi;
 pub mod routing;
 pub mod status;
@@ -126,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .merge(conferences::routes())
         .merge(status::routes())
         .merge(admin::routes())
+        .merge(messages::routes())
         .merge(call_control::routes())
         .merge(webhooks::routes())
         .route("/v1/events/stream", get(event_stream::stream))

@@ -69,6 +69,7 @@ Every string input is checked against the `pattern` given here; what does not ma
         admin::list_users, admin::create_user, admin::get_user, admin::patch_user, admin::delete_user, admin::set_password,
         admin::list_apps, admin::create_app, admin::get_app, admin::patch_app, admin::delete_app,
         admin::list_keys, admin::create_key, admin::delete_key, admin::list_registrations,
+        crate::messages::send, crate::messages::list,
     ),
     components(schemas(
         ErrorBody, wire::Conference, wire::Participant, wire::ParticipantState, wire::CallDirection, wire::ConfidReply,
@@ -81,6 +82,7 @@ Every string input is checked against the `pattern` given here; what does not ma
         conferences::media::PromptBody, conferences::media::PromptStarted, conferences::media::RoomRecording, conferences::media::RecordingFileView,
         conferences::media::RecordBody, conferences::media::RecordPatchBody, conferences::media::RecordingView,
         crate::webhooks::WebhookView, crate::webhooks::NewWebhookView, crate::webhooks::NewWebhookBody, crate::webhooks::WebhookPatchBody,
+        crate::messages::NewMessageBody, crate::messages::MessageView, crate::messages::MessageState,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -92,6 +94,7 @@ Every string input is checked against the `pattern` given here; what does not ma
         (name = "calls", description = "Single calls (legs)"),
         (name = "service", description = "Liveness, status, events"),
         (name = "events", description = "(ours) The durable event outbox: Server-Sent Events and signed webhooks"),
+        (name = "messages", description = "(ours) Instant messages (SIP MESSAGE) to users' devices, kept for those offline"),
         (name = "admin", description = "The directory: domains, users, apps, API keys, registrations (admin credentials)"),
     )
 )]

@@ -645,7 +645,7 @@ impl Engine {
         }
         // Bodies are relayed and stored as text; anything else is refused whole rather
         // than altered.
-        let Ok(body) = String::from_utf8(req.body.clone()) else {
+        let Some(body) = String::from_utf8(req.body.clone()).ok().filter(|b| !b.contains('\0')) else {
             return self.legs.reply_reason(now, tx, &req, 415, Some(&tag), "Body Is Not UTF-8 Text");
         };
         let contacts = self.contacts_of(user.id);
@@ -1065,6 +1065,9 @@ impl Engine {
         if body.len() > MAX_BODY {
             return Err(EngineError::BadRequest(format!("the body is {} bytes; at most {MAX_BODY}", body.len())));
         }
+        if body.contains('\0') {
+            return Err(EngineError::BadRequest("the body holds a NUL character".into()));
+        }
         let domain_name = self.directory.domain(user.domain_id).map(|d| d.name.to_ascii_lowercase()).unwrap_or_else(|| self.cfg.domain.to_ascii_lowercase());
         let (from, from_user_id) = match from.map(str::trim).filter(|f| !f.is_empty()) {
             None => (format!("sip:switchboard@{domain_name}"), None),
@@ -1072,7 +1075,9 @@ impl Engine {
                 Some(u) => (self.aor_of(u), Some(u.id)),
                 None => match sip::parse::parse_uri(f) {
                     Ok(u) if matches!(u.scheme, sip::Scheme::Sip | sip::Scheme::Sips) => (u.to_string(), None),
-                    _ => return Err(EngineError::BadRequest(format!("from {f:?}: not a user of the domain nor a sip: URI"))),
+                    // Another name in the domain (a service, a team): shown as such.
+                    _ if f.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) => (format!("sip:{f}@{domain_name}"), None),
+                    _ => return Err(EngineError::BadRequest(format!("from {f:?}: not a name in the domain nor a sip: URI"))),
                 },
             },
         };

@@ -304,6 +304,7 @@ impl Store {
             "DELETE FROM call_modes WHERE user_id IN (SELECT id FROM users WHERE domain_id = $1)",
             "DELETE FROM push_tokens WHERE user_id IN (SELECT id FROM users WHERE domain_id = $1)",
             "DELETE FROM scheduled_conferences WHERE domain_id = $1",
+            "DELETE FROM messages WHERE domain_id = $1",
             "DELETE FROM users WHERE domain_id = $1",
             "DELETE FROM apps WHERE domain_id = $1",
             "DELETE FROM api_keys WHERE domain_id = $1",
@@ -552,7 +553,7 @@ impl Store {
     }
 
     /// Deletes a user with its credentials (device ones too), bindings, call mode, push
-    /// tokens and scheduled conferences.
+    /// tokens, scheduled conferences and instant messages.
     pub async fn delete_user(&self, id: UserId) -> Result<(), StoreError> {
         let mut tx = self.directory_write().await?;
         sqlx::query("DELETE FROM sip_credentials WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
@@ -560,6 +561,7 @@ impl Store {
         sqlx::query("DELETE FROM call_modes WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM push_tokens WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM scheduled_conferences WHERE owner_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM messages WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
         let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
             return Err(user_not_found(id));

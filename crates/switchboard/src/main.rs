@@ -9,6 +9,7 @@ mod admin;
 mod callcontroller;
 mod config;
 mod directory_sync;
+mod messages;
 mod outbox;
 mod prompts;
 mod push;
@@ -278,6 +279,12 @@ async fn run(cfg: Config) -> Result<(), String> {
     let (directory, bindings, default_domain) = start_directory(&cfg, &db, directory_changed.clone()).await?;
     engine.set_directory(directory.borrow().clone());
     // Registrations survive restarts; lapsed ones are dropped (and forgotten by the store).
+    let registered: Vec<engine::users::UserId> = {
+        let mut v: Vec<_> = bindings.iter().map(|b| b.user_id).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
     engine.restore_bindings(std::time::Instant::now(), bindings);
     // Call ids continue above the call log's, so MX clients never see one reused.
     engine.seed_call_ids(db.next_call_id_floor().await.map_err(|e| format!("store: {e}"))?);
@@ -341,6 +348,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             directory: directory.clone(),
             push: Some(push),
             voicemail: voicemail::Mailboxes::new(db.clone(), cfg.data_dir.clone(), cmd_tx.clone(), directory.clone()),
+            messages: messages::Messages::spawn(db.clone(), cmd_tx.clone(), directory.clone(), registered),
             outbox,
         }
             .run(),

@@ -42,6 +42,8 @@ pub struct Signalling {
     pub voicemail: crate::voicemail::Mailboxes,
     /// The durable event outbox (crate::outbox): queued without waiting, written in batches.
     pub outbox: crate::outbox::Outbox,
+    /// Stores instant messages and sends pending ones when their user registers.
+    pub messages: crate::messages::Messages,
 }
 
 impl Signalling {
@@ -108,6 +110,7 @@ impl Signalling {
                     push.wake(*user_id, call.clone(), self.directory.borrow().clone());
                 }
                 self.voicemail.on_event(&ev);
+                self.messages.on_event(&ev);
                 // Registrations are the registrar's bookkeeping (persisted above, listed
                 // by /v1/registrations) and wake-ups the push sender's, not call events:
                 // /v1/events stays calls and rooms.

@@ -30,6 +30,7 @@ pub(super) fn apply(doc: &mut Value) {
     for name in [
         "ErrorBody", "Conference", "Participant", "ConfidReply", "ParticipantRef", "Count", "TopologyRule", "DomainView", "UserView",
         "AppView", "KeyView", "RegistrationView", "PromptStarted", "RoomRecording", "RecordingFileView", "RecordingView", "WebhookView",
+        "MessageView",
     ] {
         close(schemas.get_mut(name).unwrap_or_else(|| panic!("schema {name}")));
     }
@@ -57,6 +58,7 @@ pub(super) fn apply(doc: &mut Value) {
     place_call_body(&mut schemas["PlaceCall"]);
     admin_schemas(schemas);
     webhook_schemas(schemas);
+    message_schemas(schemas);
 
     let paths = doc["paths"].as_object_mut().expect("paths");
     for (path, item) in paths.iter_mut() {
@@ -187,6 +189,19 @@ fn webhook_schemas(schemas: &mut Map<String, Value>) {
     schemas.insert("NewWebhookView".into(), new);
 }
 
+/// Instant messages: the body's formats (each the server's own check), the answer's
+/// state and origin.
+fn message_schemas(schemas: &mut Map<String, Value>) {
+    let body = &mut schemas["NewMessageBody"];
+    body["properties"]["body"] = json!({ "type": "string", "pattern": formats::MESSAGE_BODY, "maxLength": formats::MESSAGE_BODY_MAX, "example": "Your 3 pm is here" });
+    body["properties"]["content_type"] = or_null(json!({ "type": "string", "pattern": formats::CONTENT_TYPE, "example": "text/plain" }));
+    body["properties"]["from"] = or_null(json!({ "type": "string", "pattern": formats::MESSAGE_FROM, "example": "reception" }));
+    assert_eq!(body["properties"].as_object().map(|p| p.len()), Some(3), "NewMessageBody: every field described");
+    body["required"] = json!(["body"]);
+    body["additionalProperties"] = json!(false);
+    schemas["MessageView"]["properties"]["origin"] = json!({ "enum": ["sip", "api"] });
+}
+
 /// All properties required, no others allowed.
 fn close(schema: &mut Value) {
     let names: Vec<Value> = schema["properties"].as_object().expect("object schema").keys().cloned().map(Value::String).collect();
@@ -230,6 +245,8 @@ fn parameter(path: &str, p: &mut Value) {
         "mask" => json!({ "type": "string", "example": "participantid,state" }),
         "flat" | "countonly" => json!({ "type": "string", "enum": formats::FLAG_VALUES }),
         "offset" | "limit" if fields.is_some() => count(u64::MAX),
+        "state" if path.ends_with("/messages") => json!({ "type": "string", "enum": ["pending", "delivered", "failed"] }),
+        "limit" if path.ends_with("/messages") => json!({ "type": "integer", "minimum": 1, "maximum": crate::messages::MAX_LIST }),
         "after" => count(u64::MAX),
         "limit" => count(crate::status::MAX_EVENTS),
         "order" => {
@@ -647,6 +664,30 @@ fn event() -> Value {
     done.insert("failed".into(), json!({ "type": "boolean" }));
     done.insert("domain".into(), string());
     variants.push(object("`recording_completed`: a room recording's file is complete.", done));
+    let id = || json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX });
+    let mut accepted = head("message_accepted");
+    for (k, v) in [
+        ("message_id", string()), ("domain", string()), ("user_id", id()), ("to", string()), ("from", string()),
+        ("from_user_id", json!({ "type": ["integer", "null"], "minimum": 0, "maximum": i64::MAX })), ("content_type", string()),
+        ("body", string()), ("origin", json!({ "enum": ["sip", "api"] })), ("created_ms", count(u64::MAX)),
+    ] {
+        accepted.insert(k.into(), v);
+    }
+    variants.push(object("`message_accepted`: a new instant message for a user (from a phone, or the API).", accepted));
+    for (kind, extra, what) in [
+        ("message_delivered", &["status"][..], "`message_delivered`: a device of the user took it (`status`: its 2xx)."),
+        ("message_deferred", &["reason"][..], "`message_deferred`: no device could take it now; it is sent again when the user registers."),
+        ("message_failed", &["status", "reason"][..], "`message_failed`: every device refused it."),
+    ] {
+        let mut m = head(kind);
+        m.insert("message_id".into(), string());
+        m.insert("user_id".into(), id());
+        m.insert("domain".into(), string());
+        for f in extra {
+            m.insert((*f).into(), if *f == "status" { json!({ "type": "integer", "minimum": 100, "maximum": 699 }) } else { string() });
+        }
+        variants.push(object(what, m));
+    }
     json!({ "description": "An engine event: `seq`, `ts` (ms since the epoch), `type`, and the type's fields.", "oneOf": variants })
 }
 

@@ -168,12 +168,17 @@ pub fn is_composing(content_type: &str) -> bool {
     content_type.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(IS_COMPOSING))
 }
 
-/// A media type as `type/subtype` with optional parameters, as Content-Type takes it.
+/// A media type as `type/subtype` (tokens of 1 to 64 characters), optionally `;` and
+/// up to 128 printable ASCII characters of parameters: exactly what the API's
+/// published pattern admits.
 pub fn valid_content_type(ct: &str) -> bool {
-    let mut parts = ct.split(';');
-    let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
-    let Some((t, s)) = parts.next().and_then(|m| m.trim().split_once('/')) else { return false };
-    token(t) && token(s) && ct.len() <= 200 && ct.bytes().all(|b| (0x20..0x7f).contains(&b))
+    let (media, params) = match ct.split_once(';') {
+        Some((m, p)) => (m, Some(p)),
+        None => (ct, None),
+    };
+    let token = |s: &str| (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
+    let Some((t, s)) = media.split_once('/') else { return false };
+    token(t) && token(s) && params.is_none_or(|p| p.len() <= 128 && p.bytes().all(|b| (0x20..0x7f).contains(&b)))
 }
 
 fn deferred(info: &MessageInfo, reason: &str) -> EngineEvent {
@@ -227,6 +232,8 @@ mod tests {
         assert!(valid_content_type("text/plain; charset=UTF-8"));
         assert!(valid_content_type("application/im-iscomposing+xml"));
         assert!(!valid_content_type("text"));
+        assert!(!valid_content_type(" text/plain"));
+        assert!(!valid_content_type("text/plain/x"));
         assert!(!valid_content_type("/plain"));
         assert!(!valid_content_type("text/pl ain"));
         assert!(!valid_content_type("text/plain\r\nX-Evil: 1"));
