@@ -225,6 +225,143 @@ pub(crate) fn unix_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::EngineConfig;
+    use media::{MediaConfig, MediaEngine};
+    use sip::{Message, Transport};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    const A: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5996);
+    const B: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5997);
+
+    /// The leg layer on a virtual clock, two phones played by hand, and the relay.
+    struct H {
+        legs: Legs,
+        messaging: Messaging,
+        now: Instant,
+        _media: MediaEngine,
+        _ports: testports::PortBlock,
+    }
+
+    impl H {
+        fn new() -> H {
+            let block = testports::PortBlock::take();
+            let media = MediaEngine::start(
+                MediaConfig { bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST), rtp_ports: block.range(0, 4), workers: 1, ..Default::default() },
+                Box::new(|_| {}),
+            )
+            .expect("media runtime");
+            let legs = Legs::new(Arc::new(EngineConfig::default()), media.handle());
+            H { legs, messaging: Messaging::default(), now: Instant::now(), _media: media, _ports: block }
+        }
+
+        /// Sends `content_type` to both phones; returns the MESSAGE each got.
+        fn send(&mut self, content_type: &str, to: &[SocketAddr]) -> Vec<(SocketAddr, sip::Request)> {
+            let info = MessageInfo {
+                message_id: new_message_id(),
+                domain: "switchboard.local".into(),
+                domain_id: 1,
+                user_id: 7,
+                to: "sip:3045@switchboard.local".into(),
+                from: "sip:3044@switchboard.local".into(),
+                from_user_id: Some(6),
+                content_type: content_type.into(),
+                body: "hi".into(),
+                origin: MessageOrigin::Sip,
+                created_ms: 1,
+            };
+            let contacts = to.iter().map(|a| (Uri::sip(Some("phone"), "127.0.0.1", Some(a.port())), Peer { addr: *a, transport: Transport::Udp })).collect();
+            self.messaging.deliver(self.now, &mut self.legs, info, contacts);
+            self.legs.pump(self.now);
+            std::iter::from_fn(|| self.legs.poll_transmit())
+                .map(|(p, b)| match sip::parse::parse_datagram(&b).expect("parseable") {
+                    Message::Request(r) => (p.addr, r),
+                    other => panic!("a request: {other:?}"),
+                })
+                .collect()
+        }
+
+        fn answer(&mut self, from: SocketAddr, req: &sip::Request, status: u16) {
+            let resp = self.legs.response(req, status, Some("phone-tag"));
+            self.legs.handle_sip(self.now, Message::Response(resp), Peer { addr: from, transport: Transport::Udp });
+            self.pump();
+        }
+
+        fn advance(&mut self, d: Duration) {
+            let end = self.now + d;
+            while let Some(at) = self.legs.poll_timeout().filter(|at| *at <= end) {
+                self.now = at.max(self.now);
+                self.legs.handle_timeout(self.now);
+                self.pump();
+            }
+            self.now = end;
+        }
+
+        fn pump(&mut self) {
+            while let Some(raw) = self.legs.poll_raw() {
+                // Only the end of a transaction already answered goes back (to the controller).
+                if let Some(back) = self.messaging.on_raw(&mut self.legs, raw) {
+                    assert!(matches!(back, RawSip::Terminated { .. }), "every answer is the relay's");
+                }
+            }
+            self.legs.pump(self.now);
+            while self.legs.poll_transmit().is_some() {}
+        }
+
+        fn events(&mut self) -> Vec<EngineEvent> {
+            self.legs.public.drain(..).collect()
+        }
+    }
+
+    #[test]
+    fn the_first_2xx_delivers_once() {
+        let mut h = H::new();
+        let sent = h.send("text/plain", &[A, B]);
+        assert_eq!(sent.len(), 2);
+        let (to, req) = &sent[0];
+        assert_eq!((req.method.clone(), req.headers.content_type.as_deref(), req.body.as_slice()), (sip::Method::Message, Some("text/plain"), &b"hi"[..]));
+        assert!(req.headers.contact.is_empty(), "pager mode: no Contact");
+        assert_eq!(req.headers.from.uri.to_string(), "sip:3044@switchboard.local");
+        h.answer(*to, req, 200);
+        let (to, req) = &sent[1];
+        h.answer(*to, req, 202);
+        let ev = h.events();
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert!(matches!(ev[0], EngineEvent::MessageDelivered { status: 200, .. }), "{ev:?}");
+        assert_eq!(h.messaging.in_flight(), 0);
+    }
+
+    #[test]
+    fn refusals_fail_it_and_busy_or_silent_devices_defer_it() {
+        let mut h = H::new();
+        let sent = h.send("text/plain", &[A, B]);
+        h.answer(sent[0].0, &sent[0].1, 603);
+        h.answer(sent[1].0, &sent[1].1, 415);
+        let ev = h.events();
+        assert!(matches!(&ev[..], [EngineEvent::MessageFailed { status: 415, .. }]), "{ev:?}");
+
+        // One busy, one never answers (timer F, 64*T1): worth another try later.
+        let sent = h.send("text/plain", &[A, B]);
+        h.answer(sent[0].0, &sent[0].1, 486);
+        assert!(h.events().is_empty(), "B may still take it");
+        h.advance(Duration::from_secs(40));
+        let ev = h.events();
+        assert!(matches!(&ev[..], [EngineEvent::MessageDeferred { reason, .. }] if reason.starts_with("408")), "{ev:?}");
+        assert_eq!(h.messaging.in_flight(), 0);
+    }
+
+    #[test]
+    fn typing_notifications_report_nothing() {
+        let mut h = H::new();
+        assert!(h.send(IS_COMPOSING, &[]).is_empty());
+        let sent = h.send(IS_COMPOSING, &[A]);
+        h.answer(sent[0].0, &sent[0].1, 480);
+        assert!(h.events().is_empty());
+        // A plain message to nobody is deferred at once.
+        assert!(h.send("text/plain", &[]).is_empty());
+        assert!(matches!(&h.events()[..], [EngineEvent::MessageDeferred { reason, .. }] if reason == "no registered device"));
+    }
 
     #[test]
     fn content_types() {
