@@ -67,9 +67,9 @@ pub enum Command {
     /// Sends MWI to a user's devices: (user, new, old) (see [`Engine::notify_mwi`]).
     NotifyMwi(crate::users::UserId, u32, u32),
     /// An instant message for a user (see [`Engine::send_message`]).
-    SendMessage(OutgoingMessage, oneshot::Sender<Result<crate::apps::messages::MessageInfo, EngineError>>),
+    SendMessage(Box<OutgoingMessage>, oneshot::Sender<Result<crate::apps::messages::MessageInfo, EngineError>>),
     /// A stored message, tried again (see [`Engine::deliver_stored_message`]).
-    DeliverStoredMessage(crate::apps::messages::MessageInfo),
+    DeliverStoredMessage(Box<crate::apps::messages::MessageInfo>),
 }
 
 /// What `POST /v1/users/{id}/messages` asks for.
@@ -170,10 +170,11 @@ impl Command {
             Command::VoicemailLogin(leg, result) => engine.voicemail_login(now, &leg, result),
             Command::NotifyMwi(user, new, old) => engine.notify_mwi(now, user, new, old),
             Command::SendMessage(m, reply) => {
+                let m = *m;
                 let r = engine.send_message(now, m.domain, m.user_id, m.from.as_deref(), &m.content_type, m.body);
                 answer(reply, r, engine, rooms)
             }
-            Command::DeliverStoredMessage(info) => engine.deliver_stored_message(now, info),
+            Command::DeliverStoredMessage(info) => engine.deliver_stored_message(now, *info),
             Command::MakeCall(from, to, domain, reply) => {
                 let r = engine.make_call(now, &from, &to, domain);
                 answer(reply, r, engine, rooms)
@@ -286,7 +287,7 @@ impl EngineHandle {
 
     /// Sends an instant message to a user's devices, or has it kept for them.
     pub async fn send_message(&self, m: OutgoingMessage) -> Result<crate::apps::messages::MessageInfo, EngineError> {
-        self.ask(|r| Command::SendMessage(m, r)).await?
+        self.ask(|r| Command::SendMessage(Box::new(m), r)).await?
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, EngineError> {

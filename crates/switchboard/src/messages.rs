@@ -104,7 +104,7 @@ async fn send_pending(
             continue;
         }
         let domain = dir.domain(m.domain_id).map(|d| d.name.to_ascii_lowercase()).unwrap_or_default();
-        if engine.send(Command::DeliverStoredMessage(m.info(&domain))).await.is_err() {
+        if engine.send(Command::DeliverStoredMessage(Box::new(m.info(&domain)))).await.is_err() {
             return;
         }
     }

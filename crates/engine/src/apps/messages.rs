@@ -120,7 +120,7 @@ impl Messaging {
             RawSip::Request { .. } => return Some(raw),
         };
         let Some(id) = self.by_tx.remove(&tx) else { return Some(raw) };
-        let Some(d) = self.deliveries.get_mut(&id) else { return None };
+        let d = self.deliveries.get_mut(&id)?;
         d.outstanding = d.outstanding.saturating_sub(1);
         match outcome {
             Some((status, _)) if (200..300).contains(&status) => {

@@ -517,8 +517,8 @@ impl Bridges {
             }
             LegEvent::SessionChanged { held_by_remote, .. } => {
                 // The phone put us (and so the other party) on hold, or took us off.
-                let Some(call) = self.calls.get_mut(&id) else { return None };
-                let Some(side) = call.side_of(&leg) else { return None };
+                let call = self.calls.get_mut(&id)?;
+                let side = call.side_of(&leg)?;
                 if held_by_remote && call.held.is_none() {
                     call.held = Some(side);
                     call.state = CallState::Held;
