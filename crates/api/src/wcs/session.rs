@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Map, Value};
 use sip::sdp::SessionDescription;
-use sip::ua::{CallRef, RegistrationStatus, UaConfig, UaEvent};
+use sip::ua::{CallRef, MessageRef, RegistrationStatus, UaConfig, UaEvent};
 use sip::Uri;
 use std::net::SocketAddr;
 use tokio::sync::mpsc;
@@ -75,6 +75,8 @@ struct Session {
     rest_tx: mpsc::UnboundedSender<RestCommand>,
     missed_pongs: u32,
     close: bool,
+    /// Legacy `sendMessage`s on their way: the SIP MESSAGE and the client's fields.
+    messages: Vec<(MessageRef, Map<String, Value>)>,
 }
 
 /// Runs one connection until the browser goes or we drop it.
@@ -106,6 +108,7 @@ pub async fn run(st: WcsState, socket: WebSocket, peer: SocketAddr, host: String
         rest_tx,
         missed_pongs: 0,
         close: false,
+        messages: Vec::new(),
     };
     let (_ua_tx, mut ua_rx) = mpsc::unbounded_channel::<UaEvent>();
     let mut ua_rx_live = false;
@@ -365,6 +368,7 @@ impl Session {
             "transfer" => self.on_transfer(data).await,
             "sendDtmf" => self.on_dtmf(data).await,
             "sendData" => self.on_data(data).await,
+            "sendMessage" => self.on_send_message(data).await,
             "submitBugReport" | "sessionDebug" | "pushLogs" => debug!(%message, "WCS: noted"),
             m if protocol::is_stream_method(m) => {
                 let id = str_of(&data, "mediaSessionId");
@@ -671,6 +675,44 @@ impl Session {
         self.send(frame("DataStatusEvent", status));
     }
 
+    /// The legacy SDK's `sendMessage` (`id`, `to`, `body`, `contentType`): the `sendMessage`
+    /// hook may refuse or alter it, then a SIP MESSAGE goes out from the session's
+    /// identity; its answer comes back as `notifyMessage` and `MessageStatusEvent`.
+    async fn on_send_message(&mut self, mut data: Map<String, Value>) {
+        let verdict = self.hooks().invoke("sendMessage", &data).await;
+        let refused = match verdict {
+            Verdict::Refuse { info, .. } => Some(info),
+            Verdict::Allow { changes, .. } => {
+                for (k, v) in changes {
+                    if matches!(k.as_str(), "to" | "body" | "contentType") {
+                        data.insert(k, v);
+                    }
+                }
+                None
+            }
+        };
+        let target = self.target_uri(&str_of(&data, "to"));
+        let dest = self.sip_destination();
+        let failed = match (refused, self.agent.clone(), target, dest) {
+            (Some(info), ..) => Some(info),
+            (None, None, ..) => Some("no SIP identity: connect with sipOptions (login)".to_owned()),
+            (None, _, Err(e), _) | (None, _, _, Err(e)) => Some(e),
+            (None, Some(agent), Ok(target), Ok(dest)) => {
+                let ct = Some(str_of(&data, "contentType")).filter(|c| !c.is_empty()).unwrap_or_else(|| "text/plain".into());
+                let body = str_of(&data, "body");
+                let msg = agent.act(|ua, now| ua.message(now, target, dest, &ct, &body));
+                self.messages.push((msg, data.clone()));
+                None
+            }
+        };
+        if let Some(info) = failed {
+            data.insert("status".into(), "FAILED".into());
+            data.insert("info".into(), info.into());
+            self.event("MessageStatusEvent", &data);
+            self.send(frame("notifyMessage", Value::Object(data)));
+        }
+    }
+
     // ---- SIP side -------------------------------------------------------------------
 
     fn call_of_sip(&self, r: CallRef) -> Option<usize> {
@@ -779,7 +821,21 @@ impl Session {
                 self.event("OnMessageEvent", &f);
                 self.send(frame("notifyMessage", Value::Object(client)));
             }
-            UaEvent::MessageStatus { .. } => {}
+            UaEvent::MessageStatus { msg, status, reason, raw } => {
+                if status < 200 {
+                    return;
+                }
+                let Some(i) = self.messages.iter().position(|(m, _)| *m == msg) else { return };
+                let (_, mut f) = self.messages.remove(i);
+                f.insert("status".into(), if status < 300 { "ACCEPTED" } else { "FAILED" }.into());
+                f.insert("info".into(), format!("{status} {reason}").into());
+                let client = f.clone();
+                if let Some(r) = raw {
+                    f.insert("sipMessageRaw".into(), r.into());
+                }
+                self.event("MessageStatusEvent", &f);
+                self.send(frame("notifyMessage", Value::Object(client)));
+            }
         }
     }
 
