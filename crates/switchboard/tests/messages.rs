@@ -21,17 +21,8 @@ const DOMAIN: &str = "switchboard.test";
 const PASSWORD: &str = "correct-horse-7";
 
 fn seed(env: &TestEnv) {
-    let data = env.path("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let db = store::Store::open(&data).await.expect("store");
-        db.ensure_domain(DOMAIN).await.unwrap();
-        for (login, ext) in [("alice", "3044"), ("bob", "3045"), ("carol", "3046")] {
-            db.add_user(&new_user(DOMAIN, login, ext, PASSWORD)).await.unwrap();
-        }
-        db.close().await;
-    });
+    let users: Vec<store::NewUser> = [("alice", "3044"), ("bob", "3045"), ("carol", "3046")].iter().map(|(l, e)| new_user(DOMAIN, l, e, PASSWORD)).collect();
+    seed_directory(env, DOMAIN, &users);
 }
 
 fn user_id(server: &Server, login: &str) -> i64 {

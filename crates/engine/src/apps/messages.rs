@@ -225,11 +225,9 @@ pub(crate) fn unix_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::EngineConfig;
-    use media::{MediaConfig, MediaEngine};
+    use media::MediaEngine;
     use sip::{Message, Transport};
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-    use std::sync::Arc;
     use std::time::Duration;
 
     const A: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5996);
@@ -246,13 +244,7 @@ mod tests {
 
     impl H {
         fn new() -> H {
-            let block = testports::PortBlock::take();
-            let media = MediaEngine::start(
-                MediaConfig { bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST), rtp_ports: block.range(0, 4), workers: 1, ..Default::default() },
-                Box::new(|_| {}),
-            )
-            .expect("media runtime");
-            let legs = Legs::new(Arc::new(EngineConfig::default()), media.handle());
+            let (legs, media, block) = crate::legs::legs_for_tests();
             H { legs, messaging: Messaging::default(), now: Instant::now(), _media: media, _ports: block }
         }
 

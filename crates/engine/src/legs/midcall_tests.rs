@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::engine::DialOut;
-use media::{MediaConfig, MediaEngine};
+use media::MediaEngine;
 use sip::parse::parse_datagram;
 use std::time::Duration;
 
@@ -22,13 +22,7 @@ struct H {
 
 impl H {
     fn new() -> H {
-        let block = testports::PortBlock::take();
-        let media = MediaEngine::start(
-            MediaConfig { bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST), rtp_ports: block.range(0, 4), workers: 1, ..Default::default() },
-            Box::new(|_| {}),
-        )
-        .expect("media runtime");
-        let legs = Legs::new(Arc::new(EngineConfig::default()), media.handle());
+        let (legs, media, block) = super::legs_for_tests();
         H { legs, now: Instant::now(), _media: media, _ports: block }
     }
 

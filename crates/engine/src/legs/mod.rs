@@ -16,6 +16,21 @@ pub(crate) mod refer;
 pub(crate) mod session;
 #[cfg(test)]
 mod midcall_tests;
+
+/// The leg layer for unit tests: a real media runtime on a block of test ports (it
+/// binds what SDP names; no RTP flows) and the default config.
+#[cfg(test)]
+pub(crate) fn legs_for_tests() -> (Legs, media::MediaEngine, testports::PortBlock) {
+    use std::net::{IpAddr, Ipv4Addr};
+    let block = testports::PortBlock::take();
+    let media = media::MediaEngine::start(
+        media::MediaConfig { bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST), rtp_ports: block.range(0, 4), workers: 1, ..Default::default() },
+        Box::new(|_| {}),
+    )
+    .expect("media runtime");
+    let legs = Legs::new(std::sync::Arc::new(crate::engine::EngineConfig::default()), media.handle());
+    (legs, media, block)
+}
 pub(crate) use session::apply_negotiation;
 pub use refer::{DtmfMethod, Replaces};
 mod uac;
