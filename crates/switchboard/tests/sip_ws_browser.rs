@@ -190,31 +190,24 @@ fn jssip_in_chromium_registers_over_websocket_and_joins_a_room() {
     }
     assert!(level("600") < level("1000") - 20.0, "the browser does not hear itself: {page}");
 
-    // Both phones hear the browser's 600 Hz while it was in the room.
-    let ended_s = participants(&server, &confid)
-        .into_iter()
-        .find(|p| is_user(p, "alice"))
-        .and_then(|p| p["ended_ms"].as_u64())
-        .map(|ms| ms as f64 / 1000.0)
-        .unwrap_or_else(unix_now);
+    // Both phones hear the browser's 600 Hz while it was in the room: from 2 s after its
+    // INVITE (ICE and DTLS up) to 7 s, well before its hangup (confirmed, 2.5 s of
+    // listening, 6 s of talk). Chromium's fake capture device stalls now and then on a
+    // busy 2-core machine: both phones then miss the same ~150 ms at the same moment
+    // while the server's leg counts no loss, so the bound allows one such stall.
     let alice_joined = alice["joined_ms"].as_u64().expect("joined_ms") as f64 / 1000.0;
     let parts = participants(&server, &confid);
     let (bob_joined, carol_joined) = (joined_s(&parts, "bob"), joined_s(&parts, "carol"));
     bob.wait().assert_ok();
     carol.wait().assert_ok();
-    // From 2 s after the browser's INVITE (ICE and DTLS up) to 0.5 s before it left.
-    let (t0, t1) = (alice_joined + 2.0, ended_s - 0.5);
-    assert!(t1 - t0 >= 2.0, "the browser was in the room only {:.1} s", t1 - t0);
-    tone_check(&bob_rx).window(t0 - bob_joined, Some(t1 - bob_joined)).expect(&[600, 1400]).absent(&[1000]).assert("bob hears the browser and carol");
-    tone_check(&carol_rx).window(t0 - carol_joined, Some(t1 - carol_joined)).expect(&[600, 1000]).absent(&[1400]).assert("carol hears the browser and bob");
+    let (t0, t1) = (alice_joined + 2.0, alice_joined + 7.0);
+    let stall = "Chromium's fake microphone stalls on a loaded machine (the same gap on both phones, no RTP lost)";
+    tone_check(&bob_rx).window(t0 - bob_joined, Some(t1 - bob_joined)).expect(&[600, 1400]).absent(&[1000]).bound(90.0, 200.0, stall).assert("bob hears the browser and carol");
+    tone_check(&carol_rx).window(t0 - carol_joined, Some(t1 - carol_joined)).expect(&[600, 1000]).absent(&[1400]).bound(90.0, 200.0, stall).assert("carol hears the browser and bob");
 
     // The browser's registration is a binding like any other, its transport ws.
     let regs: Value = server.get("/v1/registrations").json();
     eprintln!("registrations: {regs}");
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
 // ---- a bare WebSocket client ------------------------------------------------------------
@@ -300,6 +293,7 @@ fn a_websocket_client_gets_sensible_answers_and_the_server_stays_up() {
     let resp = next_sip(&mut ws, Duration::from_secs(3)).expect("an answer to REGISTER");
     assert_eq!(status_of(&resp), Some(401), "{resp}");
     assert!(resp.contains("Via: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK-reg-2"), "the Via comes back as sent: {resp}");
+    assert_eq!(resp.matches("WWW-Authenticate:").count(), 1, "browsers get the MD5 challenge alone (JsSIP reads only the last): {resp}");
     let (challenge, qop) = sip::digest::Challenge::parse(header(&resp, "WWW-Authenticate").expect("a challenge")).expect("challenge parses");
     let auth = challenge.answer(qop, "alice", PASSWORD, "REGISTER", &format!("sip:{DOMAIN}"), "0a4f113b", 1);
     send(&mut ws, &register(3, Some(&auth)));
