@@ -174,12 +174,16 @@ fn jssip_in_chromium_registers_over_websocket_and_joins_a_room() {
             alice = participants(&server, &confid).into_iter().find(|p| is_user(p, "alice") && p["state"] == "active");
             std::thread::sleep(Duration::from_millis(200));
         }
-        (page.join().expect("page thread"), alice)
+        // Registered like any phone, over its own transport.
+        let regs: Value = server.get("/v1/registrations").json();
+        let ws = regs.as_array().is_some_and(|a| a.iter().any(|r| r["login"] == "alice" && r["transport"] == "ws"));
+        (page.join().expect("page thread"), alice.map(|a| (a, ws, regs)))
     });
+    let (alice, registered_ws, regs) = alice.unwrap_or_else(|| panic!("the room never listed the browser: {:?}", participants(&server, &confid)));
+    assert!(registered_ws, "alice's binding is over ws: {regs}");
     assert_eq!(page["registered"], true, "JsSIP registered over the WebSocket: {page}");
     assert_eq!(page["confirmed"], true, "the room answered the browser's call: {page}");
     assert_eq!(page["ended"], true, "the page hung up cleanly: {page}");
-    let alice = alice.unwrap_or_else(|| panic!("the room never listed the browser: {:?}", participants(&server, &confid)));
     assert_eq!(alice["direction"], "inbound", "{alice}");
 
     // The browser hears both phones, well above the analyser's floor and a control bin.
@@ -204,10 +208,6 @@ fn jssip_in_chromium_registers_over_websocket_and_joins_a_room() {
     let stall = "Chromium's fake microphone stalls on a loaded machine (the same gap on both phones, no RTP lost)";
     tone_check(&bob_rx).window(t0 - bob_joined, Some(t1 - bob_joined)).expect(&[600, 1400]).absent(&[1000]).bound(90.0, 200.0, stall).assert("bob hears the browser and carol");
     tone_check(&carol_rx).window(t0 - carol_joined, Some(t1 - carol_joined)).expect(&[600, 1000]).absent(&[1400]).bound(90.0, 200.0, stall).assert("carol hears the browser and bob");
-
-    // The browser's registration is a binding like any other, its transport ws.
-    let regs: Value = server.get("/v1/registrations").json();
-    eprintln!("registrations: {regs}");
 }
 
 // ---- a bare WebSocket client ------------------------------------------------------------

@@ -6,14 +6,17 @@
 //! held to one codec the engine takes ([`Anchors`]'s `codecs`, first offered wins):
 //! the engine's answer can then only pick that one.
 //!
+//! The engine calling a browser (a user registered over WebSocket) is the mirror image:
+//! its plain offer becomes a gateway offer with the codecs both take, and the browser's
+//! answer becomes the plain answer of the gateway leg.
+//!
 //! State is per WebSocket (one [`Anchors`] in its connection task), keyed by Call-ID.
 //! A leg is closed by BYE either way, by a failure answer to the initial INVITE (a
 //! digest challenge too: the retried INVITE anchors afresh) and when the socket closes.
 //!
-//! Not handled yet: INVITEs the engine sends to a browser (a call to a user registered
-//! over WebSocket); the engine refuses them before they are sent. A browser's re-INVITE
-//! (hold) is shown to the engine as the same plain offer and answered with the first
-//! answer: the gateway leg cannot renegotiate.
+//! Not handled: re-offers. A browser's re-INVITE (hold) is shown to the engine as the
+//! same plain offer and answered with the first answer, and an engine re-INVITE goes to
+//! the browser as the engine wrote it: the gateway leg cannot renegotiate.
 
 use api::wcs::media::sip_sdp;
 use api::wcs::MediaGatewayBox;
@@ -42,6 +45,10 @@ pub struct Anchors {
 struct Anchor {
     /// The gateway leg.
     leg: u64,
+    /// The engine offered (it called the browser); else the browser did.
+    engine_offered: bool,
+    /// Engine offered: the plain answer made from the browser's, once it came.
+    plain_answer: Option<String>,
     /// The gateway's answer to the browser's offer, sent in place of the engine's.
     browser_answer: String,
     /// The plain offer the engine was shown (again for a re-INVITE).
@@ -57,7 +64,10 @@ impl Anchors {
 
     /// A message from the browser, before the engine sees it.
     pub fn inward(&mut self, msg: Message) -> Inward {
-        let Message::Request(mut req) = msg else { return Inward::Forward(msg) };
+        let mut req = match msg {
+            Message::Request(req) => req,
+            Message::Response(resp) => return Inward::Forward(Message::Response(self.browser_answered(resp))),
+        };
         match req.method {
             Method::Invite if is_webrtc_offer(&req) => {}
             Method::Bye => {
@@ -90,7 +100,7 @@ impl Anchors {
                     debug!(%call_id, leg, %codec, plain = %plain.local, "browser media anchored");
                     req.body = plain_offer.clone().into_bytes();
                     req.headers.content_type = Some("application/sdp".into());
-                    self.by_call_id.insert(call_id, Anchor { leg, browser_answer, plain_offer, answered: false });
+                    self.by_call_id.insert(call_id, Anchor { leg, engine_offered: false, plain_answer: None, browser_answer, plain_offer, answered: false });
                     return Inward::Forward(Message::Request(req));
                 }
                 // Try the next codec: the browser did not offer this one.
@@ -105,14 +115,84 @@ impl Anchors {
         Inward::Refuse(refusal(&req, 488, &last_err))
     }
 
+    /// The browser's response to an INVITE the engine sent: its WebRTC answer becomes
+    /// the gateway leg's plain answer.
+    fn browser_answered(&mut self, mut resp: sip::Response) -> sip::Response {
+        if resp.headers.cseq.method != Method::Invite {
+            return resp;
+        }
+        let call_id = resp.headers.call_id.clone();
+        let Some(a) = self.by_call_id.get_mut(&call_id).filter(|a| a.engine_offered) else { return resp };
+        if resp.status >= 300 {
+            if !a.answered {
+                self.close(&call_id);
+            }
+            return resp;
+        }
+        if resp.is_success() {
+            a.answered = true;
+        }
+        if a.plain_answer.is_none() && !resp.body.is_empty() {
+            if let Some(gw) = &self.gateway {
+                match gw.accept_answer(a.leg, &String::from_utf8_lossy(&resp.body)) {
+                    Ok(plain) => a.plain_answer = Some(sip_sdp(&plain, rand::random::<u32>() as u64, 1, "sendrecv", &[])),
+                    Err(e) => info!(%call_id, reason = %e, "browser answer refused by the gateway"),
+                }
+            }
+        }
+        // Every later copy of the answer (183, then 200) reads the same to the engine.
+        if let Some(plain) = &a.plain_answer {
+            if !resp.body.is_empty() {
+                resp.body = plain.clone().into_bytes();
+                resp.headers.content_type = Some("application/sdp".into());
+            }
+        }
+        resp
+    }
+
+    /// The engine calls the browser: its plain offer becomes a gateway offer.
+    fn engine_offers(&mut self, mut req: Request) -> Option<Vec<u8>> {
+        let gw = self.gateway.as_ref()?;
+        let call_id = req.headers.call_id.clone();
+        let audio = std::str::from_utf8(&req.body).ok().and_then(|t| SessionDescription::parse(t).ok()).and_then(|d| d.audio())?;
+        let addr = audio.addr?;
+        // The codecs both take, in our order: the browser answers with one of them and
+        // its RTP reaches the engine unchanged.
+        let mut codecs: Vec<sip::sdp::Codec> = audio.codecs.iter().filter(|c| self.codecs.iter().any(|k| k.eq_ignore_ascii_case(&c.name))).cloned().collect();
+        codecs.sort_by_key(|c| self.codecs.iter().position(|k| k.eq_ignore_ascii_case(&c.name)));
+        let te = audio.codecs.iter().find(|c| c.name.eq_ignore_ascii_case("telephone-event")).map(|c| (c.payload_type, c.clock_rate));
+        if codecs.is_empty() {
+            info!(%call_id, "engine offer has no codec a browser call may use; sent unchanged");
+            return None;
+        }
+        let (leg, offer) = match gw.create_offer(&codecs, te) {
+            Ok(x) => x,
+            Err(e) => {
+                info!(%call_id, reason = %e, "no gateway offer for the browser; INVITE sent unchanged");
+                return None;
+            }
+        };
+        gw.set_plain_remote(leg, addr);
+        debug!(%call_id, leg, engine = %addr, "browser media anchored (engine offered)");
+        self.close(&call_id);
+        self.by_call_id.insert(call_id, Anchor { leg, engine_offered: true, plain_answer: None, browser_answer: String::new(), plain_offer: String::new(), answered: false });
+        req.body = offer.into_bytes();
+        req.headers.content_type = Some("application/sdp".into());
+        Some(Message::Request(req).to_bytes())
+    }
+
     /// A message for the browser, after the engine made it: None = send it as it is.
     pub fn outward(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
-        if self.by_call_id.is_empty() {
+        // Only a new call (an INVITE) or a message of an anchored one is looked into.
+        if self.by_call_id.is_empty() && !bytes.starts_with(b"INVITE ") {
             return None;
         }
         let msg = parse_datagram(bytes).ok()?;
         match msg {
             Message::Request(req) => {
+                if req.method == Method::Invite && req.headers.to.tag().is_none() && !req.body.is_empty() {
+                    return self.engine_offers(req);
+                }
                 if req.method == Method::Bye {
                     self.close(&req.headers.call_id);
                 }
@@ -122,7 +202,7 @@ impl Anchors {
                 if resp.headers.cseq.method != Method::Invite {
                     return None;
                 }
-                let a = self.by_call_id.get_mut(&resp.headers.call_id)?;
+                let a = self.by_call_id.get_mut(&resp.headers.call_id).filter(|a| !a.engine_offered)?;
                 if resp.status >= 300 {
                     if !a.answered {
                         let call_id = resp.headers.call_id.clone();
@@ -212,11 +292,14 @@ mod tests {
             let plain = PlainMedia { local: "127.0.0.1:40000".parse().unwrap(), codecs: vec![Codec::pcma()], telephone_event: None, telephone_event_clock: 8000 };
             Ok((7, "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=x-gateway-answer\r\n".into(), plain))
         }
-        fn create_offer(&self, _: &[Codec], _: Option<(u8, u32)>) -> Result<(u64, String), String> {
-            Err("unused".into())
+        fn create_offer(&self, codecs: &[Codec], te: Option<(u8, u32)>) -> Result<(u64, String), String> {
+            let names: Vec<&str> = codecs.iter().map(|c| c.name.as_str()).collect();
+            self.log.lock().unwrap().push(format!("offer {} te {te:?}", names.join(",")));
+            Ok((9, "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=x-gateway-offer\r\n".into()))
         }
-        fn accept_answer(&self, _: u64, _: &str) -> Result<PlainMedia, String> {
-            Err("unused".into())
+        fn accept_answer(&self, id: u64, _: &str) -> Result<PlainMedia, String> {
+            self.log.lock().unwrap().push(format!("answer {id}"));
+            Ok(PlainMedia { local: "127.0.0.1:40002".parse().unwrap(), codecs: vec![Codec::pcmu()], telephone_event: None, telephone_event_clock: 8000 })
         }
         fn set_plain_remote(&self, id: u64, addr: SocketAddr) {
             self.log.lock().unwrap().push(format!("remote {id} {addr}"));
@@ -294,5 +377,31 @@ mod tests {
         let plain = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
         let Inward::Forward(Message::Request(req)) = calls.inward(invite("", plain)) else { panic!("forwarded") };
         assert_eq!(req.body, plain.as_bytes());
+    }
+
+    #[test]
+    fn the_engine_calls_a_browser_through_a_gateway_offer() {
+        let (mut calls, gw) = anchors();
+        let engine_offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30002 RTP/AVP 9 8 0 101\r\n\
+                            a=rtpmap:9 G722/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let invite = format!(
+            "INVITE sip:k7@x.invalid;transport=ws SIP/2.0\r\nVia: SIP/2.0/WS 127.0.0.1:5060;branch=z9hG4bK5\r\nFrom: <sip:bob@switchboard.test>;tag=e\r\n\
+             To: <sip:alice@switchboard.test>\r\nCall-ID: c2\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{engine_offer}",
+            engine_offer.len()
+        );
+        let out = String::from_utf8(calls.outward(invite.as_bytes()).expect("rewritten")).unwrap();
+        assert!(out.contains("a=x-gateway-offer") && !out.contains("m=audio 30002"), "{out}");
+        // G.722 is no browser codec here; PCMU before PCMA, our order.
+        assert_eq!(gw.log.lock().unwrap()[..2], ["offer PCMU,PCMA te Some((101, 8000))".to_owned(), "remote 9 127.0.0.1:30002".to_owned()]);
+
+        let ringing = "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/WS 127.0.0.1:5060;branch=z9hG4bK5\r\nFrom: <sip:bob@switchboard.test>;tag=e\r\n\
+                       To: <sip:alice@switchboard.test>;tag=b\r\nCall-ID: c2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let Inward::Forward(Message::Response(r)) = calls.inward(parse_datagram(ringing.as_bytes()).unwrap()) else { panic!("forwarded") };
+        assert!(r.body.is_empty());
+        let ok = ringing.replace("180 Ringing", "200 OK").replace("Content-Length: 0\r\n\r\n", "Content-Type: application/sdp\r\nContent-Length: 36\r\n\r\nv=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n");
+        let Inward::Forward(Message::Response(r)) = calls.inward(parse_datagram(ok.as_bytes()).unwrap()) else { panic!("forwarded") };
+        let plain = String::from_utf8(r.body).unwrap();
+        assert!(plain.contains("m=audio 40002 RTP/AVP 0"), "the engine gets the plain answer: {plain}");
+        assert_eq!(gw.log.lock().unwrap().last().unwrap(), "answer 9");
     }
 }
