@@ -6,6 +6,8 @@
 //!   calls a conference room where two pjsua2 phones play 1000 Hz and 1400 Hz: the
 //!   page's WebAudio analyser hears both, both phones' recordings hold the browser's
 //!   600 Hz fake microphone, and the room's REST API lists the browser as a participant;
+//! - a pjsua2 phone calls the same browser user: the INVITE comes down the browser's
+//!   WebSocket with a WebRTC offer, JsSIP answers, and each hears the other;
 //! - a bare WebSocket client (tungstenite) gets a 401 challenge for REGISTER, 200 once
 //!   it answers it, 400 for a salvageable broken request, nothing for garbage, and the
 //!   server keeps serving; `[sip_ws] listen` refuses an upgrade without the `sip`
@@ -127,12 +129,18 @@ fn run_page(tone: &Path, log: &Path, pages: SocketAddr, http: SocketAddr, query:
 
 /// A pjsua2 phone that registers as `user` and calls the room, playing `hz`.
 fn participant(env: &TestEnv, server: &Server, user: &str, slot: u16, hz: u32, rec: &Path) -> PjPeer {
+    caller(env, server, user, slot, &format!("sip:{ROOM}@{DOMAIN}"), hz, rec, 30)
+}
+
+/// A pjsua2 phone that registers as `user` and calls `target` for `secs`, playing `hz`.
+#[allow(clippy::too_many_arguments)]
+fn caller(env: &TestEnv, server: &Server, user: &str, slot: u16, target: &str, hz: u32, rec: &Path, secs: u32) -> PjPeer {
     let (rtp, range) = env.ports.phone_rtp(slot);
     let args: Vec<String> = [
-        "call", &format!("sip:{ROOM}@{DOMAIN}"),
+        "call", target,
         "--registrar", &format!("sip:{DOMAIN}"), "--proxy", &format!("sip:{};lr", server.sip), "--domain", DOMAIN, "--user", user, "--password", PASSWORD,
         "--sip-port", &env.ports.peer_sip(slot).to_string(), "--rtp-port", &rtp.to_string(), "--rtp-range", &range.to_string(), "--codec", "PCMU/8000",
-        "--play", &tone(env, hz).display().to_string(), "--loop", "--record", &rec.display().to_string(), "--duration", "30", "--max-time", "60",
+        "--play", &tone(env, hz).display().to_string(), "--loop", "--record", &rec.display().to_string(), "--duration", &secs.to_string(), "--max-time", "60",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -208,6 +216,40 @@ fn jssip_in_chromium_registers_over_websocket_and_joins_a_room() {
     let stall = "Chromium's fake microphone stalls on a loaded machine (the same gap on both phones, no RTP lost)";
     tone_check(&bob_rx).window(t0 - bob_joined, Some(t1 - bob_joined)).expect(&[600, 1400]).absent(&[1000]).bound(90.0, 200.0, stall).assert("bob hears the browser and carol");
     tone_check(&carol_rx).window(t0 - carol_joined, Some(t1 - carol_joined)).expect(&[600, 1000]).absent(&[1400]).bound(90.0, 200.0, stall).assert("carol hears the browser and bob");
+}
+
+#[test]
+fn a_phone_calls_a_jssip_browser_which_answers() {
+    let env = TestEnv::new("sip_ws_phone_calls_jssip");
+    let _media = env.media_lock();
+    directory(&env);
+    let server = server(&env, "");
+    let pages = page_server();
+    let bob_rx = env.path("bob_rx.wav");
+
+    // The page registers as alice and waits; once she is registered, bob calls her for
+    // 8 s and hangs up.
+    let query = format!("uri=sip:alice@{DOMAIN}&listen=600,1000,2200&talk=0");
+    let (tone, log, http) = (browser_tone(&env), env.path("page.log"), server.http);
+    let page = std::thread::scope(|s| {
+        let page = s.spawn(|| run_page(&tone, &log, pages, http, &query, 40_000));
+        poll(Duration::from_secs(20), "alice registered over ws", || {
+            let regs: Value = server.get("/v1/registrations").json();
+            regs.as_array()?.iter().any(|r| r["login"] == "alice" && r["transport"] == "ws").then_some(())
+        });
+        let bob = caller(&env, &server, "bob", 0, &format!("sip:alice@{DOMAIN}"), 1000, &bob_rx, 8);
+        bob.wait().assert_ok();
+        page.join().expect("page thread")
+    });
+    assert_eq!(page["confirmed"], true, "JsSIP answered the call that came down its WebSocket: {page}");
+    assert_eq!(page["ended"], true, "bob's BYE ended it: {page}");
+    let level = |hz: &str| page["levels"][hz].as_f64().unwrap_or(-300.0);
+    assert!(level("1000") > page["floor"].as_f64().unwrap_or(0.0) + 30.0 && level("1000") > level("2200") + 30.0, "the browser hears bob's 1000 Hz: {page}");
+    let stall = "Chromium's fake microphone stalls on a loaded machine (see the room test)";
+    tone_check(&bob_rx).window(2.5, Some(6.5)).expect(&[600]).absent(&[1000]).bound(90.0, 200.0, stall).assert("bob hears the browser's 600 Hz");
+    let calls: Value = server.get("/v1/calls?kind=call").json();
+    let c = &calls.as_array().expect("calls")[0];
+    assert_eq!((c["caller_codec"].as_str(), c["callee_codec"].as_str()), (Some("PCMU"), Some("PCMU")), "G.711 end to end, relayed: {c}");
 }
 
 // ---- a bare WebSocket client ------------------------------------------------------------
