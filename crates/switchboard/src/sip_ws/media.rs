@@ -28,6 +28,8 @@ use std::sync::Arc;
 use tracing::{debug, info};
 
 /// What became of a message from the browser.
+// Returned and consumed at once, never stored: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Inward {
     /// On to the engine (its body rewritten if it carried a WebRTC offer).
     Forward(Message),
