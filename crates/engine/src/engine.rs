@@ -466,7 +466,7 @@ impl Engine {
             Ok(u) => u,
             Err(_) => return Some(Err(EngineError::Unroutable(format!("user {key}: registered contact is unusable")))),
         };
-        let transport = if b.transport == "tcp" { Transport::Tcp } else { Transport::Udp };
+        let transport = binding_transport(&b.transport);
         Some(Ok((uri, Peer { addr: b.source, transport })))
     }
 
@@ -922,7 +922,7 @@ impl Engine {
     /// Where to ring one registered contact (None: its Contact does not parse).
     fn target_of(&self, b: &crate::users::Binding) -> Option<Target> {
         let uri = sip::parse::parse_uri(&b.contact).ok()?;
-        let transport = if b.transport == "tcp" { Transport::Tcp } else { Transport::Udp };
+        let transport = binding_transport(&b.transport);
         let trusted = self.registrar.guard.is_trusted(b.source.ip());
         Some(Target { uri, peer: Peer { addr: b.source, transport }, trusted })
     }
@@ -1407,4 +1407,16 @@ fn is_dialable_number(key: &str) -> bool {
 
 fn party_of_user(u: &crate::users::User, uri: String) -> Party {
     Party { uri, user_id: Some(u.id), ext: u.ext.clone(), display_name: Some(u.caller_name()) }
+}
+
+/// The transport a binding's `transport` column names; requests to the contact go back
+/// the way its REGISTER came (a WebSocket contact's `.invalid` host is reachable no
+/// other way).
+fn binding_transport(name: &str) -> Transport {
+    match name {
+        "tcp" => Transport::Tcp,
+        "ws" => Transport::Ws,
+        "wss" => Transport::Wss,
+        _ => Transport::Udp,
+    }
 }

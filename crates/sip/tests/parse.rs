@@ -1132,3 +1132,41 @@ fn random_mutations_never_panic() {
         check_no_panic_and_round_trip(&input);
     }
 }
+
+// ---------------------------------------------------------------------------------
+// SIP over WebSocket (RFC 7118): what JsSIP and SIP.js send
+
+#[test]
+fn parses_a_websocket_register_with_an_invalid_host_and_no_content_length() {
+    // One message per WebSocket frame: JsSIP writes Content-Length, but RFC 7118 §5
+    // lets the frame delimit the message, so a frame without it must parse too.
+    let buf = msg(
+        &[
+            "REGISTER sip:switchboard.test SIP/2.0",
+            "Via: SIP/2.0/WS 9k2v1rl6q5ug.invalid;branch=z9hG4bK3946372",
+            "Max-Forwards: 69",
+            "To: <sip:alice@switchboard.test>",
+            "From: <sip:alice@switchboard.test>;tag=qmcuu8ieec",
+            "Call-ID: ansp6ud2fkm1k5hu0i6ar7",
+            "CSeq: 1 REGISTER",
+            "Contact: <sip:j5v7ld8g@9k2v1rl6q5ug.invalid;transport=ws>;+sip.ice;reg-id=1;+sip.instance=\"<urn:uuid:1f8f9b1e-6fa0-4d38-a3a3-36b3f2d6b1c4>\";expires=600",
+            "Expires: 600",
+            "Allow: INVITE,ACK,CANCEL,BYE,UPDATE,MESSAGE,OPTIONS,REFER,INFO,NOTIFY",
+            "Supported: path,gruu,outbound",
+            "User-Agent: JsSIP 3.12.0",
+        ],
+        "",
+    );
+    let r = request(&buf);
+    let via = r.top_via().expect("a Via");
+    assert_eq!(via.transport, Transport::Ws);
+    assert!(via.host.ends_with(".invalid"), "{}", via.host);
+    assert_eq!(r.headers.contact[0].uri.transport().as_deref(), Some("ws"));
+    assert_eq!(r.headers.contact[0].uri.host, "9k2v1rl6q5ug.invalid");
+    assert_round_trip(&Message::Request(r.clone()));
+    // The answer goes back with the WS Via untouched.
+    let resp = String::from_utf8(r.response(401, Some("t")).to_bytes()).unwrap();
+    assert!(resp.contains("Via: SIP/2.0/WS 9k2v1rl6q5ug.invalid;branch=z9hG4bK3946372"), "{resp}");
+    let wss = String::from_utf8(buf).unwrap().replace("SIP/2.0/WS ", "SIP/2.0/WSS ");
+    assert_eq!(request(wss.as_bytes()).top_via().unwrap().transport, Transport::Wss);
+}

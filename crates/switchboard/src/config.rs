@@ -84,6 +84,34 @@ pub struct Config {
     /// reference 004).
     #[serde(default)]
     pub wcs: WcsSection,
+    /// SIP over WebSocket for browser phones such as JsSIP and SIP.js (`[sip_ws]`,
+    /// RFC 7118).
+    #[serde(default)]
+    pub sip_ws: SipWsSection,
+}
+
+/// `[sip_ws]`: SIP over WebSocket (RFC 7118). Browser phones connect to
+/// `ws://<http_listen>/` asking for the `sip` subprotocol (and to `listen`, if set),
+/// register and call like any phone; their WebRTC media is anchored at the WebRTC
+/// gateway that `[wcs]`'s ICE keys (`ice_port`, `candidates`, `media_timeout_s`) set up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipWsSection {
+    /// Off: no `sip` subprotocol at `/` and no `listen`.
+    pub enabled: bool,
+    /// A listener of its own besides the HTTP API's (`ws://`, any path, the `sip`
+    /// subprotocol required); empty = none.
+    pub listen: String,
+    /// Codecs a browser's call may use, in preference order; the first the browser
+    /// offers is the one used (PCMU, PCMA, opus). G.711 first: the room mixes it with
+    /// no resampling.
+    pub codecs: Vec<String>,
+}
+
+impl Default for SipWsSection {
+    fn default() -> Self {
+        SipWsSection { enabled: true, listen: String::new(), codecs: vec!["PCMU".into(), "PCMA".into(), "opus".into()] }
+    }
 }
 
 /// `[wcs]`: browsers running `@flashphoner/websdk` connect to `ws://<http_listen>/`
@@ -688,6 +716,7 @@ impl Default for Config {
             voicemail: VoicemailSection::default(),
             events: EventsSection::default(),
             wcs: WcsSection::default(),
+            sip_ws: SipWsSection::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ mod outbox;
 mod prompts;
 mod push;
 mod signalling;
+mod sip_ws;
 mod tokens;
 mod transport;
 mod wcs;
@@ -279,6 +280,8 @@ async fn run(cfg: Config) -> Result<(), String> {
     let (directory, bindings, default_domain) = start_directory(&cfg, &db, directory_changed.clone()).await?;
     engine.set_directory(directory.borrow().clone());
     // Registrations survive restarts; lapsed ones are dropped (and forgotten by the store).
+    // WebSocket ones died with their socket: the browser registers again when it reconnects.
+    let bindings = bindings.into_iter().filter(|b| !matches!(b.transport.as_str(), "ws" | "wss")).collect::<Vec<_>>();
     let registered: Vec<engine::users::UserId> = {
         let mut v: Vec<_> = bindings.iter().map(|b| b.user_id).collect();
         v.sort_unstable();
@@ -332,6 +335,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     tokio::spawn(transport::udp_receiver(udp.clone(), inbound_tx.clone()));
     tokio::spawn(transport::tcp_acceptor(tcp, inbound_tx.clone()));
+    let ws_inbound = inbound_tx.clone();
     let rooms = engine::RoomDirectory::default();
     let signalling = tokio::spawn(
         Signalling {
@@ -355,7 +359,13 @@ async fn run(cfg: Config) -> Result<(), String> {
     );
 
     let routing = api::routing::Routing::with_gateway(cfg.routing.gateway.as_deref())?;
-    let wcs_state = wcs::setup(&cfg, advertised, db.clone())?;
+    // One WebRTC gateway for both browser dialects.
+    let webrtc = wcs::start_shared_gateway(&cfg, advertised)?;
+    let sip_ws = sip_ws::SipWs::setup(&cfg, ws_inbound, webrtc.as_ref().map(|(g, _)| g.clone()), tokens.api_tls.is_some())?;
+    if let Some(s) = &sip_ws {
+        s.spawn_listener(&cfg, shutdown_rx.clone()).await?;
+    }
+    let wcs_state = wcs::setup(&cfg, advertised, db.clone(), webrtc)?;
     wcs::spawn_listener(&cfg, wcs_state.clone(), shutdown_rx.clone()).await?;
     let mut state = api::AppState::new(EngineHandle::new(cmd_tx, events.clone(), rooms), cfg.api_token.clone())
         .with_routing(routing)
@@ -370,7 +380,11 @@ async fn run(cfg: Config) -> Result<(), String> {
     callcontroller::spawn_listener(&cfg, cc_routes.clone(), shutdown_rx.clone()).await?;
     xmlrpc::spawn_listener(&cfg, state.engine.clone(), shutdown_rx.clone()).await?;
     let mx_routes = api::mx::routes(api::mx::MxState { engine: Some(state.engine.clone()), ..tokens.mx_state.clone() });
-    let app = api::router(state).merge(mx_routes).merge(cc_routes);
+    let mut app = api::router(state).merge(mx_routes).merge(cc_routes);
+    if let Some(s) = sip_ws {
+        // Ahead of every route: `/` is also the WCS SDK's socket (no subprotocol).
+        app = app.layer(axum::middleware::from_fn_with_state(s, sip_ws::SipWs::dispatch));
+    }
     let api_tls = tokens.api_tls.clone();
     let mut http_stop = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {

@@ -49,6 +49,8 @@ pub struct Signalling {
 impl Signalling {
     pub async fn run(mut self) {
         let mut tcp: HashMap<SocketAddr, mpsc::Sender<Arc<[u8]>>> = HashMap::new();
+        // SIP WebSockets by the browser's address: the only way back to a `.invalid` contact.
+        let mut ws: HashMap<SocketAddr, mpsc::Sender<Arc<[u8]>>> = HashMap::new();
         // Bytes waiting for a TCP connection we are opening.
         let mut connecting: HashMap<SocketAddr, Vec<Arc<[u8]>>> = HashMap::new();
         let mut stop_by: Option<Instant> = None;
@@ -80,6 +82,12 @@ impl Signalling {
                                 tcp.remove(&peer);
                                 connecting.remove(&peer);
                             }
+                            Inbound::WsOpened { peer, writer } => {
+                                ws.insert(peer, writer);
+                            }
+                            Inbound::WsClosed { peer } => {
+                                ws.remove(&peer);
+                            }
                         }
                         n += 1;
                         if n < BATCH {
@@ -99,7 +107,7 @@ impl Signalling {
             // Before anything goes out: whoever hears of a new room can list it.
             self.rooms.refresh(&self.engine);
             while let Some((peer, bytes)) = self.engine.poll_transmit() {
-                self.transmit(peer, bytes, &mut tcp, &mut connecting).await;
+                self.transmit(peer, bytes, &mut tcp, &mut connecting, &ws).await;
             }
             while let Some(ev) = self.engine.poll_event() {
                 log_event(&ev);
@@ -138,6 +146,7 @@ impl Signalling {
         bytes: Arc<[u8]>,
         tcp: &mut HashMap<SocketAddr, mpsc::Sender<Arc<[u8]>>>,
         connecting: &mut HashMap<SocketAddr, Vec<Arc<[u8]>>>,
+        ws: &HashMap<SocketAddr, mpsc::Sender<Arc<[u8]>>>,
     ) {
         match peer.transport {
             Transport::Udp => match self.udp.try_send_to(&bytes, peer.addr) {
@@ -162,6 +171,14 @@ impl Signalling {
                     queue.push(bytes);
                 }
             }
+            Transport::Ws | Transport::Wss => match ws.get(&peer.addr) {
+                Some(w) => {
+                    if w.try_send(bytes).is_err() {
+                        debug!(to = %peer.addr, "websocket writer full or gone; message dropped");
+                    }
+                }
+                None => debug!(to = %peer.addr, "no websocket from that address (closed?); message dropped"),
+            },
             other => debug!(transport = ?other, "transport not supported; message dropped"),
         }
     }

@@ -1,5 +1,6 @@
 //! SIP transports: the sockets. UDP datagrams and TCP streams become parsed messages
 //! for the signalling task; bytes from the signalling task go out on the right socket.
+//! WebSockets are `crate::sip_ws`'s (they also anchor the browsers' media).
 //!
 //! Parsing happens here, in the receiving task, so a flood of garbage costs the
 //! receive task and never the signalling task. A malformed request that still shows
@@ -20,6 +21,10 @@ pub enum Inbound {
     /// A TCP connection is up (accepted or connected); bytes for `peer` go to `writer`.
     TcpOpened { peer: SocketAddr, writer: mpsc::Sender<Arc<[u8]>> },
     TcpClosed { peer: SocketAddr },
+    /// A SIP WebSocket is up (`crate::sip_ws`); messages for `peer` over WS/WSS go to
+    /// `writer`. Browsers cannot be dialled, so there is no connecting side.
+    WsOpened { peer: SocketAddr, writer: mpsc::Sender<Arc<[u8]>> },
+    WsClosed { peer: SocketAddr },
 }
 
 /// Kernel receive buffer asked for the SIP UDP socket: a burst of thousands of INVITEs

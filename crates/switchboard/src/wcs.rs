@@ -1,6 +1,7 @@
 //! The Web Call Server dialect's shell: builds its state from `[wcs]`, starts the
-//! WebRTC gateway (when built with it) and routes the gateway's notes to the sessions,
-//! and serves `[wcs] listen` when set. The dialect itself is `api::wcs`.
+//! WebRTC gateway (when built with it; shared with SIP over WebSocket, `crate::sip_ws`)
+//! and routes the gateway's notes to the sessions, and serves `[wcs] listen` when set.
+//! The dialect itself is `api::wcs`.
 
 use crate::config::Config;
 use api::wcs::{MediaGatewayBox, WcsConfig, WcsState};
@@ -10,20 +11,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
-/// The dialect's state, or None when `[wcs] enabled = false`.
-pub fn setup(cfg: &Config, sip: SocketAddr, store: store::Store) -> Result<Option<WcsState>, String> {
-    let w = &cfg.wcs;
-    if !w.enabled {
+/// The WebRTC gateway and its notes, started once for both browser dialects (the WCS
+/// sessions and SIP over WebSocket share one ICE port and one DTLS certificate). None
+/// when neither is enabled, or when built without the `webrtc` feature.
+pub type SharedGateway = (MediaGatewayBox, std::sync::mpsc::Receiver<api::wcs::media::MediaNote>);
+
+pub fn start_shared_gateway(cfg: &Config, sip: SocketAddr) -> Result<Option<SharedGateway>, String> {
+    if !cfg.wcs.enabled && !cfg.sip_ws.enabled {
         return Ok(None);
     }
-    if let Some(u) = &w.rest_url {
-        store::valid_rest_url(u).map_err(|e| format!("[wcs] rest_url: {e}"))?;
-    }
-    for c in &w.codecs {
-        if !["opus", "PCMU", "PCMA"].iter().any(|k| k.eq_ignore_ascii_case(c)) {
-            return Err(format!("[wcs] codecs: {c:?} is not one of opus, PCMU, PCMA"));
-        }
-    }
+    let w = &cfg.wcs;
     let mut candidates = Vec::new();
     for c in &w.candidates {
         candidates.push(c.parse::<IpAddr>().map_err(|e| format!("[wcs] candidates: {c:?}: {e}"))?);
@@ -38,7 +35,45 @@ pub fn setup(cfg: &Config, sip: SocketAddr, store: store::Store) -> Result<Optio
             }
         }
     }
-    let gateway = start_gateway(cfg, sip.ip(), candidates)?;
+    start_gateway(cfg, sip.ip(), candidates)
+}
+
+/// The dialect's state, or None when `[wcs] enabled = false`. The gateway's notes go to
+/// the WCS sessions (SIP-over-WebSocket legs need none: the engine's RTP timeout ends
+/// their calls).
+pub fn setup(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option<SharedGateway>) -> Result<Option<WcsState>, String> {
+    let w = &cfg.wcs;
+    let (gw, notes) = match gateway {
+        Some((g, n)) => (Some(g), Some(n)),
+        None => (None, None),
+    };
+    let state = if w.enabled { Some(wcs_state(cfg, sip, store, gw)?) } else { None };
+    if let Some(notes) = notes {
+        let st = state.clone();
+        std::thread::Builder::new()
+            .name("wcs-media-notes".into())
+            .spawn(move || {
+                while let Ok(n) = notes.recv() {
+                    if let Some(st) = &st {
+                        st.media_note(n);
+                    }
+                }
+            })
+            .map_err(|e| format!("[wcs] thread: {e}"))?;
+    }
+    Ok(state)
+}
+
+fn wcs_state(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option<MediaGatewayBox>) -> Result<WcsState, String> {
+    let w = &cfg.wcs;
+    if let Some(u) = &w.rest_url {
+        store::valid_rest_url(u).map_err(|e| format!("[wcs] rest_url: {e}"))?;
+    }
+    for c in &w.codecs {
+        if !["opus", "PCMU", "PCMA"].iter().any(|k| k.eq_ignore_ascii_case(c)) {
+            return Err(format!("[wcs] codecs: {c:?} is not one of opus, PCMU, PCMA"));
+        }
+    }
     let node_ip = sip.ip();
     let config = WcsConfig {
         rest_url: w.rest_url.as_deref().map(|u| u.trim_end_matches('/').to_owned()),
@@ -54,23 +89,7 @@ pub fn setup(cfg: &Config, sip: SocketAddr, store: store::Store) -> Result<Optio
         node_id: format!("{:08x}@{node_ip}", rand::random::<u32>()),
         user_agent: format!("Switchboard/{} WCS", env!("CARGO_PKG_VERSION")),
     };
-    let (gw, notes) = match gateway {
-        Some((g, n)) => (Some(g), Some(n)),
-        None => (None, None),
-    };
-    let state = WcsState::new(config, gw, Some(store));
-    if let Some(notes) = notes {
-        let st = state.clone();
-        std::thread::Builder::new()
-            .name("wcs-media-notes".into())
-            .spawn(move || {
-                while let Ok(n) = notes.recv() {
-                    st.media_note(n);
-                }
-            })
-            .map_err(|e| format!("[wcs] thread: {e}"))?;
-    }
-    Ok(Some(state))
+    Ok(WcsState::new(config, gateway, Some(store)))
 }
 
 /// The address this host would use toward the outside (a connected UDP socket's
@@ -83,7 +102,7 @@ fn outward_ip() -> Option<IpAddr> {
 }
 
 #[cfg(feature = "webrtc")]
-fn start_gateway(cfg: &Config, relay_ip: IpAddr, candidates: Vec<IpAddr>) -> Result<Option<(MediaGatewayBox, std::sync::mpsc::Receiver<api::wcs::media::MediaNote>)>, String> {
+fn start_gateway(cfg: &Config, relay_ip: IpAddr, candidates: Vec<IpAddr>) -> Result<Option<SharedGateway>, String> {
     let (g, notes) = api::wcs::gateway::start(
         SocketAddr::new([0, 0, 0, 0].into(), cfg.wcs.ice_port),
         candidates,
@@ -96,7 +115,7 @@ fn start_gateway(cfg: &Config, relay_ip: IpAddr, candidates: Vec<IpAddr>) -> Res
 }
 
 #[cfg(not(feature = "webrtc"))]
-fn start_gateway(_: &Config, _: IpAddr, _: Vec<IpAddr>) -> Result<Option<(MediaGatewayBox, std::sync::mpsc::Receiver<api::wcs::media::MediaNote>)>, String> {
+fn start_gateway(_: &Config, _: IpAddr, _: Vec<IpAddr>) -> Result<Option<SharedGateway>, String> {
     Ok(None)
 }
 

@@ -44,9 +44,10 @@ impl Legs {
         if d.to.scheme == sip::Scheme::Tel {
             return Err(EngineError::BadTarget("tel: URIs need a gateway route".into()));
         }
-        if !matches!(d.peer.transport, Transport::Udp | Transport::Tcp) {
+        // WS/WSS: a browser registered over the shell's WebSocket, which carries it back.
+        if !matches!(d.peer.transport, Transport::Udp | Transport::Tcp | Transport::Ws | Transport::Wss) {
             // Nothing could carry the INVITE: the call would only time out.
-            return Err(EngineError::BadTarget(format!("{}: only UDP and TCP are supported", d.to)));
+            return Err(EngineError::BadTarget(format!("{}: only UDP, TCP and (to registered browsers) WebSocket are supported", d.to)));
         }
         let media = self.media.allocate().map_err(|e| EngineError::MediaUnavailable(e.to_string()))?;
         let mut sdp_session = SessionState { session_id: rand::random::<u32>() as u64, version: 1, username: "switchboard".into() };

@@ -278,6 +278,9 @@ impl Registrar {
         let transport = match from.transport {
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
+            // RFC 7118: reachable only over the WebSocket it registered on.
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
             _ => "udp",
         };
         for (contact, expires, q) in wanted {
