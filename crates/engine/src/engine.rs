@@ -99,6 +99,9 @@ pub struct EngineConfig {
     pub join_leave_sounds: bool,
     /// `[voicemail]`: mailboxes and the voicemail number.
     pub voicemail: crate::apps::voicemail::VoicemailConfig,
+    /// `[live_audio] allowed_urls`: the URL prefixes live audio streams may go to
+    /// (none: no stream may start).
+    pub live_audio_urls: Vec<String>,
 }
 
 /// `[ivr]`: how callers reach a room through the conference access number.
@@ -204,6 +207,7 @@ impl Default for EngineConfig {
             prompts: PromptSet { dir: std::path::PathBuf::from("prompts/en") },
             join_leave_sounds: false,
             voicemail: Default::default(),
+            live_audio_urls: Vec::new(),
         }
     }
 }
@@ -267,6 +271,12 @@ pub enum EngineEvent {
     /// Message `id` of `user_id` was played at the voicemail number: the shell marks it
     /// read (and sends MWI).
     VoicemailPlayed { user_id: crate::users::UserId, id: i64 },
+    /// A live audio stream started (see [`crate::apps::live_audio`]); the shell is
+    /// connecting its WebSocket.
+    StreamStarted(crate::apps::live_audio::StreamInfo),
+    /// A live audio stream ended: `reason` is `stopped`, `room_ended`, `leg_ended`,
+    /// `shutdown`, `connect_failed` or `receiver_closed`.
+    StreamStopped { info: crate::apps::live_audio::StreamInfo, reason: String },
 }
 
 /// What the engine is holding right now.
@@ -363,6 +373,8 @@ pub struct Engine {
     pub(crate) controller: crate::apps::controller::Controller,
     /// Mailboxes: messages and the voicemail number (see [`crate::apps::voicemail`]).
     pub(crate) voicemail: crate::apps::voicemail::Voicemail,
+    /// Live audio streams (see [`crate::apps::live_audio`]).
+    pub(crate) live_audio: crate::apps::live_audio::LiveStreams,
 }
 
 /// The codecs we offer and accept, best first, limited to what the media build has.
@@ -392,6 +404,7 @@ impl Engine {
             cfg,
             directory: Default::default(),
             controller: Default::default(),
+            live_audio: Default::default(),
         }
     }
 
@@ -506,6 +519,11 @@ impl Engine {
         self.legs.public.pop_front()
     }
 
+    /// A live audio stream for the shell to connect (see [`crate::apps::live_audio`]).
+    pub fn poll_live_audio(&mut self) -> Option<crate::apps::live_audio::StreamConnect> {
+        self.live_audio.poll_connect()
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
         let ours = match (self.legs.poll_timeout(), self.registrar.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -578,6 +596,8 @@ impl Engine {
                 Owner::Nobody => apps::default_handling(now, &mut self.legs, ev),
             }
         }
+        // Streams follow their rooms and legs (a scan: streams are few).
+        self.live_audio.reconcile(&mut self.legs, &self.rooms);
         self.legs.pump(now);
     }
 
@@ -779,6 +799,7 @@ impl Engine {
     /// Starts a graceful shutdown: every live leg is hung up; new calls are refused.
     pub fn shutdown(&mut self, now: Instant) {
         self.controller_input(|c, cx| c.shutdown(cx, now));
+        self.live_audio.stop_all(&mut self.legs);
         self.legs.shutdown(now);
         self.dispatch(now);
     }

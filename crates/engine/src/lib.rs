@@ -49,4 +49,5 @@ pub use events::{EventLog, LoggedEvent};
 pub use handle::{CallOp, Command, DialOutRequest, EngineHandle, RoomDialOutRequest};
 pub use legs::{DigestCredentials, DtmfMethod, Replaces};
 pub use leg::{Direction, LegId, LegInfo, LegState, Service};
+pub use apps::live_audio::{StreamConnect, StreamInfo, StreamRequest, StreamTarget};
 pub use room::{ParticipantInfo, ParticipantPatch, PromptRequest, RecordingFile, RoomInfo, RoomRecordingInfo, RoomSnapshot, TopologyRule};

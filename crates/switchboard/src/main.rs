@@ -9,6 +9,7 @@ mod admin;
 mod callcontroller;
 mod config;
 mod directory_sync;
+mod live_audio;
 mod outbox;
 mod prompts;
 mod push;
@@ -265,6 +266,10 @@ async fn run(cfg: Config) -> Result<(), String> {
             prompts: engine::engine::PromptSet { dir: prompts::prepare(&cfg)? },
             join_leave_sounds: cfg.rooms.join_leave_sounds,
             voicemail: cfg.voicemail.engine_config()?,
+            live_audio_urls: {
+                cfg.live_audio.check()?;
+                cfg.live_audio.allowed_urls.clone()
+            },
             ..EngineConfig::default()
         },
         media.handle(),
@@ -342,6 +347,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             push: Some(push),
             voicemail: voicemail::Mailboxes::new(db.clone(), cfg.data_dir.clone(), cmd_tx.clone(), directory.clone()),
             outbox,
+            live_audio: cmd_tx.clone(),
         }
             .run(),
     );

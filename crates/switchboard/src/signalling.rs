@@ -42,6 +42,8 @@ pub struct Signalling {
     pub voicemail: crate::voicemail::Mailboxes,
     /// The durable event outbox (crate::outbox): queued without waiting, written in batches.
     pub outbox: crate::outbox::Outbox,
+    /// Where live audio streams report that their socket ended (crate::live_audio).
+    pub live_audio: mpsc::Sender<Command>,
 }
 
 impl Signalling {
@@ -98,6 +100,10 @@ impl Signalling {
             self.rooms.refresh(&self.engine);
             while let Some((peer, bytes)) = self.engine.poll_transmit() {
                 self.transmit(peer, bytes, &mut tcp, &mut connecting).await;
+            }
+            // Live audio streams to connect: each in a task of its own.
+            while let Some(stream) = self.engine.poll_live_audio() {
+                crate::live_audio::connect(self.live_audio.clone(), stream);
             }
             while let Some(ev) = self.engine.poll_event() {
                 log_event(&ev);
@@ -200,5 +206,7 @@ fn log_event(ev: &EngineEvent) {
         EngineEvent::VoicemailRecorded { user_id, file, .. } => info!(user = user_id, %file, "voicemail recorded"),
         EngineEvent::VoicemailLogin { leg_id, user_id, .. } => info!(leg = %leg_id, user = user_id, "voicemail login"),
         EngineEvent::VoicemailPlayed { user_id, id } => debug!(user = user_id, id, "voicemail played"),
+        EngineEvent::StreamStarted(s) => info!(stream = %s.stream_id, url = %s.url, "live audio stream started"),
+        EngineEvent::StreamStopped { info: s, reason } => info!(stream = %s.stream_id, %reason, "live audio stream stopped"),
     }
 }

@@ -270,6 +270,13 @@ impl Rooms {
         });
     }
 
+    /// A live room's domain, media room and participants present with media (in join
+    /// order): where a live stream of its mix can be tapped.
+    pub(crate) fn media_members(&self, legs: &Legs, confid: &str) -> Result<(String, media::RoomId, Vec<(LegId, media::LegId)>), EngineError> {
+        let room = self.live_room(confid)?;
+        Ok((room.info.domain.clone(), room.media_id, present_media(legs, room)))
+    }
+
     fn participant_id_of(&self, confid: &str, id: &LegId) -> Option<String> {
         self.rooms.get(confid)?.participants.iter().find(|p| &p.leg == id).map(|p| p.participant_id.clone())
     }
