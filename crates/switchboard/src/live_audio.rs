@@ -90,9 +90,19 @@ async fn carry(c: &StreamConnect) -> Result<(), &'static str> {
                 }
                 if let Some(reason) = c.audio.stopped() {
                     let stop = json!({ "event": "stop", "stream_id": info.stream_id, "reason": reason });
+                    // A clean close: the stop, our close frame, then the receiver's
+                    // close (reading what it still sends meanwhile), so that closing the
+                    // socket with unread playback does not reset the connection under
+                    // the receiver before it has read the stop.
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
                         tx.send(Message::text(stop.to_string())).await?;
-                        tx.close().await
+                        tx.close().await?;
+                        while let Some(Ok(m)) = rx.next().await {
+                            if m.is_close() {
+                                break;
+                            }
+                        }
+                        Ok::<(), tokio_tungstenite::tungstenite::Error>(())
                     })
                     .await;
                     let counters = c.audio.counters();
