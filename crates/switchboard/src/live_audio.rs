@@ -77,7 +77,7 @@ async fn carry(c: &StreamConnect) -> Result<(), &'static str> {
     tx.send(Message::text(start.to_string())).await.map_err(|_| RECEIVER_CLOSED)?;
 
     let narrow = info.sample_rate == 8000;
-    let mut out = Outgoing { down: Downsampler::new(), narrow, pcm: Vec::with_capacity(FRAME_SAMPLES), bytes: Vec::with_capacity(2 * FRAME_SAMPLES) };
+    let mut out = Outgoing { down: Downsampler::new(), narrow, pcm: Vec::with_capacity(FRAME_SAMPLES) };
     let mut back = Playback { up: Upsampler::new(), narrow, pending: Vec::new(), samples: Vec::with_capacity(2 * FRAME_SAMPLES) };
     let mut every = tokio::time::interval(Duration::from_millis(20));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -131,7 +131,6 @@ struct Outgoing {
     down: Downsampler,
     narrow: bool,
     pcm: Vec<i16>,
-    bytes: Vec<u8>,
 }
 
 impl Outgoing {
@@ -143,10 +142,9 @@ impl Outgoing {
         } else {
             frame
         };
-        self.bytes.clear();
-        self.bytes.extend(samples.iter().flat_map(|s| s.to_le_bytes()));
-        // The message owns its bytes (tungstenite queues them).
-        self.bytes.clone()
+        // The message owns its bytes (tungstenite queues them): one allocation a frame,
+        // on this task, never on the media thread.
+        samples.iter().flat_map(|s| s.to_le_bytes()).collect()
     }
 }
 

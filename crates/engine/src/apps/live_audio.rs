@@ -228,7 +228,7 @@ impl LiveStreams {
         let mut i = 0;
         while i < self.streams.len() {
             let ended = match &mut self.streams[i].at {
-                At::Leg { leg, .. } => (!legs.get(leg).is_some_and(|l| !l.is_over())).then_some(reason::LEG_ENDED),
+                At::Leg { leg, .. } => legs.get(leg).is_none_or(|l| l.is_over()).then_some(reason::LEG_ENDED),
                 At::Room { confid, room, via } => match rooms.media_members(legs, confid) {
                     Err(_) => Some(reason::ROOM_ENDED),
                     Ok((_, _, present)) => {
