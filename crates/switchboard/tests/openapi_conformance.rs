@@ -61,12 +61,11 @@ const CALLERS: [(u16, &str); 4] = [(0, "1"), (1, "1"), (2, "2"), (3, "2")];
 const CONFIG: &str = r#"
 # A live audio stream's `url` may be well-formed and still not be one the server is
 # configured to stream to (`[live_audio] allowed_urls`, empty here): a documented 400.
-# First, because the first entry that applies decides; the path and method regexes
-# together select these two operations only (`include-method` is a filter of its own,
-# which alone matches every POST).
+# First, because the first entry that applies decides; selected by operation id, which
+# names these two alone (each `include-*` key is a filter of its own: one on the method
+# would select every POST).
 [[operations]]
-include-path-regex = "^(/rest/v1/uc/conferences/\\{confid\\}|/v1/calls/\\{leg_id\\})/stream$"
-include-method-regex = "(?i)^post$"
+include-operation-id = ["start_room_stream", "start_leg_stream"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 
 [[operations]]
