@@ -62,6 +62,11 @@ pub const IDEMPOTENCY_KEY: &str = r"^[!-~](?:[\t -~]{0,253}[!-~])?$";
 /// DTMF digits to send: 1 to 64 of `0-9 * # A-D`.
 pub const DTMF_DIGITS: &str = r"^[0-9*#A-Da-d]{1,64}$";
 
+/// A live audio stream's receiver (`url`): `ws://` or `wss://`, then printable ASCII
+/// only (no spaces, no control or non-ASCII characters; U+0085 is whitespace to Rust
+/// but not to a pattern, so only ASCII ranges are named), at most 2048 characters.
+pub const WS_URL: &str = r"^wss?://[!-~]{1,2040}$";
+
 /// The values `flat` and `countonly` take (empty = true, as in `?flat`).
 pub const FLAG_VALUES: [&str; 5] = ["true", "false", "1", "0", ""];
 

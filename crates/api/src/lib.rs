@@ -15,6 +15,7 @@
 //! | [`openapi`] | the OpenAPI 3.1 description and Swagger UI |
 //! | [`routing`] | where a dial-out target goes (SIP URI as is, numbers to the gateway) |
 //! | [`formats`] | the text formats of inputs, checked here and published in the OpenAPI |
+//! | [`live_audio`] | live audio out: a room's or a leg's audio streamed to a WebSocket receiver |
 //! | [`idempotency`] | `Idempotency-Key` replay cache |
 //! | [`wcs`] | the Web Call Server dialect (reference 004): browsers over WebSocket at `/`, REST hooks, `/rest-api/call/*` |
 //! | [`xmlrpc`] | the SEMS webconference XML-RPC dialect (issue 11), on its own listener (`[xmlrpc] listen`) |
@@ -30,6 +31,7 @@ pub mod event_stream;
 pub mod formats;
 pub mod idempotency;
 pub mod messages;
+pub mod live_audio;
 pub mod openapi;
 pub mod routing;
 pub mod status;
@@ -129,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(messages::routes())
         .merge(call_control::routes())
+        .merge(live_audio::routes())
         .merge(webhooks::routes())
         .route("/v1/events/stream", get(event_stream::stream))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));

@@ -111,6 +111,7 @@ pub async fn events(
             !scope.is_user() && scope.sees_domain_name(domain)
         }
         EngineEvent::RoomRecordingStarted(r) | EngineEvent::RoomRecordingStopped(r) => !scope.is_user() && scope.sees_domain_name(&r.domain),
+        EngineEvent::StreamStarted(s) | EngineEvent::StreamStopped { info: s, .. } => !scope.is_user() && scope.sees_domain_name(&s.domain),
         // mailbox work is the voicemail shell's, never logged either
         EngineEvent::VoicemailRecorded { .. } | EngineEvent::VoicemailLogin { .. } | EngineEvent::VoicemailPlayed { .. } => false,
         // a message is its recipient's, and their domain admins'

@@ -99,6 +99,9 @@ pub struct EngineConfig {
     pub join_leave_sounds: bool,
     /// `[voicemail]`: mailboxes and the voicemail number.
     pub voicemail: crate::apps::voicemail::VoicemailConfig,
+    /// `[live_audio] allowed_urls`: the URL prefixes live audio streams may go to
+    /// (none: no stream may start).
+    pub live_audio_urls: Vec<String>,
 }
 
 /// `[ivr]`: how callers reach a room through the conference access number.
@@ -204,6 +207,7 @@ impl Default for EngineConfig {
             prompts: PromptSet { dir: std::path::PathBuf::from("prompts/en") },
             join_leave_sounds: false,
             voicemail: Default::default(),
+            live_audio_urls: Vec::new(),
         }
     }
 }
@@ -277,6 +281,12 @@ pub enum EngineEvent {
     MessageDeferred { message_id: String, user_id: crate::users::UserId, domain: String, reason: String },
     /// Every device refused it: not tried again.
     MessageFailed { message_id: String, user_id: crate::users::UserId, domain: String, status: u16, reason: String },
+    /// A live audio stream started (see [`crate::apps::live_audio`]); the shell is
+    /// connecting its WebSocket.
+    StreamStarted(crate::apps::live_audio::StreamInfo),
+    /// A live audio stream ended: `reason` is `stopped`, `room_ended`, `leg_ended`,
+    /// `shutdown`, `connect_failed` or `receiver_closed`.
+    StreamStopped { info: crate::apps::live_audio::StreamInfo, reason: String },
 }
 
 /// What the engine is holding right now.
@@ -375,6 +385,8 @@ pub struct Engine {
     pub(crate) voicemail: crate::apps::voicemail::Voicemail,
     /// Instant messages on their way to users' devices (see [`crate::apps::messages`]).
     pub(crate) messages: crate::apps::messages::Messaging,
+    /// Live audio streams (see [`crate::apps::live_audio`]).
+    pub(crate) live_audio: crate::apps::live_audio::LiveStreams,
 }
 
 /// The codecs we offer and accept, best first, limited to what the media build has.
@@ -405,6 +417,7 @@ impl Engine {
             directory: Default::default(),
             controller: Default::default(),
             messages: Default::default(),
+            live_audio: Default::default(),
         }
     }
 
@@ -519,6 +532,11 @@ impl Engine {
         self.legs.public.pop_front()
     }
 
+    /// A live audio stream for the shell to connect (see [`crate::apps::live_audio`]).
+    pub fn poll_live_audio(&mut self) -> Option<crate::apps::live_audio::StreamConnect> {
+        self.live_audio.poll_connect()
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
         let ours = match (self.legs.poll_timeout(), self.registrar.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -594,6 +612,8 @@ impl Engine {
                 Owner::Nobody => apps::default_handling(now, &mut self.legs, ev),
             }
         }
+        // Streams follow their rooms and legs (a scan: streams are few).
+        self.live_audio.reconcile(&mut self.legs, &self.rooms);
         self.legs.pump(now);
     }
 
@@ -867,6 +887,7 @@ impl Engine {
     /// Starts a graceful shutdown: every live leg is hung up; new calls are refused.
     pub fn shutdown(&mut self, now: Instant) {
         self.controller_input(|c, cx| c.shutdown(cx, now));
+        self.live_audio.stop_all(&mut self.legs);
         self.legs.shutdown(now);
         self.dispatch(now);
     }

@@ -14,6 +14,7 @@ use crate::room::{ParticipantInfo, ParticipantPatch, RoomInfo, RoomSnapshot, Top
 use crate::users::{Binding, DomainId};
 use crate::call::{Side, SuperviseMode};
 use crate::legs::DtmfMethod;
+use crate::apps::live_audio::{StreamInfo, StreamRequest, StreamTarget};
 use crate::Engine;
 use sip::{Peer, Transport, Uri};
 use std::sync::Arc;
@@ -70,6 +71,11 @@ pub enum Command {
     SendMessage(Box<OutgoingMessage>, oneshot::Sender<Result<crate::apps::messages::MessageInfo, EngineError>>),
     /// A stored message, tried again (see [`Engine::deliver_stored_message`]).
     DeliverStoredMessage(Box<crate::apps::messages::MessageInfo>),
+    /// Live audio (see [`crate::apps::live_audio`]): start or stop the stream of a
+    /// room or leg; the shell's report that a stream's socket ended (id, reason).
+    StartStream(StreamTarget, StreamRequest, oneshot::Sender<Result<StreamInfo, EngineError>>),
+    StopStream(StreamTarget, oneshot::Sender<Result<StreamInfo, EngineError>>),
+    StreamEnded(u64, String),
 }
 
 /// What `POST /v1/users/{id}/messages` asks for.
@@ -212,6 +218,15 @@ impl Command {
                 let r = engine.change_topology(&confid, rules);
                 answer(reply, r, engine, rooms)
             }
+            Command::StartStream(target, req, reply) => {
+                let r = engine.live_audio.start(&mut engine.legs, &engine.rooms, &engine.cfg.live_audio_urls, target, req);
+                answer(reply, r, engine, rooms)
+            }
+            Command::StopStream(target, reply) => {
+                let r = engine.live_audio.stop(&mut engine.legs, &engine.rooms, &target);
+                answer(reply, r, engine, rooms)
+            }
+            Command::StreamEnded(id, why) => engine.live_audio.shell_ended(&mut engine.legs, id, &why),
         }
     }
 }
@@ -407,6 +422,16 @@ impl EngineHandle {
     /// Starts, pauses/resumes or stops the room's recording.
     pub async fn room_record(&self, confid: &str, op: crate::engine::RecordOp) -> Result<crate::room::RoomRecordingInfo, EngineError> {
         self.ask(|r| Command::RoomRecord(confid.to_owned(), op, r)).await?
+    }
+
+    /// Starts streaming a room's or a leg's audio live (see [`crate::apps::live_audio`]).
+    pub async fn start_stream(&self, target: StreamTarget, req: StreamRequest) -> Result<StreamInfo, EngineError> {
+        self.ask(|r| Command::StartStream(target, req, r)).await?
+    }
+
+    /// Stops the live stream of a room or leg.
+    pub async fn stop_stream(&self, target: StreamTarget) -> Result<StreamInfo, EngineError> {
+        self.ask(|r| Command::StopStream(target, r)).await?
     }
 
     pub async fn topology(&self, confid: &str) -> Result<Vec<TopologyRule>, EngineError> {

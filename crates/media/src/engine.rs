@@ -253,6 +253,12 @@ pub enum Command {
     SetGain { leg: LegId, in_db: f32, out_db: f32 },
     /// Record what the leg says (its own track of a room recording; None: stop).
     RecordLeg(LegId, Option<crate::recorder::Tap>),
+    /// Stream the room's mix live, and play the stream's playback into it (None:
+    /// stop). On one worker, like [`Command::Tap`]. See [`crate::live`].
+    LiveRoom(RoomId, Option<crate::live::LiveAudio>),
+    /// Stream what the leg says and/or hears live, and play the stream's playback to
+    /// it (None: stop). See [`crate::live`].
+    LiveLeg(LegId, Option<crate::live::LiveAudio>),
 }
 
 /// Most gain a leg may get either way, in dB: beyond this a quiet line is mostly
@@ -349,7 +355,6 @@ struct SharedEncode {
 }
 
 /// This worker's part of a room.
-#[derive(Default)]
 struct Room {
     /// Slab indices of this worker's legs in the room.
     members: Vec<usize>,
@@ -369,6 +374,30 @@ struct Room {
     tap: Option<crate::recorder::Tap>,
     /// A prompt everyone in the room hears (join and leave sounds, announcements).
     prompt: Option<Box<Playing>>,
+    /// A live stream of the room's mix (see `crate::live`); its playback is one more
+    /// speaker, published by this worker so that every worker's listeners hear it.
+    live: Option<crate::live::LiveAudio>,
+    /// This tick's playback frame, and whether there is one (published).
+    live_frame: Frame,
+    live_voiced: bool,
+}
+
+impl Default for Room {
+    fn default() -> Room {
+        Room {
+            members: Vec::new(),
+            topology: Topology::default(),
+            shared: Vec::new(),
+            last_audible: 0,
+            mixed_last: 0,
+            skip_candidates: false,
+            tap: None,
+            prompt: None,
+            live: None,
+            live_frame: SILENCE,
+            live_voiced: false,
+        }
+    }
 }
 
 /// Ticks a switch from mix to relay waits for the speaker to pause (stateful codecs).
@@ -466,6 +495,10 @@ pub struct MediaCore {
     prompt_legs: Vec<usize>,
     /// Legs recording their own track: rooms skip the per-member track pass at 0.
     recording_legs: usize,
+    /// Legs with a live stream (see `crate::live`): likewise for the live pass.
+    live_legs: usize,
+    /// This tick's playback frame for the listener being mixed (live streams).
+    playback_frame: Frame,
     /// This tick's prompt frame for the listener being mixed.
     prompt_frame: Frame,
     events: VecDeque<MediaEvent>,
@@ -493,6 +526,8 @@ impl MediaCore {
             dtmf_legs: Vec::new(),
             prompt_legs: Vec::new(),
             recording_legs: 0,
+            live_legs: 0,
+            playback_frame: SILENCE,
             prompt_frame: SILENCE,
             events: VecDeque::with_capacity(256),
             tx: TxQueue { bytes: Vec::with_capacity(64 * 1024), meta: Vec::with_capacity(1024), cursor: 0 },
@@ -695,6 +730,19 @@ impl MediaCore {
                     self.recording_legs = self.recording_legs + is as usize - was as usize;
                 }
             }
+            Command::LiveRoom(room, live) => {
+                let r = self.rooms.entry(room).or_default();
+                r.live = live;
+                r.live_voiced = false;
+            }
+            Command::LiveLeg(leg, live) => {
+                if let Some(&slot) = self.index.get(&leg) {
+                    let l = self.legs[slot].as_mut().expect("indexed leg");
+                    let (was, is) = (l.live.is_some(), live.is_some());
+                    l.live = live;
+                    self.live_legs = self.live_legs + is as usize - was as usize;
+                }
+            }
             Command::SetGain { leg, in_db, out_db } => {
                 if let Some(l) = self.leg_mut(leg) {
                     l.gain_in = db_to_gain(in_db);
@@ -728,6 +776,7 @@ impl MediaCore {
                     if let Some(l) = &self.legs[slot] {
                         stats = l.media_stats();
                         self.recording_legs -= l.record.is_some() as usize;
+                        self.live_legs -= l.live.is_some() as usize;
                     }
                     self.legs[slot] = None;
                     self.free_slots.push(slot);
@@ -791,8 +840,8 @@ impl MediaCore {
         publication.clear();
         let legs = &mut self.legs;
         let events = &mut self.events;
-        let any_tracks = self.recording_legs > 0;
-        for (&room_id, room) in self.rooms.iter() {
+        let any_tracks = self.recording_legs > 0 || self.live_legs > 0;
+        for (&room_id, room) in self.rooms.iter_mut() {
             if room.members.is_empty() {
                 continue;
             }
@@ -818,6 +867,18 @@ impl MediaCore {
                 }
                 if l.pulled_audio() && !l.muted && l.talk.talking() {
                     best.offer(mixer::rank(l.id, l.talk.level(), l.selected), slot);
+                }
+            }
+            // A live stream's playback: an audible voice for as long as the stream
+            // plays back (so the room's relay choice does not flap with it), and a
+            // candidate speaker whenever a frame is there.
+            room.live_voiced = false;
+            if let Some(live) = room.live.as_ref().filter(|l| l.plays_back()) {
+                publication.count_audible();
+                if live.next_playback(&mut room.live_frame) {
+                    room.live_voiced = true;
+                    let level = crate::live::LiveAudio::voice_level(&room.live_frame);
+                    publication.push_with_narrow(live.voice(), level, live.voice_was_selected(), &room.live_frame, None);
                 }
             }
             let mut skipped = false;
@@ -846,7 +907,8 @@ impl MediaCore {
             // Participants' own tracks: every tick, talking or not, what they said.
             for &slot in room.members.iter().filter(|_| any_tracks) {
                 let l = legs[slot].as_mut().expect("room member");
-                if l.record.is_none() {
+                let live_says = l.live.as_ref().is_some_and(|s| s.direction() != crate::live::Direction::Hears);
+                if l.record.is_none() && !live_says {
                     continue;
                 }
                 if !l.has_frame {
@@ -856,7 +918,12 @@ impl MediaCore {
                     }
                 }
                 let frame = if l.has_frame && !l.muted { &l.frame } else { &SILENCE };
-                l.record.as_ref().expect("checked").push(frame);
+                if let Some(r) = &l.record {
+                    r.push(frame);
+                }
+                if live_says {
+                    l.live_says = *frame;
+                }
             }
             publication.set_room_info(room.members.len() as u32, room.mixed_last, skipped);
             publication.end_room();
@@ -917,6 +984,15 @@ impl MediaCore {
         if let Some(tap) = &room.tap {
             tap.push_sum(&self.mix.sum);
         }
+        if let Some(live) = &room.live {
+            // The receiver does not get its own playback back.
+            let voiced = room.live_voiced && sel.contains(live.voice());
+            live.set_voice_selected(voiced);
+            live.push_sum(&self.mix.sum, voiced.then_some(&room.live_frame));
+        }
+        if self.live_legs > 0 {
+            self.push_live_legs(room, &sel, &speakers[..sel.len]);
+        }
 
         // Relay context: the room's audible legs, from every worker's publication.
         let mut total_audible = 0;
@@ -956,6 +1032,18 @@ impl MediaCore {
                     None => {
                         let p = l.prompt.take().expect("checked");
                         self.events.push_back(MediaEvent::PromptEnded { target: PromptTarget::Leg(l.id), prompt: p.id, end: p.end() });
+                    }
+                }
+            }
+            // A live stream's playback to this listener: mixed over the room like a
+            // prompt for it alone (and with one).
+            if let Some(live) = l.live.as_ref().filter(|s| s.plays_back()) {
+                if live.next_playback(&mut self.playback_frame) {
+                    if leg_prompt {
+                        mixer::add_saturating(&mut self.prompt_frame, &self.playback_frame);
+                    } else {
+                        self.prompt_frame = self.playback_frame;
+                        leg_prompt = true;
                     }
                 }
             }
@@ -1127,11 +1215,14 @@ impl MediaCore {
         }
         // A recording here counts as mixing: the other workers see it in this tick's
         // publication and keep decoding their speakers for it (`skip_candidates`).
-        room.mixed_last = mixed_here + room.tap.is_some() as u32;
+        // So does a live stream.
+        room.mixed_last = mixed_here + (room.tap.is_some() || room.live.is_some() || self.live_legs > 0) as u32;
         // Decoded speakers are needed next tick unless this is a room of two, both on
         // relay, with nobody here mixing now and nobody anywhere mixing last tick.
         // A recording needs the decoded speakers too.
         room.skip_candidates = room.tap.is_none()
+            && room.live.is_none()
+            && self.live_legs == 0
             && room.prompt.is_none()
             && total_members == 2
             && total_audible == 2
@@ -1139,6 +1230,29 @@ impl MediaCore {
             && room.topology.is_default()
             && mixed_before == 0
             && mixed_here == 0;
+    }
+
+    /// Live streams of this worker's legs in the room: what each says (decoded in
+    /// phase 1), what it hears (the room's mix less its own voice; nothing when deaf),
+    /// or both summed. Cost per streaming leg: a mix pass and a frame copy.
+    fn push_live_legs(&mut self, room: &Room, sel: &mixer::Selection, speakers: &[&Candidate]) {
+        use crate::live::Direction;
+        for &slot in &room.members {
+            let l = self.legs[slot].as_ref().expect("room member");
+            let Some(live) = &l.live else { continue };
+            let mut f = SILENCE;
+            if live.direction() != Direction::Says && !l.deaf {
+                let own = sel.slots[..sel.len].iter().position(|s| s.0 == l.id).map(|i| &speakers[i].frame);
+                match own {
+                    Some(own) => self.mix.mix_without(&[own], &mut f),
+                    None => self.mix.mix_without(&[], &mut f),
+                }
+            }
+            if live.direction() != Direction::Hears {
+                mixer::add_saturating(&mut f, &l.live_says);
+            }
+            live.push(&f);
+        }
     }
 
     /// Prompts to legs that are not in a room (an IVR menu, voicemail): the prompt is

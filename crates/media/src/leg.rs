@@ -168,6 +168,10 @@ pub(crate) struct Leg {
     pub gain_out: f32,
     /// Its own track of a room recording: what it says, every tick.
     pub record: Option<crate::recorder::Tap>,
+    /// A live stream of what it says and/or hears (see [`crate::live`]), and what it
+    /// said this tick (kept from phase 1 for phase 2).
+    pub live: Option<crate::live::LiveAudio>,
+    pub live_says: crate::mixer::Frame,
 }
 
 impl Leg {
@@ -212,6 +216,8 @@ impl Leg {
             gain_in: 1.0,
             gain_out: 1.0,
             record: None,
+            live: None,
+            live_says: crate::mixer::SILENCE,
         }
     }
 

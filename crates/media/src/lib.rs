@@ -7,6 +7,8 @@
 //! - [`dtmf`]: RFC 4733 telephone-events, receive and send.
 //! - [`rtp`], [`rtcp`]: packet headers and per-stream bookkeeping.
 //! - [`mixer`], [`topology`]: who hears whom, and the 20 ms mix.
+//! - [`recorder`], [`live`]: taps on the mix: WAV files, and live streams (with
+//!   playback) that the shell carries over a WebSocket.
 //! - [`engine`]: the sans-IO media core that ties a leg's packets to its room, and
 //!   forwards a lone speaker's own frames where that is all a listener hears (its
 //!   "Relay fast path" section: the design, and how switches mind codec state).
@@ -24,6 +26,7 @@ pub mod dsp;
 pub mod dtmf;
 mod fastmap;
 pub mod jitter;
+pub mod live;
 
 // --- runtime & mixer (helper: engine) ---
 pub mod engine;

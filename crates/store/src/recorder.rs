@@ -131,6 +131,8 @@ impl Recorder {
             | EngineEvent::RoomRecordingStarted(_)
             | EngineEvent::RoomRecordingStopped(_)
             | EngineEvent::RecordingCompleted { .. } => true,
+            // Live audio streams are transient too.
+            EngineEvent::StreamStarted(_) | EngineEvent::StreamStopped { .. } => true,
         }
     }
 

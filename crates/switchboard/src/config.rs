@@ -88,6 +88,35 @@ pub struct Config {
     /// RFC 7118).
     #[serde(default)]
     pub sip_ws: SipWsSection,
+    /// Live audio out: where streams of rooms and legs may go (`[live_audio]`,
+    /// docs/live-audio.md).
+    #[serde(default)]
+    pub live_audio: LiveAudioSection,
+}
+
+/// `[live_audio]`: rooms and legs streamed to WebSocket receivers over the API. Only
+/// URLs starting with one of `allowed_urls` may be streamed to, so the API cannot make
+/// the server connect anywhere; none configured (the default) refuses every stream.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveAudioSection {
+    /// URL prefixes, each `ws://` or `wss://` with at least a host, e.g.
+    /// `"ws://10.0.0.5:9000/"`. End a prefix at a `/` (or the port's `:`) so that
+    /// `ws://media.example.com` does not also allow `ws://media.example.com.evil`.
+    pub allowed_urls: Vec<String>,
+}
+
+impl LiveAudioSection {
+    pub fn check(&self) -> Result<(), String> {
+        for p in &self.allowed_urls {
+            let rest = p.strip_prefix("ws://").or_else(|| p.strip_prefix("wss://"));
+            let ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/')) && p.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(format!("[live_audio] allowed_urls: {p:?} is not a ws:// or wss:// URL prefix with a host"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[sip_ws]`: SIP over WebSocket (RFC 7118). Browser phones connect to
@@ -717,6 +746,7 @@ impl Default for Config {
             events: EventsSection::default(),
             wcs: WcsSection::default(),
             sip_ws: SipWsSection::default(),
+            live_audio: LiveAudioSection::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ mod callcontroller;
 mod config;
 mod directory_sync;
 mod messages;
+mod live_audio;
 mod outbox;
 mod prompts;
 mod push;
@@ -267,6 +268,10 @@ async fn run(cfg: Config) -> Result<(), String> {
             prompts: engine::engine::PromptSet { dir: prompts::prepare(&cfg)? },
             join_leave_sounds: cfg.rooms.join_leave_sounds,
             voicemail: cfg.voicemail.engine_config()?,
+            live_audio_urls: {
+                cfg.live_audio.check()?;
+                cfg.live_audio.allowed_urls.clone()
+            },
             ..EngineConfig::default()
         },
         media.handle(),
@@ -354,6 +359,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             voicemail: voicemail::Mailboxes::new(db.clone(), cfg.data_dir.clone(), cmd_tx.clone(), directory.clone()),
             messages: messages::Messages::spawn(db.clone(), cmd_tx.clone(), directory.clone(), registered),
             outbox,
+            live_audio: cmd_tx.clone(),
         }
             .run(),
     );

@@ -141,6 +141,7 @@ pub fn domain_of(dir: &DirectorySnapshot, ev: &EngineEvent) -> Option<DomainId> 
         | EngineEvent::RecordingStarted { info: c, .. }
         | EngineEvent::RecordingStopped { info: c, .. } => by_name(&c.domain),
         EngineEvent::RoomRecordingStarted(r) | EngineEvent::RoomRecordingStopped(r) => by_name(&r.domain),
+        EngineEvent::StreamStarted(s) | EngineEvent::StreamStopped { info: s, .. } => by_name(&s.domain),
         EngineEvent::WakeUser { call, .. } => by_name(&call.domain),
         EngineEvent::VoicemailLogin { domain, .. } => by_name(domain),
         EngineEvent::MessageAccepted(m) => Some(m.domain_id),

@@ -44,6 +44,8 @@ pub struct Signalling {
     pub outbox: crate::outbox::Outbox,
     /// Stores instant messages and sends pending ones when their user registers.
     pub messages: crate::messages::Messages,
+    /// Where live audio streams report that their socket ended (crate::live_audio).
+    pub live_audio: mpsc::Sender<Command>,
 }
 
 impl Signalling {
@@ -108,6 +110,10 @@ impl Signalling {
             self.rooms.refresh(&self.engine);
             while let Some((peer, bytes)) = self.engine.poll_transmit() {
                 self.transmit(peer, bytes, &mut tcp, &mut connecting, &ws).await;
+            }
+            // Live audio streams to connect: each in a task of its own.
+            while let Some(stream) = self.engine.poll_live_audio() {
+                crate::live_audio::connect(self.live_audio.clone(), stream);
             }
             while let Some(ev) = self.engine.poll_event() {
                 log_event(&ev);
@@ -224,5 +230,7 @@ fn log_event(ev: &EngineEvent) {
         EngineEvent::MessageDelivered { message_id, user_id, .. } => info!(message = %message_id, user = user_id, "message delivered"),
         EngineEvent::MessageDeferred { message_id, user_id, reason, .. } => info!(message = %message_id, user = user_id, %reason, "message kept for the next registration"),
         EngineEvent::MessageFailed { message_id, user_id, status, reason, .. } => info!(message = %message_id, user = user_id, status, %reason, "message refused by every device"),
+        EngineEvent::StreamStarted(s) => info!(stream = %s.stream_id, url = %s.url, "live audio stream started"),
+        EngineEvent::StreamStopped { info: s, reason } => info!(stream = %s.stream_id, %reason, "live audio stream stopped"),
     }
 }

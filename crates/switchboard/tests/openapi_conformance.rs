@@ -23,7 +23,9 @@
 //!   per-leg mode the block's 25 port pairs run out and the server rightly says 503).
 //! - No operation is excluded. One check, `use_after_free`, is off for the two GETs
 //!   of a single leg or participant (`schemathesis.toml` below): that they still show
-//!   an ended one after its DELETE is documented and wanted.
+//!   an ended one after its DELETE is documented and wanted. The live audio stream
+//!   POSTs may answer valid input with 400: a well-formed `url` outside `[live_audio]
+//!   allowed_urls` (none here) is refused, as documented.
 //!
 //! Run it against another build with `SWITCHBOARD_TEST_SERVER_BIN=/path/to/switchboard`
 //! (one from before the document was made exact, a1a2ede, fails with 14 to 18
@@ -57,10 +59,20 @@ const CALLERS: [(u16, &str); 4] = [(0, "1"), (1, "1"), (2, "2"), (3, "2")];
 /// with no registered device, a number with no gateway, a name nobody has) depends on
 /// the directory and registrations, like 404 and 409 do.
 const CONFIG: &str = r#"
+# A live audio stream's `url` may be well-formed and still not be one the server is
+# configured to stream to (`[live_audio] allowed_urls`, empty here): a documented 400.
+# First, because the first entry that applies decides; selected by operation id, which
+# names these two alone (each `include-*` key is a filter of its own: one on the method
+# would select every POST).
+[[operations]]
+include-operation-id = ["start_room_stream", "start_leg_stream"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
+
 [[operations]]
 include-path-regex = "^/v1/calls(/\\{leg_id\\}/(redirect|intercept|supervise|transfer))?$"
 include-method = "POST"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
+
 
 [[operations]]
 include-path = "/v1/calls/{leg_id}"

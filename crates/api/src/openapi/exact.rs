@@ -31,6 +31,7 @@ pub(super) fn apply(doc: &mut Value) {
         "ErrorBody", "Conference", "Participant", "ConfidReply", "ParticipantRef", "Count", "TopologyRule", "DomainView", "UserView",
         "AppView", "KeyView", "RegistrationView", "PromptStarted", "RoomRecording", "RecordingFileView", "RecordingView", "WebhookView",
         "MessageView",
+        "StreamView",
     ] {
         close(schemas.get_mut(name).unwrap_or_else(|| panic!("schema {name}")));
     }
@@ -59,6 +60,7 @@ pub(super) fn apply(doc: &mut Value) {
     admin_schemas(schemas);
     webhook_schemas(schemas);
     message_schemas(schemas);
+    live_audio_schemas(schemas);
 
     let paths = doc["paths"].as_object_mut().expect("paths");
     for (path, item) in paths.iter_mut() {
@@ -313,6 +315,25 @@ fn call_properties() -> Map<String, Value> {
 
 fn call() -> Value {
     object("A two-party call between users (or a user and the gateway).", call_properties())
+}
+
+/// Live audio: the URL format the server checks, the rates and directions it takes.
+fn live_audio_schemas(schemas: &mut Map<String, Value>) {
+    let url = json!({ "type": "string", "pattern": formats::WS_URL, "maxLength": 2048, "example": "ws://127.0.0.1:9000/audio" });
+    let rate = json!({ "enum": [8000, 16000, null] });
+    let direction = json!({ "enum": ["says", "hears", "both"] });
+    for body in ["RoomStreamBody", "LegStreamBody"] {
+        let props = &mut schemas[body]["properties"];
+        props["url"] = url.clone();
+        props["sample_rate"] = rate.clone();
+        props["play_back"] = json!({ "type": "boolean" });
+    }
+    schemas["LegStreamBody"]["properties"]["direction"] = direction.clone();
+    schemas["StreamDirection"] = direction;
+    let view = &mut schemas["StreamView"]["properties"];
+    view["sample_rate"] = json!({ "enum": [8000, 16000] });
+    view["direction"] = json!({ "enum": ["says", "hears", "both", null] });
+    view["started_ms"] = count(u64::MAX);
 }
 
 /// Bodies of mid-call control: the enums and formats the server checks.
@@ -688,6 +709,25 @@ fn event() -> Value {
         }
         variants.push(object(what, m));
     }
+    let stream = || -> Map<String, Value> {
+        let props = json!({
+            "stream_id": string(), "confid": nullable_string(), "leg_id": nullable_string(),
+            "direction": { "enum": ["says", "hears", "both", null] }, "url": string(),
+            "sample_rate": { "enum": [8000, 16000] }, "play_back": { "type": "boolean" },
+            "started_ms": count(u64::MAX), "domain": string(),
+        });
+        props.as_object().expect("object").clone()
+    };
+    let mut started = head("stream_started");
+    started.extend(stream());
+    variants.push(object("`stream_started`: a live audio stream (the server is connecting to its receiver).", started));
+    let mut stopped = head("stream_stopped");
+    stopped.insert("info".into(), object("The stream.", stream()));
+    stopped.insert("reason".into(), string());
+    variants.push(object(
+        "`stream_stopped`: a live audio stream ended (`reason`: stopped, room_ended, leg_ended, shutdown, connect_failed, receiver_closed).",
+        stopped,
+    ));
     json!({ "description": "An engine event: `seq`, `ts` (ms since the epoch), `type`, and the type's fields.", "oneOf": variants })
 }
 

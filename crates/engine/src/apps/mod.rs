@@ -14,6 +14,8 @@
 //! - [`scheduled`]: scheduled conferences (reference 001): entry windows, callers
 //!   waiting for the owner, and rooms that end when the owner leaves.
 //! - [`messages`]: instant messages (SIP MESSAGE) to users, stored for those offline.
+//! - [`live_audio`]: a room's or a leg's audio streamed live to a WebSocket receiver
+//!   (the shell carries the socket), with playback of what it sends back.
 //! - [`controller`]: third-party call control (reference 002, sipXcallController):
 //!   signalling-only dialogs it drives itself (see [`crate::legs::RawSip`]).
 //!
@@ -29,6 +31,7 @@ pub mod controller;
 pub(crate) mod digits;
 pub(crate) mod ivr;
 pub mod messages;
+pub mod live_audio;
 pub(crate) mod room;
 pub(crate) mod scheduled;
 pub(crate) mod services;

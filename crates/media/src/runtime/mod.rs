@@ -471,6 +471,19 @@ impl MediaHandle {
         self.to_leg(via, Command::Tap(room, tap));
     }
 
+    /// Streams room `room`'s mix live (None: stops), on the worker of `via`, a leg in
+    /// the room (as [`Self::tap_room`]); the stream's playback is mixed in as a speaker
+    /// everyone in the room hears. See [`crate::live`].
+    pub fn live_room(&self, via: LegId, room: RoomId, live: Option<crate::live::LiveAudio>) {
+        self.to_leg(via, Command::LiveRoom(room, live));
+    }
+
+    /// Streams what the leg says and/or hears live (None: stops), while it is in a
+    /// room; the stream's playback is mixed into what it hears.
+    pub fn live_leg(&self, leg: LegId, live: Option<crate::live::LiveAudio>) {
+        self.to_leg(leg, Command::LiveLeg(leg, live));
+    }
+
     /// Plays a prompt to one leg, over whatever it hears (see [`crate::player`]); it
     /// replaces a prompt playing there. Returns at once; the reader thread opens the
     /// file. The end comes as [`MediaEvent::PromptEnded`].

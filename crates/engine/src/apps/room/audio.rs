@@ -270,10 +270,20 @@ impl Rooms {
         });
     }
 
+    /// A live room's domain, media room and participants present with media (in join
+    /// order): where a live stream of its mix can be tapped.
+    pub(crate) fn media_members(&self, legs: &Legs, confid: &str) -> Result<MediaMembers, EngineError> {
+        let room = self.live_room(confid)?;
+        Ok((room.info.domain.clone(), room.media_id, present_media(legs, room)))
+    }
+
     fn participant_id_of(&self, confid: &str, id: &LegId) -> Option<String> {
         self.rooms.get(confid)?.participants.iter().find(|p| &p.leg == id).map(|p| p.participant_id.clone())
     }
 }
+
+/// A room's domain, media room, and participants present with media (leg, media leg).
+pub(crate) type MediaMembers = (String, media::RoomId, Vec<(LegId, media::LegId)>);
 
 /// The room's participants present with media: (leg, media leg), in join order.
 fn present_media(legs: &Legs, room: &Room) -> Vec<(LegId, media::LegId)> {
