@@ -192,6 +192,60 @@ fn silent_listeners_share_one_encode() {
     assert!(tone_share(&speaker_audio, 1000.0) < 0.01);
 }
 
+/// The same in an Opus room (issue 12: "listeners with the same mix share one
+/// encoder"): the silent listeners' Opus payloads are byte-identical, so one encoder
+/// made them, and they decode to the speaker's tone.
+#[test]
+fn silent_opus_listeners_share_one_encode() {
+    if !CodecKind::Opus.available() {
+        eprintln!("built without Opus: nothing to check");
+        return;
+    }
+    let room = RoomId(4);
+    let t0 = Instant::now();
+    let mut core = MediaCore::new(CoreConfig::default());
+    for leg in 1..=6 {
+        let id = LegId(leg);
+        core.handle_input(t0, Input::Command(Command::AddLeg { leg: id, local_rtp: "127.0.0.1:1".parse().unwrap() }));
+        let p = LegParams { codec: CodecKind::Opus, payload_type: 111, ..params(remote_of(leg)) };
+        core.handle_input(t0, Input::Command(Command::Configure(id, p)));
+        core.handle_input(t0, Input::Command(Command::Attach(id, Attachment::Room(room))));
+    }
+    let mut talkers: Vec<Talker> = (1..=6)
+        .map(|l| Talker { enc: new_encoder(CodecKind::Opus), ..Talker::new(l, if l == 1 { Some(1000.0) } else { None }) })
+        .collect();
+    let mut out = Collected::default();
+    let mut now = t0;
+    for _ in 0..60 {
+        now += TICK;
+        for t in talkers.iter_mut() {
+            let mut pkt = t.packet();
+            pkt[1] = 111;
+            t.ts = t.ts.wrapping_add(960 - 160); // 48 kHz RTP clock
+            core.handle_input(now, Input::Receive { leg: LegId(t.leg), socket: Socket::Rtp, from: remote_of(t.leg), data: &pkt });
+        }
+        core.handle_input(now, Input::Tick);
+        drain(&mut core, &mut out);
+    }
+    let payloads = |leg: u64| -> Vec<Vec<u8>> {
+        out.packets.iter().filter(|p| p.0 == LegId(leg) && p.1 == Socket::Rtp && p.2 == 111).map(|p| p.6.clone()).collect()
+    };
+    let shared = payloads(2);
+    assert!(shared.len() >= 50, "the listener got Opus: {}", shared.len());
+    for leg in 3..=6 {
+        assert_eq!(payloads(leg)[30..], shared[30..], "listener {leg} gets the shared encode");
+    }
+    assert_ne!(payloads(1)[30..], shared[30..], "the speaker gets its own mix");
+    let mut dec = new_decoder(CodecKind::Opus);
+    let mut heard = Vec::new();
+    for p in &shared[30..] {
+        let mut pcm = [0i16; 1920];
+        let n = dec.decode(p, &mut pcm);
+        heard.extend_from_slice(&pcm[..n]);
+    }
+    assert!(tone_share(&heard, 1000.0) > 0.5, "listeners hear the speaker's tone: {}", tone_share(&heard, 1000.0));
+}
+
 /// Timestamps advance with the clock while on hold; the first packet after it has
 /// the marker bit; sequence numbers stay continuous.
 #[test]
