@@ -171,11 +171,12 @@ fn unknown_method_gets_501() {
         assert_eq!(status_code(&resp), Some(501), "{method} must get 501 Not Implemented:\n{resp}");
     }
     // ...and 405 with Allow for a method we know but do not take here.
-    raw.send(request("MESSAGE", &server, &raw, "message-1", &[], "").as_bytes());
-    let resp = raw.response_for("message-1", ANSWER).expect("no answer to MESSAGE");
-    assert_eq!(status_code(&resp), Some(405), "MESSAGE must get 405 Method Not Allowed:\n{resp}");
+    // (MESSAGE is taken since instant messages; PUBLISH never is.)
+    raw.send(request("PUBLISH", &server, &raw, "publish-1", &[], "").as_bytes());
+    let resp = raw.response_for("publish-1", ANSWER).expect("no answer to PUBLISH");
+    assert_eq!(status_code(&resp), Some(405), "PUBLISH must get 405 Method Not Allowed:\n{resp}");
     let allow = header_value(&resp, "Allow", "Allow").unwrap_or_default();
-    assert!(allow.contains("INVITE") && !allow.contains("MESSAGE"), "405 without a fitting Allow:\n{resp}");
+    assert!(allow.contains("INVITE") && allow.contains("MESSAGE") && !allow.contains("PUBLISH"), "405 without a fitting Allow:\n{resp}");
     assert_options_ok(&server, &raw, "after-foo");
 }
 
