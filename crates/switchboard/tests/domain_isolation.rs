@@ -176,6 +176,12 @@ fn a_domain_admin_cannot_see_or_touch_another_domain() {
                 "start_room_recording" => (Some(json!({ "tracks": true })), Expect::NotFound),
                 "pause_room_recording" => (Some(json!({ "paused": true })), Expect::NotFound),
                 "get_recording" => (None, Expect::NotFound),
+                // live audio of beta's room or call
+                "start_room_stream" | "start_leg_stream" => (Some(json!({ "url": "ws://127.0.0.1:9/mallory" })), Expect::NotFound),
+                "stop_room_stream" | "stop_leg_stream" => (None, Expect::NotFound),
+                // instant messages to and of beta's user
+                "send_message" => (Some(json!({ "body": "hi" })), Expect::NotFound),
+                "list_messages" => (None, Expect::NotFound),
                 "list_recordings" => (None, Expect::NoLeak),
                 "change_topology" => (Some(json!([{ "from": "*", "to": "*", "enabled": true }])), Expect::NotFound),
                 "patch_domain" => (Some(json!({ "enabled": false })), Expect::NotFound),
