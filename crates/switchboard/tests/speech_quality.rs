@@ -153,16 +153,29 @@ fn through_room(env: &TestEnv, codec: &str, room: &str) -> (PathBuf, RtpFlow, Rt
     (rec, sent, got)
 }
 
-/// The listener got the talker's payloads verbatim: a run of 200 packets (4 s) from
-/// the middle of what the talker sent appears, in order, in what the server sent the
-/// listener. (The middle of the talker's stream, not of the listener's: the listener
-/// stays on after the talker has gone.)
+/// The listener got the talker's payloads verbatim: of a run of 200 packets (4 s) from
+/// the middle of what the talker sent, at least 190 appear, in order, in what the server
+/// sent the listener. (The middle of the talker's stream, not of the listener's: the
+/// listener stays on after the talker has gone.) A packet that reaches the server after
+/// its playout time is forwarded as a gap, as a direct call's jitter buffer would drop
+/// it; on a loaded two-core machine that happens now and then. A mix re-encodes every
+/// frame, so it matches none.
 fn assert_relayed(sent: &RtpFlow, got: &RtpFlow, codec: &str) {
     assert!(got.payloads.len() > 400 && sent.payloads.len() > 400, "{codec}: {} packets sent, {} received", sent.payloads.len(), got.payloads.len());
     let mid = sent.payloads.len() / 2;
     let run = &sent.payloads[mid - 100..mid + 100];
-    let found = got.payloads.windows(run.len()).any(|w| w == run);
-    assert!(found, "{codec}: the server's packets to the listener are not the talker's own payloads (not relayed)");
+    let mut at = 0;
+    let mut matched = 0;
+    for packet in run {
+        if let Some(i) = got.payloads[at..].iter().position(|g| g == packet) {
+            at += i + 1;
+            matched += 1;
+        }
+    }
+    assert!(
+        matched >= 190,
+        "{codec}: only {matched} of the talker's 200 middle packets reached the listener verbatim and in order (not relayed)"
+    );
 }
 
 fn compare(name: &str, codec: &str, room: &str) {
