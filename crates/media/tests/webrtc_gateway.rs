@@ -1,8 +1,9 @@
 //! The WebRTC gateway over real loopback UDP against a "browser" that is a plain str0m
 //! `Rtc` (full ICE, DTLS client, RTP mode) driven here on the test thread, and a plain
 //! UDP socket playing the SIP side. Checks: SDP answer shape, RTP relayed both ways with
-//! payload type, marker, timestamp and payload intact, RFC 4733 DTMF toward SIP, the
-//! media and connect timeouts, the create_offer/accept_answer direction, and close.
+//! payload type, marker, timestamp and payload intact, RFC 4733 DTMF toward SIP, a sound
+//! injected toward SIP, the media and connect timeouts, the create_offer/accept_answer
+//! direction, and close.
 #![cfg(feature = "webrtc")]
 
 use media::webrtc::{FailReason, GatewayConfig, GatewayEvent, PlainCodec, PlainSide, WebRtcGateway, WebRtcId};
@@ -311,6 +312,89 @@ fn dtmf_goes_to_sip_as_rfc4733_in_the_audio_stream() {
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].2, seqs[13].wrapping_add(1));
     assert_eq!(gw.stats(id).unwrap().dtmf_packets, 14);
+}
+
+/// A 16-bit mono WAV of a sine at `hz`.
+fn write_tone_wav(path: &std::path::Path, rate: u32, hz: f64, seconds: f64) {
+    let n = (rate as f64 * seconds) as u32;
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + n * 2).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 2).to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&(n * 2).to_le_bytes());
+    for i in 0..n {
+        let v = (f64::sin(2.0 * std::f64::consts::PI * hz * i as f64 / rate as f64) * 12_000.0) as i16;
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// Zero crossings per second of a µ-law stream: twice the frequency of a pure tone.
+fn ulaw_crossings_hz(payloads: &[Vec<u8>]) -> f64 {
+    let pcm: Vec<i16> = payloads.iter().flatten().map(|&c| media::codec::g711::ulaw_decode(c)).collect();
+    let crossings = pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+    crossings as f64 / 2.0 / (pcm.len() as f64 / 8000.0)
+}
+
+#[test]
+fn an_injected_sound_replaces_the_browser_toward_sip_then_the_browser_resumes() {
+    let (gw, events) = gateway(Duration::from_secs(10), Duration::from_secs(15));
+    let (mut b, id, side, _) = connected_call(&gw, &events, &["PCMU"]);
+    assert_eq!(side.codecs[0].name, "PCMU");
+    let sip = Sip::new();
+    gw.set_plain_remote(id, sip.addr());
+    b.run(Duration::from_millis(50));
+    let mut ts = 50_000u32;
+    let mut talk = |b: &mut Browser, packets: u32| {
+        for _ in 0..packets {
+            b.send(0, false, ts, &[0x55; 160]);
+            ts = ts.wrapping_add(160);
+            b.run(Duration::from_millis(20));
+        }
+    };
+    talk(&mut b, 3);
+    b.run(Duration::from_millis(50));
+    let before = sip.recv_all();
+    assert_eq!(before.len(), 3, "the browser's audio is relayed");
+    let (_, _, last_seq, _, ssrc, _) = before[2].clone();
+
+    // 300 ms of 1000 Hz while the browser keeps talking: the SIP side hears the file only.
+    let dir = std::env::temp_dir().join(format!("sb-inject-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wav = dir.join("tone.wav");
+    write_tone_wav(&wav, 8000, 1000.0, 0.3);
+    gw.inject(id, media::PromptSpec::once(vec![media::PromptPart::File(wav)]));
+    talk(&mut b, 25);
+    b.run(Duration::from_millis(100));
+    let during = sip.recv_all();
+    let injected: Vec<_> = during.iter().take_while(|p| p.5 != [0x55; 160]).cloned().collect();
+    let resumed: Vec<_> = during[injected.len()..].to_vec();
+    assert!((14..=17).contains(&injected.len()), "300 ms of sound is 15 packets (a tick either way): {}", injected.len());
+    assert!(injected.iter().all(|p| p.0 == 0 && p.4 == ssrc && p.5.len() == 160), "PCMU on the browser's own stream");
+    assert!(injected[0].1 && injected[1..].iter().all(|p| !p.1), "a new talkspurt: marker on the first packet only");
+    let seqs: Vec<u16> = during.iter().map(|p| p.2).collect();
+    assert_eq!(seqs[0], last_seq.wrapping_add(1), "the sound continues the browser's sequence");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "one gapless sequence through the sound and after it: {seqs:?}");
+    assert!(injected.windows(2).all(|w| w[1].3 == w[0].3.wrapping_add(160)), "20 ms of clock per packet");
+    let voiced: Vec<Vec<u8>> = injected[1..injected.len() - 2].iter().map(|p| p.5.clone()).collect();
+    let hz = ulaw_crossings_hz(&voiced);
+    assert!((hz - 1000.0).abs() < 30.0, "the sound is the file's 1000 Hz: {hz:.0} Hz");
+    assert!(!resumed.is_empty() && resumed.iter().all(|p| p.5 == [0x55; 160]), "the browser's audio is back after the sound");
+    assert!(resumed[0].1, "marked as a new talkspurt");
+    let total = injected.len() + resumed.len();
+    assert!(
+        (23..=30).contains(&total),
+        "the browser's packets during the sound were dropped, not queued: {total} for 25 sent (queued would be 40; the loop here runs a little slower than 20 ms a packet)"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

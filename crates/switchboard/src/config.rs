@@ -170,6 +170,9 @@ pub struct WcsSection {
     pub candidates: Vec<String>,
     /// A browser leg with no media for this long is reported dead and hung up.
     pub media_timeout_s: u64,
+    /// Where `/rest-api/call/inject_sound` finds its `fileName`s (WAV); unset = the
+    /// prompt files' folder.
+    pub sounds_dir: Option<PathBuf>,
 }
 
 impl Default for WcsSection {
@@ -186,6 +189,7 @@ impl Default for WcsSection {
             ice_port: 0,
             candidates: Vec::new(),
             media_timeout_s: 10,
+            sounds_dir: None,
         }
     }
 }

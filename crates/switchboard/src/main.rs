@@ -251,6 +251,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     )
     .map_err(|e| format!("media engine: {e}"))?;
 
+    let prompts_dir = prompts::prepare(&cfg)?;
     let mut timers = sip::transaction::TimerConfig::default();
     timers.t1 = Duration::from_millis(cfg.sip_t1_ms.max(1));
     let mut engine = Engine::new(
@@ -265,7 +266,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             gateway: cfg.routing.gateway.as_deref().and_then(|g| sip::parse::parse_uri(g.trim()).ok()),
             wake_wait: std::time::Duration::from_millis(cfg.push.wake_wait_ms),
             ivr: cfg.ivr.engine_config()?,
-            prompts: engine::engine::PromptSet { dir: prompts::prepare(&cfg)? },
+            prompts: engine::engine::PromptSet { dir: prompts_dir.clone() },
             join_leave_sounds: cfg.rooms.join_leave_sounds,
             voicemail: cfg.voicemail.engine_config()?,
             live_audio_urls: {
@@ -371,7 +372,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     if let Some(s) = &sip_ws {
         s.spawn_listener(&cfg, shutdown_rx.clone()).await?;
     }
-    let wcs_state = wcs::setup(&cfg, advertised, db.clone(), webrtc)?;
+    let wcs_state = wcs::setup(&cfg, advertised, db.clone(), webrtc, &prompts_dir)?;
     wcs::spawn_listener(&cfg, wcs_state.clone(), shutdown_rx.clone()).await?;
     let mut state = api::AppState::new(EngineHandle::new(cmd_tx, events.clone(), rooms), cfg.api_token.clone())
         .with_routing(routing)

@@ -41,13 +41,14 @@ pub fn start_shared_gateway(cfg: &Config, sip: SocketAddr) -> Result<Option<Shar
 /// The dialect's state, or None when `[wcs] enabled = false`. The gateway's notes go to
 /// the WCS sessions (SIP-over-WebSocket legs need none: the engine's RTP timeout ends
 /// their calls).
-pub fn setup(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option<SharedGateway>) -> Result<Option<WcsState>, String> {
+/// `prompts_dir`: the prompt files' folder, where `inject_sound` looks by default.
+pub fn setup(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option<SharedGateway>, prompts_dir: &std::path::Path) -> Result<Option<WcsState>, String> {
     let w = &cfg.wcs;
     let (gw, notes) = match gateway {
         Some((g, n)) => (Some(g), Some(n)),
         None => (None, None),
     };
-    let state = if w.enabled { Some(wcs_state(cfg, sip, store, gw)?) } else { None };
+    let state = if w.enabled { Some(wcs_state(cfg, sip, store, gw, prompts_dir)?) } else { None };
     if let Some(notes) = notes {
         let st = state.clone();
         std::thread::Builder::new()
@@ -64,7 +65,7 @@ pub fn setup(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option
     Ok(state)
 }
 
-fn wcs_state(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option<MediaGatewayBox>) -> Result<WcsState, String> {
+fn wcs_state(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option<MediaGatewayBox>, prompts_dir: &std::path::Path) -> Result<WcsState, String> {
     let w = &cfg.wcs;
     if let Some(u) = &w.rest_url {
         store::valid_rest_url(u).map_err(|e| format!("[wcs] rest_url: {e}"))?;
@@ -88,6 +89,7 @@ fn wcs_state(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option
         allowed_origins: w.allowed_origins.clone(),
         node_id: format!("{:08x}@{node_ip}", rand::random::<u32>()),
         user_agent: format!("Switchboard/{} WCS", env!("CARGO_PKG_VERSION")),
+        sounds_dir: w.sounds_dir.clone().unwrap_or_else(|| prompts_dir.to_owned()),
     };
     Ok(WcsState::new(config, gateway, Some(store)))
 }

@@ -10,7 +10,10 @@
 //! - the backend refuses `call` (403): the call fails and no INVITE goes out; the
 //!   backend rewrites `callee`: the INVITE goes to the new target;
 //! - a SIP phone calls the browser's SIP identity: the page answers, and both
-//!   directions carry audio.
+//!   directions carry audio;
+//! - the server REST API (`/rest-api/call/…`) finds the live call, refuses what it
+//!   cannot find, and `inject_sound` plays a file to the phone in place of the
+//!   browser's audio, which resumes after it.
 
 mod support;
 
@@ -118,7 +121,8 @@ fn serve(mut conn: TcpStream, hooks: &Mutex<Vec<(String, Value)>>, answers: &Mut
 
 fn server(env: &TestEnv, backend: &Backend) -> Server {
     let cfg = env.path("switchboard.toml");
-    std::fs::write(&cfg, format!("[mx]\nadmin_listen = \"\"\n[wcs]\nrest_url = \"http://{}/hooks\"\nhook_timeout_s = 5\n", backend.addr)).expect("config");
+    let sounds = env.work.display();
+    std::fs::write(&cfg, format!("[mx]\nadmin_listen = \"\"\n[wcs]\nrest_url = \"http://{}/hooks\"\nhook_timeout_s = 5\nsounds_dir = \"{sounds}\"\n", backend.addr)).expect("config");
     Server::start_with(env, ServerOptions { extra_args: vec!["--config".into(), cfg.display().to_string()], ..Default::default() })
 }
 
@@ -221,7 +225,48 @@ fn a_browser_calls_a_sip_phone_and_the_backend_hears_every_step() {
     bob.wait_ready(Duration::from_secs(10));
     wait_registered(&server, "bob");
 
-    let page = run_page(&env, &backend, &server, "mode=call&login=alice&callee=bob&talk=3", 40_000);
+    // A 1.5 s sound for inject_sound, in the sounds folder (`[wcs] sounds_dir`).
+    let ok = Command::new(require_tool("sox"))
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+        .arg(env.path("chime1600.wav"))
+        .args(["synth", "1.5", "sine", "1600", "vol", "0.5"])
+        .status()
+        .expect("sox");
+    assert!(ok.success(), "sox made the sound to inject");
+
+    // The page talks for 8 s; meanwhile the server REST API acts on its call.
+    let (page, inject_at) = std::thread::scope(|s| {
+        let (tone, log, (backend, http)) = (browser_tone(&env), env.path("page.log"), (backend.addr, server.http));
+        let page = s.spawn(move || run_page_at(&tone, &log, backend, http, "mode=call&login=alice&callee=bob&talk=8", 40_000));
+        let call = poll(Duration::from_secs(20), "the browser's call ESTABLISHED in /rest-api/call/find_all", || {
+            let calls = server.post("/rest-api/call/find_all", &json!({})).json();
+            calls.as_array()?.iter().find(|c| c["status"] == "ESTABLISHED").cloned()
+        });
+        let answered = std::time::Instant::now();
+        let id = call["callId"].as_str().expect("callId").to_owned();
+        assert_eq!((&call["callee"], &call["incoming"]), (&json!("bob"), &json!(false)), "{call}");
+        let found = server.post("/rest-api/call/find", &json!({"callee": "bob"}));
+        assert!(found.status == 200 && found.json().as_array().is_some_and(|a| a.len() == 1 && a[0]["callId"] == id.as_str()), "find by callee: {}", found.body);
+        for (path, body, why) in [
+            ("find", json!({"callee": "nobody"}), "no call matches"),
+            ("inject_sound", json!({"callId": "no-such-call", "fileName": "chime1600.wav"}), "call not found"),
+            ("inject_sound", json!({"callId": id, "fileName": "no-such-file"}), "file not found"),
+            ("inject_sound", json!({"callId": id, "fileName": "../switchboard.toml"}), "file not found"),
+            ("terminate", json!({"callId": "no-such-call"}), "call not found"),
+        ] {
+            let r = server.post(&format!("/rest-api/call/{path}"), &body);
+            assert_eq!((r.status, r.json()["error_code"].as_i64()), (404, Some(404)), "{path} {body}: {}", r.body);
+            assert_eq!(r.json()["error_message"], why, "{path} {body}: {}", r.body);
+        }
+        let bad = server.request("POST", "/rest-api/call/inject_sound", Some("[1,2"));
+        assert_eq!(bad.status, 400, "a body that is not a JSON object: {}", bad.body);
+        // 2.5 s into the call, the sound (".wav" left out, as WCS allows).
+        std::thread::sleep(Duration::from_millis(2500).saturating_sub(answered.elapsed()));
+        let inject_at = answered.elapsed().as_secs_f64();
+        let r = server.post("/rest-api/call/inject_sound", &json!({"callId": id, "fileName": "chime1600"}));
+        assert_eq!(r.status, 200, "inject_sound: {}", r.body);
+        (page.join().expect("page thread"), inject_at)
+    });
     let st = statuses(&page);
     assert!(st.contains(&"TRYING".into()) && st.contains(&"ESTABLISHED".into()), "the page saw TRYING and ESTABLISHED: {page}");
     assert_eq!(st.last().map(String::as_str), Some("FINISH"), "the page's call ended with FINISH: {page}");
@@ -229,7 +274,14 @@ fn a_browser_calls_a_sip_phone_and_the_backend_hears_every_step() {
 
     // The page hung up: bob got a BYE and his pjsua2 exits on its own.
     bob.wait().assert_ok();
-    tone_check(&bob_rx).window(1.5, Some(3.5)).expect(&[600]).absent(&[1000]).assert("bob hears the browser's 600 Hz");
+    // bob's recording starts at the answer, which the REST API saw within a poll.
+    tone_check(&bob_rx).window(1.0, Some(inject_at - 0.2)).expect(&[600]).absent(&[1000, 1600]).assert("bob hears the browser's 600 Hz");
+    tone_check(&bob_rx)
+        .window(inject_at + 0.4, Some(inject_at + 1.3))
+        .expect(&[1600])
+        .absent(&[600, 1000])
+        .assert("bob hears the injected 1600 Hz instead of the browser");
+    tone_check(&bob_rx).window(inject_at + 2.2, Some(inject_at + 4.0)).expect(&[600]).absent(&[1600]).assert("the browser's 600 Hz is back after the sound");
 
     let names = backend.names();
     for m in ["connect", "call", "CallStatusEvent", "ConnectionStatusEvent"] {

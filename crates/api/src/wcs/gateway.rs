@@ -55,6 +55,10 @@ impl MediaGateway for Gateway {
         self.0.send_dtmf(WebRtcId(id), digits, duration_ms)
     }
 
+    fn inject_sound(&self, id: u64, file: &std::path::Path) {
+        self.0.inject(WebRtcId(id), media::PromptSpec::once(vec![media::PromptPart::File(file.to_owned())]))
+    }
+
     fn close(&self, id: u64) {
         self.0.close(WebRtcId(id))
     }

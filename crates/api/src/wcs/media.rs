@@ -42,6 +42,9 @@ pub trait MediaGateway: Send + Sync + 'static {
     fn set_forwarding(&self, id: u64, on: bool);
     /// RFC 4733 digits toward the SIP side.
     fn send_dtmf(&self, id: u64, digits: &str, duration_ms: u32);
+    /// Play a sound file to the SIP side in place of the browser's audio until it ends
+    /// (`/rest-api/call/inject_sound`). The file is read off the media thread.
+    fn inject_sound(&self, id: u64, file: &std::path::Path);
     fn close(&self, id: u64);
 }
 

@@ -71,6 +71,8 @@ pub struct WcsConfig {
     /// `nodeId` of every hook: `<random>@<server ip>`.
     pub node_id: String,
     pub user_agent: String,
+    /// Where `/rest-api/call/inject_sound` finds its `fileName`s (WCS's media folder).
+    pub sounds_dir: std::path::PathBuf,
 }
 
 /// What every WCS connection shares.

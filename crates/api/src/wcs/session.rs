@@ -39,6 +39,8 @@ pub(crate) struct CallEntry {
 pub(crate) enum RestCommand {
     Terminate(String),
     SendDtmf { call_id: String, dtmf: String, kind: String },
+    /// A sound file (already found) for the SIP side of the call.
+    InjectSound { call_id: String, file: std::path::PathBuf },
 }
 
 struct WcsCall {
@@ -927,6 +929,13 @@ impl Session {
             RestCommand::SendDtmf { call_id, dtmf, kind } => {
                 self.send_dtmf(&call_id, &dtmf, &kind);
             }
+            RestCommand::InjectSound { call_id, file } => {
+                let Some(i) = self.call_index(&call_id) else { return };
+                if let (Some(gw), Some(mid)) = (&self.st.gateway, self.calls[i].media) {
+                    info!(call = %call_id, file = %file.display(), "WCS: injecting a sound toward SIP");
+                    gw.inject_sound(mid, &file);
+                }
+            }
         }
     }
 
@@ -1061,13 +1070,31 @@ async fn startup() -> Response {
     (StatusCode::NOT_IMPLEMENTED, Json(json!({"error_code": 501, "error_message": "call/startup relays SIP media to RTMP, which Switchboard does not do; place calls with POST /v1/calls"}))).into_response()
 }
 
+/// Plays `fileName` from the sounds folder (`[wcs] sounds_dir`) to the SIP side of the
+/// call, in place of the browser's audio, until the file ends. As WCS: 404 for an
+/// unknown call or file; the sound plays after the answer.
 async fn inject_sound(State(st): State<WcsState>, body: axum::body::Bytes) -> Response {
     let b = match body_of(&body) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if entry(&st, &str_of(&b, "callId")).is_none() {
-        return not_found("call not found");
+    let id = str_of(&b, "callId");
+    let Some(e) = entry(&st, &id) else { return not_found("call not found") };
+    let Some(file) = sound_file(&st.cfg.sounds_dir, &str_of(&b, "fileName")) else { return not_found("file not found") };
+    let _ = e.commands.send(RestCommand::InjectSound { call_id: id, file });
+    StatusCode::OK.into_response()
+}
+
+/// A file of the sounds folder by its name (`.wav` may be left out). Only plain names:
+/// no path, so a request cannot read anything outside the folder.
+fn sound_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    let plain = !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0']);
+    if !plain {
+        return None;
     }
-    (StatusCode::NOT_IMPLEMENTED, Json(json!({"error_code": 501, "error_message": "inject_sound is not supported yet"}))).into_response()
+    let mut candidates = vec![dir.join(name)];
+    if !name.to_ascii_lowercase().ends_with(".wav") {
+        candidates.push(dir.join(format!("{name}.wav")));
+    }
+    candidates.into_iter().find(|p| p.is_file())
 }

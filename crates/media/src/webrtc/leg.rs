@@ -17,7 +17,10 @@
 //! the sequence number is too except that DTMF we inject shifts it (see `PlainTx`).
 
 use super::{FailReason, GatewayError, GatewayEvent, PlainCodec, WebRtcId, WebRtcStats};
+use crate::codec::{AudioEncoder, CodecKind};
 use crate::dtmf::DtmfSender;
+use crate::mixer::{Frame, SILENCE};
+use crate::player::Playing;
 use crate::rtp;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -111,6 +114,11 @@ pub struct WebRtcLeg {
     events: VecDeque<GatewayEvent>,
     /// DTMF packets made by `handle_timeout`, waiting for `poll_output`.
     plain_queue: VecDeque<([u8; 16], usize)>,
+    /// A sound played toward SIP in place of the browser's audio (WCS `inject_sound`).
+    inject: Option<Box<Injection>>,
+    /// The browser's audio resumes after an injection: its next packet continues our
+    /// sequence (and is marked as a new talkspurt).
+    resync: bool,
     scratch: Box<[u8; 1500]>,
     stats: WebRtcStats,
 }
@@ -137,6 +145,25 @@ struct SeqExtend {
     ssrc: Option<u32>,
     last: u16,
     ext: u64,
+}
+
+/// A sound going to the SIP side instead of the browser's audio: the prompt reader's
+/// frames (read off this thread), encoded in the plain side's first codec, one packet
+/// per 20 ms tick on the leg's own stream (same SSRC, continuing sequence and clock).
+struct Injection {
+    playing: Playing,
+    encoder: Box<dyn AudioEncoder>,
+    pt: u8,
+    /// RTP clock ticks per 20 ms packet.
+    step: u32,
+    next_tick: Instant,
+    /// Timestamp of the next packet (None: start at the media clock "now").
+    ts: Option<u32>,
+    frame: Box<Frame>,
+    /// An encoded packet waiting for `poll_output` (header + the 1500 bytes an
+    /// encoder may write).
+    packet: Vec<u8>,
+    pending: usize,
 }
 
 struct DtmfQueue {
@@ -274,6 +301,8 @@ impl WebRtcLeg {
             dtmf: DtmfQueue { digits: VecDeque::new(), current: None, next_tick: None },
             events: VecDeque::new(),
             plain_queue: VecDeque::new(),
+            inject: None,
+            resync: false,
             scratch: Box::new([0; 1500]),
             stats: WebRtcStats::default(),
         }
@@ -430,6 +459,9 @@ impl WebRtcLeg {
         if self.dtmf.next_tick.is_some_and(|t| now >= t) {
             self.dtmf_tick(now);
         }
+        if self.inject.as_ref().is_some_and(|i| now >= i.next_tick) {
+            self.inject_tick(now);
+        }
         let res = self.rtc.handle_input(Input::Timeout(now));
         self.check(now, res);
     }
@@ -453,6 +485,36 @@ impl WebRtcLeg {
         if self.dtmf.next_tick.is_none() {
             self.dtmf.next_tick = Some(now);
         }
+    }
+
+    /// Play a sound toward SIP instead of the browser's audio until it ends (replacing a
+    /// sound already playing). The encoder is made here, on the control path, so the
+    /// ticks allocate nothing. Errors when no codec is negotiated or this build cannot
+    /// encode it.
+    pub fn inject(&mut self, now: Instant, playing: Playing) -> Result<(), GatewayError> {
+        if self.state == State::Dead {
+            return Err(GatewayError::UnknownLeg(self.id));
+        }
+        let codec = self.codecs().into_iter().next().ok_or(GatewayError::NoCommonCodecs)?;
+        let kind = CodecKind::from_sdp_name(&codec.name).ok_or(GatewayError::NoCommonCodecs)?;
+        let encoder = crate::codec::try_new_encoder(kind).ok_or(GatewayError::NoCommonCodecs)?;
+        self.inject = Some(Box::new(Injection {
+            playing,
+            encoder,
+            pt: codec.pt,
+            step: kind.rtp_samples_per_frame(),
+            next_tick: now,
+            ts: None,
+            frame: Box::new(SILENCE),
+            packet: vec![0; rtp::RTP_HEADER_LEN + 1500],
+            pending: 0,
+        }));
+        Ok(())
+    }
+
+    /// Whether a sound is being played toward SIP.
+    pub fn is_injecting(&self) -> bool {
+        self.inject.is_some()
     }
 
     /// Drop the leg without an event (its creator already has the error).
@@ -480,6 +542,12 @@ impl WebRtcLeg {
                 self.scratch[..n].copy_from_slice(&pkt[..n]);
                 return LegOutput::Plain { to, data: &self.scratch[..n] };
             }
+        }
+        let injected = self.inject.as_ref().map_or(0, |i| i.pending);
+        if let (true, Some(to)) = (injected > 0, self.plain.remote) {
+            let inj = self.inject.as_mut().expect("pending");
+            inj.pending = 0;
+            return LegOutput::Plain { to, data: &inj.packet[..injected] };
         }
         loop {
             let out = match self.rtc.poll_output() {
@@ -535,6 +603,9 @@ impl WebRtcLeg {
         if let Some(t) = self.dtmf.next_tick {
             d = d.min(t);
         }
+        if let Some(i) = &self.inject {
+            d = d.min(i.next_tick);
+        }
         d
     }
 
@@ -565,8 +636,14 @@ impl WebRtcLeg {
         self.stats.from_browser_packets += 1;
         self.stats.from_browser_bytes += payload.len() as u64;
         let to = self.plain.remote?;
-        if !self.plain.forwarding || payload.len() > self.scratch.len() - rtp::RTP_HEADER_LEN {
+        if !self.plain.forwarding || self.inject.is_some() || payload.len() > self.scratch.len() - rtp::RTP_HEADER_LEN {
             return None;
+        }
+        let mut marker = h.marker;
+        if std::mem::take(&mut self.resync) {
+            // After a sound we played: carry on from our last sequence number.
+            self.plain.seq_shift = self.plain.last_seq.wrapping_add(1).wrapping_sub(h.sequence_number);
+            marker = true;
         }
         let seq = h.sequence_number.wrapping_add(self.plain.seq_shift);
         let ssrc = *h.ssrc;
@@ -574,12 +651,53 @@ impl WebRtcLeg {
         self.plain.ssrc = ssrc;
         self.plain.last_ts = h.timestamp;
         self.plain.last_ts_at = Some(at);
-        let hdr = rtp::RtpHeader { marker: h.marker, payload_type: *h.payload_type, sequence: seq, timestamp: h.timestamp, ssrc };
+        let hdr = rtp::RtpHeader { marker, payload_type: *h.payload_type, sequence: seq, timestamp: h.timestamp, ssrc };
         let n = rtp::write_header(&hdr, &mut self.scratch[..]);
         self.scratch[n..n + payload.len()].copy_from_slice(payload);
         self.stats.to_plain_packets += 1;
         self.stats.to_plain_bytes += payload.len() as u64;
         Some((to, n + payload.len()))
+    }
+
+    /// The media clock "now" at `clock` Hz, extrapolated from the last packet we sent.
+    fn media_clock_now(&self, now: Instant, clock: u32) -> u32 {
+        match self.plain.last_ts_at {
+            Some(at) => self.plain.last_ts.wrapping_add((now.saturating_duration_since(at).as_micros() as u64 * clock as u64 / 1_000_000) as u32),
+            None => self.plain.last_ts,
+        }
+    }
+
+    /// One 20 ms tick of an injected sound: its next frame as one packet, or its end.
+    fn inject_tick(&mut self, now: Instant) {
+        let Some(mut inj) = self.inject.take() else { return };
+        let Some(_) = inj.playing.next_frame(&mut inj.frame) else {
+            tracing::debug!(leg = %self.id, end = ?inj.playing.end(), "injected sound over");
+            self.resync = true;
+            return;
+        };
+        let first = inj.ts.is_none();
+        let ts = match inj.ts {
+            Some(ts) => ts,
+            None => self.media_clock_now(now, inj.step * 50),
+        };
+        let n = inj.encoder.encode(&inj.frame[..], &mut inj.packet[rtp::RTP_HEADER_LEN..]);
+        self.plain.last_seq = self.plain.last_seq.wrapping_add(1);
+        let hdr = rtp::RtpHeader { marker: first, payload_type: inj.pt, sequence: self.plain.last_seq, timestamp: ts, ssrc: self.plain.ssrc };
+        rtp::write_header(&hdr, &mut inj.packet[..]);
+        self.plain.last_ts = ts;
+        self.plain.last_ts_at = Some(inj.next_tick);
+        inj.ts = Some(ts.wrapping_add(inj.step));
+        if self.plain.remote.is_some() {
+            inj.pending = rtp::RTP_HEADER_LEN + n;
+            self.stats.to_plain_packets += 1;
+            self.stats.to_plain_bytes += n as u64;
+        }
+        // Paced from the first tick, not from when we were woken: no drift.
+        inj.next_tick += DTMF_TICK;
+        if inj.next_tick + DTMF_TICK < now {
+            inj.next_tick = now;
+        }
+        self.inject = Some(inj);
     }
 
     /// One 20 ms DTMF tick: the current digit's next packet, or the start of the next digit.
@@ -596,10 +714,7 @@ impl WebRtcLeg {
             };
             // The event starts at the media clock "now", extrapolated from the last
             // relayed packet (RFC 4733: same SSRC and clock as the audio).
-            let ts = match self.plain.last_ts_at {
-                Some(at) => self.plain.last_ts.wrapping_add((now.saturating_duration_since(at).as_micros() as u64 * clock as u64 / 1_000_000) as u32),
-                None => self.plain.last_ts,
-            };
+            let ts = self.media_clock_now(now, clock);
             self.dtmf.current = DtmfSender::new(digit, ms, clock).map(|s| s.starting_at(ts));
         }
         let Some(sender) = self.dtmf.current.as_mut() else { return };

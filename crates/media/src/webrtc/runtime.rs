@@ -17,6 +17,7 @@
 
 use super::leg::{LegOutput, LegSetup, WebRtcLeg};
 use super::{GatewayConfig, GatewayError, GatewayEvent, PlainCodec, PlainSide, WebRtcId, WebRtcStats};
+use crate::player::{PromptId, PromptReader, PromptSpec};
 use crate::runtime::sys::{Epoll, RecvBatch, Waker};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -70,6 +71,7 @@ enum Command {
     SetPlainRemote(WebRtcId, SocketAddr),
     SetForwarding(WebRtcId, bool),
     Dtmf(WebRtcId, String, u32),
+    Inject(WebRtcId, PromptSpec),
     Close(WebRtcId),
     Stats(WebRtcId, mpsc::SyncSender<Option<WebRtcStats>>),
     Stop,
@@ -155,6 +157,13 @@ impl WebRtcGateway {
     /// RFC 4733 digits toward SIP.
     pub fn send_dtmf(&self, id: WebRtcId, digits: &str, duration_ms: u32) {
         let _ = self.send(Command::Dtmf(id, digits.to_owned(), duration_ms));
+    }
+
+    /// Play a sound toward SIP in place of the browser's audio until it ends (WCS
+    /// `inject_sound`). Files are read by a reader thread of the gateway's, never by
+    /// the gateway thread; a file that cannot be read plays as nothing.
+    pub fn inject(&self, id: WebRtcId, spec: PromptSpec) {
+        let _ = self.send(Command::Inject(id, spec));
     }
 
     /// Close the leg; `Closed` follows on the event channel.
@@ -254,6 +263,9 @@ struct Worker {
     batch: RecvBatch,
     ready: Vec<u64>,
     stop: bool,
+    /// Reads injected sounds ahead (started on the first one).
+    reader: Option<PromptReader>,
+    next_prompt: u64,
 }
 
 impl Worker {
@@ -275,6 +287,8 @@ impl Worker {
             batch: RecvBatch::new(RECV_BATCH),
             ready: Vec::with_capacity(256),
             stop: false,
+            reader: None,
+            next_prompt: 1,
         })
     }
 
@@ -425,6 +439,27 @@ impl Worker {
                 Command::SetPlainRemote(id, addr) => self.with(id, |l| l.set_plain_remote(addr)),
                 Command::SetForwarding(id, on) => self.with(id, |l| l.set_forwarding(on)),
                 Command::Dtmf(id, digits, ms) => self.with(id, |l| l.send_dtmf(now, &digits, ms)),
+                Command::Inject(id, spec) => {
+                    if !self.legs.contains_key(&id.0) {
+                        continue;
+                    }
+                    if self.reader.is_none() {
+                        match PromptReader::start() {
+                            Ok(r) => self.reader = Some(r),
+                            Err(e) => {
+                                tracing::warn!("webrtc gateway: cannot start the sound reader: {e}");
+                                continue;
+                            }
+                        }
+                    }
+                    let playing = self.reader.as_ref().expect("started").open(PromptId(self.next_prompt), spec);
+                    self.next_prompt += 1;
+                    self.with(id, |l| {
+                        if let Err(e) = l.inject(now, playing) {
+                            tracing::info!(leg = %l.id(), "cannot inject a sound: {e}");
+                        }
+                    });
+                }
                 Command::Close(id) => self.with(id, |l| l.close()),
                 Command::Stats(id, reply) => {
                     let _ = reply.send(self.legs.get(&id.0).map(|e| e.leg.stats()));

@@ -308,6 +308,7 @@ mod tests {
         }
         fn set_forwarding(&self, _: u64, _: bool) {}
         fn send_dtmf(&self, _: u64, _: &str, _: u32) {}
+        fn inject_sound(&self, _: u64, _: &std::path::Path) {}
         fn close(&self, id: u64) {
             self.log.lock().unwrap().push(format!("close {id}"));
         }
