@@ -6,6 +6,8 @@
 //!
 //!   cargo run -p media --example webrtc_bench -- [N ...]       (default 50 100 200)
 //!   optional: --seconds S (measuring time per N, default 10)
+//!             --codec pcmu (G.711 as relayed to a SIP phone: 160 B payloads, PT 0;
+//!             default opus: 80 B, PT 111)
 //!
 //! For each N it prints the gateway thread's CPU (from /proc/self/task/<tid>/stat, so
 //! the browsers' and the echo's CPU is not counted), the packet rates, the packets lost
@@ -26,7 +28,18 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
-const PAYLOAD: usize = 80;
+/// What the browsers send: the negotiated codec, its payload type, payload size and
+/// RTP clock per 20 ms.
+#[derive(Clone, Copy)]
+struct Media {
+    name: &'static str,
+    pt: u8,
+    payload: usize,
+    ts_step: u32,
+}
+
+const OPUS: Media = Media { name: "opus", pt: 111, payload: 80, ts_step: 960 };
+const PCMU: Media = Media { name: "PCMU", pt: 0, payload: 160, ts_step: 160 };
 const PTIME: Duration = Duration::from_millis(20);
 /// Browser sockets per browser thread.
 const BROWSERS_PER_THREAD: usize = 100;
@@ -88,7 +101,7 @@ fn thread_id(name: &str) -> Option<String> {
     None
 }
 
-fn run(n: usize, seconds: u64) {
+fn run(n: usize, seconds: u64, m: Media) {
     let (gw, events) = WebRtcGateway::start(GatewayConfig { media_timeout: Duration::from_secs(30), connect_timeout: Duration::from_secs(60), ..GatewayConfig::default() }).expect("gateway");
     // The thread names itself once it runs: look for a moment.
     let gw_tid = (0..100)
@@ -119,7 +132,9 @@ fn run(n: usize, seconds: u64) {
     let t_setup = Instant::now();
     let mut browsers = Vec::with_capacity(n);
     for _ in 0..n {
-        let mut rtc = Rtc::builder().set_rtp_mode(true).clear_codecs().enable_opus(true, false).build(Instant::now());
+        let builder = Rtc::builder().set_rtp_mode(true).clear_codecs();
+        let builder = if m.pt == PCMU.pt { builder.enable_pcmu(true, false) } else { builder.enable_opus(true, false) };
+        let mut rtc = builder.build(Instant::now());
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_nonblocking(true).unwrap();
         let addr = sock.local_addr().unwrap();
@@ -127,7 +142,7 @@ fn run(n: usize, seconds: u64) {
         let mut change = rtc.sdp_api();
         let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
         let (offer, pending) = change.apply().unwrap();
-        let (id, answer, _side) = gw.accept_offer(&offer.to_sdp_string(), &["opus"]).expect("accept_offer");
+        let (id, answer, _side) = gw.accept_offer(&offer.to_sdp_string(), &[m.name]).expect("accept_offer");
         rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
         gw.set_plain_remote(id, echo_addr);
         browsers.push(Browser { rtc, sock, addr, mid, next: Instant::now(), connected: false, seq: 1, ts: 0 });
@@ -155,7 +170,7 @@ fn run(n: usize, seconds: u64) {
                     for b in group.iter_mut() {
                         b.drain(&received);
                     }
-                    let payload = [0x5au8; PAYLOAD];
+                    let payload = vec![0x5au8; m.payload];
                     let mut next_tick = Instant::now() + PTIME;
                     let mut buf = [0u8; 2000];
                     let mut ready = Vec::new();
@@ -182,8 +197,8 @@ fn run(n: usize, seconds: u64) {
                             next_tick += PTIME;
                             for b in group.iter_mut().filter(|b| b.connected) {
                                 b.seq += 1;
-                                b.ts = b.ts.wrapping_add(960);
-                                let w = RtpWrite::new(111.into(), SeqNo::from(b.seq), b.ts, now, &payload[..]);
+                                b.ts = b.ts.wrapping_add(m.ts_step);
+                                let w = RtpWrite::new(m.pt.into(), SeqNo::from(b.seq), b.ts, now, &payload[..]);
                                 let mid = b.mid;
                                 if let Some(tx) = b.rtc.direct_api().stream_tx_by_mid(mid, None) {
                                     tx.write_rtp(w);
@@ -241,10 +256,17 @@ fn run(n: usize, seconds: u64) {
 fn main() {
     let mut counts = Vec::new();
     let mut seconds = 10;
+    let mut media = OPUS;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--seconds" {
             seconds = args.next().and_then(|s| s.parse().ok()).expect("--seconds S");
+        } else if a == "--codec" {
+            media = match args.next().as_deref().map(str::to_ascii_lowercase).as_deref() {
+                Some("pcmu") => PCMU,
+                Some("opus") => OPUS,
+                other => panic!("--codec opus|pcmu, not {other:?}"),
+            };
         } else {
             counts.push(a.parse::<usize>().expect("leg count"));
         }
@@ -252,8 +274,14 @@ fn main() {
     if counts.is_empty() {
         counts = vec![50, 100, 200];
     }
-    println!("webrtc_bench: Opus-sized packets ({PAYLOAD} B) every 20 ms each way per leg; {seconds} s per run; {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "webrtc_bench: {} packets ({} B, PT {}) every 20 ms each way per leg; {seconds} s per run; {} cores",
+        media.name,
+        media.payload,
+        media.pt,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     for n in counts {
-        run(n, seconds);
+        run(n, seconds, media);
     }
 }
