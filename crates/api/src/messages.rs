@@ -83,6 +83,32 @@ pub struct MessageView {
     pub updated_ms: u64,
 }
 
+/// A message just accepted: pending, not tried yet.
+impl From<engine::MessageInfo> for MessageView {
+    fn from(m: engine::MessageInfo) -> Self {
+        let origin = match m.origin {
+            engine::MessageOrigin::Sip => "sip",
+            engine::MessageOrigin::Api => "api",
+        };
+        MessageView {
+            message_id: m.message_id,
+            user_id: m.user_id,
+            to: m.to,
+            from: m.from,
+            from_user_id: m.from_user_id,
+            content_type: m.content_type,
+            body: m.body,
+            origin: origin.into(),
+            state: MessageState::Pending,
+            attempts: 0,
+            last_status: None,
+            last_error: None,
+            created_ms: m.created_ms,
+            updated_ms: m.created_ms,
+        }
+    }
+}
+
 impl From<StoredMessage> for MessageView {
     fn from(m: StoredMessage) -> Self {
         let state = match m.state.as_str() {
@@ -176,23 +202,7 @@ pub async fn send(
         engine::EngineError::LegNotFound => ApiError::not_found("User not found"),
         e => e.into(),
     })?;
-    let view = MessageView {
-        message_id: info.message_id,
-        user_id: info.user_id,
-        to: info.to,
-        from: info.from,
-        from_user_id: info.from_user_id,
-        content_type: info.content_type,
-        body: info.body,
-        origin: "api".into(),
-        state: MessageState::Pending,
-        attempts: 0,
-        last_status: None,
-        last_error: None,
-        created_ms: info.created_ms,
-        updated_ms: info.created_ms,
-    };
-    Ok((StatusCode::ACCEPTED, Json(view)))
+    Ok((StatusCode::ACCEPTED, Json(info.into())))
 }
 
 /// A user's messages, newest first, with their delivery state.

@@ -1066,19 +1066,13 @@ impl Engine {
 
     // ---- instant messages (apps/messages.rs) -------------------------------------------
 
-    /// An API message for user `user_id` (of `domain`, when the caller is scoped to
-    /// one): sent to the user's devices now, or deferred until they register. `from`:
+    /// An API message for user `m.user_id` (of `m.domain`, when the caller is scoped to
+    /// one): sent to the user's devices now, or deferred until they register. `m.from`:
     /// a user of the domain (login, extension) or a SIP URI; None = the server.
-    pub fn send_message(
-        &mut self,
-        now: Instant,
-        domain: Option<crate::users::DomainId>,
-        user_id: crate::users::UserId,
-        from: Option<&str>,
-        content_type: &str,
-        body: String,
-    ) -> Result<crate::apps::messages::MessageInfo, EngineError> {
+    pub fn send_message(&mut self, now: Instant, m: crate::handle::OutgoingMessage) -> Result<crate::apps::messages::MessageInfo, EngineError> {
         use crate::apps::messages::{new_message_id, unix_ms, valid_content_type, MessageInfo, MessageOrigin, MAX_BODY};
+        let crate::handle::OutgoingMessage { domain, user_id, from, content_type, body } = m;
+        let (from, content_type) = (from.as_deref(), content_type.as_str());
         let user = self.directory.user(user_id).filter(|u| domain.is_none_or(|d| d == u.domain_id)).cloned().ok_or(EngineError::LegNotFound)?;
         if !valid_content_type(content_type) {
             return Err(EngineError::BadRequest(format!("content_type {content_type:?} is not a media type (type/subtype)")));

@@ -176,8 +176,7 @@ impl Command {
             Command::VoicemailLogin(leg, result) => engine.voicemail_login(now, &leg, result),
             Command::NotifyMwi(user, new, old) => engine.notify_mwi(now, user, new, old),
             Command::SendMessage(m, reply) => {
-                let m = *m;
-                let r = engine.send_message(now, m.domain, m.user_id, m.from.as_deref(), &m.content_type, m.body);
+                let r = engine.send_message(now, *m);
                 answer(reply, r, engine, rooms)
             }
             Command::DeliverStoredMessage(info) => engine.deliver_stored_message(now, *info),

@@ -9,6 +9,7 @@ mod admin;
 mod callcontroller;
 mod config;
 mod directory_sync;
+mod listeners;
 mod messages;
 mod live_audio;
 mod outbox;

@@ -7,7 +7,6 @@ use crate::config::Config;
 use api::wcs::{MediaGatewayBox, WcsConfig, WcsState};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
@@ -122,22 +121,7 @@ fn start_gateway(_: &Config, _: IpAddr, _: Vec<IpAddr>) -> Result<Option<SharedG
 }
 
 /// `[wcs] listen`: the same WebSocket on a listener of its own.
-pub async fn spawn_listener(cfg: &Config, state: Option<WcsState>, mut stop: watch::Receiver<bool>) -> Result<(), String> {
-    let listen = cfg.wcs.listen.trim();
+pub async fn spawn_listener(cfg: &Config, state: Option<WcsState>, stop: watch::Receiver<bool>) -> Result<(), String> {
     let Some(state) = state else { return Ok(()) };
-    if listen.is_empty() {
-        return Ok(());
-    }
-    let addr: SocketAddr = listen.parse().map_err(|e| format!("[wcs] listen `{listen}`: {e}"))?;
-    let listener = TcpListener::bind(addr).await.map_err(|e| format!("[wcs] listen {addr}: {e}"))?;
-    let app = api::wcs::socket_routes::<()>(state).into_make_service_with_connect_info::<SocketAddr>();
-    info!(%addr, "WCS WebSocket listening");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-    });
-    Ok(())
+    crate::listeners::spawn("[wcs] listen", &cfg.wcs.listen, "WCS WebSocket", api::wcs::socket_routes::<()>(state), stop).await
 }

@@ -19,8 +19,8 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
+use support::browser::{self, browser_tone};
 use support::*;
 use tungstenite::client::IntoClientRequest;
 
@@ -28,12 +28,8 @@ const DOMAIN: &str = "switchboard.test";
 const PASSWORD: &str = "correct-horse-7";
 const ROOM: &str = "conf-7";
 
-fn node_dir() -> PathBuf {
-    std::env::var_os("SWITCHBOARD_TEST_NODE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/switchboard/node"))
-}
-
 fn jssip_bundle() -> PathBuf {
-    node_dir().join("node_modules/jssip/dist/jssip.min.js")
+    browser::npm_file("jssip/dist/jssip.min.js")
 }
 
 /// Serves the page (GET /room.html) and the npm bundle (GET /jssip/jssip.min.js).
@@ -56,7 +52,7 @@ fn page_server() -> SocketAddr {
             let path = line.split_whitespace().nth(1).unwrap_or("").split('?').next().unwrap_or("").to_owned();
             let (status, ctype, body) = match path.as_str() {
                 "/room.html" => (200, "text/html", std::fs::read(kit_dir().join("jssip/room.html")).expect("room.html")),
-                "/jssip/jssip.min.js" => match std::fs::read(jssip_bundle()) {
+                "/jssip/jssip.min.js" => match std::fs::read(browser::node_dir().join("node_modules/jssip/dist/jssip.min.js")) {
                     Ok(js) => (200, "application/javascript", js),
                     Err(_) => (404, "text/plain", b"no bundle".to_vec()),
                 },
@@ -81,50 +77,15 @@ fn directory(env: &TestEnv) {
     seed_directory(env, DOMAIN, &users);
 }
 
-/// A 600 Hz tone for the browser's fake microphone.
-fn browser_tone(env: &TestEnv) -> PathBuf {
-    let wav = env.path("browser600.wav");
-    let ok = Command::new(require_tool("sox"))
-        .args(["-n", "-r", "48000", "-c", "1", "-b", "16"])
-        .arg(&wav)
-        .args(["synth", "40", "sine", "600", "vol", "0.5"])
-        .status()
-        .expect("sox");
-    assert!(ok.success(), "sox made the browser's tone");
-    wav
-}
-
 fn tone(env: &TestEnv, hz: u32) -> PathBuf {
-    let wav = env.path(&format!("tone{hz}.wav"));
-    let ok = Command::new(require_tool("sox"))
-        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
-        .arg(&wav)
-        .args(["synth", "40", "sine", &hz.to_string(), "vol", "0.5"])
-        .status()
-        .expect("sox");
-    assert!(ok.success(), "sox made {hz} Hz");
-    wav
+    browser::sine_wav(env, &format!("tone{hz}.wav"), 8000, hz, 40)
 }
 
 /// Runs room.html in headless Chromium; returns its `__result`.
 fn run_page(tone: &Path, log: &Path, pages: SocketAddr, http: SocketAddr, query: &str, timeout_ms: u64) -> Value {
-    let node = require_tool("node");
-    assert!(jssip_bundle().exists(), "the npm package jssip is not installed at {} (run scripts/install-test-deps)", jssip_bundle().display());
+    jssip_bundle();
     let url = format!("http://{pages}/room.html?ws=ws://{http}&password={PASSWORD}&timeout={}&{query}", timeout_ms.saturating_sub(3000));
-    let out = Command::new(node)
-        .arg(workspace_root().join("tests/kit/browser/run-page.mjs"))
-        .arg(&url)
-        .arg(timeout_ms.to_string())
-        .env("FAKE_AUDIO_WAV", tone)
-        .output()
-        .expect("node run-page.mjs");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    std::fs::write(log, &stderr).ok();
-    let tail: String = stderr.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-    assert!(out.status.success(), "run-page failed: {}\n{tail}", out.status);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("page result: {e}\n{tail}"));
-    eprintln!("page result: {v}");
-    v
+    browser::run_page(&url, tone, log, timeout_ms)
 }
 
 /// A pjsua2 phone that registers as `user` and calls the room, playing `hz`.

@@ -21,18 +21,14 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::browser::{self, browser_tone};
 use support::*;
 
 const DOMAIN: &str = "switchboard.test";
 const PASSWORD: &str = "correct-horse-7";
-
-fn node_dir() -> PathBuf {
-    std::env::var_os("SWITCHBOARD_TEST_NODE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/switchboard/node"))
-}
 
 /// The page server and hook receiver: GET /phone.html, GET /sdk/<file> (the npm
 /// package's bundles), POST /hooks/<method> (recorded, answered from `answers`, else 200
@@ -103,7 +99,7 @@ fn serve(mut conn: TcpStream, hooks: &Mutex<Vec<(String, Value)>>, answers: &Mut
         return reply(&mut conn, 200, "text/html", &page);
     }
     if method == "GET" && path_only.starts_with("/sdk/") {
-        let file = node_dir().join("node_modules/@flashphoner/websdk").join(path_only.trim_start_matches("/sdk/"));
+        let file = browser::node_dir().join("node_modules/@flashphoner/websdk").join(path_only.trim_start_matches("/sdk/"));
         return match std::fs::read(&file) {
             Ok(js) => reply(&mut conn, 200, "application/javascript", &js),
             Err(_) => reply(&mut conn, 404, "text/plain", b"no such file"),
@@ -131,49 +127,15 @@ fn directory(env: &TestEnv) {
     seed_directory(env, DOMAIN, &users);
 }
 
-/// A 600 Hz tone for the browser's fake microphone (48 kHz, long enough to loop rarely).
-fn browser_tone(env: &TestEnv) -> PathBuf {
-    let wav = env.path("browser600.wav");
-    if !wav.exists() {
-        let ok = Command::new(require_tool("sox"))
-            .args(["-n", "-r", "48000", "-c", "1", "-b", "16"])
-            .arg(&wav)
-            .args(["synth", "30", "sine", "600", "vol", "0.5"])
-            .status()
-            .expect("sox");
-        assert!(ok.success(), "sox made the browser's tone");
-    }
-    wav
-}
-
 /// Opens the phone page in headless Chromium; returns its `__result`.
 fn run_page(env: &TestEnv, backend: &Backend, server: &Server, query: &str, timeout_ms: u64) -> Value {
     run_page_at(&browser_tone(env), &env.path("page.log"), backend.addr, server.http, query, timeout_ms)
 }
 
 fn run_page_at(tone: &std::path::Path, log: &std::path::Path, backend: SocketAddr, http: SocketAddr, query: &str, timeout_ms: u64) -> Value {
-    let node = require_tool("node");
-    let sdk = node_dir().join("node_modules/@flashphoner/websdk/flashphoner-webrtc-only.js");
-    assert!(sdk.exists(), "the npm package @flashphoner/websdk is not installed at {} (run scripts/install-test-deps)", sdk.display());
+    browser::npm_file("@flashphoner/websdk/flashphoner-webrtc-only.js");
     let url = format!("http://{backend}/phone.html?ws=ws://{http}&domain={DOMAIN}&password={PASSWORD}&timeout={}&{query}", timeout_ms.saturating_sub(3000));
-    let out = Command::new(node)
-        .arg(workspace_root().join("tests/kit/browser/run-page.mjs"))
-        .arg(&url)
-        .arg(timeout_ms.to_string())
-        .env("FAKE_AUDIO_WAV", tone)
-        .output()
-        .expect("node run-page.mjs");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    std::fs::write(log, &stderr).ok();
-    assert!(out.status.success(), "run-page failed: {}\n{}", out.status, tail_str(&stderr, 60));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("page result: {e}\n{}", tail_str(&stderr, 60)));
-    eprintln!("page result: {v}");
-    v
-}
-
-fn tail_str(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    browser::run_page(&url, tone, log, timeout_ms)
 }
 
 fn statuses(page: &Value) -> Vec<String> {

@@ -35,7 +35,6 @@ use axum::response::{IntoResponse, Response};
 use sip::Transport;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
@@ -85,32 +84,16 @@ impl SipWs {
     }
 
     /// `[sip_ws] listen`: a listener of its own (plain `ws://`, any path).
-    pub async fn spawn_listener(&self, cfg: &Config, mut stop: watch::Receiver<bool>) -> Result<(), String> {
-        let listen = cfg.sip_ws.listen.trim();
-        if listen.is_empty() {
-            return Ok(());
-        }
-        let addr: SocketAddr = listen.parse().map_err(|e| format!("[sip_ws] listen `{listen}`: {e}"))?;
-        let listener = TcpListener::bind(addr).await.map_err(|e| format!("[sip_ws] listen {addr}: {e}"))?;
+    pub async fn spawn_listener(&self, cfg: &Config, stop: watch::Receiver<bool>) -> Result<(), String> {
         let edge = SipWs { transport: Transport::Ws, ..self.clone() };
-        let app = axum::Router::new()
-            .fallback(move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request| async move {
-                if asks_for_sip(req.headers()) {
-                    edge.upgrade(req, peer).await
-                } else {
-                    refuse(StatusCode::BAD_REQUEST, "this is a SIP WebSocket (RFC 7118): upgrade with Sec-WebSocket-Protocol: sip")
-                }
-            })
-            .into_make_service_with_connect_info::<SocketAddr>();
-        info!(%addr, "SIP WebSocket listening");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
+        let app = axum::Router::new().fallback(move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request| async move {
+            if asks_for_sip(req.headers()) {
+                edge.upgrade(req, peer).await
+            } else {
+                refuse(StatusCode::BAD_REQUEST, "this is a SIP WebSocket (RFC 7118): upgrade with Sec-WebSocket-Protocol: sip")
+            }
         });
-        Ok(())
+        crate::listeners::spawn("[sip_ws] listen", &cfg.sip_ws.listen, "SIP WebSocket", app, stop).await
     }
 
     async fn upgrade(self, req: Request, peer: SocketAddr) -> Response {

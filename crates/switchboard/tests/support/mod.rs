@@ -40,6 +40,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod phone;
 
 /// Runs an MX app session (tests/kit/mx/mx_session.py: the OAuth2 password grant with
