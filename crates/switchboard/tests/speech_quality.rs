@@ -172,6 +172,7 @@ fn assert_relayed(sent: &RtpFlow, got: &RtpFlow, codec: &str) {
             matched += 1;
         }
     }
+    eprintln!("[{codec}] relay: {matched} of the talker's 200 middle packets reached the listener verbatim");
     assert!(
         matched >= 190,
         "{codec}: only {matched} of the talker's 200 middle packets reached the listener verbatim and in order (not relayed)"
