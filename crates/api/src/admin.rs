@@ -657,11 +657,22 @@ pub struct AppView {
     pub created_ms: u64,
     /// Web Call Server hooks: POSTed to this URL + "/" + method (null: none).
     pub rest_url: Option<String>,
+    /// The hooks its backend gets, by method or event name (null: every one).
+    pub rest_methods: Option<Vec<String>>,
 }
 
 impl From<App> for AppView {
     fn from(a: App) -> Self {
-        AppView { id: a.id, client_id: a.client_id, name: a.name, domain_id: a.domain_id, enabled: a.enabled, created_ms: a.created_ms, rest_url: a.rest_url }
+        AppView {
+            id: a.id,
+            client_id: a.client_id,
+            name: a.name,
+            domain_id: a.domain_id,
+            enabled: a.enabled,
+            created_ms: a.created_ms,
+            rest_url: a.rest_url,
+            rest_methods: a.rest_methods,
+        }
     }
 }
 
@@ -678,6 +689,10 @@ pub struct NewAppBody {
     /// browsers connect with, and `<rest_url>/<method>` is POSTed for their sessions.
     #[serde(default)]
     pub rest_url: Option<String>,
+    /// Which hooks its backend gets (WCS's per-app REST methods): method and event names
+    /// (`connect`, `call`, `CallStatusEvent`); `*` or left out: every one.
+    #[serde(default)]
+    pub rest_methods: Option<Vec<String>>,
     #[serde(default)]
     pub name: Option<String>,
     /// Its domain: the caller's by default; the superuser may leave it out (any domain).
@@ -697,6 +712,9 @@ pub struct AppPatchBody {
     /// A new WCS REST URL; "" removes it.
     #[serde(default)]
     pub rest_url: Option<String>,
+    /// Which hooks its backend gets from now on; `["*"]`: every one, `[]`: none.
+    #[serde(default)]
+    pub rest_methods: Option<Vec<String>>,
 }
 
 /// A random value for secrets nobody is told (ring's system RNG, as the tokens').
@@ -754,6 +772,9 @@ pub async fn create_app(
     if let Some(u) = &b.rest_url {
         store::valid_rest_url(u).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
+    if let Some(m) = &b.rest_methods {
+        store::valid_rest_methods(m).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
     check_opt("name", formats::PERSON_NAME, &b.name)?;
     if let Some(d) = &b.domain {
         check_domain_name("domain", d)?;
@@ -763,6 +784,11 @@ pub async fn create_app(
     let mut a = store.add_app(&b.client_id, &secret, b.name.as_deref(), domain).await?;
     if let Some(u) = &b.rest_url {
         store.set_app_rest_url(&a.client_id, Some(u)).await?;
+    }
+    if let Some(m) = &b.rest_methods {
+        store.set_app_rest_methods(&a.client_id, Some(m)).await?;
+    }
+    if b.rest_url.is_some() || b.rest_methods.is_some() {
         a = store.app(&a.client_id).await?.ok_or_else(app_not_found)?;
     }
     after_write(&st);
@@ -801,8 +827,11 @@ pub async fn patch_app(
     scope.require_admin()?;
     let Json(b) = body?;
     let a = visible_app(&st, &scope, &client_id).await?;
-    if b.enabled.is_none() && b.secret.is_none() && b.rest_url.is_none() {
-        return Err(ApiError::bad_request("nothing to change: give `enabled`, `secret` and/or `rest_url`"));
+    if b.enabled.is_none() && b.secret.is_none() && b.rest_url.is_none() && b.rest_methods.is_none() {
+        return Err(ApiError::bad_request("nothing to change: give `enabled`, `secret`, `rest_url` and/or `rest_methods`"));
+    }
+    if let Some(m) = &b.rest_methods {
+        store::valid_rest_methods(m).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     if let Some(s) = &b.secret {
         check_secret("secret", s)?;
@@ -812,6 +841,9 @@ pub async fn patch_app(
     let store = store_of(&st)?;
     if let Some(u) = &rest_url {
         store.set_app_rest_url(&a.client_id, u.as_deref()).await?;
+    }
+    if let Some(m) = &b.rest_methods {
+        store.set_app_rest_methods(&a.client_id, Some(m)).await?;
     }
     if let Some(s) = &b.secret {
         store.set_app_secret(&a.client_id, s).await?;

@@ -94,6 +94,8 @@ pub struct App {
     /// Web Call Server hooks (reference 004): where `<rest_url>/<method>` is POSTed
     /// for sessions that connect with this app's client id as their `appKey`.
     pub rest_url: Option<String>,
+    /// The hooks it gets (method and event names); None = every one.
+    pub rest_methods: Option<Vec<String>>,
 }
 
 /// An API key's description; the key itself is shown once, when created.
@@ -131,7 +133,7 @@ const API_KEY_SHOWN: usize = API_KEY_PREFIX.len() + 8;
 
 const USER_COLUMNS: &str = "id, domain_id, login, display_name, first_name, last_name, ext, did, cell_phone, \
      home_phone, email, role, enabled";
-const APP_COLUMNS: &str = "id, client_id, name, domain_id, enabled, created_ms, rest_url";
+const APP_COLUMNS: &str = "id, client_id, name, domain_id, enabled, created_ms, rest_url, rest_methods";
 const KEY_COLUMNS: &str = "id, name, domain_id, role, prefix, created_ms";
 
 impl Store {
@@ -688,7 +690,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(App { id, client_id, name, domain_id: domain, enabled: true, created_ms: from_db("apps.created_ms", created)?, rest_url: None })
+        Ok(App { id, client_id, name, domain_id: domain, enabled: true, created_ms: from_db("apps.created_ms", created)?, rest_url: None, rest_methods: None })
     }
 
     /// Apps bound to `domain` (and, with `None`, every app), by client id.
@@ -742,6 +744,15 @@ impl Store {
     pub async fn set_app_rest_url(&self, client_id: &str, url: Option<&str>) -> Result<(), StoreError> {
         let url = url.map(valid_rest_url).transpose()?;
         self.app_update(client_id, "UPDATE apps SET rest_url = $1 WHERE client_id = $2", url).await
+    }
+
+    /// Sets which hooks the app's backend gets (see [`valid_rest_methods`]); None = every one.
+    pub async fn set_app_rest_methods(&self, client_id: &str, methods: Option<&[String]>) -> Result<(), StoreError> {
+        let joined = match methods.map(valid_rest_methods).transpose()?.flatten() {
+            Some(m) => Some(m.join(",")),
+            None => None,
+        };
+        self.app_update(client_id, "UPDATE apps SET rest_methods = $1 WHERE client_id = $2", joined).await
     }
 
     async fn app_update<T>(&self, client_id: &str, sql: &str, value: T) -> Result<(), StoreError>
@@ -1135,6 +1146,34 @@ pub fn valid_rest_url(url: &str) -> Result<String, StoreError> {
     }
 }
 
+/// Most names an app's hook list holds (WCS has fewer than 40 methods and events).
+pub const REST_METHODS_MAX: usize = 64;
+
+/// An app's hook list: method and event names (`connect`, `CallStatusEvent`: a letter,
+/// then letters and digits, at most 64), duplicates dropped. `*` among them means every
+/// method: `Ok(None)` (the other names must still be names).
+pub fn valid_rest_methods(methods: &[String]) -> Result<Option<Vec<String>>, StoreError> {
+    if methods.len() > REST_METHODS_MAX {
+        return Err(StoreError::Invalid(format!("at most {REST_METHODS_MAX} REST methods, not {}", methods.len())));
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut every = false;
+    for m in methods {
+        if m == "*" {
+            every = true;
+            continue;
+        }
+        let name = m.len() <= 64 && m.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && m.chars().all(|c| c.is_ascii_alphanumeric());
+        if !name {
+            return Err(StoreError::Invalid(format!("REST method {m:?}: a method or event name (letters and digits), or * for all")));
+        }
+        if !out.contains(m) {
+            out.push(m.clone());
+        }
+    }
+    Ok((!every).then_some(out))
+}
+
 fn app_from_row(row: &AnyRow) -> Result<App, StoreError> {
     Ok(App {
         id: row.try_get("id")?,
@@ -1144,6 +1183,9 @@ fn app_from_row(row: &AnyRow) -> Result<App, StoreError> {
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         created_ms: from_db("apps.created_ms", row.try_get("created_ms")?)?,
         rest_url: row.try_get("rest_url")?,
+        rest_methods: row
+            .try_get::<Option<String>, _>("rest_methods")?
+            .map(|s| s.split(',').filter(|m| !m.is_empty()).map(str::to_owned).collect()),
     })
 }
 
@@ -1373,5 +1415,13 @@ mod tests {
         for bad in ["https://\u{f3}\u{85}", "https:///x", "https://a?b=1", "https://a#f", "https://a b", "ftp://a", "https://"] {
             assert!(valid_rest_url(bad).is_err(), "{bad:?}");
         }
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(valid_rest_methods(&names(&["connect", "call", "connect", "CallStatusEvent"])).unwrap(), Some(names(&["connect", "call", "CallStatusEvent"])));
+        assert_eq!(valid_rest_methods(&names(&["call", "*"])).unwrap(), None, "* is every method");
+        assert_eq!(valid_rest_methods(&[]).unwrap(), Some(vec![]), "none");
+        for bad in ["", "1call", "call,hangup", "on call", "caf\u{e9}", &"a".repeat(65)] {
+            assert!(valid_rest_methods(&names(&[bad])).is_err(), "{bad:?}");
+        }
+        assert!(valid_rest_methods(&vec!["call".to_owned(); REST_METHODS_MAX + 1]).is_err());
     }
 }

@@ -48,7 +48,7 @@ pub use recorder::{spawn_recorder, spawn_recorder_with_capacity, Recorder, Recor
 pub use records::{CallRecord, RoomRecord};
 pub use calls::{CallRecordRow, PushToken};
 pub use conferences::ConferenceInput;
-pub use directory::{valid_rest_url, ApiKey, App, NewUser, Role, SigningKey, UserPatch, UserSecrets, API_KEY_PREFIX};
+pub use directory::{valid_rest_methods, valid_rest_url, ApiKey, App, NewUser, Role, SigningKey, UserPatch, UserSecrets, API_KEY_PREFIX};
 pub use engine::users::{Binding, DirectorySnapshot, Domain, DomainId, SipCredential, User, UserId};
 pub use store::{Backend, Store};
 pub use messages::StoredMessage;

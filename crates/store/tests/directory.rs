@@ -286,6 +286,18 @@ async fn apps_and_api_keys(db: &TestDb) {
     s.set_app_enabled("softphone", false).await.unwrap();
     assert!(s.verify_app("softphone", "rotated").await.unwrap().is_none());
     assert!(!s.app("softphone").await.unwrap().unwrap().enabled);
+    // WCS hooks: the URL and which methods its backend gets (None: every one).
+    s.set_app_rest_url("web", Some("https://hooks.example.com/wcs/")).await.unwrap();
+    let names = |v: &[&str]| v.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+    s.set_app_rest_methods("web", Some(&names(&["connect", "call", "connect", "CallStatusEvent"]))).await.unwrap();
+    let web = s.app("web").await.unwrap().unwrap();
+    assert_eq!((web.rest_url.as_deref(), web.rest_methods), (Some("https://hooks.example.com/wcs"), Some(names(&["connect", "call", "CallStatusEvent"]))));
+    s.set_app_rest_methods("web", Some(&[])).await.unwrap();
+    assert_eq!(s.app("web").await.unwrap().unwrap().rest_methods, Some(vec![]), "none");
+    s.set_app_rest_methods("web", Some(&names(&["*"]))).await.unwrap();
+    assert_eq!(s.app("web").await.unwrap().unwrap().rest_methods, None, "* is every method");
+    assert!(matches!(s.set_app_rest_methods("web", Some(&names(&["call,hangup"]))).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(s.set_app_rest_methods("nobody", None).await, Err(StoreError::NotFound(_))));
     s.delete_app("softphone").await.unwrap();
     assert!(matches!(s.delete_app("softphone").await, Err(StoreError::NotFound(_))));
     assert!(matches!(s.set_app_enabled("softphone", true).await, Err(StoreError::NotFound(_))));

@@ -217,6 +217,15 @@ enum AppAction {
         /// Web Call Server hooks: POSTed to this URL + "/" + method name
         #[arg(long)]
         rest_url: Option<String>,
+        /// Only these hooks (comma list: connect,call,CallStatusEvent) [default: all]
+        #[arg(long, value_delimiter = ',')]
+        rest_methods: Option<Vec<String>>,
+    },
+    /// Set which hooks a WCS app's backend gets: method and event names, `*` for all.
+    RestMethods {
+        client_id: String,
+        #[arg(value_delimiter = ',', required = true)]
+        methods: Vec<String>,
     },
     /// Set (or with --clear, remove) a WCS app's REST URL.
     RestUrl {
@@ -697,13 +706,16 @@ async fn app_named(store: &Store, client_id: &str) -> Result<store::App, Failure
 
 async fn apps(store: &Store, out: &Out, action: AppAction) -> Outcome {
     match action {
-        AppAction::Add { client_id, secret: s, domain, name, rest_url } => {
+        AppAction::Add { client_id, secret: s, domain, name, rest_url, rest_methods } => {
             let domain_id = match domain {
                 Some(n) => Some(domain_named(store, &n).await?.id),
                 None => None,
             };
             if let Some(u) = &rest_url {
                 store::valid_rest_url(u)?;
+            }
+            if let Some(m) = &rest_methods {
+                store::valid_rest_methods(m)?;
             }
             let secret = match (s, &rest_url) {
                 (Some(s), _) => secret(&s)?,
@@ -715,6 +727,10 @@ async fn apps(store: &Store, out: &Out, action: AppAction) -> Outcome {
             if let Some(u) = rest_url.as_deref() {
                 store.set_app_rest_url(&client_id, Some(u)).await?;
                 app.rest_url = store.app(&client_id).await?.and_then(|a| a.rest_url);
+            }
+            if let Some(m) = rest_methods.as_deref() {
+                store.set_app_rest_methods(&client_id, Some(m)).await?;
+                app.rest_methods = store.app(&client_id).await?.and_then(|a| a.rest_methods);
             }
             let view = app_view(store, &app).await?;
             out.show(&view, || {
@@ -750,13 +766,14 @@ async fn apps(store: &Store, out: &Out, action: AppAction) -> Outcome {
             let view = app_view(store, &app).await?;
             out.show(&view, || {
                 format!(
-                    "client_id: {}\nid:        {}\nname:      {}\ndomain:    {}\nenabled:   {}\nsecret:    set (argon2id)\nrest_url:  {}",
+                    "client_id: {}\nid:        {}\nname:      {}\ndomain:    {}\nenabled:   {}\nsecret:    set (argon2id)\nrest_url:  {}\nhooks:     {}",
                     app.client_id,
                     app.id,
                     app.name.as_deref().unwrap_or("-"),
                     view.domain.as_deref().unwrap_or("(any)"),
                     yes_no(app.enabled),
-                    app.rest_url.as_deref().unwrap_or("-")
+                    app.rest_url.as_deref().unwrap_or("-"),
+                    methods_text(app.rest_methods.as_deref())
                 )
             });
         }
@@ -775,6 +792,11 @@ async fn apps(store: &Store, out: &Out, action: AppAction) -> Outcome {
                 None => format!("app {client_id}: no hooks"),
             });
         }
+        AppAction::RestMethods { client_id, methods } => {
+            store.set_app_rest_methods(&client_id, Some(&methods)).await?;
+            let shown = app_named(store, &client_id).await?.rest_methods;
+            out.show(&serde_json::json!({"app": client_id, "rest_methods": shown}), || format!("app {client_id}: hooks {}", methods_text(shown.as_deref())));
+        }
         AppAction::Disable { client_id } => set_app_enabled(store, out, &client_id, false).await?,
         AppAction::Enable { client_id } => set_app_enabled(store, out, &client_id, true).await?,
         AppAction::Delete { client_id } => {
@@ -783,6 +805,15 @@ async fn apps(store: &Store, out: &Out, action: AppAction) -> Outcome {
         }
     }
     Ok(())
+}
+
+/// An app's hook list for people: "all", "none" or the names.
+fn methods_text(methods: Option<&[String]>) -> String {
+    match methods {
+        None => "all".into(),
+        Some([]) => "none".into(),
+        Some(m) => m.join(","),
+    }
 }
 
 async fn set_app_enabled(store: &Store, out: &Out, client_id: &str, enabled: bool) -> Outcome {

@@ -154,6 +154,8 @@ pub struct WcsSection {
     pub listen: String,
     /// `defaultApp`'s REST URL (hooks); unset = no hooks for it.
     pub rest_url: Option<String>,
+    /// The hooks `defaultApp`'s backend gets (method and event names); unset = all.
+    pub rest_methods: Option<Vec<String>>,
     /// Origins allowed to open the WebSocket; empty = any.
     pub allowed_origins: Vec<String>,
     /// Codecs offered to and accepted from browsers, in preference order (opus, PCMU, PCMA).
@@ -181,6 +183,7 @@ impl Default for WcsSection {
             enabled: true,
             listen: String::new(),
             rest_url: None,
+            rest_methods: None,
             allowed_origins: Vec::new(),
             codecs: vec!["opus".into(), "PCMU".into(), "PCMA".into()],
             hook_timeout_s: 15,

@@ -75,8 +75,13 @@ fn wcs_state(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option
         }
     }
     let node_ip = sip.ip();
+    let rest_methods = match &w.rest_methods {
+        Some(m) => store::valid_rest_methods(m).map_err(|e| format!("[wcs] rest_methods: {e}"))?,
+        None => None,
+    };
     let config = WcsConfig {
         rest_url: w.rest_url.as_deref().map(|u| u.trim_end_matches('/').to_owned()),
+        rest_methods,
         sip_server: sip,
         sip_bind_ip: sip.ip(),
         default_domain: cfg.domain.clone(),

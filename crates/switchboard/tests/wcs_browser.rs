@@ -306,6 +306,27 @@ fn the_backend_refuses_a_call_or_sends_it_elsewhere() {
     let _ = bob.wait();
     let log = std::fs::read_to_string(env.path("bob.pj.log")).unwrap_or_default();
     assert!(!log.contains("INVITE sip:bob") && !log.contains("INVITE sip:3045"), "bob never got an INVITE");
+
+    // 3. An app whose backend gets only `connect` and `CallStatusEvent` (WCS's per-app
+    // REST methods): `call` is not POSTed, so the backend's 403 cannot stop the call,
+    // which goes out and fails on the SIP side (nobody is no user).
+    backend.answer("call", 403, json!({"status": 403, "reason": "no credit left"}));
+    let app = server.post("/v1/apps", &json!({"client_id": "shop", "rest_url": format!("http://{}/hooks", backend.addr), "rest_methods": ["connect", "CallStatusEvent", "connect"]}));
+    assert_eq!(app.status, 201, "{}", app.body);
+    assert_eq!(app.json()["rest_methods"], json!(["connect", "CallStatusEvent"]), "{}", app.body);
+    let bad = server.post("/v1/apps", &json!({"client_id": "shop2", "rest_url": "http://127.0.0.1:9/hooks", "rest_methods": ["call,hangup"]}));
+    assert_eq!(bad.status, 400, "a method list entry that is not a name: {}", bad.body);
+    let page = run_page(&env, &backend, &server, "mode=call&login=alice&callee=nobody&talk=0&app=shop", 30_000);
+    assert_eq!(statuses(&page).last().map(String::as_str), Some("FAILED"), "{page}");
+    let shop: Vec<(String, Value)> = backend.hooks.lock().unwrap().iter().filter(|(_, b)| b["appKey"] == "shop").cloned().collect();
+    let names: Vec<&str> = shop.iter().map(|(m, _)| m.as_str()).collect();
+    assert!(names.contains(&"connect") && names.contains(&"CallStatusEvent"), "the shop backend got connect and CallStatusEvent: {names:?}");
+    assert!(names.iter().all(|m| ["connect", "CallStatusEvent"].contains(m)), "and nothing else: {names:?}");
+    let failed = shop.iter().find(|(m, b)| m == "CallStatusEvent" && b["status"] == "FAILED").map(|(_, b)| b.clone()).expect("FAILED reached the shop backend");
+    assert_ne!(failed["info"], "no credit left", "the SIP side failed the call, not the backend: {failed}");
+    // Every hook again: `*`.
+    let all = server.request("PATCH", "/v1/apps/shop", Some(&json!({"rest_methods": ["*"]}).to_string()));
+    assert_eq!((all.status, all.json()["rest_methods"].clone()), (200, Value::Null), "{}", all.body);
 }
 
 #[test]

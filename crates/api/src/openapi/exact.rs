@@ -459,6 +459,11 @@ fn domain_name() -> Value {
     json!({ "type": "string", "pattern": formats::DOMAIN_NAME, "maxLength": formats::DOMAIN_NAME_MAX, "example": "alpha.example.com" })
 }
 
+/// A WCS app's hook list (store::valid_rest_methods).
+fn rest_methods() -> Value {
+    json!({ "type": "array", "items": { "type": "string", "pattern": "^(\\*|[A-Za-z][A-Za-z0-9]{0,63})$" }, "maxItems": store::directory::REST_METHODS_MAX })
+}
+
 /// A WCS app's hook base URL (store::valid_rest_url).
 fn rest_url() -> Value {
     json!({ "type": "string", "pattern": "^https?://[!-\"$-.0->@-~][!-\"$->@-~]*$", "maxLength": 2000 })
@@ -532,11 +537,19 @@ fn admin_schemas(schemas: &mut Map<String, Value>) {
     set_props(&mut schemas["PasswordBody"], json!({ "password": secret() }));
     set_props(
         &mut schemas["NewAppBody"],
-        json!({ "client_id": text(formats::LOGIN), "secret": or_null(secret()), "name": or_null(person()), "domain": or_null(domain_name()), "rest_url": or_null(rest_url()) }),
+        json!({ "client_id": text(formats::LOGIN), "secret": or_null(secret()), "name": or_null(person()), "domain": or_null(domain_name()), "rest_url": or_null(rest_url()), "rest_methods": or_null(rest_methods()) }),
     );
     schemas["NewAppBody"]["anyOf"] = must_change(&[("secret", secret()), ("rest_url", rest_url())]);
-    set_props(&mut schemas["AppPatchBody"], json!({ "enabled": { "type": ["boolean", "null"] }, "secret": or_null(secret()), "rest_url": clearable(rest_url()) }));
-    schemas["AppPatchBody"]["anyOf"] = must_change(&[("enabled", json!({ "type": "boolean" })), ("secret", json!({ "type": "string" })), ("rest_url", json!({ "type": "string" }))]);
+    set_props(
+        &mut schemas["AppPatchBody"],
+        json!({ "enabled": { "type": ["boolean", "null"] }, "secret": or_null(secret()), "rest_url": clearable(rest_url()), "rest_methods": or_null(rest_methods()) }),
+    );
+    schemas["AppPatchBody"]["anyOf"] = must_change(&[
+        ("enabled", json!({ "type": "boolean" })),
+        ("secret", json!({ "type": "string" })),
+        ("rest_url", json!({ "type": "string" })),
+        ("rest_methods", json!({ "type": "array" })),
+    ]);
     set_props(&mut schemas["NewKeyBody"], json!({ "name": text(formats::LOGIN), "role": role_or_null(), "domain": or_null(domain_name()) }));
     // the answer that creates a key: its description and, this once, the key
     let mut new_key = schemas["KeyView"].clone();

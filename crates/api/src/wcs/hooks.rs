@@ -97,7 +97,17 @@ pub struct HookContext {
     pub app_key: String,
     /// The app's REST URL; None: no hooks.
     pub base_url: Option<String>,
+    /// The methods and events the app's backend gets (WCS's per-app REST methods);
+    /// None: every one. The others are not POSTed: invocations go ahead as if allowed.
+    pub methods: Option<Vec<String>>,
     pub timeout: Duration,
+}
+
+impl HookContext {
+    /// Whether `method` is POSTed at all for this app.
+    fn posts(&self, method: &str) -> bool {
+        self.base_url.is_some() && self.methods.as_ref().is_none_or(|m| m.iter().any(|x| x == method))
+    }
 }
 
 /// A session's hooks.
@@ -195,7 +205,7 @@ impl Hooks {
         let policy = self.policy(method);
         let allow = || Verdict::Allow { changes: Map::new(), body: None };
         let Some(base) = self.ctx.base_url.clone() else { return allow() };
-        if policy.rest_policy == Policy::Disable {
+        if policy.rest_policy == Policy::Disable || !self.ctx.posts(method) {
             return allow();
         }
         let body = self.body(method, fields);
@@ -236,7 +246,7 @@ impl Hooks {
 
     /// An event: queued, POSTed in order; never waits.
     pub fn notify(&self, method: &str, fields: &Map<String, Value>) {
-        if self.ctx.base_url.is_none() || self.policy(method).rest_policy == Policy::Disable {
+        if !self.ctx.posts(method) || self.policy(method).rest_policy == Policy::Disable {
             return;
         }
         let _ = self.events.send((method.to_owned(), self.body(method, fields)));

@@ -50,6 +50,8 @@ pub type MediaGatewayBox = Arc<dyn MediaGateway>;
 pub struct WcsConfig {
     /// `defaultApp`'s REST URL (the app exists without being in the directory).
     pub rest_url: Option<String>,
+    /// The hooks `defaultApp`'s backend gets; None: every one.
+    pub rest_methods: Option<Vec<String>>,
     /// Our SIP listener: where a session's UA registers and calls when the page names
     /// no outbound proxy and its domain is ours.
     pub sip_server: SocketAddr,

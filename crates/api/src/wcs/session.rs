@@ -210,7 +210,7 @@ impl Session {
             k if k.is_empty() => "defaultApp".to_owned(),
             k => k,
         };
-        let rest_url = match self.app_rest_url(&app_key).await {
+        let (rest_url, methods) = match self.app_hooks(&app_key).await {
             Ok(u) => u,
             Err(info) => {
                 self.send_fail("FAILED", &info, "ConnectionStatusEvent");
@@ -223,6 +223,7 @@ impl Session {
             session_id: self.session_id.clone(),
             app_key: app_key.clone(),
             base_url: rest_url,
+            methods,
             timeout: self.st.cfg.hook_timeout,
         });
         self.hooks = Some(hooks.clone());
@@ -289,17 +290,27 @@ impl Session {
         Some(rx)
     }
 
-    async fn app_rest_url(&self, app_key: &str) -> Result<Option<String>, String> {
+    /// The app's REST URL and the hooks its backend gets (None: every one).
+    /// `defaultApp` takes `[wcs] rest_url` and `rest_methods` unless the directory
+    /// gives it its own.
+    async fn app_hooks(&self, app_key: &str) -> Result<(Option<String>, Option<Vec<String>>), String> {
+        let default = || (self.st.cfg.rest_url.clone(), self.st.cfg.rest_methods.clone());
         if let Some(store) = &self.st.store {
             match store.app(app_key).await {
-                Ok(Some(app)) if app.enabled => return Ok(app.rest_url.or_else(|| if app_key == "defaultApp" { self.st.cfg.rest_url.clone() } else { None })),
+                Ok(Some(app)) if app.enabled => {
+                    return Ok(match app.rest_url {
+                        Some(url) => (Some(url), app.rest_methods),
+                        None if app_key == "defaultApp" => default(),
+                        None => (None, None),
+                    })
+                }
                 Ok(Some(_)) => return Err(format!("application {app_key} is disabled")),
                 Ok(None) => {}
                 Err(e) => return Err(format!("cannot look up application {app_key}: {e}")),
             }
         }
         if app_key == "defaultApp" {
-            return Ok(self.st.cfg.rest_url.clone());
+            return Ok(default());
         }
         Err(format!("unknown application {app_key:?} (appKey)"))
     }
