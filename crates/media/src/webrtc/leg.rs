@@ -512,11 +512,6 @@ impl WebRtcLeg {
         Ok(())
     }
 
-    /// Whether a sound is being played toward SIP.
-    pub fn is_injecting(&self) -> bool {
-        self.inject.is_some()
-    }
-
     /// Drop the leg without an event (its creator already has the error).
     pub fn discard(&mut self) {
         self.state = State::Dead;
