@@ -104,8 +104,9 @@ fn a_booked_conference_waits_for_its_owner_ends_with_the_owner_and_keeps_its_win
     std::thread::sleep(Duration::from_millis(1000));
     bob.command(&format!("dtmf {OPEN}#"));
     poll(Duration::from_secs(15), "bob waits for the owner", || (log_count(&server, "waiting for the owner of the scheduled conference") == 1).then_some(()));
-    // The announcement (about 3.5 s) and a few seconds of music.
-    std::thread::sleep(Duration::from_secs(8));
+    // The announcement (about 3.5 s) and a few seconds of music: 6 s or more of it,
+    // so the 4 s heard below stay clear of the announcement on a loaded machine.
+    std::thread::sleep(Duration::from_secs(10));
     assert!(room_participants(&server, &OPEN.to_string()).is_empty(), "nobody is in the room before the owner");
     assert!(!room_exists(&server, &OPEN.to_string()), "the room starts with its owner");
     let owner_calls = bob_t0.elapsed().as_secs_f64();
@@ -129,17 +130,26 @@ fn a_booked_conference_waits_for_its_owner_ends_with_the_owner_and_keeps_its_win
     alice.quit();
     let (_, bob_rec) = bob.quit();
 
-    // By ear: music before the owner came (the last 3.5 s before she called), her
-    // tone after she joined.
+    // By ear: music before the owner came (the last 4 s before she called: two turns
+    // of the 2 s arpeggio), her tone after she joined.
     let (rec, rate) = read_wav(&bob_rec);
     let at = |t: f64| ((t * rate as f64) as usize).min(rec.len());
-    let waiting = &rec[at(owner_calls - 4.0)..at(owner_calls - 0.5)];
-    // Note by note: most 0.1 s pieces are one of the arpeggio's notes (0.4 s each; a
-    // piece across two notes, or in the rest, is not).
+    let waiting = &rec[at(owner_calls - 4.5)..at(owner_calls - 0.5)];
+    // Note by note: most 0.1 s pieces are one of the arpeggio's notes (0.4 s each, then
+    // a 0.4 s rest; a piece in the rest is not: about 80%).
     let piece = rate as usize / 10;
     let pieces: Vec<&[i16]> = waiting.chunks(piece).filter(|c| c.len() == piece).collect();
+    let heard: Vec<Option<f64>> = pieces
+        .iter()
+        .map(|c| MUSIC.iter().copied().find(|&hz| share(c, rate, hz) > 0.5))
+        .collect();
     let notes = pieces.iter().filter(|c| MUSIC.iter().map(|&hz| share(c, rate, hz)).sum::<f64>() > 0.5).count();
+    let profile: Vec<String> = heard.iter().zip(&pieces).map(|(n, c)| n.map_or(format!("-({:.0})", rms(c)), |hz| format!("{hz}"))).collect();
+    println!("bob while waiting, by 0.1 s piece: {}", profile.join(" "));
     assert!(notes * 2 >= pieces.len(), "bob heard no music while waiting: {notes} of {} pieces are its notes", pieces.len());
+    for hz in MUSIC {
+        assert!(heard.contains(&Some(hz)), "bob heard no {hz} Hz note while waiting: {}", profile.join(" "));
+    }
     assert!(share(waiting, rate, ALICE_HZ as f64) < 0.05, "bob heard alice before she joined");
     tone_check(&bob_rec).window(joined + 1.0, Some(joined + 3.5)).expect(&[ALICE_HZ]).absent(&[523, 784]).assert("bob hears the owner, not the music, once she joined");
 
