@@ -36,6 +36,7 @@ pub mod conferences;
 pub mod directory;
 pub mod error;
 pub mod events;
+pub mod hook_outbox;
 pub mod messages;
 pub mod recorder;
 pub mod records;
@@ -44,6 +45,7 @@ pub mod voicemail;
 
 pub use error::StoreError;
 pub use events::{Attempt, NewEvent, StoredEvent, Webhook};
+pub use hook_outbox::{HookEvent, HookQueue, NewHookEvent};
 pub use recorder::{spawn_recorder, spawn_recorder_with_capacity, Recorder, RecorderStats};
 pub use records::{CallRecord, RoomRecord};
 pub use calls::{CallRecordRow, PushToken};

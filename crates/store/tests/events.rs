@@ -1,14 +1,16 @@
 //! The event outbox and webhooks on SQLite and PostgreSQL (`both_backends!`; see
 //! tests/common): events are numbered per domain with no gaps across batches and
 //! domains, read back by cursor, pruned only once old and delivered; webhooks keep
-//! their delivery state (cursor, failures, back-off) and their key version.
+//! their delivery state (cursor, failures, back-off) and their key version; WCS event
+//! hooks wait in their outbox in order per queue, keep a failed head's state, and go
+//! once delivered.
 
 mod common;
 
 use common::TestDb;
-use store::{Attempt, NewEvent};
+use store::{Attempt, NewEvent, NewHookEvent};
 
-both_backends!(events_are_numbered_per_domain_without_gaps, webhooks_keep_their_delivery_state);
+both_backends!(events_are_numbered_per_domain_without_gaps, webhooks_keep_their_delivery_state, wcs_event_hooks_wait_in_order_until_delivered);
 
 fn ev(domain: i64, ts_ms: u64, n: u32) -> NewEvent {
     NewEvent { domain_id: domain, ts_ms, event_type: "dtmf".into(), body: format!("{{\"type\":\"dtmf\",\"digit\":\"{}\"}}", n % 10) }
@@ -94,4 +96,40 @@ async fn webhooks_keep_their_delivery_state(db: &TestDb) {
     assert!(s.delete_webhook(w.id).await.unwrap());
     assert!(!s.delete_webhook(w.id).await.unwrap());
     assert!(s.webhook(w.id).await.unwrap().is_none());
+}
+
+fn hook(queue: &str, n: u32) -> NewHookEvent {
+    NewHookEvent { queue: queue.into(), url: format!("http://127.0.0.1:9/{queue}/CallStatusEvent"), method: "CallStatusEvent".into(), body: format!("{{\"n\":{n}}}") }
+}
+
+async fn wcs_event_hooks_wait_in_order_until_delivered(db: &TestDb) {
+    let s = &db.store;
+    assert!(s.hook_queues().await.unwrap().is_empty());
+    // two queues interleaved, then a batch bigger than one INSERT
+    let ids = s.append_hook_events(&[hook("shop", 1), hook("defaultApp", 2), hook("shop", 3)], 1_000).await.unwrap();
+    assert_eq!(ids, vec![1, 2, 3]);
+    let big: Vec<NewHookEvent> = (4..253).map(|n| hook("shop", n)).collect();
+    assert_eq!(s.append_hook_events(&big, 2_000).await.unwrap().last(), Some(&252));
+    assert_eq!(s.hook_queues().await.unwrap(), vec!["defaultApp".to_string(), "shop".to_string()]);
+    let head = s.hook_events("shop", 3).await.unwrap();
+    assert_eq!(head.iter().map(|e| e.body.as_str()).collect::<Vec<_>>(), vec![r#"{"n":1}"#, r#"{"n":3}"#, r#"{"n":4}"#], "in order, this queue only");
+    assert_eq!((head[0].created_ms, head[0].attempts, head[0].next_attempt_ms, head[0].last_status), (1_000, 0, 0, None));
+    // the head fails twice: its state says why and when next
+    s.hook_event_failed(head[0].id, Some(503), "503 Service Unavailable", 5_000).await.unwrap();
+    s.hook_event_failed(head[0].id, None, "connection refused", 9_000).await.unwrap();
+    let h = &s.hook_events("shop", 1).await.unwrap()[0];
+    assert_eq!((h.id, h.attempts, h.next_attempt_ms, h.last_status, h.last_error.as_deref()), (1, 2, 9_000, None, Some("connection refused")));
+    let backlog = s.hook_backlog().await.unwrap();
+    assert_eq!(backlog.len(), 2);
+    assert_eq!((backlog[1].queue.as_str(), backlog[1].pending, backlog[1].oldest_ms, backlog[1].head_attempts), ("shop", 251, 1_000, 2));
+    assert_eq!(backlog[1].last_error.as_deref(), Some("connection refused"));
+    // delivered rows go; the rest stay in order
+    let shop: Vec<i64> = s.hook_events("shop", 500).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(shop.len(), 251);
+    s.hook_events_done(&shop[..250]).await.unwrap();
+    assert_eq!(s.hook_events("shop", 10).await.unwrap().iter().map(|e| e.id).collect::<Vec<_>>(), vec![252]);
+    s.hook_events_done(&[2, 252]).await.unwrap();
+    assert!(s.hook_queues().await.unwrap().is_empty());
+    // an empty table starts again from 1
+    assert_eq!(s.append_hook_events(&[hook("shop", 9)], 3_000).await.unwrap(), vec![1]);
 }
