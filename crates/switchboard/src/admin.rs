@@ -241,6 +241,9 @@ enum AppAction {
     },
     /// Show one app.
     Show { client_id: String },
+    /// WCS event hooks waiting for their backend, per app (`defaultApp` included):
+    /// how many, since when, and why the first is not delivered yet.
+    Hooks,
     /// Set an app's secret.
     Passwd {
         client_id: String,
@@ -775,6 +778,38 @@ async fn apps(store: &Store, out: &Out, action: AppAction) -> Outcome {
                     app.rest_url.as_deref().unwrap_or("-"),
                     methods_text(app.rest_methods.as_deref())
                 )
+            });
+        }
+        AppAction::Hooks => {
+            let backlog = store.hook_backlog().await?;
+            let now = crate::outbox::now_ms();
+            let json: Vec<serde_json::Value> = backlog
+                .iter()
+                .map(|q| {
+                    serde_json::json!({
+                        "app": q.queue, "pending": q.pending, "oldest_ms": q.oldest_ms, "attempts": q.head_attempts,
+                        "next_attempt_ms": q.next_attempt_ms, "last_status": q.last_status, "last_error": q.last_error,
+                    })
+                })
+                .collect();
+            out.show(&json, || {
+                if backlog.is_empty() {
+                    return "no WCS event hooks waiting: every backend has taken its events".into();
+                }
+                let rows = backlog
+                    .iter()
+                    .map(|q| {
+                        vec![
+                            q.queue.clone(),
+                            q.pending.to_string(),
+                            format!("{} s", now.saturating_sub(q.oldest_ms) / 1000),
+                            q.head_attempts.to_string(),
+                            if q.next_attempt_ms > now { format!("in {} s", (q.next_attempt_ms - now).div_ceil(1000)) } else { "now".into() },
+                            q.last_error.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                table(&["APP", "WAITING", "OLDEST", "TRIES", "NEXT TRY", "LAST ERROR"], rows)
             });
         }
         AppAction::Passwd { client_id, secret: s } => {

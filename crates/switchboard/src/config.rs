@@ -162,6 +162,17 @@ pub struct WcsSection {
     pub codecs: Vec<String>,
     /// Time limit of one hook POST (WCS's `rest_request_timeout`).
     pub hook_timeout_s: u64,
+    /// Signs every hook POST with `Authorization: WCS <hex HMAC-MD5 of the body>` (WCS's
+    /// `rest_hook_secret_key` with `rest_hook_send_hash`); unset = unsigned.
+    pub hook_secret: Option<String>,
+    /// Further tries of an invocation (`connect`, `call`, …) whose backend could not be
+    /// reached (WCS's `rest_client_request_retry_count`).
+    pub hook_retries: u32,
+    /// An event hook its backend does not take (down, 5xx) is retried, the wait
+    /// doubling from 1 s up to this.
+    pub event_retry_max_s: u64,
+    /// An event hook still not delivered after this long is dropped (logged).
+    pub event_max_age_s: u64,
     /// Server pings every this long; a client that misses `ping_probes` is dropped.
     pub ping_interval_s: u64,
     pub ping_probes: u32,
@@ -187,6 +198,10 @@ impl Default for WcsSection {
             allowed_origins: Vec::new(),
             codecs: vec!["opus".into(), "PCMU".into(), "PCMA".into()],
             hook_timeout_s: 15,
+            hook_secret: None,
+            hook_retries: 3,
+            event_retry_max_s: 60,
+            event_max_age_s: 86_400,
             ping_interval_s: 5,
             ping_probes: 10,
             ice_port: 0,

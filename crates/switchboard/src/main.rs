@@ -20,6 +20,7 @@ mod sip_ws;
 mod tokens;
 mod transport;
 mod wcs;
+mod wcs_hooks;
 mod webhooks;
 mod xmlrpc;
 mod voicemail;

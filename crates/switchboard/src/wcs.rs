@@ -79,6 +79,10 @@ fn wcs_state(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option
         Some(m) => store::valid_rest_methods(m).map_err(|e| format!("[wcs] rest_methods: {e}"))?,
         None => None,
     };
+    let hook_secret: Option<std::sync::Arc<str>> = match w.hook_secret.as_deref() {
+        Some("") => return Err("[wcs] hook_secret: empty (leave it out for unsigned hooks)".into()),
+        s => s.map(Into::into),
+    };
     let config = WcsConfig {
         rest_url: w.rest_url.as_deref().map(|u| u.trim_end_matches('/').to_owned()),
         rest_methods,
@@ -88,6 +92,8 @@ fn wcs_state(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option
         our_domains: vec![cfg.domain.clone(), sip.ip().to_string(), sip.to_string()],
         codecs: w.codecs.clone(),
         hook_timeout: Duration::from_secs(w.hook_timeout_s.max(1)),
+        hook_secret: hook_secret.clone(),
+        hook_retries: w.hook_retries.min(10),
         ping_interval: Duration::from_secs(w.ping_interval_s.max(1)),
         ping_probes: w.ping_probes.max(1),
         allowed_origins: w.allowed_origins.clone(),
@@ -95,7 +101,18 @@ fn wcs_state(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option
         user_agent: format!("Switchboard/{} WCS", env!("CARGO_PKG_VERSION")),
         sounds_dir: w.sounds_dir.clone().unwrap_or_else(|| prompts_dir.to_owned()),
     };
-    Ok(WcsState::new(config, gateway, Some(store)))
+    let mut state = WcsState::new(config, gateway, Some(store.clone()));
+    // Event hooks wait in the store until their backend takes them.
+    state.event_outbox = Some(crate::wcs_hooks::spawn(
+        store,
+        crate::wcs_hooks::Settings {
+            timeout: Duration::from_secs(w.hook_timeout_s.max(1)),
+            secret: hook_secret,
+            retry_max: Duration::from_secs(w.event_retry_max_s.max(1)),
+            max_age: Duration::from_secs(w.event_max_age_s.max(1)),
+        },
+    ));
+    Ok(state)
 }
 
 /// The address this host would use toward the outside (a connected UDP socket's

@@ -13,7 +13,11 @@
 //!   directions carry audio;
 //! - the server REST API (`/rest-api/call/…`) finds the live call, refuses what it
 //!   cannot find, and `inject_sound` plays a file to the phone in place of the
-//!   browser's audio, which resumes after it.
+//!   browser's audio, which resumes after it;
+//! - event hooks are signed (`Authorization: WCS <HMAC-MD5>`, checked here) and
+//!   lossless: a backend answering 503 gets the first event again and nothing after it;
+//!   `apps hooks` shows the backlog; after `kill -9` and a restart, every event arrives
+//!   once, in order.
 
 mod support;
 
@@ -37,22 +41,37 @@ struct Backend {
     addr: SocketAddr,
     hooks: Arc<Mutex<Vec<(String, Value)>>>,
     answers: Arc<Mutex<HashMap<String, (u16, Value)>>>,
+    /// With a secret: how many hook requests carried a good `Authorization`, and the
+    /// ones that did not.
+    signatures: Arc<Mutex<(usize, Vec<String>)>>,
+}
+
+/// What `serve` needs of the backend.
+struct Shared {
+    hooks: Arc<Mutex<Vec<(String, Value)>>>,
+    answers: Arc<Mutex<HashMap<String, (u16, Value)>>>,
+    secret: Option<String>,
+    signatures: Arc<Mutex<(usize, Vec<String>)>>,
 }
 
 impl Backend {
     fn start() -> Backend {
+        Backend::start_signed(None)
+    }
+
+    /// A backend that checks every hook's `Authorization: WCS <hex HMAC-MD5 of the body>`.
+    fn start_signed(secret: Option<&str>) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
         let addr = listener.local_addr().unwrap();
-        let hooks: Arc<Mutex<Vec<(String, Value)>>> = Default::default();
-        let answers: Arc<Mutex<HashMap<String, (u16, Value)>>> = Default::default();
-        let (h, a) = (hooks.clone(), answers.clone());
+        let backend = Backend { addr, hooks: Default::default(), answers: Default::default(), signatures: Default::default() };
+        let shared = Arc::new(Shared { hooks: backend.hooks.clone(), answers: backend.answers.clone(), secret: secret.map(str::to_owned), signatures: backend.signatures.clone() });
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let (h, a) = (h.clone(), a.clone());
-                std::thread::spawn(move || serve(conn, &h, &a));
+                let shared = shared.clone();
+                std::thread::spawn(move || serve(conn, &shared));
             }
         });
-        Backend { addr, hooks, answers }
+        backend
     }
 
     fn answer(&self, method: &str, status: u16, body: Value) {
@@ -63,12 +82,19 @@ impl Backend {
         self.hooks.lock().unwrap().iter().filter(|(m, _)| m == method).map(|(_, b)| b.clone()).collect()
     }
 
+    /// Waits (events are delivered from the server's outbox, a moment after they
+    /// happen) for a `method` hook whose body matches.
+    fn wait_for(&self, method: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        poll(Duration::from_secs(10), what, || self.got(method).into_iter().find(|b| pred(b)))
+    }
+
     fn names(&self) -> Vec<String> {
         self.hooks.lock().unwrap().iter().map(|(m, _)| m.clone()).collect()
     }
 }
 
-fn serve(mut conn: TcpStream, hooks: &Mutex<Vec<(String, Value)>>, answers: &Mutex<HashMap<String, (u16, Value)>>) {
+fn serve(mut conn: TcpStream, shared: &Shared) {
+    let (hooks, answers) = (&shared.hooks, &shared.answers);
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
@@ -77,6 +103,7 @@ fn serve(mut conn: TcpStream, hooks: &Mutex<Vec<(String, Value)>>, answers: &Mut
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
     let mut len = 0usize;
+    let mut authorization = None;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
@@ -84,6 +111,9 @@ fn serve(mut conn: TcpStream, hooks: &Mutex<Vec<(String, Value)>>, answers: &Mut
         }
         if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
             len = v.trim().parse().unwrap_or(0);
+        }
+        if h.to_ascii_lowercase().starts_with("authorization:") {
+            authorization = Some(h["authorization:".len()..].trim().to_owned());
         }
     }
     let mut body = vec![0u8; len];
@@ -107,6 +137,20 @@ fn serve(mut conn: TcpStream, hooks: &Mutex<Vec<(String, Value)>>, answers: &Mut
     }
     if method == "POST" && path_only.starts_with("/hooks/") {
         let name = path_only.trim_start_matches("/hooks/").to_owned();
+        if let Some(secret) = &shared.secret {
+            use hmac::Mac;
+            let mut mac = hmac::Hmac::<md5::Md5>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(&body);
+            let want: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            let mut sig = shared.signatures.lock().unwrap();
+            if authorization.as_deref() == Some(&format!("WCS {want}")) {
+                sig.0 += 1;
+            } else {
+                sig.1.push(format!("{name}: {authorization:?}"));
+                drop(sig);
+                return reply(&mut conn, 403, "application/json", b"{}");
+            }
+        }
         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         hooks.lock().unwrap().push((name.clone(), v.clone()));
         let (status, answer) = answers.lock().unwrap().get(&name).cloned().unwrap_or((200, v));
@@ -116,9 +160,14 @@ fn serve(mut conn: TcpStream, hooks: &Mutex<Vec<(String, Value)>>, answers: &Mut
 }
 
 fn server(env: &TestEnv, backend: &Backend) -> Server {
+    server_with(env, backend, "")
+}
+
+/// `wcs`: more `[wcs]` lines.
+fn server_with(env: &TestEnv, backend: &Backend, wcs: &str) -> Server {
     let cfg = env.path("switchboard.toml");
     let sounds = env.work.display();
-    std::fs::write(&cfg, format!("[mx]\nadmin_listen = \"\"\n[wcs]\nrest_url = \"http://{}/hooks\"\nhook_timeout_s = 5\nsounds_dir = \"{sounds}\"\n", backend.addr)).expect("config");
+    std::fs::write(&cfg, format!("[mx]\nadmin_listen = \"\"\n[wcs]\nrest_url = \"http://{}/hooks\"\nhook_timeout_s = 5\nsounds_dir = \"{sounds}\"\n{wcs}", backend.addr)).expect("config");
     Server::start_with(env, ServerOptions { extra_args: vec!["--config".into(), cfg.display().to_string()], ..Default::default() })
 }
 
@@ -245,6 +294,7 @@ fn a_browser_calls_a_sip_phone_and_the_backend_hears_every_step() {
         .assert("bob hears the injected 1600 Hz instead of the browser");
     tone_check(&bob_rx).window(inject_at + 2.2, Some(inject_at + 4.0)).expect(&[600]).absent(&[1600]).assert("the browser's 600 Hz is back after the sound");
 
+    backend.wait_for("CallStatusEvent", "FINISH reached the backend", |e| e["status"] == "FINISH");
     let names = backend.names();
     for m in ["connect", "call", "CallStatusEvent", "ConnectionStatusEvent"] {
         assert!(names.iter().any(|n| n == m), "the backend got {m}: {names:?}");
@@ -288,7 +338,7 @@ fn the_backend_refuses_a_call_or_sends_it_elsewhere() {
     backend.answer("call", 403, json!({"status": 403, "reason": "no credit left"}));
     let page = run_page(&env, &backend, &server, "mode=call&login=alice&callee=bob&talk=2", 30_000);
     assert_eq!(statuses(&page).last().map(String::as_str), Some("FAILED"), "{page}");
-    let failed = backend.got("CallStatusEvent").into_iter().find(|e| e["status"] == "FAILED").expect("FAILED reached the backend");
+    let failed = backend.wait_for("CallStatusEvent", "FAILED reached the backend", |e| e["status"] == "FAILED");
     assert_eq!(failed["info"], "no credit left", "the backend's own reason: {failed}");
     let calls: Value = server.get("/v1/calls?kind=call").json();
     assert_eq!(calls.as_array().map(Vec::len), Some(0), "no INVITE went out, so no call: {calls}");
@@ -318,6 +368,7 @@ fn the_backend_refuses_a_call_or_sends_it_elsewhere() {
     assert_eq!(bad.status, 400, "a method list entry that is not a name: {}", bad.body);
     let page = run_page(&env, &backend, &server, "mode=call&login=alice&callee=nobody&talk=0&app=shop", 30_000);
     assert_eq!(statuses(&page).last().map(String::as_str), Some("FAILED"), "{page}");
+    backend.wait_for("CallStatusEvent", "FAILED reached the shop backend", |e| e["appKey"] == "shop" && e["status"] == "FAILED");
     let shop: Vec<(String, Value)> = backend.hooks.lock().unwrap().iter().filter(|(_, b)| b["appKey"] == "shop").cloned().collect();
     let names: Vec<&str> = shop.iter().map(|(m, _)| m.as_str()).collect();
     assert!(names.contains(&"connect") && names.contains(&"CallStatusEvent"), "the shop backend got connect and CallStatusEvent: {names:?}");
@@ -327,6 +378,78 @@ fn the_backend_refuses_a_call_or_sends_it_elsewhere() {
     // Every hook again: `*`.
     let all = server.request("PATCH", "/v1/apps/shop", Some(&json!({"rest_methods": ["*"]}).to_string()));
     assert_eq!((all.status, all.json()["rest_methods"].clone()), (200, Value::Null), "{}", all.body);
+}
+
+#[test]
+fn event_hooks_are_signed_and_survive_a_backend_outage_and_kill_9_in_order() {
+    const SECRET: &str = "hook-secret-9";
+    const EVENTS: [&str; 3] = ["ConnectionStatusEvent", "RegistrationStatusEvent", "CallStatusEvent"];
+    let env = TestEnv::new("wcs_event_hooks_kill9");
+    let _media = env.media_lock();
+    env.make_tones();
+    directory(&env);
+    let backend = Backend::start_signed(Some(SECRET));
+    let wcs = format!("hook_secret = \"{SECRET}\"\nevent_retry_max_s = 1\n");
+    let mut server = server_with(&env, &backend, &wcs);
+    let data = env.path("data").display().to_string();
+    let backlog = |label: &str| -> Value {
+        let r = run_cli(&env, label, &["apps", "hooks", "--json", "--data-dir", &data], Duration::from_secs(20));
+        assert!(r.success(), "apps hooks: {}", r.stderr);
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("apps hooks --json: {e}: {}", r.stdout))
+    };
+
+    // The backend is down for events (503); invocations still get their 200.
+    for e in EVENTS {
+        backend.answer(e, 503, json!({}));
+    }
+    let page = run_page(&env, &backend, &server, "mode=call&login=alice&callee=nobody&talk=0", 30_000);
+    assert_eq!(statuses(&page).last().map(String::as_str), Some("FAILED"), "{page}");
+    let is_event = |m: &str| EVENTS.contains(&m);
+    // The head is tried again and again (1 s apart at most), and nothing behind it.
+    let head = poll(Duration::from_secs(15), "the first event tried three times", || {
+        let tried: Vec<(String, Value)> = backend.hooks.lock().unwrap().iter().filter(|(m, _)| is_event(m)).cloned().collect();
+        (tried.len() >= 3).then(|| tried)
+    });
+    assert!(head.iter().all(|h| h == &head[0]), "only the head is retried, unchanged: {head:?}");
+    // Let the session's last events (its DISCONNECTED) be stored.
+    std::thread::sleep(Duration::from_secs(2));
+    let queued = backlog("hooks_before");
+    let q = queued.as_array().and_then(|a| a.iter().find(|q| q["app"] == "defaultApp")).unwrap_or_else(|| panic!("defaultApp's backlog: {queued}"));
+    let pending = q["pending"].as_u64().unwrap();
+    assert!(pending >= 3, "the connection's, registration's and call's events wait: {q}");
+    assert_eq!(q["last_status"], 503, "{q}");
+    assert!(q["attempts"].as_u64().unwrap() >= 2, "{q}");
+
+    // kill -9 with every event pending; the backend recovers; restart on the same data.
+    let mark = backend.hooks.lock().unwrap().len();
+    server.stop_with(libc::SIGKILL, Duration::from_secs(5));
+    backend.answers.lock().unwrap().clear();
+    let server = server_with(&env, &backend, &wcs);
+    let delivered = poll(Duration::from_secs(30), "every pending event delivered after the restart", || {
+        let after: Vec<(String, Value)> = backend.hooks.lock().unwrap()[mark..].to_vec();
+        (after.len() as u64 >= pending).then_some(after)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let after: Vec<(String, Value)> = backend.hooks.lock().unwrap()[mark..].to_vec();
+    assert_eq!(after.len() as u64, pending, "each event exactly once: {after:?}");
+    assert!(delivered.iter().all(|(m, _)| is_event(m)), "only events: {delivered:?}");
+    assert_eq!(after[0], head[0], "the first is the one refused before the kill");
+    let mut bodies: Vec<String> = after.iter().map(|(m, b)| format!("{m} {b}")).collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), after.len(), "no event twice: {after:?}");
+    // In the order they happened: the call's statuses as the page saw them.
+    let call_statuses: Vec<String> = after.iter().filter(|(m, _)| m == "CallStatusEvent").map(|(_, b)| b["status"].as_str().unwrap_or("").to_owned()).collect();
+    println!("page saw {:?}; the backend got {call_statuses:?}", statuses(&page));
+    assert_eq!(call_statuses, statuses(&page), "the backend got the call's statuses in order");
+    let conn: Vec<&str> = after.iter().filter(|(m, _)| m == "ConnectionStatusEvent").map(|(_, b)| b["status"].as_str().unwrap_or("")).collect();
+    assert_eq!(conn.first(), Some(&"ESTABLISHED"), "{after:?}");
+    assert_eq!(conn.last(), Some(&"DISCONNECTED"), "{after:?}");
+    let sig = backend.signatures.lock().unwrap().clone();
+    assert!(sig.1.is_empty(), "every hook signed with the secret: {:?}", sig.1);
+    assert!(sig.0 >= mark + after.len(), "{} good signatures", sig.0);
+    assert_eq!(backlog("hooks_after"), json!([]), "nothing waits any more");
+    drop(server);
 }
 
 #[test]
@@ -402,6 +525,7 @@ fn the_browser_sends_dtmf_holds_and_transfers_on_the_sip_side() {
     let digits: Vec<Value> = bob.events().into_iter().filter(|e| e["event"] == "dtmf").collect();
     assert!(digits.iter().any(|d| d["digit"] == "5" && d["method"] == "rfc4733"), "bob received the browser's 5 (RFC 4733): {digits:?}");
     drop(bob.quit());
+    backend.wait_for("TransferStatusEvent", "the transfer's ACCEPTED reached the backend", |e| e["status"] == "ACCEPTED");
     let transfer: Vec<String> = backend.got("TransferStatusEvent").iter().map(|e| e["status"].as_str().unwrap_or("").to_owned()).collect();
     assert!(transfer.iter().any(|s| s == "ACCEPTED"), "the backend heard the transfer accepted: {transfer:?}");
     assert!(backend.names().iter().any(|n| n == "hold") && backend.names().iter().any(|n| n == "transfer"), "{:?}", backend.names());

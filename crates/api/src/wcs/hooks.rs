@@ -8,8 +8,17 @@
 //!   Any other HTTP status refuses, unless that method's `restOnError` was set to `LOG`
 //!   explicitly. A timeout or an unreachable backend refuses only under `FAIL` (the
 //!   default `LOG` logs it and goes on).
-//! - **Events** (`…StatusEvent`) are queued and POSTed in order by one task per
-//!   session, so the backend sees them in the order they happened; they cannot refuse.
+//! - **Events** (`…StatusEvent`) cannot refuse. With an [`EventOutbox`] (the server
+//!   has one) each is stored before it is sent and delivered by the shell in order per
+//!   app, retried with back-off while the backend is down or answers 5xx, across
+//!   restarts (`store::hook_outbox`). Without one (unit tests), one task per session
+//!   POSTs them in order, once.
+//!
+//! Signing, as WCS's `rest_hook_send_hash`: with `[wcs] hook_secret` set every POST
+//! carries `Authorization: WCS <hex HMAC-MD5 of the body>` ([`signature`]). An
+//! invocation that cannot reach its backend is tried again `retries` times (WCS's
+//! `rest_client_request_retry_count`), a short pause between; one that timed out is not,
+//! since the backend may have acted on it.
 //!
 //! The backend shapes all this per connection with `restClientConfig` in its `connect`
 //! answer: per method `clientExclude`, `restExclude`, `restOnError`, `restPolicy`
@@ -18,6 +27,7 @@
 //! POSTs run on blocking threads (ureq, the client the rest of the crate uses): hooks
 //! are control-plane, a handful per call.
 
+use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -101,6 +111,10 @@ pub struct HookContext {
     /// None: every one. The others are not POSTed: invocations go ahead as if allowed.
     pub methods: Option<Vec<String>>,
     pub timeout: Duration,
+    /// Signs every POST (WCS's `rest_hook_secret_key`); None: unsigned.
+    pub secret: Option<Arc<str>>,
+    /// Further tries of an invocation whose backend could not be reached.
+    pub retries: u32,
 }
 
 impl HookContext {
@@ -110,27 +124,59 @@ impl HookContext {
     }
 }
 
+/// Where event hooks go to be stored and delivered (the shell's writer): the event
+/// POSTs of every session, in the order they happened.
+pub type EventOutbox = mpsc::UnboundedSender<store::NewHookEvent>;
+
 /// A session's hooks.
 #[derive(Clone)]
 pub struct Hooks {
     ctx: Arc<HookContext>,
     policies: Arc<std::sync::RwLock<HashMap<String, MethodPolicy>>>,
-    events: mpsc::UnboundedSender<(String, Map<String, Value>)>,
+    events: EventSender,
+}
+
+#[derive(Clone)]
+enum EventSender {
+    Outbox(EventOutbox),
+    /// No outbox: this session's own task POSTs each event once.
+    Direct(mpsc::UnboundedSender<(String, String)>),
+}
+
+/// `Authorization` of a signed hook: `WCS <hex HMAC-MD5 of the body>` (WCS's
+/// `rest_hook_send_hash`).
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<md5::Md5>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
+    mac.update(body);
+    let tag = mac.finalize().into_bytes();
+    let mut hex = String::with_capacity(4 + 2 * tag.len());
+    hex.push_str("WCS ");
+    for b in tag {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex
 }
 
 /// The outcome of one POST.
-enum Posted {
+pub enum Posted {
     Status(u16, String, Option<Map<String, Value>>),
-    Transport(String),
+    /// No answer: `sent` = the request may have reached the backend (a timeout).
+    Transport { error: String, sent: bool },
 }
 
-fn post(agent: &ureq::Agent, url: &str, body: &Map<String, Value>) -> Posted {
-    let text = Value::Object(body.clone()).to_string();
-    let res = agent.post(url).set("Content-Type", "application/json;charset=UTF-8").send_string(&text);
-    let (code, reason, resp) = match res {
+/// POSTs `text` (a JSON object) to `url`, signed with `secret` when given.
+pub fn post(agent: &ureq::Agent, url: &str, text: &str, secret: Option<&str>) -> Posted {
+    let mut req = agent.post(url).set("Content-Type", "application/json;charset=UTF-8");
+    if let Some(k) = secret {
+        req = req.set("Authorization", &signature(k, text.as_bytes()));
+    }
+    let (code, reason, resp) = match req.send_string(text) {
         Ok(r) => (r.status(), r.status_text().to_owned(), r),
         Err(ureq::Error::Status(code, r)) => (code, r.status_text().to_owned(), r),
-        Err(e) => return Posted::Transport(e.to_string()),
+        Err(ureq::Error::Transport(t)) => {
+            let sent = !matches!(t.kind(), ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns | ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme);
+            return Posted::Transport { error: t.to_string(), sent };
+        }
     };
     let body = resp.into_string().ok().and_then(|s| serde_json::from_str::<Value>(&s).ok()).and_then(|v| match v {
         Value::Object(m) => Some(m),
@@ -140,27 +186,34 @@ fn post(agent: &ureq::Agent, url: &str, body: &Map<String, Value>) -> Posted {
 }
 
 impl Hooks {
-    /// Hooks of one session; starts its event sender task (on the current runtime).
-    pub fn new(ctx: HookContext) -> Hooks {
+    /// Hooks of one session. Events go to `outbox`; without one, to a task of this
+    /// session's own (started on the current runtime).
+    pub fn new(ctx: HookContext, outbox: Option<EventOutbox>) -> Hooks {
         let ctx = Arc::new(ctx);
-        let (tx, mut rx) = mpsc::unbounded_channel::<(String, Map<String, Value>)>();
-        let task_ctx = ctx.clone();
-        let agent = ureq::AgentBuilder::new().timeout(ctx.timeout).build();
-        tokio::spawn(async move {
-            while let Some((method, body)) = rx.recv().await {
-                let Some(base) = task_ctx.base_url.clone() else { continue };
-                let agent = agent.clone();
-                let url = format!("{base}/{method}");
-                let done = tokio::task::spawn_blocking(move || post(&agent, &url, &body)).await;
-                match done {
-                    Ok(Posted::Status(200, ..)) => {}
-                    Ok(Posted::Status(code, reason, _)) => debug!(%method, code, %reason, "WCS event hook not accepted (events cannot refuse)"),
-                    Ok(Posted::Transport(e)) => warn!(%method, error = %e, "WCS event hook not delivered"),
-                    Err(_) => {}
-                }
+        let events = match outbox {
+            Some(o) => EventSender::Outbox(o),
+            None => {
+                let (tx, mut rx) = mpsc::unbounded_channel::<(String, String)>();
+                let task_ctx = ctx.clone();
+                let agent = ureq::AgentBuilder::new().timeout(ctx.timeout).build();
+                tokio::spawn(async move {
+                    while let Some((method, body)) = rx.recv().await {
+                        let Some(base) = task_ctx.base_url.clone() else { continue };
+                        let (agent, secret) = (agent.clone(), task_ctx.secret.clone());
+                        let url = format!("{base}/{method}");
+                        let done = tokio::task::spawn_blocking(move || post(&agent, &url, &body, secret.as_deref())).await;
+                        match done {
+                            Ok(Posted::Status(200, ..)) => {}
+                            Ok(Posted::Status(code, reason, _)) => debug!(%method, code, %reason, "WCS event hook not accepted (events cannot refuse)"),
+                            Ok(Posted::Transport { error, .. }) => warn!(%method, %error, "WCS event hook not delivered"),
+                            Err(_) => {}
+                        }
+                    }
+                });
+                EventSender::Direct(tx)
             }
-        });
-        Hooks { ctx, policies: Default::default(), events: tx }
+        };
+        Hooks { ctx, policies: Default::default(), events }
     }
 
     pub fn context(&self) -> &HookContext {
@@ -208,10 +261,22 @@ impl Hooks {
         if policy.rest_policy == Policy::Disable || !self.ctx.posts(method) {
             return allow();
         }
-        let body = self.body(method, fields);
+        let text = Value::Object(self.body(method, fields)).to_string();
         let agent = ureq::AgentBuilder::new().timeout(self.ctx.timeout).build();
         let url = format!("{base}/{method}");
-        let posted = tokio::task::spawn_blocking(move || post(&agent, &url, &body)).await;
+        let mut tries = 0;
+        let posted = loop {
+            let (agent, url, text, secret) = (agent.clone(), url.clone(), text.clone(), self.ctx.secret.clone());
+            let posted = tokio::task::spawn_blocking(move || post(&agent, &url, &text, secret.as_deref())).await;
+            match posted {
+                Ok(Posted::Transport { error, sent: false }) if tries < self.ctx.retries => {
+                    tries += 1;
+                    debug!(%method, %error, tries, "WCS hook: backend unreachable, trying again");
+                    tokio::time::sleep(Duration::from_millis(250 << tries.min(4))).await;
+                }
+                p => break p,
+            }
+        };
         match posted {
             Ok(Posted::Status(200, _, body)) => {
                 let mut changes = Map::new();
@@ -233,8 +298,8 @@ impl Hooks {
                 }
                 Verdict::Refuse { status: code, info: custom_reason(body.as_ref()).unwrap_or(reason) }
             }
-            Ok(Posted::Transport(e)) => {
-                warn!(%method, error = %e, "WCS hook failed");
+            Ok(Posted::Transport { error: e, .. }) => {
+                warn!(%method, error = %e, tries = tries + 1, "WCS hook failed");
                 match policy.rest_on_error {
                     Some(OnError::Fail) => Verdict::Refuse { status: 500, info: format!("REST hook {method} failed: {e}") },
                     _ => allow(),
@@ -249,7 +314,19 @@ impl Hooks {
         if !self.ctx.posts(method) || self.policy(method).rest_policy == Policy::Disable {
             return;
         }
-        let _ = self.events.send((method.to_owned(), self.body(method, fields)));
+        let body = Value::Object(self.body(method, fields)).to_string();
+        match &self.events {
+            EventSender::Outbox(o) => {
+                let Some(base) = &self.ctx.base_url else { return };
+                let ev = store::NewHookEvent { queue: self.ctx.app_key.clone(), url: format!("{base}/{method}"), method: method.to_owned(), body };
+                if o.send(ev).is_err() {
+                    warn!(%method, "WCS event hook outbox closed: event not sent");
+                }
+            }
+            EventSender::Direct(tx) => {
+                let _ = tx.send((method.to_owned(), body));
+            }
+        }
     }
 }
 
@@ -275,6 +352,68 @@ mod tests {
         assert_eq!(p.rest_policy, Policy::Overwrite);
         assert_eq!(p.rest_overwrite, vec!["callee"]);
         assert_eq!(MethodPolicy::from_json(&json!({})), MethodPolicy::default());
+    }
+
+    #[test]
+    fn the_signature_is_wcs_and_hex_hmac_md5_of_the_body() {
+        // RFC 2104's test case 2.
+        assert_eq!(signature("Jefe", b"what do ya want for nothing?"), "WCS 750c783e6ab0b503eaa86e310a5db738");
+    }
+
+    /// A backend that starts listening `after` its port was first tried: answers one
+    /// POST with 200 and `{"ok":1}`.
+    fn late_backend(after: Duration) -> (std::net::SocketAddr, std::thread::JoinHandle<String>) {
+        use std::io::{Read, Write};
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(after);
+            let l = std::net::TcpListener::bind(addr).unwrap();
+            let (mut c, _) = l.accept().unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&req).contains("\r\n\r\n{") || !req.ends_with(b"}") {
+                let n = c.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+            }
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 8\r\nConnection: close\r\n\r\n{\"ok\":1}");
+            String::from_utf8_lossy(&req).into_owned()
+        });
+        (addr, t)
+    }
+
+    fn context(addr: std::net::SocketAddr, retries: u32, secret: Option<&str>) -> HookContext {
+        HookContext {
+            node_id: "n@127.0.0.1".into(),
+            session_id: "/127.0.0.1:1/127.0.0.1:2".into(),
+            app_key: "defaultApp".into(),
+            base_url: Some(format!("http://{addr}/hooks")),
+            methods: None,
+            timeout: Duration::from_secs(5),
+            secret: secret.map(Into::into),
+            retries,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_invocation_tries_a_backend_that_cannot_be_reached_again() {
+        let fields = json!({"callee": "bob"}).as_object().cloned().unwrap();
+        // Back 0.4 s later: the second try (0.5 s after the first) reaches it, signed.
+        let (addr, backend) = late_backend(Duration::from_millis(400));
+        let v = Hooks::new(context(addr, 3, Some("k")), None).invoke("call", &fields).await;
+        let Verdict::Allow { body: Some(b), .. } = v else { panic!("the backend answered: {v:?}") };
+        assert_eq!(b.get("ok"), Some(&json!(1)));
+        let req = backend.join().unwrap();
+        assert!(req.starts_with("POST /hooks/call "), "{req}");
+        let body = &req[req.find("\r\n\r\n").unwrap() + 4..];
+        assert!(req.contains(&format!("Authorization: {}", signature("k", body.as_bytes()))), "signed: {req}");
+        // No retries: the unreachable backend is logged and the call goes ahead unanswered.
+        let (addr, backend) = late_backend(Duration::from_millis(400));
+        let v = Hooks::new(context(addr, 0, None), None).invoke("call", &fields).await;
+        assert_eq!(v, Verdict::Allow { changes: Map::new(), body: None });
+        drop(backend); // still waiting for a request: left to the process's end
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub struct WcsConfig {
     /// Codecs offered to browsers, in preference order.
     pub codecs: Vec<String>,
     pub hook_timeout: Duration,
+    /// Signs every hook POST (`Authorization: WCS <HMAC-MD5>`); None: unsigned.
+    pub hook_secret: Option<Arc<str>>,
+    /// Further tries of an invocation whose backend could not be reached.
+    pub hook_retries: u32,
     /// `ping` every this long; a client that misses `ping_probes` pongs in a row is dropped.
     pub ping_interval: Duration,
     pub ping_probes: u32,
@@ -87,11 +91,14 @@ pub struct WcsState {
     /// Live calls by `callId`, for `/rest-api/call/*`.
     pub(crate) calls: Arc<Mutex<HashMap<String, session::CallEntry>>>,
     pub store: Option<store::Store>,
+    /// Where sessions' event hooks are stored for delivery; None: each session POSTs
+    /// its own, once.
+    pub event_outbox: Option<hooks::EventOutbox>,
 }
 
 impl WcsState {
     pub fn new(cfg: WcsConfig, gateway: Option<Arc<dyn MediaGateway>>, store: Option<store::Store>) -> WcsState {
-        WcsState { cfg: Arc::new(cfg), gateway, media_routes: Default::default(), calls: Default::default(), store }
+        WcsState { cfg: Arc::new(cfg), gateway, media_routes: Default::default(), calls: Default::default(), store, event_outbox: None }
     }
 
     /// Routes a gateway note to the session owning the leg (the shell's media-event

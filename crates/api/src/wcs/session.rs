@@ -225,7 +225,9 @@ impl Session {
             base_url: rest_url,
             methods,
             timeout: self.st.cfg.hook_timeout,
-        });
+            secret: self.st.cfg.hook_secret.clone(),
+            retries: self.st.cfg.hook_retries,
+        }, self.st.event_outbox.clone());
         self.hooks = Some(hooks.clone());
         let mut conn = data.clone();
         conn.insert("appKey".into(), app_key.into());
