@@ -370,13 +370,14 @@ async fn run(cfg: Config) -> Result<(), String> {
     let routing = api::routing::Routing::with_gateway(cfg.routing.gateway.as_deref())?;
     // One WebRTC gateway for both browser dialects.
     let webrtc = wcs::start_shared_gateway(&cfg, advertised)?;
-    let sip_ws = sip_ws::SipWs::setup(&cfg, ws_inbound, webrtc.as_ref().map(|(g, _)| g.clone()), tokens.api_tls.is_some())?;
+    let engine_handle = EngineHandle::new(cmd_tx, events.clone(), rooms);
+    let sip_ws = sip_ws::SipWs::setup(&cfg, ws_inbound, webrtc.as_ref().map(|(g, _)| g.clone()), tokens.api_tls.is_some(), engine_handle.clone())?;
     if let Some(s) = &sip_ws {
         s.spawn_listener(&cfg, shutdown_rx.clone()).await?;
     }
-    let wcs_state = wcs::setup(&cfg, advertised, db.clone(), webrtc, &prompts_dir)?;
+    let wcs_state = wcs::setup(&cfg, advertised, db.clone(), webrtc, &prompts_dir, sip_ws.as_ref().map(sip_ws::SipWs::call_ender))?;
     wcs::spawn_listener(&cfg, wcs_state.clone(), shutdown_rx.clone()).await?;
-    let mut state = api::AppState::new(EngineHandle::new(cmd_tx, events.clone(), rooms), cfg.api_token.clone())
+    let mut state = api::AppState::new(engine_handle, cfg.api_token.clone())
         .with_routing(routing)
         .with_directory(db, directory);
     state.wcs = wcs_state;

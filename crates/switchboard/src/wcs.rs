@@ -38,10 +38,17 @@ pub fn start_shared_gateway(cfg: &Config, sip: SocketAddr) -> Result<Option<Shar
 }
 
 /// The dialect's state, or None when `[wcs] enabled = false`. The gateway's notes go to
-/// the WCS sessions (SIP-over-WebSocket legs need none: the engine's RTP timeout ends
-/// their calls).
+/// the WCS session owning the leg, else to SIP over WebSocket (`sip_ws`), whose dead
+/// legs end their calls.
 /// `prompts_dir`: the prompt files' folder, where `inject_sound` looks by default.
-pub fn setup(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option<SharedGateway>, prompts_dir: &std::path::Path) -> Result<Option<WcsState>, String> {
+pub fn setup(
+    cfg: &Config,
+    sip: SocketAddr,
+    store: store::Store,
+    gateway: Option<SharedGateway>,
+    prompts_dir: &std::path::Path,
+    sip_ws: Option<crate::sip_ws::CallEnder>,
+) -> Result<Option<WcsState>, String> {
     let w = &cfg.wcs;
     let (gw, notes) = match gateway {
         Some((g, n)) => (Some(g), Some(n)),
@@ -54,8 +61,11 @@ pub fn setup(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option
             .name("wcs-media-notes".into())
             .spawn(move || {
                 while let Ok(n) = notes.recv() {
-                    if let Some(st) = &st {
-                        st.media_note(n);
+                    if st.as_ref().is_some_and(|st| st.media_note(n.clone())) {
+                        continue;
+                    }
+                    if let Some(ws) = &sip_ws {
+                        ws.media_note(&n);
                     }
                 }
             })

@@ -11,7 +11,10 @@
 //! - a bare WebSocket client (tungstenite) gets a 401 challenge for REGISTER, 200 once
 //!   it answers it, 400 for a salvageable broken request, nothing for garbage, and the
 //!   server keeps serving; `[sip_ws] listen` refuses an upgrade without the `sip`
-//!   subprotocol; the WCS SDK's upgrade at `/` (no subprotocol) still reaches the WCS.
+//!   subprotocol; the WCS SDK's upgrade at `/` (no subprotocol) still reaches the WCS;
+//! - the same bare client calls a room with a WebRTC offer and never does ICE: its call
+//!   is hung up (a BYE) when the gateway gives up on it, 15 s in, not at the engine's
+//!   60 s RTP timeout; a second call's leg goes as soon as the socket closes.
 
 mod support;
 
@@ -327,4 +330,114 @@ fn a_websocket_client_gets_sensible_answers_and_the_server_stays_up() {
     drop(ws2);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(server.get("/health").status, 200, "the server is still up");
+}
+
+/// A WebRTC offer as a browser makes one (ICE credentials, a DTLS fingerprint, Opus and
+/// G.711), from a client that will never do ICE.
+fn webrtc_offer() -> String {
+    let fingerprint: Vec<String> = (0..32).map(|i| format!("{:02X}", i * 7 + 3)).collect();
+    [
+        "v=0", "o=- 4611731400430051336 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0", "a=msid-semantic: WMS",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111 0 8", "c=IN IP4 0.0.0.0", "a=rtcp:9 IN IP4 0.0.0.0",
+        "a=ice-ufrag:Ws9y", "a=ice-pwd:K2Gqvbq1b0mN1QPUaSxVtY2x", "a=ice-options:trickle",
+        &format!("a=fingerprint:sha-256 {}", fingerprint.join(":")),
+        "a=setup:actpass", "a=mid:0", "a=sendrecv", "a=msid:- 7b3c5e1a-0000-4000-8000-000000000001", "a=rtcp-mux",
+        "a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=10;useinbandfec=1", "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000",
+        "a=ssrc:1001 cname:test", "",
+    ]
+    .join("\r\n")
+}
+
+fn invite(call_id: &str, cseq: u32, authorization: Option<(&str, &str)>) -> String {
+    let sdp = webrtc_offer();
+    let auth = authorization.map(|(h, a)| format!("{h}: {a}\r\n")).unwrap_or_default();
+    format!(
+        "INVITE sip:{ROOM}@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK-{call_id}-{cseq}\r\nMax-Forwards: 69\r\n\
+         To: <sip:{ROOM}@{DOMAIN}>\r\nFrom: <sip:alice@{DOMAIN}>;tag=inv{cseq}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\n\
+         Contact: <sip:k7r2@df7jal23ls0d.invalid;transport=ws;ob>\r\n{auth}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+/// Sends an INVITE (answering one digest challenge) to the room and ACKs its 200; the 200.
+fn call_room(ws: &mut Ws, call_id: &str) -> String {
+    send(ws, &invite(call_id, 1, None));
+    let mut cseq = 1;
+    loop {
+        let msg = next_sip(ws, Duration::from_secs(10)).unwrap_or_else(|| panic!("no final answer to INVITE {call_id}"));
+        let Some(status) = status_of(&msg) else { continue };
+        if status < 200 {
+            continue;
+        }
+        let to = header(&msg, "To").unwrap_or("").to_owned();
+        let via = header(&msg, "Via").unwrap_or("").to_owned();
+        let ack = |cseq: u32| {
+            format!(
+                "ACK sip:{ROOM}@{DOMAIN} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 69\r\nTo: {to}\r\nFrom: <sip:alice@{DOMAIN}>;tag=inv{cseq}\r\n\
+                 Call-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        if (status == 401 || status == 407) && cseq == 1 {
+            send(ws, &ack(cseq));
+            let (name, answer) = if status == 401 { ("WWW-Authenticate", "Authorization") } else { ("Proxy-Authenticate", "Proxy-Authorization") };
+            let (challenge, qop) = sip::digest::Challenge::parse(header(&msg, name).expect("a challenge")).expect("challenge parses");
+            let auth = challenge.answer(qop, "alice", PASSWORD, "INVITE", &format!("sip:{ROOM}@{DOMAIN}"), "0a4f113c", 1);
+            cseq = 2;
+            send(ws, &invite(call_id, cseq, Some((answer, &auth))).replace("tag=inv2", "tag=inv1"));
+            continue;
+        }
+        assert_eq!(status, 200, "the room answers the browser: {msg}");
+        assert!(msg.contains("a=fingerprint:") && msg.contains("UDP/TLS/RTP/SAVPF"), "the browser gets the gateway's WebRTC answer: {msg}");
+        let ack = ack(cseq).replace(&format!("tag=inv{cseq}"), "tag=inv1").replace(&format!("Via: {via}"), &format!("Via: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK-ack-{call_id}"));
+        send(ws, &ack);
+        return msg;
+    }
+}
+
+/// The engine legs of SIP call `call_id` still up.
+fn legs_of(server: &Server, call_id: &str) -> Vec<Value> {
+    let legs: Value = server.get("/v1/calls").json();
+    legs.as_array().map(|a| a.iter().filter(|l| l["call_id"] == call_id && l["state"] != "ended").cloned().collect()).unwrap_or_default()
+}
+
+#[test]
+fn a_browser_call_whose_media_dies_or_whose_socket_closes_ends_at_once() {
+    let env = TestEnv::new("sip_ws_dead_media");
+    let _media = env.media_lock();
+    directory(&env);
+    let server = server(&env, "");
+    let url = format!("ws://{}/", server.http);
+
+    // A browser that offers WebRTC but never does ICE: the gateway gives up on it
+    // (no ICE within 15 s), and the edge hangs up its call then, not at the engine's
+    // 60 s RTP timeout.
+    let (mut ws, _) = open(&url, Some("sip")).expect("a SIP WebSocket");
+    let started = Instant::now();
+    call_room(&mut ws, "dead-media-1");
+    assert_eq!(legs_of(&server, "dead-media-1").len(), 1, "the browser is in the room: {}", server.get("/v1/calls").body);
+    let bye = loop {
+        let msg = next_sip(&mut ws, Duration::from_secs(30).saturating_sub(started.elapsed())).expect("a BYE for the dead call within 30 s");
+        if msg.starts_with("BYE ") {
+            break msg;
+        }
+    };
+    let after = started.elapsed().as_secs_f64();
+    assert_eq!(header(&bye, "Call-ID"), Some("dead-media-1"), "{bye}");
+    let ok: String = bye
+        .lines()
+        .filter(|l| ["via:", "to:", "from:", "call-id:", "cseq:"].iter().any(|h| l.to_ascii_lowercase().starts_with(h)))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    send(&mut ws, &format!("SIP/2.0 200 OK\r\n{ok}Content-Length: 0\r\n\r\n"));
+    assert!(after < 25.0, "ended {after:.1} s after the INVITE: by the gateway's ICE limit, not the RTP timeout");
+    assert_eq!(log_count(&server, "browser media gone: ending its call"), 1);
+    poll(Duration::from_secs(5), "the dead call's leg gone", || legs_of(&server, "dead-media-1").is_empty().then_some(()));
+
+    // A live browser call whose socket closes: its leg goes at once.
+    call_room(&mut ws, "closed-socket-2");
+    assert_eq!(legs_of(&server, "closed-socket-2").len(), 1);
+    drop(ws);
+    poll(Duration::from_secs(5), "the closed socket's call gone", || legs_of(&server, "closed-socket-2").is_empty().then_some(()));
+    assert_eq!(log_count(&server, "the browser's WebSocket closed"), 1);
+    assert_eq!(server.get("/health").status, 200);
 }

@@ -102,18 +102,18 @@ impl WcsState {
     }
 
     /// Routes a gateway note to the session owning the leg (the shell's media-event
-    /// thread calls this).
-    pub fn media_note(&self, note: MediaNote) {
+    /// thread calls this); false: no session owns it.
+    pub fn media_note(&self, note: MediaNote) -> bool {
         let id = match &note {
             MediaNote::Connected(i) | MediaNote::Failed(i, _) | MediaNote::Closed(i) => *i,
         };
         let mut routes = self.media_routes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = routes.get(&id) {
-            let _ = tx.send(note.clone());
-        }
+        let Some(tx) = routes.get(&id) else { return false };
+        let _ = tx.send(note.clone());
         if matches!(note, MediaNote::Closed(_)) {
             routes.remove(&id);
         }
+        true
     }
 
     pub(crate) fn route_media(&self, id: u64, tx: mpsc::UnboundedSender<MediaNote>) {

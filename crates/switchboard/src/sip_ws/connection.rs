@@ -25,7 +25,7 @@ pub async fn run(edge: SipWs, mut socket: WebSocket, peer: SocketAddr) {
     }
     debug!(%peer, transport = ?edge.transport, "SIP WebSocket open");
     let from = Peer { addr: peer, transport: edge.transport };
-    let mut calls = Anchors::new(edge.gateway.clone(), edge.codecs.clone());
+    let mut calls = Anchors::new(edge.gateway.clone(), edge.codecs.clone(), Some(edge.calls.clone()));
     loop {
         tokio::select! {
             frame = socket.recv() => {

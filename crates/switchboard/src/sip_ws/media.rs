@@ -42,6 +42,8 @@ pub struct Anchors {
     gateway: Option<MediaGatewayBox>,
     codecs: Arc<[String]>,
     by_call_id: HashMap<String, Anchor>,
+    /// Told of each anchored leg, so dead media can end its call (None: unit tests).
+    calls: Option<super::CallEnder>,
 }
 
 struct Anchor {
@@ -60,8 +62,15 @@ struct Anchor {
 }
 
 impl Anchors {
-    pub fn new(gateway: Option<MediaGatewayBox>, codecs: Arc<[String]>) -> Anchors {
-        Anchors { gateway, codecs, by_call_id: HashMap::new() }
+    pub fn new(gateway: Option<MediaGatewayBox>, codecs: Arc<[String]>, calls: Option<super::CallEnder>) -> Anchors {
+        Anchors { gateway, codecs, by_call_id: HashMap::new(), calls }
+    }
+
+    fn anchor(&mut self, call_id: String, a: Anchor) {
+        if let Some(c) = &self.calls {
+            c.anchored(a.leg, &call_id);
+        }
+        self.by_call_id.insert(call_id, a);
     }
 
     /// A message from the browser, before the engine sees it.
@@ -102,7 +111,7 @@ impl Anchors {
                     debug!(%call_id, leg, %codec, plain = %plain.local, "browser media anchored");
                     req.body = plain_offer.clone().into_bytes();
                     req.headers.content_type = Some("application/sdp".into());
-                    self.by_call_id.insert(call_id, Anchor { leg, engine_offered: false, plain_answer: None, browser_answer, plain_offer, answered: false });
+                    self.anchor(call_id, Anchor { leg, engine_offered: false, plain_answer: None, browser_answer, plain_offer, answered: false });
                     return Inward::Forward(Message::Request(req));
                 }
                 // Try the next codec: the browser did not offer this one.
@@ -177,7 +186,7 @@ impl Anchors {
         gw.set_plain_remote(leg, addr);
         debug!(%call_id, leg, engine = %addr, "browser media anchored (engine offered)");
         self.close(&call_id);
-        self.by_call_id.insert(call_id, Anchor { leg, engine_offered: true, plain_answer: None, browser_answer: String::new(), plain_offer: String::new(), answered: false });
+        self.anchor(call_id, Anchor { leg, engine_offered: true, plain_answer: None, browser_answer: String::new(), plain_offer: String::new(), answered: false });
         req.body = offer.into_bytes();
         req.headers.content_type = Some("application/sdp".into());
         Some(Message::Request(req).to_bytes())
@@ -235,12 +244,15 @@ impl Anchors {
         }
     }
 
-    /// The socket closed: every leg goes (the engine ends the calls by its RTP timeout
-    /// or the browser's BYE never coming: its own).
+    /// The socket closed: every leg goes, and the engine is asked to end its calls (no
+    /// BYE can come from the browser any more, nor reach it).
     pub fn close_all(&mut self) {
         let ids: Vec<String> = self.by_call_id.keys().cloned().collect();
         for id in ids {
             self.close(&id);
+            if let Some(c) = &self.calls {
+                c.end(id, "the browser's WebSocket closed".into());
+            }
         }
     }
 
@@ -248,6 +260,9 @@ impl Anchors {
         if let Some(a) = self.by_call_id.remove(call_id) {
             if let Some(gw) = &self.gateway {
                 gw.close(a.leg);
+            }
+            if let Some(c) = &self.calls {
+                c.released(a.leg);
             }
             debug!(%call_id, leg = a.leg, "browser media released");
         }
@@ -338,7 +353,7 @@ mod tests {
 
     fn anchors() -> (Anchors, Arc<FakeGateway>) {
         let gw = Arc::new(FakeGateway::default());
-        (Anchors::new(Some(gw.clone()), vec!["PCMU".to_owned(), "PCMA".to_owned()].into()), gw)
+        (Anchors::new(Some(gw.clone()), vec!["PCMU".to_owned(), "PCMA".to_owned()].into(), None), gw)
     }
 
     #[test]
@@ -374,7 +389,7 @@ mod tests {
 
     #[test]
     fn without_a_gateway_a_webrtc_offer_is_refused_and_plain_sdp_passes() {
-        let mut calls = Anchors::new(None, vec!["PCMU".to_owned()].into());
+        let mut calls = Anchors::new(None, vec!["PCMU".to_owned()].into(), None);
         let Inward::Refuse(r) = calls.inward(invite("", BROWSER_OFFER)) else { panic!("refused") };
         assert!(String::from_utf8(r).unwrap().starts_with("SIP/2.0 488 "));
         let plain = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";

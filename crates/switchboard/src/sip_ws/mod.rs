@@ -19,20 +19,26 @@
 //! WCS dialect also uses ([`media`]): the browser's offer is answered by a gateway leg
 //! and the engine is shown a plain SDP at the leg's plain socket; the engine's answer
 //! tells the leg where to send, and the browser gets the gateway's answer. Signalling
-//! never waits on media beyond the gateway's own setup call.
+//! never waits on media beyond the gateway's own setup call. When a browser's media
+//! dies (the gateway's note: ICE or DTLS never up, RTP stopped) or its socket closes,
+//! the edge hangs up the engine's leg of that call ([`CallEnder`]), so the room or the
+//! other party is freed at once rather than at the engine's RTP timeout.
 
 pub mod connection;
 pub mod media;
 
 use crate::config::Config;
 use crate::transport::Inbound;
+use api::wcs::media::MediaNote;
 use api::wcs::MediaGatewayBox;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use engine::EngineHandle;
 use sip::Transport;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -52,11 +58,59 @@ pub struct SipWs {
     codecs: Arc<[String]>,
     /// WS, or WSS when the listener is TLS.
     transport: Transport,
+    /// Ends the engine's side of browser calls whose media died.
+    calls: CallEnder,
+}
+
+/// The browser calls anchored at the gateway, by gateway leg: what ends a call whose
+/// media is gone. Without it a dead browser leg (ICE or DTLS never up, RTP stopped, the
+/// socket closed) would stay in its room or call until the engine's 60 s RTP timeout.
+#[derive(Clone)]
+pub struct CallEnder {
+    /// Gateway leg id -> the SIP Call-ID of its call.
+    legs: Arc<std::sync::Mutex<HashMap<u64, String>>>,
+    engine: EngineHandle,
+    runtime: tokio::runtime::Handle,
+}
+
+impl CallEnder {
+    pub fn anchored(&self, leg: u64, call_id: &str) {
+        self.legs.lock().unwrap_or_else(|e| e.into_inner()).insert(leg, call_id.to_owned());
+    }
+
+    pub fn released(&self, leg: u64) {
+        self.legs.lock().unwrap_or_else(|e| e.into_inner()).remove(&leg);
+    }
+
+    /// Hangs up the engine's leg of SIP call `call_id` (a BYE to the browser, and the
+    /// call or room goes on as for any hangup). Never waits: the engine is asked on the
+    /// runtime.
+    pub fn end(&self, call_id: String, why: String) {
+        let engine = self.engine.clone();
+        self.runtime.spawn(async move {
+            let Ok(legs) = engine.legs().await else { return };
+            for leg in legs.into_iter().filter(|l| l.call_id == call_id) {
+                info!(%call_id, leg = %leg.leg_id, reason = %why, "browser media gone: ending its call");
+                let _ = engine.hangup(leg.leg_id).await;
+            }
+        });
+    }
+
+    /// A gateway note for a leg of ours: dead media ends its call.
+    pub fn media_note(&self, note: &MediaNote) {
+        if let MediaNote::Failed(leg, why) = note {
+            let call_id = self.legs.lock().unwrap_or_else(|e| e.into_inner()).get(leg).cloned();
+            if let Some(call_id) = call_id {
+                self.end(call_id, why.clone());
+            }
+        }
+    }
 }
 
 impl SipWs {
     /// None when `[sip_ws] enabled = false`.
-    pub fn setup(cfg: &Config, inbound: mpsc::Sender<Inbound>, gateway: Option<MediaGatewayBox>, http_tls: bool) -> Result<Option<SipWs>, String> {
+    /// Must run on the runtime (ending calls is spawned on it).
+    pub fn setup(cfg: &Config, inbound: mpsc::Sender<Inbound>, gateway: Option<MediaGatewayBox>, http_tls: bool, engine: EngineHandle) -> Result<Option<SipWs>, String> {
         let s = &cfg.sip_ws;
         if !s.enabled {
             return Ok(None);
@@ -70,7 +124,13 @@ impl SipWs {
             info!("SIP over WebSocket without the WebRTC gateway: browsers can register, their calls are refused (488)");
         }
         let transport = if http_tls { Transport::Wss } else { Transport::Ws };
-        Ok(Some(SipWs { inbound, gateway, codecs: s.codecs.clone().into(), transport }))
+        let calls = CallEnder { legs: Default::default(), engine, runtime: tokio::runtime::Handle::current() };
+        Ok(Some(SipWs { inbound, gateway, codecs: s.codecs.clone().into(), transport, calls }))
+    }
+
+    /// Where the gateway's notes for SIP-over-WebSocket legs go.
+    pub fn call_ender(&self) -> CallEnder {
+        self.calls.clone()
     }
 
     /// Middleware for the HTTP listener: an upgrade asking for the `sip` subprotocol is
