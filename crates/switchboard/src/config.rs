@@ -173,6 +173,10 @@ pub struct WcsSection {
     pub event_retry_max_s: u64,
     /// An event hook still not delivered after this long is dropped (logged).
     pub event_max_age_s: u64,
+    /// A session whose page asked for `keepAlive` stays this long after its socket
+    /// closes (registered; calls to it get 480), for the page to come back with its
+    /// `authToken`; 0 = never kept.
+    pub keep_alive_s: u64,
     /// Server pings every this long; a client that misses `ping_probes` is dropped.
     pub ping_interval_s: u64,
     pub ping_probes: u32,
@@ -202,6 +206,7 @@ impl Default for WcsSection {
             hook_retries: 3,
             event_retry_max_s: 60,
             event_max_age_s: 86_400,
+            keep_alive_s: 60,
             ping_interval_s: 5,
             ping_probes: 10,
             ice_port: 0,

@@ -110,6 +110,7 @@ fn wcs_state(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option
         node_id: format!("{:08x}@{node_ip}", rand::random::<u32>()),
         user_agent: format!("Switchboard/{} WCS", env!("CARGO_PKG_VERSION")),
         sounds_dir: w.sounds_dir.clone().unwrap_or_else(|| prompts_dir.to_owned()),
+        keep_alive: Duration::from_secs(w.keep_alive_s),
     };
     let mut state = WcsState::new(config, gateway, Some(store.clone()));
     // Event hooks wait in the store until their backend takes them.

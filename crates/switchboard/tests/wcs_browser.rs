@@ -17,7 +17,10 @@
 //! - event hooks are signed (`Authorization: WCS <HMAC-MD5>`, checked here) and
 //!   lossless: a backend answering 503 gets the first event again and nothing after it;
 //!   `apps hooks` shows the backlog; after `kill -9` and a restart, every event arrives
-//!   once, in order.
+//!   once, in order;
+//! - a page connecting with `keepAlive` drops its socket and connects again with only
+//!   the session's `authToken`: it gets the same SIP identity and token back, still
+//!   registered, and takes a phone's call with audio both ways.
 
 mod support;
 
@@ -495,6 +498,56 @@ fn a_sip_phone_calls_the_browser_which_answers() {
     let names = backend.names();
     assert!(names.iter().any(|n| n == "OnCallEvent"), "the backend was asked about the incoming call: {names:?}");
     assert!(names.iter().any(|n| n == "RegistrationStatusEvent"), "{names:?}");
+}
+
+#[test]
+fn a_kept_session_is_reattached_by_its_token_and_takes_calls() {
+    let env = TestEnv::new("wcs_keep_alive");
+    let _media = env.media_lock();
+    env.make_tones();
+    directory(&env);
+    let backend = Backend::start();
+    let server = server(&env, &backend);
+    let bob_rx = env.path("bob_rx.wav");
+    env.report_on_failure(&bob_rx);
+    let tone1000 = env.path("tone1000.wav").display().to_string();
+
+    // The page connects with keepAlive, registers as alice, drops its socket, and
+    // connects again with nothing but the session's authToken; then bob calls alice.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (tone, log, backend_addr, http) = (browser_tone(&env), env.path("page.log"), backend.addr, server.http);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let v = run_page_at(&tone, &log, backend_addr, http, "mode=answer&login=alice&talk=0&keep=1", 45_000);
+            tx.send(v).ok();
+        });
+        poll(Duration::from_secs(30), "the page re-attached to its kept session", || (log_count(&server, "kept WCS session re-attached") == 1).then_some(()));
+        wait_registered(&server, "alice");
+        let bob = PjPeer::spawn(
+            &env,
+            "bob",
+            &phone_args(&env, &server, "call", "bob", 0, &[&format!("sip:alice@{DOMAIN}"), "--play", &tone1000, "--loop", "--record", &bob_rx.display().to_string(), "--duration", "6", "--max-time", "40"]),
+        );
+        bob.wait().assert_ok();
+    });
+    let page = rx.recv().expect("page result");
+    assert_eq!(page["reattached"]["sipLogin"], "alice", "the second socket got the session's SIP identity back: {page}");
+    assert_eq!(page["reattached"]["sameToken"], true, "and the same authToken: {page}");
+    // Kept when the first socket closed (and again when the page ended).
+    assert!(log_count(&server, "keeping its session (keepAlive)") >= 1, "the first socket's close kept the session");
+    let st = statuses(&page);
+    assert!(st.contains(&"RING".into()) && st.contains(&"ESTABLISHED".into()), "the re-attached page took bob's call: {page}");
+    assert!(near(page["peakHz"].as_i64(), 1000), "the browser hears bob's 1000 Hz: {page}");
+    tone_check(&bob_rx).window(2.5, Some(5.5)).expect(&[600]).absent(&[1000]).assert("bob hears the browser's 600 Hz");
+    // One session all along, as the backend sees it: ESTABLISHED twice, one sessionId,
+    // and the SIP identity registered once.
+    backend.wait_for("CallStatusEvent", "the call's FINISH reached the backend", |e| e["status"] == "FINISH");
+    let conns: Vec<Value> = backend.got("ConnectionStatusEvent").into_iter().filter(|e| e["status"] == "ESTABLISHED").collect();
+    assert_eq!(conns.len(), 2, "{conns:?}");
+    assert_eq!(conns[0]["sessionId"], conns[1]["sessionId"], "{conns:?}");
+    let regs: Vec<Value> = backend.got("RegistrationStatusEvent");
+    assert_eq!(regs.iter().filter(|e| e["status"] == "REGISTERED").count(), 1, "registered once, kept across sockets: {regs:?}");
+    assert_eq!(backend.got("connect").len(), 1, "the backend authenticated the session once: {:?}", backend.names());
 }
 
 #[test]

@@ -79,6 +79,9 @@ pub struct WcsConfig {
     pub user_agent: String,
     /// Where `/rest-api/call/inject_sound` finds its `fileName`s (WCS's media folder).
     pub sounds_dir: std::path::PathBuf,
+    /// How long a `keepAlive` session outlives its socket, waiting for its page to come
+    /// back with its `authToken` (zero: not kept).
+    pub keep_alive: Duration,
 }
 
 /// What every WCS connection shares.
@@ -94,11 +97,13 @@ pub struct WcsState {
     /// Where sessions' event hooks are stored for delivery; None: each session POSTs
     /// its own, once.
     pub event_outbox: Option<hooks::EventOutbox>,
+    /// Kept sessions (keepAlive, socket gone) by `authToken`: where a new socket goes.
+    kept: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<session::Reattach>>>>,
 }
 
 impl WcsState {
     pub fn new(cfg: WcsConfig, gateway: Option<Arc<dyn MediaGateway>>, store: Option<store::Store>) -> WcsState {
-        WcsState { cfg: Arc::new(cfg), gateway, media_routes: Default::default(), calls: Default::default(), store, event_outbox: None }
+        WcsState { cfg: Arc::new(cfg), gateway, media_routes: Default::default(), calls: Default::default(), store, event_outbox: None, kept: Default::default() }
     }
 
     /// Routes a gateway note to the session owning the leg (the shell's media-event
@@ -114,6 +119,21 @@ impl WcsState {
             routes.remove(&id);
         }
         true
+    }
+
+    pub(crate) fn kept_session(&self, token: &str) -> Option<mpsc::UnboundedSender<session::Reattach>> {
+        if token.is_empty() {
+            return None;
+        }
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).get(token).cloned()
+    }
+
+    pub(crate) fn keep_session(&self, token: &str, tx: mpsc::UnboundedSender<session::Reattach>) {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).insert(token.to_owned(), tx);
+    }
+
+    pub(crate) fn forget_kept(&self, token: &str) {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).remove(token);
     }
 
     pub(crate) fn route_media(&self, id: u64, tx: mpsc::UnboundedSender<MediaNote>) {

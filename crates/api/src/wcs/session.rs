@@ -6,6 +6,13 @@
 //! its WebRTC legs' notes and the keep-alive tick, one at a time, so a call's state
 //! changes in one place. Invocation hooks are awaited inline (the backend's verdict is
 //! needed before the call goes on); events are queued and never wait.
+//!
+//! A session that asked for `keepAlive` outlives its socket (reference 004 §1.2): its
+//! calls end (their media was the page's), but its SIP identity stays registered for
+//! `[wcs] keep_alive_s`, and a new socket whose `connection` carries the session's
+//! `authToken` takes it over: `getUserData` again with the same token, `registered`,
+//! and calls to the user reach the new page. While no page is attached, calls to it
+//! get 480. A new socket hands itself to the kept session's task ([`Reattach`]).
 
 use super::agent::SipAgent;
 use super::hooks::{HookContext, Hooks, Verdict};
@@ -79,13 +86,31 @@ struct Session {
     close: bool,
     /// Legacy `sendMessage`s on their way: the SIP MESSAGE and the client's fields.
     messages: Vec<(MessageRef, Map<String, Value>)>,
+    /// The SIP registration is up (a re-attached page is told `registered`).
+    registered: bool,
+    /// Kept with no page attached: calls to it are refused.
+    parked: bool,
+    /// Where a new socket with this session's token goes (keepAlive).
+    reattach: mpsc::UnboundedSender<Reattach>,
 }
 
-/// Runs one connection until the browser goes or we drop it.
+/// A new socket for a kept session: its read half, the sender its writer task reads,
+/// where it came from, and its `connection` fields.
+pub(crate) struct Reattach {
+    stream: futures_util::stream::SplitStream<WebSocket>,
+    out: mpsc::UnboundedSender<String>,
+    writer: tokio::task::JoinHandle<()>,
+    peer: SocketAddr,
+    data: Map<String, Value>,
+}
+
+/// Runs one connection until the browser goes or we drop it (a kept session: until
+/// its time is up with no page back).
 pub async fn run(st: WcsState, socket: WebSocket, peer: SocketAddr, host: String) {
-    let (mut sink, mut stream) = socket.split();
+    let (mut sink, stream) = socket.split();
+    let mut stream = Some(stream);
     let (out, mut out_rx) = mpsc::unbounded_channel::<String>();
-    let writer = tokio::spawn(async move {
+    let mut writer = tokio::spawn(async move {
         while let Some(text) = out_rx.recv().await {
             if sink.send(Message::Text(text.into())).await.is_err() {
                 break;
@@ -95,6 +120,8 @@ pub async fn run(st: WcsState, socket: WebSocket, peer: SocketAddr, host: String
     });
     let (media_tx, mut media_rx) = mpsc::unbounded_channel();
     let (rest_tx, mut rest_rx) = mpsc::unbounded_channel();
+    // New sockets for this session (keepAlive).
+    let (reattach_tx, mut reattach_rx) = mpsc::unbounded_channel::<Reattach>();
     let session_id = format!("/{peer}/{host}");
     let mut s = Session {
         st: st.clone(),
@@ -111,20 +138,31 @@ pub async fn run(st: WcsState, socket: WebSocket, peer: SocketAddr, host: String
         missed_pongs: 0,
         close: false,
         messages: Vec::new(),
+        registered: false,
+        parked: false,
+        reattach: reattach_tx,
     };
     let (_ua_tx, mut ua_rx) = mpsc::unbounded_channel::<UaEvent>();
     let mut ua_rx_live = false;
     let mut ping = tokio::time::interval(st.cfg.ping_interval);
     ping.tick().await;
+    // Kept (keepAlive, socket gone): until when.
+    let mut kept_until: Option<tokio::time::Instant> = None;
+    // This socket is for a kept session: its `connection` fields.
+    let mut hand_over: Option<Map<String, Value>> = None;
     info!(peer = %peer, "WCS client connected");
     loop {
         tokio::select! {
-            m = stream.next() => match m {
+            m = async { stream.as_mut().expect("guarded").next().await }, if stream.is_some() => match m {
                 Some(Ok(Message::Text(t))) => {
                     s.missed_pongs = 0;
                     match protocol::parse(&t) {
                         Ok(f) => {
                             if f.message == "connection" || f.message == "connect" {
+                                if !s.established && st.kept_session(&str_of(&f.data, "authToken")).is_some() {
+                                    hand_over = Some(f.data);
+                                    break;
+                                }
                                 if let Some(rx) = s.on_connection(f.data).await {
                                     ua_rx = rx;
                                     ua_rx_live = true;
@@ -136,16 +174,43 @@ pub async fn run(st: WcsState, socket: WebSocket, peer: SocketAddr, host: String
                         Err(e) => s.send_fail("FAILED", &e, "ErrorEvent"),
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    if !s.keeps() {
+                        break;
+                    }
+                    stream = None;
+                    kept_until = Some(tokio::time::Instant::now() + st.cfg.keep_alive);
+                    s.park();
+                }
                 Some(Ok(_)) => {} // binary, ping, pong frames: not the call logic's
             },
+            Some(r) = reattach_rx.recv() => {
+                // The old writer ends with its sender, replaced here.
+                stream = Some(r.stream);
+                s.out = r.out;
+                writer = r.writer;
+                s.peer = r.peer;
+                kept_until = None;
+                s.missed_pongs = 0;
+                s.reattached(&r.data);
+            }
+            _ = async { tokio::time::sleep_until(kept_until.expect("guarded")).await }, if kept_until.is_some() => {
+                info!(session = %s.session_id, "kept WCS session: no page came back; ending it");
+                break;
+            }
             Some(ev) = ua_rx.recv(), if ua_rx_live => s.on_sip(ev).await,
             Some(n) = media_rx.recv() => s.on_media(n).await,
             Some(c) = rest_rx.recv() => s.on_rest(c).await,
-            _ = ping.tick() => {
+            _ = ping.tick(), if stream.is_some() => {
                 if s.missed_pongs >= st.cfg.ping_probes {
                     info!(peer = %peer, "WCS client missed {} pings; dropping it", s.missed_pongs);
-                    break;
+                    if !s.keeps() {
+                        break;
+                    }
+                    stream = None;
+                    kept_until = Some(tokio::time::Instant::now() + st.cfg.keep_alive);
+                    s.park();
+                    continue;
                 }
                 s.missed_pongs += 1;
                 let _ = s.out.send(frame("ping", Value::Null));
@@ -155,10 +220,25 @@ pub async fn run(st: WcsState, socket: WebSocket, peer: SocketAddr, host: String
             break;
         }
     }
+    if let (Some(data), Some(stream)) = (hand_over, stream) {
+        // This socket belongs to a kept session: its task takes it over.
+        let token = str_of(&data, "authToken");
+        if let Some(tx) = st.kept_session(&token) {
+            let r = Reattach { stream, out: s.out.clone(), writer, peer, data };
+            if tx.send(r).is_ok() {
+                info!(peer = %peer, "WCS client re-attached to its kept session");
+                return;
+            }
+        }
+        s.send_fail("FAILED", "the kept session ended", "ConnectionStatusEvent");
+        drop(s.out);
+        return;
+    }
+    st.forget_kept(&s.conn_token());
     s.teardown();
     drop(s.out);
     let _ = writer.await;
-    info!(peer = %peer, "WCS client gone");
+    info!(peer = %s.peer, "WCS client gone");
 }
 
 fn str_of(m: &Map<String, Value>, k: &str) -> String {
@@ -271,6 +351,10 @@ impl Session {
         echo.remove("sipPassword");
         self.send(frame("getUserData", Value::Object(hooks.for_client("ConnectionStatusEvent", echo.clone()))));
         hooks.notify("ConnectionStatusEvent", &echo);
+        if self.keeps() {
+            // From now on a new socket with this token takes the session over.
+            self.st.keep_session(&self.conn_token(), self.reattach.clone());
+        }
 
         // The SIP identity: needed for calls even without registering.
         let login = str_of(&self.conn, "sipLogin");
@@ -749,6 +833,7 @@ impl Session {
                     f.insert("sipMessageRaw".into(), r.into());
                 }
                 self.event("RegistrationStatusEvent", &f);
+                self.registered = status == RegistrationStatus::Registered;
                 match status {
                     RegistrationStatus::Registered => self.send(frame("registered", json!({"status": "REGISTERED"}))),
                     RegistrationStatus::Failed => self.send_fail("FAILED", &format!("SIP registration failed: {code} {reason}"), "RegistrationStatusEvent"),
@@ -871,6 +956,11 @@ impl Session {
         let mut hook_fields = fields.clone();
         hook_fields.insert("sipMessageRaw".into(), raw.into());
         let _ = to;
+        if self.parked {
+            info!(session = %self.session_id, "WCS: a call for a kept session with no page attached: 480");
+            agent.act(|ua, now| ua.reject(now, call, 480, "Temporarily Unavailable"));
+            return;
+        }
         if let Verdict::Refuse { info, .. } = self.hooks().invoke("OnCallEvent", &hook_fields).await {
             info!(%info, "WCS: the backend refused an incoming call");
             agent.act(|ua, now| ua.reject(now, call, 403, "Forbidden"));
@@ -953,7 +1043,57 @@ impl Session {
     }
 
     /// The browser is gone: hang up its calls, unregister, tell the backend.
-    fn teardown(&mut self) {
+    /// Whether the page asked to keep this session past its socket (and it is up).
+    fn keeps(&self) -> bool {
+        self.established && !self.close && bool_of(&self.conn, "keepAlive") && !self.st.cfg.keep_alive.is_zero()
+    }
+
+    fn conn_token(&self) -> String {
+        str_of(&self.conn, "authToken")
+    }
+
+    /// The socket is gone, the session stays: its calls end (their media was the
+    /// page's), its SIP identity stays; a new socket with its token finds it.
+    fn park(&mut self) {
+        info!(session = %self.session_id, keep_s = self.st.cfg.keep_alive.as_secs(), "WCS client gone; keeping its session (keepAlive)");
+        self.end_calls("Connection closed");
+        self.parked = true;
+        // The old socket's writer ends with its sender and closes the socket (the close
+        // handshake the page waits for); until a page is back, frames go nowhere.
+        self.out = mpsc::unbounded_channel().0;
+    }
+
+    /// A page is back with this session's token: it gets the session as it was.
+    fn reattached(&mut self, data: &Map<String, Value>) {
+        if !self.parked {
+            // The old socket had not closed yet (a page moving networks): its calls'
+            // media was its own.
+            self.end_calls("Connection replaced");
+        }
+        self.parked = false;
+        info!(session = %self.session_id, peer = %self.peer, "kept WCS session re-attached");
+        // The page's own fields (custom, versions) are its new ones; the SIP identity
+        // and the token stay the session's.
+        for (k, v) in data {
+            if !k.starts_with("sip") && k != "authToken" && k != "appKey" {
+                self.conn.insert(k.clone(), v.clone());
+            }
+        }
+        let mut echo = self.conn.clone();
+        echo.remove("sipPassword");
+        let client = match &self.hooks {
+            Some(h) => h.for_client("ConnectionStatusEvent", echo.clone()),
+            None => echo.clone(),
+        };
+        self.send(frame("getUserData", Value::Object(client)));
+        self.event("ConnectionStatusEvent", &echo);
+        if self.registered {
+            self.send(frame("registered", json!({"status": "REGISTERED"})));
+        }
+    }
+
+    /// Ends every call: a BYE (or CANCEL) on the SIP side, FINISH to the backend.
+    fn end_calls(&mut self, why: &str) {
         let ids: Vec<String> = self.calls.iter().map(|c| c.call_id.clone()).collect();
         for id in ids {
             if let Some(i) = self.call_index(&id) {
@@ -961,12 +1101,16 @@ impl Session {
                     agent.act(|ua, now| ua.hangup(now, sip));
                 }
                 if self.hooks.is_some() {
-                    self.set_status(i, "FINISH", Some("Connection closed"), None, None);
+                    self.set_status(i, "FINISH", Some(why), None, None);
                 }
                 self.calls[i].finished = true;
                 self.release(i);
             }
         }
+    }
+
+    fn teardown(&mut self) {
+        self.end_calls("Connection closed");
         if let Some(agent) = self.agent.take() {
             if bool_of(&self.conn, "sipRegisterRequired") {
                 agent.act(|ua, now| ua.unregister(now));
