@@ -520,3 +520,78 @@ fn g722_encoder_continues_bit_exact_from_a_decoders_state() {
 fn tone_share(samples: &[i16], freq: f64) -> f64 {
     media::dsp::goertzel::tone_share(samples, 16_000, freq, 0.0)
 }
+
+/// Chrome sends a payload-less RTP packet now and then (a keep-alive while its track is
+/// disabled, e.g. on hold, and every few seconds after), on the sequence and the
+/// timestamp of its stream. It is no frame: the relay goes on with the next one, and
+/// the listener is never sent an empty packet.
+#[test]
+fn a_payload_less_packet_does_not_stop_the_relay() {
+    let mut r = Room::new();
+    r.join(1, CodecKind::Pcmu, 0, Some(440.0));
+    r.join(2, CodecKind::Pcmu, 0, Some(1000.0));
+    r.run(50);
+    for _ in 0..3 {
+        // An empty packet on the next sequence number, at the last packet's timestamp.
+        let t = r.talkers.iter_mut().find(|t| t.leg == 1).unwrap();
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        p[2..4].copy_from_slice(&t.seq.to_be_bytes());
+        p[4..8].copy_from_slice(&t.ts.wrapping_sub(160).to_be_bytes());
+        t.seq = t.seq.wrapping_add(1);
+        let now = r.now;
+        r.core.handle_input(now, Input::Receive { leg: LegId(1), socket: Socket::Rtp, from: remote_of(1), data: &p });
+        r.run(50);
+    }
+    let got = r.out.to(2);
+    let tail: Vec<Vec<u8>> = got[got.len() - 20..].iter().map(|p| p.payload.clone()).collect();
+    assert!(find_run(r.sent_by(1), &tail).is_some(), "leg 2 still gets leg 1's payloads: {:?}", &tail[..3]);
+    assert!(got.iter().all(|p| !p.payload.is_empty()), "no empty packet is passed on");
+}
+
+#[test]
+fn reconfiguring_a_speaker_for_a_hold_and_back_keeps_its_relay() {
+    let mut r = Room::new();
+    r.join(1, CodecKind::Pcmu, 0, Some(440.0));
+    r.join(2, CodecKind::Pcmu, 0, Some(1000.0));
+    r.run(50);
+    r.command(Command::Configure(LegId(1), LegParams { send: false, ..params(1, CodecKind::Pcmu, 0) }));
+    r.run(50);
+    r.command(Command::Configure(LegId(1), params(1, CodecKind::Pcmu, 0)));
+    r.run(50);
+    let got = r.out.to(2);
+    let tail: Vec<Vec<u8>> = got[got.len() - 20..].iter().map(|p| p.payload.clone()).collect();
+    assert!(find_run(r.sent_by(1), &tail).is_some(), "leg 2 still gets leg 1's payloads: {:?}", &tail[..3]);
+}
+
+#[test]
+fn a_speaker_silent_with_payload_less_packets_is_heard_again_when_it_talks() {
+    let mut r = Room::new();
+    r.join(1, CodecKind::Pcmu, 0, Some(440.0));
+    r.join(2, CodecKind::Pcmu, 0, Some(1000.0));
+    r.run(50);
+    // Leg 1's track is disabled (a browser on hold): digital silence, and a
+    // payload-less packet now and then.
+    r.talkers.iter_mut().find(|t| t.leg == 1).unwrap().freq = None;
+    for _ in 0..3 {
+        let t = r.talkers.iter_mut().find(|t| t.leg == 1).unwrap();
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        p[2..4].copy_from_slice(&t.seq.to_be_bytes());
+        p[4..8].copy_from_slice(&t.ts.wrapping_sub(160).to_be_bytes());
+        t.seq = t.seq.wrapping_add(1);
+        let now = r.now;
+        r.core.handle_input(now, Input::Receive { leg: LegId(1), socket: Socket::Rtp, from: remote_of(1), data: &p });
+        r.run(20);
+    }
+    r.talkers.iter_mut().find(|t| t.leg == 1).unwrap().freq = Some(440.0);
+    r.run(100);
+    let got = r.out.to(2);
+    let mut dec = new_decoder(CodecKind::Pcmu);
+    let mut pcm = Vec::new();
+    for p in &got[got.len() - 25..] {
+        let mut out = [0i16; 960];
+        let n = dec.decode(&p.payload, &mut out);
+        pcm.extend_from_slice(&out[..n]);
+    }
+    let energy: f64 = pcm.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / pcm.len().max(1) as f64;
+    assert!(energy.sqrt() > 1000.0, "leg 2 hears leg 1 again: rms {:.0} over {} samples", energy.sqrt(), pcm.len());
+}

@@ -136,8 +136,15 @@ fn a_phones_own_hold_is_answered_recvonly_and_reported() {
     assert!(log.contains("a=recvonly"), "the server answered recvonly");
     alice.command("unhold");
     wait_server_event(&server, "call_retrieved", |e| e["call_id"] == id);
+    // Both hear each other again once she resumes.
+    std::thread::sleep(Duration::from_secs(3));
+    let (a_end, b_end) = (phone_now(&alice), phone_now(&bob));
+    let (a0, b0) = (alice.record_t0(), bob.record_t0());
+    let (alice_rec, bob_rec) = (alice.record.clone(), bob.record.clone());
     alice.quit();
     bob.quit();
+    tone_check(&bob_rec).window(b_end - b0 - 2.0, Some(b_end - b0 - 0.3)).expect(&[440]).assert("bob hears alice after her own hold ends");
+    tone_check(&alice_rec).window(a_end - a0 - 2.0, Some(a_end - a0 - 0.3)).expect(&[1000]).assert("alice hears bob after her own hold ends");
 }
 
 #[test]

@@ -7,7 +7,9 @@
 //!   page's WebAudio analyser hears both, both phones' recordings hold the browser's
 //!   600 Hz fake microphone, and the room's REST API lists the browser as a participant;
 //! - a pjsua2 phone calls the same browser user: the INVITE comes down the browser's
-//!   WebSocket with a WebRTC offer, JsSIP answers, and each hears the other;
+//!   WebSocket with a WebRTC offer, JsSIP answers, and each hears the other; JsSIP
+//!   holds and resumes (the engine's leg goes held and active), then the API holds and
+//!   resumes the browser (JsSIP takes the re-offers), and the audio is back after both;
 //! - a bare WebSocket client (tungstenite) gets a 401 challenge for REGISTER, 200 once
 //!   it answers it, 400 for a salvageable broken request, nothing for garbage, and the
 //!   server keeps serving; `[sip_ws] listen` refuses an upgrade without the `sip`
@@ -192,25 +194,48 @@ fn a_phone_calls_a_jssip_browser_which_answers() {
     let bob_rx = env.path("bob_rx.wav");
 
     // The page registers as alice and waits; once she is registered, bob calls her for
-    // 8 s and hangs up.
-    let query = format!("uri=sip:alice@{DOMAIN}&listen=600,1000,2200&talk=0");
+    // 16 s and hangs up. Meanwhile the page holds and resumes the call (its re-INVITEs),
+    // then the server does (the API's hold: re-INVITEs to the browser).
+    let query = format!("uri=sip:alice@{DOMAIN}&listen=600,1000,2200&talk=0&hold=1");
     let (tone, log, http) = (browser_tone(&env), env.path("page.log"), server.http);
-    let page = std::thread::scope(|s| {
-        let page = s.spawn(|| run_page(&tone, &log, pages, http, &query, 40_000));
+    let alice_leg = |state: &str| -> Option<Value> {
+        let legs: Value = server.get("/v1/calls").json();
+        legs.as_array()?.iter().find(|l| l["direction"] == "outbound" && l["state"] == state).cloned()
+    };
+    let (page, api_unhold) = std::thread::scope(|s| {
+        let page = s.spawn(|| run_page(&tone, &log, pages, http, &query, 45_000));
         poll(Duration::from_secs(20), "alice registered over ws", || {
             let regs: Value = server.get("/v1/registrations").json();
             regs.as_array()?.iter().any(|r| r["login"] == "alice" && r["transport"] == "ws").then_some(())
         });
-        let bob = caller(&env, &server, "bob", 0, &format!("sip:alice@{DOMAIN}"), 1000, &bob_rx, 8);
+        let bob = caller(&env, &server, "bob", 0, &format!("sip:alice@{DOMAIN}"), 1000, &bob_rx, 16);
+        let bob_start = Instant::now();
+        // The browser's hold reaches the engine as a hold, and its resume as a resume.
+        let leg = poll(Duration::from_secs(15), "the browser put its call on hold", || alice_leg("held"));
+        poll(Duration::from_secs(10), "the browser resumed its call", || alice_leg("active"));
+        // The server holds the browser (the callee) and resumes it.
+        let id = leg["leg_id"].as_str().expect("leg_id").to_owned();
+        let r = server.post(&format!("/v1/calls/{id}/hold"), &serde_json::json!({"side": "callee"}));
+        assert_eq!(r.status, 200, "hold: {}", r.body);
+        poll(Duration::from_secs(10), "the browser took the server's hold", || alice_leg("held"));
+        let r = server.post(&format!("/v1/calls/{id}/unhold"), &serde_json::json!({}));
+        assert_eq!(r.status, 200, "unhold: {}", r.body);
+        poll(Duration::from_secs(10), "the browser took the server's resume", || alice_leg("active"));
+        let api_unhold = bob_start.elapsed().as_secs_f64();
         bob.wait().assert_ok();
-        page.join().expect("page thread")
+        (page.join().expect("page thread"), api_unhold)
     });
+    assert_eq!(page["holds"], serde_json::json!(["hold local", "unhold local", "hold remote", "unhold remote"]), "JsSIP held and resumed both ways: {page}");
     assert_eq!(page["confirmed"], true, "JsSIP answered the call that came down its WebSocket: {page}");
     assert_eq!(page["ended"], true, "bob's BYE ended it: {page}");
     let level = |hz: &str| page["levels"][hz].as_f64().unwrap_or(-300.0);
     assert!(level("1000") > page["floor"].as_f64().unwrap_or(0.0) + 30.0 && level("1000") > level("2200") + 30.0, "the browser hears bob's 1000 Hz: {page}");
     let stall = "Chromium's fake microphone stalls on a loaded machine (see the room test)";
-    tone_check(&bob_rx).window(2.5, Some(6.5)).expect(&[600]).absent(&[1000]).bound(90.0, 200.0, stall).assert("bob hears the browser's 600 Hz");
+    // Before the page's hold (about 4.5 s after the answer).
+    tone_check(&bob_rx).window(1.5, Some(4.0)).expect(&[600]).absent(&[1000]).bound(90.0, 200.0, stall).assert("bob hears the browser's 600 Hz");
+    // After both holds, the same media flows again (the gateway leg was never torn down).
+    assert!(api_unhold < 12.0, "the holds were over by {api_unhold:.1} s");
+    tone_check(&bob_rx).window(api_unhold + 1.0, Some(15.0)).expect(&[600]).absent(&[1000]).bound(90.0, 200.0, stall).assert("bob hears the browser again after the holds");
     let calls: Value = server.get("/v1/calls?kind=call").json();
     let c = &calls.as_array().expect("calls")[0];
     assert_eq!((c["caller_codec"].as_str(), c["callee_codec"].as_str()), (Some("PCMU"), Some("PCMU")), "G.711 end to end, relayed: {c}");

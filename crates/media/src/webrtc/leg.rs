@@ -631,6 +631,13 @@ impl WebRtcLeg {
         self.stats.from_browser_packets += 1;
         self.stats.from_browser_bytes += payload.len() as u64;
         let to = self.plain.remote?;
+        if payload.is_empty() && !self.resync {
+            // Chrome sends a payload-less packet now and then (while its track is
+            // disabled, on hold, and every 5 s after): no frame. Dropped, and the
+            // sequence closes over it, so the SIP side sees no loss.
+            self.plain.seq_shift = self.plain.seq_shift.wrapping_sub(1);
+            return None;
+        }
         if !self.plain.forwarding || self.inject.is_some() || payload.len() > self.scratch.len() - rtp::RTP_HEADER_LEN {
             return None;
         }

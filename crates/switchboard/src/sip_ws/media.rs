@@ -14,14 +14,19 @@
 //! A leg is closed by BYE either way, by a failure answer to the initial INVITE (a
 //! digest challenge too: the retried INVITE anchors afresh) and when the socket closes.
 //!
-//! Not handled: re-offers. A browser's re-INVITE (hold) is shown to the engine as the
-//! same plain offer and answered with the first answer, and an engine re-INVITE goes to
-//! the browser as the engine wrote it: the gateway leg cannot renegotiate.
+//! Re-offers (hold, resume, an engine re-INVITE of any kind) change the direction and
+//! nothing else: the gateway leg keeps its ICE, DTLS and codec, and relays whatever
+//! comes. A browser's re-INVITE is shown to the engine as the plain SDP again, with the
+//! browser's direction and the next `o=` version; the engine's answer goes back as the
+//! browser's first answer with the engine's direction, the next version and our DTLS
+//! role. An engine re-INVITE goes to the browser as the WebRTC SDP it already holds,
+//! re-offered (`a=setup:actpass`, the engine's direction, the next version), and the
+//! browser's answer goes back as the plain SDP with its direction.
 
-use api::wcs::media::sip_sdp;
+use api::wcs::media::{sip_sdp, PlainMedia};
 use api::wcs::MediaGatewayBox;
 use sip::parse::parse_datagram;
-use sip::sdp::SessionDescription;
+use sip::sdp::{Direction, SessionDescription};
 use sip::{Message, Method, Request};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,6 +64,98 @@ struct Anchor {
     plain_offer: String,
     /// A 2xx came: later failures are of re-INVITEs and leave the leg up.
     answered: bool,
+    /// The plain side, for the SDP the engine gets on re-offers, and its `o=` numbers.
+    plain: Option<PlainMedia>,
+    plain_session: u64,
+    plain_version: u64,
+    /// The WebRTC SDP the browser holds from us (our answer, or our offer) and its
+    /// `o=` version: what re-offers and re-answers are made of.
+    webrtc: String,
+    webrtc_version: u64,
+    /// Our DTLS role once negotiated (`active` or `passive`), for re-answers.
+    our_setup: String,
+    /// A re-INVITE in flight: its CSeq number, and whether the browser sent it.
+    reinvite: Option<(u32, bool)>,
+}
+
+impl Anchor {
+    fn new(leg: u64, engine_offered: bool, webrtc: String) -> Anchor {
+        Anchor {
+            leg,
+            engine_offered,
+            plain_answer: None,
+            browser_answer: String::new(),
+            plain_offer: String::new(),
+            answered: false,
+            plain: None,
+            plain_session: rand::random::<u32>() as u64,
+            plain_version: 1,
+            our_setup: setup_of(&webrtc).filter(|s| s != "actpass").unwrap_or_default(),
+            webrtc_version: version_of(&webrtc).unwrap_or(1),
+            webrtc,
+            reinvite: None,
+        }
+    }
+
+    /// The next plain SDP for the engine, with `dir`.
+    fn next_plain(&mut self, dir: Direction) -> Option<String> {
+        let plain = self.plain.as_ref()?;
+        self.plain_version += 1;
+        Some(sip_sdp(plain, self.plain_session, self.plain_version, dir.as_str(), &[]))
+    }
+
+    /// The next WebRTC SDP for the browser, with `dir` and DTLS role `setup`.
+    fn next_webrtc(&mut self, dir: Direction, setup: &str) -> String {
+        self.webrtc_version += 1;
+        rewrite_webrtc(&self.webrtc, self.webrtc_version, dir, setup)
+    }
+}
+
+/// The direction of an SDP's audio, if it parses.
+fn direction_in(body: &[u8]) -> Option<Direction> {
+    std::str::from_utf8(body).ok().and_then(|t| SessionDescription::parse(t).ok()).and_then(|d| d.audio()).map(|a| a.direction)
+}
+
+fn setup_of(sdp: &str) -> Option<String> {
+    sdp.lines().find_map(|l| l.trim_end().strip_prefix("a=setup:")).map(str::to_owned)
+}
+
+fn version_of(sdp: &str) -> Option<u64> {
+    sdp.lines().find_map(|l| l.strip_prefix("o=")).and_then(|o| o.split_whitespace().nth(2)).and_then(|v| v.parse().ok())
+}
+
+/// `sdp` with its `o=` version, its direction lines and its `a=setup` replaced (a
+/// missing direction is added after the first `m=` line).
+fn rewrite_webrtc(sdp: &str, version: u64, dir: Direction, setup: &str) -> String {
+    let mut out = String::with_capacity(sdp.len() + 16);
+    let mut dir_written = false;
+    for line in sdp.lines() {
+        let l = line.trim_end_matches('\r');
+        if let Some(o) = l.strip_prefix("o=") {
+            let mut f: Vec<&str> = o.split(' ').collect();
+            let v = version.to_string();
+            if f.len() >= 3 {
+                f[2] = &v;
+            }
+            out.push_str(&format!("o={}\r\n", f.join(" ")));
+        } else if matches!(l, "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive") {
+            if !dir_written {
+                out.push_str(&format!("a={}\r\n", dir.as_str()));
+                dir_written = true;
+            }
+        } else if l.starts_with("a=setup:") && !setup.is_empty() {
+            out.push_str(&format!("a=setup:{setup}\r\n"));
+        } else if !l.is_empty() {
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+    }
+    if !dir_written {
+        if let Some(at) = out.find("\r\nm=").map(|i| i + 2).and_then(|i| out[i..].find("\r\n").map(|j| i + j + 2)) {
+            out.insert_str(at, &format!("a={}\r\n", dir.as_str()));
+        }
+    }
+    out
 }
 
 impl Anchors {
@@ -89,10 +186,15 @@ impl Anchors {
         }
         let call_id = req.headers.call_id.clone();
         if req.headers.to.tag().is_some() {
-            // A re-INVITE of an anchored call: the same plain offer, so the engine sees
-            // no change, and the first answer goes back (see the module docs).
-            if let Some(a) = self.by_call_id.get(&call_id) {
-                req.body = a.plain_offer.clone().into_bytes();
+            // A re-INVITE of an anchored call: the plain SDP again, with the browser's
+            // direction (see the module docs).
+            if let Some(a) = self.by_call_id.get_mut(&call_id) {
+                let dir = direction_in(&req.body).unwrap_or_default();
+                let body = a.next_plain(dir).unwrap_or_else(|| a.plain_offer.clone());
+                a.reinvite = Some((req.headers.cseq.seq, true));
+                debug!(%call_id, direction = dir.as_str(), "browser re-offer shown to the engine");
+                req.body = body.into_bytes();
+                req.headers.content_type = Some("application/sdp".into());
                 return Inward::Forward(Message::Request(req));
             }
             return Inward::Refuse(refusal(&req, 488, "WebRTC re-offer of a call not anchored here"));
@@ -107,11 +209,16 @@ impl Anchors {
         for codec in self.codecs.iter() {
             match gw.accept_offer(&offer, std::slice::from_ref(codec)) {
                 Ok((leg, browser_answer, plain)) => {
-                    let plain_offer = sip_sdp(&plain, rand::random::<u32>() as u64, 1, "sendrecv", &[]);
+                    let mut a = Anchor::new(leg, false, browser_answer.clone());
+                    // Re-offers keep this `o=` session id and count its version up.
+                    let plain_offer = sip_sdp(&plain, a.plain_session, a.plain_version, "sendrecv", &[]);
                     debug!(%call_id, leg, %codec, plain = %plain.local, "browser media anchored");
                     req.body = plain_offer.clone().into_bytes();
                     req.headers.content_type = Some("application/sdp".into());
-                    self.anchor(call_id, Anchor { leg, engine_offered: false, plain_answer: None, browser_answer, plain_offer, answered: false });
+                    a.browser_answer = browser_answer;
+                    a.plain_offer = plain_offer;
+                    a.plain = Some(plain);
+                    self.anchor(call_id, a);
                     return Inward::Forward(Message::Request(req));
                 }
                 // Try the next codec: the browser did not offer this one.
@@ -133,6 +240,20 @@ impl Anchors {
             return resp;
         }
         let call_id = resp.headers.call_id.clone();
+        // The browser's answer to an engine re-INVITE: the plain SDP with its direction.
+        if let Some(a) = self.by_call_id.get_mut(&call_id).filter(|a| a.reinvite == Some((resp.headers.cseq.seq, false))) {
+            if resp.status >= 200 {
+                a.reinvite = None;
+            }
+            if resp.is_success() && !resp.body.is_empty() {
+                let dir = direction_in(&resp.body).unwrap_or_default();
+                if let Some(plain) = a.next_plain(dir) {
+                    resp.body = plain.into_bytes();
+                    resp.headers.content_type = Some("application/sdp".into());
+                }
+            }
+            return resp;
+        }
         let Some(a) = self.by_call_id.get_mut(&call_id).filter(|a| a.engine_offered) else { return resp };
         if resp.status >= 300 {
             if !a.answered {
@@ -144,9 +265,26 @@ impl Anchors {
             a.answered = true;
         }
         if a.plain_answer.is_none() && !resp.body.is_empty() {
+            // Our DTLS role is the one the browser's answer leaves us.
+            a.our_setup = match setup_of(&String::from_utf8_lossy(&resp.body)).as_deref() {
+                Some("active") => "passive".into(),
+                _ => "active".into(),
+            };
             if let Some(gw) = &self.gateway {
                 match gw.accept_answer(a.leg, &String::from_utf8_lossy(&resp.body)) {
-                    Ok(plain) => a.plain_answer = Some(sip_sdp(&plain, rand::random::<u32>() as u64, 1, "sendrecv", &[])),
+                    Ok(mut plain) => {
+                        // The engine gets the one codec the browser took: its re-offers
+                        // must not let the engine pick another (the leg relays, never
+                        // transcodes).
+                        let chosen = std::str::from_utf8(&resp.body).ok().and_then(|t| SessionDescription::parse(t).ok()).and_then(|d| d.audio()).and_then(|a| a.codecs.first().map(|c| c.payload_type));
+                        if let Some(pt) = chosen {
+                            if plain.codecs.iter().any(|c| c.payload_type == pt) {
+                                plain.codecs.retain(|c| c.payload_type == pt);
+                            }
+                        }
+                        a.plain_answer = Some(sip_sdp(&plain, a.plain_session, a.plain_version, "sendrecv", &[]));
+                        a.plain = Some(plain);
+                    }
                     Err(e) => info!(%call_id, reason = %e, "browser answer refused by the gateway"),
                 }
             }
@@ -186,7 +324,7 @@ impl Anchors {
         gw.set_plain_remote(leg, addr);
         debug!(%call_id, leg, engine = %addr, "browser media anchored (engine offered)");
         self.close(&call_id);
-        self.anchor(call_id, Anchor { leg, engine_offered: true, plain_answer: None, browser_answer: String::new(), plain_offer: String::new(), answered: false });
+        self.anchor(call_id, Anchor::new(leg, true, offer.clone()));
         req.body = offer.into_bytes();
         req.headers.content_type = Some("application/sdp".into());
         Some(Message::Request(req).to_bytes())
@@ -200,9 +338,25 @@ impl Anchors {
         }
         let msg = parse_datagram(bytes).ok()?;
         match msg {
-            Message::Request(req) => {
+            Message::Request(mut req) => {
                 if req.method == Method::Invite && req.headers.to.tag().is_none() && !req.body.is_empty() {
                     return self.engine_offers(req);
+                }
+                if req.method == Method::Invite && !req.body.is_empty() {
+                    // An engine re-INVITE of an anchored call: the browser's own WebRTC
+                    // SDP, re-offered with the engine's direction.
+                    let a = self.by_call_id.get_mut(&req.headers.call_id)?;
+                    let sdp = std::str::from_utf8(&req.body).ok().and_then(|t| SessionDescription::parse(t).ok());
+                    let audio = sdp.as_ref().and_then(|d| d.audio());
+                    if let (Some(addr), Some(gw)) = (audio.as_ref().and_then(|a| a.addr), &self.gateway) {
+                        gw.set_plain_remote(a.leg, addr);
+                    }
+                    let dir = audio.map(|a| a.direction).unwrap_or_default();
+                    a.reinvite = Some((req.headers.cseq.seq, false));
+                    debug!(call_id = %req.headers.call_id, direction = dir.as_str(), "engine re-offer sent to the browser");
+                    req.body = a.next_webrtc(dir, "actpass").into_bytes();
+                    req.headers.content_type = Some("application/sdp".into());
+                    return Some(Message::Request(req).to_bytes());
                 }
                 if req.method == Method::Bye {
                     self.close(&req.headers.call_id);
@@ -212,6 +366,26 @@ impl Anchors {
             Message::Response(mut resp) => {
                 if resp.headers.cseq.method != Method::Invite {
                     return None;
+                }
+                // The engine's answer to a browser re-INVITE: the browser's answer again,
+                // with the engine's direction and our DTLS role.
+                if let Some(a) = self.by_call_id.get_mut(&resp.headers.call_id).filter(|a| a.reinvite == Some((resp.headers.cseq.seq, true))) {
+                    if resp.status >= 200 {
+                        a.reinvite = None;
+                    }
+                    if !resp.is_success() || resp.body.is_empty() {
+                        return None;
+                    }
+                    let sdp = std::str::from_utf8(&resp.body).ok().and_then(|t| SessionDescription::parse(t).ok());
+                    let audio = sdp.as_ref().and_then(|d| d.audio());
+                    if let (Some(addr), Some(gw)) = (audio.as_ref().and_then(|a| a.addr), &self.gateway) {
+                        gw.set_plain_remote(a.leg, addr);
+                    }
+                    let dir = audio.map(|a| a.direction).unwrap_or_default();
+                    let setup = a.our_setup.clone();
+                    resp.body = a.next_webrtc(dir, &setup).into_bytes();
+                    resp.headers.content_type = Some("application/sdp".into());
+                    return Some(Message::Response(resp).to_bytes());
                 }
                 let a = self.by_call_id.get_mut(&resp.headers.call_id).filter(|a| !a.engine_offered)?;
                 if resp.status >= 300 {
@@ -375,6 +549,59 @@ mod tests {
         assert!(calls.outward(bye).is_none());
         assert_eq!(gw.log.lock().unwrap().last().unwrap(), "close 7");
         assert!(calls.by_call_id.is_empty());
+    }
+
+    #[test]
+    fn re_offers_change_the_direction_and_keep_ice_dtls_and_the_codec() {
+        let (mut calls, gw) = anchors();
+        assert!(matches!(calls.inward(invite("", BROWSER_OFFER)), Inward::Forward(_)));
+        let engine_sdp = |v: u32, dir: &str| format!("v=0\r\no=- 1 {v} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30000 RTP/AVP 8\r\na={dir}\r\n");
+        assert!(calls.outward(&engine_response(200, &engine_sdp(1, "sendrecv"))).is_some());
+
+        // The browser holds: the engine sees the plain SDP again, sendonly, version 2.
+        let hold = "v=0\r\no=- 1 3 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\nc=IN IP4 0.0.0.0\r\na=fingerprint:sha-256 AA:BB\r\na=setup:actpass\r\na=sendonly\r\na=rtpmap:8 PCMA/8000\r\n";
+        let reinvite = String::from_utf8(invite(";tag=b", hold).to_bytes()).unwrap().replace("CSeq: 1 INVITE", "CSeq: 2 INVITE");
+        let Inward::Forward(Message::Request(req)) = calls.inward(parse_datagram(reinvite.as_bytes()).unwrap()) else { panic!("forwarded") };
+        let plain = String::from_utf8(req.body).unwrap();
+        let first = calls.by_call_id["c1"].plain_offer.clone();
+        assert!(plain.contains("m=audio 40000 RTP/AVP 8") && plain.contains("a=sendonly") && !plain.contains("fingerprint"), "{plain}");
+        assert_eq!(version_of(&plain), Some(2), "{plain}");
+        assert_eq!(plain.lines().find(|l| l.starts_with("o=")).map(|o| o.split(' ').nth(1)), first.lines().find(|l| l.starts_with("o=")).map(|o| o.split(' ').nth(1)), "the same o= session: {plain} / {first}");
+        // The engine answers recvonly: the browser gets the gateway's answer again.
+        let ok = String::from_utf8(engine_response(200, &engine_sdp(2, "recvonly"))).unwrap().replace("CSeq: 1 INVITE", "CSeq: 2 INVITE");
+        let ok = String::from_utf8(calls.outward(ok.as_bytes()).expect("rewritten")).unwrap();
+        assert!(ok.contains("a=x-gateway-answer") && ok.contains("a=recvonly") && !ok.contains("RTP/AVP"), "{ok}");
+
+        // The engine resumes with a re-INVITE: the browser gets its WebRTC SDP re-offered.
+        let resume = engine_sdp(3, "sendrecv");
+        let engine_reinvite = format!(
+            "INVITE sip:a@x.invalid;transport=ws SIP/2.0\r\nVia: SIP/2.0/WS 127.0.0.1:5060;branch=z9hG4bK9\r\nFrom: <sip:conf-1@switchboard.test>;tag=b\r\n\
+             To: <sip:alice@switchboard.test>;tag=a\r\nCall-ID: c1\r\nCSeq: 7 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{resume}",
+            resume.len()
+        );
+        let out = String::from_utf8(calls.outward(engine_reinvite.as_bytes()).expect("rewritten")).unwrap();
+        assert!(out.contains("a=x-gateway-answer") && out.contains("a=sendrecv") && !out.contains("RTP/AVP"), "{out}");
+        // The browser answers: the engine gets the plain SDP, version 3.
+        let answer = "v=0\r\no=- 1 4 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=setup:active\r\na=sendrecv\r\n";
+        let ok = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/WS 127.0.0.1:5060;branch=z9hG4bK9\r\nFrom: <sip:conf-1@switchboard.test>;tag=b\r\nTo: <sip:alice@switchboard.test>;tag=a\r\n\
+             Call-ID: c1\r\nCSeq: 7 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        let Inward::Forward(Message::Response(r)) = calls.inward(parse_datagram(ok.as_bytes()).unwrap()) else { panic!("forwarded") };
+        let plain = String::from_utf8(r.body).unwrap();
+        assert!(plain.contains("m=audio 40000 RTP/AVP 8") && plain.contains("a=sendrecv"), "{plain}");
+        assert_eq!(version_of(&plain), Some(3), "{plain}");
+        assert!(!gw.log.lock().unwrap().iter().any(|l| l.starts_with("close")), "the leg stays up: {:?}", gw.log.lock().unwrap());
+    }
+
+    #[test]
+    fn a_webrtc_sdp_is_rewritten_in_version_direction_and_role() {
+        let sdp = "v=0\r\no=- 99 2 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=setup:passive\r\na=sendrecv\r\na=mid:0\r\n";
+        let r = rewrite_webrtc(sdp, 5, Direction::SendOnly, "actpass");
+        assert_eq!(r, "v=0\r\no=- 99 5 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=setup:actpass\r\na=sendonly\r\na=mid:0\r\n");
+        let none = rewrite_webrtc("v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n", 2, Direction::Inactive, "");
+        assert_eq!(none, "v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=inactive\r\na=mid:0\r\n");
     }
 
     #[test]
