@@ -161,9 +161,12 @@ impl Deliverer {
     }
 }
 
+/// The row a round stopped at, to try again: with its status (None: no answer) and error.
+type Retry = (HookEvent, Option<u16>, String);
+
 /// POSTs `rows` in order until one is to be retried (blocking). Returns the rows done
-/// with (delivered, refused or too old) and the one to retry, with its status and error.
-fn deliver(agent: &ureq::Agent, secret: Option<&str>, max_age: Duration, rows: &[HookEvent]) -> (Vec<i64>, Option<(HookEvent, Option<u16>, String)>) {
+/// with (delivered, refused or too old) and the one to retry.
+fn deliver(agent: &ureq::Agent, secret: Option<&str>, max_age: Duration, rows: &[HookEvent]) -> (Vec<i64>, Option<Retry>) {
     let mut done = Vec::with_capacity(rows.len());
     let now = crate::outbox::now_ms();
     for row in rows {

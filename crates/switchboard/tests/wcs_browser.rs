@@ -411,7 +411,7 @@ fn event_hooks_are_signed_and_survive_a_backend_outage_and_kill_9_in_order() {
     // The head is tried again and again (1 s apart at most), and nothing behind it.
     let head = poll(Duration::from_secs(15), "the first event tried three times", || {
         let tried: Vec<(String, Value)> = backend.hooks.lock().unwrap().iter().filter(|(m, _)| is_event(m)).cloned().collect();
-        (tried.len() >= 3).then(|| tried)
+        (tried.len() >= 3).then_some(tried)
     });
     assert!(head.iter().all(|h| h == &head[0]), "only the head is retried, unchanged: {head:?}");
     // Let the session's last events (its DISCONNECTED) be stored.
