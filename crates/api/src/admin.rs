@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/users/{id}/password", post(set_password))
         .route("/v1/apps", get(list_apps).post(create_app))
         .route("/v1/apps/{client_id}", get(get_app).patch(patch_app).delete(delete_app))
+        .route("/v1/wcs/hooks", get(list_wcs_hooks))
         .route("/v1/keys", get(list_keys).post(create_key))
         .route("/v1/keys/{name}", axum::routing::delete(delete_key))
         .route("/v1/registrations", get(list_registrations))
@@ -853,6 +854,58 @@ pub async fn patch_app(
     }
     after_write(&st);
     Ok(Json(store.app(&a.client_id).await?.ok_or_else(app_not_found)?.into()))
+}
+
+/// Web Call Server event hooks waiting for an app's backend (down, or answering 5xx):
+/// how many, since when, and why the first is not delivered yet.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HookBacklogView {
+    /// The app (its client id: the `appKey` browsers connect with; `defaultApp` too).
+    pub app: String,
+    pub pending: u64,
+    /// When the oldest waiting event happened (ms since the epoch).
+    pub oldest_ms: u64,
+    /// Tries of the first waiting event so far.
+    pub attempts: u32,
+    /// Not tried again before this (ms since the epoch; 0: now).
+    pub next_attempt_ms: u64,
+    /// The last answer's HTTP status (null: no answer, or not tried yet).
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+}
+
+/// WCS event hooks not yet delivered, per app (none waiting: an empty list).
+#[utoipa::path(get, path = "/v1/wcs/hooks", operation_id = "list_wcs_hooks", tag = "admin",
+    responses((status = 200, description = "The apps with events waiting; a domain admin sees its domain's apps", body = [HookBacklogView]),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "A user credential (admins only)", body = ErrorBody),
+        (status = 503, description = "No directory store", body = ErrorBody)))]
+pub async fn list_wcs_hooks(State(st): State<AppState>, scope: Scope) -> Result<Json<Vec<HookBacklogView>>, ApiError> {
+    scope.require_admin()?;
+    let store = store_of(&st)?;
+    let backlog = store.hook_backlog().await?;
+    // The superuser sees every queue (`defaultApp` is no directory app); a domain admin
+    // those of its domain's apps.
+    let mine: Option<Vec<String>> = if scope.is_superuser() {
+        None
+    } else {
+        let apps = store.list_apps(scope.principal.domain).await?;
+        Some(apps.into_iter().filter(|a| a.domain_id.is_some_and(|d| scope.sees_domain_id(d))).map(|a| a.client_id).collect())
+    };
+    let views = backlog
+        .into_iter()
+        .filter(|q| mine.as_ref().is_none_or(|m| m.contains(&q.queue)))
+        .map(|q| HookBacklogView {
+            app: q.queue,
+            pending: q.pending,
+            oldest_ms: q.oldest_ms,
+            attempts: q.head_attempts,
+            next_attempt_ms: q.next_attempt_ms,
+            last_status: q.last_status,
+            last_error: q.last_error,
+        })
+        .collect();
+    Ok(Json(views))
 }
 
 /// Delete an app.

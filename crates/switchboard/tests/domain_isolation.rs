@@ -205,6 +205,7 @@ fn a_domain_admin_cannot_see_or_touch_another_domain() {
                 "patch_webhook" => (Some(json!({ "url": "http://127.0.0.1:9/mallory" })), Expect::NotFound),
                 "create_webhook" => (Some(json!({ "url": "http://127.0.0.1:9/mallory", "domain": beta.domain })), Expect::NotFound),
                 "list_webhooks" => (None, Expect::NoLeak),
+                "list_wcs_hooks" => (None, Expect::NoLeak),
                 "stream_events" => {
                     url.push_str(&format!("?follow=false&domain={}", beta.domain));
                     (None, Expect::NotFound)

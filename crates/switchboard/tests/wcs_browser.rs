@@ -422,6 +422,10 @@ fn event_hooks_are_signed_and_survive_a_backend_outage_and_kill_9_in_order() {
     assert!(pending >= 3, "the connection's, registration's and call's events wait: {q}");
     assert_eq!(q["last_status"], 503, "{q}");
     assert!(q["attempts"].as_u64().unwrap() >= 2, "{q}");
+    // The same over the API.
+    let api: Value = server.get("/v1/wcs/hooks").json();
+    let a = api.as_array().and_then(|a| a.iter().find(|q| q["app"] == "defaultApp")).unwrap_or_else(|| panic!("GET /v1/wcs/hooks: {api}"));
+    assert_eq!((a["pending"].as_u64(), a["last_status"].as_u64()), (Some(pending), Some(503)), "{a}");
 
     // kill -9 with every event pending; the backend recovers; restart on the same data.
     let mark = backend.hooks.lock().unwrap().len();
@@ -452,6 +456,7 @@ fn event_hooks_are_signed_and_survive_a_backend_outage_and_kill_9_in_order() {
     assert!(sig.1.is_empty(), "every hook signed with the secret: {:?}", sig.1);
     assert!(sig.0 >= mark + after.len(), "{} good signatures", sig.0);
     assert_eq!(backlog("hooks_after"), json!([]), "nothing waits any more");
+    assert_eq!(server.get("/v1/wcs/hooks").json(), json!([]), "nothing waits any more, over the API");
     drop(server);
 }
 

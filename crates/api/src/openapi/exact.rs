@@ -32,6 +32,7 @@ pub(super) fn apply(doc: &mut Value) {
         "AppView", "KeyView", "RegistrationView", "PromptStarted", "RoomRecording", "RecordingFileView", "RecordingView", "WebhookView",
         "MessageView",
         "StreamView",
+        "HookBacklogView",
     ] {
         close(schemas.get_mut(name).unwrap_or_else(|| panic!("schema {name}")));
     }
