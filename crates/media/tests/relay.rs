@@ -180,6 +180,17 @@ impl Room {
         }
     }
 
+    /// A payload-less packet from `leg` (as Chrome sends): the next sequence number,
+    /// the last packet's timestamp.
+    fn payload_less(&mut self, leg: u64) {
+        let t = self.talkers.iter_mut().find(|t| t.leg == leg).unwrap();
+        let mut p = vec![0x80, t.pt, 0, 0, 0, 0, 0, 0, 0, 0, 0, leg as u8];
+        p[2..4].copy_from_slice(&t.seq.to_be_bytes());
+        p[4..8].copy_from_slice(&t.ts.wrapping_sub(t.samples_per_frame).to_be_bytes());
+        t.seq = t.seq.wrapping_add(1);
+        self.core.handle_input(self.now, Input::Receive { leg: LegId(leg), socket: Socket::Rtp, from: remote_of(leg), data: &p });
+    }
+
     fn sent_by(&self, leg: u64) -> &[Vec<u8>] {
         &self.talkers.iter().find(|t| t.leg == leg).unwrap().sent
     }
@@ -532,14 +543,7 @@ fn a_payload_less_packet_does_not_stop_the_relay() {
     r.join(2, CodecKind::Pcmu, 0, Some(1000.0));
     r.run(50);
     for _ in 0..3 {
-        // An empty packet on the next sequence number, at the last packet's timestamp.
-        let t = r.talkers.iter_mut().find(|t| t.leg == 1).unwrap();
-        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-        p[2..4].copy_from_slice(&t.seq.to_be_bytes());
-        p[4..8].copy_from_slice(&t.ts.wrapping_sub(160).to_be_bytes());
-        t.seq = t.seq.wrapping_add(1);
-        let now = r.now;
-        r.core.handle_input(now, Input::Receive { leg: LegId(1), socket: Socket::Rtp, from: remote_of(1), data: &p });
+        r.payload_less(1);
         r.run(50);
     }
     let got = r.out.to(2);
@@ -573,13 +577,7 @@ fn a_speaker_silent_with_payload_less_packets_is_heard_again_when_it_talks() {
     // payload-less packet now and then.
     r.talkers.iter_mut().find(|t| t.leg == 1).unwrap().freq = None;
     for _ in 0..3 {
-        let t = r.talkers.iter_mut().find(|t| t.leg == 1).unwrap();
-        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-        p[2..4].copy_from_slice(&t.seq.to_be_bytes());
-        p[4..8].copy_from_slice(&t.ts.wrapping_sub(160).to_be_bytes());
-        t.seq = t.seq.wrapping_add(1);
-        let now = r.now;
-        r.core.handle_input(now, Input::Receive { leg: LegId(1), socket: Socket::Rtp, from: remote_of(1), data: &p });
+        r.payload_less(1);
         r.run(20);
     }
     r.talkers.iter_mut().find(|t| t.leg == 1).unwrap().freq = Some(440.0);

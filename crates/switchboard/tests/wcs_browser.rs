@@ -219,6 +219,13 @@ fn wait_registered(server: &Server, login: &str) {
     });
 }
 
+/// bob's pjsua2 phone calls alice for 6 s, playing 1000 Hz and recording into `rec`.
+fn bob_calls_alice(env: &TestEnv, server: &Server, rec: &std::path::Path) -> PjPeer {
+    let tone1000 = env.path("tone1000.wav").display().to_string();
+    let args = [&format!("sip:alice@{DOMAIN}"), "--play", &tone1000, "--loop", "--record", &rec.display().to_string(), "--duration", "6", "--max-time", "40"];
+    PjPeer::spawn(env, "bob", &phone_args(env, server, "call", "bob", 0, &args))
+}
+
 fn near(hz: Option<i64>, want: i64) -> bool {
     hz.is_some_and(|h| (h - want).abs() <= 30)
 }
@@ -470,7 +477,6 @@ fn a_sip_phone_calls_the_browser_which_answers() {
     let server = server(&env, &backend);
     let bob_rx = env.path("bob_rx.wav");
     env.report_on_failure(&bob_rx);
-    let tone1000 = env.path("tone1000.wav").display().to_string();
 
     // The page registers as alice and waits; once alice is registered, bob calls her.
     let url_query = "mode=answer&login=alice&talk=0";
@@ -482,12 +488,7 @@ fn a_sip_phone_calls_the_browser_which_answers() {
             tx.send(v).ok();
         });
         wait_registered(&server, "alice");
-        let bob = PjPeer::spawn(
-            &env,
-            "bob",
-            &phone_args(&env, &server, "call", "bob", 0, &[&format!("sip:alice@{DOMAIN}"), "--play", &tone1000, "--loop", "--record", &bob_rx.display().to_string(), "--duration", "6", "--max-time", "40"]),
-        );
-        bob.wait().assert_ok();
+        bob_calls_alice(&env, &server, &bob_rx).wait().assert_ok();
     });
     let page = rx.recv().expect("page result");
     let st = statuses(&page);
@@ -515,7 +516,6 @@ fn a_kept_session_is_reattached_by_its_token_and_takes_calls() {
     let server = server(&env, &backend);
     let bob_rx = env.path("bob_rx.wav");
     env.report_on_failure(&bob_rx);
-    let tone1000 = env.path("tone1000.wav").display().to_string();
 
     // The page connects with keepAlive, registers as alice, drops its socket, and
     // connects again with nothing but the session's authToken; then bob calls alice.
@@ -528,12 +528,7 @@ fn a_kept_session_is_reattached_by_its_token_and_takes_calls() {
         });
         poll(Duration::from_secs(30), "the page re-attached to its kept session", || (log_count(&server, "kept WCS session re-attached") == 1).then_some(()));
         wait_registered(&server, "alice");
-        let bob = PjPeer::spawn(
-            &env,
-            "bob",
-            &phone_args(&env, &server, "call", "bob", 0, &[&format!("sip:alice@{DOMAIN}"), "--play", &tone1000, "--loop", "--record", &bob_rx.display().to_string(), "--duration", "6", "--max-time", "40"]),
-        );
-        bob.wait().assert_ok();
+        bob_calls_alice(&env, &server, &bob_rx).wait().assert_ok();
     });
     let page = rx.recv().expect("page result");
     assert_eq!(page["reattached"]["sipLogin"], "alice", "the second socket got the session's SIP identity back: {page}");
