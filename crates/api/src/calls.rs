@@ -125,6 +125,9 @@ pub async fn place(State(st): State<AppState>, scope: Scope, body: Result<Json<P
             service,
             hangup_after: p.hangup_after_ms.map(Duration::from_millis),
             domain: scope.call_domain(),
+            from_display: None,
+            from_host: None,
+            credentials: None,
         })
         .await?;
     Ok((StatusCode::CREATED, Json(leg)).into_response())

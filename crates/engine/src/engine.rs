@@ -609,6 +609,7 @@ impl Engine {
                 Owner::Bridge(call) => self.bridges.on_leg_event(now, &mut self.legs, call, ev),
                 Owner::Ring => apps::services::on_ring_event(now, &mut self.legs, ev),
                 Owner::Echo => apps::services::on_echo_event(now, &mut self.legs, ev),
+                Owner::Announcement => apps::announcement::on_leg_event(now, &mut self.legs, ev),
                 Owner::Nobody => apps::default_handling(now, &mut self.legs, ev),
             }
         }
@@ -793,7 +794,7 @@ impl Engine {
             Service::Ring => Owner::Ring,
             Service::Ivr => Owner::Ivr,
             Service::Voicemail => Owner::Voicemail,
-            Service::Room(_) | Service::Call => Owner::Nobody,
+            Service::Room(_) | Service::Call | Service::Announcement => Owner::Nobody,
         };
         // At the voicemail number an authenticated caller opens its own mailbox; at the
         // conference number the owner of a scheduled conference is recognised.
@@ -821,7 +822,7 @@ impl Engine {
                 None => self.ivr.on_incoming(now, &mut self.legs, &id, authenticated_user),
             },
             Service::Voicemail => self.voicemail.on_incoming(now, &mut self.legs, &id, authenticated_user),
-            Service::Call => {}
+            Service::Call | Service::Announcement => {}
         }
     }
 
@@ -870,11 +871,25 @@ impl Engine {
         let owner = match d.service {
             Service::Echo => Owner::Echo,
             Service::Ring => Owner::Ring,
+            Service::Announcement => Owner::Announcement,
             _ => Owner::Nobody,
         };
         let id = self.legs.place(now, d, owner)?;
         self.dispatch(now);
         self.legs.info(&id).ok_or(EngineError::LegNotFound)
+    }
+
+    /// Plays a sound into an announcement call placed by [`Engine::dial_out`] with
+    /// [`Service::Announcement`], replacing what it played; returns the prompt's id.
+    pub fn play_to_leg(&mut self, id: &LegId, spec: media::PromptSpec) -> Result<u64, EngineError> {
+        apps::announcement::play(&mut self.legs, id, spec)
+    }
+
+    /// Sends digits into an announcement call.
+    pub fn dtmf_to_leg(&mut self, now: Instant, id: &LegId, digits: &str, method: crate::legs::DtmfMethod) -> Result<(), EngineError> {
+        let r = apps::announcement::send_dtmf(now, &mut self.legs, id, digits, method);
+        self.dispatch(now);
+        r
     }
 
     /// Ends a leg the polite way for its state (see [`Legs::hangup`]).

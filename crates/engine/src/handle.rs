@@ -27,6 +27,9 @@ pub enum Command {
     GetLeg(LegId, oneshot::Sender<Option<LegInfo>>),
     DialOut(DialOut, oneshot::Sender<Result<LegInfo, EngineError>>),
     Hangup(LegId, oneshot::Sender<Result<LegInfo, EngineError>>),
+    /// A sound into an announcement call (see [`crate::apps::announcement`]).
+    PlayToLeg(LegId, media::PromptSpec, oneshot::Sender<Result<u64, EngineError>>),
+    DtmfToLeg(LegId, String, DtmfMethod, oneshot::Sender<Result<(), EngineError>>),
     Status(oneshot::Sender<EngineStatus>),
     Rooms(oneshot::Sender<Vec<RoomSnapshot>>),
     Room(String, oneshot::Sender<Result<RoomSnapshot, EngineError>>),
@@ -129,6 +132,14 @@ impl Command {
             }
             Command::Hangup(id, reply) => {
                 let r = engine.hangup(now, &id);
+                answer(reply, r, engine, rooms)
+            }
+            Command::PlayToLeg(id, spec, reply) => {
+                let r = engine.play_to_leg(&id, spec);
+                answer(reply, r, engine, rooms)
+            }
+            Command::DtmfToLeg(id, digits, method, reply) => {
+                let r = engine.dtmf_to_leg(now, &id, &digits, method);
                 answer(reply, r, engine, rooms)
             }
             Command::Status(reply) => answer(reply, engine.status(), engine, rooms),
@@ -258,6 +269,12 @@ pub struct DialOutRequest {
     pub hangup_after: Option<Duration>,
     /// The domain the call belongs to (the API caller's); None = the server's own.
     pub domain: Option<String>,
+    /// Our From: display name, and host (None: our domain).
+    pub from_display: Option<String>,
+    pub from_host: Option<String>,
+    /// Answer a 401/407 to the INVITE with these (a call placed as an account of an
+    /// outside server).
+    pub credentials: Option<crate::legs::DigestCredentials>,
 }
 
 #[derive(Clone)]
@@ -487,8 +504,31 @@ impl EngineHandle {
             Some(p) => p,
             None => resolve(&req.to).await?,
         };
-        let d = DialOut { to: req.to, peer, from_user: req.from_user, service: req.service, hangup_after: req.hangup_after, domain: req.domain, from_display: None, extra_headers: Vec::new(), from_host: None, credentials: None };
+        let d = DialOut {
+            to: req.to,
+            peer,
+            from_user: req.from_user,
+            service: req.service,
+            hangup_after: req.hangup_after,
+            domain: req.domain,
+            from_display: req.from_display,
+            extra_headers: Vec::new(),
+            from_host: req.from_host,
+            credentials: req.credentials,
+        };
         self.ask(|r| Command::DialOut(d, r)).await?
+    }
+
+    /// Plays a sound file (WAV) into an announcement call (one placed with
+    /// [`Service::Announcement`]) once, replacing what it played; returns the prompt id.
+    pub async fn play_file_to_leg(&self, id: LegId, file: std::path::PathBuf) -> Result<u64, EngineError> {
+        let spec = media::PromptSpec::once(vec![media::PromptPart::File(file)]);
+        self.ask(|r| Command::PlayToLeg(id, spec, r)).await?
+    }
+
+    /// Sends digits into an announcement call.
+    pub async fn dtmf_to_leg(&self, id: LegId, digits: &str, method: DtmfMethod) -> Result<(), EngineError> {
+        self.ask(|r| Command::DtmfToLeg(id, digits.to_owned(), method, r)).await?
     }
 }
 

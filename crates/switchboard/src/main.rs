@@ -375,7 +375,11 @@ async fn run(cfg: Config) -> Result<(), String> {
     if let Some(s) = &sip_ws {
         s.spawn_listener(&cfg, shutdown_rx.clone()).await?;
     }
-    let wcs_state = wcs::setup(&cfg, advertised, db.clone(), webrtc, &prompts_dir, sip_ws.as_ref().map(sip_ws::SipWs::call_ender))?;
+    let mut wcs_state = wcs::setup(&cfg, advertised, db.clone(), webrtc, &prompts_dir, sip_ws.as_ref().map(sip_ws::SipWs::call_ender))?;
+    if let Some(w) = wcs_state.as_mut() {
+        // `/rest-api/call/startup` places its calls through the engine.
+        w.engine = Some(engine_handle.clone());
+    }
     wcs::spawn_listener(&cfg, wcs_state.clone(), shutdown_rx.clone()).await?;
     let mut state = api::AppState::new(engine_handle, cfg.api_token.clone())
         .with_routing(routing)

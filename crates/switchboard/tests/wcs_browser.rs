@@ -20,7 +20,10 @@
 //!   once, in order;
 //! - a page connecting with `keepAlive` drops its socket and connects again with only
 //!   the session's `authToken`: it gets the same SIP identity and token back, still
-//!   registered, and takes a phone's call with audio both ways.
+//!   registered, and takes a phone's call with audio both ways;
+//! - `/rest-api/call/startup` places a call with no browser as the account it names:
+//!   the phone hears silence, then the injected sound, then gets the digits sent to it
+//!   and the BYE of `terminate`; the backend gets the call's `CallStatusEvent`s.
 
 mod support;
 
@@ -582,6 +585,99 @@ fn the_browser_sends_dtmf_holds_and_transfers_on_the_sip_side() {
     let transfer: Vec<String> = backend.got("TransferStatusEvent").iter().map(|e| e["status"].as_str().unwrap_or("").to_owned()).collect();
     assert!(transfer.iter().any(|s| s == "ACCEPTED"), "the backend heard the transfer accepted: {transfer:?}");
     assert!(backend.names().iter().any(|n| n == "hold") && backend.names().iter().any(|n| n == "transfer"), "{:?}", backend.names());
+}
+
+#[test]
+fn the_rest_api_starts_a_call_plays_a_sound_into_it_sends_digits_and_ends_it() {
+    let env = TestEnv::new("wcs_rest_startup");
+    let _media = env.media_lock();
+    directory(&env);
+    let backend = Backend::start();
+    let server = server(&env, &backend);
+    let bob = support::phone::Phone::start(&env, &server, 0, ("bob", DOMAIN, PASSWORD), 1000, None, &["--answer-after", "1"]);
+    env.report_on_failure(&bob.record);
+    let ok = Command::new(require_tool("sox"))
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+        .arg(env.path("chime1600.wav"))
+        .args(["synth", "1.5", "sine", "1600", "vol", "0.5"])
+        .status()
+        .expect("sox");
+    assert!(ok.success(), "sox made the sound to inject");
+
+    // What cannot be started says why, in the dialect's error format, and leaves nothing.
+    for (body, status, words) in [
+        (json!({"callee": "bob"}), 400, "callId is required"),
+        (json!({"callId": "r1"}), 400, "callee is required"),
+        (json!({"callId": "r1", "callee": "bob", "rtmpUrl": "rtmp://127.0.0.1/live", "rtmpStream": "s1"}), 400, "does not relay calls to RTMP"),
+        (json!({"callId": "r1", "callee": "bob", "toStream": "s1"}), 400, "toStream"),
+        (json!({"callId": "r1", "callee": "bob", "appKey": "noSuchApp"}), 400, "noSuchApp"),
+        (json!({"callId": "r1", "callee": "nobody"}), 404, "nobody"),
+    ] {
+        let r = server.post("/rest-api/call/startup", &body);
+        assert_eq!((r.status, r.json()["error_code"].as_u64()), (status, Some(status as u64)), "{body}: {}", r.body);
+        assert!(r.json()["error_message"].as_str().is_some_and(|m| m.contains(words)), "{body}: the error says {words:?}: {}", r.body);
+    }
+    assert_eq!(server.post("/rest-api/call/find", &json!({"callId": "r1"})).status, 404, "a refused startup leaves no call");
+
+    // As the WCS docs' example: booleans and flags as strings.
+    let start = json!({"callId": "r1", "callee": "bob", "visibleName": "Reminder", "hasAudio": "true", "hasVideo": "false", "sipLogin": "alice", "sipDomain": DOMAIN, "sipRegisterRequired": "false", "appKey": "defaultApp"});
+    let r = server.post("/rest-api/call/startup", &start);
+    assert_eq!((r.status, r.body.as_str()), (200, ""), "startup: accepted, empty body");
+    let again = server.post("/rest-api/call/startup", &start);
+    assert_eq!((again.status, again.json()["error_code"].as_u64()), (409, Some(409)), "a callId in use: {}", again.body);
+
+    // bob rings for 1 s, then answers.
+    let ringing = bob.wait_event("bob's phone rings", 10, |e| e["event"] == "state" && e["state"] == "INCOMING");
+    assert!(ringing["remote"].as_str().is_some_and(|r| r.contains("Reminder") && r.contains(&format!("alice@{DOMAIN}"))), "the call comes from alice as \"Reminder\": {ringing}");
+    let call = poll(Duration::from_secs(10), "r1 ESTABLISHED in find", || {
+        let r = server.post("/rest-api/call/find", &json!({"callId": "r1"}));
+        (r.status == 200).then(|| r.json()[0].clone()).filter(|c| c["status"] == "ESTABLISHED")
+    });
+    for (k, v) in [("caller", "alice"), ("callee", "bob"), ("appKey", "defaultApp"), ("sessionId", "/rest-api/r1")] {
+        assert_eq!(call[k], v, "{k}: {call}");
+    }
+    assert_eq!((&call["incoming"], &call["sipStatus"]), (&json!(false), &json!(200)), "{call}");
+    assert!(call["nodeId"].as_str().is_some_and(|n| !n.is_empty()), "{call}");
+    let legs: Value = server.get("/v1/calls").json();
+    assert!(legs.as_array().is_some_and(|a| a.iter().any(|l| l["service"] == "announcement" && l["state"] == "active")), "an announcement leg in /v1/calls: {legs}");
+
+    // Silence for a while, then the sound.
+    let t0 = bob.record_t0();
+    std::thread::sleep(Duration::from_millis(1500));
+    let inject_at = support::phone::phone_now(&bob) - t0;
+    let r = server.post("/rest-api/call/inject_sound", &json!({"callId": "r1", "fileName": "chime1600"}));
+    assert_eq!(r.status, 200, "inject_sound: {}", r.body);
+    std::thread::sleep(Duration::from_millis(2500));
+    for (dtmf, kind, method) in [("4", "RFC2833", "rfc4733"), ("#", "INFO", "info")] {
+        let r = server.post("/rest-api/call/send_dtmf", &json!({"callId": "r1", "dtmf": dtmf, "type": kind}));
+        assert_eq!(r.status, 200, "send_dtmf {kind}: {}", r.body);
+        bob.wait_event(&format!("bob gets {dtmf} by {method}"), 10, |e| e["event"] == "dtmf" && e["digit"] == dtmf && e["method"] == method);
+    }
+    let r = server.post("/rest-api/call/terminate", &json!({"callId": "r1"}));
+    assert_eq!(r.status, 200, "terminate: {}", r.body);
+    bob.wait_event("bob gets the BYE", 10, |e| e["event"] == "state" && e["state"] == "DISCONNECTED");
+    poll(Duration::from_secs(5), "r1 gone from find", || (server.post("/rest-api/call/find", &json!({"callId": "r1"})).status == 404).then_some(()));
+    let rec = bob.record.clone();
+    bob.quit().assert_ok();
+
+    tone_check(&rec)
+        .window(0.3, Some(inject_at - 0.1))
+        .absent(&[1600, 1000])
+        .allow_silent("nothing plays before the injection; the 1600 Hz after it shows the stream")
+        .assert("bob hears silence before the sound (not his own 1000 Hz)");
+    tone_check(&rec).window(inject_at + 0.4, Some(inject_at + 1.3)).expect(&[1600]).absent(&[1000]).assert("bob hears the injected 1600 Hz");
+
+    let events = poll(Duration::from_secs(10), "FINISH of r1 at the backend", || {
+        let evs: Vec<Value> = backend.got("CallStatusEvent").into_iter().filter(|e| e["callId"] == "r1").collect();
+        evs.iter().any(|e| e["status"] == "FINISH").then_some(evs)
+    });
+    let seen: Vec<&str> = events.iter().filter_map(|e| e["status"].as_str()).collect();
+    assert_eq!(seen.first(), Some(&"TRYING"), "{seen:?}");
+    assert!(seen.windows(2).any(|w| w == ["RING", "ESTABLISHED"]), "RING then ESTABLISHED: {seen:?}");
+    assert_eq!(seen.last(), Some(&"FINISH"), "{seen:?}");
+    let finish = events.last().unwrap();
+    assert_eq!((&finish["info"], &finish["caller"], &finish["appKey"]), (&json!("Terminated by the REST API"), &json!("alice"), &json!("defaultApp")), "{finish}");
+    assert!(finish["nodeId"].as_str().is_some_and(|n| !n.is_empty()) && finish["sessionId"] == "/rest-api/r1", "{finish}");
 }
 
 /// Not a test: the measurement behind BENCHMARKS.md's "call setup from the browser"

@@ -570,9 +570,9 @@ fn leg_properties() -> Map<String, Value> {
         "direction": { "enum": ["inbound", "outbound"] },
         "state": { "enum": ["calling", "ringing", "active", "held", "ended"] },
         "service": {
-            "description": "What the leg is connected to: `echo`, `ring`, `call` (a party of a two-party call), `ivr` (keying in a room at the conference access number), `voicemail` (at the voicemail number), or `{\"room\": \"<room number>\"}`.",
+            "description": "What the leg is connected to: `echo`, `ring`, `call` (a party of a two-party call), `ivr` (keying in a room at the conference access number), `voicemail` (at the voicemail number), `announcement` (a call the server placed to play sounds into: WCS `/rest-api/call/startup`), or `{\"room\": \"<room number>\"}`.",
             "anyOf": [
-                { "enum": ["echo", "ring", "call", "ivr", "voicemail"] },
+                { "enum": ["echo", "ring", "call", "ivr", "voicemail", "announcement"] },
                 { "type": "object", "required": ["room"], "properties": { "room": { "type": "string" } }, "additionalProperties": false },
             ]
         },

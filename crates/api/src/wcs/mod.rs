@@ -20,6 +20,7 @@
 //! | [`hooks`] | REST hooks and `restClientConfig` |
 //! | [`agent`] | the session's SIP user agent on its own socket |
 //! | [`media`] | the WebRTC gateway interface and the SIP SDP of a plain side |
+//! | [`rest_call`] | calls started over the server REST API (`/rest-api/call/startup`) |
 
 pub mod agent;
 #[cfg(feature = "webrtc")]
@@ -27,6 +28,7 @@ pub mod gateway;
 pub mod hooks;
 pub mod media;
 pub mod protocol;
+pub mod rest_call;
 pub mod session;
 
 use axum::extract::ws::WebSocketUpgrade;
@@ -99,11 +101,13 @@ pub struct WcsState {
     pub event_outbox: Option<hooks::EventOutbox>,
     /// Kept sessions (keepAlive, socket gone) by `authToken`: where a new socket goes.
     kept: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<session::Reattach>>>>,
+    /// Places the calls `/rest-api/call/startup` starts (None: it refuses them).
+    pub engine: Option<engine::EngineHandle>,
 }
 
 impl WcsState {
     pub fn new(cfg: WcsConfig, gateway: Option<Arc<dyn MediaGateway>>, store: Option<store::Store>) -> WcsState {
-        WcsState { cfg: Arc::new(cfg), gateway, media_routes: Default::default(), calls: Default::default(), store, event_outbox: None, kept: Default::default() }
+        WcsState { cfg: Arc::new(cfg), gateway, media_routes: Default::default(), calls: Default::default(), store, event_outbox: None, kept: Default::default(), engine: None }
     }
 
     /// Routes a gateway note to the session owning the leg (the shell's media-event

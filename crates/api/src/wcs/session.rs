@@ -241,7 +241,32 @@ pub async fn run(st: WcsState, socket: WebSocket, peer: SocketAddr, host: String
     info!(peer = %s.peer, "WCS client gone");
 }
 
-fn str_of(m: &Map<String, Value>, k: &str) -> String {
+/// The app's REST URL and the hooks its backend gets (None: every one).
+/// `defaultApp` takes `[wcs] rest_url` and `rest_methods` unless the directory
+/// gives it its own.
+pub(crate) async fn app_hooks(st: &WcsState, app_key: &str) -> Result<(Option<String>, Option<Vec<String>>), String> {
+    let default = || (st.cfg.rest_url.clone(), st.cfg.rest_methods.clone());
+    if let Some(store) = &st.store {
+        match store.app(app_key).await {
+            Ok(Some(app)) if app.enabled => {
+                return Ok(match app.rest_url {
+                    Some(url) => (Some(url), app.rest_methods),
+                    None if app_key == "defaultApp" => default(),
+                    None => (None, None),
+                })
+            }
+            Ok(Some(_)) => return Err(format!("application {app_key} is disabled")),
+            Ok(None) => {}
+            Err(e) => return Err(format!("cannot look up application {app_key}: {e}")),
+        }
+    }
+    if app_key == "defaultApp" {
+        return Ok(default());
+    }
+    Err(format!("unknown application {app_key:?} (appKey)"))
+}
+
+pub(crate) fn str_of(m: &Map<String, Value>, k: &str) -> String {
     match m.get(k) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
@@ -251,7 +276,7 @@ fn str_of(m: &Map<String, Value>, k: &str) -> String {
 }
 
 /// `true`, `"true"`: the docs send booleans as strings too.
-fn bool_of(m: &Map<String, Value>, k: &str) -> bool {
+pub(crate) fn bool_of(m: &Map<String, Value>, k: &str) -> bool {
     match m.get(k) {
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
@@ -376,29 +401,8 @@ impl Session {
         Some(rx)
     }
 
-    /// The app's REST URL and the hooks its backend gets (None: every one).
-    /// `defaultApp` takes `[wcs] rest_url` and `rest_methods` unless the directory
-    /// gives it its own.
     async fn app_hooks(&self, app_key: &str) -> Result<(Option<String>, Option<Vec<String>>), String> {
-        let default = || (self.st.cfg.rest_url.clone(), self.st.cfg.rest_methods.clone());
-        if let Some(store) = &self.st.store {
-            match store.app(app_key).await {
-                Ok(Some(app)) if app.enabled => {
-                    return Ok(match app.rest_url {
-                        Some(url) => (Some(url), app.rest_methods),
-                        None if app_key == "defaultApp" => default(),
-                        None => (None, None),
-                    })
-                }
-                Ok(Some(_)) => return Err(format!("application {app_key} is disabled")),
-                Ok(None) => {}
-                Err(e) => return Err(format!("cannot look up application {app_key}: {e}")),
-            }
-        }
-        if app_key == "defaultApp" {
-            return Ok(default());
-        }
-        Err(format!("unknown application {app_key:?} (appKey)"))
+        app_hooks(&self.st, app_key).await
     }
 
     /// Where SIP for this session goes: the page's outbound proxy, else its domain's
@@ -1126,7 +1130,7 @@ impl Session {
     }
 }
 
-fn rand_u128() -> u128 {
+pub(crate) fn rand_u128() -> u128 {
     rand_bytes().map(u128::from_le_bytes).unwrap_or_else(|| {
         // Not a secret (ids and re-attach tokens of this process): time is enough.
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
@@ -1147,11 +1151,11 @@ pub(crate) fn rest_api_routes() -> Router<WcsState> {
         .route("/rest-api/call/find_all", post(find_all))
         .route("/rest-api/call/terminate", post(terminate))
         .route("/rest-api/call/send_dtmf", post(send_dtmf))
-        .route("/rest-api/call/startup", post(startup))
+        .route("/rest-api/call/startup", post(super::rest_call::startup))
         .route("/rest-api/call/inject_sound", post(inject_sound))
 }
 
-fn body_of(body: &axum::body::Bytes) -> Result<Map<String, Value>, Response> {
+pub(crate) fn body_of(body: &axum::body::Bytes) -> Result<Map<String, Value>, Response> {
     if body.is_empty() {
         return Ok(Map::new());
     }
@@ -1161,7 +1165,7 @@ fn body_of(body: &axum::body::Bytes) -> Result<Map<String, Value>, Response> {
     }
 }
 
-fn not_found(what: &str) -> Response {
+pub(crate) fn not_found(what: &str) -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"error_code": 404, "error_message": what}))).into_response()
 }
 
@@ -1220,11 +1224,6 @@ async fn send_dtmf(State(st): State<WcsState>, body: axum::body::Bytes) -> Respo
     let Some(e) = entry(&st, &id) else { return not_found("call not found") };
     let _ = e.commands.send(RestCommand::SendDtmf { call_id: id, dtmf: str_of(&b, "dtmf"), kind: str_of(&b, "type") });
     StatusCode::OK.into_response()
-}
-
-/// Server-started calls with no browser (RTMP relays in WCS): not ours.
-async fn startup() -> Response {
-    (StatusCode::NOT_IMPLEMENTED, Json(json!({"error_code": 501, "error_message": "call/startup relays SIP media to RTMP, which Switchboard does not do; place calls with POST /v1/calls"}))).into_response()
 }
 
 /// Plays `fileName` from the sounds folder (`[wcs] sounds_dir`) to the SIP side of the

@@ -16,6 +16,8 @@
 //! - [`messages`]: instant messages (SIP MESSAGE) to users, stored for those offline.
 //! - [`live_audio`]: a room's or a leg's audio streamed live to a WebSocket receiver
 //!   (the shell carries the socket), with playback of what it sends back.
+//! - [`announcement`]: calls the server places only to play sounds into and send
+//!   digits to (WCS `/rest-api/call/startup`).
 //! - [`controller`]: third-party call control (reference 002, sipXcallController):
 //!   signalling-only dialogs it drives itself (see [`crate::legs::RawSip`]).
 //!
@@ -26,6 +28,7 @@
 //! exactly that one speaker in the same codec (the relay fast path), so a room of two
 //! costs what a packet relay costs and sounds like a direct call.
 
+pub(crate) mod announcement;
 pub(crate) mod bridge;
 pub mod controller;
 pub(crate) mod digits;
@@ -58,6 +61,8 @@ pub enum Owner {
     Voicemail,
     /// A caller waiting for the owner of a scheduled conference (see [`scheduled`]).
     Scheduled,
+    /// A call placed to play sounds into (see [`announcement`]).
+    Announcement,
 }
 
 /// What an owner that does not care about an event does with it: in-dialog requests

@@ -81,6 +81,8 @@ pub enum Service {
     /// A caller at the voicemail number (see [`crate::apps::voicemail`]). A caller
     /// leaving a message stays `Call`: it is the caller of a two-party call.
     Voicemail,
+    /// A call the server placed to play sounds into (see [`crate::apps::announcement`]).
+    Announcement,
 }
 
 impl Service {

@@ -420,3 +420,45 @@ fn challenged_invite_answered() {
     assert_eq!(leg.state, LegState::Active);
     assert_eq!(leg.last_response, Some((200, "OK".into())));
 }
+
+#[test]
+fn an_announcement_call_takes_sounds_and_digits_once_answered_and_only_its_own() {
+    use crate::apps::announcement;
+    let mut h = H::new();
+    let tone = || media::PromptSpec::once(media::player::parse_tones("1600/500").unwrap());
+    // A leg of another application is not the API's to play into.
+    let other = h.answered_leg();
+    assert!(matches!(announcement::play(&mut h.legs, &other, tone()), Err(EngineError::Conflict(m)) if m.contains("not an announcement")));
+    assert!(matches!(announcement::play(&mut h.legs, &LegId("nope".into()), tone()), Err(EngineError::LegNotFound)));
+
+    let d = DialOut {
+        to: Uri::sip(Some("phone"), "127.0.0.1", Some(PHONE.port())),
+        peer: Peer { addr: PHONE, transport: Transport::Udp },
+        from_user: Some("alice".into()),
+        service: Service::Announcement,
+        hangup_after: None,
+        domain: None,
+        from_display: Some("Reminder".into()),
+        extra_headers: Vec::new(),
+        from_host: None,
+        credentials: None,
+    };
+    let id = h.legs.place(h.now, d, Owner::Announcement).expect("placed");
+    let invite = only_request(h.sent(), Method::Invite);
+    assert_eq!(invite.headers.from.display.as_deref(), Some("Reminder"), "the display name goes out in From");
+    // Ringing: nothing plays yet.
+    assert!(matches!(announcement::play(&mut h.legs, &id, tone()), Err(EngineError::Conflict(m)) if m.contains("not answered")));
+    assert!(matches!(announcement::send_dtmf(h.now, &mut h.legs, &id, "1", DtmfMethod::Info), Err(EngineError::Conflict(_))));
+    h.deliver(Message::Response(answer(&invite, 200, PHONE_SDP)));
+    h.sent();
+    h.events();
+    let first = announcement::play(&mut h.legs, &id, tone()).expect("plays once answered");
+    let second = announcement::play(&mut h.legs, &id, tone()).expect("a second sound replaces the first");
+    assert_ne!(first, second);
+    announcement::send_dtmf(h.now, &mut h.legs, &id, "5#", DtmfMethod::Info).expect("digits by INFO");
+    let infos = h.sent().into_iter().filter(|m| matches!(m, Message::Request(r) if r.method == Method::Info)).count();
+    assert_eq!(infos, 2, "one INFO per digit");
+    assert!(matches!(announcement::send_dtmf(h.now, &mut h.legs, &id, "x", DtmfMethod::Info), Err(EngineError::BadRequest(_))));
+    h.legs.hangup(h.now, &id).expect("hang up");
+    assert!(matches!(announcement::play(&mut h.legs, &id, tone()), Err(EngineError::LegEnded)));
+}
