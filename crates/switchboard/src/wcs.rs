@@ -113,6 +113,9 @@ fn wcs_state(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option
         keep_alive: Duration::from_secs(w.keep_alive_s),
     };
     let mut state = WcsState::new(config, gateway, Some(store.clone()));
+    // A refused event is its session's to report (restOnError: FAIL).
+    let sessions = state.clone();
+    let on_refused: crate::wcs_hooks::OnRefused = std::sync::Arc::new(move |session: &str, event: &str, code: u16, reason: &str| sessions.event_refused(session, event, code, reason));
     // Event hooks wait in the store until their backend takes them.
     state.event_outbox = Some(crate::wcs_hooks::spawn(
         store,
@@ -121,6 +124,7 @@ fn wcs_state(cfg: &Config, sip: SocketAddr, store: store::Store, gateway: Option
             secret: hook_secret,
             retry_max: Duration::from_secs(w.event_retry_max_s.max(1)),
             max_age: Duration::from_secs(w.event_max_age_s.max(1)),
+            on_refused: Some(on_refused),
         },
     ));
     Ok(state)

@@ -7,7 +7,8 @@
 //!   again after 1 s, doubling up to `[wcs] event_retry_max_s` (±20 %), and nothing
 //!   behind it passes, so the backend still sees its events in order. **Any other
 //!   status**: the backend refused it; events cannot refuse, so it is logged and
-//!   dropped, as WCS does.
+//!   dropped, as WCS does. The event's session is told ([`Settings::on_refused`]): under
+//!   `restOnError: FAIL` its page gets an `ErrorEvent`.
 //! - A row older than `[wcs] event_max_age_s` is dropped with an error in the log: a
 //!   backend gone for a day does not keep the server's disk.
 //! - A row is deleted after its POST, in one write per round: a `kill -9` between the
@@ -26,12 +27,16 @@ use tracing::{debug, error, info, warn};
 /// Rows per delivery round, and per write.
 const BATCH: u32 = 100;
 
+/// Told of an event its backend refused: (sessionId, event name, status, reason).
+pub type OnRefused = Arc<dyn Fn(&str, &str, u16, &str) + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Settings {
     pub timeout: Duration,
     pub secret: Option<Arc<str>>,
     pub retry_max: Duration,
     pub max_age: Duration,
+    pub on_refused: Option<OnRefused>,
 }
 
 /// Starts the writer and the deliverers; returns the sessions' end.
@@ -108,7 +113,7 @@ struct Deliverer {
 enum Outcome {
     Delivered,
     /// Refused (a 4xx): dropped, since events cannot refuse.
-    Refused(u16),
+    Refused(u16, String),
     /// Try the head again later.
     Retry(Option<u16>, String),
 }
@@ -139,7 +144,13 @@ impl Deliverer {
             }
             let (agent, secret, max_age) = (self.agent.clone(), self.settings.secret.clone(), self.settings.max_age);
             let round = tokio::task::spawn_blocking(move || deliver(&agent, secret.as_deref(), max_age, &rows)).await;
-            let Ok((done, failed)) = round else { continue };
+            let Ok((done, refused, failed)) = round else { continue };
+            if let Some(tell) = &self.settings.on_refused {
+                for (row, code, reason) in &refused {
+                    let session = serde_json::from_str::<serde_json::Value>(&row.body).ok().and_then(|b| b["sessionId"].as_str().map(str::to_owned)).unwrap_or_default();
+                    tell(&session, &row.method, *code, reason);
+                }
+            }
             if let Err(e) = self.store.hook_events_done(&done).await {
                 warn!(queue = %self.queue, error = %e, "WCS event hooks: cannot mark them delivered (they will be sent again)");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -164,10 +175,14 @@ impl Deliverer {
 /// The row a round stopped at, to try again: with its status (None: no answer) and error.
 type Retry = (HookEvent, Option<u16>, String);
 
+/// A row its backend refused, with the status and reason.
+type Refusal = (HookEvent, u16, String);
+
 /// POSTs `rows` in order until one is to be retried (blocking). Returns the rows done
-/// with (delivered, refused or too old) and the one to retry.
-fn deliver(agent: &ureq::Agent, secret: Option<&str>, max_age: Duration, rows: &[HookEvent]) -> (Vec<i64>, Option<Retry>) {
+/// with (delivered, refused or too old), the refused ones, and the one to retry.
+fn deliver(agent: &ureq::Agent, secret: Option<&str>, max_age: Duration, rows: &[HookEvent]) -> (Vec<i64>, Vec<Refusal>, Option<Retry>) {
     let mut done = Vec::with_capacity(rows.len());
+    let mut refused = Vec::new();
     let now = crate::outbox::now_ms();
     for row in rows {
         if now.saturating_sub(row.created_ms) > max_age.as_millis() as u64 {
@@ -178,17 +193,18 @@ fn deliver(agent: &ureq::Agent, secret: Option<&str>, max_age: Duration, rows: &
         let outcome = match post(agent, &row.url, &row.body, secret) {
             Posted::Status(code, ..) if (200..300).contains(&code) => Outcome::Delivered,
             Posted::Status(code, reason, _) if code >= 500 || code == 408 || code == 429 => Outcome::Retry(Some(code), format!("HTTP {code} {reason}")),
-            Posted::Status(code, ..) => Outcome::Refused(code),
+            Posted::Status(code, reason, _) => Outcome::Refused(code, reason),
             Posted::Transport { error, .. } => Outcome::Retry(None, error),
         };
         match outcome {
             Outcome::Delivered => done.push(row.id),
-            Outcome::Refused(code) => {
+            Outcome::Refused(code, reason) => {
                 debug!(url = %row.url, code, "WCS event hook not accepted (events cannot refuse): dropped");
                 done.push(row.id);
+                refused.push((row.clone(), code, reason));
             }
-            Outcome::Retry(status, err) => return (done, Some((row.clone(), status, err))),
+            Outcome::Retry(status, err) => return (done, refused, Some((row.clone(), status, err))),
         }
     }
-    (done, None)
+    (done, refused, None)
 }

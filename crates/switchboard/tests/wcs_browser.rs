@@ -391,6 +391,20 @@ fn the_backend_refuses_a_call_or_sends_it_elsewhere() {
     // Every hook again: `*`.
     let all = server.request("PATCH", "/v1/apps/shop", Some(&json!({"rest_methods": ["*"]}).to_string()));
     assert_eq!((all.status, all.json()["rest_methods"].clone()), (200, Value::Null), "{}", all.body);
+
+    // 4. Events cannot refuse, but under `restOnError: FAIL` a refused one reaches the
+    // page as an `ErrorEvent` (the SDK's session WARN); under LOG only the log hears it.
+    backend.answer("connect", 200, json!({"restClientConfig": {"ConnectionStatusEvent": {"restOnError": "FAIL"}, "RegistrationStatusEvent": {"restOnError": "LOG"}}}));
+    backend.answer("ConnectionStatusEvent", 403, json!({}));
+    backend.answer("RegistrationStatusEvent", 403, json!({}));
+    let page = run_page(&env, &backend, &server, "mode=call&login=alice&callee=nobody&talk=0", 30_000);
+    let warns: Vec<String> = page["events"].as_array().into_iter().flatten().filter_map(|e| e["v"].as_str()).filter(|v| v.starts_with("WARN ")).map(str::to_owned).collect();
+    assert!(
+        warns.iter().any(|w| w.contains("\"apiMethod\":\"ErrorEvent\"") && w.contains("ConnectionStatusEvent refused by the backend: 403")),
+        "the page got an ErrorEvent for the refused ConnectionStatusEvent: {warns:?}"
+    );
+    assert!(!warns.iter().any(|w| w.contains("RegistrationStatusEvent refused")), "a refusal under LOG stays in the log: {warns:?}");
+    assert_eq!(statuses(&page).last().map(String::as_str), Some("FAILED"), "the session went on: its call was placed (and failed on the SIP side): {page}");
 }
 
 #[test]

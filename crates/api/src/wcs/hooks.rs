@@ -229,6 +229,11 @@ impl Hooks {
         }
     }
 
+    /// Whether a refusal of `method` is reported to the page (`restOnError: FAIL`).
+    pub fn fails_on_refusal(&self, method: &str) -> bool {
+        self.policy(method).rest_on_error == Some(OnError::Fail)
+    }
+
     pub fn policy(&self, method: &str) -> MethodPolicy {
         self.policies.read().unwrap_or_else(|e| e.into_inner()).get(method).cloned().unwrap_or_default()
     }

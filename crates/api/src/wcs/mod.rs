@@ -103,11 +103,13 @@ pub struct WcsState {
     kept: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<session::Reattach>>>>,
     /// Places the calls `/rest-api/call/startup` starts (None: it refuses them).
     pub engine: Option<engine::EngineHandle>,
+    /// Live sessions by `sessionId`: where an event its backend refused is reported.
+    refusals: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<session::Refusal>>>>,
 }
 
 impl WcsState {
     pub fn new(cfg: WcsConfig, gateway: Option<Arc<dyn MediaGateway>>, store: Option<store::Store>) -> WcsState {
-        WcsState { cfg: Arc::new(cfg), gateway, media_routes: Default::default(), calls: Default::default(), store, event_outbox: None, kept: Default::default(), engine: None }
+        WcsState { cfg: Arc::new(cfg), gateway, media_routes: Default::default(), calls: Default::default(), store, event_outbox: None, kept: Default::default(), engine: None, refusals: Default::default() }
     }
 
     /// Routes a gateway note to the session owning the leg (the shell's media-event
@@ -123,6 +125,23 @@ impl WcsState {
             routes.remove(&id);
         }
         true
+    }
+
+    /// The backend refused an event of session `session_id` (the shell's deliverer
+    /// calls this): the session reports it to its page if the event's `restOnError` is
+    /// FAIL. A session that is gone has nobody to tell.
+    pub fn event_refused(&self, session_id: &str, event: &str, status: u16, reason: &str) {
+        if let Some(tx) = self.refusals.lock().unwrap_or_else(|e| e.into_inner()).get(session_id) {
+            let _ = tx.send(session::Refusal { event: event.to_owned(), status, reason: reason.to_owned() });
+        }
+    }
+
+    pub(crate) fn hear_refusals(&self, session_id: &str, tx: mpsc::UnboundedSender<session::Refusal>) {
+        self.refusals.lock().unwrap_or_else(|e| e.into_inner()).insert(session_id.to_owned(), tx);
+    }
+
+    pub(crate) fn forget_refusals(&self, session_id: &str) {
+        self.refusals.lock().unwrap_or_else(|e| e.into_inner()).remove(session_id);
     }
 
     pub(crate) fn kept_session(&self, token: &str) -> Option<mpsc::UnboundedSender<session::Reattach>> {

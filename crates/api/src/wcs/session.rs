@@ -94,6 +94,14 @@ struct Session {
     reattach: mpsc::UnboundedSender<Reattach>,
 }
 
+/// An event of this session that its backend refused (see [`WcsState::event_refused`]).
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub event: String,
+    pub status: u16,
+    pub reason: String,
+}
+
 /// A new socket for a kept session: its read half, the sender its writer task reads,
 /// where it came from, and its `connection` fields.
 pub(crate) struct Reattach {
@@ -123,6 +131,8 @@ pub async fn run(st: WcsState, socket: WebSocket, peer: SocketAddr, host: String
     // New sockets for this session (keepAlive).
     let (reattach_tx, mut reattach_rx) = mpsc::unbounded_channel::<Reattach>();
     let session_id = format!("/{peer}/{host}");
+    let (refused_tx, mut refused_rx) = mpsc::unbounded_channel::<Refusal>();
+    st.hear_refusals(&session_id, refused_tx);
     let mut s = Session {
         st: st.clone(),
         out,
@@ -201,6 +211,7 @@ pub async fn run(st: WcsState, socket: WebSocket, peer: SocketAddr, host: String
             Some(ev) = ua_rx.recv(), if ua_rx_live => s.on_sip(ev).await,
             Some(n) = media_rx.recv() => s.on_media(n).await,
             Some(c) = rest_rx.recv() => s.on_rest(c).await,
+            Some(r) = refused_rx.recv() => s.on_refused(r),
             _ = ping.tick(), if stream.is_some() => {
                 if s.missed_pongs >= st.cfg.ping_probes {
                     info!(peer = %peer, "WCS client missed {} pings; dropping it", s.missed_pongs);
@@ -220,6 +231,7 @@ pub async fn run(st: WcsState, socket: WebSocket, peer: SocketAddr, host: String
             break;
         }
     }
+    st.forget_refusals(&s.session_id);
     if let (Some(data), Some(stream)) = (hand_over, stream) {
         // This socket belongs to a kept session: its task takes it over.
         let token = str_of(&data, "authToken");
@@ -1028,6 +1040,18 @@ impl Session {
             warn!(call = %id, %info, "WCS: the browser's media died");
             self.finish_call(&id, "FAILED", Some(&info)).await;
         }
+    }
+
+    /// An event the backend refused: with `restOnError: FAIL` for it, the page gets an
+    /// `ErrorEvent` (WCS: "logged, processing continues, client gets an ErrorEvent").
+    fn on_refused(&self, r: Refusal) {
+        let Some(h) = &self.hooks else { return };
+        if !h.fails_on_refusal(&r.event) {
+            return;
+        }
+        warn!(session = %self.session_id, event = %r.event, status = r.status, "WCS: the backend refused an event (restOnError FAIL): telling the page");
+        let info = format!("{} refused by the backend: {} {}", r.event, r.status, r.reason);
+        self.send_fail("FAILED", info.trim_end(), "ErrorEvent");
     }
 
     async fn on_rest(&mut self, c: RestCommand) {
