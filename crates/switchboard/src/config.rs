@@ -104,6 +104,9 @@ pub struct LiveAudioSection {
     /// `"ws://10.0.0.5:9000/"`. End a prefix at a `/` (or the port's `:`) so that
     /// `ws://media.example.com` does not also allow `ws://media.example.com.evil`.
     pub allowed_urls: Vec<String>,
+    /// PEM file of more CA certificates to trust for `wss://` receivers (a private CA),
+    /// besides the public web roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl LiveAudioSection {

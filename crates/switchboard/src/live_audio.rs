@@ -18,6 +18,7 @@ use media::dsp::resample::{Downsampler, Upsampler};
 use media::mixer::Frame;
 use media::FRAME_SAMPLES;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -35,11 +36,45 @@ const MAX_PENDING_BYTES: usize = 64 * 1024;
 const CONNECT_FAILED: &str = "connect_failed";
 const RECEIVER_CLOSED: &str = "receiver_closed";
 
+/// How streams reach their receivers: where they report back, and the TLS of `wss://`.
+#[derive(Clone)]
+pub struct Client {
+    pub engine: mpsc::Sender<Command>,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+/// The TLS client of `wss://` receivers: the public web roots, and the CAs of
+/// `ca_file` (`[live_audio] ca_file`) if given. Fails on a file with no certificate.
+pub fn tls_client(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let why = |e: &dyn std::fmt::Display| format!("[live_audio] ca_file {}: {e}", path.display());
+        let certs: Vec<rustls_pki_types::CertificateDer<'static>> =
+            rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| why(&e))?.collect::<Result<_, _>>().map_err(|e| why(&e))?;
+        if certs.is_empty() {
+            return Err(why(&"no certificate in the file"));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| why(&e))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
 /// Starts carrying a stream the engine asked for; returns at once.
-pub fn connect(engine: mpsc::Sender<Command>, c: StreamConnect) {
+pub fn connect(client: &Client, c: StreamConnect) {
+    let (engine, tls) = (client.engine.clone(), client.tls.clone());
     tokio::spawn(async move {
         let id = c.id;
-        if let Err(why) = carry(&c).await {
+        if let Err(why) = carry(&c, tls).await {
             // The engine ends the stream and publishes `stream_stopped`.
             let _ = engine.send(Command::StreamEnded(id, why.to_owned())).await;
         }
@@ -47,9 +82,12 @@ pub fn connect(engine: mpsc::Sender<Command>, c: StreamConnect) {
 }
 
 /// Runs one stream until the engine stops it (Ok) or the socket fails (Err: why).
-async fn carry(c: &StreamConnect) -> Result<(), &'static str> {
+async fn carry(c: &StreamConnect, tls: Arc<rustls::ClientConfig>) -> Result<(), &'static str> {
     let info = &c.info;
-    let connected = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(info.url.as_str())).await;
+    // The connector only applies to wss:// (a ws:// URL stays plain).
+    let connector = tokio_tungstenite::Connector::Rustls(tls);
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(info.url.as_str(), None, false, Some(connector));
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await;
     let (ws, _) = match connected {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
@@ -180,5 +218,24 @@ impl Playback {
             audio.queue_playback(f);
         }
         self.pending.drain(..whole);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tls_client;
+
+    #[test]
+    fn a_ca_file_must_hold_a_certificate() {
+        assert!(tls_client(None).is_ok(), "the web roots alone");
+        let dir = std::env::temp_dir().join(format!("sb-live-audio-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = tls_client(Some(&empty)).unwrap_err();
+        assert!(e.contains("ca_file") && e.contains("no certificate"), "{e}");
+        let missing = dir.join("missing.pem");
+        assert!(tls_client(Some(&missing)).unwrap_err().contains("missing.pem"));
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -362,7 +362,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             voicemail: voicemail::Mailboxes::new(db.clone(), cfg.data_dir.clone(), cmd_tx.clone(), directory.clone()),
             messages: messages::Messages::spawn(db.clone(), cmd_tx.clone(), directory.clone(), registered),
             outbox,
-            live_audio: cmd_tx.clone(),
+            live_audio: live_audio::Client { engine: cmd_tx.clone(), tls: live_audio::tls_client(cfg.live_audio.ca_file.as_deref())? },
         }
             .run(),
     );

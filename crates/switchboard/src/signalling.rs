@@ -44,8 +44,8 @@ pub struct Signalling {
     pub outbox: crate::outbox::Outbox,
     /// Stores instant messages and sends pending ones when their user registers.
     pub messages: crate::messages::Messages,
-    /// Where live audio streams report that their socket ended (crate::live_audio).
-    pub live_audio: mpsc::Sender<Command>,
+    /// Carries live audio streams, which report back when their socket ends (crate::live_audio).
+    pub live_audio: crate::live_audio::Client,
 }
 
 impl Signalling {
@@ -113,7 +113,7 @@ impl Signalling {
             }
             // Live audio streams to connect: each in a task of its own.
             while let Some(stream) = self.engine.poll_live_audio() {
-                crate::live_audio::connect(self.live_audio.clone(), stream);
+                crate::live_audio::connect(&self.live_audio, stream);
             }
             while let Some(ev) = self.engine.poll_event() {
                 log_event(&ev);

@@ -8,7 +8,9 @@
 //! - a leg's stream (`direction: says`) carries that phone's voice only;
 //! - a receiver killed mid-stream ends the stream (`receiver_closed`) and the call goes
 //!   on: the phones still hear each other; a receiver nobody listens for ends it with
-//!   `connect_failed`.
+//!   `connect_failed`;
+//! - a `wss://` receiver whose certificate a private CA signed (`[live_audio] ca_file`)
+//!   gets the stream over TLS; one whose CA is not trusted is refused (`connect_failed`).
 //!
 //! The test takes the machine-wide media lock (see `support`).
 
@@ -47,7 +49,12 @@ struct Behaviour {
 /// Accepts one stream and reads it to its end.
 async fn receive(listener: TcpListener, how: Behaviour) -> Received {
     let (tcp, _) = listener.accept().await.expect("the server connects");
-    let ws = tokio_tungstenite::accept_async(tcp).await.expect("WebSocket handshake");
+    receive_on(tcp, how).await
+}
+
+/// Reads one stream, on a connection already accepted (plain or TLS), to its end.
+async fn receive_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(conn: S, how: Behaviour) -> Received {
+    let ws = tokio_tungstenite::accept_async(conn).await.expect("WebSocket handshake");
     let (mut tx, mut rx) = ws.split();
     let mut got = Received::default();
     let mut pace = tokio::time::interval(Duration::from_millis(20));
@@ -281,4 +288,77 @@ fn a_leg_stream_and_a_receiver_that_dies_do_not_hurt_the_call() {
     let last = &heard[heard.len().saturating_sub((after - 0.5) as usize * rate as usize)..];
     let share_1000 = windows_with(last, rate, 1000.0, 0.5);
     assert!(share_1000 > 0.95, "bob heard alice in {:.0} % of the last {after:.1} s", share_1000 * 100.0);
+}
+
+/// A CA, and a certificate it signed for 127.0.0.1, as a TLS acceptor; the CA's PEM.
+fn tls_receiver() -> (tokio_rustls::TlsAcceptor, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Switchboard test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+    let der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], der)
+        .unwrap();
+    (tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg)), ca.pem())
+}
+
+#[test]
+fn a_wss_receiver_signed_by_a_trusted_private_ca_gets_the_stream_and_another_does_not() {
+    let env = TestEnv::new("live_audio_wss");
+    let _media = env.media_lock();
+    let (trusted, ca_pem) = tls_receiver();
+    let (stranger, _) = tls_receiver();
+    let ca_file = env.path("private-ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let cfg = env.path("switchboard.toml");
+    std::fs::write(&cfg, format!("[live_audio]\nallowed_urls = [\"wss://127.0.0.1:\"]\nca_file = \"{}\"\n[mx]\nadmin_listen = \"\"\n", ca_file.display())).unwrap();
+    let server = Server::start_with(&env, ServerOptions { extra_args: vec!["--config".into(), cfg.display().to_string()], ..Default::default() });
+    let alice = Caller::call(&env, 0, "alice", &format!("sip:conf-323@{}", server.sip), 1000);
+    alice.wait_media();
+    let confid = room_with(&server, "323", 1);
+    let base = format!("/rest/v1/uc/conferences/{confid}/stream");
+
+    // The trusted receiver: TLS, then the stream with alice's tone in it.
+    let rt = runtime();
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receiver = rt.spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("the server connects");
+        let tls = trusted.accept(tcp).await.expect("TLS handshake with the server");
+        receive_on(tls, Behaviour { play_back_hz: None, die_after: None }).await
+    });
+    let r = server.post(&base, &json!({"url": format!("wss://127.0.0.1:{port}/asr"), "sample_rate": 8000}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["stream_id"].as_str().unwrap().to_owned();
+    wait_server_event(&server, "stream_started", |e| e["stream_id"] == id.as_str());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(server.request("DELETE", &base, None).status, 200);
+    let got = rt.block_on(receiver).expect("receiver");
+    assert_eq!((got.start["stream_id"].as_str(), got.start["sample_rate"].as_u64()), (Some(id.as_str()), Some(8000)), "{:?}", got.start);
+    assert!(got.stop.is_some() && got.closed, "the stop message, then the close: {got:?}");
+    assert!(got.pcm.len() >= 8000, "at least a second of audio over TLS: {} samples", got.pcm.len());
+    assert!(windows_with(&got.pcm[got.pcm.len() / 4..], 8000, 1000.0, 0.8) > 0.9, "alice's 1000 Hz in the stream");
+
+    // A receiver whose CA nobody configured: the TLS handshake fails, and so does the stream.
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let refused = rt.spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("the server connects");
+        stranger.accept(tcp).await.is_err()
+    });
+    let r = server.post(&base, &json!({"url": format!("wss://127.0.0.1:{port}/asr")}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["stream_id"].as_str().unwrap().to_owned();
+    let stopped = wait_server_event(&server, "stream_stopped", |e| e["info"]["stream_id"] == id.as_str());
+    assert_eq!(stopped["reason"], "connect_failed", "{stopped}");
+    assert!(rt.block_on(refused).unwrap(), "the server refused the untrusted certificate");
+    let (a, _) = alice.quit();
+    a.assert_ok();
 }
