@@ -10,6 +10,7 @@
 //! | DELETE | `/rest/v1/uc/conferences/{confid}/stream` | stop it |
 //! | POST | `/v1/calls/{leg_id}/stream` | stream a leg (`direction`: `says`, `hears`, `both`) |
 //! | POST | `/v1/calls/{leg_id}/stream/stop` | stop it (as `/record` and `/record/stop`) |
+//! | GET | `/v1/streams` | every live stream the caller may see, with its counters |
 
 use crate::auth::Scope;
 use crate::conferences::lookup::ConfRef;
@@ -31,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/rest/v1/uc/conferences/{confid}/stream", post(start_room).delete(stop_room))
         .route("/v1/calls/{leg_id}/stream", post(start_leg))
         .route("/v1/calls/{leg_id}/stream/stop", post(stop_leg))
+        .route("/v1/streams", axum::routing::get(list_streams))
 }
 
 /// The sample rate when none is given: the mixing rate, so nothing is lost.
@@ -116,6 +118,19 @@ impl From<StreamInfo> for StreamView {
             domain: s.domain,
         }
     }
+}
+
+/// A live stream and how it is going.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamStateView {
+    #[serde(flatten)]
+    pub stream: StreamView,
+    /// Frames the receiver did not take in time (the server's queue overwrote them).
+    pub dropped_out: u64,
+    /// Frames sent back that were refused because too much was queued to play.
+    pub dropped_back: u64,
+    /// Times playback ran dry after it had started.
+    pub underruns: u64,
 }
 
 fn request(url: String, sample_rate: Option<u64>, play_back: bool, direction: Direction) -> Result<StreamRequest, ApiError> {
@@ -213,4 +228,20 @@ pub async fn start_leg(
 pub async fn stop_leg(State(st): State<AppState>, scope: Scope, ApiPath(id): ApiPath<String>) -> Result<Json<StreamView>, ApiError> {
     let leg = visible_leg(&st, &scope, id).await?;
     Ok(Json(st.engine.stop_stream(StreamTarget::Leg(leg)).await?.into()))
+}
+
+/// Every live stream the caller may see (a domain's key: its domain's), oldest first.
+#[utoipa::path(get, path = "/v1/streams", operation_id = "list_streams", tag = "media",
+    responses((status = 200, description = "Live streams of rooms and legs, with what was dropped on the way", body = [StreamStateView]),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 503, description = "Server is shutting down", body = ErrorBody)))]
+pub async fn list_streams(State(st): State<AppState>, scope: Scope) -> Result<Json<Vec<StreamStateView>>, ApiError> {
+    let streams = st.engine.streams().await?;
+    Ok(Json(
+        streams
+            .into_iter()
+            .filter(|s| scope.sees_domain_name(&s.info.domain))
+            .map(|s| StreamStateView { stream: s.info.into(), dropped_out: s.dropped_out, dropped_back: s.dropped_back, underruns: s.underruns })
+            .collect(),
+    ))
 }

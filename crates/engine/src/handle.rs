@@ -78,6 +78,8 @@ pub enum Command {
     /// room or leg; the shell's report that a stream's socket ended (id, reason).
     StartStream(StreamTarget, StreamRequest, oneshot::Sender<Result<StreamInfo, EngineError>>),
     StopStream(StreamTarget, oneshot::Sender<Result<StreamInfo, EngineError>>),
+    /// Every live stream.
+    Streams(oneshot::Sender<Vec<crate::apps::live_audio::StreamState>>),
     StreamEnded(u64, String),
 }
 
@@ -234,6 +236,10 @@ impl Command {
             }
             Command::StopStream(target, reply) => {
                 let r = engine.live_audio.stop(&mut engine.legs, &engine.rooms, &target);
+                answer(reply, r, engine, rooms)
+            }
+            Command::Streams(reply) => {
+                let r = engine.live_audio.list();
                 answer(reply, r, engine, rooms)
             }
             Command::StreamEnded(id, why) => engine.live_audio.shell_ended(&mut engine.legs, id, &why),
@@ -448,6 +454,11 @@ impl EngineHandle {
     /// Stops the live stream of a room or leg.
     pub async fn stop_stream(&self, target: StreamTarget) -> Result<StreamInfo, EngineError> {
         self.ask(|r| Command::StopStream(target, r)).await?
+    }
+
+    /// Every live stream, with its counters.
+    pub async fn streams(&self) -> Result<Vec<crate::apps::live_audio::StreamState>, EngineError> {
+        self.ask(Command::Streams).await
     }
 
     pub async fn topology(&self, confid: &str) -> Result<Vec<TopologyRule>, EngineError> {

@@ -50,5 +50,5 @@ pub use apps::messages::{MessageInfo, MessageOrigin};
 pub use handle::{CallOp, Command, DialOutRequest, EngineHandle, OutgoingMessage, RoomDialOutRequest};
 pub use legs::{DigestCredentials, DtmfMethod, Replaces};
 pub use leg::{Direction, LegId, LegInfo, LegState, Service};
-pub use apps::live_audio::{StreamConnect, StreamInfo, StreamRequest, StreamTarget};
+pub use apps::live_audio::{StreamConnect, StreamInfo, StreamRequest, StreamState, StreamTarget};
 pub use room::{ParticipantInfo, ParticipantPatch, PromptRequest, RecordingFile, RoomInfo, RoomRecordingInfo, RoomSnapshot, TopologyRule};

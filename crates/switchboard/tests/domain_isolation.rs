@@ -206,6 +206,7 @@ fn a_domain_admin_cannot_see_or_touch_another_domain() {
                 "create_webhook" => (Some(json!({ "url": "http://127.0.0.1:9/mallory", "domain": beta.domain })), Expect::NotFound),
                 "list_webhooks" => (None, Expect::NoLeak),
                 "list_wcs_hooks" => (None, Expect::NoLeak),
+                "list_streams" => (None, Expect::NoLeak),
                 "stream_events" => {
                     url.push_str(&format!("?follow=false&domain={}", beta.domain));
                     (None, Expect::NotFound)

@@ -339,7 +339,15 @@ fn a_wss_receiver_signed_by_a_trusted_private_ca_gets_the_stream_and_another_doe
     let id = r.json()["stream_id"].as_str().unwrap().to_owned();
     wait_server_event(&server, "stream_started", |e| e["stream_id"] == id.as_str());
     std::thread::sleep(Duration::from_secs(2));
+    // While it runs, GET /v1/streams shows it and how it is going.
+    let live = server.get("/v1/streams").json();
+    let s = live.as_array().and_then(|a| a.iter().find(|s| s["stream_id"] == id.as_str())).unwrap_or_else(|| panic!("the stream in /v1/streams: {live}"));
+    assert_eq!((&s["confid"], &s["url"], &s["sample_rate"]), (&json!(confid), &json!(format!("wss://127.0.0.1:{port}/asr")), &json!(8000)), "{s}");
+    assert_eq!(s["dropped_out"], 0, "a receiver that keeps up loses nothing: {s}");
+    assert!(s["dropped_back"].is_u64() && s["underruns"].is_u64(), "{s}");
     assert_eq!(server.request("DELETE", &base, None).status, 200);
+    let after = server.get("/v1/streams").json();
+    assert!(after.as_array().is_some_and(|a| a.iter().all(|s| s["stream_id"] != id.as_str())), "a stopped stream is gone from /v1/streams: {after}");
     let got = rt.block_on(receiver).expect("receiver");
     assert_eq!((got.start["stream_id"].as_str(), got.start["sample_rate"].as_u64()), (Some(id.as_str()), Some(8000)), "{:?}", got.start);
     assert!(got.stop.is_some() && got.closed, "the stop message, then the close: {got:?}");

@@ -335,6 +335,14 @@ fn live_audio_schemas(schemas: &mut Map<String, Value>) {
     view["sample_rate"] = json!({ "enum": [8000, 16000] });
     view["direction"] = json!({ "enum": ["says", "hears", "both", null] });
     view["started_ms"] = count(u64::MAX);
+    // `GET /v1/streams`: a stream's fields and its counters, in one closed object.
+    let mut state = schemas["StreamView"].clone();
+    for k in ["dropped_out", "dropped_back", "underruns"] {
+        state["properties"][k] = count(u64::MAX);
+    }
+    state["description"] = json!("A live stream and how it is going: frames the receiver did not take in time (`dropped_out`), playback refused as too much (`dropped_back`), playback running dry (`underruns`).");
+    close(&mut state);
+    schemas.insert("StreamStateView".into(), state);
 }
 
 /// Bodies of mid-call control: the enums and formats the server checks.

@@ -79,6 +79,18 @@ pub struct StreamInfo {
     pub domain: String,
 }
 
+/// A live stream and how it is going (`GET /v1/streams`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamState {
+    pub info: StreamInfo,
+    /// Frames the receiver did not take in time (the tap overwrote them).
+    pub dropped_out: u64,
+    /// Playback frames refused because too much was queued.
+    pub dropped_back: u64,
+    /// Times playback ran dry after it had started.
+    pub underruns: u64,
+}
+
 /// What the shell is asked to carry: the stream, and the media tap to read and feed.
 pub struct StreamConnect {
     pub id: u64,
@@ -194,6 +206,17 @@ impl LiveStreams {
         legs.public.push_back(EngineEvent::StreamStarted(info.clone()));
         self.streams.push(Stream { id, info: info.clone(), audio, at });
         Ok(info)
+    }
+
+    /// Every live stream, oldest first, with its tap's counters.
+    pub(crate) fn list(&self) -> Vec<StreamState> {
+        self.streams
+            .iter()
+            .map(|s| {
+                let c = s.audio.counters();
+                StreamState { info: s.info.clone(), dropped_out: c.dropped_out, dropped_back: c.dropped_back, underruns: c.underruns }
+            })
+            .collect()
     }
 
     /// Stops the stream of `target` (an API).
