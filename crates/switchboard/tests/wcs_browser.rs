@@ -23,7 +23,10 @@
 //!   registered, and takes a phone's call with audio both ways;
 //! - `/rest-api/call/startup` places a call with no browser as the account it names:
 //!   the phone hears silence, then the injected sound, then gets the digits sent to it
-//!   and the BYE of `terminate`; the backend gets the call's `CallStatusEvent`s.
+//!   and the BYE of `terminate`; the backend gets the call's `CallStatusEvent`s;
+//! - the legacy client's `sendMessage` (the 2.0 SDK has none, so a bare WebSocket client
+//!   speaks the protocol): a pjsua2 phone gets the SIP MESSAGE and the client gets
+//!   `notifyMessage` ACCEPTED; a backend refusing `sendMessage` stops it (FAILED).
 
 mod support;
 
@@ -692,6 +695,83 @@ fn the_rest_api_starts_a_call_plays_a_sound_into_it_sends_digits_and_ends_it() {
     let finish = events.last().unwrap();
     assert_eq!((&finish["info"], &finish["caller"], &finish["appKey"]), (&json!("Terminated by the REST API"), &json!("alice"), &json!("defaultApp")), "{finish}");
     assert!(finish["nodeId"].as_str().is_some_and(|n| !n.is_empty()) && finish["sessionId"] == "/rest-api/r1", "{finish}");
+}
+
+type RawWs = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
+
+/// A bare WCS client (what the legacy SDK sends, frame by frame).
+fn raw_client(server: &Server) -> RawWs {
+    let (ws, _) = tungstenite::connect(format!("ws://{}/", server.http)).expect("WebSocket to /");
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    }
+    ws
+}
+
+/// Reads frames (answering pings) until one named `message` whose `data[0]` matches.
+fn raw_wait(ws: &mut RawWs, message: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline {
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                let v: Value = serde_json::from_str(t.as_str()).expect("a JSON frame");
+                if v["message"] == "ping" {
+                    ws.send(tungstenite::Message::Text(json!({"message": "pong", "data": [null]}).to_string().into())).unwrap();
+                    continue;
+                }
+                if v["message"] == message && pred(&v["data"][0]) {
+                    return v["data"][0].clone();
+                }
+                seen.push(v["message"].as_str().unwrap_or("?").to_owned());
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => panic!("websocket: {e} (frames so far: {seen:?})"),
+        }
+    }
+    panic!("no {message} within 15 s; frames: {seen:?}")
+}
+
+fn raw_send(ws: &mut RawWs, message: &str, data: Value) {
+    ws.send(tungstenite::Message::Text(json!({"message": message, "data": [data]}).to_string().into())).expect("send");
+}
+
+#[test]
+fn the_legacy_send_message_reaches_a_phone_and_reports_back() {
+    let env = TestEnv::new("wcs_send_message");
+    let _media = env.media_lock();
+    directory(&env);
+    let backend = Backend::start();
+    let server = server(&env, &backend);
+    let alice = support::phone::Phone::start(&env, &server, 0, ("alice", DOMAIN, PASSWORD), 1000, None, &[]);
+
+    let mut ws = raw_client(&server);
+    raw_send(&mut ws, "connection", json!({"appKey": "defaultApp", "sipLogin": "bob", "sipPassword": PASSWORD, "sipDomain": DOMAIN, "sipRegisterRequired": true}));
+    let user = raw_wait(&mut ws, "getUserData", |_| true);
+    assert_eq!(user["sipLogin"], "bob", "{user}");
+    raw_wait(&mut ws, "registered", |_| true);
+
+    raw_send(&mut ws, "sendMessage", json!({"id": "m1", "to": "alice", "body": "hello alice", "contentType": "text/plain"}));
+    let got = alice.wait_event("alice gets the MESSAGE", 10, |e| e["event"] == "message");
+    assert_eq!(got["body"], "hello alice", "{got}");
+    assert!(got["from_uri"].as_str().is_some_and(|f| f.contains(&format!("bob@{DOMAIN}"))), "from bob: {got}");
+    let status = raw_wait(&mut ws, "notifyMessage", |d| d["id"] == "m1");
+    assert_eq!(status["status"], "ACCEPTED", "{status}");
+    let hook = backend.wait_for("sendMessage", "the sendMessage hook", |b| b["id"] == "m1");
+    assert_eq!((&hook["to"], &hook["body"]), (&json!("alice"), &json!("hello alice")), "{hook}");
+    backend.wait_for("MessageStatusEvent", "ACCEPTED at the backend", |b| b["id"] == "m1" && b["status"] == "ACCEPTED");
+
+    // The backend refuses the next one: nothing goes out, the client hears FAILED.
+    backend.answer("sendMessage", 403, json!({"status": 403, "reason": "no messages today"}));
+    raw_send(&mut ws, "sendMessage", json!({"id": "m2", "to": "alice", "body": "second"}));
+    let status = raw_wait(&mut ws, "notifyMessage", |d| d["id"] == "m2");
+    assert_eq!((&status["status"], &status["info"]), (&json!("FAILED"), &json!("no messages today")), "{status}");
+    std::thread::sleep(Duration::from_millis(500));
+    let messages = alice.events().into_iter().filter(|e| e["event"] == "message").count();
+    assert_eq!(messages, 1, "the refused message never reached alice");
+    drop(ws);
+    alice.quit().assert_ok();
 }
 
 /// Not a test: the measurement behind BENCHMARKS.md's "call setup from the browser"
