@@ -288,7 +288,7 @@ pub(crate) fn str_of(m: &Map<String, Value>, k: &str) -> String {
 }
 
 /// `true`, `"true"`: the docs send booleans as strings too.
-pub(crate) fn bool_of(m: &Map<String, Value>, k: &str) -> bool {
+fn bool_of(m: &Map<String, Value>, k: &str) -> bool {
     match m.get(k) {
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
@@ -327,7 +327,7 @@ impl Session {
             k if k.is_empty() => "defaultApp".to_owned(),
             k => k,
         };
-        let (rest_url, methods) = match self.app_hooks(&app_key).await {
+        let (rest_url, methods) = match app_hooks(&self.st, &app_key).await {
             Ok(u) => u,
             Err(info) => {
                 self.send_fail("FAILED", &info, "ConnectionStatusEvent");
@@ -411,10 +411,6 @@ impl Session {
         }
         self.agent = Some(agent);
         Some(rx)
-    }
-
-    async fn app_hooks(&self, app_key: &str) -> Result<(Option<String>, Option<Vec<String>>), String> {
-        app_hooks(&self.st, app_key).await
     }
 
     /// Where SIP for this session goes: the page's outbound proxy, else its domain's
@@ -1154,7 +1150,7 @@ impl Session {
     }
 }
 
-pub(crate) fn rand_u128() -> u128 {
+fn rand_u128() -> u128 {
     rand_bytes().map(u128::from_le_bytes).unwrap_or_else(|| {
         // Not a secret (ids and re-attach tokens of this process): time is enough.
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
