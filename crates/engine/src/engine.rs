@@ -609,8 +609,9 @@ impl Engine {
                 Owner::Bridge(call) => self.bridges.on_leg_event(now, &mut self.legs, call, ev),
                 Owner::Ring => apps::services::on_ring_event(now, &mut self.legs, ev),
                 Owner::Echo => apps::services::on_echo_event(now, &mut self.legs, ev),
-                Owner::Announcement => apps::announcement::on_leg_event(now, &mut self.legs, ev),
-                Owner::Nobody => apps::default_handling(now, &mut self.legs, ev),
+                // An announcement call decides nothing: no transfers, in-dialog requests
+                // answered as any endpoint does, a finished sound only logged.
+                Owner::Announcement | Owner::Nobody => apps::default_handling(now, &mut self.legs, ev),
             }
         }
         // Streams follow their rooms and legs (a scan: streams are few).

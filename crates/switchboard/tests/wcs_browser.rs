@@ -232,6 +232,17 @@ fn bob_calls_alice(env: &TestEnv, server: &Server, rec: &std::path::Path) -> PjP
     PjPeer::spawn(env, "bob", &phone_args(env, server, "call", "bob", 0, &args))
 }
 
+/// `chime1600.wav`, a 1.5 s sound for inject_sound, in the sounds folder (`[wcs] sounds_dir`).
+fn make_chime(env: &TestEnv) {
+    let ok = Command::new(require_tool("sox"))
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+        .arg(env.path("chime1600.wav"))
+        .args(["synth", "1.5", "sine", "1600", "vol", "0.5"])
+        .status()
+        .expect("sox");
+    assert!(ok.success(), "sox made the sound to inject");
+}
+
 fn near(hz: Option<i64>, want: i64) -> bool {
     hz.is_some_and(|h| (h - want).abs() <= 30)
 }
@@ -252,14 +263,7 @@ fn a_browser_calls_a_sip_phone_and_the_backend_hears_every_step() {
     bob.wait_ready(Duration::from_secs(10));
     wait_registered(&server, "bob");
 
-    // A 1.5 s sound for inject_sound, in the sounds folder (`[wcs] sounds_dir`).
-    let ok = Command::new(require_tool("sox"))
-        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
-        .arg(env.path("chime1600.wav"))
-        .args(["synth", "1.5", "sine", "1600", "vol", "0.5"])
-        .status()
-        .expect("sox");
-    assert!(ok.success(), "sox made the sound to inject");
+    make_chime(&env);
 
     // The page talks for 8 s; meanwhile the server REST API acts on its call.
     let (page, inject_at) = std::thread::scope(|s| {
@@ -613,13 +617,7 @@ fn the_rest_api_starts_a_call_plays_a_sound_into_it_sends_digits_and_ends_it() {
     let server = server(&env, &backend);
     let bob = support::phone::Phone::start(&env, &server, 0, ("bob", DOMAIN, PASSWORD), 1000, None, &["--answer-after", "1"]);
     env.report_on_failure(&bob.record);
-    let ok = Command::new(require_tool("sox"))
-        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
-        .arg(env.path("chime1600.wav"))
-        .args(["synth", "1.5", "sine", "1600", "vol", "0.5"])
-        .status()
-        .expect("sox");
-    assert!(ok.success(), "sox made the sound to inject");
+    make_chime(&env);
 
     // What cannot be started says why, in the dialect's error format, and leaves nothing.
     for (body, status, words) in [

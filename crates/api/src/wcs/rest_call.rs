@@ -12,14 +12,13 @@
 
 use super::hooks::{HookContext, Hooks};
 use super::protocol::call_status_for_sip;
-use super::session::{app_hooks, body_of, str_of, CallEntry, RestCommand};
+use super::session::{app_hooks, body_of, rest_error as error, str_of, target_uri, CallEntry, RestCommand};
 use super::WcsState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use engine::{DialOutRequest, DigestCredentials, DtmfMethod, EngineError, EngineHandle, LegId, LegInfo, LegState, Service};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use sip::{Peer, Transport, Uri};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,11 +27,6 @@ use tracing::{info, warn};
 
 /// How often a call's task looks at its leg.
 const FOLLOW_EVERY: Duration = Duration::from_millis(200);
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    let message = message.into();
-    (status, Json(json!({"error_code": status.as_u16(), "error_message": message}))).into_response()
-}
 
 /// An engine refusal as the REST API's error: the caller's fault or a target with no
 /// route is a 4xx; only a server in trouble is a 5xx.
@@ -179,8 +173,7 @@ async fn route(st: &WcsState, engine: &EngineHandle, b: &Map<String, Value>, cal
         d if d.is_empty() => st.cfg.default_domain.clone(),
         d => d,
     };
-    let text = if callee.starts_with("sip:") || callee.starts_with("sips:") { callee.to_owned() } else { format!("sip:{callee}@{domain}") };
-    let to = sip::parse::parse_uri(&text).map_err(|e| error(StatusCode::BAD_REQUEST, format!("callee {callee:?} is not a SIP URI, user or number: {e}")))?;
+    let to = target_uri(callee, &domain).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
     let proxy = str_of(b, "sipOutboundProxy");
     if proxy.is_empty() && ours(&to.host) {
         return Err(error(StatusCode::NOT_FOUND, format!("callee {callee:?}: no user or number of that name here")));

@@ -278,6 +278,12 @@ pub(crate) async fn app_hooks(st: &WcsState, app_key: &str) -> Result<(Option<St
     Err(format!("unknown application {app_key:?} (appKey)"))
 }
 
+/// A callee as the SIP URI to call: a SIP URI as it is, a user or number at `domain`.
+pub(crate) fn target_uri(callee: &str, domain: &str) -> Result<Uri, String> {
+    let text = if callee.starts_with("sip:") || callee.starts_with("sips:") { callee.to_owned() } else { format!("sip:{callee}@{domain}") };
+    sip::parse::parse_uri(&text).map_err(|e| format!("callee {callee:?} is not a SIP URI or user: {e}"))
+}
+
 pub(crate) fn str_of(m: &Map<String, Value>, k: &str) -> String {
     match m.get(k) {
         Some(Value::String(s)) => s.clone(),
@@ -563,8 +569,7 @@ impl Session {
     }
 
     fn target_uri(&self, callee: &str) -> Result<Uri, String> {
-        let text = if callee.starts_with("sip:") || callee.starts_with("sips:") { callee.to_owned() } else { format!("sip:{callee}@{}", self.domain()) };
-        sip::parse::parse_uri(&text).map_err(|e| format!("callee {callee:?} is not a SIP URI or user: {e}"))
+        target_uri(callee, &self.domain())
     }
 
     async fn on_call(&mut self, mut data: Map<String, Value>) {
@@ -1181,12 +1186,17 @@ pub(crate) fn body_of(body: &axum::body::Bytes) -> Result<Map<String, Value>, Re
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        _ => Err((StatusCode::BAD_REQUEST, Json(json!({"error_code": 400, "error_message": "the body must be a JSON object"}))).into_response()),
+        _ => Err(rest_error(StatusCode::BAD_REQUEST, "the body must be a JSON object")),
     }
 }
 
+/// An error of the server REST API, in its format: `{"error_code", "error_message"}`.
+pub(crate) fn rest_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error_code": status.as_u16(), "error_message": message.into()}))).into_response()
+}
+
 pub(crate) fn not_found(what: &str) -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"error_code": 404, "error_message": what}))).into_response()
+    rest_error(StatusCode::NOT_FOUND, what)
 }
 
 fn matching(st: &WcsState, filter: &Map<String, Value>) -> Vec<Value> {

@@ -7,7 +7,7 @@
 //! The application holds the leg by its id and ends it with an ordinary hang-up.
 
 use crate::engine::EngineError;
-use crate::legs::{DtmfMethod, LegEvent, LegId, LegState, Legs};
+use crate::legs::{DtmfMethod, LegId, LegState, Legs};
 use std::time::Instant;
 
 /// Plays `spec` to an answered announcement leg, in place of anything it was
@@ -37,10 +37,4 @@ fn announcement_leg(legs: &Legs, id: &LegId, answered: bool) -> Result<(), Engin
         return Err(EngineError::Conflict("the call is not answered yet".into()));
     }
     Ok(())
-}
-
-/// The application's events: nothing needs deciding (no transfers, in-dialog requests
-/// answered as any endpoint does); a finished sound is only logged.
-pub(crate) fn on_leg_event(now: Instant, legs: &mut Legs, ev: LegEvent) {
-    super::default_handling(now, legs, ev)
 }

@@ -52,18 +52,7 @@ impl H {
 
     /// An answered outbound leg to the phone; returns it and the phone's tag.
     fn answered_leg(&mut self) -> LegId {
-        let d = DialOut {
-            to: Uri::sip(Some("phone"), "127.0.0.1", Some(PHONE.port())),
-            peer: Peer { addr: PHONE, transport: Transport::Udp },
-            from_user: None,
-            service: Service::Call,
-            hangup_after: None,
-            domain: None,
-            from_display: None,
-            extra_headers: Vec::new(),
-            from_host: None,
-            credentials: None,
-        };
+        let d = to_phone();
         let id = self.legs.place(self.now, d, Owner::Nobody).expect("placed");
         let invite = only_request(self.sent(), Method::Invite);
         let ok = answer(&invite, 200, PHONE_SDP);
@@ -72,6 +61,22 @@ impl H {
         assert!(sent.iter().any(|m| matches!(m, Message::Request(r) if r.method == Method::Ack)), "2xx ACKed");
         assert!(self.events().iter().any(|e| matches!(e, LegEvent::Answered { .. })));
         id
+    }
+}
+
+/// A call to the phone as the bridge places one; tests change the fields they look at.
+fn to_phone() -> DialOut {
+    DialOut {
+        to: Uri::sip(Some("phone"), "127.0.0.1", Some(PHONE.port())),
+        peer: Peer { addr: PHONE, transport: Transport::Udp },
+        from_user: None,
+        service: Service::Call,
+        hangup_after: None,
+        domain: None,
+        from_display: None,
+        extra_headers: Vec::new(),
+        from_host: None,
+        credentials: None,
     }
 }
 
@@ -342,16 +347,11 @@ fn challenged_invite_is_sent_again_with_credentials_once() {
     use sip::digest::{ha1, Algorithm, Credentials};
     let mut h = H::new();
     let d = DialOut {
-        to: Uri::sip(Some("phone"), "127.0.0.1", Some(PHONE.port())),
-        peer: Peer { addr: PHONE, transport: Transport::Udp },
         from_user: Some("alice".into()),
-        service: Service::Call,
-        hangup_after: None,
-        domain: None,
-        from_display: None,
         extra_headers: vec![("X-Room".into(), "4711".into())],
         from_host: Some("voip.example".into()),
         credentials: Some(DigestCredentials { username: "alice".into(), password: "s3cret".into() }),
+        ..to_phone()
     };
     let id = h.legs.place(h.now, d, Owner::Nobody).expect("placed");
     let first = only_request(h.sent(), Method::Invite);
@@ -389,18 +389,7 @@ fn challenged_invite_is_sent_again_with_credentials_once() {
 #[test]
 fn challenged_invite_answered() {
     let mut h = H::new();
-    let d = DialOut {
-        to: Uri::sip(Some("phone"), "127.0.0.1", Some(PHONE.port())),
-        peer: Peer { addr: PHONE, transport: Transport::Udp },
-        from_user: None,
-        service: Service::Call,
-        hangup_after: None,
-        domain: None,
-        from_display: None,
-        extra_headers: Vec::new(),
-        from_host: None,
-        credentials: Some(DigestCredentials { username: "u".into(), password: "p".into() }),
-    };
+    let d = DialOut { credentials: Some(DigestCredentials { username: "u".into(), password: "p".into() }), ..to_phone() };
     let id = h.legs.place(h.now, d, Owner::Nobody).expect("placed");
     let first = only_request(h.sent(), Method::Invite);
     let mut challenge = first.response(407, Some("proxy"));
@@ -431,18 +420,7 @@ fn an_announcement_call_takes_sounds_and_digits_once_answered_and_only_its_own()
     assert!(matches!(announcement::play(&mut h.legs, &other, tone()), Err(EngineError::Conflict(m)) if m.contains("not an announcement")));
     assert!(matches!(announcement::play(&mut h.legs, &LegId("nope".into()), tone()), Err(EngineError::LegNotFound)));
 
-    let d = DialOut {
-        to: Uri::sip(Some("phone"), "127.0.0.1", Some(PHONE.port())),
-        peer: Peer { addr: PHONE, transport: Transport::Udp },
-        from_user: Some("alice".into()),
-        service: Service::Announcement,
-        hangup_after: None,
-        domain: None,
-        from_display: Some("Reminder".into()),
-        extra_headers: Vec::new(),
-        from_host: None,
-        credentials: None,
-    };
+    let d = DialOut { from_user: Some("alice".into()), service: Service::Announcement, from_display: Some("Reminder".into()), ..to_phone() };
     let id = h.legs.place(h.now, d, Owner::Announcement).expect("placed");
     let invite = only_request(h.sent(), Method::Invite);
     assert_eq!(invite.headers.from.display.as_deref(), Some("Reminder"), "the display name goes out in From");
